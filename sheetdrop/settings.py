@@ -1,0 +1,125 @@
+"""App settings, read from the environment once and validated.
+
+Nothing is read at import time: the Functions host sets app settings before the
+first invocation, and tests set their own. ``get_settings()`` caches the first
+successful read; ``load_settings(env)`` reads a given mapping.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Azurite's published development account. It is not a secret (it is the same on every
+#: machine) and it is only ever a *local* default: the cloud configuration uses identities.
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+#: The blob trigger's ``connection``: an identity-based prefix (INPUT_STORAGE__blobServiceUri …)
+#: in Azure, or a connection string in INPUT_STORAGE itself locally.
+CONNECTION = "INPUT_STORAGE"
+BACKENDS = ("local", "azureml")
+
+
+class SettingsError(ValueError):
+    """A missing or invalid app setting; the message names the setting and how to fix it."""
+
+
+def azurite_connection_string(host: str = "127.0.0.1", blob_port: int = 10000, queue_port: int = 10001) -> str:
+    return (
+        "DefaultEndpointsProtocol=http;"
+        f"AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+        f"BlobEndpoint=http://{host}:{blob_port}/{AZURITE_ACCOUNT};"
+        f"QueueEndpoint=http://{host}:{queue_port}/{AZURITE_ACCOUNT};"
+    )
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    """How to reach the input storage account: a connection string or an account URL + identity."""
+
+    connection_string: str | None = None
+    account_url: str | None = None
+    client_id: str | None = None
+
+    def describe(self) -> str:
+        # Never the connection string itself: it may carry a key.
+        return self.account_url or "connection string from INPUT_STORAGE"
+
+
+@dataclass(frozen=True)
+class Settings:
+    input_container: str
+    backend: str
+    input_datastore: str
+    output_datastore: str
+    experiment_name: str
+    storage: StorageSettings
+    state_dir: Path
+    local_output_container: str
+    claims_container: str
+    env: Mapping[str, str]
+
+    def require(self, name: str, hint: str) -> str:
+        """A setting only some backends need, read on demand with the same kind of error."""
+        return _required(self.env, name, hint)
+
+
+def _required(env: Mapping[str, str], name: str, hint: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise SettingsError(f"app setting {name} is not set: {hint}")
+    return value
+
+
+def _name(env: Mapping[str, str], name: str, default: str, pattern: str = "container") -> str:
+    value = env.get(name, default).strip() or default
+    if pattern == "container":
+        ok = 3 <= len(value) <= 63 and value.replace("-", "").isalnum() and value == value.lower() \
+            and not value.startswith("-") and "--" not in value
+        if not ok:
+            raise SettingsError(
+                f"app setting {name}={value!r} is not a valid container name "
+                "(3-63 lowercase letters, digits and single hyphens)")
+    return value
+
+
+def _storage(env: Mapping[str, str], backend: str) -> StorageSettings:
+    if env.get(CONNECTION, "").strip():
+        return StorageSettings(connection_string=env[CONNECTION].strip())
+    url = env.get(f"{CONNECTION}__blobServiceUri", "").strip() or env.get(f"{CONNECTION}__serviceUri", "").strip()
+    if url:
+        return StorageSettings(account_url=url, client_id=env.get(f"{CONNECTION}__clientId") or None)
+    if backend == "local":
+        return StorageSettings(connection_string=azurite_connection_string())
+    raise SettingsError(
+        f"app setting {CONNECTION}__blobServiceUri is not set: set it to the input storage account's "
+        f"blob endpoint (https://<account>.blob.core.windows.net) and grant the Function's identity "
+        f"'Storage Blob Data Owner' on it")
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    env = dict(os.environ if env is None else env)
+    backend = env.get("SHEETDROP_BACKEND", "local").strip().lower() or "local"
+    if backend not in BACKENDS:
+        raise SettingsError(f"app setting SHEETDROP_BACKEND={backend!r} is not one of {', '.join(BACKENDS)}")
+    return Settings(
+        input_container=_name(env, "INPUT_CONTAINER", "input"),
+        backend=backend,
+        input_datastore=_name(env, "INPUT_DATASTORE", "sheetdrop_input", pattern="datastore"),
+        output_datastore=_name(env, "OUTPUT_DATASTORE", "workspaceblobstore", pattern="datastore"),
+        experiment_name=_name(env, "EXPERIMENT_NAME", "sheetdrop-extract", pattern="experiment"),
+        storage=_storage(env, backend),
+        state_dir=Path(env.get("SHEETDROP_STATE_DIR", ".sheetdrop")).resolve(),
+        local_output_container=_name(env, "LOCAL_OUTPUT_CONTAINER", "azureml-blobstore"),
+        claims_container=_name(env, "CLAIMS_CONTAINER", "sheetdrop-claims"),
+        env=env,
+    )
+
+
+@functools.cache
+def get_settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,127 @@
+"""The extract pipeline's PythonScriptStep: workbook in, parquet + registered datasets out.
+
+A thin wrapper: argument parsing, the run context and registration. The
+conversion itself is :mod:`convert`. Arguments follow ``pipeline.contract``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path, PurePosixPath
+
+from convert import CONVERTER_VERSION, WorkbookRejected, convert_workbook, slugify
+from step_context import Registration, get_context
+
+WORKBOOK_SUFFIXES = {".xlsx", ".xlsm", ".xls", ".xlsb", ".ods"}
+
+
+class MountPathError(ValueError):
+    pass
+
+
+def datastore_relative_path(mount_path: str, datastore: str) -> str:
+    """The part of an AzureML mount path after ``mounts/<datastore>/``.
+
+    Found by the datastore name the step was given, not by counting parts, so it
+    holds for any mount root.
+    """
+    parts = PurePosixPath(mount_path).parts
+    for i in range(len(parts) - 1):
+        if parts[i] == "mounts" and parts[i + 1] == datastore:
+            rest = parts[i + 2:]
+            if rest:
+                return "/".join(rest)
+            break
+    raise MountPathError(
+        f"cannot derive the datastore path: {mount_path!r} does not contain "
+        f"'mounts/{datastore}/<path>'; check that --output_datastore names the datastore "
+        f"the PipelineData output is mounted from"
+    )
+
+
+def dataset_name_for(base: str, sheet_slug: str, sheet_count: int) -> str:
+    name = base if sheet_count == 1 else f"{base}_{sheet_slug}"
+    return name.replace("-", "_")[:250]
+
+
+def find_workbooks(path: Path) -> list[Path]:
+    if path.is_dir():
+        found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in WORKBOOK_SUFFIXES)
+        if not found:
+            raise WorkbookRejected("empty", f"no workbook found in the input folder {path}")
+        return found
+    return [path]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--input_extract", required=True, type=Path)
+    parser.add_argument("--output_extract", required=True)
+    parser.add_argument("--output_datastore", required=True)
+    parser.add_argument("--dataset_name", required=True)
+    return parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    context = get_context()
+    source = context.source_tags()
+    # AzureML does not create the PipelineData folder; the step has to.
+    os.makedirs(args.output_extract, exist_ok=True)
+    relative_dir = datastore_relative_path(args.output_extract, args.output_datastore)
+    outdir = Path(args.output_extract)
+
+    workbooks = find_workbooks(args.input_extract)
+    total_rows = total_bytes = total_columns = 0
+    registered = []
+    for workbook in workbooks:
+        # A folder of workbooks keeps each workbook's sheets apart in one output folder.
+        target = outdir if len(workbooks) == 1 else outdir / slugify(workbook.stem, "workbook")
+        sheets = convert_workbook(workbook, target, source=source.get("source_blob", workbook.name))
+        for sheet in sheets:
+            file_path = sheet.path.relative_to(outdir).as_posix()
+            name = dataset_name_for(args.dataset_name, sheet.slug, len(sheets))
+            tags = {
+                **source,
+                "run_id": context.run_id,
+                "sheet": sheet.sheet,
+                "rows": str(sheet.rows),
+                "columns": str(sheet.columns),
+                "converter_version": CONVERTER_VERSION,
+            }
+            description = f"Sheet '{sheet.sheet}' of {source.get('source_blob', workbook.name)}"
+            registered.append(context.register(Registration(
+                name=name, datastore=args.output_datastore,
+                relative_path=f"{relative_dir}/{file_path}", description=description, tags=tags,
+            )))
+            total_rows += sheet.rows
+            total_columns += sheet.columns
+            total_bytes += sheet.bytes
+        context.log_metric("sheets", len(sheets))
+    context.log_metric("rows", total_rows)
+    context.log_metric("columns", total_columns)
+    context.log_metric("parquet_bytes", total_bytes)
+    context.log_metric("seconds", round(time.monotonic() - started, 3))
+    context.complete()
+    for ref in registered:
+        print(f"dataset: {ref}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except WorkbookRejected as exc:
+        print(f"error: {exc.code}: {exc.reason}", file=sys.stderr)
+        return 2
+    except MountPathError as exc:
+        print(f"error: mount-path: {exc}", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Where the step reports to: an AzureML run, the local runner, or nobody.
+
+The step asks for its context once. Inside AzureML that is the run from
+``Run.get_context()``; under the local runner it is the run file the runner
+hands over in ``SHEETDROP_LOCAL_RUN``; run by hand it only prints. Outside
+AzureML nothing of azureml is imported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+LOCAL_RUN_ENV = "SHEETDROP_LOCAL_RUN"
+
+
+@dataclass(frozen=True)
+class Registration:
+    name: str
+    datastore: str
+    relative_path: str
+    description: str
+    tags: dict[str, str]
+
+
+class StepContext(Protocol):
+    run_id: str
+
+    def source_tags(self) -> dict[str, str]:
+        """Tags the submission put on the pipeline run (source container, blob, etag)."""
+        ...
+
+    def log_metric(self, name: str, value: float | int | str) -> None: ...
+
+    def register(self, registration: Registration) -> str:
+        """Register a dataset version; return how to refer to it (``name:version`` or a note)."""
+        ...
+
+    def complete(self) -> None: ...
+
+
+@dataclass
+class LocalContext:
+    """Under the local runner: registrations are handed back to the runner, which applies them
+    to the local registry once the output has reached the output datastore (as AzureML's
+    mounted output has by the time ``from_parquet_files`` validates it)."""
+
+    run_file: Path
+    run_id: str = ""
+    _tags: dict[str, str] = field(default_factory=dict)
+    _metrics: dict[str, float | int | str] = field(default_factory=dict)
+    _registrations: list[dict[str, object]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        spec = json.loads(self.run_file.read_text(encoding="utf-8"))
+        self.run_id = spec["run_id"]
+        self._tags = dict(spec.get("tags", {}))
+        self._outbox = Path(spec["outbox"])
+
+    def source_tags(self) -> dict[str, str]:
+        return dict(self._tags)
+
+    def log_metric(self, name: str, value: float | int | str) -> None:
+        self._metrics[name] = value
+
+    def register(self, registration: Registration) -> str:
+        self._registrations.append(registration.__dict__.copy())
+        return f"{registration.name} (registered by the local runner after upload)"
+
+    def complete(self) -> None:
+        payload = {"metrics": self._metrics, "registrations": self._registrations}
+        tmp = self._outbox.with_suffix(".tmp")
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, self._outbox)
+
+
+@dataclass
+class StandaloneContext:
+    """Run by hand: nothing to register with; say what would have been registered."""
+
+    run_id: str = "standalone"
+
+    def source_tags(self) -> dict[str, str]:
+        return {}
+
+    def log_metric(self, name: str, value: float | int | str) -> None:
+        print(f"metric {name}={value}")
+
+    def register(self, registration: Registration) -> str:
+        print(f"not registered (no AzureML run, no local runner): {registration.name} -> "
+              f"{registration.datastore}/{registration.relative_path}")
+        return f"{registration.name} (not registered)"
+
+    def complete(self) -> None:
+        pass
+
+
+def get_context() -> StepContext:
+    local_run = os.environ.get(LOCAL_RUN_ENV)
+    if local_run:
+        return LocalContext(Path(local_run))
+    # AzureML sets AZUREML_RUN_ID for every run it starts; only then is azureml imported, and the
+    # run context itself decides (an offline run means we are not in AzureML after all).
+    if os.environ.get("AZUREML_RUN_ID"):
+        from azureml_context import azureml_context
+
+        context = azureml_context()
+        if context is not None:
+            return context
+    return StandaloneContext()
