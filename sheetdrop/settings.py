@@ -63,6 +63,15 @@ class Settings:
     claims_container: str
     env: Mapping[str, str]
 
+    def local_container_for(self, datastore: str) -> str:
+        """The Azurite container that plays a datastore's part in the embedded default."""
+        containers = {self.input_datastore: self.input_container, self.output_datastore: self.local_output_container}
+        if datastore not in containers:
+            raise SettingsError(
+                f"datastore {datastore!r} is not one of the local datastores "
+                f"({', '.join(sorted(containers))}); set INPUT_DATASTORE / OUTPUT_DATASTORE")
+        return containers[datastore]
+
     def require(self, name: str, hint: str) -> str:
         """A setting only some backends need, read on demand with the same kind of error."""
         return _required(self.env, name, hint)

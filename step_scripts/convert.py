@@ -1,7 +1,32 @@
 """Workbook → parquet conversion: pure logic, no AzureML.
 
 Self-contained: this folder is uploaded to AzureML as the step's snapshot, so
-nothing here imports from ``sheetdrop`` or ``pipeline``.
+nothing here imports from ``sheetdrop`` or ``pipeline``. Importing this module
+is cheap (standard library only); the readers run in child processes.
+
+How a workbook is converted:
+
+1. ``convert_guard.inspect_workbook`` decides the format from the bytes and
+   checks, before any reader sees the file, sizes (file, zip entries declared
+   and as inflated, compression ratios), XML prologs (no DTD/entities), the
+   declared sheet area (cell count) and the sheets' names and visibility.
+2. ``convert_worker.py`` reads sheets in child processes (one per core for
+   multi-sheet xlsx) under an address-space limit and a timeout. A reader abort
+   (SIGABRT on a failed allocation), a kill or a timeout becomes a rejection.
+3. The children write into a staging folder next to ``outdir``; files are moved
+   into ``outdir`` only when every sheet succeeded, so a rejection leaves nothing.
+
+Column rules (the documented contract, applied to the *whole* column):
+all integers → int64 (whole numbers up to 2**53); integers and floats → float64;
+dates/datetimes → timestamp[us] (1900 and 1904 systems); times of day → time64;
+durations → duration; booleans → bool; anything mixed → string with each cell
+as text (text as typed, ``00123`` stays; numbers without a spurious ``.0``;
+datetimes ISO ``YYYY-MM-DD HH:MM:SS``; booleans ``true``/``false``); empty text
+and error cells (``#DIV/0!``, ``#N/A``…) → null, error cells counted; formulas →
+their cached values. The header is the first non-empty row of the used range.
+
+Rejection codes (``WorkbookRejected.code``): encrypted, not-a-workbook, corrupt,
+too-large, unsafe, empty.
 
 Run as a script (``python convert.py INPUT OUTDIR``) it converts without any
 storage: exit 0 on success, 2 with one line ``error: <code>: <reason>`` on a
@@ -10,18 +35,43 @@ rejected workbook.
 
 from __future__ import annotations
 
-import datetime as dt
+import json
+import logging
+import os
 import re
+import shutil
+import signal
+import subprocess
 import sys
+import tempfile
+import time
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-CONVERTER_VERSION = "0.1.0"
+if str(Path(__file__).resolve().parent) not in sys.path:  # loaded by file path: find the sibling modules
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from convert_guard import CODES, GuardRejection, Inspection, Limits, inspect_workbook
+
+CONVERTER_VERSION = "1.0.0"
+REJECTION_CODES = CODES
+WORKER = Path(__file__).resolve().parent / "convert_worker.py"
+log = logging.getLogger("sheetdrop.convert")
+
+__all__ = [
+    "CONVERTER_VERSION",
+    "REJECTION_CODES",
+    "Limits",
+    "SheetOutput",
+    "WorkbookRejected",
+    "convert_workbook",
+    "slugify",
+]
 
 
 class WorkbookRejected(Exception):
-    """A workbook that cannot be converted; ``code`` is one of the documented codes."""
+    """A workbook that cannot be converted; ``code`` is one of ``REJECTION_CODES``."""
 
     def __init__(self, code: str, reason: str) -> None:
         super().__init__(f"{code}: {reason}")
@@ -40,119 +90,186 @@ class SheetOutput:
     nulls: int = 0
     errors: int = 0
     bytes: int = 0
+    null_counts: dict[str, int] = field(default_factory=dict)
+    error_counts: dict[str, int] = field(default_factory=dict)
 
 
 def slugify(text: str, fallback: str = "sheet") -> str:
+    """Lowercase ASCII ``a-z0-9-``: safe in file names, blob paths and dataset names."""
     ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")[:80].strip("-")
     return slug or fallback
 
 
-def _column_letter(index: int) -> str:
-    letters = ""
-    index += 1
-    while index:
-        index, rem = divmod(index - 1, 26)
-        letters = chr(65 + rem) + letters
-    return letters
-
-
-def _header_names(raw: list[object]) -> list[str]:
-    names: list[str] = []
-    seen: dict[str, int] = {}
-    for i, value in enumerate(raw):
-        name = str(value).strip() if value not in (None, "") else f"column_{_column_letter(i)}"
-        base, n = name, seen.get(name, 0)
-        while name in seen:
+def _unique_slugs(names: list[str]) -> list[str]:
+    used: set[str] = set()
+    out = []
+    for name in names:
+        base = slugify(name)
+        slug, n = base, 1
+        while slug in used:
             n += 1
-            name = f"{base}_{n}"
-        seen[base] = n
-        seen[name] = 0
-        names.append(name)
-    return names
+            slug = f"{base}-{n}"
+        used.add(slug)
+        out.append(slug)
+    return out
 
 
-def _format_number(value: float | int) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
+def convert_workbook(
+    src: Path,
+    outdir: Path,
+    *,
+    source: str | None = None,
+    include_hidden: bool = False,
+    limits: Limits | None = None,
+    workers: int | None = None,
+) -> list[SheetOutput]:
+    """Write one ``<sheet-slug>.parquet`` per visible non-empty worksheet of ``src`` into ``outdir``.
 
-
-def _column(values: list[object]):
-    import pyarrow as pa
-
-    kinds = {type(v) for v in values if v is not None and v != ""}
-    cleaned = [None if v == "" else v for v in values]
-    if not kinds:
-        return pa.array(cleaned, type=pa.string()), "string"
-    if kinds == {bool}:
-        return pa.array(cleaned, type=pa.bool_()), "bool"
-    if kinds <= {int, float} and bool not in kinds:
-        if all(isinstance(v, int) or (isinstance(v, float) and v.is_integer()) for v in cleaned if v is not None):
-            return pa.array([None if v is None else int(v) for v in cleaned], type=pa.int64()), "int64"
-        return pa.array([None if v is None else float(v) for v in cleaned], type=pa.float64()), "float64"
-    if kinds <= {dt.datetime, dt.date}:
-        return pa.array(
-            [None if v is None else (v if isinstance(v, dt.datetime) else dt.datetime(v.year, v.month, v.day)) for v in cleaned],
-            type=pa.timestamp("us"),
-        ), "timestamp"
-    as_text = [
-        None if v is None else (_format_number(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v))
-        for v in cleaned
-    ]
-    return pa.array(as_text, type=pa.string()), "string"
-
-
-def convert_workbook(src: Path, outdir: Path, *, source: str | None = None) -> list[SheetOutput]:
-    """Write one ``<sheet-slug>.parquet`` per non-empty sheet of ``src`` into ``outdir``."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    import python_calamine
-
+    Raises :class:`WorkbookRejected` (leaving ``outdir`` untouched) when the
+    workbook cannot be converted.
+    """
+    src, outdir = Path(src), Path(outdir)
+    limits = limits or Limits()
     try:
-        workbook = python_calamine.CalamineWorkbook.from_path(str(src))
-    except python_calamine.PasswordError as exc:
-        raise WorkbookRejected("encrypted", "the workbook is password-protected; save it without a password and upload it again") from exc
-    except Exception as exc:  # calamine raises several error types for unreadable files
-        raise WorkbookRejected("not-a-workbook", f"the file could not be read as a workbook ({exc.__class__.__name__})") from exc
+        inspection = inspect_workbook(src, limits)
+    except GuardRejection as exc:
+        raise WorkbookRejected(exc.code, exc.reason) from None
 
-    outputs: list[SheetOutput] = []
-    used_slugs: set[str] = set()
-    for name in workbook.sheet_names:
-        rows = [r for r in workbook.get_sheet_by_name(name).to_python(skip_empty_area=True)]
-        while rows and all(v in (None, "") for v in rows[-1]):
-            rows.pop()
-        if not rows:
-            continue
-        header, body = rows[0], rows[1:]
-        names = _header_names(header)
-        arrays, types = [], {}
-        for i, col_name in enumerate(names):
-            array, kind = _column([r[i] if i < len(r) else None for r in body])
-            arrays.append(array)
-            types[col_name] = kind
-        slug = slugify(name)
-        while slug in used_slugs:
-            slug += "-1"
-        used_slugs.add(slug)
-        metadata = {
-            "sheetdrop.source": source or src.name,
-            "sheetdrop.sheet": name,
-            "sheetdrop.converter_version": CONVERTER_VERSION,
-        }
-        table = pa.Table.from_arrays(arrays, names=names).replace_schema_metadata(metadata)
-        outdir.mkdir(parents=True, exist_ok=True)
-        path = outdir / f"{slug}.parquet"
-        pq.write_table(table, path)
-        outputs.append(
-            SheetOutput(
-                sheet=name, slug=slug, path=path, rows=table.num_rows, columns=table.num_columns,
-                column_types=types, nulls=sum(a.null_count for a in arrays), bytes=path.stat().st_size,
-            )
+    tasks, skipped = _plan(inspection, include_hidden)
+    if inspection.sheets is not None and not tasks:
+        raise WorkbookRejected("empty", _empty_reason(skipped))
+
+    outdir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.staging-", dir=outdir.parent))
+    try:
+        # The reader picks its parser from the extension; give it the one the content has.
+        link = staging / f"input.{inspection.fmt}"
+        os.symlink(src.resolve(), link)
+        results, more_skipped = _run_workers(
+            link, staging, inspection, tasks, include_hidden, limits, source or src.name, workers
         )
-    if not outputs:
-        raise WorkbookRejected("empty", "the workbook has no sheet with data")
+        skipped += more_skipped
+        if not results:
+            raise WorkbookRejected("empty", _empty_reason(skipped))
+        results.sort(key=lambda r: r["index"])
+        outdir.mkdir(parents=True, exist_ok=True)
+        outputs = []
+        for result, slug in zip(results, _unique_slugs([r["sheet"] for r in results]), strict=True):
+            path = outdir / f"{slug}.parquet"
+            os.replace(staging / result["file"], path)
+            outputs.append(SheetOutput(
+                sheet=result["sheet"], slug=slug, path=path, rows=result["rows"], columns=result["columns"],
+                column_types=result["column_types"], nulls=result["nulls"], errors=result["errors"],
+                bytes=result["bytes"], null_counts=result["null_counts"], error_counts=result["error_counts"],
+            ))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    for item in skipped:
+        log.info("skipped sheet %r of %s: %s", item["sheet"], src.name, item["why"])
     return outputs
+
+
+def _empty_reason(skipped: list[dict[str, str]]) -> str:
+    detail = "; ".join(f"{s['sheet']!r}: {s['why']}" for s in skipped[:5])
+    return "the workbook has no visible worksheet with data" + (f" ({detail})" if detail else "")
+
+
+def _plan(inspection: Inspection, include_hidden: bool) -> tuple[list[dict] | None, list[dict[str, str]]]:
+    """Sheets to read, when the guard could list them (xlsx/xlsm); ``None`` lets the worker list them."""
+    if inspection.sheets is None:
+        return None, []
+    tasks, skipped = [], []
+    for index, sheet in enumerate(inspection.sheets):
+        if sheet.kind != "worksheet":
+            skipped.append({"sheet": sheet.name, "why": sheet.kind})
+        elif sheet.state != "visible" and not include_hidden:
+            skipped.append({"sheet": sheet.name, "why": f"{sheet.state} sheet"})
+        else:
+            tasks.append({"index": index, "bool_columns": sheet.bool_columns, "state": "visible"})
+    return tasks, skipped
+
+
+def _limit_child(max_memory: int) -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (max_memory, max_memory))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # an abort should not dump gigabytes of core
+
+
+def _run_workers(
+    link: Path, staging: Path, inspection: Inspection, tasks: list[dict] | None, include_hidden: bool,
+    limits: Limits, source: str, workers: int | None,
+) -> tuple[list[dict], list[dict[str, str]]]:
+    if tasks is None:
+        groups: list[list[dict] | None] = [None]
+    else:
+        n = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
+        groups = [tasks[i::n] for i in range(n)]
+    base_job = {
+        "src": str(link), "staging": str(staging), "date1904": inspection.date1904,
+        "include_hidden": include_hidden, "source": source, "version": CONVERTER_VERSION,
+    }
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    procs = []
+    for n, group in enumerate(groups):
+        job_file = staging / f"job-{n}.json"
+        job_file.write_text(json.dumps({**base_job, "sheets": group}))
+        procs.append(subprocess.Popen(
+            [sys.executable, str(WORKER), str(job_file)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, preexec_fn=lambda: _limit_child(limits.max_memory_bytes), env=env,
+        ))
+    deadline = time.monotonic() + limits.timeout_seconds
+    results: list[dict] = []
+    skipped: list[dict[str, str]] = []
+    try:
+        for proc in procs:
+            try:
+                out, err = proc.communicate(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                raise WorkbookRejected(
+                    "too-large",
+                    f"reading the workbook took longer than the {limits.timeout_seconds:.0f} s limit; "
+                    "split it into smaller workbooks",
+                ) from None
+            result = _child_result(proc.returncode, out, err, limits)
+            results += result["sheets"]
+            skipped += result["skipped"]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return results, skipped
+
+
+def _child_result(returncode: int, out: bytes, err: bytes, limits: Limits) -> dict:
+    if returncode < 0:
+        sig = -returncode
+        if sig in (signal.SIGABRT, signal.SIGKILL, signal.SIGSEGV, signal.SIGBUS):
+            raise WorkbookRejected(
+                "too-large",
+                f"the reader ran out of its {_gib(limits.max_memory_bytes)} memory budget or crashed "
+                f"({signal.Signals(sig).name}) on this workbook; it most likely declares a far larger area "
+                "than its data — delete stray cells far from the data, save again and re-upload",
+            )
+        raise WorkbookRejected("corrupt", f"the reader stopped with signal {sig} on this workbook")
+    try:
+        result = json.loads(out.decode() or "null")
+    except ValueError:
+        result = None
+    if not isinstance(result, dict):
+        tail = err.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+        if "MemoryError" in err.decode(errors="replace"):
+            raise WorkbookRejected("too-large", "reading the workbook needs more memory than the limit allows")
+        raise WorkbookRejected("corrupt", f"the reader failed on this workbook ({tail[0][:300]})")
+    if "rejected" in result:
+        raise WorkbookRejected(result["rejected"], result["reason"])
+    return result
+
+
+def _gib(n: int) -> str:
+    return f"{n / 1024**3:.0f} GiB"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,14 +278,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Convert a workbook to one parquet file per sheet.")
     parser.add_argument("input", type=Path)
     parser.add_argument("outdir", type=Path)
+    parser.add_argument("--source", help="source name recorded in the parquet metadata (default: file name)")
+    parser.add_argument("--include-hidden", action="store_true", help="also convert hidden sheets")
+    parser.add_argument("--json", action="store_true", help="print the outputs as JSON")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
-        outputs = convert_workbook(args.input, args.outdir)
+        outputs = convert_workbook(args.input, args.outdir, source=args.source, include_hidden=args.include_hidden)
     except WorkbookRejected as exc:
-        print(f"error: {exc.code}: {exc.reason}", file=sys.stderr)
+        print(f"error: {exc.code}: {' '.join(exc.reason.split())}", file=sys.stderr)
         return 2
-    for out in outputs:
-        print(f"{out.path}\t{out.rows} rows\t{out.columns} columns")
+    if args.json:
+        print(json.dumps([{**o.__dict__, "path": str(o.path)} for o in outputs], indent=2))
+    else:
+        for out in outputs:
+            print(f"{out.path}\t{out.rows} rows\t{out.columns} columns")
     return 0
 
 

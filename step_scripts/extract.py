@@ -43,8 +43,10 @@ def datastore_relative_path(mount_path: str, datastore: str) -> str:
 
 
 def dataset_name_for(base: str, sheet_slug: str, sheet_count: int) -> str:
-    name = base if sheet_count == 1 else f"{base}_{sheet_slug}"
-    return name.replace("-", "_")[:250]
+    """One sheet keeps the workbook's dataset name; several get ``_<sheet>`` each."""
+    if sheet_count == 1:
+        return base
+    return f"{base}_{sheet_slug.replace('-', '_')}"[:250]
 
 
 def find_workbooks(path: Path) -> list[Path]:
@@ -75,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     outdir = Path(args.output_extract)
 
     workbooks = find_workbooks(args.input_extract)
-    total_rows = total_bytes = total_columns = 0
+    total_rows = total_bytes = total_columns = total_sheets = 0
     registered = []
     for workbook in workbooks:
         # A folder of workbooks keeps each workbook's sheets apart in one output folder.
@@ -100,7 +102,9 @@ def run(args: argparse.Namespace) -> int:
             total_rows += sheet.rows
             total_columns += sheet.columns
             total_bytes += sheet.bytes
-        context.log_metric("sheets", len(sheets))
+        total_sheets += len(sheets)
+    context.log_metric("workbooks", len(workbooks))
+    context.log_metric("sheets", total_sheets)
     context.log_metric("rows", total_rows)
     context.log_metric("columns", total_columns)
     context.log_metric("parquet_bytes", total_bytes)

@@ -1,0 +1,56 @@
+# sheetdrop — one command to run, one to test. Environments are built from scratch when their
+# requirement files change (stamp files), so `make run` and `make test` work on a fresh machine.
+PYTHON ?= python3.11
+VENV := .venv
+AML_VENV := .venv-aml
+STATE := .sheetdrop
+SAMPLE := samples/sales-2026-q3.xlsx
+
+.PHONY: setup setup-aml run test test-app test-aml lint bench latency sample clean
+
+setup: $(VENV)/.installed node_modules/.installed
+
+setup-aml: $(AML_VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt step_scripts/requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
+	$(VENV)/bin/pip install --quiet --no-deps -e .
+	touch $@
+
+$(AML_VENV)/.installed: requirements-aml.txt
+	$(PYTHON) -m venv $(AML_VENV)
+	$(AML_VENV)/bin/pip install --quiet --upgrade pip
+	$(AML_VENV)/bin/pip install --quiet -r requirements-aml.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+# Starts Azurite (data in $(STATE)/azurite) and the dev host, drops the sample workbook, prints
+# the run and the registered datasets, then keeps watching until Ctrl-C (which stops Azurite too).
+run: setup
+	$(VENV)/bin/sheetdrop host --azurite --drop $(SAMPLE)
+
+test: setup setup-aml
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/python -m pytest --ignore=tests/aml
+	$(AML_VENV)/bin/python -m pytest tests/aml
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+bench: setup
+	$(VENV)/bin/pip install --quiet -r benchmarks/requirements.txt
+	$(VENV)/bin/python benchmarks/bench_convert.py
+
+latency: setup
+	$(VENV)/bin/python benchmarks/latency.py
+
+sample: setup
+	$(VENV)/bin/python samples/make_sample.py
+
+clean:
+	rm -rf $(STATE) .pytest_cache .ruff_cache

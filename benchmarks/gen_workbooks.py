@@ -1,0 +1,61 @@
+"""Benchmark workbooks: 20 columns of mixed types (each column one type, so every
+contender can read them), written with xlsxwriter's constant-memory mode."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from pathlib import Path
+
+import xlsxwriter
+
+HEADER = [
+    "id", "code", "name", "city", "amount", "price", "qty", "ratio", "created", "shipped",
+    "active", "flag", "score", "rank", "comment", "category", "weight", "discount", "day", "ref",
+]
+CITIES = ["Paris", "Lyon", "Berlin", "Madrid", "Roma", "Wien", "Oslo", "Praha"]
+CATEGORIES = ["alpha", "beta", "gamma", "delta"]
+
+
+def write_sheet(ws, date_fmt, rows: int, seed: int) -> None:
+    rnd = random.Random(seed)
+    ws.write_row(0, 0, HEADER)
+    base = dt.datetime(2020, 1, 1)
+    for r in range(1, rows + 1):
+        created = base + dt.timedelta(minutes=rnd.randrange(2_000_000))
+        ws.write_number(r, 0, r)
+        ws.write_string(r, 1, f"{rnd.randrange(100000):05d}")
+        ws.write_string(r, 2, f"customer {rnd.randrange(50000)}")
+        ws.write_string(r, 3, rnd.choice(CITIES))
+        ws.write_number(r, 4, round(rnd.uniform(0, 10000), 2))
+        ws.write_number(r, 5, round(rnd.uniform(1, 500), 2))
+        ws.write_number(r, 6, rnd.randrange(1, 100))
+        ws.write_number(r, 7, rnd.random())
+        ws.write_datetime(r, 8, created, date_fmt)
+        ws.write_datetime(r, 9, created + dt.timedelta(days=rnd.randrange(30)), date_fmt)
+        ws.write_boolean(r, 10, rnd.random() < 0.5)
+        ws.write_boolean(r, 11, rnd.random() < 0.1)
+        ws.write_number(r, 12, rnd.randrange(1000))
+        ws.write_number(r, 13, rnd.randrange(1, 10))
+        ws.write_string(r, 14, "ok" if rnd.random() < 0.7 else "needs review by the team")
+        ws.write_string(r, 15, rnd.choice(CATEGORIES))
+        ws.write_number(r, 16, round(rnd.uniform(0.1, 80), 3))
+        ws.write_number(r, 17, round(rnd.uniform(0, 0.5), 2))
+        ws.write_datetime(r, 18, dt.datetime(2024, 1, 1) + dt.timedelta(days=rnd.randrange(365)), date_fmt)
+        ws.write_string(r, 19, f"REF-{rnd.randrange(10**8):08d}")
+
+
+def make_workbook(path: Path, rows: int, sheets: int = 1) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wb = xlsxwriter.Workbook(str(path), {"constant_memory": True})
+    date_fmt = wb.add_format({"num_format": "yyyy-mm-dd hh:mm"})
+    for s in range(sheets):
+        write_sheet(wb.add_worksheet(f"Sheet {s + 1}"), date_fmt, rows, seed=s)
+    wb.close()
+    return path
+
+
+if __name__ == "__main__":
+    import sys
+
+    make_workbook(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else 1)

@@ -1,0 +1,33 @@
+"""The Function app: a blob-created trigger on the input container (Python v2 programming model).
+
+Thin on purpose: the SDK-type binding hands us a BlobClient (the workbook is
+never downloaded here), we read the blob's properties and pass them on.
+"""
+
+import azure.functions as func
+import azurefunctions.extensions.bindings.blob as blob
+
+from sheetdrop.trigger import BlobVersion, handle_blob
+
+app = func.FunctionApp()
+
+
+@app.function_name("workbook_dropped")
+@app.blob_trigger(
+    arg_name="client",
+    path="%INPUT_CONTAINER%/{name}",
+    connection="INPUT_STORAGE",
+    source=func.BlobSource.EVENT_GRID,
+)
+def workbook_dropped(client: blob.BlobClient, context: func.Context) -> None:
+    props = client.get_blob_properties()
+    handle_blob(
+        BlobVersion(
+            container=client.container_name,
+            name=client.blob_name,
+            etag=props.etag,
+            size=props.size,
+            metadata=dict(props.metadata or {}),
+        ),
+        invocation_id=context.invocation_id,
+    )

@@ -1,0 +1,169 @@
+"""Build the extract pipeline's AzureML objects (azureml-core + azureml-pipeline, SDK v1).
+
+Every name and the step's argument list come from :mod:`pipeline.contract`, the
+same data the local runner uses. Building needs no workspace connection of its
+own: the workspace-bound pieces (compute target, datastores, the workflow
+provider) are handed in, so :mod:`pipeline.publish` passes live ones and the
+structure tests pass offline ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from azureml.core import Environment
+from azureml.core.conda_dependencies import CondaDependencies
+from azureml.core.runconfig import RunConfiguration
+from azureml.data.datapath import DataPath, DataPathComputeBinding
+from azureml.pipeline.core import Pipeline, PipelineData, PipelineParameter
+from azureml.pipeline.steps import PythonScriptStep
+
+from pipeline import contract
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SOURCE_DIRECTORY = REPO_ROOT / contract.SOURCE_DIRECTORY
+STEP_REQUIREMENTS = SOURCE_DIRECTORY / "requirements.txt"
+ENVIRONMENT_NAME = "sheetdrop-extract"
+#: The step's interpreter; the same minor version the project and its tests use.
+PYTHON_VERSION = "3.11"
+#: What the step needs only inside AzureML (step_scripts/azureml_context.py): the run context and
+#: Dataset.Tabular, which needs azureml-dataprep. Kept out of step_scripts/requirements.txt because
+#: the local runner installs that file and must not pull azureml.
+AZUREML_STEP_PACKAGES = ("azureml-core>=1.57", "azureml-dataset-runtime>=1.57")
+
+#: A compute target object, its name on the workspace, or ``(name, "AmlCompute")``, which
+#: PythonScriptStep accepts without looking the target up.
+ComputeTargetRef = Any
+
+
+@dataclass(frozen=True)
+class ExtractPipeline:
+    """The built pipeline and its parts, kept so callers and tests need not dig in the graph."""
+
+    pipeline: Pipeline
+    step: PythonScriptStep
+    input_parameter: PipelineParameter
+    input_binding: tuple[PipelineParameter, DataPathComputeBinding]
+    dataset_name_parameter: PipelineParameter
+    output: PipelineData
+    environment: Environment
+
+
+def read_requirements(path: Path = STEP_REQUIREMENTS) -> list[str]:
+    """Requirement lines of a pip requirements file, without comments and blank lines."""
+    requirements = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        requirement = line.split(" #", 1)[0].strip()
+        if requirement and not requirement.startswith("#"):
+            requirements.append(requirement)
+    return requirements
+
+
+def build_environment(requirements: Path = STEP_REQUIREMENTS, name: str = ENVIRONMENT_NAME) -> Environment:
+    """The step's AzureML Environment, from step_scripts/' own requirements (not the Function's)."""
+    # Not Environment.from_pip_requirements: it copies comment lines into the conda specification as
+    # if they were packages. Not CondaDependencies.create: it adds --find-links/--extra-index-url options.
+    # The default CondaDependencies already carries azureml-defaults (run history, mounts).
+    dependencies = CondaDependencies()
+    dependencies.set_python_version(PYTHON_VERSION)
+    for package in [*read_requirements(requirements), *AZUREML_STEP_PACKAGES]:
+        dependencies.add_pip_package(package)
+    environment = Environment(name=name)
+    environment.python.conda_dependencies = dependencies
+    return environment
+
+
+def build_runconfig(environment: Environment) -> RunConfiguration:
+    runconfig = RunConfiguration()
+    runconfig.environment = environment
+    return runconfig
+
+
+def build_step_parts(
+    *,
+    compute_target: ComputeTargetRef,
+    environment: Environment,
+    input_datastore: Any,
+    output_datastore: Any,
+    source_directory: Path = SOURCE_DIRECTORY,
+) -> tuple[PythonScriptStep, PipelineParameter, tuple[PipelineParameter, DataPathComputeBinding],
+           PipelineParameter, PipelineData]:
+    """The PythonScriptStep with its parameters and output; no Pipeline (no workspace) needed."""
+    # Every submission assigns its own blob; the default only has to be a well-formed DataPath
+    # on the input datastore so that validation and publishing accept the parameter.
+    input_parameter = PipelineParameter(
+        name=contract.INPUT_PARAMETER,
+        # Naming the DataPath names the step's input port: $AZUREML_DATAREFERENCE_input_datapath.
+        default_value=DataPath(datastore=input_datastore, path_on_datastore=contract.PLACEHOLDER_RELATIVE_PATH,
+                               name=contract.INPUT_PARAMETER),
+    )
+    input_binding = (input_parameter, DataPathComputeBinding(mode="mount"))
+    dataset_name_parameter = PipelineParameter(
+        name=contract.DATASET_NAME_PARAMETER, default_value=contract.PLACEHOLDER_DATASET_NAME)
+    output = PipelineData(contract.OUTPUT_NAME, datastore=output_datastore)
+
+    step = PythonScriptStep(
+        name=contract.STEP_NAME,
+        script_name=contract.SCRIPT_NAME,
+        source_directory=str(source_directory),
+        arguments=contract.step_arguments(
+            input_extract=input_binding,
+            output_extract=output,
+            # The step derives the datastore-relative path from this name, so it must be the
+            # output datastore's own name, not a parameter a caller could set to something else.
+            output_datastore=output_datastore.name,
+            dataset_name=dataset_name_parameter,
+        ),
+        inputs=[input_binding],
+        outputs=[output],
+        compute_target=compute_target,
+        runconfig=build_runconfig(environment),
+        # An overwritten blob keeps its path but not its content: a cached result would be stale.
+        allow_reuse=False,
+    )
+    return step, input_parameter, input_binding, dataset_name_parameter, output
+
+
+def build_pipeline(
+    workspace: Any,
+    *,
+    compute_target: ComputeTargetRef,
+    environment: Environment,
+    input_datastore: Any,
+    output_datastore: Any,
+    description: str = "sheetdrop: Excel workbook -> parquet -> registered datasets",
+    source_directory: Path = SOURCE_DIRECTORY,
+    _workflow_provider: Any = None,
+    _service_endpoint: str | None = None,
+) -> ExtractPipeline:
+    """Build the one-step extract pipeline.
+
+    ``_workflow_provider``/``_service_endpoint`` are the SDK's own Pipeline hooks; only tests
+    pass them (to build against the SDK's dry-run service caller instead of the service).
+    """
+    step, input_parameter, input_binding, dataset_name_parameter, output = build_step_parts(
+        compute_target=compute_target,
+        environment=environment,
+        input_datastore=input_datastore,
+        output_datastore=output_datastore,
+        source_directory=source_directory,
+    )
+    pipeline = Pipeline(
+        workspace=workspace,
+        steps=[step],
+        description=description,
+        default_datastore=output_datastore,
+        _workflow_provider=_workflow_provider,
+        _service_endpoint=_service_endpoint,
+    )
+    return ExtractPipeline(
+        pipeline=pipeline,
+        step=step,
+        input_parameter=input_parameter,
+        input_binding=input_binding,
+        dataset_name_parameter=dataset_name_parameter,
+        output=output,
+        environment=environment,
+    )

@@ -1,0 +1,198 @@
+"""Publish the extract pipeline behind a PipelineEndpoint: ``python -m pipeline.publish``.
+
+Runs in the AzureML environment (.venv-aml). Connects to the workspace, gets or
+creates the compute cluster, builds the pipeline from :mod:`pipeline.build`,
+validates and publishes it, and puts it behind the PipelineEndpoint: created the
+first time, given a new default version afterwards, so the Function's endpoint id
+never changes. Prints the endpoint id and its REST URL for the Function's settings.
+
+Settings come from the command line, else the environment (the same names as the
+Function's app settings, see docs/azureml.md), else the workspace's config.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from azureml.core import Datastore, Workspace
+from azureml.core.compute import AmlCompute, ComputeTarget
+from azureml.core.compute_target import ComputeTargetException
+from azureml.pipeline.core import PipelineEndpoint
+
+from pipeline import build
+
+DEFAULT_ENDPOINT_NAME = "sheetdrop-extract"
+DEFAULT_COMPUTE_NAME = "sheetdrop-cpu"
+DEFAULT_VM_SIZE = "STANDARD_DS3_V2"
+#: PipelineEndpoint.list answers at most this many; a workspace holds far fewer endpoints.
+MAX_ENDPOINTS = 1000
+
+
+@dataclass(frozen=True)
+class Published:
+    endpoint_id: str
+    endpoint_url: str
+    pipeline_id: str
+    created: bool  # False: an existing endpoint got a new default version
+
+
+def get_auth(kind: str, tenant_id: str | None = None, client_id: str | None = None) -> Any:
+    """interactive (a browser; for people), cli (`az login`; for people and CI), msi (a managed identity)."""
+    if kind == "cli":
+        from azureml.core.authentication import AzureCliAuthentication
+
+        return AzureCliAuthentication()
+    if kind == "msi":
+        from azureml.core.authentication import MsiAuthentication
+
+        return MsiAuthentication(identity_config={"client_id": client_id} if client_id else None)
+    if kind == "interactive":
+        from azureml.core.authentication import InteractiveLoginAuthentication
+
+        return InteractiveLoginAuthentication(tenant_id=tenant_id)
+    raise ValueError(f"unknown auth {kind!r}: use interactive, cli or msi")
+
+
+def get_workspace(args: argparse.Namespace, auth: Any) -> Workspace:
+    if args.subscription_id and args.resource_group and args.workspace:
+        return Workspace.get(name=args.workspace, auth=auth, subscription_id=args.subscription_id,
+                             resource_group=args.resource_group)
+    # config.json as downloaded from the portal (searched in ., .azureml/ and parent folders).
+    return Workspace.from_config(path=args.config, auth=auth)
+
+
+def get_or_create_compute(workspace: Workspace, name: str, vm_size: str, max_nodes: int) -> ComputeTarget:
+    try:
+        compute = ComputeTarget(workspace=workspace, name=name)
+    except ComputeTargetException:
+        pass
+    else:
+        if compute.type != AmlCompute._compute_type:
+            raise SystemExit(f"error: compute target {name!r} is a {compute.type}, not an AmlCompute cluster")
+        print(f"compute: using {name} ({compute.type})")
+        return compute
+    print(f"compute: creating AmlCompute {name} ({vm_size}, 0..{max_nodes} nodes)")
+    config = AmlCompute.provisioning_configuration(
+        vm_size=vm_size,
+        # Scale to zero between workbooks: nothing is billed while no blob arrives.
+        min_nodes=0,
+        max_nodes=max_nodes,
+        idle_seconds_before_scaledown=900,
+        # The cluster's own identity reads the input storage (identity-based datastore, no keys).
+        identity_type="SystemAssigned",
+    )
+    compute = ComputeTarget.create(workspace, name, config)
+    compute.wait_for_completion(show_output=True)
+    return compute
+
+
+def find_endpoint(workspace: Any, name: str, _workflow_provider: Any = None) -> PipelineEndpoint | None:
+    # Listed rather than PipelineEndpoint.get(name=...): a missing name surfaces there as a generic
+    # service error that cannot be told apart from a failure to ask.
+    for endpoint in PipelineEndpoint.list(workspace, active_only=False, max_results=MAX_ENDPOINTS,
+                                          _workflow_provider=_workflow_provider):
+        if endpoint.name == name:
+            return endpoint
+    return None
+
+
+def publish_behind_endpoint(
+    workspace: Any,
+    pipeline: Any,
+    *,
+    endpoint_name: str = DEFAULT_ENDPOINT_NAME,
+    version: str | None = None,
+    _workflow_provider: Any = None,
+) -> Published:
+    """Validate and publish ``pipeline``; create the endpoint once, add a default version after that."""
+    errors = pipeline.validate()
+    if errors:
+        raise SystemExit("error: the pipeline does not validate:\n  " + "\n  ".join(map(str, errors)))
+    published = pipeline.publish(
+        name=endpoint_name,
+        description="sheetdrop extract: workbook -> parquet -> registered datasets",
+        version=version,
+        continue_on_step_failure=False,
+    )
+    endpoint = find_endpoint(workspace, endpoint_name, _workflow_provider)
+    if endpoint is None:
+        endpoint = PipelineEndpoint.publish(
+            workspace=workspace, name=endpoint_name,
+            description="sheetdrop extract; the Function submits its default version",
+            pipeline=published, _workflow_provider=_workflow_provider)
+        created = True
+    else:
+        if endpoint.status != "Active":
+            endpoint.enable()
+        endpoint.add_default(published)
+        created = False
+    return Published(endpoint_id=endpoint.id, endpoint_url=endpoint.endpoint, pipeline_id=published.id,
+                     created=created)
+
+
+def git_version() -> str | None:
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
+                             check=True, cwd=build.REPO_ROOT)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def parse_args(argv: list[str] | None, env: Mapping[str, str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.publish", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=".", help="folder of the workspace's config.json (default: .)")
+    parser.add_argument("--subscription-id", default=env.get("AZUREML_SUBSCRIPTION_ID"))
+    parser.add_argument("--resource-group", default=env.get("AZUREML_RESOURCE_GROUP"))
+    parser.add_argument("--workspace", default=env.get("AZUREML_WORKSPACE"))
+    parser.add_argument("--auth", choices=["interactive", "cli", "msi"], default=env.get("AZUREML_AUTH", "cli"))
+    parser.add_argument("--tenant-id", default=env.get("AZURE_TENANT_ID"))
+    parser.add_argument("--client-id", default=env.get("AZUREML_MANAGED_IDENTITY_CLIENT_ID"),
+                        help="client id of a user-assigned identity (--auth msi)")
+    parser.add_argument("--compute", default=env.get("AZUREML_COMPUTE", DEFAULT_COMPUTE_NAME))
+    parser.add_argument("--vm-size", default=env.get("AZUREML_VM_SIZE", DEFAULT_VM_SIZE))
+    parser.add_argument("--max-nodes", type=int, default=int(env.get("AZUREML_MAX_NODES", "2")))
+    parser.add_argument("--input-datastore", default=env.get("INPUT_DATASTORE", "sheetdrop_input"))
+    parser.add_argument("--output-datastore", default=env.get("OUTPUT_DATASTORE", "workspaceblobstore"))
+    parser.add_argument("--endpoint-name", default=env.get("AZUREML_PIPELINE_ENDPOINT_NAME", DEFAULT_ENDPOINT_NAME))
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv, os.environ)
+    workspace = get_workspace(args, get_auth(args.auth, args.tenant_id, args.client_id))
+    print(f"workspace: {workspace.name} ({workspace.resource_group}, {workspace.location})")
+    try:
+        input_datastore = Datastore.get(workspace, args.input_datastore)
+    except Exception as exc:  # the SDK raises a bare service error for an unknown name
+        print(f"error: input datastore {args.input_datastore!r} not found ({exc}); register it first: "
+              "python -m pipeline.datastore --help", file=sys.stderr)
+        return 2
+    output_datastore = Datastore.get(workspace, args.output_datastore)
+    compute = get_or_create_compute(workspace, args.compute, args.vm_size, args.max_nodes)
+    built = build.build_pipeline(
+        workspace,
+        compute_target=compute,
+        environment=build.build_environment(),
+        input_datastore=input_datastore,
+        output_datastore=output_datastore,
+    )
+    result = publish_behind_endpoint(workspace, built.pipeline, endpoint_name=args.endpoint_name,
+                                     version=git_version())
+    print(f"published pipeline: {result.pipeline_id}")
+    print(f"pipeline endpoint {'created' if result.created else 'updated (new default version)'}: "
+          f"{args.endpoint_name}")
+    print(f"AZUREML_PIPELINE_ENDPOINT_ID={result.endpoint_id}")
+    print(f"AZUREML_PIPELINE_ENDPOINT_URL={result.endpoint_url}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""Generate the bundled sample workbook: a small, realistic three-sheet sales workbook.
+
+Deterministic (fixed seed, fixed document properties) so the committed file only changes when
+this script does. Run with ``make sample``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from pathlib import Path
+
+import xlsxwriter
+
+OUT = Path(__file__).with_name("sales-2026-q3.xlsx")
+REGIONS = ["North", "South", "East", "West"]
+PRODUCTS = [("SKU-0012", "Desk lamp", 24.5), ("SKU-0107", "Office chair", 189.0), ("SKU-0231", "Monitor arm", 74.9),
+            ("SKU-0345", "Keyboard", 49.99), ("SKU-0400", "USB-C dock", 129.0), ("00777", "Cable set", 9.95)]
+
+
+def main() -> None:
+    rng = random.Random(20260701)
+    wb = xlsxwriter.Workbook(str(OUT))
+    wb.set_properties({"title": "Sales Q3 2026", "author": "sheetdrop sample", "created": dt.datetime(2026, 10, 1)})
+    date_fmt = wb.add_format({"num_format": "yyyy-mm-dd"})
+    money = wb.add_format({"num_format": "#,##0.00"})
+    bold = wb.add_format({"bold": True})
+
+    orders = wb.add_worksheet("Orders")
+    headers = ["Order ID", "Order date", "Region", "SKU", "Quantity", "Unit price", "Paid", "Notes"]
+    orders.write_row(0, 0, headers, bold)
+    start = dt.date(2026, 7, 1)
+    for r in range(1, 241):
+        sku, _, price = rng.choice(PRODUCTS)
+        orders.write_number(r, 0, 10000 + r)
+        day = start + dt.timedelta(days=rng.randrange(92))
+        orders.write_datetime(r, 1, dt.datetime.combine(day, dt.time()), date_fmt)
+        orders.write_string(r, 2, rng.choice(REGIONS))
+        orders.write_string(r, 3, sku)
+        orders.write_number(r, 4, rng.randint(1, 12))
+        orders.write_number(r, 5, price, money)
+        orders.write_boolean(r, 6, rng.random() > 0.1)
+        if rng.random() < 0.08:
+            orders.write_string(r, 7, rng.choice(["gift wrap", "express", "returned 1"]))
+
+    products = wb.add_worksheet("Products")
+    products.write_row(0, 0, ["SKU", "Name", "List price", "Discontinued"], bold)
+    for r, (sku, name, price) in enumerate(PRODUCTS, start=1):
+        products.write_string(r, 0, sku)
+        products.write_string(r, 1, name)
+        products.write_number(r, 2, price, money)
+        products.write_boolean(r, 3, sku == "SKU-0012")
+
+    targets = wb.add_worksheet("Targets")
+    targets.write_row(0, 0, ["Region", "July", "August", "September", "Owner"], bold)
+    for r, region in enumerate(REGIONS, start=1):
+        targets.write_string(r, 0, region)
+        for c in range(1, 4):
+            # A target not set yet is written as text, as people do: the column becomes text.
+            if region == "West" and c == 3:
+                targets.write_string(r, c, "tbd")
+            else:
+                targets.write_number(r, c, rng.randrange(20, 60) * 500)
+        targets.write_string(r, 4, rng.choice(["A. Jensen", "M. Okafor", "L. Moreau", "K. Tanaka"]))
+    wb.close()
+    print(f"wrote {OUT}")
+
+
+if __name__ == "__main__":
+    main()

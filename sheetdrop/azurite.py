@@ -1,0 +1,100 @@
+"""Start and stop the Azurite storage emulator (installed from npm by ``make``)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pipeline
+from sheetdrop.settings import azurite_connection_string
+
+REPO = Path(pipeline.__file__).resolve().parent.parent
+FLAGS = ("--skipApiVersionCheck", "--loose", "--disableTelemetry", "--silent")
+
+
+class AzuriteError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def azurite_binary() -> str:
+    local = REPO / "node_modules" / ".bin" / "azurite"
+    if local.exists():
+        return str(local)
+    found = shutil.which("azurite")
+    if found:
+        return found
+    raise AzuriteError("Azurite is not installed: run `make setup` (it runs `npm ci` in the repository)")
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex((host, port)) == 0
+
+
+@dataclass
+class Azurite:
+    location: Path
+    blob_port: int = 10000
+    queue_port: int = 10001
+    table_port: int = 10002
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def connection_string(self) -> str:
+        return azurite_connection_string(blob_port=self.blob_port, queue_port=self.queue_port)
+
+    def start(self, timeout: float = 30.0) -> Azurite:
+        if port_open(self.blob_port):
+            raise AzuriteError(
+                f"port {self.blob_port} is already in use: another Azurite is running "
+                f"(stop it, or choose other ports with AZURITE_BLOB_PORT / AZURITE_QUEUE_PORT)")
+        self.location.mkdir(parents=True, exist_ok=True)
+        log = open(self.location / "azurite.log", "ab")  # noqa: SIM115 - lives as long as the process
+        self.process = subprocess.Popen(
+            [azurite_binary(), "--location", str(self.location),
+             "--blobPort", str(self.blob_port), "--queuePort", str(self.queue_port),
+             "--tablePort", str(self.table_port), *FLAGS],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C reaches us; we stop Azurite ourselves
+        )
+        deadline = time.monotonic() + timeout
+        while not (port_open(self.blob_port) and port_open(self.queue_port)):
+            if self.process.poll() is not None:
+                raise AzuriteError(
+                    f"Azurite exited with code {self.process.returncode}; see {self.location}/azurite.log")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise AzuriteError(f"Azurite did not listen within {timeout:.0f} s; see {self.location}/azurite.log")
+            time.sleep(0.1)
+        return self
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    @classmethod
+    def from_env(cls, location: Path) -> Azurite:
+        return cls(
+            location=location,
+            blob_port=int(os.environ.get("AZURITE_BLOB_PORT", "10000")),
+            queue_port=int(os.environ.get("AZURITE_QUEUE_PORT", "10001")),
+            table_port=int(os.environ.get("AZURITE_TABLE_PORT", "10002")),
+        )

@@ -1,0 +1,244 @@
+"""``sheetdrop``: run the embedded default, drop files, list runs and datasets, convert, publish."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sheetdrop.settings import Settings, SettingsError, get_settings, load_settings
+
+if TYPE_CHECKING:
+    import sqlite3
+
+
+def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    if not rows:
+        return "(none)"
+    cells = [[str(r.get(c, "") if r.get(c) is not None else "") for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _when(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S") if ts else ""
+
+
+def _connect(settings: Settings) -> sqlite3.Connection:
+    from sheetdrop import db
+
+    return db.connect(settings.state_dir)
+
+
+def cmd_runs(args: argparse.Namespace, settings: Settings) -> int:
+    from sheetdrop import runstore
+
+    runs = runstore.list_runs(_connect(settings), limit=args.limit)
+    if args.json:
+        print(json.dumps([r.as_dict() for r in runs], indent=2, sort_keys=True))
+        return 0
+    rows = [{
+        "run": r.run_id[:8], "status": r.status, "blob": f"{r.source_container}/{r.source_blob}",
+        "dataset": r.dataset_name, "submitted": _when(r.submitted_at),
+        "seconds": f"{r.seconds:.1f}" if r.seconds is not None else "",
+        "rows": r.metrics.get("rows", ""), "reason": r.error or "",
+    } for r in runs]
+    print(_table(rows, ["run", "status", "blob", "dataset", "submitted", "seconds", "rows", "reason"]))
+    return 0
+
+
+def cmd_datasets(args: argparse.Namespace, settings: Settings) -> int:
+    from sheetdrop import registry
+
+    versions = registry.list_versions(_connect(settings), args.name)
+    if args.json:
+        print(json.dumps([v.as_dict() for v in versions], indent=2, sort_keys=True))
+        return 0
+    rows = [{
+        "name": v.name, "version": v.version, "rows": v.tags.get("rows", ""), "columns": v.tags.get("columns", ""),
+        "sheet": v.tags.get("sheet", ""), "source": v.tags.get("source_blob", ""),
+        "path": f"{v.datastore}/{v.relative_path}", "created": _when(v.created_at),
+    } for v in versions]
+    print(_table(rows, ["name", "version", "rows", "columns", "sheet", "source", "created", "path"]))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
+    from sheetdrop import registry
+    from sheetdrop.storage import blob_service
+
+    name, _, version = args.dataset.partition(":")
+    dataset = registry.get(_connect(settings), name, int(version) if version else None)
+    container = settings.local_container_for(dataset.datastore)
+    table = registry.load_table(dataset, blob_service(settings.storage), container)
+    print(f"{dataset.name} version {dataset.version}: {table.num_rows} rows, {table.num_columns} columns")
+    print(table.slice(0, args.head).to_pandas().to_string(index=False))
+    return 0
+
+
+def cmd_drop(args: argparse.Namespace, settings: Settings) -> int:
+    from sheetdrop.storage import blob_service, ensure_container
+
+    blob_name = args.as_name or args.file.name
+    container = ensure_container(blob_service(settings.storage), settings.input_container)
+    with open(args.file, "rb") as handle:
+        props = container.get_blob_client(blob_name).upload_blob(handle, overwrite=True)
+    print(f"dropped {args.file} as {settings.input_container}/{blob_name} (etag {props['etag']})")
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace, settings: Settings | None) -> int:
+    from sheetdrop.runner import STEP_DIR
+
+    # The step's own converter, in its own process: the same code AzureML runs, and a reader
+    # that aborts cannot take the CLI down with it.
+    return subprocess.run([sys.executable, str(STEP_DIR / "convert.py"), str(args.input), str(args.outdir)],
+                          check=False).returncode
+
+
+def _wait_for_runs(settings: Settings, blobs: list[str], timeout: float = 300.0) -> None:
+    from sheetdrop import db, runstore
+
+    conn = db.connect(settings.state_dir)
+    pending = set(blobs)
+    deadline = time.monotonic() + timeout
+    while pending and time.monotonic() < deadline:
+        for run in runstore.list_runs(conn, limit=200):
+            if run.source_blob in pending and run.status in ("completed", "failed"):
+                pending.discard(run.source_blob)
+        time.sleep(0.25)
+
+
+def cmd_host(args: argparse.Namespace, settings: Settings) -> int:
+    from sheetdrop.azurite import Azurite
+    from sheetdrop.devhost import DevHost
+
+    azurite = None
+    if args.azurite:
+        azurite = Azurite.from_env(settings.state_dir / "azurite").start()
+        logging.getLogger("sheetdrop.host").info("Azurite listening on blob port %d", azurite.blob_port)
+    try:
+        host = DevHost(settings, poll_interval=args.poll_interval, workers=args.workers).start()
+        if args.drop:
+            names = []
+            for path in args.drop:
+                cmd_drop(argparse.Namespace(file=path, as_name=None), settings)
+                names.append(path.name)
+            _wait_for_runs(settings, names)
+            print()
+            cmd_runs(argparse.Namespace(json=False, limit=len(names) * 2), settings)
+            print()
+            cmd_datasets(argparse.Namespace(json=False, name=None), settings)
+            print("\nwatching for new workbooks: `sheetdrop drop FILE` from another shell; Ctrl-C stops\n")
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("\nstopping")
+    finally:
+        if "host" in locals():
+            host.stop()
+        if azurite:
+            azurite.stop()
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace, settings: Settings | None) -> int:
+    from sheetdrop.azurite import REPO
+
+    python = REPO / ".venv-aml" / "bin" / "python"
+    if not python.exists():
+        print("error: the AzureML environment is missing: run `make setup-aml`", file=sys.stderr)
+        return 2
+    return subprocess.run([str(python), "-m", "pipeline.publish", *args.rest], cwd=REPO, check=False).returncode
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sheetdrop", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("host", help="run the dev host: watch the input container and run the local pipeline")
+    p.add_argument("--azurite", action="store_true",
+                   help="start Azurite (data in the state folder) and stop it on exit")
+    p.add_argument("--drop", type=Path, nargs="*", default=[], help="workbooks to drop once the host is up")
+    p.add_argument("--poll-interval", type=float, default=1.0, help="seconds between scans (default 1)")
+    p.add_argument("--workers", type=int, default=2, help="runs executed at once (default 2)")
+    p.set_defaults(func=cmd_host)
+
+    p = sub.add_parser("drop", help="upload a file into the input container")
+    p.add_argument("file", type=Path)
+    p.add_argument("--as", dest="as_name", help="blob name (default: the file's name); folders feed datasets")
+    p.set_defaults(func=cmd_drop)
+
+    p = sub.add_parser("runs", help="list pipeline runs, newest first")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--limit", type=int, default=50)
+    p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("datasets", help="list registered dataset versions")
+    p.add_argument("name", nargs="?")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_datasets)
+
+    p = sub.add_parser("show", help="load a dataset version back from storage: NAME[:VERSION]")
+    p.add_argument("dataset")
+    p.add_argument("--head", type=int, default=10)
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("convert", help="convert a workbook to parquet without storage")
+    p.add_argument("input", type=Path)
+    p.add_argument("outdir", type=Path)
+    p.set_defaults(func=cmd_convert, no_settings=True)
+
+    p = sub.add_parser("publish", help="publish the extract pipeline to AzureML (uses .venv-aml)")
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for python -m pipeline.publish")
+    p.set_defaults(func=cmd_publish, no_settings=True)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S",
+    )
+    # The storage SDK logs every request at INFO; that is noise here.
+    logging.getLogger("azure").setLevel(logging.WARNING)
+    try:
+        settings = None if getattr(args, "no_settings", False) else (
+            load_settings(os.environ) if args.command == "host" else get_settings())
+        return int(args.func(args, settings) or 0)
+    except SettingsError as exc:
+        print(f"error: settings: {exc}", file=sys.stderr)
+        return 2
+    except LookupError as exc:
+        print(f"error: not-found: {exc}", file=sys.stderr)
+        return 1
+    except RuntimeError as exc:  # HostError, AzuriteError: their messages say what to do
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        from azure.core.exceptions import ServiceRequestError
+
+        if isinstance(exc, ServiceRequestError):
+            print("error: storage-unreachable: cannot reach the storage account; is Azurite running? "
+                  "(`make run` starts it, or `sheetdrop host --azurite`)", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

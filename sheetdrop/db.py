@@ -1,0 +1,56 @@
+"""The local state database (SQLite): the run store and the dataset registry share one file so
+that "register the datasets" and "mark the run completed" commit together."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    experiment TEXT NOT NULL,
+    dataset_name TEXT NOT NULL,
+    datastore_name TEXT NOT NULL,
+    relative_path TEXT NOT NULL,
+    source_container TEXT NOT NULL,
+    source_blob TEXT NOT NULL,
+    source_etag TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    tags TEXT NOT NULL DEFAULT '{}',
+    submitted_at REAL NOT NULL,
+    started_at REAL,
+    ended_at REAL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    step_run_id TEXT,
+    output_path TEXT,
+    metrics TEXT NOT NULL DEFAULT '{}',
+    error TEXT,
+    log_path TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_by_source ON runs (source_container, source_blob, source_etag);
+CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, submitted_at);
+CREATE TABLE IF NOT EXISTS datasets (
+    name TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    datastore TEXT NOT NULL,
+    relative_path TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    tags TEXT NOT NULL DEFAULT '{}',
+    run_id TEXT,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (name, version)
+);
+"""
+
+
+def connect(state_dir: Path) -> sqlite3.Connection:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE) where they matter.
+    conn = sqlite3.connect(state_dir / "sheetdrop.db", timeout=30, isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    conn.executescript(SCHEMA)
+    return conn

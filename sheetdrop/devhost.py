@@ -1,0 +1,285 @@
+"""The dev host: stands in for the Functions host, which cannot run here.
+
+It watches the input container (Azurite has no Event Grid), keeps blob receipts
+in storage so that a restart neither reprocesses nor misses a blob, and invokes
+the function *as indexed from function_app.py* with a real BlobClient built by
+the blob extension's own converter, as the Python worker does. It also runs the
+local pipeline runner's workers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import inspect
+import json
+import logging
+import os
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
+
+from sheetdrop.settings import Settings
+from sheetdrop.storage import blob_service, ensure_container
+
+if TYPE_CHECKING:
+    from azure.storage.blob import BlobProperties, ContainerClient
+
+log = logging.getLogger("sheetdrop.host")
+
+#: Where the dev host keeps its receipts, like the Functions host's azure-webjobs-hosts container.
+RECEIPTS_CONTAINER = "sheetdrop-hosts"
+
+
+class HostError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class IndexedTrigger:
+    """The blob-triggered function as the host would index it."""
+
+    function_name: str
+    arg_name: str
+    path: str
+    connection: str
+    source: str | None
+    user_function: Callable[..., Any]
+    parameters: dict[str, inspect.Parameter]
+    bindings: tuple[dict[str, Any], ...] = ()
+
+
+@functools.cache
+def indexed_trigger() -> IndexedTrigger:
+    """Index ``function_app.py`` once per process (``get_functions()`` may be called only once)."""
+    import function_app
+
+    # The library warns that auth levels do not apply to non-HTTP functions; that is expected here.
+    logging.disable(logging.WARNING)
+    try:
+        functions = function_app.app.get_functions()
+    finally:
+        logging.disable(logging.NOTSET)
+    for fn in functions:
+        bindings = json.loads(fn.get_function_json())["bindings"]
+        for binding in bindings:
+            if binding["type"] == "blobTrigger":
+                user_fn = fn.get_user_function()
+                return IndexedTrigger(
+                    function_name=fn.get_function_name(), arg_name=binding["name"], path=binding["path"],
+                    connection=binding["connection"], source=binding.get("source"), user_function=user_fn,
+                    parameters=dict(inspect.signature(user_fn).parameters), bindings=tuple(bindings),
+                )
+    raise HostError("function_app.py registers no blob-triggered function")
+
+
+def resolve_app_settings(value: str, env: dict[str, str]) -> str:
+    """Replace ``%SETTING%`` as the Functions host does; a missing setting is an error there too."""
+
+    def setting(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in env:
+            raise HostError(f"the trigger path names %{name}% but app setting {name} is not set")
+        return env[name]
+
+    return re.sub(r"%([^%]+)%", setting, value)
+
+
+class DevContext:
+    """What ``func.Context`` gives a function: the fields the worker fills in."""
+
+    def __init__(self, function_name: str, invocation_id: str) -> None:
+        self.invocation_id = invocation_id
+        self.function_name = function_name
+        self.function_directory = os.getcwd()
+        self.trace_context = SimpleNamespace(trace_parent="", trace_state="", attributes={})
+        self.retry_context = SimpleNamespace(retry_count=0, max_retry_count=0, exception=None)
+        self.thread_local_storage = threading.local()
+
+
+def blob_client_argument(trigger: IndexedTrigger, container: str, name: str) -> Any:
+    """Build the trigger argument with the extension's converter from model binding data, as the
+    worker does for an SDK-type binding (the connection is resolved from app settings there)."""
+    from azurefunctions.extensions.base import Datum
+    from azurefunctions.extensions.bindings.blob import BlobClientConverter
+
+    pytype = trigger.parameters[trigger.arg_name].annotation
+    if not (isinstance(pytype, type) and BlobClientConverter.check_input_type_annotation(pytype)):
+        raise HostError(f"parameter {trigger.arg_name!r} is not annotated with an SDK blob type")
+    model_binding_data = SimpleNamespace(
+        version="1.0", source="AzureStorageBlobs", content_type="application/json",
+        content=json.dumps({"Connection": trigger.connection, "ContainerName": container, "BlobName": name}),
+    )
+    return BlobClientConverter.decode(
+        Datum(model_binding_data, "model_binding_data"), trigger_metadata={"name": name}, pytype=pytype)
+
+
+def invoke(trigger: IndexedTrigger, container: str, name: str, invocation_id: str) -> None:
+    kwargs: dict[str, Any] = {trigger.arg_name: blob_client_argument(trigger, container, name)}
+    for pname, param in trigger.parameters.items():
+        if pname != trigger.arg_name and (pname == "context" or getattr(param.annotation, "__name__", "") == "Context"):
+            kwargs[pname] = DevContext(trigger.function_name, invocation_id)
+    trigger.user_function(**kwargs)
+
+
+@dataclass
+class ReceiptStore:
+    """One small blob per (container, blob name, etag) the function handled: the dev host's memory
+    across restarts."""
+
+    container: ContainerClient
+    prefix: str
+
+    def _name(self, blob_name: str, etag: str) -> str:
+        digest = hashlib.sha256(blob_name.encode("utf-8")).hexdigest()
+        return f"{self.prefix}/{digest}/{etag.strip(chr(34))}"
+
+    def load(self) -> set[tuple[str, str]]:
+        seen = set()
+        for item in self.container.list_blobs(name_starts_with=f"{self.prefix}/", include=["metadata"]):
+            meta = item.metadata or {}
+            if "blob" in meta and "etag" in meta:
+                seen.add((_unescape(meta["blob"]), meta["etag"]))
+        return seen
+
+    def write(self, blob_name: str, etag: str, status: str, detail: str = "") -> None:
+        body = json.dumps({"blob": blob_name, "etag": etag, "status": status, "detail": detail, "at": time.time()})
+        self.container.upload_blob(
+            self._name(blob_name, etag), body, overwrite=True,
+            metadata={"blob": _escape(blob_name), "etag": etag, "status": status},
+        )
+
+
+def _escape(text: str) -> str:
+    # Metadata values must be ASCII; blob names need not be.
+    return text.encode("unicode_escape").decode("ascii")
+
+
+def _unescape(text: str) -> str:
+    return text.encode("ascii").decode("unicode_escape")
+
+
+def poison_threshold_from_host_json() -> int:
+    """``extensions.blobs.poisonBlobThreshold`` from host.json (the Functions host's default is 5)."""
+    import pipeline
+
+    host_json = Path(pipeline.__file__).resolve().parent.parent / "host.json"
+    try:
+        return int(json.loads(host_json.read_text())["extensions"]["blobs"]["poisonBlobThreshold"])
+    except (OSError, KeyError, ValueError):
+        return 5
+
+
+@dataclass
+class DevHost:
+    settings: Settings
+    poll_interval: float = 1.0
+    workers: int = 2
+    poison_threshold: int = field(default_factory=poison_threshold_from_host_json)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _failures: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.trigger = indexed_trigger()
+        # Settings with defaults (INPUT_CONTAINER=input) count as set, as in local.settings.json.
+        env = {"INPUT_CONTAINER": self.settings.input_container, **self.settings.env}
+        self.container_name, _, pattern = resolve_app_settings(self.trigger.path, env).partition("/")
+        if pattern != "{name}":
+            raise HostError(f"the dev host watches whole containers; trigger path pattern {pattern!r} is not supported")
+        # The blob extension reads the connection from the process environment, like the worker.
+        if self.trigger.connection not in os.environ and self.settings.storage.connection_string:
+            os.environ[self.trigger.connection] = self.settings.storage.connection_string
+        self.service = blob_service(self.settings.storage)
+        self.input = ensure_container(self.service, self.container_name)
+        ensure_container(self.service, self.settings.local_output_container)
+        receipts = ensure_container(self.service, RECEIPTS_CONTAINER)
+        self.receipts = ReceiptStore(receipts, f"receipts/{self.container_name}")
+        self.seen = self.receipts.load()
+
+    def scan_once(self) -> int:
+        """Invoke the function for every blob version without a receipt; return how many."""
+        handled = 0
+        for item in self.input.list_blobs():
+            key = (item.name, item.etag)
+            if key in self.seen:
+                continue
+            handled += 1
+            self._handle(item)
+        return handled
+
+    def _handle(self, item: BlobProperties) -> None:
+        key = (item.name, item.etag)
+        invocation_id = str(uuid.uuid4())
+        try:
+            invoke(self.trigger, self.container_name, item.name, invocation_id)
+        except Exception as exc:
+            count = self._failures.get(key, 0) + 1
+            self._failures[key] = count
+            if count >= self.poison_threshold:
+                log.error("gave up on %s after %d failed invocations: %s", item.name, count, exc)
+                self.receipts.write(item.name, item.etag, "poisoned", f"{exc.__class__.__name__}: {exc}")
+                self.seen.add(key)
+            else:
+                log.warning("invocation %d/%d for %s failed: %s", count, self.poison_threshold, item.name, exc)
+            return
+        self.receipts.write(item.name, item.etag, "handled")
+        self.seen.add(key)
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.scan_once()
+            except Exception as exc:  # storage down for a moment: keep watching
+                log.warning("scanning %s failed, retrying: %s", self.container_name, exc)
+            self._stop.wait(self.poll_interval)
+
+    def _work(self) -> None:
+        from sheetdrop.runner import LocalRunner
+
+        runner = LocalRunner.from_settings(self.settings)
+        while not self._stop.is_set():
+            try:
+                if runner.run_next() is None:
+                    self._stop.wait(0.25)
+            except Exception as exc:
+                log.exception("runner worker error: %s", exc)
+                self._stop.wait(1.0)
+
+    def start(self) -> DevHost:
+        if self.settings.backend == "local":
+            from sheetdrop import db, runstore
+
+            requeued = runstore.requeue_interrupted(db.connect(self.settings.state_dir))
+            if requeued:
+                log.info("queued %d run(s) again that a previous host left unfinished", requeued)
+            for i in range(self.workers):
+                self._spawn(self._work, f"runner-{i}")
+        self._spawn(self._watch, "watcher")
+        log.info("watching container %r (function %s)", self.container_name, self.trigger.function_name)
+        return self
+
+    def _spawn(self, target: Callable[[], None], name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout)
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[DevHost]:
+        self.start()
+        try:
+            yield self
+        finally:
+            self.stop()

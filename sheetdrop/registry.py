@@ -1,0 +1,93 @@
+"""The local dataset registry: names, auto-incremented versions, datastore paths and tags.
+
+It plays the part of AzureML's dataset registry for the embedded default; a
+version loads back as an Arrow table (or a pandas DataFrame) from Azurite.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from azure.storage.blob import BlobServiceClient
+
+
+class DatasetNotFound(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class DatasetVersion:
+    name: str
+    version: int
+    datastore: str
+    relative_path: str
+    description: str
+    tags: dict[str, str]
+    run_id: str | None
+    created_at: float
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> DatasetVersion:
+        data = dict(row)
+        data["tags"] = json.loads(data["tags"])
+        return cls(**data)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def register(
+    conn: sqlite3.Connection,
+    *,
+    name: str,
+    datastore: str,
+    relative_path: str,
+    description: str = "",
+    tags: dict[str, str] | None = None,
+    run_id: str | None = None,
+) -> int:
+    """Add the next version of ``name``. Call inside a write transaction so the version number
+    cannot be taken twice."""
+    (latest,) = conn.execute("SELECT COALESCE(MAX(version), 0) FROM datasets WHERE name = ?", (name,)).fetchone()
+    version = latest + 1
+    conn.execute(
+        """INSERT INTO datasets (name, version, datastore, relative_path, description, tags, run_id, created_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+        (name, version, datastore, relative_path, description, json.dumps(tags or {}, sort_keys=True), run_id,
+         time.time()),
+    )
+    return version
+
+
+def get(conn: sqlite3.Connection, name: str, version: int | None = None) -> DatasetVersion:
+    if version is None:
+        row = conn.execute("SELECT * FROM datasets WHERE name = ? ORDER BY version DESC LIMIT 1", (name,)).fetchone()
+    else:
+        row = conn.execute("SELECT * FROM datasets WHERE name = ? AND version = ?", (name, version)).fetchone()
+    if row is None:
+        raise DatasetNotFound(f"no dataset {name!r}" + (f" version {version}" if version else ""))
+    return DatasetVersion.from_row(row)
+
+
+def list_versions(conn: sqlite3.Connection, name: str | None = None) -> list[DatasetVersion]:
+    if name:
+        rows = conn.execute("SELECT * FROM datasets WHERE name = ? ORDER BY version", (name,)).fetchall()
+    else:
+        rows = conn.execute("SELECT * FROM datasets ORDER BY name, version").fetchall()
+    return [DatasetVersion.from_row(r) for r in rows]
+
+
+def load_table(dataset: DatasetVersion, service: BlobServiceClient, container: str) -> pa.Table:
+    """Read a registered version back from storage (``container`` is its datastore's container)."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    data = service.get_blob_client(container, dataset.relative_path).download_blob().readall()
+    return pq.read_table(io.BytesIO(data))

@@ -1,0 +1,198 @@
+"""The local pipeline runner: does for a queued run what AzureML does for the extract pipeline.
+
+For each run: a step run id; the input blob staged at its mount path
+``<run>/mounts/<input datastore>/<relative path>``; the PipelineData folder
+``<run>/mounts/<output datastore>/azureml/<step run id>/extracted`` left for the
+step to create; ``step_scripts/extract.py`` run in a subprocess with the argv of
+the one step contract; its log kept; the output uploaded to the output
+datastore's container under the same relative path; then, in one transaction,
+the step's dataset registrations applied and the run marked completed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import pipeline
+from pipeline import contract
+from sheetdrop import db, registry, runstore
+from sheetdrop.runstore import Run
+from sheetdrop.settings import Settings
+from sheetdrop.storage import blob_service, ensure_container
+
+if TYPE_CHECKING:
+    from azure.storage.blob import BlobServiceClient
+
+log = logging.getLogger("sheetdrop.runner")
+
+STEP_DIR = Path(pipeline.__file__).resolve().parent.parent / contract.SOURCE_DIRECTORY
+#: What the step's process inherits: enough to run Python, none of the storage settings (the
+#: step reaches storage only through its mounts, as in AzureML, so it never sees a key).
+STEP_ENV_KEEP = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "SYSTEMROOT")
+LOG_TAIL_LINES = 20
+
+
+class RunFailed(Exception):
+    """A run that ends as failed; the message is the reason a person reads in ``sheetdrop runs``."""
+
+
+def mount_path(root: Path, datastore: str, relative_path: str) -> Path:
+    """``<root>/mounts/<datastore>/<relative path>``, with a blob name treated as data, never as a
+    path: segments that would climb (``..``) or vanish (``.``, empty) are percent-encoded, and the
+    result is checked to stay inside the datastore's mount."""
+    base = root / "mounts" / datastore
+    segments = []
+    for segment in PurePosixPath(relative_path).parts:
+        if segment in ("..", ".", "/", ""):
+            segment = quote(segment, safe="").replace(".", "%2E") or "%2F"
+        segments.append(segment.replace("\\", "%5C"))
+    if not segments:
+        raise RunFailed(f"the input path {relative_path!r} names no file")
+    path = base.joinpath(*segments)
+    if not path.resolve().is_relative_to(base.resolve()):
+        raise RunFailed(f"the input path {relative_path!r} would leave the run's mount folder")
+    return path
+
+
+@dataclass
+class LocalRunner:
+    settings: Settings
+    conn: sqlite3.Connection
+    service: BlobServiceClient
+    python: str = sys.executable
+    step_dir: Path = STEP_DIR
+    timeout: float = 1800.0
+    keep_mounts: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LocalRunner:
+        return cls(
+            settings=settings,
+            conn=db.connect(settings.state_dir),
+            service=blob_service(settings.storage),
+            timeout=float(settings.env.get("LOCAL_STEP_TIMEOUT", "1800")),
+        )
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.settings.state_dir / "runs"
+
+    def run_next(self) -> Run | None:
+        """Run the oldest queued run, if any; return it as it ended."""
+        run = runstore.take_next(self.conn)
+        if run is None:
+            return None
+        self.execute(run)
+        return runstore.get(self.conn, run.run_id)
+
+    def execute(self, run: Run) -> None:
+        assert run.step_run_id, "take_next gives every running run a step run id"
+        root = self.runs_dir / run.run_id
+        root.mkdir(parents=True, exist_ok=True)
+        log_path = root / "std_log.txt"
+        log.info("run %s started: %s/%s", run.run_id, run.source_container, run.source_blob)
+        try:
+            outbox = self._run_step(run, root, log_path)
+            output_path = contract.output_relative_path(run.step_run_id)
+            self._upload(root, output_path)
+            with runstore.transaction(self.conn):
+                for item in outbox.get("registrations", []):
+                    version = registry.register(
+                        self.conn,
+                        name=item["name"], datastore=item["datastore"], relative_path=item["relative_path"],
+                        description=item.get("description", ""), tags=item.get("tags", {}), run_id=run.run_id,
+                    )
+                    log.info("run %s registered dataset %s version %d", run.run_id, item["name"], version)
+                runstore.finish(
+                    self.conn, run.run_id, "completed", metrics=outbox.get("metrics", {}),
+                    output_path=output_path, log_path=str(log_path),
+                )
+            log.info("run %s completed", run.run_id)
+        except Exception as exc:  # a failed step is a failed run, never a dead host
+            reason = str(exc) if isinstance(exc, RunFailed) else f"{exc.__class__.__name__}: {exc}"
+            log.warning("run %s failed: %s", run.run_id, reason)
+            runstore.finish(self.conn, run.run_id, "failed", error=reason, log_path=str(log_path))
+        finally:
+            if not self.keep_mounts:
+                shutil.rmtree(root / "mounts", ignore_errors=True)
+
+    def _stage_input(self, run: Run, root: Path) -> Path:
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+
+        target = mount_path(root, run.datastore_name, run.relative_path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        container = self.settings.local_container_for(run.datastore_name)
+        blob = self.service.get_blob_client(container, run.relative_path)
+        try:
+            # The run converts the version it was submitted for; a newer upload has its own run.
+            downloader = blob.download_blob(etag=run.source_etag, match_condition=MatchConditions.IfNotModified)
+            with open(target, "wb") as handle:
+                downloader.readinto(handle)
+        except ResourceModifiedError as exc:
+            raise RunFailed(
+                "the input blob changed after this run was submitted; the new version has its own run") from exc
+        except ResourceNotFoundError as exc:
+            raise RunFailed(f"the input blob {container}/{run.relative_path} no longer exists") from exc
+        return target
+
+    def _run_step(self, run: Run, root: Path, log_path: Path) -> dict[str, Any]:
+        input_path = self._stage_input(run, root)
+        output_dir = root / "mounts" / self.settings.output_datastore / contract.output_relative_path(run.step_run_id)
+        run_file = root / "run.json"
+        outbox = root / "outbox.json"
+        outbox.unlink(missing_ok=True)
+        run_file.write_text(json.dumps({
+            "run_id": run.run_id,
+            "step_run_id": run.step_run_id,
+            "tags": {k: run.tags[k] for k in ("source_container", "source_blob", "source_etag") if k in run.tags},
+            "outbox": str(outbox),
+        }, indent=2), encoding="utf-8")
+        argv = [str(a) for a in contract.step_arguments(
+            str(input_path), str(output_dir), self.settings.output_datastore, run.dataset_name)]
+        env = {k: v for k, v in os.environ.items() if k in STEP_ENV_KEEP}
+        env["SHEETDROP_LOCAL_RUN"] = str(run_file)
+        env["PYTHONUNBUFFERED"] = "1"
+        with open(log_path, "w", encoding="utf-8") as handle:
+            handle.write(f"$ {contract.SCRIPT_NAME} {' '.join(argv)}\n")
+            handle.flush()
+            try:
+                proc = subprocess.run(
+                    [self.python, str(self.step_dir / contract.SCRIPT_NAME), *argv],
+                    cwd=self.step_dir, env=env, stdout=handle, stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL, timeout=self.timeout, check=False,
+                )
+            except subprocess.TimeoutExpired as exc:
+                raise RunFailed(f"the step did not finish within {self.timeout:.0f} s (LOCAL_STEP_TIMEOUT)") from exc
+        if proc.returncode != 0:
+            raise RunFailed(_failure_reason(log_path, proc.returncode))
+        if not outbox.exists():
+            raise RunFailed(f"the step exited 0 but reported no result; see {log_path}")
+        return json.loads(outbox.read_text(encoding="utf-8"))
+
+    def _upload(self, root: Path, output_path: str) -> None:
+        output_dir = root / "mounts" / self.settings.output_datastore / output_path
+        container = ensure_container(self.service, self.settings.local_output_container)
+        for path in sorted(p for p in output_dir.rglob("*") if p.is_file()):
+            name = f"{output_path}/{path.relative_to(output_dir).as_posix()}"
+            with open(path, "rb") as handle:
+                container.upload_blob(name, handle, overwrite=True)
+
+
+def _failure_reason(log_path: Path, returncode: int) -> str:
+    lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+    for line in reversed(lines):
+        if line.startswith("error: "):
+            return line.removeprefix("error: ")
+    tail = " | ".join(line.strip() for line in lines[-3:] if line.strip())
+    return f"the step exited with code {returncode}: {tail} (full log: {log_path})"

@@ -1,0 +1,139 @@
+"""The local run store: what the local backend submitted and what became of each run."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sheetdrop.backends import SubmitRequest
+
+STATUSES = ("queued", "running", "completed", "failed")
+
+
+@dataclass(frozen=True)
+class Run:
+    run_id: str
+    status: str
+    experiment: str
+    dataset_name: str
+    datastore_name: str
+    relative_path: str
+    source_container: str
+    source_blob: str
+    source_etag: str
+    description: str
+    tags: dict[str, str]
+    submitted_at: float
+    started_at: float | None
+    ended_at: float | None
+    attempts: int
+    step_run_id: str | None
+    output_path: str | None
+    metrics: dict[str, Any]
+    error: str | None
+    log_path: str | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Run:
+        data = dict(row)
+        data["tags"] = json.loads(data["tags"])
+        data["metrics"] = json.loads(data["metrics"])
+        return cls(**data)
+
+    @property
+    def seconds(self) -> float | None:
+        if self.started_at is None or self.ended_at is None:
+            return None
+        return self.ended_at - self.started_at
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "seconds": self.seconds}
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def enqueue(conn: sqlite3.Connection, request: SubmitRequest) -> str:
+    run_id = str(uuid.uuid4())
+    conn.execute(
+        """INSERT INTO runs (run_id, status, experiment, dataset_name, datastore_name, relative_path,
+               source_container, source_blob, source_etag, description, tags, submitted_at)
+           VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        (
+            run_id, request.experiment_name, request.dataset_name, request.datastore_name, request.relative_path,
+            request.source_container, request.source_blob, request.source_etag, request.description,
+            json.dumps(request.tags, sort_keys=True), time.time(),
+        ),
+    )
+    return run_id
+
+
+def take_next(conn: sqlite3.Connection) -> Run | None:
+    """Move the oldest queued run to running and return it (atomic: one taker per run)."""
+    row = conn.execute(
+        """UPDATE runs SET status = 'running', started_at = ?, attempts = attempts + 1, step_run_id = ?
+           WHERE run_id = (SELECT run_id FROM runs WHERE status = 'queued' ORDER BY submitted_at LIMIT 1)
+           RETURNING *""",
+        (time.time(), str(uuid.uuid4())),
+    ).fetchone()
+    return Run.from_row(row) if row else None
+
+
+def requeue_interrupted(conn: sqlite3.Connection) -> int:
+    """Runs left 'running' by a host that stopped: queue them again (nothing was registered for
+    them, because registration and completion commit together)."""
+    return conn.execute(
+        "UPDATE runs SET status = 'queued', step_run_id = NULL, started_at = NULL WHERE status = 'running'"
+    ).rowcount
+
+
+def finish(
+    conn: sqlite3.Connection,
+    run_id: str,
+    status: str,
+    *,
+    metrics: dict[str, Any] | None = None,
+    error: str | None = None,
+    output_path: str | None = None,
+    log_path: str | None = None,
+) -> None:
+    if status not in ("completed", "failed"):
+        raise ValueError(f"a run finishes as completed or failed, not {status!r}")
+    conn.execute(
+        """UPDATE runs SET status = ?, ended_at = ?, metrics = ?, error = ?, output_path = ?, log_path = ?
+           WHERE run_id = ?""",
+        (status, time.time(), json.dumps(metrics or {}, sort_keys=True), error, output_path, log_path, run_id),
+    )
+
+
+def get(conn: sqlite3.Connection, run_id: str) -> Run | None:
+    row = conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+    return Run.from_row(row) if row else None
+
+
+def list_runs(conn: sqlite3.Connection, limit: int = 50) -> list[Run]:
+    rows = conn.execute("SELECT * FROM runs ORDER BY submitted_at DESC LIMIT ?", (limit,)).fetchall()
+    return [Run.from_row(r) for r in rows]
+
+
+def find_by_source(conn: sqlite3.Connection, container: str, blob: str, etag: str) -> list[str]:
+    rows = conn.execute(
+        "SELECT run_id FROM runs WHERE source_container = ? AND source_blob = ? AND source_etag = ? "
+        "ORDER BY submitted_at",
+        (container, blob, etag),
+    ).fetchall()
+    return [r["run_id"] for r in rows]

@@ -1,0 +1,352 @@
+"""The reader process: workbook sheets → typed Arrow tables → parquet files.
+
+Runs as a child of ``convert.py`` (``python convert_worker.py JOB.json``, a
+JSON result on stdout) under memory and time limits, because the
+calamine reader aborts the whole process when an allocation fails. Everything
+that can fail in a classified way is reported as ``{"rejected": code, ...}``.
+
+Reading is done by ``fastexcel`` (calamine, Rust) straight into Arrow. Its type
+inference is used only as a first guess: it is run over the whole column
+(``schema_sample_rows=None``) and every cell it could not convert comes back as
+a ``CellError``. Those tell apart Excel error cells (``#DIV/0!`` → null,
+counted) from cells of another type (the column is mixed → re-read as text).
+The column rules themselves live in :func:`finish_column`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+# Day serials 0..1 of each date system: a column whose timestamps all fall in
+# that first day holds times of day, not dates.
+_TIME_DAY_1900 = ("1899-12-30", "1900-01-01")  # calamine maps serial 0 to 1899-12-31
+_TIME_DAY_1904 = ("1904-01-01", "1904-01-02")
+MAX_EXACT_INT = 2**53
+_SPARK_UNSAFE = " ,;{}()\n\t\r=."
+
+
+def column_letter(index: int) -> str:
+    letters = ""
+    index += 1
+    while index:
+        index, rem = divmod(index - 1, 26)
+        letters = chr(65 + rem) + letters
+    return letters
+
+
+def safe_name(raw: str | None, absolute_index: int) -> str:
+    """Trimmed, and without the characters Spark refuses in parquet column names."""
+    name = " ".join((raw or "").split())
+    name = "".join("_" if ch in _SPARK_UNSAFE or ord(ch) < 32 else ch for ch in name)
+    name = "_".join(part for part in name.split("_") if part) if name.strip("_") else ""
+    return name or f"column_{column_letter(absolute_index)}"
+
+
+def unique_names(names: list[str]) -> list[str]:
+    # Spark resolves columns case-insensitively, so "Amount" and "amount" collide.
+    seen: set[str] = set()
+    out: list[str] = []
+    for name in names:
+        candidate, n = name, 0
+        while candidate.lower() in seen:
+            n += 1
+            candidate = f"{name}_{n}"
+        seen.add(candidate.lower())
+        out.append(candidate)
+    return out
+
+
+def finish_column(array: Any, date1904: bool, iso_dates: bool = False) -> tuple[Any, str]:
+    """Apply the column rules to one column as read; returns (array, type name)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    t = array.type
+    if pa.types.is_null(t):
+        return pa.nulls(len(array), pa.string()), "string"
+    if pa.types.is_floating(t):
+        valid = array.drop_null()
+        if len(valid) == 0:
+            return array.cast(pa.float64()), "float64"
+        whole = pc.all(pc.equal(pc.floor(valid), valid)).as_py()
+        small = pc.max(pc.abs(valid)).as_py() <= MAX_EXACT_INT
+        if whole and small:
+            return array.cast(pa.int64()), "int64"
+        return array.cast(pa.float64()), "float64"
+    if pa.types.is_timestamp(t):
+        array = array.cast(pa.timestamp("us"))
+        valid = array.drop_null()
+        lo, hi = _TIME_DAY_1904 if date1904 else _TIME_DAY_1900
+        if len(valid) and pc.min(valid).as_py() >= _ts(lo) and pc.max(valid).as_py() < _ts(hi):
+            # Times of day: keep the time, the day is only Excel's epoch.
+            day = pc.floor_temporal(array, unit="day")
+            micros = pc.subtract(array.cast(pa.int64()), day.cast(pa.int64()))
+            return micros.cast(pa.time64("us")), "time"
+        return array, "timestamp"
+    if pa.types.is_date(t):
+        return array.cast(pa.timestamp("us")), "timestamp"
+    if pa.types.is_duration(t):
+        return array.cast(pa.duration("us")), "duration"
+    if pa.types.is_boolean(t):
+        return array, "bool"
+    if pa.types.is_integer(t):
+        return array.cast(pa.int64()), "int64"
+    # Text: an empty string is an empty cell to a person looking at the sheet.
+    array = array.cast(pa.string())
+    array = pc.if_else(pc.equal(array, ""), pa.scalar(None, pa.string()), array)
+    if iso_dates and array.null_count < len(array):
+        # The ODS reader hands dates over as ISO text; a column made only of them is dates.
+        valid = array.drop_null()
+        if pc.all(pc.match_substring_regex(valid, r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}:\d{2}(\.\d+)?)?$")).as_py():
+            try:
+                return array.cast(pa.timestamp("us")), "timestamp"
+            except pa.ArrowInvalid:
+                pass
+    return array, "string"
+
+
+def _ts(day: str) -> Any:
+    import datetime as dt
+
+    return dt.datetime.fromisoformat(day)
+
+
+def _is_cell_error(detail: str) -> bool:
+    # fastexcel reports "Expected <type> but got 'Error(Div0)'" for Excel error cells.
+    return "got 'Error(" in detail or 'got "Error(' in detail
+
+
+class SheetSkipped(Exception):
+    pass
+
+
+def convert_sheet(
+    reader: Any, index: int, *, date1904: bool, bool_columns: list[int] | None, iso_dates: bool = False
+) -> dict[str, Any]:
+    """Read one sheet; returns the table and its type decisions, or raises SheetSkipped."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        sheet = reader.load_sheet(index, header_row=0, schema_sample_rows=None, dtype_coercion="coerce")
+    except Exception as exc:
+        text = str(exc)
+        if "not a valid worksheet" in text or "chartsheet" in text.lower():
+            raise SheetSkipped("chart sheet") from exc
+        raise
+    columns = sheet.available_columns()
+    if not columns:
+        raise SheetSkipped("empty")
+    batch, cell_errors = sheet.to_arrow_with_errors()
+    error_cols: dict[int, int] = defaultdict(int)
+    mixed: set[int] = set()
+    for err in cell_errors.errors if cell_errors is not None else []:
+        col = err.offset_position[1]
+        if _is_cell_error(err.detail):
+            error_cols[col] += 1
+        else:
+            mixed.add(col)
+    float_cols = {i for i, f in enumerate(batch.schema) if pa.types.is_floating(f.type)}
+    # calamine coerces TRUE/FALSE to 1.0/0.0 inside a numeric column without a word;
+    # reading those columns as text shows them, so numeric columns of sheets that
+    # may hold booleans get that second look.
+    suspects = float_cols - mixed
+    if bool_columns is not None:
+        suspects = {i for i in suspects if columns[i].absolute_index in set(bool_columns)}
+    reread: dict[int, Any] = {}
+    if mixed or suspects:
+        wanted = sorted(mixed | suspects)
+        again = reader.load_sheet(
+            index, header_row=0, schema_sample_rows=None, use_columns=[columns[i].name for i in wanted],
+            dtypes="string",
+        )
+        text_batch, text_errors = again.to_arrow_with_errors()
+        text_error_cols: dict[int, int] = defaultdict(int)
+        for err in text_errors.errors if text_errors is not None else []:
+            # Positions count columns of the sheet's range, not of the selection.
+            text_error_cols[err.offset_position[1]] += 1
+        for pos, col in enumerate(wanted):
+            arr = text_batch.column(pos)
+            if col in suspects:
+                has_text_bool = pc.any(pc.is_in(arr, pa.array(["true", "false"]))).as_py()
+                if not has_text_bool:
+                    continue
+            reread[col] = arr
+            error_cols[col] = text_error_cols.get(col, 0)
+
+    raw_names = []
+    earlier: set[str] = set()
+    for info in columns:
+        from_header = getattr(info, "column_name_from", "") == "looked_up"
+        name = info.name if from_header else None
+        if name is not None:
+            # fastexcel already suffixed repeated headers ("a", "a_1"); undo it so the
+            # one suffixing rule below applies to every collision alike.
+            base, sep, digits = name.rpartition("_")
+            if sep and digits.isdigit() and base in earlier:
+                name = base
+            earlier.add(name)
+        raw_names.append(safe_name(name, info.absolute_index))
+    names = unique_names(raw_names)
+
+    arrays = []
+    types: dict[str, str] = {}
+    nulls: dict[str, int] = {}
+    errors: dict[str, int] = {}
+    for i, name in enumerate(names):
+        arr = reread.get(i, batch.column(i))
+        arr, kind = finish_column(arr, date1904, iso_dates=iso_dates and i not in reread)
+        arrays.append(arr)
+        types[name] = kind
+        errors[name] = error_cols.get(i, 0)
+    table = pa.Table.from_arrays(arrays, names=names)
+    table = _trim(table, columns)
+    if table.num_rows == 0 and table.num_columns == 0:
+        raise SheetSkipped("empty")
+    for name in table.column_names:
+        nulls[name] = table.column(name).null_count
+    types = {n: types[n] for n in table.column_names}
+    errors = {n: errors[n] for n in table.column_names}
+    return {"table": table, "types": types, "nulls": nulls, "errors": errors}
+
+
+def _trim(table: Any, columns: list[Any]) -> Any:
+    """Drop trailing all-empty rows, and leading/trailing columns with neither header nor data."""
+    import pyarrow.compute as pc
+
+    if table.num_columns == 0:
+        return table
+    keep_cols = [
+        getattr(info, "column_name_from", "") == "looked_up" or table.column(i).null_count < table.num_rows
+        for i, info in enumerate(columns)
+    ]
+    first = next((i for i, k in enumerate(keep_cols) if k), None)
+    if first is None:
+        return table.select([])
+    last = max(i for i, k in enumerate(keep_cols) if k)
+    table = table.select(list(range(first, last + 1)))
+    if table.num_rows:
+        any_value = None
+        for col in table.columns:
+            valid = pc.is_valid(col)
+            any_value = valid if any_value is None else pc.or_(any_value, valid)
+        indices = pc.indices_nonzero(any_value)
+        end = indices[-1].as_py() + 1 if len(indices) else 0
+        if end < table.num_rows:
+            table = table.slice(0, end)
+    return table
+
+
+def write_parquet(table: Any, path: Path, metadata: dict[str, str]) -> int:
+    import pyarrow.parquet as pq
+
+    table = table.replace_schema_metadata(metadata)
+    # Fixed writer options (and no timestamps anywhere) keep reruns byte-identical.
+    pq.write_table(
+        table, path, compression="zstd", compression_level=1, version="2.6",
+        use_dictionary=True, write_statistics=True, store_schema=True,
+    )
+    return path.stat().st_size
+
+
+def run_job(job: dict[str, Any]) -> dict[str, Any]:
+    import fastexcel
+
+    src = job["src"]
+    staging = Path(job["staging"])
+    try:
+        reader = fastexcel.read_excel(src)
+    except Exception as exc:
+        return classify_reader_error(exc)
+    names = reader.sheet_names
+    results: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []
+    tasks = job["sheets"] if job["sheets"] is not None else [{"index": i} for i in range(len(names))]
+    for task in tasks:
+        index = task["index"]
+        if index >= len(names):
+            continue
+        name = names[index]
+        try:
+            if not job["include_hidden"]:
+                visible = _visibility(src, index, task)
+                if visible != "visible":
+                    skipped.append({"sheet": name, "why": f"{visible} sheet"})
+                    continue
+            out = convert_sheet(
+                reader, index, date1904=job["date1904"], bool_columns=task.get("bool_columns"),
+                iso_dates=src.endswith(".ods"),
+            )
+        except SheetSkipped as exc:
+            skipped.append({"sheet": name, "why": str(exc)})
+            continue
+        except Exception as exc:
+            return classify_reader_error(exc)
+        table = out["table"]
+        meta = {
+            "sheetdrop.source": job["source"],
+            "sheetdrop.sheet": name,
+            "sheetdrop.converter_version": job["version"],
+            "sheetdrop.column_types": json.dumps(out["types"], ensure_ascii=False),
+            "sheetdrop.nulls": json.dumps(out["nulls"], ensure_ascii=False),
+            "sheetdrop.errors": json.dumps(out["errors"], ensure_ascii=False),
+            "sheetdrop.rows": str(table.num_rows),
+        }
+        tmp = staging / f"sheet-{index}.parquet"
+        size = write_parquet(table, tmp, meta)
+        results.append({
+            "index": index, "sheet": name, "file": tmp.name, "rows": table.num_rows, "columns": table.num_columns,
+            "column_types": out["types"], "nulls": sum(out["nulls"].values()),
+            "errors": sum(out["errors"].values()), "null_counts": out["nulls"], "error_counts": out["errors"],
+            "bytes": size,
+        })
+    return {"sheets": results, "skipped": skipped}
+
+
+def _visibility(src: str, index: int, task: dict[str, Any]) -> str:
+    if task.get("state"):
+        return "visible" if task["state"] == "visible" else "hidden"
+    import python_calamine
+
+    # Sheet metadata only (no cell parsing); fastexcel reports it only after a full load.
+    wb = python_calamine.CalamineWorkbook.from_path(src)
+    meta = wb.sheets_metadata[index]
+    if meta.typ != python_calamine.SheetTypeEnum.WorkSheet:
+        raise SheetSkipped("chart sheet")
+    return "visible" if meta.visible == python_calamine.SheetVisibleEnum.Visible else "hidden"
+
+
+def classify_reader_error(exc: BaseException) -> dict[str, Any]:
+    text = f"{exc.__class__.__name__}: {exc}"
+    low = text.lower()
+    if isinstance(exc, MemoryError):
+        return {"rejected": "too-large", "reason": "reading the workbook needs more memory than the limit allows"}
+    if "password" in low or "encrypt" in low:
+        return {
+            "rejected": "encrypted",
+            "reason": "the workbook is password-protected; save it without a password and upload it again",
+        }
+    return {
+        "rejected": "corrupt",
+        "reason": f"the workbook could not be read ({text[:300]}); open it in Excel or LibreOffice, "
+        "save it again and re-upload",
+    }
+
+
+def main() -> int:
+    job = json.loads(Path(sys.argv[1]).read_text())
+    try:
+        result = run_job(job)
+    except MemoryError:
+        result = {"rejected": "too-large", "reason": "reading the workbook needs more memory than the limit allows"}
+    sys.stdout.write(json.dumps(result))
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

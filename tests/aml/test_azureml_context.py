@@ -1,0 +1,142 @@
+"""The step's AzureML side, with the run context and the dataset API replaced at the SDK boundary."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import azureml_context
+import pytest
+from azureml.core import Dataset, Datastore, Run
+from step_context import Registration
+
+
+@dataclass
+class FakeRun:
+    """What Run.get_context() answers inside a pipeline step; records what the step does to it."""
+
+    id: str
+    workspace: Any
+    parent: FakeRun | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    metrics: list[tuple[str, Any]] = field(default_factory=list)
+    flushed: int = 0
+    display_name: str | None = None
+
+    @property
+    def experiment(self) -> Any:
+        return type("Experiment", (), {"workspace": self.workspace})()
+
+    def get_tags(self) -> dict[str, str]:
+        return dict(self.tags)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        self.tags.update(tags)
+
+    def tag(self, key: str, value: str) -> None:
+        self.tags[key] = value
+
+    def log(self, name: str, value: Any) -> None:
+        self.metrics.append((name, value))
+
+    def flush(self) -> None:
+        self.flushed += 1
+
+
+@dataclass
+class Registered:
+    name: str
+    version: int
+
+
+@dataclass
+class DatasetStandIn:
+    path: Any
+    registrations: list[dict[str, Any]] = field(default_factory=list)
+
+    def register(self, **kwargs: Any) -> Registered:
+        self.registrations.append(kwargs)
+        return Registered(kwargs["name"], 3)
+
+
+SOURCE = {"source_container": "input", "source_blob": "sales/q1.xlsx", "source_etag": "0x8DC",
+          "function_invocation_id": "inv-1"}
+
+
+@pytest.fixture
+def sdk(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    workspace = object()
+    parent = FakeRun("pipeline-run-1", workspace, tags={**SOURCE, "azureml.pipelineid": "p-1"})
+    run = FakeRun("step-run-1", workspace, parent=parent)
+    datastores: dict[str, Any] = {}
+    datasets: list[DatasetStandIn] = []
+
+    def get_datastore(ws: Any, name: str) -> Any:
+        assert ws is workspace
+        return datastores.setdefault(name, type("Datastore", (), {"name": name})())
+
+    def from_parquet_files(path: Any, **kwargs: Any) -> DatasetStandIn:
+        assert kwargs == {}
+        datasets.append(DatasetStandIn(path))
+        return datasets[-1]
+
+    monkeypatch.setattr(Run, "get_context", classmethod(lambda cls, *a, **k: run))
+    monkeypatch.setattr(Datastore, "get", staticmethod(get_datastore))
+    monkeypatch.setattr(Dataset.Tabular, "from_parquet_files", staticmethod(from_parquet_files))
+    return {"workspace": workspace, "run": run, "parent": parent, "datastores": datastores, "datasets": datasets}
+
+
+def test_registers_a_new_version_on_the_exact_datastore_path(sdk: dict[str, Any]) -> None:
+    context = azureml_context.azureml_context()
+    assert context is not None
+    assert context.run_id == "step-run-1"
+    source = context.source_tags()
+    assert source == SOURCE  # the parent's own azureml.* tags are not carried onto datasets
+    tags = {**source, "run_id": context.run_id, "sheet": "Q1", "rows": "10", "columns": "3"}
+
+    ref = context.register(Registration(
+        name="sales", datastore="workspaceblobstore",
+        relative_path="azureml/step-run-1/extracted/q1.parquet",
+        description="Sheet 'Q1' of sales/q1.xlsx", tags=tags))
+
+    assert ref == "sales:3"
+    (dataset,) = sdk["datasets"]
+    datastore, path = dataset.path
+    assert datastore is sdk["datastores"]["workspaceblobstore"]
+    assert path == "azureml/step-run-1/extracted/q1.parquet"
+    assert dataset.registrations == [{
+        "workspace": sdk["workspace"], "name": "sales", "description": "Sheet 'Q1' of sales/q1.xlsx",
+        "tags": tags, "create_new_version": True,
+    }]
+
+
+def test_metrics_and_run_tags(sdk: dict[str, Any]) -> None:
+    context = azureml_context.azureml_context()
+    assert context is not None
+    context.log_metric("rows", 10)
+    context.log_metric("sheets", 1)
+    context.register(Registration("sales", "workspaceblobstore", "azureml/x/extracted/q1.parquet", "d", {}))
+    context.complete()
+
+    run, parent = sdk["run"], sdk["parent"]
+    assert run.metrics == [("rows", 10), ("sheets", 1)]
+    assert run.flushed == 1
+    assert parent.tags["source_blob"] == "sales/q1.xlsx"
+    assert parent.tags["datasets"] == "sales:3"
+    assert parent.display_name == "extract sales/q1.xlsx"
+    assert {k: run.tags[k] for k in SOURCE} == SOURCE
+
+
+def test_offline_run_is_not_an_azureml_context(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The real Run.get_context() outside AzureML: an offline run, so the step uses no AzureML context.
+    for name in ("AZUREML_RUN_ID", "AZUREML_RUN_TOKEN", "AZUREML_SERVICE_ENDPOINT", "AZUREML_ARM_SUBSCRIPTION"):
+        monkeypatch.delenv(name, raising=False)
+    assert azureml_context.azureml_context() is None
+
+
+def test_step_picks_the_azureml_context_inside_a_run(sdk: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    import step_context
+
+    monkeypatch.delenv(step_context.LOCAL_RUN_ENV, raising=False)
+    monkeypatch.setenv("AZUREML_RUN_ID", "step-run-1")
+    assert isinstance(step_context.get_context(), azureml_context.AzureMLContext)

@@ -1,0 +1,52 @@
+"""Shared fixtures: a real Azurite for the session, and per-test settings on their own containers."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sheetdrop.azurite import Azurite, free_port
+from sheetdrop.settings import Settings, get_settings, load_settings
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE = REPO / "samples" / "sales-2026-q3.xlsx"
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
+    server = Azurite(
+        location=tmp_path_factory.mktemp("azurite"),
+        blob_port=free_port(), queue_port=free_port(), table_port=free_port(),
+    ).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def env(azurite: Azurite, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """App settings for one test: its own state folder and containers, set in the process
+    environment too (the blob extension and ``get_settings()`` read it, as in the Functions host)."""
+    suffix = uuid.uuid4().hex[:10]
+    values = {
+        "INPUT_STORAGE": azurite.connection_string,
+        "INPUT_CONTAINER": f"input-{suffix}",
+        "LOCAL_OUTPUT_CONTAINER": f"output-{suffix}",
+        "CLAIMS_CONTAINER": f"claims-{suffix}",
+        "SHEETDROP_STATE_DIR": str(tmp_path / "state"),
+        "SHEETDROP_BACKEND": "local",
+    }
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    yield values
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def settings(env: dict[str, str]) -> Settings:
+    return load_settings(env)

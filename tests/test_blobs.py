@@ -1,0 +1,46 @@
+import pytest
+
+from sheetdrop.blobs import dataset_name_for_blob, sanitize_dataset_name, skip_reason
+
+
+@pytest.mark.parametrize("name", ["a.xlsx", "A.XLSX", "f/b.xlsm", "old.xls", "bin.XLSB", "calc.ods"])
+def test_workbook_extensions_qualify(name: str) -> None:
+    assert skip_reason(name, 1234) is None
+
+
+@pytest.mark.parametrize(
+    ("name", "size", "expected"),
+    [
+        ("report.csv", 10, "not a workbook extension (.csv"),
+        ("README", 10, "not a workbook extension (none"),
+        ("team/~$budget.xlsx", 165, "lock file"),
+        ("team/budget.xlsx", 0, "empty blob"),
+        ("archive.xlsx.zip", 10, "not a workbook extension (.zip"),
+    ],
+)
+def test_other_blobs_are_skipped_with_a_reason(name: str, size: int, expected: str) -> None:
+    reason = skip_reason(name, size)
+    assert reason is not None and expected in reason
+
+
+@pytest.mark.parametrize(
+    ("blob", "dataset"),
+    [
+        ("sales/2026-q3.xlsx", "sales"),
+        ("Sales Team/q3.xlsx", "sales_team"),
+        ("finance/emea/q3.xlsx", "finance_emea"),
+        ("budget 2026.xlsx", "budget_2026"),
+        ("sales-2026-q3.xlsx", "sales_2026_q3"),
+        ("Überweisungen/jan.xlsx", "uberweisungen"),
+        ("数据/jan.xlsx", "workbook"),
+        ("/leading/slash.xlsx", "leading"),
+    ],
+)
+def test_dataset_name_follows_the_folder(blob: str, dataset: str) -> None:
+    assert dataset_name_for_blob(blob) == dataset
+
+
+def test_sanitized_names_fit_azureml() -> None:
+    name = sanitize_dataset_name("  ---" + "x" * 400 + "!!")
+    assert name[0].isalnum() and len(name) <= 180
+    assert set(name) <= set("abcdefghijklmnopqrstuvwxyz0123456789_")

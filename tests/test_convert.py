@@ -1,0 +1,264 @@
+"""The converter's rules (issue 4), each on a small workbook built here."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import convert
+import openpyxl
+import pyarrow.parquet as pq
+import xlsxwriter
+from convert import convert_workbook
+
+STEP = Path(__file__).resolve().parents[1] / "step_scripts"
+FIXTURES = Path(__file__).resolve().parent / "workbooks"
+
+
+def read(path: Path) -> dict[str, list]:
+    return pq.read_table(path).to_pydict()
+
+
+def types_of(path: Path) -> dict[str, str]:
+    import json
+
+    return json.loads(pq.read_schema(path).metadata[b"sheetdrop.column_types"])
+
+
+def one(outputs):
+    assert len(outputs) == 1
+    return outputs[0]
+
+
+# ---------------------------------------------------------------- types
+
+
+def test_column_types_and_values_round_trip_against_openpyxl(tmp_path: Path) -> None:
+    src = tmp_path / "types.xlsx"
+    wb = xlsxwriter.Workbook(src)
+    ws = wb.add_worksheet("Data")
+    dfmt = wb.add_format({"num_format": "yyyy-mm-dd hh:mm"})
+    tfmt = wb.add_format({"num_format": "hh:mm:ss"})
+    ws.write_row(0, 0, ["ints", "floats", "ids", "amounts", "when", "at", "ok", "calc"])
+    data = [
+        (1, 1.0, "00123", 10, dt.datetime(2020, 1, 2, 3, 4), dt.time(1, 30), True, 2),
+        (2, 2.5, "456", "n/a", dt.datetime(2021, 6, 7), dt.time(12, 0), False, 4),
+        (-3, -0.125, "0007", 12.5, dt.datetime(1999, 12, 31, 23, 59), dt.time(23, 59, 59), True, 6),
+    ]
+    for r, (i, f, ident, amount, when, at, ok, calc) in enumerate(data, start=1):
+        ws.write_number(r, 0, i)
+        ws.write_number(r, 1, f)
+        ws.write_string(r, 2, ident)
+        ws.write(r, 3, amount)
+        ws.write_datetime(r, 4, when, dfmt)
+        ws.write_datetime(r, 5, at, tfmt)
+        ws.write_boolean(r, 6, ok)
+        ws.write_formula(r, 7, f"=A{r + 1}*2", None, calc * 1)
+    wb.close()
+
+    out = one(convert_workbook(src, tmp_path / "out"))
+    assert out.column_types == {
+        "ints": "int64", "floats": "float64", "ids": "string", "amounts": "string",
+        "when": "timestamp", "at": "time", "ok": "bool", "calc": "int64",
+    }
+    got = read(out.path)
+    # Reference: openpyxl's reading of the same cells, under the documented rules.
+    ref = list(openpyxl.load_workbook(src, data_only=True)["Data"].iter_rows(min_row=2, values_only=True))
+    expected_amounts = [str(v) if not isinstance(v, float) or not v.is_integer() else str(int(v)) for v in
+                        (row[3] for row in ref)]
+    assert got["ints"] == [row[0] for row in ref]
+    assert got["floats"] == [row[1] for row in ref]
+    assert got["ids"] == ["00123", "456", "0007"]  # leading zeros survive
+    assert got["amounts"] == expected_amounts == ["10", "n/a", "12.5"]
+    assert got["when"] == [row[4] for row in ref]
+    assert got["at"] == [row[5] for row in ref]
+    assert got["ok"] == [row[6] for row in ref]
+    assert got["calc"] == [row[7] for row in ref] == [2, 4, 6]  # cached formula values
+
+
+def test_text_at_row_90000_makes_the_column_text(tmp_path: Path) -> None:
+    src = tmp_path / "late.xlsx"
+    wb = xlsxwriter.Workbook(src, {"constant_memory": True})
+    ws = wb.add_worksheet()
+    ws.write_row(0, 0, ["n", "code"])
+    for r in range(1, 90_001):
+        ws.write_number(r, 0, r)
+        if r == 90_000:
+            ws.write_string(r, 1, "X-17")
+        else:
+            ws.write_number(r, 1, r * 10)
+    wb.close()
+    out = one(convert_workbook(src, tmp_path / "out"))
+    assert out.column_types == {"n": "int64", "code": "string"}
+    assert out.rows == 90_000
+    got = read(out.path)
+    assert got["code"][89_999] == "X-17"  # neither lost nor nulled
+    assert got["code"][0] == "10"
+    assert out.nulls == 0
+
+
+def test_boolean_in_a_numeric_column_makes_it_text(tmp_path: Path) -> None:
+    # calamine would silently read TRUE as 1.0 there.
+    src = tmp_path / "b.xlsx"
+    wb = xlsxwriter.Workbook(src)
+    ws = wb.add_worksheet()
+    ws.write_row(0, 0, ["v", "flag"])
+    ws.write_column(1, 0, [1.5, 2, True])
+    ws.write_column(1, 1, [True, False, True])
+    wb.close()
+    out = one(convert_workbook(src, tmp_path / "out"))
+    assert out.column_types == {"v": "string", "flag": "bool"}
+    assert read(out.path)["v"] == ["1.5", "2", "true"]
+
+
+def test_1904_date_system(tmp_path: Path) -> None:
+    src = tmp_path / "mac.xlsx"
+    wb = xlsxwriter.Workbook(src, {"date_1904": True})
+    ws = wb.add_worksheet()
+    fmt = wb.add_format({"num_format": "yyyy-mm-dd"})
+    ws.write(0, 0, "day")
+    days = [dt.datetime(1904, 1, 5), dt.datetime(2023, 12, 24), dt.datetime(2000, 2, 29)]
+    for r, d in enumerate(days, start=1):
+        ws.write_datetime(r, 0, d, fmt)
+    wb.close()
+    assert "<v>" in zipfile.ZipFile(src).read("xl/worksheets/sheet1.xml").decode()
+    out = one(convert_workbook(src, tmp_path / "out"))
+    assert out.column_types == {"day": "timestamp"}
+    assert read(out.path)["day"] == days
+    ref = [r[0] for r in openpyxl.load_workbook(src).active.iter_rows(min_row=2, values_only=True)]
+    assert ref == days
+
+
+def test_error_cells_become_null_and_are_counted(tmp_path: Path) -> None:
+    src = tmp_path / "err.xlsx"
+    wb = xlsxwriter.Workbook(src)
+    ws = wb.add_worksheet()
+    ws.write_row(0, 0, ["ratio", "label"])
+    ws.write_number(1, 0, 0.5)
+    ws.write_formula(2, 0, "=1/0", None, "#DIV/0!")
+    ws.write_formula(3, 0, "=NA()", None, "#N/A")
+    ws.write_number(4, 0, 0.25)
+    ws.write_column(1, 1, ["a", "b", "c"])
+    ws.write_formula(4, 1, '=VLOOKUP("z",A1:A2,1,0)', None, "#N/A")
+    wb.close()
+    out = one(convert_workbook(src, tmp_path / "out"))
+    got = read(out.path)
+    assert got["ratio"] == [0.5, None, None, 0.25]
+    assert got["label"] == ["a", "b", "c", None]
+    assert out.column_types == {"ratio": "float64", "label": "string"}
+    assert out.errors == 3
+    assert out.error_counts == {"ratio": 2, "label": 1}
+    meta = pq.read_schema(out.path).metadata
+    assert meta[b"sheetdrop.errors"] == b'{"ratio": 2, "label": 1}'
+    assert meta[b"sheetdrop.nulls"] == b'{"ratio": 2, "label": 1}'
+
+
+def test_column_rules_unit() -> None:
+    import pyarrow as pa
+    from convert_worker import finish_column
+
+    assert finish_column(pa.array([1.0, None, 3.0]), False)[1] == "int64"
+    assert finish_column(pa.array([1.0, 2**60 * 1.0]), False)[1] == "float64"  # beyond exact integers
+    assert finish_column(pa.array([None, None], pa.null()), False)[1] == "string"
+    arr, kind = finish_column(pa.array(["", "x", None]), False)
+    assert (kind, arr.to_pylist()) == ("string", [None, "x", None])
+
+
+# ---------------------------------------------------------------- table shape
+
+
+def test_header_rules(tmp_path: Path) -> None:
+    src = tmp_path / "shape.xlsx"
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    # Data starts at C3: two empty rows and two empty columns before it.
+    header = ["  Name ", None, "amount", "Amount", "a;b (c)", "amount"]
+    for j, h in enumerate(header):
+        ws.cell(row=3, column=3 + j, value=h)
+    ws.cell(row=4, column=3, value="x")
+    ws.cell(row=4, column=4, value=1)
+    ws.cell(row=5, column=3, value="y")
+    ws.cell(row=5, column=8, value=2)
+    ws.cell(row=9, column=3).number_format = "0.00"  # formatted but empty: not data
+    wb.save(src)
+    out = one(convert_workbook(src, tmp_path / "out"))
+    got = read(out.path)
+    assert list(got) == ["Name", "column_D", "amount", "Amount_1", "a_b_c", "amount_2"]
+    assert out.rows == 2  # trailing empty rows dropped
+    assert got["Name"] == ["x", "y"]
+    assert got["column_D"] == [1, None]
+    assert got["amount_2"] == [None, 2]
+
+
+def test_sheets_hidden_empty_chart_and_slugs(tmp_path: Path) -> None:
+    src = tmp_path / "sheets.xlsx"
+    wb = xlsxwriter.Workbook(src)
+    a = wb.add_worksheet("Sales 2024")
+    a.write_column(0, 0, ["v", 1, 2])
+    b = wb.add_worksheet("sales-2024")
+    b.write_column(0, 0, ["w", 3])
+    wb.add_worksheet("Empty")
+    h = wb.add_worksheet("Hidden")
+    h.write_column(0, 0, ["h", 9])
+    h.hide()
+    chart = wb.add_chart({"type": "line"})
+    chart.add_series({"values": "='Sales 2024'!$A$2:$A$3"})
+    wb.add_chartsheet("Chart").set_chart(chart)
+    wb.close()
+
+    outs = convert_workbook(src, tmp_path / "out")
+    assert [(o.sheet, o.slug) for o in outs] == [("Sales 2024", "sales-2024"), ("sales-2024", "sales-2024-2")]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["sales-2024-2.parquet", "sales-2024.parquet"]
+
+    with_hidden = convert_workbook(src, tmp_path / "all", include_hidden=True)
+    assert [o.sheet for o in with_hidden] == ["Sales 2024", "sales-2024", "Hidden"]
+    assert read(with_hidden[2].path) == {"h": [9]}
+
+
+def test_slugify() -> None:
+    assert convert.slugify("Ventes Été / 2024") == "ventes-ete-2024"
+    assert convert.slugify("???", "sheet") == "sheet"
+
+
+# ---------------------------------------------------------------- determinism, metadata, script
+
+
+def test_reruns_are_byte_identical_and_carry_metadata(tmp_path: Path) -> None:
+    src = tmp_path / "d.xlsx"
+    wb = xlsxwriter.Workbook(src)
+    for name in ("One", "Two"):
+        ws = wb.add_worksheet(name)
+        ws.write_row(0, 0, ["a", "b"])
+        ws.write_row(1, 0, [1, "x"])
+        ws.write_row(2, 0, [2.5, "y"])
+    wb.close()
+    first = convert_workbook(src, tmp_path / "o1", source="input/sales/d.xlsx")
+    second = convert_workbook(src, tmp_path / "o2", source="input/sales/d.xlsx")
+    for a, b in zip(first, second, strict=True):
+        assert a.path.read_bytes() == b.path.read_bytes()
+    meta = pq.read_schema(first[1].path).metadata
+    assert meta[b"sheetdrop.source"] == b"input/sales/d.xlsx"
+    assert meta[b"sheetdrop.sheet"] == b"Two"
+    assert meta[b"sheetdrop.converter_version"] == convert.CONVERTER_VERSION.encode()
+    assert types_of(first[1].path) == {"a": "float64", "b": "string"}
+
+
+def test_script_mode_success_and_rejection(tmp_path: Path) -> None:
+    src = tmp_path / "ok.xlsx"
+    wb = xlsxwriter.Workbook(src)
+    wb.add_worksheet().write_column(0, 0, ["a", 1])
+    wb.close()
+    ok = subprocess.run([sys.executable, STEP / "convert.py", src, tmp_path / "out"], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert (tmp_path / "out" / "sheet1.parquet").exists()
+
+    bad = tmp_path / "bad.xlsx"
+    bad.write_text("a,b\n1,2\n")
+    rej = subprocess.run([sys.executable, STEP / "convert.py", bad, tmp_path / "o2"], capture_output=True, text=True)
+    assert rej.returncode != 0
+    assert rej.stderr.count("\n") == 1
+    assert rej.stderr.startswith("error: not-a-workbook: ")
+    assert not (tmp_path / "o2").exists()

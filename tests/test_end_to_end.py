@@ -1,0 +1,149 @@
+"""Drop → dev host → function → local pipeline run → parquet in the output container → registry.
+
+Real Azurite, the real function from function_app.py, the real step in a subprocess.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+
+import openpyxl
+import pyarrow.parquet as pq
+import pytest
+from conftest import SAMPLE
+
+from sheetdrop import db, registry, runstore
+from sheetdrop.devhost import DevHost
+from sheetdrop.runner import LocalRunner
+from sheetdrop.settings import Settings
+from sheetdrop.storage import blob_service, ensure_container
+
+
+def upload(settings: Settings, name: str, data: bytes) -> str:
+    container = ensure_container(blob_service(settings.storage), settings.input_container)
+    return container.get_blob_client(name).upload_blob(data, overwrite=True)["etag"]
+
+
+def run_all(settings: Settings) -> list[runstore.Run]:
+    runner = LocalRunner.from_settings(settings)
+    done = []
+    while (run := runner.run_next()) is not None:
+        done.append(run)
+    return done
+
+
+def test_sample_becomes_registered_datasets_readable_from_the_output_container(settings: Settings) -> None:
+    etag = upload(settings, "sales/2026-q3.xlsx", SAMPLE.read_bytes())
+    host = DevHost(settings)
+    assert host.scan_once() == 1
+    [run] = run_all(settings)
+    assert run.status == "completed", run.error
+    assert run.metrics["rows"] == 250 and run.metrics["sheets"] == 3
+
+    service = blob_service(settings.storage)
+    out = service.get_container_client(settings.local_output_container)
+    names = sorted(b.name for b in out.list_blobs())
+    prefix = f"azureml/{run.step_run_id}/extracted"
+    assert names == [f"{prefix}/orders.parquet", f"{prefix}/products.parquet", f"{prefix}/targets.parquet"]
+
+    conn = db.connect(settings.state_dir)
+    versions = {v.name: v for v in registry.list_versions(conn)}
+    assert set(versions) == {"sales_orders", "sales_products", "sales_targets"}
+    orders = versions["sales_orders"]
+    assert (orders.version, orders.datastore, orders.relative_path) == (1, "workspaceblobstore",
+                                                                        f"{prefix}/orders.parquet")
+    assert {k: orders.tags[k] for k in ("source_container", "source_blob", "source_etag", "run_id", "sheet", "rows",
+                                        "columns")} == {
+        "source_container": settings.input_container, "source_blob": "sales/2026-q3.xlsx", "source_etag": etag,
+        "run_id": run.run_id, "sheet": "Orders", "rows": "240", "columns": "8"}
+
+    # The values read back from storage are the workbook's values (openpyxl as the reference reader).
+    table = registry.load_table(orders, service, settings.local_output_container)
+    data = pq.read_table(io.BytesIO(out.get_blob_client(f"{prefix}/orders.parquet").download_blob().readall()))
+    assert table.equals(data)
+    sheet = openpyxl.load_workbook(SAMPLE, read_only=True)["Orders"]
+    expected = list(sheet.iter_rows(values_only=True))
+    # Header names are made safe for Spark consumers ("Order ID" → "Order_ID").
+    assert table.column_names == [str(h).replace(" ", "_") for h in expected[0]]
+    for got, want in zip(table.to_pylist(), expected[1:], strict=True):
+        got = list(got.values())
+        assert got[:5] + got[6:] == list(want[:5] + want[6:])
+        assert got[5] == pytest.approx(want[5])
+    # A column mixing numbers and text became text, and the run did not crash on it.
+    targets = registry.load_table(versions["sales_targets"], service, settings.local_output_container)
+    assert targets.column("September").to_pylist()[3] == "tbd"
+
+
+def test_second_workbook_in_the_folder_is_version_two(settings: Settings) -> None:
+    host = DevHost(settings)
+    upload(settings, "sales/2026-q3.xlsx", SAMPLE.read_bytes())
+    host.scan_once()
+    run_all(settings)
+    upload(settings, "sales/2026-q4.xlsx", SAMPLE.read_bytes())
+    assert host.scan_once() == 1
+    [run] = run_all(settings)
+    assert run.status == "completed"
+    latest = registry.get(db.connect(settings.state_dir), "sales_orders")
+    assert latest.version == 2 and latest.tags["source_blob"] == "sales/2026-q4.xlsx"
+    assert latest.run_id == run.run_id
+
+
+def test_non_workbooks_make_no_run_and_are_not_looked_at_again(settings: Settings) -> None:
+    upload(settings, "sales/readme.txt", b"hello")
+    upload(settings, "sales/~$2026-q3.xlsx", b"lock")
+    host = DevHost(settings)
+    assert host.scan_once() == 2
+    assert host.scan_once() == 0
+    assert run_all(settings) == []
+
+
+def test_host_restart_neither_repeats_nor_misses_a_blob(settings: Settings) -> None:
+    upload(settings, "sales/a.xlsx", SAMPLE.read_bytes())
+    assert DevHost(settings).scan_once() == 1
+    # The host is down while two more files arrive, one of them a new version of a known blob.
+    upload(settings, "sales/b.xlsx", SAMPLE.read_bytes())
+    upload(settings, "sales/a.xlsx", SAMPLE.read_bytes() + b"")
+    restarted = DevHost(settings)
+    assert restarted.scan_once() == 2
+    assert restarted.scan_once() == 0
+    runs = runstore.list_runs(db.connect(settings.state_dir))
+    assert sorted(r.source_blob for r in runs) == ["sales/a.xlsx", "sales/a.xlsx", "sales/b.xlsx"]
+    assert len({(r.source_blob, r.source_etag) for r in runs}) == 3
+
+
+def test_step_failure_is_a_failed_run_with_its_log_and_the_input_untouched(settings: Settings) -> None:
+    fake = b"order,amount\n1,2\n"
+    etag = upload(settings, "sales/export.xlsx", fake)
+    DevHost(settings).scan_once()
+    [run] = run_all(settings)
+    assert run.status == "failed"
+    assert run.error and run.error.startswith("not-a-workbook: ")
+    log_text = Path(run.log_path).read_text(encoding="utf-8")
+    assert "error: not-a-workbook:" in log_text and "--output_datastore workspaceblobstore" in log_text
+    blob = blob_service(settings.storage).get_blob_client(settings.input_container, "sales/export.xlsx")
+    assert blob.get_blob_properties().etag == etag and blob.download_blob().readall() == fake
+    assert registry.list_versions(db.connect(settings.state_dir)) == []
+
+
+def test_run_refuses_a_blob_that_changed_after_submission(settings: Settings) -> None:
+    upload(settings, "sales/q3.xlsx", SAMPLE.read_bytes())
+    DevHost(settings).scan_once()
+    upload(settings, "sales/q3.xlsx", SAMPLE.read_bytes())  # new etag before the run starts
+    [run] = run_all(settings)
+    assert run.status == "failed" and "changed after this run was submitted" in (run.error or "")
+
+
+def test_running_host_picks_up_a_drop_by_itself(settings: Settings) -> None:
+    with DevHost(settings, poll_interval=0.2).running():
+        upload(settings, "team/q3.xlsx", SAMPLE.read_bytes())
+        conn = db.connect(settings.state_dir)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            runs = runstore.list_runs(conn)
+            if runs and runs[0].status in ("completed", "failed"):
+                break
+            time.sleep(0.2)
+    assert [r.status for r in runs] == ["completed"]
+    assert registry.get(conn, "team_orders").version == 1
