@@ -5,7 +5,7 @@ For each workbook (20 mixed-type columns: 10k, 100k, 500k rows, and 3 sheets of
 to_parquet, (b) polars.read_excel + write_parquet, (c) step_scripts/convert.py,
 and prints medians, rows/s, peak RSS and the ratios c/a and c/b.
 
-Options: --sizes 10000,100000 --repeat 3 --skip-pandas-above 100000
+Options: --sizes 10000,100000 --repeat 3 --skip-pandas-above 100000 --baseline DIR
 Workbooks are cached in benchmarks/.cache (git-ignored by its own .gitignore).
 """
 
@@ -75,9 +75,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--pandas-repeat", type=int, default=1, help="pandas is slow; fewer repeats")
     parser.add_argument("--skip-pandas-above", type=int, default=100000)
+    parser.add_argument("--baseline", type=Path, help="another step_scripts/ folder, timed as contender 'd' "
+                        "(e.g. an earlier version exported with git archive) for before/after numbers")
     args = parser.parse_args()
 
-    sys.path.insert(0, str(HERE))
+    # Run as a script, this folder is sys.path[0]: the sibling module imports as is.
     from gen_workbooks import make_workbook
 
     cases = [(int(n), 1) for n in args.sizes.split(",") if n]
@@ -89,6 +91,9 @@ def main() -> None:
         "b polars": lambda s, o: [py, "-c", POLARS, str(s), str(o)],
         "c sheetdrop": lambda s, o: [py, str(CONVERT), str(s), str(o)],
     }
+    if args.baseline:
+        baseline = args.baseline.resolve() / "convert.py"
+        contenders["d baseline"] = lambda s, o: [py, str(baseline), str(s), str(o)]
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"{platform.python_implementation()} {platform.python_version()}")
     header = f"{'workbook':<18}{'contender':<20}{'median s':>10}{'rows/s':>12}{'peak RSS MiB':>14}"
@@ -117,6 +122,8 @@ def main() -> None:
             ratios.append(f"speed c vs a: {results['a'][0] / c[0]:.1f}x faster; RSS c/a {c[1] / results['a'][1]:.2f}")
         ratios.append(f"speed c vs b: {results['b'][0] / c[0]:.2f}x (>=1 means c is at least as fast); "
                       f"RSS c/b {c[1] / results['b'][1]:.2f}")
+        if "d" in results:
+            ratios.append(f"c vs baseline d: {results['d'][0] / c[0]:.2f}x")
         print("   " + " | ".join(ratios))
 
 

@@ -42,12 +42,22 @@ def _connect(settings: Settings) -> sqlite3.Connection:
 
 def cmd_runs(args: argparse.Namespace, settings: Settings) -> int:
     from sheetdrop import runstore
+    from sheetdrop.trigger import claim_store
 
     runs = runstore.list_runs(_connect(settings), limit=args.limit)
+    # Poisoned blob versions never got a run; they are listed so nobody has to dig for them.
+    poisoned = list(claim_store(settings).list("poisoned"))
     if args.json:
-        print(json.dumps([r.as_dict() for r in runs], indent=2, sort_keys=True))
+        print(json.dumps([r.as_dict() for r in runs] + [{
+            "run_id": None, "status": "poisoned", "source_container": c.container, "source_blob": c.blob,
+            "source_etag": c.etag, "error": c.last_error, "attempts": c.failures, "submitted_at": c.updated_at,
+        } for c in poisoned], indent=2, sort_keys=True))
         return 0
     rows = [{
+        "run": "-", "status": "poisoned", "blob": f"{c.container}/{c.blob}", "dataset": "",
+        "submitted": _when(c.updated_at), "seconds": "", "rows": "",
+        "reason": f"{c.failures} failed submissions: {c.last_error}; upload the file again to retry",
+    } for c in poisoned] + [{
         "run": r.run_id[:8], "status": r.status, "blob": f"{r.source_container}/{r.source_blob}",
         "dataset": r.dataset_name, "submitted": _when(r.submitted_at),
         "seconds": f"{r.seconds:.1f}" if r.seconds is not None else "",

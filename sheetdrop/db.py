@@ -23,6 +23,7 @@ CREATE TABLE IF NOT EXISTS runs (
     started_at REAL,
     ended_at REAL,
     attempts INTEGER NOT NULL DEFAULT 0,
+    not_before REAL NOT NULL DEFAULT 0,
     step_run_id TEXT,
     output_path TEXT,
     metrics TEXT NOT NULL DEFAULT '{}',
@@ -53,4 +54,12 @@ def connect(state_dir: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA busy_timeout=30000")
     conn.executescript(SCHEMA)
+    _add_missing_columns(conn)
     return conn
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    """State folders outlive upgrades: add columns that newer versions introduced."""
+    have = {row["name"] for row in conn.execute("PRAGMA table_info(runs)")}
+    if "not_before" not in have:
+        conn.execute("ALTER TABLE runs ADD COLUMN not_before REAL NOT NULL DEFAULT 0")

@@ -56,9 +56,18 @@ class IndexedTrigger:
     bindings: tuple[dict[str, Any], ...] = ()
 
 
-@functools.cache
+_index_lock = threading.Lock()
+
+
 def indexed_trigger() -> IndexedTrigger:
-    """Index ``function_app.py`` once per process (``get_functions()`` may be called only once)."""
+    """Index ``function_app.py`` once per process (``get_functions()`` may be called only once,
+    so concurrent first callers wait for the one that indexes)."""
+    with _index_lock:
+        return _index()
+
+
+@functools.cache
+def _index() -> IndexedTrigger:
     import function_app
 
     # The library warns that auth levels do not apply to non-HTTP functions; that is expected here.
@@ -216,27 +225,55 @@ class DevHost:
         return handled
 
     def _handle(self, item: BlobProperties) -> None:
-        key = (item.name, item.etag)
+        self._handle_version(item.name, item.etag)
+
+    def _handle_version(self, name: str, etag: str) -> None:
+        key = (name, etag)
         invocation_id = str(uuid.uuid4())
         try:
-            invoke(self.trigger, self.container_name, item.name, invocation_id)
+            invoke(self.trigger, self.container_name, name, invocation_id)
         except Exception as exc:
             count = self._failures.get(key, 0) + 1
             self._failures[key] = count
             if count >= self.poison_threshold:
-                log.error("gave up on %s after %d failed invocations: %s", item.name, count, exc)
-                self.receipts.write(item.name, item.etag, "poisoned", f"{exc.__class__.__name__}: {exc}")
+                log.error("gave up on %s after %d failed invocations: %s", name, count, exc)
+                self.receipts.write(name, etag, "poisoned", f"{exc.__class__.__name__}: {exc}")
                 self.seen.add(key)
             else:
-                log.warning("invocation %d/%d for %s failed: %s", count, self.poison_threshold, item.name, exc)
+                log.warning("invocation %d/%d for %s failed: %s", count, self.poison_threshold, name, exc)
             return
-        self.receipts.write(item.name, item.etag, "handled")
+        self.receipts.write(name, etag, "handled")
         self.seen.add(key)
 
+    def sweep_stale_claims(self) -> int:
+        """Deliver again every blob version whose claim was left in 'submitting' by an invocation
+        that died (past the stale bound), so that no version is silently skipped. The claim logic
+        decides whether that delivery submits or finds the run that already exists."""
+        from sheetdrop.trigger import claim_store
+
+        redelivered = 0
+        for claim in claim_store(self.settings).stale():
+            if claim.container != self.container_name:
+                continue
+            try:
+                current = self.input.get_blob_client(claim.blob).get_blob_properties().etag
+            except Exception:  # deleted since: nothing to deliver
+                continue
+            if current == claim.etag:
+                redelivered += 1
+                log.info("delivering %s again: its claim was abandoned %.0f s ago", claim.blob,
+                         time.time() - claim.updated_at)
+                self._handle_version(claim.blob, claim.etag)
+        return redelivered
+
     def _watch(self) -> None:
+        last_sweep = 0.0
         while not self._stop.is_set():
             try:
                 self.scan_once()
+                if time.monotonic() - last_sweep > min(60.0, self.settings.claim_stale_seconds / 2):
+                    last_sweep = time.monotonic()
+                    self.sweep_stale_claims()
             except Exception as exc:  # storage down for a moment: keep watching
                 log.warning("scanning %s failed, retrying: %s", self.container_name, exc)
             self._stop.wait(self.poll_interval)

@@ -11,6 +11,7 @@ the step's dataset registrations applied and the run marked completed.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -39,7 +40,7 @@ STEP_DIR = Path(pipeline.__file__).resolve().parent.parent / contract.SOURCE_DIR
 #: What the step's process inherits: enough to run Python, none of the storage settings (the
 #: step reaches storage only through its mounts, as in AzureML, so it never sees a key).
 STEP_ENV_KEEP = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "SYSTEMROOT")
-LOG_TAIL_LINES = 20
+MAX_NAME_BYTES = 255
 
 
 class RunFailed(Exception):
@@ -55,7 +56,13 @@ def mount_path(root: Path, datastore: str, relative_path: str) -> Path:
     for segment in PurePosixPath(relative_path).parts:
         if segment in ("..", ".", "/", ""):
             segment = quote(segment, safe="").replace(".", "%2E") or "%2F"
-        segments.append(segment.replace("\\", "%5C"))
+        segment = segment.replace("\\", "%5C")
+        if len(segment.encode("utf-8")) > MAX_NAME_BYTES:
+            # A blob name segment may be 1,024 characters, a file name 255 bytes: keep it unique
+            # and keep its extension (the step recognises workbooks by content, but people read it).
+            digest = hashlib.sha256(segment.encode("utf-8")).hexdigest()[:32]
+            segment = f"{digest}{PurePosixPath(segment).suffix[:16]}"
+        segments.append(segment)
     if not segments:
         raise RunFailed(f"the input path {relative_path!r} names no file")
     path = base.joinpath(*segments)
@@ -73,6 +80,8 @@ class LocalRunner:
     step_dir: Path = STEP_DIR
     timeout: float = 1800.0
     keep_mounts: bool = False
+    max_attempts: int = 3
+    requeue_delay: float = 10.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LocalRunner:
@@ -119,6 +128,13 @@ class LocalRunner:
                 )
             log.info("run %s completed", run.run_id)
         except Exception as exc:  # a failed step is a failed run, never a dead host
+            if _storage_unreachable(exc) and run.attempts < self.max_attempts:
+                # Not the workbook's fault: run it again once storage answers (nothing was registered).
+                log.warning("run %s: storage unreachable (%s); queued again (attempt %d of %d)",
+                            run.run_id, exc.__class__.__name__, run.attempts, self.max_attempts)
+                runstore.requeue(self.conn, run.run_id, f"attempt {run.attempts}: storage unreachable",
+                                 delay=self.requeue_delay * run.attempts)
+                return
             reason = str(exc) if isinstance(exc, RunFailed) else f"{exc.__class__.__name__}: {exc}"
             log.warning("run %s failed: %s", run.run_id, reason)
             runstore.finish(self.conn, run.run_id, "failed", error=reason, log_path=str(log_path))
@@ -187,6 +203,12 @@ class LocalRunner:
             name = f"{output_path}/{path.relative_to(output_dir).as_posix()}"
             with open(path, "rb") as handle:
                 container.upload_blob(name, handle, overwrite=True)
+
+
+def _storage_unreachable(exc: BaseException) -> bool:
+    from azure.core.exceptions import ServiceRequestError, ServiceResponseError
+
+    return isinstance(exc, ServiceRequestError | ServiceResponseError | ConnectionError)
 
 
 def _failure_reason(log_path: Path, returncode: int) -> str:

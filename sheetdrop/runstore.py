@@ -33,6 +33,7 @@ class Run:
     started_at: float | None
     ended_at: float | None
     attempts: int
+    not_before: float
     step_run_id: str | None
     output_path: str | None
     metrics: dict[str, Any]
@@ -83,12 +84,14 @@ def enqueue(conn: sqlite3.Connection, request: SubmitRequest) -> str:
 
 
 def take_next(conn: sqlite3.Connection) -> Run | None:
-    """Move the oldest queued run to running and return it (atomic: one taker per run)."""
+    """Move the oldest due queued run to running and return it (atomic: one taker per run)."""
+    now = time.time()
     row = conn.execute(
         """UPDATE runs SET status = 'running', started_at = ?, attempts = attempts + 1, step_run_id = ?
-           WHERE run_id = (SELECT run_id FROM runs WHERE status = 'queued' ORDER BY submitted_at LIMIT 1)
+           WHERE run_id = (SELECT run_id FROM runs WHERE status = 'queued' AND not_before <= ?
+                           ORDER BY submitted_at LIMIT 1)
            RETURNING *""",
-        (time.time(), str(uuid.uuid4())),
+        (now, str(uuid.uuid4()), now),
     ).fetchone()
     return Run.from_row(row) if row else None
 
@@ -99,6 +102,12 @@ def requeue_interrupted(conn: sqlite3.Connection) -> int:
     return conn.execute(
         "UPDATE runs SET status = 'queued', step_run_id = NULL, started_at = NULL WHERE status = 'running'"
     ).rowcount
+
+
+def requeue(conn: sqlite3.Connection, run_id: str, note: str, delay: float = 0.0) -> None:
+    """Back to the queue after an infrastructure failure; ``error`` keeps the note until it ends."""
+    conn.execute("UPDATE runs SET status = 'queued', step_run_id = NULL, started_at = NULL, error = ?, "
+                 "not_before = ? WHERE run_id = ?", (note, time.time() + delay, run_id))
 
 
 def finish(

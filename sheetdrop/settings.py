@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 #: Azurite's published development account. It is not a secret (it is the same on every
@@ -41,9 +41,12 @@ def azurite_connection_string(host: str = "127.0.0.1", blob_port: int = 10000, q
 class StorageSettings:
     """How to reach the input storage account: a connection string or an account URL + identity."""
 
-    connection_string: str | None = None
+    # repr=False: a connection string may carry an account key, and settings end up in logs.
+    connection_string: str | None = field(default=None, repr=False)
     account_url: str | None = None
     client_id: str | None = None
+    #: Storage SDK retries per request (exponential backoff: about 3, 4, 6, 10 s for the default 4).
+    retry_total: int = 4
 
     def describe(self) -> str:
         # Never the connection string itself: it may carry a key.
@@ -61,7 +64,10 @@ class Settings:
     state_dir: Path
     local_output_container: str
     claims_container: str
-    env: Mapping[str, str]
+    claim_stale_seconds: float
+    claim_max_failures: int
+    # Every setting as read, for backends that need more; not part of identity (it is a dict).
+    env: Mapping[str, str] = field(compare=False, hash=False, repr=False)
 
     def local_container_for(self, datastore: str) -> str:
         """The Azurite container that plays a datastore's part in the embedded default."""
@@ -96,14 +102,27 @@ def _name(env: Mapping[str, str], name: str, default: str, pattern: str = "conta
     return value
 
 
+def _number(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
+    raw = env.get(name, "").strip()
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        raise SettingsError(f"app setting {name}={raw!r} is not a number") from None
+    if value < minimum:
+        raise SettingsError(f"app setting {name}={raw!r} must be at least {minimum:g}")
+    return value
+
+
 def _storage(env: Mapping[str, str], backend: str) -> StorageSettings:
+    retries = int(_number(env, "STORAGE_RETRY_TOTAL", 4, minimum=0))
     if env.get(CONNECTION, "").strip():
-        return StorageSettings(connection_string=env[CONNECTION].strip())
+        return StorageSettings(connection_string=env[CONNECTION].strip(), retry_total=retries)
     url = env.get(f"{CONNECTION}__blobServiceUri", "").strip() or env.get(f"{CONNECTION}__serviceUri", "").strip()
     if url:
-        return StorageSettings(account_url=url, client_id=env.get(f"{CONNECTION}__clientId") or None)
+        return StorageSettings(account_url=url, client_id=env.get(f"{CONNECTION}__clientId") or None,
+                               retry_total=retries)
     if backend == "local":
-        return StorageSettings(connection_string=azurite_connection_string())
+        return StorageSettings(connection_string=azurite_connection_string(), retry_total=retries)
     raise SettingsError(
         f"app setting {CONNECTION}__blobServiceUri is not set: set it to the input storage account's "
         f"blob endpoint (https://<account>.blob.core.windows.net) and grant the Function's identity "
@@ -125,6 +144,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         state_dir=Path(env.get("SHEETDROP_STATE_DIR", ".sheetdrop")).resolve(),
         local_output_container=_name(env, "LOCAL_OUTPUT_CONTAINER", "azureml-blobstore"),
         claims_container=_name(env, "CLAIMS_CONTAINER", "sheetdrop-claims"),
+        # Longer than the Function timeout (host.json functionTimeout, 5 min), so a live invocation
+        # is never mistaken for a dead one.
+        claim_stale_seconds=_number(env, "CLAIM_STALE_SECONDS", 900, minimum=1),
+        # Matches host.json's poisonBlobThreshold, so the claim is poisoned when the host gives up.
+        claim_max_failures=int(_number(env, "CLAIM_MAX_FAILURES", 3, minimum=1)),
         env=env,
     )
 

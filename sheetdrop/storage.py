@@ -16,12 +16,15 @@ if TYPE_CHECKING:
 def blob_service(storage: StorageSettings) -> BlobServiceClient:
     from azure.storage.blob import BlobServiceClient
 
+    # The SDK's default first backoff is 15 s; a short outage of the emulator (or a blip in Azure)
+    # should cost seconds, and a longer one is handled above the client (requeue, host retry).
+    retry = {"retry_total": storage.retry_total, "initial_backoff": 2, "increment_base": 2}
     if storage.connection_string:
-        return BlobServiceClient.from_connection_string(storage.connection_string)
+        return BlobServiceClient.from_connection_string(storage.connection_string, **retry)
     from azure.identity import DefaultAzureCredential
 
     credential = DefaultAzureCredential(managed_identity_client_id=storage.client_id)
-    return BlobServiceClient(account_url=storage.account_url, credential=credential)
+    return BlobServiceClient(account_url=storage.account_url, credential=credential, **retry)
 
 
 def ensure_container(service: BlobServiceClient, name: str) -> ContainerClient:

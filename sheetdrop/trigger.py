@@ -1,15 +1,17 @@
-"""What the Function does with a new blob: qualify it, name its dataset, submit its run.
+"""What the Function does with a new blob: qualify it, claim it, name its dataset, submit its run.
 
 ``function_app.py`` only unpacks the binding and calls :func:`handle_blob`.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 
 from sheetdrop.backends import Backend, SubmitRequest, get_backend
 from sheetdrop.blobs import dataset_name_for_blob, skip_reason
+from sheetdrop.claims import POISONED, Acquired, ClaimStore
 from sheetdrop.settings import Settings, get_settings
 
 log = logging.getLogger("sheetdrop.trigger")
@@ -23,26 +25,28 @@ class BlobVersion:
     size: int | None
     metadata: dict[str, str] = field(default_factory=dict)
 
-    @property
-    def version_key(self) -> str:
-        return f"{self.container}/{self.name}@{self.etag}"
-
 
 @dataclass(frozen=True)
 class Outcome:
-    action: str  # "skipped" | "submitted"
+    #: "skipped" (not a workbook), "duplicate" (claimed by another delivery), "submitted",
+    #: "recovered" (a stale claim whose run already existed), "poisoned" (gave up on this version)
+    action: str
     reason: str | None = None
     run_id: str | None = None
     url: str | None = None
 
 
+@functools.cache
+def claim_store(settings: Settings) -> ClaimStore:
+    from sheetdrop.storage import blob_service, ensure_container
+
+    container = ensure_container(blob_service(settings.storage), settings.claims_container)
+    return ClaimStore(container, stale_after=settings.claim_stale_seconds, max_failures=settings.claim_max_failures)
+
+
 def build_request(blob: BlobVersion, settings: Settings, invocation_id: str | None) -> SubmitRequest:
     dataset = dataset_name_for_blob(blob.name)
-    tags = {
-        "source_container": blob.container,
-        "source_blob": blob.name,
-        "source_etag": blob.etag,
-    }
+    tags = {"source_container": blob.container, "source_blob": blob.name, "source_etag": blob.etag}
     if invocation_id:
         tags["function_invocation_id"] = invocation_id
     return SubmitRequest(
@@ -64,15 +68,42 @@ def handle_blob(
     invocation_id: str | None = None,
     settings: Settings | None = None,
     backend: Backend | None = None,
+    claims: ClaimStore | None = None,
 ) -> Outcome:
     reason = skip_reason(blob.name, blob.size)
     if reason:
         log.info("skipped %s/%s: %s", blob.container, blob.name, reason)
         return Outcome("skipped", reason=reason)
     settings = settings or get_settings()
+    claims = claims or claim_store(settings)
+    got = claims.acquire(blob.container, blob.name, blob.etag, invocation_id)
+    if not isinstance(got, Acquired):
+        log.info("already claimed %s/%s (etag %s): %s", blob.container, blob.name, blob.etag, got.reason)
+        return Outcome("duplicate", reason=got.reason)
+
     backend = backend or get_backend(settings)
     request = build_request(blob, settings, invocation_id)
-    result = backend.submit(request)
+    try:
+        if got.takeover:
+            # The invocation that held the claim may have died after its submission reached the
+            # service: a run tagged with this version means there is nothing left to do.
+            existing = backend.find_runs(blob.container, blob.name, blob.etag)
+            if existing:
+                claims.mark_submitted(got.claim, existing[0])
+                log.info("recovered %s/%s: run %s already existed", blob.container, blob.name, existing[0])
+                return Outcome("recovered", run_id=existing[0])
+        result = backend.submit(request)
+    except Exception as exc:
+        claim = claims.release(got.claim, f"{exc.__class__.__name__}: {exc}")
+        if claim.state == POISONED:
+            # Returning normally stops the host's retries: the input stays untouched, and a new
+            # upload (a new etag) is new work.
+            log.error("poisoned %s/%s (etag %s) after %d failed attempts: %s",
+                      blob.container, blob.name, blob.etag, claim.failures, claim.last_error)
+            return Outcome("poisoned", reason=claim.last_error)
+        raise
+    if not claims.mark_submitted(got.claim, result.run_id):
+        log.warning("run %s submitted but its claim changed meanwhile", result.run_id)
     log.info(
         "submitted %s/%s (etag %s) as run %s for dataset %s%s",
         blob.container, blob.name, blob.etag, result.run_id, request.dataset_name,

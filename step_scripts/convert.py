@@ -6,14 +6,22 @@ is cheap (standard library only); the readers run in child processes.
 
 How a workbook is converted:
 
-1. ``convert_guard.inspect_workbook`` decides the format from the bytes and
-   checks, before any reader sees the file, sizes (file, zip entries declared
-   and as inflated, compression ratios), XML prologs (no DTD/entities), the
-   declared sheet area (cell count) and the sheets' names and visibility.
-2. ``convert_worker.py`` reads sheets in child processes (one per core for
-   multi-sheet xlsx) under an address-space limit and a timeout. A reader abort
-   (SIGABRT on a failed allocation), a kill or a timeout becomes a rejection.
-3. The children write into a staging folder next to ``outdir``; files are moved
+1. ``convert_guard.quick_inspect`` (milliseconds) decides the format from the
+   bytes and checks, before any reader sees the file, the file size, the zip
+   central directory (entry count, declared sizes and ratios, encryption), every
+   small part as inflated (sizes, CRCs, XML prologs: no DTD/entities) and the
+   sheets' names and visibility.
+2. ``convert_worker.py`` starts reading right away in child processes (one per
+   core for multi-sheet workbooks) under an address-space limit and a timeout. A
+   reader abort (SIGABRT on a failed allocation), a kill or a timeout becomes a
+   rejection.
+3. Meanwhile, on the other core, ``convert_guard.deep_check`` inflates the
+   sheets and large parts once, with bounds (actual sizes and ratios, CRCs,
+   prologs) and scans the sheet XML (its real extent against the cell limit, its
+   boolean cells). If it fails, the children are killed and its rejection is the
+   answer; if it passes, each child gets the go-ahead (with the boolean counts)
+   on stdin. A child writes nothing before that.
+4. The children write into a staging folder next to ``outdir``; files are moved
    into ``outdir`` only when every sheet succeeded, so a rejection leaves nothing.
 
 Column rules (the documented contract, applied to the *whole* column):
@@ -21,7 +29,7 @@ all integers → int64 (whole numbers up to 2**53); integers and floats → floa
 dates/datetimes → timestamp[us] (1900 and 1904 systems); times of day → time64;
 durations → duration; booleans → bool; anything mixed → string with each cell
 as text (text as typed, ``00123`` stays; numbers without a spurious ``.0``;
-datetimes ISO ``YYYY-MM-DD HH:MM:SS``; booleans ``true``/``false``); empty text
+datetimes ISO ``YYYY-MM-DD HH:MM:SS``; booleans ``TRUE``/``FALSE`` as Excel shows them); empty text
 and error cells (``#DIV/0!``, ``#N/A``…) → null, error cells counted; formulas →
 their cached values. The header is the first non-empty row of the used range.
 
@@ -35,6 +43,7 @@ rejected workbook.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -44,15 +53,13 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-if str(Path(__file__).resolve().parent) not in sys.path:  # loaded by file path: find the sibling modules
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from convert_guard import CODES, GuardRejection, Inspection, Limits, inspect_workbook
+from convert_guard import CODES, GuardRejection, Inspection, Limits, deep_check, quick_inspect
 
 CONVERTER_VERSION = "1.0.0"
 REJECTION_CODES = CODES
@@ -132,7 +139,7 @@ def convert_workbook(
     src, outdir = Path(src), Path(outdir)
     limits = limits or Limits()
     try:
-        inspection = inspect_workbook(src, limits)
+        inspection = quick_inspect(src, limits)
     except GuardRejection as exc:
         raise WorkbookRejected(exc.code, exc.reason) from None
 
@@ -147,7 +154,7 @@ def convert_workbook(
         link = staging / f"input.{inspection.fmt}"
         os.symlink(src.resolve(), link)
         results, more_skipped = _run_workers(
-            link, staging, inspection, tasks, include_hidden, limits, source or src.name, workers
+            src, link, staging, inspection, tasks, include_hidden, limits, source or src.name, workers
         )
         skipped += more_skipped
         if not results:
@@ -186,7 +193,7 @@ def _plan(inspection: Inspection, include_hidden: bool) -> tuple[list[dict] | No
         elif sheet.state != "visible" and not include_hidden:
             skipped.append({"sheet": sheet.name, "why": f"{sheet.state} sheet"})
         else:
-            tasks.append({"index": index, "bool_columns": sheet.bool_columns, "state": "visible"})
+            tasks.append({"index": index, "state": "visible"})
     return tasks, skipped
 
 
@@ -198,49 +205,103 @@ def _limit_child(max_memory: int) -> None:
 
 
 def _run_workers(
-    link: Path, staging: Path, inspection: Inspection, tasks: list[dict] | None, include_hidden: bool,
+    src: Path, link: Path, staging: Path, inspection: Inspection, tasks: list[dict] | None, include_hidden: bool,
     limits: Limits, source: str, workers: int | None,
 ) -> tuple[list[dict], list[dict[str, str]]]:
     if tasks is None:
         groups: list[list[dict] | None] = [None]
     else:
-        n = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
+        # One child more than cores: with three sheets on two cores, three children
+        # finish together at ~1.5 sheet-times where two would take two.
+        n = max(1, min(workers or (os.cpu_count() or 1) + 1, len(tasks)))
+        # Round-robin by sheet order; each child handles its sheets one after the other.
         groups = [tasks[i::n] for i in range(n)]
     base_job = {
         "src": str(link), "staging": str(staging), "date1904": inspection.date1904,
         "include_hidden": include_hidden, "source": source, "version": CONVERTER_VERSION,
     }
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    procs = []
-    for n, group in enumerate(groups):
-        job_file = staging / f"job-{n}.json"
-        job_file.write_text(json.dumps({**base_job, "sheets": group}))
-        procs.append(subprocess.Popen(
-            [sys.executable, str(WORKER), str(job_file)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, preexec_fn=lambda: _limit_child(limits.max_memory_bytes), env=env,
-        ))
+    procs: list[tuple[subprocess.Popen, Path, Path]] = []
     deadline = time.monotonic() + limits.timeout_seconds
-    results: list[dict] = []
-    skipped: list[dict[str, str]] = []
     try:
-        for proc in procs:
+        for n, group in enumerate(groups):
+            # Files, not pipes, for the child's output: nothing can block on a full pipe
+            # while this process is busy with the deep check.
+            out_path, err_path = staging / f"child-{n}.out", staging / f"child-{n}.err"
+            with out_path.open("wb") as out, err_path.open("wb") as err:
+                proc = subprocess.Popen(
+                    [sys.executable, str(WORKER), json.dumps({**base_job, "sheets": group})],
+                    stdin=subprocess.PIPE, stdout=out, stderr=err, env=env,
+                    preexec_fn=lambda: _limit_child(limits.max_memory_bytes),
+                )
+            procs.append((proc, out_path, err_path))
+        # The expensive checks run here while the children parse. Their verdict comes
+        # first: a workbook that fails them is rejected for that reason, whatever the
+        # reader made of it meanwhile.
+        failure = _deep_check_yielding(src, inspection, limits)
+        if failure is not None:
+            raise WorkbookRejected(failure.code, failure.reason) from None
+        verdict = {"bool_cells": {str(i): s.bool_cells for i, s in enumerate(inspection.sheets or [])}}
+        line = (json.dumps(verdict) + "\n").encode()
+        for proc, _, _ in procs:
+            assert proc.stdin is not None
             try:
-                out, err = proc.communicate(timeout=max(0.1, deadline - time.monotonic()))
+                proc.stdin.write(line)
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass  # the child already ended; its exit status tells why
+        results: list[dict] = []
+        skipped: list[dict[str, str]] = []
+        for proc, out_path, err_path in procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 raise WorkbookRejected(
                     "too-large",
                     f"reading the workbook took longer than the {limits.timeout_seconds:.0f} s limit; "
                     "split it into smaller workbooks",
                 ) from None
-            result = _child_result(proc.returncode, out, err, limits)
+            result = _child_result(proc.returncode, out_path.read_bytes(), err_path.read_bytes(), limits)
             results += result["sheets"]
             skipped += result["skipped"]
     finally:
-        for proc in procs:
+        for proc, _, _ in procs:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+            if proc.stdin is not None and not proc.stdin.closed:
+                with contextlib.suppress(BrokenPipeError):
+                    proc.stdin.close()
     return results, skipped
+
+
+def _deep_check_yielding(src: Path, inspection: Inspection, limits: Limits) -> GuardRejection | None:
+    """``deep_check`` in a thread of lower CPU priority, so that the readers keep their cores.
+
+    On two cores the scan, a child's parse and its background imports compete;
+    the scan's answer is needed only once a child has finished parsing, so the
+    scan is the one to yield. On Linux the nice value is per thread, so only this
+    short-lived thread is affected.
+    """
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        if sys.platform == "linux":
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        try:
+            deep_check(src, inspection, limits)
+            outcome.append(None)
+        except BaseException as exc:  # handed to the caller's thread
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, name="sheetdrop-deep-check", daemon=True)
+    thread.start()
+    thread.join()
+    error = outcome[0] if outcome else RuntimeError("the safety scan thread ended without an outcome")
+    if error is None or isinstance(error, GuardRejection):
+        return error
+    raise error
 
 
 def _child_result(returncode: int, out: bytes, err: bytes, limits: Limits) -> dict:

@@ -1,21 +1,35 @@
-"""Checks that run before any reader touches a workbook.
+"""Checks that run before (or, for the expensive part, alongside) a reader.
 
 The calamine readers allocate the whole used range up front and abort the
 process (SIGABRT, uncatchable) when that fails, and they inflate zip entries
-without bounds. So everything that could make a reader blow up is checked here
-first, with the standard library and ``defusedxml`` only: what kind of file it
-is (from its bytes, not its name), zip entry sizes and ratios (declared *and*
-actual), XML prologs (no DTDs, no entities), and the declared sheet area.
+without bounds. So everything that could make a reader blow up is checked here,
+with the standard library and ``defusedxml`` only: what kind of file it is (from
+its bytes, not its name), zip entry sizes and ratios (declared *and* actual),
+XML prologs (no DTDs, no entities), and the declared sheet area.
 
-The reader still runs in a child process with memory and time limits
-(``convert.py``), because no guard can foresee every way a file can be hostile.
+The checks come in two phases so that the reader does not wait for the slow one:
+
+* :func:`quick_inspect` — milliseconds: format, the zip central directory
+  (entry count, declared sizes and ratios, encryption), every small part
+  inflated with bounds and its prolog checked, the workbook part parsed. After
+  it, a reader may start in a child process under an address-space limit and a
+  timeout (``convert.py``).
+* :func:`deep_check` — inflates the sheets and any large part once, with bounds,
+  checking actual sizes, ratios, CRCs and prologs, and scans the sheet XML for
+  its real extent and its boolean cells. ``convert.py`` runs it on the second
+  core while the child parses, and kills the child if it fails.
+
+The reader's child process stays the last line of defence, because no guard can
+foresee every way a file can be hostile.
 """
 
 from __future__ import annotations
 
 import re
+import struct
 import zipfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +57,9 @@ ODS_MIMETYPES = {
 EXCEL_MAX_ROWS = 1_048_576
 EXCEL_MAX_COLS = 16_384
 _CHUNK = 1 << 20
+# Parts up to this declared size are inflated by the quick phase; larger ones (and the
+# sheets, which need the scan) by the deep phase.
+QUICK_ENTRY_BYTES = 1024**2
 
 
 class GuardRejection(Exception):
@@ -66,6 +83,8 @@ class Limits:
     timeout_seconds: float = 900.0
 
 
+
+
 @dataclass
 class SheetInfo:
     """What the guard learned about one worksheet of an xlsx/xlsm without parsing it."""
@@ -74,9 +93,10 @@ class SheetInfo:
     state: str = "visible"  # visible | hidden | veryHidden
     kind: str = "worksheet"  # worksheet | chartsheet | dialogsheet | macrosheet
     part: str | None = None  # zip entry of the sheet
-    # Absolute column indexes holding boolean cells; None (unknown: xls, xlsb, ods) makes the
-    # worker check every numeric column the slow way.
-    bool_columns: list[int] | None = None
+    # How many boolean cells (t="b") the sheet XML holds, from the deep scan; None when
+    # unknown (xls, xlsb, ods, or not scanned). The worker compares it with the booleans
+    # it read to know whether calamine folded some into numeric or text columns.
+    bool_cells: int | None = None
 
 
 @dataclass
@@ -85,14 +105,23 @@ class Inspection:
     sheets: list[SheetInfo] | None = None  # known for xlsx/xlsm only
     date1904: bool = False
     notes: list[str] = field(default_factory=list)
+    deferred: list[str] = field(default_factory=list)  # zip entries left for deep_check
+    inflated: int = 0  # bytes inflated so far, against max_uncompressed_bytes
 
 
 def _reject(code: str, reason: str) -> GuardRejection:
     return GuardRejection(code, reason)
 
 
-def inspect_workbook(path: Path, limits: Limits = Limits()) -> Inspection:
-    """Classify the file from its content and check it is safe to hand to a reader."""
+def quick_inspect(path: Path, limits: Limits = Limits()) -> Inspection:
+    """The cheap checks: enough to start a (memory- and time-limited) reader safely.
+
+    Format from content; the zip central directory (entry count, declared sizes
+    and ratios, encryption flags); every small part inflated with bounds and its
+    XML prolog checked; the workbook part parsed (sheets, date system). What is
+    left for :func:`deep_check` (the sheets and any large part) is listed in
+    ``Inspection.deferred``.
+    """
     try:
         size = path.stat().st_size
     except OSError as exc:
@@ -112,6 +141,38 @@ def inspect_workbook(path: Path, limits: Limits = Limits()) -> Inspection:
     if head[:4] in ZIP_MAGICS:
         return _inspect_zip(path, limits)
     raise _reject(NOT_A_WORKBOOK, _describe_non_workbook(path))
+
+
+def deep_check(path: Path, inspection: Inspection, limits: Limits = Limits()) -> None:
+    """The expensive checks: inflate the deferred parts once (bounded) and scan the sheets.
+
+    ``convert.py`` runs this while the reader is already parsing: the reader is
+    under an address-space limit and a timeout, so it cannot exhaust the machine
+    meanwhile, and nothing it writes is kept unless this check passes.
+    """
+    if not inspection.deferred:
+        return
+    by_part = {s.part: s for s in inspection.sheets or [] if s.kind == "worksheet" and s.part}
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise _reject(CORRUPT, f"the workbook's zip container is damaged ({exc})") from exc
+    with zf, path.open("rb") as fh:
+        for name in inspection.deferred:
+            sheet = by_part.get(name)
+            scan = _SheetScan() if sheet is not None else None
+            inspection.inflated += _inflate_entry(
+                zf, fh, zf.getinfo(name), limits, inspection.inflated, scan.feed if scan else None
+            )
+            if sheet is not None and scan is not None:
+                scan.finish(sheet, limits)
+
+
+def inspect_workbook(path: Path, limits: Limits = Limits()) -> Inspection:
+    """Classify the file from its content and check it is safe to hand to a reader (both phases)."""
+    inspection = quick_inspect(path, limits)
+    deep_check(path, inspection, limits)
+    return inspection
 
 
 def _describe_non_workbook(path: Path) -> str:
@@ -158,16 +219,39 @@ def _inspect_zip(path: Path, limits: Limits) -> Inspection:
         raise _reject(
             CORRUPT, f"the workbook's zip container is damaged or truncated ({exc}); save it again and re-upload"
         ) from exc
-    with zf:
+    with zf, path.open("rb") as fh:
         infos = zf.infolist()
         names = {i.filename for i in infos}
-        fmt = _zip_format(zf, names)
         _check_declared(infos, limits)
-        _check_entries(zf, infos, limits, fmt)
+        fmt = _zip_format(zf, names)
         inspection = Inspection(fmt=fmt)
+        small: dict[str, bytes] = {}
+        sheet_parts = _sheet_parts(zf, names) if fmt in ("xlsx", "xlsm") else set()
+        for info in infos:
+            if info.is_dir():
+                continue
+            if info.filename in sheet_parts or info.file_size > QUICK_ENTRY_BYTES:
+                inspection.deferred.append(info.filename)
+                continue
+            keep = info.filename in ("xl/workbook.xml", "xl/_rels/workbook.xml.rels")
+            chunks: list[bytes] = []
+            inspection.inflated += _inflate_entry(
+                zf, fh, info, limits, inspection.inflated, chunks.append if keep else None
+            )
+            if keep:
+                small[info.filename] = b"".join(chunks)
         if fmt in ("xlsx", "xlsm"):
-            _xlsx_sheets(zf, names, inspection, limits)
+            _xlsx_sheets(small, names, inspection)
         return inspection
+
+
+def _sheet_parts(zf: zipfile.ZipFile, names: set[str]) -> set[str]:
+    # The worksheet parts, from the content types (cheap: a small part read with bounds).
+    # Anything not listed there that is large is deferred anyway by its size.
+    text = _safe_xml_text(zf, "[Content_Types].xml", 4 * 1024**2)
+    parts = set(re.findall(r'PartName="/?([^"]+)"[^>]*ContentType="[^"]*worksheet\+xml"', text))
+    parts |= {n for n in names if n.startswith("xl/worksheets/") and n.endswith(".xml")}
+    return parts & names
 
 
 def _zip_format(zf: zipfile.ZipFile, names: set[str]) -> str:
@@ -230,47 +314,100 @@ def _bomb_reason(name: str, size: int, compressed: int) -> str:
     )
 
 
-def _check_entries(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], limits: Limits, fmt: str) -> None:
-    """Inflate every entry with bounds: headers can lie, so actual sizes are what count.
 
-    Reading through ``zipfile`` also checks each CRC, which catches truncated and
-    damaged files before a reader does.
+
+_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # zipfile.structFileHeader
+
+
+def _inflate_entry(
+    zf: zipfile.ZipFile, fh, info: zipfile.ZipInfo, limits: Limits, total_before: int,
+    sink: Callable[[bytes], None] | None,
+) -> int:
+    """Inflate one entry once, with bounds, feeding ``sink``; returns the bytes produced.
+
+    Headers can lie, so the actual output is what counts: the ratio and total
+    limits are applied as bytes come out, the CRC and size are checked at the
+    end, and the XML prolog is checked for DTDs. Deflate is inflated from the raw
+    stream (not through ``zipfile``, which stops at the declared size and then
+    reports a CRC error), so a part that inflates far beyond what its headers
+    declare is told apart from plain damage: that is a zip bomb in disguise.
     """
-    total = 0
-    for info in infos:
-        if info.is_dir():
-            continue
-        produced = 0
-        try:
-            with zf.open(info) as stream:
-                first = b""
-                while True:
-                    chunk = stream.read(_CHUNK)
-                    if not chunk:
-                        break
-                    if not first:
-                        first = chunk[:4096]
-                    produced += len(chunk)
-                    total += len(chunk)
-                    if produced > limits.ratio_floor_bytes and produced > limits.max_entry_ratio * max(
-                        info.compress_size, 1
-                    ):
-                        raise _reject(UNSAFE, _bomb_reason(info.filename, produced, info.compress_size))
-                    if total > limits.max_uncompressed_bytes:
-                        raise _reject(
-                            UNSAFE if produced > 10 * max(info.file_size, 1) else TOO_LARGE,
-                            f"the workbook inflates to more than {limits.max_uncompressed_bytes / 1024**2:.0f} MiB",
-                        )
-        except GuardRejection:
-            raise
-        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
+    name = info.filename
+    produced = 0
+    crc = 0
+    head = b""
+
+    def emit(chunk: bytes) -> None:
+        nonlocal produced, crc, head
+        produced += len(chunk)
+        if len(head) < 4096:
+            head += chunk[: 4096 - len(head)]
+        if produced > limits.ratio_floor_bytes and produced > limits.max_entry_ratio * max(info.compress_size, 1):
+            raise _reject(UNSAFE, _bomb_reason(name, produced, info.compress_size))
+        if produced > 2 * info.file_size + QUICK_ENTRY_BYTES:
             raise _reject(
-                CORRUPT, f"part {info.filename!r} of the workbook is damaged ({exc}); save it again and re-upload"
-            ) from exc
-        except NotImplementedError as exc:
-            raise _reject(CORRUPT, f"part {info.filename!r} uses an unsupported zip compression ({exc})") from exc
-        if info.filename.endswith((".xml", ".rels", ".vml")) or info.filename == "[Content_Types].xml":
-            _check_prolog(info.filename, first)
+                UNSAFE,
+                f"part {name!r} inflates to more than {produced} bytes although its headers declare "
+                f"{info.file_size}: a zip bomb that lies about its size; the file was not opened",
+            )
+        if total_before + produced > limits.max_uncompressed_bytes:
+            raise _reject(
+                UNSAFE if produced > 10 * max(info.file_size, 1) else TOO_LARGE,
+                f"the workbook inflates to more than {limits.max_uncompressed_bytes / 1024**2:.0f} MiB",
+            )
+        crc = zlib.crc32(chunk, crc)
+        if sink is not None:
+            sink(chunk)
+
+    def damaged(detail: object) -> GuardRejection:
+        return _reject(CORRUPT, f"part {name!r} of the workbook is damaged ({detail}); save it again and re-upload")
+
+    try:
+        if info.compress_type in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            fh.seek(info.header_offset)
+            local = fh.read(_LOCAL_HEADER.size)
+            if len(local) != _LOCAL_HEADER.size or local[:4] != b"PK\x03\x04":
+                raise damaged("bad local header")
+            fields = _LOCAL_HEADER.unpack(local)
+            fh.seek(info.header_offset + _LOCAL_HEADER.size + fields[10] + fields[11])
+            left = info.compress_size
+            inflater = zlib.decompressobj(-15) if info.compress_type == zipfile.ZIP_DEFLATED else None
+            while left > 0 and not (inflater is not None and inflater.eof):
+                raw = fh.read(min(_CHUNK, left))
+                if not raw:
+                    raise damaged("truncated")
+                left -= len(raw)
+                if inflater is None:
+                    emit(raw)
+                    continue
+                # max_length bounds each step: 1 MiB of a bomb can inflate to 1 GiB.
+                data = raw
+                while data and not inflater.eof:
+                    out = inflater.decompress(data, _CHUNK)
+                    if out:
+                        emit(out)
+                    data = inflater.unconsumed_tail
+            if inflater is not None:
+                while not inflater.eof:
+                    out = inflater.decompress(b"", _CHUNK)
+                    if not out:
+                        raise damaged("truncated deflate stream")
+                    emit(out)
+        else:  # rare methods (bzip2, lzma): zipfile's reader, still bounded chunk by chunk
+            with zf.open(info) as stream:
+                while chunk := stream.read(_CHUNK):
+                    emit(chunk)
+    except GuardRejection:
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
+        raise damaged(exc) from exc
+    except NotImplementedError as exc:
+        raise _reject(CORRUPT, f"part {name!r} uses an unsupported zip compression ({exc})") from exc
+    if produced != info.file_size or crc != info.CRC:
+        raise damaged("CRC or size mismatch: Bad CRC-32")
+    if name.endswith((".xml", ".rels", ".vml")):
+        _check_prolog(name, head)
+    return produced
 
 
 _DTD = re.compile(rb"<!(DOCTYPE|ENTITY)", re.IGNORECASE)
@@ -301,13 +438,13 @@ def _safe_xml_text(zf: zipfile.ZipFile, name: str, cap: int) -> str:
     return data.decode("utf-8", errors="replace")
 
 
-def _parse_xml(zf: zipfile.ZipFile, name: str, cap: int = 16 * 1024**2):
+def _parse_xml(name: str, data: bytes):
     import defusedxml.ElementTree as DET
     from defusedxml import DefusedXmlException
 
-    text = _safe_xml_text(zf, name, cap)
+    _check_prolog(name, data[:4096])
     try:
-        return DET.fromstring(text)
+        return DET.fromstring(data)
     except DefusedXmlException as exc:
         raise _reject(UNSAFE, f"part {name!r} uses XML entities or DTDs ({exc.__class__.__name__})") from exc
     except Exception as exc:  # ParseError and friends
@@ -318,13 +455,15 @@ def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
 
 
-def _xlsx_sheets(zf: zipfile.ZipFile, names: set[str], inspection: Inspection, limits: Limits) -> None:
-    if "xl/workbook.xml" not in names:
+def _xlsx_sheets(small: dict[str, bytes], names: set[str], inspection: Inspection) -> None:
+    if "xl/workbook.xml" not in small:
+        if "xl/workbook.xml" in names:
+            raise _reject(UNSAFE, "the workbook part is implausibly large for what it describes")
         raise _reject(CORRUPT, "the workbook package has no xl/workbook.xml; save it again in Excel and re-upload")
-    root = _parse_xml(zf, "xl/workbook.xml")
+    root = _parse_xml("xl/workbook.xml", small["xl/workbook.xml"])
     targets: dict[str, str] = {}
-    if "xl/_rels/workbook.xml.rels" in names:
-        for rel in _parse_xml(zf, "xl/_rels/workbook.xml.rels"):
+    if "xl/_rels/workbook.xml.rels" in small:
+        for rel in _parse_xml("xl/_rels/workbook.xml.rels", small["xl/_rels/workbook.xml.rels"]):
             target = rel.get("Target", "")
             target = target.lstrip("/") if target.startswith("/") else "xl/" + target
             targets[rel.get("Id", "")] = re.sub(r"[^/]+/\.\./", "", target)
@@ -344,18 +483,16 @@ def _xlsx_sheets(zf: zipfile.ZipFile, names: set[str], inspection: Inspection, l
             elif part and "/macrosheets/" in part:
                 kind = "macrosheet"
             sheets.append(SheetInfo(name=el.get("name", ""), state=el.get("state", "visible"), kind=kind, part=part))
-    for sheet in sheets:
-        if sheet.kind == "worksheet" and sheet.part in names:
-            _scan_sheet(zf, sheet, limits)
     inspection.sheets = sheets
 
 
 _DIMENSION = re.compile(rb'<(?:\w+:)?dimension\s+ref="([A-Z]+)?(\d+)?(?::([A-Z]+)(\d+))?"')
 _ROW = re.compile(rb'<(?:\w+:)?row\b[^>]*?\sr="(\d+)"')
 # Literal prefix first: re scans for it quickly, whereas "<c r=" matches every cell.
+# Only refs of two or three column letters can widen the area past column Z.
 _WIDE_REF = re.compile(rb'r="([A-Z]{2,3})\d')
-_BOOL = re.compile(rb't="b"')
-_CELL_REF = re.compile(rb'<(?:\w+:)?c\s[^>]*?r="([A-Z]+)\d+"')
+_BOOL_CELL = b't="b"'
+_BOOL_CELL_SQ = b"t='b'"  # hand-written XML may quote with apostrophes
 
 
 def _col_number(letters: bytes) -> int:
@@ -365,50 +502,56 @@ def _col_number(letters: bytes) -> int:
     return n
 
 
-def _scan_sheet(zf: zipfile.ZipFile, sheet: SheetInfo, limits: Limits) -> None:
-    """One streaming pass over a sheet's XML: the area it spans, and where its booleans are.
+class _SheetScan:
+    """Streaming scan of one sheet's XML, fed by the single inflate of the part.
 
     Readers allocate ``rows x columns`` of the used range, so a single cell at
-    XFD1048576 is enough to ask for ~17 billion cells; that is refused here.
-    The columns holding boolean cells let the worker check only those numeric
-    columns for booleans (calamine silently turns TRUE into 1.0 there).
+    XFD1048576 is enough to ask for ~17 billion cells; that is refused. The count
+    of boolean cells lets the worker skip a second read when every boolean it saw
+    is in a boolean column (calamine turns TRUE into 1.0 in numeric columns).
+    All passes are C-speed (``bytes.count``, literal-prefixed regexes).
     """
-    assert sheet.part is not None
-    max_row = max_col = 0
-    bool_cols: set[int] = set()
-    tail = b""
-    with zf.open(sheet.part) as stream:
-        first = True
-        while True:
-            chunk = stream.read(_CHUNK)
-            if not chunk:
-                break
-            # Overlap with the previous chunk so a cell split across chunks is seen whole.
-            data = tail + chunk
-            if first:
-                first = False
-                m = _DIMENSION.search(data[:8192])
-                if m and m.group(3):
-                    max_col, max_row = _col_number(m.group(3)), int(m.group(4))
-            for m in _BOOL.finditer(data, len(tail) // 2 if tail else 0):
-                start = data.rfind(b"<", 0, m.start())
-                ref = _CELL_REF.match(data, start) if start >= 0 else None
-                if ref:
-                    bool_cols.add(_col_number(ref.group(1)) - 1)
-            for m in _WIDE_REF.finditer(data):
-                max_col = max(max_col, _col_number(m.group(1)))
-            rows = _ROW.findall(data[-4096:])
-            if rows:
-                max_row = max(max_row, int(rows[-1]))
-            tail = data[-256:]
-    sheet.bool_columns = sorted(bool_cols)
-    cells = max_row * max(max_col, 1)
-    if max_row > EXCEL_MAX_ROWS or max_col > EXCEL_MAX_COLS:
-        raise _reject(CORRUPT, f"sheet {sheet.name!r} refers to cells beyond Excel's grid; the file is damaged")
-    if cells > limits.max_cells:
-        raise _reject(
-            TOO_LARGE,
-            f"sheet {sheet.name!r} spans {max_row} rows x {max_col} columns ({cells:,} cells), above the "
-            f"{limits.max_cells:,}-cell limit; delete stray cells far from the data (Ctrl+End shows the last one) "
-            "and save again",
-        )
+
+    def __init__(self) -> None:
+        self.max_row = 0
+        self.max_col = 0
+        self.bools = 0
+        self.tail = b""
+        self.first = True
+
+    def feed(self, chunk: bytes) -> None:
+        # The 256-byte overlap makes a ref split across chunks visible whole; the counts
+        # only look at the last 4 bytes of the overlap (shorter than the 5-byte pattern),
+        # so no boolean is counted twice.
+        if self.first:
+            self.first = False
+            m = _DIMENSION.search(chunk[:8192])
+            if m and m.group(3):
+                self.max_col, self.max_row = _col_number(m.group(3)), int(m.group(4))
+        data = self.tail + chunk
+        seam = self.tail[-4:] + chunk
+        self.bools += seam.count(_BOOL_CELL)
+        if b"='" in seam:
+            self.bools += seam.count(_BOOL_CELL_SQ)
+        for m in _WIDE_REF.finditer(data):
+            self.max_col = max(self.max_col, _col_number(m.group(1)))
+        # Rows come in order, so the chunk's last row element holds its largest number;
+        # a hostile file with rows out of order is left to the reader's memory limit.
+        rows = _ROW.findall(data[-4096:])
+        if rows:
+            self.max_row = max(self.max_row, int(rows[-1]))
+        self.tail = data[-256:]
+
+    def finish(self, sheet: SheetInfo, limits: Limits) -> None:
+        sheet.bool_cells = self.bools
+        max_row, max_col = self.max_row, self.max_col
+        cells = max_row * max(max_col, 1)
+        if max_row > EXCEL_MAX_ROWS or max_col > EXCEL_MAX_COLS:
+            raise _reject(CORRUPT, f"sheet {sheet.name!r} refers to cells beyond Excel's grid; the file is damaged")
+        if cells > limits.max_cells:
+            raise _reject(
+                TOO_LARGE,
+                f"sheet {sheet.name!r} spans {max_row} rows x {max_col} columns ({cells:,} cells), above the "
+                f"{limits.max_cells:,}-cell limit; delete stray cells far from the data (Ctrl+End shows the last "
+                "one) and save again",
+            )

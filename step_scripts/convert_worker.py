@@ -1,9 +1,16 @@
 """The reader process: workbook sheets → typed Arrow tables → parquet files.
 
-Runs as a child of ``convert.py`` (``python convert_worker.py JOB.json``, a
-JSON result on stdout) under memory and time limits, because the
-calamine reader aborts the whole process when an allocation fails. Everything
-that can fail in a classified way is reported as ``{"rejected": code, ...}``.
+Runs as a child of ``convert.py`` (``python convert_worker.py JOB_JSON``, a
+JSON result on stdout) under memory and time limits, because the calamine
+reader aborts the whole process when an allocation fails. Everything that can
+fail in a classified way is reported as ``{"rejected": code, ...}``.
+
+The child starts before the parent's deep safety scan has finished: it parses,
+then waits for the parent's verdict on stdin (one JSON line, which also carries
+the boolean-cell counts the scan found) before it writes anything. A failed scan
+kills it instead. Only ``fastexcel`` is imported before parsing starts; pyarrow
+(~0.4 s of imports) loads in a thread while the parse runs in Rust without the
+GIL.
 
 Reading is done by ``fastexcel`` (calamine, Rust) straight into Arrow. Its type
 inference is used only as a first guess: it is run over the whole column
@@ -15,8 +22,10 @@ The column rules themselves live in :func:`finish_column`.
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
+import threading
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -125,12 +134,9 @@ class SheetSkipped(Exception):
 
 
 def convert_sheet(
-    reader: Any, index: int, *, date1904: bool, bool_columns: list[int] | None, iso_dates: bool = False
+    reader: Any, index: int, *, date1904: bool, bool_cells: int | None, iso_dates: bool = False
 ) -> dict[str, Any]:
     """Read one sheet; returns the table and its type decisions, or raises SheetSkipped."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
     try:
         sheet = reader.load_sheet(index, header_row=0, schema_sample_rows=None, dtype_coercion="coerce")
     except Exception as exc:
@@ -141,7 +147,12 @@ def convert_sheet(
     columns = sheet.available_columns()
     if not columns:
         raise SheetSkipped("empty")
+    _ARROW.wait()  # the batch below is a pyarrow object
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     batch, cell_errors = sheet.to_arrow_with_errors()
+    bool_cells = _VERDICT.wait(index, bool_cells)
     error_cols: dict[int, int] = defaultdict(int)
     mixed: set[int] = set()
     for err in cell_errors.errors if cell_errors is not None else []:
@@ -150,33 +161,54 @@ def convert_sheet(
             error_cols[col] += 1
         else:
             mixed.add(col)
-    float_cols = {i for i, f in enumerate(batch.schema) if pa.types.is_floating(f.type)}
-    # calamine coerces TRUE/FALSE to 1.0/0.0 inside a numeric column without a word;
-    # reading those columns as text shows them, so numeric columns of sheets that
-    # may hold booleans get that second look.
-    suspects = float_cols - mixed
-    if bool_columns is not None:
-        suspects = {i for i in suspects if columns[i].absolute_index in set(bool_columns)}
+    types = [f.type for f in batch.schema]
+    # calamine folds TRUE/FALSE into 1.0/0.0 in a numeric column and into "true"/"false"
+    # in a text column, without a word. When the scan's count of boolean cells equals
+    # the booleans read in boolean columns, none is hidden and no second read is needed.
+    seen = sum(len(batch.column(i)) - batch.column(i).null_count for i, t in enumerate(types)
+               if pa.types.is_boolean(t))
+    suspects: set[int] = set()
+    if bool_cells is None or seen != bool_cells:
+        for i, t in enumerate(types):
+            col = batch.column(i)
+            if i in mixed:
+                continue
+            if pa.types.is_floating(t):
+                hiding = pa.array([0.0, 1.0])
+            elif pa.types.is_string(t) or pa.types.is_large_string(t):
+                hiding = pa.array(["true", "false"])
+            else:
+                continue
+            if pc.any(pc.is_in(col, hiding)).as_py():
+                suspects.add(i)
     reread: dict[int, Any] = {}
     if mixed or suspects:
         wanted = sorted(mixed | suspects)
+        # One more read of just those columns, each under the other view: text columns
+        # as numbers (a real boolean reads as a number, the text "true" does not), the
+        # others as text (which shows where the booleans are).
+        text_view = {i: not (pa.types.is_string(types[i]) or pa.types.is_large_string(types[i])) for i in wanted}
         again = reader.load_sheet(
             index, header_row=0, schema_sample_rows=None, use_columns=[columns[i].name for i in wanted],
-            dtypes="string",
+            dtypes={columns[i].name: ("string" if text_view[i] else "float") for i in wanted},
         )
-        text_batch, text_errors = again.to_arrow_with_errors()
-        text_error_cols: dict[int, int] = defaultdict(int)
-        for err in text_errors.errors if text_errors is not None else []:
+        other_batch, other_errors = again.to_arrow_with_errors()
+        other_error_cols: dict[int, int] = defaultdict(int)
+        for err in other_errors.errors if other_errors is not None else []:
             # Positions count columns of the sheet's range, not of the selection.
-            text_error_cols[err.offset_position[1]] += 1
+            if _is_cell_error(err.detail):
+                other_error_cols[err.offset_position[1]] += 1
         for pos, col in enumerate(wanted):
-            arr = text_batch.column(pos)
-            if col in suspects:
-                has_text_bool = pc.any(pc.is_in(arr, pa.array(["true", "false"]))).as_py()
-                if not has_text_bool:
-                    continue
-            reread[col] = arr
-            error_cols[col] = text_error_cols.get(col, 0)
+            first, other = batch.column(col), other_batch.column(pos)
+            text, number = (other, first) if text_view[col] else (first, other)
+            is_bool = pc.and_kleene(pc.is_in(text, pa.array(["true", "false"])), pc.is_valid(number))
+            has_bool = pc.any(is_bool).as_py()
+            if col in mixed:
+                error_cols[col] = other_error_cols.get(col, 0)
+            elif not has_bool:
+                continue  # a suspect without a hidden boolean keeps its first reading
+            # Excel shows booleans as TRUE/FALSE; a text cell "true" stays as typed.
+            reread[col] = pc.if_else(is_bool, pc.utf8_upper(text), text) if has_bool else text
 
     raw_names = []
     earlier: set[str] = set()
@@ -242,13 +274,17 @@ def _trim(table: Any, columns: list[Any]) -> Any:
 
 
 def write_parquet(table: Any, path: Path, metadata: dict[str, str]) -> int:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     table = table.replace_schema_metadata(metadata)
+    # Dictionary encoding pays off for repeated text (cities, categories, codes); for
+    # numbers and timestamps it mostly costs time (hashing every value) for little size.
+    text_columns = [f.name for f in table.schema if pa.types.is_string(f.type)]
     # Fixed writer options (and no timestamps anywhere) keep reruns byte-identical.
     pq.write_table(
         table, path, compression="zstd", compression_level=1, version="2.6",
-        use_dictionary=True, write_statistics=True, store_schema=True,
+        use_dictionary=text_columns, write_statistics=True, store_schema=True,
     )
     return path.stat().st_size
 
@@ -278,7 +314,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
                     skipped.append({"sheet": name, "why": f"{visible} sheet"})
                     continue
             out = convert_sheet(
-                reader, index, date1904=job["date1904"], bool_columns=task.get("bool_columns"),
+                reader, index, date1904=job["date1904"], bool_cells=task.get("bool_cells"),
                 iso_dates=src.endswith(".ods"),
             )
         except SheetSkipped as exc:
@@ -337,8 +373,86 @@ def classify_reader_error(exc: BaseException) -> dict[str, Any]:
     }
 
 
+class _Background:
+    """pyarrow's imports, run while the first sheet parses (fastexcel releases the GIL)."""
+
+    def __init__(self) -> None:
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        if sys.platform == "linux":  # per-thread nice: the parse in the main thread keeps its core
+            try:
+                import os
+
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+            except OSError:
+                pass
+        try:
+            for module in ("pyarrow", "pyarrow.compute", "pyarrow.parquet"):
+                importlib.import_module(module)
+        except BaseException as exc:  # re-raised in the main thread by wait()
+            self.error = exc
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def wait(self) -> None:
+        if self.thread.is_alive() or self.thread.ident is not None:
+            self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+
+class _Verdict:
+    """The parent's answer to its deep safety scan, read once from stdin.
+
+    Nothing is written before it arrives. It carries, per sheet index, the
+    boolean-cell counts of the scan. A closed stdin without a verdict means the
+    parent is gone or gave up: stop without output.
+    """
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int | None] | None = None
+        self.standalone = False  # set when run without a parent (tests, debugging)
+
+    def wait(self, index: int, fallback: int | None) -> int | None:
+        if self.standalone:
+            return fallback
+        if self.counts is None:
+            line = sys.stdin.readline()
+            if not line:
+                raise SystemExit(3)
+            self.counts = json.loads(line).get("bool_cells") or {}
+        value = self.counts.get(str(index), fallback)
+        return value if isinstance(value, int) else None
+
+
+class _NoPandas:
+    """Import finder that reports pandas as absent (see ``main``)."""
+
+    @staticmethod
+    def find_spec(name: str, path: object = None, target: object = None) -> None:
+        if name == "pandas" or name.startswith("pandas."):
+            raise ImportError("pandas is not used by the reader process")
+        return None
+
+
+_ARROW = _Background()
+_VERDICT = _Verdict()
+_VERDICT.standalone = True  # until main() runs as the child of convert.py
+
+
 def main() -> int:
-    job = json.loads(Path(sys.argv[1]).read_text())
+    global _VERDICT
+    # pyarrow imports pandas, when installed, the first time it converts a Python value
+    # (pa.scalar, pc.equal(array, "")): ~0.4 s for nothing this process needs. Hiding
+    # it also makes the child behave the same whether or not the environment happens
+    # to have pandas.
+    sys.meta_path.insert(0, _NoPandas)  # type: ignore[arg-type]
+    _ARROW.start()
+    _VERDICT = _Verdict()
+    job = json.loads(sys.argv[1])
     try:
         result = run_job(job)
     except MemoryError:

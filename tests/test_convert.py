@@ -111,7 +111,33 @@ def test_boolean_in_a_numeric_column_makes_it_text(tmp_path: Path) -> None:
     wb.close()
     out = one(convert_workbook(src, tmp_path / "out"))
     assert out.column_types == {"v": "string", "flag": "bool"}
-    assert read(out.path)["v"] == ["1.5", "2", "true"]
+    assert read(out.path)["v"] == ["1.5", "2", "TRUE"]  # as Excel shows it
+
+
+def test_booleans_in_text_columns_show_as_excel_does(tmp_path: Path) -> None:
+    # In a text column calamine turns TRUE into "true", which looks like a typed word;
+    # a real boolean must read TRUE/FALSE while a typed "true" stays as typed.
+    src = tmp_path / "t.xlsx"
+    wb = xlsxwriter.Workbook(src)
+    ws = wb.add_worksheet()
+    columns = {
+        "mixed": [1.5, "x", True, "true", 2, False],
+        "words": ["s", "t", True, "u", "v", "w"],
+        "n": [1, 2, 3, 4, 5, 6],
+        "flags": [True, False, "x", True, True, True],
+    }
+    for j, (name, values) in enumerate(columns.items()):
+        ws.write(0, j, name)
+        ws.write_column(1, j, values)
+    wb.close()
+    out = one(convert_workbook(src, tmp_path / "out"))
+    got = read(out.path)
+    assert out.column_types == {"mixed": "string", "words": "string", "n": "int64", "flags": "string"}
+    assert got["mixed"] == ["1.5", "x", "TRUE", "true", "2", "FALSE"]
+    assert got["words"] == ["s", "t", "TRUE", "u", "v", "w"]
+    assert got["flags"] == ["TRUE", "FALSE", "x", "TRUE", "TRUE", "TRUE"]
+    ref = [row[0] for row in openpyxl.load_workbook(src).active.iter_rows(min_row=2, values_only=True)]
+    assert [str(v).upper() if isinstance(v, bool) else str(v) for v in ref] == got["mixed"]
 
 
 def test_1904_date_system(tmp_path: Path) -> None:
@@ -262,3 +288,60 @@ def test_script_mode_success_and_rejection(tmp_path: Path) -> None:
     assert rej.stderr.count("\n") == 1
     assert rej.stderr.startswith("error: not-a-workbook: ")
     assert not (tmp_path / "o2").exists()
+
+
+# ---------------------------------------------------------------- ODS booleans
+
+
+def _ods(path: Path, rows: list[list]) -> Path:
+    """A minimal OpenDocument spreadsheet, written by hand: no library here writes ODS.
+
+    Booleans are stored the way LibreOffice stores a typed TRUE/FALSE
+    (``office:value-type="boolean"``).
+    """
+    def cell(v) -> str:
+        if isinstance(v, bool):
+            return (f'<table:table-cell office:value-type="boolean" office:boolean-value="{str(v).lower()}">'
+                    f"<text:p>{str(v).upper()}</text:p></table:table-cell>")
+        if isinstance(v, int | float):
+            return (f'<table:table-cell office:value-type="float" office:value="{v}">'
+                    f"<text:p>{v}</text:p></table:table-cell>")
+        return f'<table:table-cell office:value-type="string"><text:p>{v}</text:p></table:table-cell>'
+
+    body = "".join("<table:table-row>" + "".join(cell(v) for v in row) + "</table:table-row>" for row in rows)
+    content = (
+        '<?xml version="1.0" encoding="UTF-8"?><office:document-content '
+        'xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
+        'xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" '
+        'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" office:version="1.2">'
+        f'<office:body><office:spreadsheet><table:table table:name="Data">{body}</table:table>'
+        "</office:spreadsheet></office:body></office:document-content>"
+    )
+    manifest = (
+        '<?xml version="1.0" encoding="UTF-8"?><manifest:manifest '
+        'xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0" manifest:version="1.2">'
+        '<manifest:file-entry manifest:full-path="/" '
+        'manifest:media-type="application/vnd.oasis.opendocument.spreadsheet"/>'
+        '<manifest:file-entry manifest:full-path="content.xml" manifest:media-type="text/xml"/>'
+        "</manifest:manifest>"
+    )
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr(zipfile.ZipInfo("mimetype"), "application/vnd.oasis.opendocument.spreadsheet")
+        z.writestr("content.xml", content)
+        z.writestr("META-INF/manifest.xml", manifest)
+    return path
+
+
+def test_ods_booleans_become_bool_and_show_as_excel_does_in_text(tmp_path: Path) -> None:
+    src = _ods(tmp_path / "b.ods", [
+        ["flag", "n", "mix", "word"],
+        [True, 1, 1.5, "true"],
+        [False, 2, True, "x"],
+        [True, 3, "x", False],
+    ])
+    out = one(convert_workbook(src, tmp_path / "out"))
+    assert out.column_types == {"flag": "bool", "n": "int64", "mix": "string", "word": "string"}
+    got = read(out.path)
+    assert got["flag"] == [True, False, True]  # bool, not 1/0
+    assert got["mix"] == ["1.5", "TRUE", "x"]
+    assert got["word"] == ["true", "x", "FALSE"]  # the typed word stays as typed

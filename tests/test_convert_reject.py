@@ -131,10 +131,11 @@ def _far_cell_xlsx(path: Path) -> Path:
     return rewrite_zip(good, path, {"xl/worksheets/sheet1.xml": sheet.encode()})
 
 
-def test_cell_at_xfd1048576_is_refused_before_parsing(tmp_path: Path) -> None:
+def test_cell_at_xfd1048576_is_refused_by_the_guard_not_the_reader(tmp_path: Path) -> None:
     src = _far_cell_xlsx(tmp_path / "far.xlsx")
     assert src.stat().st_size < 10_000
     err = rejected(src, tmp_path / "o")
+    # "cells" comes from the guard's scan; a reader abort would speak of its memory budget.
     assert err.code == "too-large" and "XFD" not in err.reason and "cells" in err.reason
 
 
@@ -208,3 +209,44 @@ def test_xlsb_is_recognised_from_content(tmp_path: Path) -> None:
         z.writestr("[Content_Types].xml", '<?xml version="1.0"?><Types/>')
         z.writestr("xl/workbook.bin", b"\x83\x01\x00")
     assert inspect_workbook(src).fmt == "xlsb"
+
+
+def _lying_zip(path: Path, name: str, payload: bytes, declared: int) -> None:
+    """A workbook whose entry ``name`` declares ``declared`` bytes in its local header *and*
+    the central directory, while its deflate stream inflates to ``len(payload)``."""
+    import struct
+
+    good = small_xlsx(path.with_name("seed-lie.xlsx"))
+    rewrite_zip(good, path, {}, {name: payload})  # last entry: nothing after it but the directory
+    blob = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as z:
+        local = z.getinfo(name).header_offset
+    struct.pack_into("<L", blob, local + 22, declared)  # local header: uncompressed size
+    central = blob.rindex(b"PK\x01\x02")  # the last central record is this entry's
+    struct.pack_into("<L", blob, central + 24, declared)  # central directory: uncompressed size
+    path.write_bytes(bytes(blob))
+
+
+def test_zip_bomb_that_lies_about_its_size_is_unsafe(tmp_path: Path) -> None:
+    # Both headers declare 1,000 bytes; the stream inflates to 64 MiB. zipfile would stop
+    # at 1,000 bytes and report a CRC error (corrupt); the guard inflates on, bounded.
+    bomb = tmp_path / "liar.xlsx"
+    _lying_zip(bomb, "xl/media/pad.bin", b"\0" * (64 * 1024**2), declared=1000)
+    assert bomb.stat().st_size < 200_000
+    with zipfile.ZipFile(bomb) as z:
+        assert z.getinfo("xl/media/pad.bin").file_size == 1000
+        assert z.testzip() == "xl/media/pad.bin"  # to zipfile it is merely a bad CRC
+    err = rejected(bomb, tmp_path / "o")
+    assert err.code == "unsafe" and "lies about its size" in err.reason
+
+
+def test_entity_declaration_in_a_sheet_is_unsafe_even_with_the_reader_started(tmp_path: Path) -> None:
+    # Sheets are checked by the deep scan, which runs while the reader child parses;
+    # its rejection wins and the child's work is thrown away.
+    good = small_xlsx(tmp_path / "good.xlsx")
+    with zipfile.ZipFile(good) as z:
+        sheet = z.read("xl/worksheets/sheet1.xml")
+    evil = sheet.replace(b"?>", b'?>\n<!DOCTYPE worksheet [<!ENTITY x "y">]>', 1)
+    src = rewrite_zip(good, tmp_path / "dtd.xlsx", {"xl/worksheets/sheet1.xml": evil})
+    err = rejected(src, tmp_path / "o")
+    assert err.code == "unsafe" and "sheet1.xml" in err.reason

@@ -323,7 +323,7 @@ class AzureMLBackend:
         if status == 400:
             if "datastore" in detail.lower() or "data store" in detail.lower():
                 cause = (f"HTTP 400: unknown datastore: {request.datastore_name!r} is not registered in workspace "
-                         f"{self.workspace.name} (register it with scripts/register_datastore.py, or fix "
+                         f"{self.workspace.name} (register it with `python -m pipeline.datastore`, or fix "
                          "INPUT_DATASTORE)")
             else:
                 cause = ("HTTP 400: the submission was rejected; check that the PipelineEndpoint's default "

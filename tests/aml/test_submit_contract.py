@@ -15,13 +15,14 @@ import pytest
 from azureml.pipeline.core._restclients.aeva import models as aeva_models
 from azureml.pipeline.core._restclients.aeva.aml_pipelines_api10 import AMLPipelinesAPI10
 from azureml.pipeline.core._restclients.aeva.models import LegacyDataPath, PipelineSubmissionInfo
+from loopback import LoopbackService
 from msrest import Deserializer, Serializer
 
 from sheetdrop.backends import SubmitError, SubmitRequest
 from sheetdrop.backends.azureml import TOKEN_SCOPE, AzureMLBackend, Workspace
 from sheetdrop.backends.retry import Retrier, RetryPolicy
 from sheetdrop.settings import load_settings
-from tests.aml.conftest import RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE, LoopbackService
+from tests.aml.conftest import RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE
 
 ENDPOINT_ID = "0f7c1d2e-3a4b-4c5d-8e9f-a0b1c2d3e4f5"
 RUN_ID = "7d3e5a4b-1c2d-4e3f-9a8b-7c6d5e4f3a2b"

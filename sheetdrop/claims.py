@@ -1,0 +1,172 @@
+"""One claim per blob version, in storage: exactly one run per uploaded file version.
+
+Event Grid delivers at least once and the Functions host retries, so the same
+``(container, blob, etag)`` can reach the trigger many times, at once or much
+later. Before submitting, an invocation creates the version's claim blob with
+``If-None-Match: *``; only the creator submits. Every later change of state
+(``submitting`` → ``submitted`` | ``released`` | ``poisoned``) is a conditional
+write on the claim's own etag, so two invocations can never both win a step.
+
+A claim left in ``submitting`` longer than ``stale_after`` (its invocation
+died) may be taken over by one later delivery, which must first ask the backend
+whether a run for this version already exists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from azure.storage.blob import BlobClient, ContainerClient
+
+log = logging.getLogger("sheetdrop.claims")
+
+SUBMITTING, SUBMITTED, RELEASED, POISONED = "submitting", "submitted", "released", "poisoned"
+
+
+@dataclass
+class Claim:
+    container: str
+    blob: str
+    etag: str
+    state: str
+    invocation_id: str | None = None
+    run_id: str | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    attempts: int = 0
+    failures: int = 0
+    last_error: str | None = None
+    #: The claim blob's own etag, for the next conditional write; not stored in the body.
+    claim_etag: str = field(default="", repr=False)
+
+    def body(self) -> dict[str, Any]:
+        data = dict(self.__dict__)
+        data.pop("claim_etag")
+        return data
+
+
+@dataclass(frozen=True)
+class Acquired:
+    claim: Claim
+    #: True when a stale claim was taken over: a run may already exist for this version.
+    takeover: bool = False
+
+
+@dataclass(frozen=True)
+class Declined:
+    reason: str
+    claim: Claim | None = None
+
+
+def claim_blob_name(container: str, blob: str, etag: str) -> str:
+    """Bounded and path-safe whatever the blob's name: the name is hashed, never used as a path."""
+    digest = hashlib.sha256(blob.encode("utf-8")).hexdigest()
+    return f"{container}/{digest}/{etag.strip(chr(34))}.json"
+
+
+@dataclass
+class ClaimStore:
+    container: ContainerClient
+    stale_after: float = 900.0
+    max_failures: int = 5
+
+    def _client(self, container: str, blob: str, etag: str) -> BlobClient:
+        return self.container.get_blob_client(claim_blob_name(container, blob, etag))
+
+    def read(self, container: str, blob: str, etag: str) -> Claim | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            downloader = self._client(container, blob, etag).download_blob()
+        except ResourceNotFoundError:
+            return None
+        claim = Claim(**json.loads(downloader.readall()))
+        claim.claim_etag = downloader.properties.etag
+        return claim
+
+    def _write(self, claim: Claim, *, create: bool = False) -> bool:
+        """Write the claim if nobody changed it since we read it; False if somebody did."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
+
+        client = self._client(claim.container, claim.blob, claim.etag)
+        data = json.dumps(claim.body(), sort_keys=True).encode("utf-8")
+        metadata = {"state": claim.state, "updated_at": f"{claim.updated_at:.3f}"}
+        try:
+            if create:
+                result = client.upload_blob(data, metadata=metadata, overwrite=False)
+            else:
+                result = client.upload_blob(data, metadata=metadata, overwrite=True, etag=claim.claim_etag,
+                                            match_condition=MatchConditions.IfNotModified)
+        except (ResourceExistsError, ResourceModifiedError):
+            return False
+        claim.claim_etag = result["etag"]
+        return True
+
+    def acquire(self, container: str, blob: str, etag: str, invocation_id: str | None) -> Acquired | Declined:
+        now = time.time()
+        claim = Claim(container=container, blob=blob, etag=etag, state=SUBMITTING, invocation_id=invocation_id,
+                      created_at=now, updated_at=now, attempts=1)
+        if self._write(claim, create=True):
+            return Acquired(claim)
+        # Somebody claimed this version before: decide from what they left.
+        current = self.read(container, blob, etag)
+        if current is None:  # released by deletion is not something we do; treat as a race and decline
+            return Declined("claim vanished while being read; another delivery is handling it")
+        if current.state == SUBMITTED:
+            return Declined(f"already submitted as run {current.run_id}", current)
+        if current.state == POISONED:
+            return Declined(f"poisoned after {current.failures} failed attempts: {current.last_error}; "
+                            "upload the file again to retry", current)
+        takeover = current.state == SUBMITTING
+        if takeover and now - current.updated_at < self.stale_after:
+            return Declined(f"being submitted by invocation {current.invocation_id} "
+                            f"({now - current.updated_at:.0f} s ago)", current)
+        current.state, current.invocation_id, current.updated_at = SUBMITTING, invocation_id, now
+        current.attempts += 1
+        if not self._write(current):
+            return Declined("another delivery took this claim over first", current)
+        if takeover:
+            log.warning("took over a claim for %s/%s (etag %s) left in 'submitting' by a stopped invocation",
+                        container, blob, etag)
+        return Acquired(current, takeover=takeover)
+
+    def mark_submitted(self, claim: Claim, run_id: str) -> bool:
+        claim.state, claim.run_id, claim.updated_at, claim.last_error = SUBMITTED, run_id, time.time(), None
+        return self._write(claim)
+
+    def release(self, claim: Claim, error: str) -> Claim:
+        """Give the claim back after a failed submission; poison it after ``max_failures``."""
+        claim.failures += 1
+        claim.last_error = error[:500]
+        claim.updated_at = time.time()
+        claim.state = POISONED if claim.failures >= self.max_failures else RELEASED
+        if not self._write(claim):
+            log.warning("could not release the claim for %s/%s: it changed meanwhile", claim.container, claim.blob)
+        return claim
+
+    def list(self, state: str | None = None) -> Iterator[Claim]:
+        """Claims, optionally of one state (from their metadata, without reading every body)."""
+        for item in self.container.list_blobs(include=["metadata"]):
+            if state and (item.metadata or {}).get("state") != state:
+                continue
+            from azure.core.exceptions import ResourceNotFoundError
+
+            try:
+                downloader = self.container.get_blob_client(item.name).download_blob()
+            except ResourceNotFoundError:
+                continue
+            claim = Claim(**json.loads(downloader.readall()))
+            claim.claim_etag = downloader.properties.etag
+            yield claim
+
+    def stale(self) -> list[Claim]:
+        cutoff = time.time() - self.stale_after
+        return [c for c in self.list(SUBMITTING) if c.updated_at < cutoff]

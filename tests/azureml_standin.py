@@ -1,0 +1,75 @@
+"""A stateful AzureML stand-in on loopback for the reliability tests (Function environment).
+
+It answers the two routes the Function uses — PipelineEndpoint submit and the run-history
+query — in the shapes azureml-pipeline-core's models define (checked by tests/aml), remembers
+the runs it "started" with their tags, and serves managed-identity tokens the way App
+Service does, so the backend runs with a real azure-identity credential.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from loopback import LoopbackService, Recorded, Reply
+
+SUBSCRIPTION = "00000000-1111-2222-3333-444444444444"
+RESOURCE_GROUP = "rg-sheetdrop"
+WORKSPACE = "mlw-sheetdrop"
+ENDPOINT_ID = "0f7c1d2e-3a4b-4c5d-8e9f-a0b1c2d3e4f5"
+TOKEN = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.standin-token-value.signature"
+IDENTITY_HEADER = "standin-identity-header"
+
+
+@dataclass
+class AzureMLStandIn:
+    service: LoopbackService
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    #: Answers for the next submissions, in order (status, headers, body); then runs are accepted.
+    submit_failures: list[Reply] = field(default_factory=list)
+    always_fail_with: Reply | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.service.default = self.reply
+
+    def env(self) -> dict[str, str]:
+        return {
+            "SHEETDROP_BACKEND": "azureml",
+            "AZUREML_SUBSCRIPTION_ID": SUBSCRIPTION,
+            "AZUREML_RESOURCE_GROUP": RESOURCE_GROUP,
+            "AZUREML_WORKSPACE": WORKSPACE,
+            "AZUREML_PIPELINE_ENDPOINT_ID": ENDPOINT_ID,
+            "AZUREML_API_URL": self.service.url,
+            "AZUREML_SUBMIT_DEADLINE_SECONDS": "30",
+            "IDENTITY_ENDPOINT": f"{self.service.url}/msi/token",
+            "IDENTITY_HEADER": IDENTITY_HEADER,
+        }
+
+    @property
+    def submissions(self) -> list[Recorded]:
+        return self.service.to("/PipelineEndpointSubmit/Id/")
+
+    def reply(self, recorded: Recorded) -> Reply:
+        if recorded.path == "/msi/token":
+            if recorded.headers.get("x-identity-header") != IDENTITY_HEADER:
+                return 401, {}, {"error": "bad identity header"}
+            return 200, {}, {"access_token": TOKEN, "expires_on": "4102444800",
+                             "resource": recorded.query["resource"][0], "token_type": "Bearer"}
+        if recorded.headers.get("authorization") != f"Bearer {TOKEN}":
+            return 401, {}, {"error": {"code": "Unauthorized", "message": "no or wrong token"}}
+        if "/PipelineEndpointSubmit/Id/" in recorded.path:
+            with self._lock:
+                if self.always_fail_with is not None:
+                    return self.always_fail_with
+                if self.submit_failures:
+                    return self.submit_failures.pop(0)
+                run_id = str(uuid.uuid4())
+                self.runs.append({"runId": run_id, "parentRunId": None, "tags": recorded.json().get("tags", {})})
+            return 200, {}, {"Id": run_id, "Status": {"StatusCode": "NotStarted"}}
+        if recorded.path.endswith("/runs:query"):
+            with self._lock:
+                return 200, {}, {"value": list(self.runs), "continuationToken": None}
+        return 404, {}, {"error": {"code": "NotFound", "message": recorded.path}}

@@ -1,0 +1,346 @@
+"""Exactly one run per uploaded file version, under duplicate deliveries, crashes, service faults
+and hostile names. Real Azurite, the real function, real processes; the AzureML stand-in on
+loopback where the cloud backend is exercised."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from azureml_standin import TOKEN, AzureMLStandIn
+from conftest import REPO, SAMPLE
+from loopback import serve
+
+from sheetdrop import cli, db, registry, runstore
+from sheetdrop.azurite import Azurite, free_port
+from sheetdrop.backends import SubmitError
+from sheetdrop.claims import POISONED, RELEASED, SUBMITTED
+from sheetdrop.devhost import DevContext, DevHost, blob_client_argument, indexed_trigger
+from sheetdrop.runner import LocalRunner, mount_path
+from sheetdrop.settings import AZURITE_KEY, Settings, get_settings, load_settings
+from sheetdrop.storage import blob_service, ensure_container
+from sheetdrop.trigger import claim_store
+
+
+@pytest.fixture
+def aml(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[AzureMLStandIn]:
+    with serve() as service:
+        standin = AzureMLStandIn(service)
+        for key, value in standin.env().items():
+            monkeypatch.setenv(key, value)
+            env[key] = value
+        for name in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "MSI_ENDPOINT", "MSI_SECRET"):
+            monkeypatch.delenv(name, raising=False)
+        get_settings.cache_clear()
+        yield standin
+
+
+def upload(settings: Settings, name: str, data: bytes) -> str:
+    container = ensure_container(blob_service(settings.storage), settings.input_container)
+    return container.get_blob_client(name).upload_blob(data, overwrite=True)["etag"]
+
+
+def deliver(settings: Settings, name: str, invocation_id: str = "inv") -> None:
+    """One delivery of the blob-created event: the real function with a real BlobClient."""
+    trigger = indexed_trigger()
+    client = blob_client_argument(trigger, settings.input_container, name)
+    trigger.user_function(client=client, context=DevContext(trigger.function_name, invocation_id))
+
+
+def run_count(settings: Settings, aml: AzureMLStandIn | None) -> int:
+    if aml is not None:
+        return len(aml.runs)
+    return len(runstore.list_runs(db.connect(settings.state_dir)))
+
+
+@pytest.fixture(params=["local", "azureml"])
+def backend_kind(request: pytest.FixtureRequest, env: dict[str, str]) -> Iterator[AzureMLStandIn | None]:
+    if request.param == "local":
+        yield None
+    else:
+        yield request.getfixturevalue("aml")
+
+
+def current_settings() -> Settings:
+    get_settings.cache_clear()
+    return get_settings()
+
+
+# -- duplicates ---------------------------------------------------------------------------------------
+
+
+def test_fifty_concurrent_deliveries_of_one_version_make_one_run(backend_kind: AzureMLStandIn | None) -> None:
+    settings = current_settings()
+    upload(settings, "sales/q3.xlsx", SAMPLE.read_bytes())
+    barrier = threading.Barrier(50, timeout=60)
+
+    def one(i: int) -> None:
+        trigger = indexed_trigger()
+        client = blob_client_argument(trigger, settings.input_container, "sales/q3.xlsx")
+        barrier.wait(timeout=60)
+        trigger.user_function(client=client, context=DevContext(trigger.function_name, f"inv-{i}"))
+
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        list(pool.map(one, range(50)))  # any exception in an invocation fails the test here
+    assert run_count(settings, backend_kind) == 1
+    if backend_kind is not None:
+        assert len(backend_kind.submissions) == 1
+
+
+def test_new_content_is_new_work_and_a_repeated_event_is_not(backend_kind: AzureMLStandIn | None) -> None:
+    settings = current_settings()
+    upload(settings, "sales/q3.xlsx", SAMPLE.read_bytes())
+    deliver(settings, "sales/q3.xlsx")
+    deliver(settings, "sales/q3.xlsx")  # the same event again, after success
+    assert run_count(settings, backend_kind) == 1
+    upload(settings, "sales/q3.xlsx", SAMPLE.read_bytes())  # re-uploaded: a new etag
+    deliver(settings, "sales/q3.xlsx")
+    deliver(settings, "sales/q3.xlsx")
+    assert run_count(settings, backend_kind) == 2
+
+
+# -- service faults -----------------------------------------------------------------------------------
+
+
+def test_transient_submit_failures_are_retried_into_one_run(aml: AzureMLStandIn) -> None:
+    settings = current_settings()
+    aml.submit_failures = [(503, {"Retry-After": "0"}, {"error": {"message": "busy"}})] * 2
+    upload(settings, "sales/q3.xlsx", SAMPLE.read_bytes())
+    deliver(settings, "sales/q3.xlsx")
+    assert len(aml.submissions) == 3 and len(aml.runs) == 1
+
+
+def test_forbidden_releases_the_claim_and_the_next_delivery_submits(aml: AzureMLStandIn) -> None:
+    settings = current_settings()
+    aml.submit_failures = [(403, {}, {"error": {"code": "AuthorizationFailed", "message": "no role"}})]
+    etag = upload(settings, "sales/q3.xlsx", SAMPLE.read_bytes())
+    with pytest.raises(SubmitError, match="missing role") as failure:
+        deliver(settings, "sales/q3.xlsx")
+    assert TOKEN not in str(failure.value)
+    claim = claim_store(settings).read(settings.input_container, "sales/q3.xlsx", etag)
+    assert claim is not None and claim.state == RELEASED and "missing role" in (claim.last_error or "")
+    assert len(aml.submissions) == 1 and aml.runs == []
+    deliver(settings, "sales/q3.xlsx")  # the host's retry
+    assert len(aml.submissions) == 2 and len(aml.runs) == 1
+    claim = claim_store(settings).read(settings.input_container, "sales/q3.xlsx", etag)
+    assert claim is not None and claim.state == SUBMITTED and claim.run_id == aml.runs[0]["runId"]
+
+
+def test_a_version_that_always_fails_is_poisoned_and_left_untouched(aml: AzureMLStandIn) -> None:
+    settings = current_settings()
+    aml.always_fail_with = (400, {}, {"error": {"code": "BadRequest", "message": "Pipeline parameter missing"}})
+    data = SAMPLE.read_bytes()
+    etag = upload(settings, "sales/q3.xlsx", data)
+    host = DevHost(settings)
+    for _ in range(settings.claim_max_failures + 2):
+        host.scan_once()
+    assert len(aml.submissions) == settings.claim_max_failures  # no retry after poisoning
+    claim = claim_store(settings).read(settings.input_container, "sales/q3.xlsx", etag)
+    assert claim is not None and claim.state == POISONED and "HTTP 400" in (claim.last_error or "")
+    blob = blob_service(settings.storage).get_blob_client(settings.input_container, "sales/q3.xlsx")
+    assert blob.get_blob_properties().etag == etag and blob.download_blob().readall() == data
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert cli.main(["runs", "--json"]) == 0
+    [listed] = [r for r in json.loads(out.getvalue()) if r["status"] == "poisoned"]
+    assert listed["source_blob"] == "sales/q3.xlsx" and "HTTP 400" in listed["error"]
+    # A new upload is new work.
+    aml.always_fail_with = None
+    upload(settings, "sales/q3.xlsx", data)
+    host.scan_once()
+    assert len(aml.runs) == 1
+
+
+# -- crashes ------------------------------------------------------------------------------------------
+
+CRASHING_WORKER = """
+import os, sys, time
+from sheetdrop.backends import get_backend
+from sheetdrop.settings import get_settings
+from sheetdrop.trigger import BlobVersion, handle_blob
+
+mode, name, etag = sys.argv[1:4]
+real = get_backend(get_settings())
+
+class DiesMidway:
+    def submit(self, request):
+        if mode == "before-submit":
+            print("claimed", flush=True)
+            time.sleep(600)
+        result = real.submit(request)
+        print("submitted", flush=True)
+        time.sleep(600)
+
+    def find_runs(self, *args):
+        return real.find_runs(*args)
+
+handle_blob(BlobVersion(os.environ["INPUT_CONTAINER"], name, etag, 1000), invocation_id="doomed",
+            backend=DiesMidway())
+"""
+
+
+@pytest.mark.parametrize("mode", ["before-submit", "after-submit"])
+def test_a_killed_worker_leaves_exactly_one_run(mode: str, backend_kind: AzureMLStandIn | None,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLAIM_STALE_SECONDS", "2")
+    settings = current_settings()
+    etag = upload(settings, "sales/q3.xlsx", SAMPLE.read_bytes())
+    worker = subprocess.Popen([sys.executable, "-c", CRASHING_WORKER, mode, "sales/q3.xlsx", etag],
+                              stdout=subprocess.PIPE, text=True, cwd=REPO, env=dict(os.environ))
+    assert worker.stdout is not None
+    assert worker.stdout.readline().strip() in ("claimed", "submitted")
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(10)
+    runs_before = run_count(settings, backend_kind)
+    assert runs_before == (1 if mode == "after-submit" else 0)
+
+    deliver(settings, "sales/q3.xlsx", "early")  # within the bound: the claim is still respected
+    assert run_count(settings, backend_kind) == runs_before
+    time.sleep(2.2)
+    deliver(settings, "sales/q3.xlsx", "late")  # after the bound: exactly one delivery takes over
+    deliver(settings, "sales/q3.xlsx", "later")
+    assert run_count(settings, backend_kind) == 1
+    claim = claim_store(settings).read(settings.input_container, "sales/q3.xlsx", etag)
+    assert claim is not None and claim.state == SUBMITTED
+
+
+def test_dev_host_redelivers_an_abandoned_claim(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLAIM_STALE_SECONDS", "1")
+    settings = current_settings()
+    etag = upload(settings, "sales/q3.xlsx", SAMPLE.read_bytes())
+    worker = subprocess.Popen([sys.executable, "-c", CRASHING_WORKER, "before-submit", "sales/q3.xlsx", etag],
+                              stdout=subprocess.PIPE, text=True, cwd=REPO, env=dict(os.environ))
+    assert worker.stdout is not None and worker.stdout.readline().strip() == "claimed"
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(10)
+    host = DevHost(settings)
+    host.scan_once()  # the event arrives while the claim is fresh: declined, receipt written
+    assert run_count(settings, None) == 0
+    time.sleep(1.2)
+    assert host.sweep_stale_claims() == 1
+    assert run_count(settings, None) == 1
+
+
+def test_storage_restarted_during_a_local_run_loses_nothing_and_runs_once(
+        env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    storage = Azurite(location=tmp_path / "azurite-own", blob_port=free_port(), queue_port=free_port(),
+                      table_port=free_port()).start()
+    try:
+        env = {**os.environ, "INPUT_STORAGE": storage.connection_string, "STORAGE_RETRY_TOTAL": "0"}
+        monkeypatch.setenv("INPUT_STORAGE", storage.connection_string)
+        settings = load_settings(env)
+        upload(settings, "sales/q3.xlsx", SAMPLE.read_bytes())
+        host = DevHost(settings)
+        assert host.scan_once() == 1
+        storage.stop()  # storage goes away between submission and run
+        runner = LocalRunner.from_settings(settings)
+        runner.requeue_delay = 0
+        run = runner.run_next()
+        assert run is not None and run.status == "queued" and "storage unreachable" in (run.error or "")
+        assert host.scan_once.__self__ is host  # the host itself keeps going (its scans just fail)
+        storage.start()  # same folder: the data survived
+        run = runner.run_next()
+        assert run is not None and run.status == "completed" and run.attempts == 2 and run.error is None
+        assert runner.run_next() is None
+        assert host.scan_once() == 0  # nothing missed, nothing delivered twice
+        conn = db.connect(settings.state_dir)
+        assert [v.version for v in registry.list_versions(conn, "sales_orders")] == [1]
+    finally:
+        storage.stop()
+
+
+# -- names --------------------------------------------------------------------------------------------
+
+HOSTILE = [
+    "sales/Q1 report #1 (final) 100%.xlsx",
+    "sales/a+b?c=d&e.xlsx",
+    "données/été 2026 ✓ 数据.xlsx",
+    "deep/" + "/".join(f"level{i}" for i in range(40)) + "/book.xlsx",
+    "long/" + "n" * 1000 + ".xlsx",
+    "sales/..../dots.xlsx",
+    "sales/%2e%2e/percent-dots.xlsx",
+]
+
+
+@pytest.mark.parametrize("name", HOSTILE, ids=range(len(HOSTILE)))
+def test_hostile_blob_names_round_trip(name: str, settings: Settings) -> None:
+    assert len(name.encode()) <= 1024
+    etag = upload(settings, name, SAMPLE.read_bytes())
+    stored = [b.name for b in blob_service(settings.storage).get_container_client(settings.input_container)
+              .list_blobs()]
+    assert stored == [name], "the storage kept the name as given"
+    host = DevHost(settings)
+    assert host.scan_once() == 1
+    runner = LocalRunner.from_settings(settings)
+    runner.keep_mounts = True
+    run = runner.run_next()
+    assert run is not None and run.status == "completed", run.error
+    assert (run.source_blob, run.source_etag, run.relative_path) == (name, etag, name)
+    versions = registry.list_versions(db.connect(settings.state_dir))
+    assert {v.tags["source_blob"] for v in versions} == {name}
+    table = registry.load_table(versions[0], blob_service(settings.storage), settings.local_output_container)
+    assert table.num_rows > 0
+    # Everything the run wrote is inside the state folder.
+    state = settings.state_dir.resolve()
+    for path in (settings.state_dir / "runs").rglob("*"):
+        assert path.resolve().is_relative_to(state)
+    assert pq.read_metadata(next((settings.state_dir / "runs").rglob("*.parquet"))).num_rows > 0
+
+
+# A name with ".." segments cannot even be created through the storage SDK (its HTTP client
+# normalizes dot segments, so the request no longer matches its signature); whatever the name,
+# the runner's mount path stays inside the datastore's mount.
+@pytest.mark.parametrize("relative", ["../../../etc/passwd", "a/../../b.xlsx", "/abs/olute.xlsx", "..", "./x/./y",
+                                      "x/" + "y" * 1000 + ".xlsx"])
+def test_mount_paths_never_leave_the_datastore_mount(tmp_path: Path, relative: str) -> None:
+    path = mount_path(tmp_path, "store", relative)
+    assert path.resolve().is_relative_to((tmp_path / "mounts" / "store").resolve())
+    assert ".." not in path.relative_to(tmp_path).parts
+    assert all(len(part.encode()) <= 255 for part in path.parts)
+
+
+# -- secrets ------------------------------------------------------------------------------------------
+
+
+def test_no_key_sas_or_token_reaches_logs_tags_or_errors(aml: AzureMLStandIn, caplog: pytest.LogCaptureFixture,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    caplog.set_level(logging.DEBUG)
+    settings = current_settings()
+    upload(settings, "sales/q3.xlsx", SAMPLE.read_bytes())
+    deliver(settings, "sales/q3.xlsx")  # cloud path: token requested and sent
+    aml.always_fail_with = (403, {}, {"error": {"message": "denied"}})
+    upload(settings, "sales/q3.xlsx", SAMPLE.read_bytes())
+    with pytest.raises(SubmitError) as refused:
+        deliver(settings, "sales/q3.xlsx")
+    # And the local path end to end, with its run log and registry.
+    monkeypatch.setenv("SHEETDROP_BACKEND", "local")
+    local = current_settings()
+    upload(local, "team/q4.xlsx", SAMPLE.read_bytes())
+    DevHost(local).scan_once()
+    run = LocalRunner.from_settings(local).run_next()
+    assert run is not None and run.status == "completed"
+
+    conn = db.connect(local.state_dir)
+    texts = [caplog.text, str(refused.value), repr(local), repr(settings),
+             Path(run.log_path or "").read_text(encoding="utf-8"),
+             json.dumps([r.as_dict() for r in runstore.list_runs(conn)]),
+             json.dumps([v.as_dict() for v in registry.list_versions(conn)]),
+             json.dumps([c.body() for c in claim_store(settings).list()]),
+             json.dumps([r["tags"] for r in aml.runs])]
+    assert caplog.records, "logging was captured"
+    for text in texts:
+        for secret in (AZURITE_KEY, "AccountKey=", "sig=", TOKEN, "Bearer "):
+            assert secret not in text
