@@ -7,6 +7,7 @@ conversion itself is :mod:`convert`. Arguments follow ``pipeline.contract``.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     outdir = Path(args.output_extract)
 
     workbooks = find_workbooks(args.input_extract)
-    total_rows = total_bytes = total_columns = total_sheets = 0
+    total_rows = total_bytes = total_columns = total_sheets = total_nulls = total_errors = 0
     registered = []
     for workbook in workbooks:
         # A folder of workbooks keeps each workbook's sheets apart in one output folder.
@@ -102,12 +103,19 @@ def run(args: argparse.Namespace) -> int:
             total_rows += sheet.rows
             total_columns += sheet.columns
             total_bytes += sheet.bytes
+            total_nulls += sheet.nulls
+            total_errors += sheet.errors
+            # The converter's per-column decisions, readable next to the run (studio / sheetdrop runs).
+            context.log_metric(f"{file_path}:column_types", json.dumps(sheet.column_types, sort_keys=True))
+            context.log_metric(f"{file_path}:error_cells", sheet.errors)
         total_sheets += len(sheets)
     context.log_metric("workbooks", len(workbooks))
     context.log_metric("sheets", total_sheets)
     context.log_metric("rows", total_rows)
     context.log_metric("columns", total_columns)
     context.log_metric("parquet_bytes", total_bytes)
+    context.log_metric("null_cells", total_nulls)
+    context.log_metric("error_cells", total_errors)
     context.log_metric("seconds", round(time.monotonic() - started, 3))
     context.complete()
     for ref in registered:

@@ -81,7 +81,11 @@ def test_step_creates_its_output_dir_writes_parquet_and_reports_registrations(tm
         "sheet": "Orders", "rows": "240", "columns": "8",
         "converter_version": regs["sales_orders"]["tags"]["converter_version"],
     }
-    assert result["metrics"]["rows"] == 250 and result["metrics"]["sheets"] == 3
+    metrics = result["metrics"]
+    assert metrics["rows"] == 250 and metrics["sheets"] == 3 and metrics["null_cells"] == 217
+    types = json.loads(metrics["orders.parquet:column_types"])
+    assert types["Order_ID"] == "int64" and types["Order_date"] == "timestamp" and types["Paid"] == "bool"
+    assert json.loads(metrics["targets.parquet:column_types"])["September"] == "string"
 
 
 def test_step_outside_any_run_converts_and_registers_nothing(tmp_path: Path) -> None:
