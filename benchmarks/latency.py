@@ -63,6 +63,9 @@ def main() -> int:
                     container.get_blob_client(name).upload_blob(data)
                     run = None
                     while run is None or run.status not in ("completed", "failed"):
+                        if time.time() - dropped > 120:
+                            print(f"no finished run for {name} after 120 s", file=sys.stderr)
+                            return 1
                         time.sleep(0.05)
                         run = next((r for r in runstore.list_runs(conn, 20) if r.source_blob == name), None)
                     if run.status != "completed":

@@ -9,6 +9,7 @@ structure tests pass offline ones.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,8 +62,13 @@ def read_requirements(path: Path = STEP_REQUIREMENTS) -> list[str]:
     return requirements
 
 
-def build_environment(requirements: Path = STEP_REQUIREMENTS, name: str = ENVIRONMENT_NAME) -> Environment:
-    """The step's AzureML Environment, from step_scripts/' own requirements (not the Function's)."""
+def build_environment(requirements: Path = STEP_REQUIREMENTS, name: str = ENVIRONMENT_NAME,
+                      step_settings: Mapping[str, str] | None = None) -> Environment:
+    """The step's AzureML Environment, from step_scripts/' own requirements (not the Function's).
+
+    ``step_settings``: values for ``contract.STEP_SETTINGS`` (limits, hidden sheets), set as the
+    step's environment variables; other keys are ignored.
+    """
     # Not Environment.from_pip_requirements: it copies comment lines into the conda specification as
     # if they were packages. Not CondaDependencies.create: it adds --find-links/--extra-index-url options.
     # The default CondaDependencies already carries azureml-defaults (run history, mounts).
@@ -72,6 +78,8 @@ def build_environment(requirements: Path = STEP_REQUIREMENTS, name: str = ENVIRO
         dependencies.add_pip_package(package)
     environment = Environment(name=name)
     environment.python.conda_dependencies = dependencies
+    environment.environment_variables = {
+        k: v for k, v in (step_settings or {}).items() if k in contract.STEP_SETTINGS and v}
     return environment
 
 

@@ -23,6 +23,16 @@ OUTPUT_NAME = "extracted"
 PLACEHOLDER_RELATIVE_PATH = "placeholder/placeholder.xlsx"
 PLACEHOLDER_DATASET_NAME = "placeholder"
 
+#: The step's own settings, passed as environment variables (its argv is fixed above). The
+#: publisher copies them into the step's AzureML Environment; the local runner passes them through.
+STEP_SETTINGS = (
+    "SHEETDROP_INCLUDE_HIDDEN",
+    "SHEETDROP_MAX_FILE_MB",
+    "SHEETDROP_MAX_CELLS",
+    "SHEETDROP_READER_MEMORY_MB",
+    "SHEETDROP_READER_TIMEOUT_S",
+)
+
 T = TypeVar("T")
 
 

@@ -180,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     built = build.build_pipeline(
         workspace,
         compute_target=compute,
-        environment=build.build_environment(),
+        # The step's limits travel with the published pipeline (SHEETDROP_MAX_CELLS, …).
+        environment=build.build_environment(step_settings=os.environ),
         input_datastore=input_datastore,
         output_datastore=output_datastore,
     )

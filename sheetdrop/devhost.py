@@ -203,9 +203,14 @@ class DevHost:
         self.container_name, _, pattern = resolve_app_settings(self.trigger.path, env).partition("/")
         if pattern != "{name}":
             raise HostError(f"the dev host watches whole containers; trigger path pattern {pattern!r} is not supported")
-        # The blob extension reads the connection from the process environment, like the worker.
+        # Like the Functions host, hand the app settings to the function as environment variables:
+        # the function (and the blob extension) read them from there, not from this object.
+        os.environ.update(env)
         if self.trigger.connection not in os.environ and self.settings.storage.connection_string:
             os.environ[self.trigger.connection] = self.settings.storage.connection_string
+        from sheetdrop.settings import get_settings
+
+        get_settings.cache_clear()
         self.service = blob_service(self.settings.storage)
         self.input = ensure_container(self.service, self.container_name)
         ensure_container(self.service, self.settings.local_output_container)

@@ -176,7 +176,8 @@ class LocalRunner:
         }, indent=2), encoding="utf-8")
         argv = [str(a) for a in contract.step_arguments(
             str(input_path), str(output_dir), self.settings.output_datastore, run.dataset_name)]
-        env = {k: v for k, v in os.environ.items() if k in STEP_ENV_KEEP}
+        # The step's own settings (SHEETDROP_MAX_CELLS, …) pass; storage settings never do.
+        env = {k: v for k, v in os.environ.items() if k in STEP_ENV_KEEP or k in contract.STEP_SETTINGS}
         env["SHEETDROP_LOCAL_RUN"] = str(run_file)
         env["PYTHONUNBUFFERED"] = "1"
         with open(log_path, "w", encoding="utf-8") as handle:

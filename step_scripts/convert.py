@@ -333,6 +333,50 @@ def _gib(n: int) -> str:
     return f"{n / 1024**3:.0f} GiB"
 
 
+#: Step settings, as environment variables (the step's argv is fixed by the pipeline contract).
+OPTION_ENV = {
+    "SHEETDROP_INCLUDE_HIDDEN": "also convert hidden sheets (1/true/yes)",
+    "SHEETDROP_MAX_FILE_MB": "largest workbook accepted, MiB",
+    "SHEETDROP_MAX_CELLS": "largest sheet area (rows x columns) accepted",
+    "SHEETDROP_READER_MEMORY_MB": "address-space limit of each reader process, MiB",
+    "SHEETDROP_READER_TIMEOUT_S": "time limit of each reader process, seconds",
+}
+
+
+class OptionError(ValueError):
+    """A bad ``SHEETDROP_*`` step setting."""
+
+
+def options_from_env(env: dict[str, str] | None = None) -> dict[str, object]:
+    """``convert_workbook`` keyword options from ``SHEETDROP_*`` variables; a bad value is an error
+    that names the variable, not a silent default."""
+    env = dict(os.environ if env is None else env)
+    bounds: dict[str, float | int] = {}
+
+    def number(name: str) -> float | None:
+        raw = env.get(name, "").strip()
+        if not raw:
+            return None
+        try:
+            value = float(raw)
+        except ValueError:
+            raise OptionError(f"{name}={raw!r} is not a number ({OPTION_ENV[name]})") from None
+        if value <= 0:
+            raise OptionError(f"{name}={raw!r} must be positive ({OPTION_ENV[name]})")
+        return value
+
+    if (mb := number("SHEETDROP_MAX_FILE_MB")) is not None:
+        bounds["max_file_bytes"] = int(mb * 1024**2)
+    if (cells := number("SHEETDROP_MAX_CELLS")) is not None:
+        bounds["max_cells"] = int(cells)
+    if (mem := number("SHEETDROP_READER_MEMORY_MB")) is not None:
+        bounds["max_memory_bytes"] = int(mem * 1024**2)
+    if (seconds := number("SHEETDROP_READER_TIMEOUT_S")) is not None:
+        bounds["timeout_seconds"] = seconds
+    hidden = env.get("SHEETDROP_INCLUDE_HIDDEN", "").strip().lower() in ("1", "true", "yes", "on")
+    return {"include_hidden": hidden, "limits": Limits(**bounds)}
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
@@ -345,7 +389,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
-        outputs = convert_workbook(args.input, args.outdir, source=args.source, include_hidden=args.include_hidden)
+        options = options_from_env()
+    except OptionError as exc:
+        print(f"error: settings: {exc}", file=sys.stderr)
+        return 2
+    options["include_hidden"] = options["include_hidden"] or args.include_hidden
+    try:
+        outputs = convert_workbook(args.input, args.outdir, source=args.source, **options)
     except WorkbookRejected as exc:
         print(f"error: {exc.code}: {' '.join(exc.reason.split())}", file=sys.stderr)
         return 2

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path, PurePosixPath
 
-from convert import CONVERTER_VERSION, WorkbookRejected, convert_workbook, slugify
+from convert import CONVERTER_VERSION, OptionError, WorkbookRejected, convert_workbook, options_from_env, slugify
 from step_context import Registration, get_context
 
 WORKBOOK_SUFFIXES = {".xlsx", ".xlsm", ".xls", ".xlsb", ".ods"}
@@ -77,13 +77,14 @@ def run(args: argparse.Namespace) -> int:
     relative_dir = datastore_relative_path(args.output_extract, args.output_datastore)
     outdir = Path(args.output_extract)
 
+    options = options_from_env()
     workbooks = find_workbooks(args.input_extract)
     total_rows = total_bytes = total_columns = total_sheets = total_nulls = total_errors = 0
     registered = []
     for workbook in workbooks:
         # A folder of workbooks keeps each workbook's sheets apart in one output folder.
         target = outdir if len(workbooks) == 1 else outdir / slugify(workbook.stem, "workbook")
-        sheets = convert_workbook(workbook, target, source=source.get("source_blob", workbook.name))
+        sheets = convert_workbook(workbook, target, source=source.get("source_blob", workbook.name), **options)
         for sheet in sheets:
             file_path = sheet.path.relative_to(outdir).as_posix()
             name = dataset_name_for(args.dataset_name, sheet.slug, len(sheets))
@@ -132,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except MountPathError as exc:
         print(f"error: mount-path: {exc}", file=sys.stderr)
+        return 3
+    except OptionError as exc:
+        print(f"error: settings: {exc}", file=sys.stderr)
         return 3
 
 

@@ -44,14 +44,15 @@ def test_datastore_relative_path_without_the_datastore_segment_is_a_clear_error(
 
 
 def run_step(tmp_path: Path, workbook: Path, dataset: str = "sales", datastore: str = "workspaceblobstore",
-             local_run: bool = True) -> tuple[subprocess.CompletedProcess[str], Path, Path]:
+             local_run: bool = True, extra_env: dict[str, str] | None = None,
+             ) -> tuple[subprocess.CompletedProcess[str], Path, Path]:
     input_path = tmp_path / "mounts" / "sheetdrop_input" / "sales" / workbook.name
     input_path.parent.mkdir(parents=True)
     input_path.write_bytes(workbook.read_bytes())
     step_run = str(uuid.uuid4())
     output = tmp_path / "mounts" / datastore / contract.output_relative_path(step_run)
     outbox = tmp_path / "outbox.json"
-    env = {"PATH": "/usr/bin:/bin"}
+    env = {"PATH": "/usr/bin:/bin", **(extra_env or {})}
     if local_run:
         run_file = tmp_path / "run.json"
         run_file.write_text(json.dumps({
@@ -116,3 +117,20 @@ def test_step_rejects_a_file_that_is_not_a_workbook(tmp_path: Path) -> None:
     assert last.startswith("error: not-a-workbook: ")
     assert not outbox.exists()
     assert not any(output.glob("*.parquet"))
+
+
+def test_step_limits_are_settings_and_a_bad_one_is_named(tmp_path: Path) -> None:
+    proc, output, outbox = run_step(tmp_path / "a", SAMPLE, extra_env={"SHEETDROP_MAX_CELLS": "500"})
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: too-large: ")
+    assert not outbox.exists() and not any(output.glob("*.parquet"))
+    proc, _, _ = run_step(tmp_path / "b", SAMPLE, extra_env={"SHEETDROP_MAX_FILE_MB": "lots"})
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: settings: SHEETDROP_MAX_FILE_MB='lots' is not a number (largest workbook accepted, MiB)")
+
+
+def test_step_settings_named_in_the_contract_are_the_ones_the_converter_reads() -> None:
+    import convert
+
+    assert tuple(convert.OPTION_ENV) == contract.STEP_SETTINGS

@@ -138,6 +138,12 @@ def test_environment_from_the_step_requirements() -> None:
     assert f"python={build.PYTHON_VERSION}" in list(environment.python.conda_dependencies.conda_packages)
 
 
+def test_step_settings_become_the_step_environment_variables() -> None:
+    environment = build.build_environment(step_settings={
+        "SHEETDROP_MAX_CELLS": "1000000", "SHEETDROP_INCLUDE_HIDDEN": "1", "INPUT_STORAGE": "secret", "PATH": "/x"})
+    assert environment.environment_variables == {"SHEETDROP_MAX_CELLS": "1000000", "SHEETDROP_INCLUDE_HIDDEN": "1"}
+
+
 def test_publishing_twice_keeps_one_endpoint(dry_run: dict[str, Any]) -> None:
     first = publish.publish_behind_endpoint(dry_run["workspace"], build_it(dry_run).pipeline,
                                             _workflow_provider=dry_run["provider"])
