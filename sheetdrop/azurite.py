@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -37,6 +38,18 @@ def azurite_binary() -> str:
     raise AzuriteError("Azurite is not installed: run `make setup` (it runs `npm ci` in the repository)")
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: if whoever started Azurite is killed outright (SIGKILL, a CI
+    timeout), Azurite goes too instead of holding its ports forever (Linux; elsewhere a no-op)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as s:
         s.settimeout(0.2)
@@ -68,6 +81,7 @@ class Azurite:
              "--tablePort", str(self.table_port), *FLAGS],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C reaches us; we stop Azurite ourselves
+            preexec_fn=_die_with_parent,
         )
         deadline = time.monotonic() + timeout
         while not (port_open(self.blob_port) and port_open(self.queue_port)):

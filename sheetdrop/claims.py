@@ -55,8 +55,9 @@ class Claim:
 @dataclass(frozen=True)
 class Acquired:
     claim: Claim
-    #: True when a stale claim was taken over: a run may already exist for this version.
-    takeover: bool = False
+    #: True when somebody held this claim before (a stale one taken over, or one released after a
+    #: failed submission whose answer may have been lost): a run may already exist for this version.
+    check_existing: bool = False
 
 
 @dataclass(frozen=True)
@@ -136,21 +137,23 @@ class ClaimStore:
         if takeover:
             log.warning("took over a claim for %s/%s (etag %s) left in 'submitting' by a stopped invocation",
                         container, blob, etag)
-        return Acquired(current, takeover=takeover)
+        return Acquired(current, check_existing=True)
 
     def mark_submitted(self, claim: Claim, run_id: str) -> bool:
         claim.state, claim.run_id, claim.updated_at, claim.last_error = SUBMITTED, run_id, time.time(), None
         return self._write(claim)
 
     def release(self, claim: Claim, error: str) -> Claim:
-        """Give the claim back after a failed submission; poison it after ``max_failures``."""
+        """Give the claim back after a failed submission; poison it after ``max_failures``.
+        Returns the claim as stored, so a caller never acts on a state that was not written."""
         claim.failures += 1
         claim.last_error = error[:500]
         claim.updated_at = time.time()
         claim.state = POISONED if claim.failures >= self.max_failures else RELEASED
-        if not self._write(claim):
-            log.warning("could not release the claim for %s/%s: it changed meanwhile", claim.container, claim.blob)
-        return claim
+        if self._write(claim):
+            return claim
+        log.warning("could not release the claim for %s/%s: it changed meanwhile", claim.container, claim.blob)
+        return self.read(claim.container, claim.blob, claim.etag) or claim
 
     def list(self, state: str | None = None) -> Iterator[Claim]:
         """Claims, optionally of one state (from their metadata, without reading every body)."""

@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -42,22 +43,18 @@ def _connect(settings: Settings) -> sqlite3.Connection:
 
 def cmd_runs(args: argparse.Namespace, settings: Settings) -> int:
     from sheetdrop import runstore
-    from sheetdrop.trigger import claim_store
-
     runs = runstore.list_runs(_connect(settings), limit=args.limit)
-    # Poisoned blob versions never got a run; they are listed so nobody has to dig for them.
-    poisoned = list(claim_store(settings).list("poisoned"))
+    poisoned, note = _poisoned(settings)
     if args.json:
-        print(json.dumps([r.as_dict() for r in runs] + [{
-            "run_id": None, "status": "poisoned", "source_container": c.container, "source_blob": c.blob,
-            "source_etag": c.etag, "error": c.last_error, "attempts": c.failures, "submitted_at": c.updated_at,
-        } for c in poisoned], indent=2, sort_keys=True))
+        print(json.dumps([r.as_dict() for r in runs] + poisoned, indent=2, sort_keys=True))
         return 0
+    if note:
+        print(note, file=sys.stderr)
     rows = [{
-        "run": "-", "status": "poisoned", "blob": f"{c.container}/{c.blob}", "dataset": "",
-        "submitted": _when(c.updated_at), "seconds": "", "rows": "",
-        "reason": f"{c.failures} failed submissions: {c.last_error}; upload the file again to retry",
-    } for c in poisoned] + [{
+        "run": "-", "status": "poisoned", "blob": f"{p['source_container']}/{p['source_blob']}", "dataset": "",
+        "submitted": _when(p["submitted_at"]), "seconds": "", "rows": "",
+        "reason": f"{p['error']}; upload the file again to retry",
+    } for p in poisoned] + [{
         "run": r.run_id[:8], "status": r.status, "blob": f"{r.source_container}/{r.source_blob}",
         "dataset": r.dataset_name, "submitted": _when(r.submitted_at),
         "seconds": f"{r.seconds:.1f}" if r.seconds is not None else "",
@@ -65,6 +62,40 @@ def cmd_runs(args: argparse.Namespace, settings: Settings) -> int:
     } for r in runs]
     print(_table(rows, ["run", "status", "blob", "dataset", "submitted", "seconds", "rows", "reason"]))
     return 0
+
+
+def _poisoned(settings: Settings) -> tuple[list[dict[str, Any]], str | None]:
+    """Blob versions that never got a run because they were given up on: by the claims (failed
+    submissions) or by the dev host (a failing function). Best effort: the run list is local and
+    must not wait for storage retries when Azurite is down."""
+    import dataclasses
+
+    from sheetdrop.claims import ClaimStore
+    from sheetdrop.devhost import RECEIPTS_CONTAINER, ReceiptStore
+    from sheetdrop.storage import blob_service, storage_unreachable
+
+    service = blob_service(dataclasses.replace(settings.storage, retry_total=0))
+    found: list[dict[str, Any]] = []
+    try:
+        for c in ClaimStore(service.get_container_client(settings.claims_container)).list("poisoned"):
+            found.append({"run_id": None, "status": "poisoned", "source_container": c.container,
+                          "source_blob": c.blob, "source_etag": c.etag, "submitted_at": c.updated_at,
+                          "error": f"{c.failures} failed submissions: {c.last_error}"})
+        receipts = ReceiptStore(service.get_container_client(RECEIPTS_CONTAINER),
+                                f"receipts/{settings.input_container}")
+        for r in receipts.poisoned():
+            found.append({"run_id": None, "status": "poisoned", "source_container": settings.input_container,
+                          "source_blob": r["blob"], "source_etag": r["etag"], "submitted_at": r["at"],
+                          "error": f"the function kept failing: {r['detail']}"})
+    except Exception as exc:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        if isinstance(exc, ResourceNotFoundError):  # no claims or receipts container yet
+            return found, None
+        if storage_unreachable(exc):
+            return found, "note: storage is unreachable, so poisoned blob versions are not listed"
+        raise
+    return found, None
 
 
 def cmd_datasets(args: argparse.Namespace, settings: Settings) -> int:
@@ -88,6 +119,9 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
     from sheetdrop.storage import blob_service
 
     name, _, version = args.dataset.partition(":")
+    if version and not version.isdigit():
+        print(f"error: usage: NAME[:VERSION] with a version number, not {args.dataset!r}", file=sys.stderr)
+        return 2
     dataset = registry.get(_connect(settings), name, int(version) if version else None)
     container = settings.local_container_for(dataset.datastore)
     table = registry.load_table(dataset, blob_service(settings.storage), container)
@@ -96,14 +130,20 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_drop(args: argparse.Namespace, settings: Settings) -> int:
+def drop_file(settings: Settings, path: Path, blob_name: str | None = None) -> tuple[str, str]:
+    """Upload a file into the input container; return its blob name and etag."""
     from sheetdrop.storage import blob_service, ensure_container
 
-    blob_name = args.as_name or args.file.name
+    blob_name = blob_name or path.name
     container = ensure_container(blob_service(settings.storage), settings.input_container)
-    with open(args.file, "rb") as handle:
+    with open(path, "rb") as handle:
         props = container.get_blob_client(blob_name).upload_blob(handle, overwrite=True)
-    print(f"dropped {args.file} as {settings.input_container}/{blob_name} (etag {props['etag']})")
+    print(f"dropped {path} as {settings.input_container}/{blob_name} (etag {props['etag']})")
+    return blob_name, props["etag"]
+
+
+def cmd_drop(args: argparse.Namespace, settings: Settings) -> int:
+    drop_file(settings, args.file, args.as_name)
     return 0
 
 
@@ -116,23 +156,41 @@ def cmd_convert(args: argparse.Namespace, settings: Settings | None) -> int:
                           check=False).returncode
 
 
-def _wait_for_runs(settings: Settings, blobs: list[str], timeout: float = 300.0) -> None:
+def _wait_for_runs(settings: Settings, versions: list[tuple[str, str]], timeout: float = 300.0) -> None:
+    """Wait until each dropped blob version's run has ended (matched by etag: an earlier run of
+    the same name, from an earlier session, does not count)."""
     from sheetdrop import db, runstore
 
     conn = db.connect(settings.state_dir)
-    pending = set(blobs)
+    pending = set(versions)
     deadline = time.monotonic() + timeout
     while pending and time.monotonic() < deadline:
-        for run in runstore.list_runs(conn, limit=200):
-            if run.source_blob in pending and run.status in ("completed", "failed"):
-                pending.discard(run.source_blob)
+        for blob, etag in list(pending):
+            runs = [runstore.get(conn, run_id) for run_id in runstore.find_by_source(
+                conn, settings.input_container, blob, etag)]
+            if any(r is not None and r.status in ("completed", "failed") for r in runs):
+                pending.discard((blob, etag))
         time.sleep(0.25)
+    if pending:
+        print(f"warning: no finished run after {timeout:.0f} s for: {', '.join(b for b, _ in sorted(pending))} "
+              "(see `sheetdrop runs`)", file=sys.stderr)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    # Shutting down is bounded (threads are joined with a timeout); a second signal, as `make`
+    # forwards its own, must not cut it short and leave Azurite behind.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 def cmd_host(args: argparse.Namespace, settings: Settings) -> int:
     from sheetdrop.azurite import Azurite
     from sheetdrop.devhost import DevHost
 
+    # `kill`, a closed terminal or a `timeout` stop the host like Ctrl-C, so Azurite is stopped too.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
     azurite = None
     if args.azurite:
         azurite = Azurite.from_env(settings.state_dir / "azurite").start()
@@ -140,10 +198,7 @@ def cmd_host(args: argparse.Namespace, settings: Settings) -> int:
     try:
         host = DevHost(settings, poll_interval=args.poll_interval, workers=args.workers).start()
         if args.drop:
-            names = []
-            for path in args.drop:
-                cmd_drop(argparse.Namespace(file=path, as_name=None), settings)
-                names.append(path.name)
+            names = [drop_file(settings, path) for path in args.drop]
             _wait_for_runs(settings, names)
             print()
             cmd_runs(argparse.Namespace(json=False, limit=len(names) * 2), settings)

@@ -27,7 +27,7 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from sheetdrop.settings import Settings
-from sheetdrop.storage import blob_service, ensure_container
+from sheetdrop.storage import blob_service, ensure_container, storage_unreachable
 
 if TYPE_CHECKING:
     from azure.storage.blob import BlobProperties, ContainerClient
@@ -138,41 +138,36 @@ def invoke(trigger: IndexedTrigger, container: str, name: str, invocation_id: st
     trigger.user_function(**kwargs)
 
 
+def receipt_key(blob_name: str, etag: str) -> str:
+    """A blob version as a bounded, path-safe key: the name is hashed, never used as a path."""
+    return f"{hashlib.sha256(blob_name.encode('utf-8')).hexdigest()}/{etag.strip(chr(34))}"
+
+
 @dataclass
 class ReceiptStore:
     """One small blob per (container, blob name, etag) the function handled: the dev host's memory
-    across restarts."""
+    across restarts. Looked up by the receipt blob's own name, so no blob name has to survive a
+    round trip through metadata (which loses leading spaces and non-ASCII)."""
 
     container: ContainerClient
     prefix: str
 
-    def _name(self, blob_name: str, etag: str) -> str:
-        digest = hashlib.sha256(blob_name.encode("utf-8")).hexdigest()
-        return f"{self.prefix}/{digest}/{etag.strip(chr(34))}"
-
-    def load(self) -> set[tuple[str, str]]:
-        seen = set()
-        for item in self.container.list_blobs(name_starts_with=f"{self.prefix}/", include=["metadata"]):
-            meta = item.metadata or {}
-            if "blob" in meta and "etag" in meta:
-                seen.add((_unescape(meta["blob"]), meta["etag"]))
-        return seen
+    def load(self) -> set[str]:
+        start = len(self.prefix) + 1
+        return {item.name[start:] for item in self.container.list_blobs(name_starts_with=f"{self.prefix}/")}
 
     def write(self, blob_name: str, etag: str, status: str, detail: str = "") -> None:
         body = json.dumps({"blob": blob_name, "etag": etag, "status": status, "detail": detail, "at": time.time()})
-        self.container.upload_blob(
-            self._name(blob_name, etag), body, overwrite=True,
-            metadata={"blob": _escape(blob_name), "etag": etag, "status": status},
-        )
+        self.container.upload_blob(f"{self.prefix}/{receipt_key(blob_name, etag)}", body, overwrite=True,
+                                   metadata={"status": status})
 
-
-def _escape(text: str) -> str:
-    # Metadata values must be ASCII; blob names need not be.
-    return text.encode("unicode_escape").decode("ascii")
-
-
-def _unescape(text: str) -> str:
-    return text.encode("ascii").decode("unicode_escape")
+    def poisoned(self) -> list[dict[str, Any]]:
+        """Blob versions the host gave up on (their function kept failing)."""
+        found = []
+        for item in self.container.list_blobs(name_starts_with=f"{self.prefix}/", include=["metadata"]):
+            if (item.metadata or {}).get("status") == "poisoned":
+                found.append(json.loads(self.container.download_blob(item.name).readall()))
+        return found
 
 
 def poison_threshold_from_host_json() -> int:
@@ -194,7 +189,8 @@ class DevHost:
     poison_threshold: int = field(default_factory=poison_threshold_from_host_json)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
-    _failures: dict[tuple[str, str], int] = field(default_factory=dict)
+    _failures: dict[str, int] = field(default_factory=dict)
+    _lock_file: Any = None
 
     def __post_init__(self) -> None:
         self.trigger = indexed_trigger()
@@ -222,8 +218,7 @@ class DevHost:
         """Invoke the function for every blob version without a receipt; return how many."""
         handled = 0
         for item in self.input.list_blobs():
-            key = (item.name, item.etag)
-            if key in self.seen:
+            if receipt_key(item.name, item.etag) in self.seen:
                 continue
             handled += 1
             self._handle(item)
@@ -233,11 +228,16 @@ class DevHost:
         self._handle_version(item.name, item.etag)
 
     def _handle_version(self, name: str, etag: str) -> None:
-        key = (name, etag)
+        key = receipt_key(name, etag)
         invocation_id = str(uuid.uuid4())
         try:
             invoke(self.trigger, self.container_name, name, invocation_id)
         except Exception as exc:
+            if storage_unreachable(exc):
+                # Not the blob's fault: it stays unreceipted and is delivered again on a later scan.
+                log.warning("invocation for %s could not reach storage (%s); will deliver it again", name,
+                            exc.__class__.__name__)
+                return
             count = self._failures.get(key, 0) + 1
             self._failures[key] = count
             if count >= self.poison_threshold:
@@ -295,7 +295,29 @@ class DevHost:
                 log.exception("runner worker error: %s", exc)
                 self._stop.wait(1.0)
 
+    def _take_state_lock(self) -> None:
+        """One dev host per state folder: a second one would queue the first one's running runs
+        again (and so run them twice)."""
+        import fcntl
+
+        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(self.settings.state_dir / "host.lock", "a+")  # noqa: SIM115 - held until stop()
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise HostError(f"another dev host (pid {holder}) is using the state folder {self.settings.state_dir}; "
+                            "stop it first, or set SHEETDROP_STATE_DIR to another folder") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._lock_file = handle
+
     def start(self) -> DevHost:
+        self._take_state_lock()
         if self.settings.backend == "local":
             from sheetdrop import db, runstore
 
@@ -317,6 +339,9 @@ class DevHost:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout)
+        if self._lock_file is not None:
+            self._lock_file.close()  # releases the lock
+            self._lock_file = None
 
     @contextlib.contextmanager
     def running(self) -> Iterator[DevHost]:

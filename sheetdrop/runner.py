@@ -29,7 +29,7 @@ from pipeline import contract
 from sheetdrop import db, registry, runstore
 from sheetdrop.runstore import Run
 from sheetdrop.settings import Settings
-from sheetdrop.storage import blob_service, ensure_container
+from sheetdrop.storage import blob_service, ensure_container, storage_unreachable
 
 if TYPE_CHECKING:
     from azure.storage.blob import BlobServiceClient
@@ -128,7 +128,7 @@ class LocalRunner:
                 )
             log.info("run %s completed", run.run_id)
         except Exception as exc:  # a failed step is a failed run, never a dead host
-            if _storage_unreachable(exc) and run.attempts < self.max_attempts:
+            if storage_unreachable(exc) and run.attempts < self.max_attempts:
                 # Not the workbook's fault: run it again once storage answers (nothing was registered).
                 log.warning("run %s: storage unreachable (%s); queued again (attempt %d of %d)",
                             run.run_id, exc.__class__.__name__, run.attempts, self.max_attempts)
@@ -204,12 +204,6 @@ class LocalRunner:
             name = f"{output_path}/{path.relative_to(output_dir).as_posix()}"
             with open(path, "rb") as handle:
                 container.upload_blob(name, handle, overwrite=True)
-
-
-def _storage_unreachable(exc: BaseException) -> bool:
-    from azure.core.exceptions import ServiceRequestError, ServiceResponseError
-
-    return isinstance(exc, ServiceRequestError | ServiceResponseError | ConnectionError)
 
 
 def _failure_reason(log_path: Path, returncode: int) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,6 +93,12 @@ def _required(env: Mapping[str, str], name: str, hint: str) -> str:
 
 def _name(env: Mapping[str, str], name: str, default: str, pattern: str = "container") -> str:
     value = env.get(name, default).strip() or default
+    if pattern == "datastore" and not re.fullmatch(r"[A-Za-z0-9_]{1,255}", value):
+        raise SettingsError(f"app setting {name}={value!r} is not a datastore name (letters, digits and _)")
+    if pattern == "experiment" and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,254}", value):
+        raise SettingsError(
+            f"app setting {name}={value!r} is not an experiment name (letters, digits, _ and -, "
+            "starting with a letter or digit)")
     if pattern == "container":
         ok = 3 <= len(value) <= 63 and value.replace("-", "").isalnum() and value == value.lower() \
             and not value.startswith("-") and "--" not in value
@@ -122,7 +129,10 @@ def _storage(env: Mapping[str, str], backend: str) -> StorageSettings:
         return StorageSettings(account_url=url, client_id=env.get(f"{CONNECTION}__clientId") or None,
                                retry_total=retries)
     if backend == "local":
-        return StorageSettings(connection_string=azurite_connection_string(), retry_total=retries)
+        # The Azurite that `sheetdrop host --azurite` starts, on the same ports.
+        ports = {"blob_port": int(_number(env, "AZURITE_BLOB_PORT", 10000, minimum=1)),
+                 "queue_port": int(_number(env, "AZURITE_QUEUE_PORT", 10001, minimum=1))}
+        return StorageSettings(connection_string=azurite_connection_string(**ports), retry_total=retries)
     raise SettingsError(
         f"app setting {CONNECTION}__blobServiceUri is not set: set it to the input storage account's "
         f"blob endpoint (https://<account>.blob.core.windows.net) and grant the Function's identity "

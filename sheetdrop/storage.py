@@ -34,3 +34,10 @@ def ensure_container(service: BlobServiceClient, name: str) -> ContainerClient:
     with contextlib.suppress(ResourceExistsError):
         container.create_container()
     return container
+
+
+def storage_unreachable(exc: BaseException) -> bool:
+    """A failure to reach storage at all (as opposed to an answer from it): worth trying again later."""
+    from azure.core.exceptions import ServiceRequestError, ServiceResponseError
+
+    return isinstance(exc, ServiceRequestError | ServiceResponseError | ConnectionError)

@@ -84,9 +84,9 @@ def handle_blob(
     backend = backend or get_backend(settings)
     request = build_request(blob, settings, invocation_id)
     try:
-        if got.takeover:
-            # The invocation that held the claim may have died after its submission reached the
-            # service: a run tagged with this version means there is nothing left to do.
+        if got.check_existing:
+            # The invocation that held the claim before may have died after its submission reached
+            # the service, or lost the answer: a run tagged with this version means nothing is left to do.
             existing = backend.find_runs(blob.container, blob.name, blob.etag)
             if existing:
                 claims.mark_submitted(got.claim, existing[0])

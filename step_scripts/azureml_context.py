@@ -26,10 +26,12 @@ def _is_offline(run: Any) -> bool:
 class AzureMLContext:
     def __init__(self, run: Any) -> None:
         self.run = run
-        self.run_id: str = run.id
         # The pipeline run is the step run's parent; it is what the submission tagged and what people
         # open in studio. A step run started on its own (no pipeline) has no parent.
         self.parent = run.parent
+        # Datasets are tagged with the pipeline run's id, the one the Function logged and the claim
+        # holds (locally the same: the run store's run id).
+        self.run_id: str = self.parent.id if self.parent is not None else run.id
         self.workspace = run.experiment.workspace
         self._datastores: dict[str, Any] = {}
         self._registered: list[str] = []

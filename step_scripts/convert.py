@@ -21,7 +21,7 @@ How a workbook is converted:
    boolean cells). If it fails, the children are killed and its rejection is the
    answer; if it passes, each child gets the go-ahead (with the boolean counts)
    on stdin. A child writes nothing before that.
-4. The children write into a staging folder next to ``outdir``; files are moved
+4. The children write into a staging folder on local disk; files are moved
    into ``outdir`` only when every sheet succeeded, so a rejection leaves nothing.
 
 Column rules (the documented contract, applied to the *whole* column):
@@ -147,8 +147,9 @@ def convert_workbook(
     if inspection.sheets is not None and not tasks:
         raise WorkbookRejected("empty", _empty_reason(skipped))
 
-    outdir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.staging-", dir=outdir.parent))
+    # Staged on local disk, not next to outdir: in AzureML outdir is a blob mount, where symlinks
+    # and renames are not to be relied on and a killed step would leave staging blobs behind.
+    staging = Path(tempfile.mkdtemp(prefix="sheetdrop-staging-"))
     try:
         # The reader picks its parser from the extension; give it the one the content has.
         link = staging / f"input.{inspection.fmt}"
@@ -164,7 +165,7 @@ def convert_workbook(
         outputs = []
         for result, slug in zip(results, _unique_slugs([r["sheet"] for r in results]), strict=True):
             path = outdir / f"{slug}.parquet"
-            os.replace(staging / result["file"], path)
+            shutil.move(staging / result["file"], path)
             outputs.append(SheetOutput(
                 sheet=result["sheet"], slug=slug, path=path, rows=result["rows"], columns=result["columns"],
                 column_types=result["column_types"], nulls=result["nulls"], errors=result["errors"],

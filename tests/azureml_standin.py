@@ -30,6 +30,8 @@ class AzureMLStandIn:
     #: Answers for the next submissions, in order (status, headers, body); then runs are accepted.
     submit_failures: list[Reply] = field(default_factory=list)
     always_fail_with: Reply | None = None
+    #: Start this many runs but drop the connection instead of answering (the answer is lost).
+    lose_answers: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -68,6 +70,9 @@ class AzureMLStandIn:
                     return self.submit_failures.pop(0)
                 run_id = str(uuid.uuid4())
                 self.runs.append({"runId": run_id, "parentRunId": None, "tags": recorded.json().get("tags", {})})
+                if self.lose_answers:
+                    self.lose_answers -= 1
+                    return "drop"
             return 200, {}, {"Id": run_id, "Status": {"StatusCode": "NotStarted"}}
         if recorded.path.endswith("/runs:query"):
             with self._lock:

@@ -147,3 +147,13 @@ def test_running_host_picks_up_a_drop_by_itself(settings: Settings) -> None:
             time.sleep(0.2)
     assert [r.status for r in runs] == ["completed"]
     assert registry.get(conn, "team_orders").version == 1
+
+
+def test_one_dev_host_per_state_folder(settings: Settings) -> None:
+    from sheetdrop.devhost import HostError
+
+    with DevHost(settings, poll_interval=0.2).running():
+        second = DevHost(settings)
+        with pytest.raises(HostError, match="another dev host"):
+            second.start()
+    DevHost(settings).start().stop()  # free again once the first one stopped

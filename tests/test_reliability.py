@@ -30,7 +30,7 @@ from sheetdrop.backends import SubmitError
 from sheetdrop.claims import POISONED, RELEASED, SUBMITTED
 from sheetdrop.devhost import DevContext, DevHost, blob_client_argument, indexed_trigger
 from sheetdrop.runner import LocalRunner, mount_path
-from sheetdrop.settings import AZURITE_KEY, Settings, get_settings, load_settings
+from sheetdrop.settings import AZURITE_KEY, Settings, get_settings
 from sheetdrop.storage import blob_service, ensure_container
 from sheetdrop.trigger import claim_store
 
@@ -100,13 +100,24 @@ def test_fifty_concurrent_deliveries_of_one_version_make_one_run(backend_kind: A
         assert len(backend_kind.submissions) == 1
 
 
+def other_workbook() -> bytes:
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    book.active.append(["region", "amount"])
+    book.active.append(["North", 125])
+    data = io.BytesIO()
+    book.save(data)
+    return data.getvalue()
+
+
 def test_new_content_is_new_work_and_a_repeated_event_is_not(backend_kind: AzureMLStandIn | None) -> None:
     settings = current_settings()
     upload(settings, "sales/q3.xlsx", SAMPLE.read_bytes())
     deliver(settings, "sales/q3.xlsx")
     deliver(settings, "sales/q3.xlsx")  # the same event again, after success
     assert run_count(settings, backend_kind) == 1
-    upload(settings, "sales/q3.xlsx", SAMPLE.read_bytes())  # re-uploaded: a new etag
+    upload(settings, "sales/q3.xlsx", other_workbook())  # re-uploaded with new content: a new etag
     deliver(settings, "sales/q3.xlsx")
     deliver(settings, "sales/q3.xlsx")
     assert run_count(settings, backend_kind) == 2
@@ -121,6 +132,15 @@ def test_transient_submit_failures_are_retried_into_one_run(aml: AzureMLStandIn)
     upload(settings, "sales/q3.xlsx", SAMPLE.read_bytes())
     deliver(settings, "sales/q3.xlsx")
     assert len(aml.submissions) == 3 and len(aml.runs) == 1
+
+
+def test_a_submission_whose_answer_was_lost_is_not_sent_again(aml: AzureMLStandIn) -> None:
+    settings = current_settings()
+    aml.lose_answers = 1  # the service starts the run; the connection drops before the answer
+    upload(settings, "sales/q3.xlsx", SAMPLE.read_bytes())
+    deliver(settings, "sales/q3.xlsx")
+    deliver(settings, "sales/q3.xlsx")
+    assert len(aml.submissions) == 1 and len(aml.runs) == 1
 
 
 def test_forbidden_releases_the_claim_and_the_next_delivery_submits(aml: AzureMLStandIn) -> None:
@@ -234,29 +254,60 @@ def test_dev_host_redelivers_an_abandoned_claim(env: dict[str, str], monkeypatch
     assert run_count(settings, None) == 1
 
 
+SLOW_STEP = """#!/bin/sh
+# The step's interpreter, after a pause in which the test stops storage (the step itself needs no storage).
+touch "{flag}"
+sleep 2
+exec "{python}" "$@"
+"""
+
+
+@pytest.mark.parametrize("phase", ["before-staging", "during-step"])
 def test_storage_restarted_during_a_local_run_loses_nothing_and_runs_once(
-        env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        phase: str, env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from azure.core.exceptions import ServiceRequestError
+
     storage = Azurite(location=tmp_path / "azurite-own", blob_port=free_port(), queue_port=free_port(),
                       table_port=free_port()).start()
     try:
-        env = {**os.environ, "INPUT_STORAGE": storage.connection_string, "STORAGE_RETRY_TOTAL": "0"}
         monkeypatch.setenv("INPUT_STORAGE", storage.connection_string)
-        settings = load_settings(env)
+        monkeypatch.setenv("STORAGE_RETRY_TOTAL", "0")
+        started_flag = tmp_path / "step-started"
+        settings = current_settings()
         upload(settings, "sales/q3.xlsx", SAMPLE.read_bytes())
         host = DevHost(settings)
         assert host.scan_once() == 1
-        storage.stop()  # storage goes away between submission and run
         runner = LocalRunner.from_settings(settings)
         runner.requeue_delay = 0
-        run = runner.run_next()
+        if phase == "before-staging":
+            storage.stop()
+            run = runner.run_next()
+        else:  # storage goes away while the step runs: staging worked, the upload after it fails
+            wrapper = tmp_path / "slow-python"
+            wrapper.write_text(SLOW_STEP.format(python=sys.executable, flag=started_flag))
+            wrapper.chmod(0o755)
+            runner.python = str(wrapper)
+            result: list[runstore.Run | None] = []
+            worker = threading.Thread(target=lambda: result.append(runner.run_next()))
+            worker.start()
+            deadline = time.monotonic() + 30
+            while not started_flag.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            storage.stop()
+            worker.join(60)
+            run = result[0]
+            runner.python = sys.executable
         assert run is not None and run.status == "queued" and "storage unreachable" in (run.error or "")
-        assert host.scan_once.__self__ is host  # the host itself keeps going (its scans just fail)
+        # Meanwhile the host's scans fail (its watch loop logs and goes on); nothing is receipted.
+        with pytest.raises(ServiceRequestError):
+            host.scan_once()
         storage.start()  # same folder: the data survived
         run = runner.run_next()
         assert run is not None and run.status == "completed" and run.attempts == 2 and run.error is None
         assert runner.run_next() is None
         assert host.scan_once() == 0  # nothing missed, nothing delivered twice
         conn = db.connect(settings.state_dir)
+        assert len(runstore.list_runs(conn)) == 1
         assert [v.version for v in registry.list_versions(conn, "sales_orders")] == [1]
     finally:
         storage.stop()
@@ -265,6 +316,7 @@ def test_storage_restarted_during_a_local_run_loses_nothing_and_runs_once(
 # -- names --------------------------------------------------------------------------------------------
 
 HOSTILE = [
+    " leading and trailing spaces .xlsx",
     "sales/Q1 report #1 (final) 100%.xlsx",
     "sales/a+b?c=d&e.xlsx",
     "données/été 2026 ✓ 数据.xlsx",
@@ -291,6 +343,7 @@ def test_hostile_blob_names_round_trip(name: str, settings: Settings) -> None:
     assert (run.source_blob, run.source_etag, run.relative_path) == (name, etag, name)
     versions = registry.list_versions(db.connect(settings.state_dir))
     assert {v.tags["source_blob"] for v in versions} == {name}
+    assert DevHost(settings).scan_once() == 0, "a restarted host knows this version by its receipt"
     table = registry.load_table(versions[0], blob_service(settings.storage), settings.local_output_container)
     assert table.num_rows > 0
     # Everything the run wrote is inside the state folder.

@@ -64,6 +64,8 @@ ENDPOINT_URL_PATTERN = re.compile(
 #: Tags that identify a blob version on the pipeline run (the trigger sets the same keys).
 SOURCE_TAGS = ("source_container", "source_blob", "source_etag")
 SUBMISSION_TAG = "sheetdrop_submission_id"
+#: Server errors after which the request may have been carried out all the same.
+AMBIGUOUS_STATUSES = (500, 502, 504)
 MAX_QUERY_PAGES = 20
 
 
@@ -234,7 +236,14 @@ class AzureMLBackend:
         body = submission_body(request, self.new_id())
         data = json.dumps(body).encode("utf-8")
         what = f"submit {request.source_container}/{request.source_blob} to PipelineEndpoint {self.endpoint_id}"
-        response = self._post(self.submit_url, data, SUBMIT_CONTENT_TYPE, what)
+        try:
+            response = self._post(self.submit_url, data, SUBMIT_CONTENT_TYPE, what,
+                                  before_retry=lambda: self._already_started(request))
+        except _AlreadyStarted as started:
+            url = studio_run_url(started.run_id, self.workspace, self.studio_url)
+            log.warning("%s: an earlier attempt had started run %s although its answer was lost; not submitting "
+                        "again: %s", what, started.run_id, url)
+            return SubmitResult(run_id=started.run_id, url=url)
         if response.status_code >= 400:
             raise SubmitError(self._explain(response, request))
         try:
@@ -281,11 +290,32 @@ class AzureMLBackend:
 
     # -- HTTP -------------------------------------------------------------------------------------
 
-    def _post(self, url: str, data: bytes, content_type: str, what: str) -> requests.Response:
+    def _already_started(self, request: SubmitRequest) -> None:
+        """Before a submission is sent again: a POST whose answer was lost (dropped connection,
+        timeout, 5xx) may have started the run all the same, and a second POST would start a second."""
+        runs = self.find_runs(request.source_container, request.source_blob, request.source_etag)
+        if runs:
+            raise _AlreadyStarted(runs[0])
+
+    def _post(self, url: str, data: bytes, content_type: str, what: str,
+              before_retry: Callable[[], None] | None = None) -> requests.Response:
+        # Whether the previous attempt may have reached the service and done its work: a dropped
+        # connection, a timeout, or 500/502/504. 429/503/408 say the request was not processed.
+        ambiguous = False
+
         def send(timeout: tuple[float, float]) -> requests.Response:
+            nonlocal ambiguous
+            if ambiguous and before_retry is not None:
+                before_retry()
             headers = {"Authorization": f"Bearer {self._token()}", "Content-Type": content_type,
                        "Accept": "application/json", "x-ms-client-request-id": self.new_id()}
-            return self.session.post(url, data=data, headers=headers, timeout=timeout)
+            try:
+                response = self.session.post(url, data=data, headers=headers, timeout=timeout)
+            except (requests.ConnectionError, requests.Timeout):
+                ambiguous = True
+                raise
+            ambiguous = response.status_code in AMBIGUOUS_STATUSES
+            return response
 
         try:
             return self.retrier.call(send, what)
@@ -331,6 +361,12 @@ class AzureMLBackend:
                          f"{contract.DATASET_NAME_PARAMETER!r}, i.e. was published by `python -m pipeline.publish`")
         return (f"AzureML refused to run {request.source_container}/{request.source_blob} "
                 f"(PipelineEndpoint {self.endpoint_id}): {cause}. Service said: {detail}")
+
+
+class _AlreadyStarted(Exception):
+    def __init__(self, run_id: str) -> None:
+        super().__init__(run_id)
+        self.run_id = run_id
 
 
 def _default_credential(managed_identity_client_id: str | None) -> TokenCredential:

@@ -89,7 +89,7 @@ def sdk(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
 def test_registers_a_new_version_on_the_exact_datastore_path(sdk: dict[str, Any]) -> None:
     context = azureml_context.azureml_context()
     assert context is not None
-    assert context.run_id == "step-run-1"
+    assert context.run_id == "pipeline-run-1"  # the pipeline run: what the Function logged and the claim holds
     source = context.source_tags()
     assert source == SOURCE  # the parent's own azureml.* tags are not carried onto datasets
     tags = {**source, "run_id": context.run_id, "sheet": "Q1", "rows": "10", "columns": "3"}

@@ -168,12 +168,18 @@ def test_transient_failures_are_retried_then_succeed(backend: tuple[AzureMLBacke
         "drop",
         accepted(),
     )
+    # After the dropped connection (the run may have started) the backend asks run history first.
+    loopback.script("/runs:query", (200, {}, {"value": [], "continuationToken": None}))
 
     result = backend_.submit(REQUEST)
 
     assert result.run_id == RUN_ID
     attempts = loopback.to(SUBMIT_PATH_PART)
     assert len(attempts) == 4
+    # Only the ambiguous failure was followed by a look at run history; 429 and 503 were not.
+    assert len(loopback.to("/runs:query")) == 1
+    assert [r.path.endswith("/runs:query") for r in loopback.requests if r.path != "/msi/token"] == [
+        False, False, False, True, False]
     # The same submission each time: one submission id, the same body.
     assert len({a.body for a in attempts}) == 1
     assert len(waits.delays) == 3
@@ -268,3 +274,17 @@ def test_find_runs_of_a_new_experiment_is_empty(backend: tuple[AzureMLBackend, W
     backend_, _ = backend
     loopback.script(RUNS_QUERY_PART, (404, {}, {"error": {"code": "NotFound", "message": "no experiment"}}))
     assert backend_.find_runs("input", "a.xlsx", "0x1") == []
+
+
+def test_a_submission_whose_answer_was_lost_is_not_sent_again(backend: tuple[AzureMLBackend, Waits],
+                                                              loopback: LoopbackService) -> None:
+    backend_, _ = backend
+    # The service starts the run, then the connection drops before the answer arrives.
+    loopback.script(SUBMIT_PATH_PART, "drop")
+    loopback.script("/runs:query", (200, {}, {"value": [
+        {"runId": RUN_ID, "parentRunId": None, "tags": dict(REQUEST.tags)}], "continuationToken": None}))
+
+    result = backend_.submit(REQUEST)
+
+    assert result.run_id == RUN_ID
+    assert len(loopback.to(SUBMIT_PATH_PART)) == 1

@@ -1,0 +1,61 @@
+"""The sheetdrop command as a person runs it: a real subprocess where exit codes and output matter."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from conftest import SAMPLE
+
+from sheetdrop import cli
+from sheetdrop.azurite import free_port
+
+
+def sheetdrop(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "sheetdrop.cli", *args], capture_output=True, text=True,
+                          env=env, check=False, timeout=120)
+
+
+def test_convert_writes_one_parquet_per_sheet(tmp_path: Path) -> None:
+    proc = sheetdrop("convert", str(SAMPLE), str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "orders.parquet", "products.parquet", "targets.parquet"]
+    assert pq.read_table(tmp_path / "out" / "products.parquet").num_rows == 6
+
+
+def test_convert_rejects_with_exactly_one_error_line(tmp_path: Path) -> None:
+    fake = tmp_path / "prices.xlsx"
+    fake.write_text("sku,price\nA,1\n")
+    proc = sheetdrop("convert", str(fake), str(tmp_path / "out"))
+    assert proc.returncode != 0
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: not-a-workbook: ")
+    assert not (tmp_path / "out").exists()
+
+
+def test_runs_lists_local_runs_even_when_storage_is_down(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from sheetdrop.settings import get_settings
+
+    monkeypatch.setenv("SHEETDROP_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("AZURITE_BLOB_PORT", str(free_port()))  # nothing listens there
+    monkeypatch.delenv("INPUT_STORAGE", raising=False)
+    get_settings.cache_clear()
+    try:
+        assert cli.main(["runs"]) == 0
+    finally:
+        get_settings.cache_clear()
+    out, err = capsys.readouterr()
+    assert out.strip() == "(none)"
+    assert "storage is unreachable" in err
+
+
+def test_show_with_a_bad_version_is_a_usage_error(tmp_path: Path) -> None:
+    import os
+
+    proc = sheetdrop("show", "sales_orders:latest", env={**os.environ, "SHEETDROP_STATE_DIR": str(tmp_path)})
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: usage: NAME[:VERSION] with a version number, not 'sales_orders:latest'"
