@@ -1,12 +1,14 @@
-"""The Function app: a blob-created trigger on the input container (Python v2 programming model).
+"""The Function app (Python v2 programming model): a blob-created trigger on the input container,
+and a timer that re-delivers blob versions an invocation abandoned.
 
-Thin on purpose: the SDK-type binding hands us a BlobClient (the workbook is
-never downloaded here), we read the blob's properties and pass them on.
+Thin on purpose: the SDK-type binding hands us a BlobClient (the workbook is never downloaded
+here), we read the blob's properties and pass them on; the logic lives in ``sheetdrop``.
 """
 
 import azure.functions as func
 import azurefunctions.extensions.bindings.blob as blob
 
+from sheetdrop.sweeper import sweep
 from sheetdrop.trigger import BlobVersion, handle_blob
 
 app = func.FunctionApp()
@@ -31,3 +33,9 @@ def workbook_dropped(client: blob.BlobClient, context: func.Context) -> None:
         ),
         invocation_id=context.invocation_id,
     )
+
+
+@app.function_name("abandoned_claims")
+@app.timer_trigger(arg_name="timer", schedule="0 */5 * * * *", use_monitor=True)
+def abandoned_claims(timer: func.TimerRequest) -> None:
+    sweep()

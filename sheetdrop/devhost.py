@@ -56,18 +56,33 @@ class IndexedTrigger:
     bindings: tuple[dict[str, Any], ...] = ()
 
 
+@dataclass(frozen=True)
+class IndexedTimer:
+    function_name: str
+    arg_name: str
+    schedule: str
+    user_function: Callable[..., Any]
+    bindings: tuple[dict[str, Any], ...] = ()
+
+
 _index_lock = threading.Lock()
 
 
 def indexed_trigger() -> IndexedTrigger:
-    """Index ``function_app.py`` once per process (``get_functions()`` may be called only once,
-    so concurrent first callers wait for the one that indexes)."""
+    """The blob-triggered function, indexed from ``function_app.py`` once per process
+    (``get_functions()`` may be called only once, so concurrent first callers wait)."""
     with _index_lock:
-        return _index()
+        return _index()[0]
+
+
+def indexed_timer() -> IndexedTimer | None:
+    """The timer-triggered function (the abandoned-claims sweep), if the app has one."""
+    with _index_lock:
+        return _index()[1]
 
 
 @functools.cache
-def _index() -> IndexedTrigger:
+def _index() -> tuple[IndexedTrigger, IndexedTimer | None]:
     import function_app
 
     # The library warns that auth levels do not apply to non-HTTP functions; that is expected here.
@@ -76,17 +91,24 @@ def _index() -> IndexedTrigger:
         functions = function_app.app.get_functions()
     finally:
         logging.disable(logging.NOTSET)
+    trigger: IndexedTrigger | None = None
+    timer: IndexedTimer | None = None
     for fn in functions:
         bindings = json.loads(fn.get_function_json())["bindings"]
+        user_fn = fn.get_user_function()
         for binding in bindings:
             if binding["type"] == "blobTrigger":
-                user_fn = fn.get_user_function()
-                return IndexedTrigger(
+                trigger = IndexedTrigger(
                     function_name=fn.get_function_name(), arg_name=binding["name"], path=binding["path"],
                     connection=binding["connection"], source=binding.get("source"), user_function=user_fn,
                     parameters=dict(inspect.signature(user_fn).parameters), bindings=tuple(bindings),
                 )
-    raise HostError("function_app.py registers no blob-triggered function")
+            elif binding["type"] == "timerTrigger":
+                timer = IndexedTimer(function_name=fn.get_function_name(), arg_name=binding["name"],
+                                     schedule=binding["schedule"], user_function=user_fn, bindings=tuple(bindings))
+    if trigger is None:
+        raise HostError("function_app.py registers no blob-triggered function")
+    return trigger, timer
 
 
 def resolve_app_settings(value: str, env: dict[str, str]) -> str:
@@ -250,35 +272,24 @@ class DevHost:
         self.receipts.write(name, etag, "handled")
         self.seen.add(key)
 
-    def sweep_stale_claims(self) -> int:
-        """Deliver again every blob version whose claim was left in 'submitting' by an invocation
-        that died (past the stale bound), so that no version is silently skipped. The claim logic
-        decides whether that delivery submits or finds the run that already exists."""
-        from sheetdrop.trigger import claim_store
+    def run_timer(self) -> None:
+        """Invoke the app's timer function (the abandoned-claims sweep), as the host would on its
+        schedule; the dev host calls it more often than its cron schedule, see ``_watch``."""
+        from azure.functions.timer import TimerRequest
 
-        redelivered = 0
-        for claim in claim_store(self.settings).stale():
-            if claim.container != self.container_name:
-                continue
-            try:
-                current = self.input.get_blob_client(claim.blob).get_blob_properties().etag
-            except Exception:  # deleted since: nothing to deliver
-                continue
-            if current == claim.etag:
-                redelivered += 1
-                log.info("delivering %s again: its claim was abandoned %.0f s ago", claim.blob,
-                         time.time() - claim.updated_at)
-                self._handle_version(claim.blob, claim.etag)
-        return redelivered
+        timer = indexed_timer()
+        if timer is not None:
+            timer.user_function(**{timer.arg_name: TimerRequest(past_due=False)})
 
     def _watch(self) -> None:
         last_sweep = 0.0
         while not self._stop.is_set():
             try:
                 self.scan_once()
-                if time.monotonic() - last_sweep > min(60.0, self.settings.claim_stale_seconds / 2):
+                # Sooner than the timer's 5-minute schedule when the stale bound is short (tests, demos).
+                if time.monotonic() - last_sweep > min(300.0, self.settings.claim_stale_seconds / 2):
                     last_sweep = time.monotonic()
-                    self.sweep_stale_claims()
+                    self.run_timer()
             except Exception as exc:  # storage down for a moment: keep watching
                 log.warning("scanning %s failed, retrying: %s", self.container_name, exc)
             self._stop.wait(self.poll_interval)

@@ -59,11 +59,16 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from convert_guard import CODES, GuardRejection, Inspection, Limits, deep_check, quick_inspect
+from convert_guard import CODES, GuardRejection, Inspection, Limits, deep_check, inflate_part, quick_inspect
+from convert_split import SplitPlan, write_split
 
 CONVERTER_VERSION = "1.0.0"
 REJECTION_CODES = CODES
 WORKER = Path(__file__).resolve().parent / "convert_worker.py"
+#: A single sheet whose XML is at least this large is parsed in two halves by two readers
+#: (on two or more cores). Below it the split's cost (~0.1 s per 20 MB of XML to write the
+#: halves) outweighs half a parse; 100k rows x 20 columns is ~80 MB of XML.
+SPLIT_SHEET_BYTES = 32 * 1024**2
 log = logging.getLogger("sheetdrop.convert")
 
 __all__ = [
@@ -130,11 +135,13 @@ def convert_workbook(
     include_hidden: bool = False,
     limits: Limits | None = None,
     workers: int | None = None,
+    split_sheet_bytes: int | None = None,
 ) -> list[SheetOutput]:
     """Write one ``<sheet-slug>.parquet`` per visible non-empty worksheet of ``src`` into ``outdir``.
 
     Raises :class:`WorkbookRejected` (leaving ``outdir`` untouched) when the
-    workbook cannot be converted.
+    workbook cannot be converted. ``split_sheet_bytes`` overrides
+    :data:`SPLIT_SHEET_BYTES` (tests force the two-reader path with a low value).
     """
     src, outdir = Path(src), Path(outdir)
     limits = limits or Limits()
@@ -155,7 +162,8 @@ def convert_workbook(
         link = staging / f"input.{inspection.fmt}"
         os.symlink(src.resolve(), link)
         results, more_skipped = _run_workers(
-            src, link, staging, inspection, tasks, include_hidden, limits, source or src.name, workers
+            src, link, staging, inspection, tasks, include_hidden, limits, source or src.name, workers,
+            SPLIT_SHEET_BYTES if split_sheet_bytes is None else split_sheet_bytes,
         )
         skipped += more_skipped
         if not results:
@@ -207,31 +215,46 @@ def _limit_child(max_memory: int) -> None:
 
 def _run_workers(
     src: Path, link: Path, staging: Path, inspection: Inspection, tasks: list[dict] | None, include_hidden: bool,
-    limits: Limits, source: str, workers: int | None,
+    limits: Limits, source: str, workers: int | None, split_sheet_bytes: int,
 ) -> tuple[list[dict], list[dict[str, str]]]:
-    if tasks is None:
-        groups: list[list[dict] | None] = [None]
+    base_job = {
+        "src": str(link), "staging": str(staging), "date1904": inspection.date1904,
+        "include_hidden": include_hidden, "source": source, "version": CONVERTER_VERSION,
+    }
+    cores = workers or os.cpu_count() or 1
+    preinflated: dict[str, bytes] = {}
+    T0 = time.monotonic(); print("T start", file=sys.stderr)
+    split = _try_split(src, staging, inspection, tasks, limits, cores, split_sheet_bytes, preinflated)
+    if split is not None:
+        assert tasks is not None
+        # The tail reader hands its half over (an Arrow file); the head reader merges.
+        tail_out = staging / "half-tail.arrow"
+        jobs = [
+            {**base_job, "src": str(split.tail), "sheets": tasks, "split": {"role": "tail", "out": str(tail_out)}},
+            {**base_job, "src": str(split.head), "sheets": tasks, "split": {
+                "role": "head", "full": str(link), "tail_out": str(tail_out), "header_row": split.header_row,
+                "seam_row": split.seam_row, "last_row": split.last_row,
+            }},
+        ]
+    elif tasks is None:
+        jobs = [{**base_job, "sheets": None}]
     else:
         # One child more than cores: with three sheets on two cores, three children
         # finish together at ~1.5 sheet-times where two would take two.
         n = max(1, min(workers or (os.cpu_count() or 1) + 1, len(tasks)))
         # Round-robin by sheet order; each child handles its sheets one after the other.
-        groups = [tasks[i::n] for i in range(n)]
-    base_job = {
-        "src": str(link), "staging": str(staging), "date1904": inspection.date1904,
-        "include_hidden": include_hidden, "source": source, "version": CONVERTER_VERSION,
-    }
+        jobs = [{**base_job, "sheets": tasks[i::n]} for i in range(n)]
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     procs: list[tuple[subprocess.Popen, Path, Path]] = []
     deadline = time.monotonic() + limits.timeout_seconds
     try:
-        for n, group in enumerate(groups):
+        for n, job in enumerate(jobs):
             # Files, not pipes, for the child's output: nothing can block on a full pipe
             # while this process is busy with the deep check.
             out_path, err_path = staging / f"child-{n}.out", staging / f"child-{n}.err"
             with out_path.open("wb") as out, err_path.open("wb") as err:
                 proc = subprocess.Popen(
-                    [sys.executable, str(WORKER), json.dumps({**base_job, "sheets": group})],
+                    [sys.executable, str(WORKER), json.dumps(job)],
                     stdin=subprocess.PIPE, stdout=out, stderr=err, env=env,
                     preexec_fn=lambda: _limit_child(limits.max_memory_bytes),
                 )
@@ -239,30 +262,35 @@ def _run_workers(
         # The expensive checks run here while the children parse. Their verdict comes
         # first: a workbook that fails them is rejected for that reason, whatever the
         # reader made of it meanwhile.
-        failure = _deep_check_yielding(src, inspection, limits)
+        print("T children started", time.monotonic()-T0, file=sys.stderr)
+        failure = _deep_check_yielding(src, inspection, limits, preinflated)
+        print("T deep done", time.monotonic()-T0, file=sys.stderr)
+        preinflated.clear()
         if failure is not None:
             raise WorkbookRejected(failure.code, failure.reason) from None
         verdict = {"bool_cells": {str(i): s.bool_cells for i, s in enumerate(inspection.sheets or [])}}
         line = (json.dumps(verdict) + "\n").encode()
-        for proc, _, _ in procs:
-            assert proc.stdin is not None
-            try:
-                proc.stdin.write(line)
-                proc.stdin.close()
-            except BrokenPipeError:
-                pass  # the child already ended; its exit status tells why
+        for n, (proc, _, _) in enumerate(procs):
+            # The head of a split keeps its stdin open: the tail's outcome follows the verdict.
+            _send(proc, line, close=split is None or n == 0)
         results: list[dict] = []
         skipped: list[dict[str, str]] = []
-        for proc, out_path, err_path in procs:
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                raise WorkbookRejected(
-                    "too-large",
-                    f"reading the workbook took longer than the {limits.timeout_seconds:.0f} s limit; "
-                    "split it into smaller workbooks",
-                ) from None
-            result = _child_result(proc.returncode, out_path.read_bytes(), err_path.read_bytes(), limits)
+        for n, (proc, out_path, err_path) in enumerate(procs):
+            _wait(proc, deadline, limits)
+            out, err = out_path.read_bytes(), err_path.read_bytes()
+            print("T child done", n, time.monotonic()-T0, file=sys.stderr)
+            if split is not None and n == 0:
+                # Whatever went wrong with the tail (even a crash), the head then reads the
+                # original workbook, so the outcome is the single reader's.
+                try:
+                    peer = _child_result(proc.returncode, out, err, limits).get("half")
+                except WorkbookRejected:
+                    peer = None
+                _send(procs[1][0], (json.dumps({"peer": peer}) + "\n").encode(), close=True)
+                continue
+            result = _child_result(proc.returncode, out, err, limits)
+            if result.get("split"):
+                log.info("sheet read in two halves: %s", result["split"])
             results += result["sheets"]
             skipped += result["skipped"]
     finally:
@@ -276,7 +304,62 @@ def _run_workers(
     return results, skipped
 
 
-def _deep_check_yielding(src: Path, inspection: Inspection, limits: Limits) -> GuardRejection | None:
+def _try_split(
+    src: Path, staging: Path, inspection: Inspection, tasks: list[dict] | None, limits: Limits, cores: int,
+    split_sheet_bytes: int, preinflated: dict[str, bytes],
+) -> SplitPlan | None:
+    """Two half packages of the only sheet to read, when that pays; else None (one reader).
+
+    The sheet part is inflated here, with the guard's bounds (a zip bomb is refused
+    before any reader starts); the deep check then scans it from memory.
+    """
+    if tasks is None or len(tasks) != 1 or cores < 2 or inspection.sheets is None:
+        return None
+    part = inspection.sheets[tasks[0]["index"]].part
+    if part is None or part not in inspection.deferred:
+        return None
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(src) as zf:
+            info = zf.getinfo(part)
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError):
+        return None  # the reader and the deep check report it as they would without a split
+    if info.file_size < split_sheet_bytes or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        return None
+    try:
+        data = inflate_part(src, inspection, part, limits)
+    except GuardRejection as exc:
+        raise WorkbookRejected(exc.code, exc.reason) from None
+    preinflated[part] = data
+    return write_split(src, part, data, staging)
+
+
+def _send(proc: subprocess.Popen, line: bytes, *, close: bool) -> None:
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(line)
+        proc.stdin.flush()
+        if close:
+            proc.stdin.close()
+    except BrokenPipeError:
+        pass  # the child already ended; its exit status tells why
+
+
+def _wait(proc: subprocess.Popen, deadline: float, limits: Limits) -> None:
+    try:
+        proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        raise WorkbookRejected(
+            "too-large",
+            f"reading the workbook took longer than the {limits.timeout_seconds:.0f} s limit; "
+            "split it into smaller workbooks",
+        ) from None
+
+
+def _deep_check_yielding(
+    src: Path, inspection: Inspection, limits: Limits, preinflated: dict[str, bytes] | None = None
+) -> GuardRejection | None:
     """``deep_check`` in a thread of lower CPU priority, so that the readers keep their cores.
 
     On two cores the scan, a child's parse and its background imports compete;
@@ -289,9 +372,9 @@ def _deep_check_yielding(src: Path, inspection: Inspection, limits: Limits) -> G
     def run() -> None:
         if sys.platform == "linux":
             with contextlib.suppress(OSError):
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 0 if preinflated else 10)
         try:
-            deep_check(src, inspection, limits)
+            deep_check(src, inspection, limits, preinflated)
             outcome.append(None)
         except BaseException as exc:  # handed to the caller's thread
             outcome.append(exc)

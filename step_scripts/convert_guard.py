@@ -143,7 +143,22 @@ def quick_inspect(path: Path, limits: Limits = Limits()) -> Inspection:
     raise _reject(NOT_A_WORKBOOK, _describe_non_workbook(path))
 
 
-def deep_check(path: Path, inspection: Inspection, limits: Limits = Limits()) -> None:
+def inflate_part(path: Path, inspection: Inspection, name: str, limits: Limits = Limits()) -> bytes:
+    """One deferred part inflated with the same bounds as :func:`deep_check` (sizes, ratios, CRC,
+    prolog); ``deep_check`` then scans it from memory (``preinflated``) instead of inflating it again."""
+    chunks: list[bytes] = []
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise _reject(CORRUPT, f"the workbook's zip container is damaged ({exc})") from exc
+    with zf, path.open("rb") as fh:
+        inspection.inflated += _inflate_entry(zf, fh, zf.getinfo(name), limits, inspection.inflated, chunks.append)
+    return b"".join(chunks)
+
+
+def deep_check(
+    path: Path, inspection: Inspection, limits: Limits = Limits(), preinflated: dict[str, bytes] | None = None
+) -> None:
     """The expensive checks: inflate the deferred parts once (bounded) and scan the sheets.
 
     ``convert.py`` runs this while the reader is already parsing: the reader is
@@ -161,6 +176,14 @@ def deep_check(path: Path, inspection: Inspection, limits: Limits = Limits()) ->
         for name in inspection.deferred:
             sheet = by_part.get(name)
             scan = _SheetScan() if sheet is not None else None
+            if preinflated is not None and name in preinflated:
+                # Already inflated (and bounded, CRC-checked) by inflate_part: only the scan is left.
+                data = preinflated[name]
+                if scan is not None and sheet is not None:
+                    for at in range(0, len(data), _CHUNK):
+                        scan.feed(data[at: at + _CHUNK])
+                    scan.finish(sheet, limits)
+                continue
             inspection.inflated += _inflate_entry(
                 zf, fh, zf.getinfo(name), limits, inspection.inflated, scan.feed if scan else None
             )

@@ -133,26 +133,24 @@ class SheetSkipped(Exception):
     pass
 
 
-def convert_sheet(
-    reader: Any, index: int, *, date1904: bool, bool_cells: int | None, iso_dates: bool = False
-) -> dict[str, Any]:
-    """Read one sheet; returns the table and its type decisions, or raises SheetSkipped."""
+class NeedFullRead(Exception):
+    """The halves of a split sheet cannot be merged as they are: read the original instead."""
+
+
+def _load(reader: Any, index: int) -> Any:
     try:
-        sheet = reader.load_sheet(index, header_row=0, schema_sample_rows=None, dtype_coercion="coerce")
+        return reader.load_sheet(index, header_row=0, schema_sample_rows=None, dtype_coercion="coerce")
     except Exception as exc:
         text = str(exc)
         if "not a valid worksheet" in text or "chartsheet" in text.lower():
             raise SheetSkipped("chart sheet") from exc
         raise
-    columns = sheet.available_columns()
-    if not columns:
-        raise SheetSkipped("empty")
-    _ARROW.wait()  # the batch below is a pyarrow object
-    import pyarrow as pa
-    import pyarrow.compute as pc
 
+
+def _read_batch(sheet: Any) -> tuple[Any, dict[int, int], set[int]]:
+    """The sheet as an Arrow batch, with its error cells per column and its mixed columns."""
+    _ARROW.wait()  # the batch is a pyarrow object
     batch, cell_errors = sheet.to_arrow_with_errors()
-    bool_cells = _VERDICT.wait(index, bool_cells)
     error_cols: dict[int, int] = defaultdict(int)
     mixed: set[int] = set()
     for err in cell_errors.errors if cell_errors is not None else []:
@@ -161,6 +159,31 @@ def convert_sheet(
             error_cols[col] += 1
         else:
             mixed.add(col)
+    return batch, error_cols, mixed
+
+
+def convert_sheet(
+    reader: Any, index: int, *, date1904: bool, bool_cells: int | None, iso_dates: bool = False
+) -> dict[str, Any]:
+    """Read one sheet; returns the table and its type decisions, or raises SheetSkipped."""
+    sheet = _load(reader, index)
+    columns = sheet.available_columns()
+    if not columns:
+        raise SheetSkipped("empty")
+    batch, error_cols, mixed = _read_batch(sheet)
+    bool_cells = _VERDICT.wait(index, bool_cells)
+    return _finish_sheet(reader, index, columns, batch, error_cols, mixed, bool_cells, date1904, iso_dates)
+
+
+def _finish_sheet(
+    reader: Any | None, index: int, columns: list[Any], batch: Any, error_cols: dict[int, int], mixed: set[int],
+    bool_cells: int | None, date1904: bool, iso_dates: bool,
+) -> dict[str, Any]:
+    """The column rules on a sheet as read. Without a ``reader`` (merged halves), a
+    second read is impossible here: raises NeedFullRead instead."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     types = [f.type for f in batch.schema]
     # calamine folds TRUE/FALSE into 1.0/0.0 in a numeric column and into "true"/"false"
     # in a text column, without a word. When the scan's count of boolean cells equals
@@ -182,6 +205,8 @@ def convert_sheet(
             if pc.any(pc.is_in(col, hiding)).as_py():
                 suspects.add(i)
     reread: dict[int, Any] = {}
+    if (mixed or suspects) and reader is None:
+        raise NeedFullRead("a column needs a second read")
     if mixed or suspects:
         wanted = sorted(mixed | suspects)
         # One more read of just those columns, each under the other view: text columns
@@ -294,6 +319,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
 
     src = job["src"]
     staging = Path(job["staging"])
+    split: dict[str, Any] | None = job.get("split")
+    how = ""
     try:
         reader = fastexcel.read_excel(src)
     except Exception as exc:
@@ -313,10 +340,15 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
                 if visible != "visible":
                     skipped.append({"sheet": name, "why": f"{visible} sheet"})
                     continue
-            out = convert_sheet(
-                reader, index, date1904=job["date1904"], bool_cells=task.get("bool_cells"),
-                iso_dates=src.endswith(".ods"),
-            )
+            if split is not None and split["role"] == "tail":
+                return {"half": read_split_tail(reader, index, split["out"])}
+            if split is not None:
+                out, how = convert_split_head(reader, index, job, split, task.get("bool_cells"))
+            else:
+                out = convert_sheet(
+                    reader, index, date1904=job["date1904"], bool_cells=task.get("bool_cells"),
+                    iso_dates=src.endswith(".ods"),
+                )
         except SheetSkipped as exc:
             skipped.append({"sheet": name, "why": str(exc)})
             continue
@@ -340,7 +372,113 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
             "errors": sum(out["errors"].values()), "null_counts": out["nulls"], "error_counts": out["errors"],
             "bytes": size,
         })
-    return {"sheets": results, "skipped": skipped}
+    return {"sheets": results, "skipped": skipped, **({"split": how} if how else {})}
+
+
+def read_split_tail(reader: Any, index: int, out: str) -> dict[str, Any] | None:
+    """The tail half of a split sheet, as read, into an Arrow file for the head; None if unreadable.
+
+    Written only after the parent's verdict, like any output of this process.
+    """
+    try:
+        sheet = _load(reader, index)
+        columns = sheet.available_columns()
+        batch, error_cols, mixed = _read_batch(sheet)
+    except Exception:
+        _VERDICT.wait(index, None)
+        return None  # the head reads the original: its error is the one to report
+    _VERDICT.wait(index, None)
+    import pyarrow as pa
+
+    with pa.OSFile(out, "wb") as sink, pa.ipc.new_file(sink, batch.schema) as writer:
+        writer.write_batch(batch)
+    return {
+        "columns": _describe(columns), "height": batch.num_rows,
+        "errors": {str(k): v for k, v in error_cols.items()}, "mixed": sorted(mixed),
+    }
+
+
+def _describe(columns: list[Any]) -> list[list[Any]]:
+    return [[c.name, c.absolute_index, getattr(c, "column_name_from", "")] for c in columns]
+
+
+def convert_split_head(
+    reader: Any, index: int, job: dict[str, Any], split: dict[str, Any], bool_cells: int | None
+) -> tuple[dict[str, Any], str]:
+    """The head half merged with the tail's, or else the original read whole; returns (result, how).
+
+    The merge is taken only when it provably equals the single read: the same
+    columns (names, positions, header origin) in both halves, each half exactly as
+    tall as its rows say (so no row was lost or added at the seam), no column that
+    needs a second read, and per column the same type in both halves or no value
+    at all in one of them. fastexcel's whole-column inference then gives the
+    merged column that same type, and the column rules run on the merged column.
+    """
+    import fastexcel
+
+    try:
+        merged = _merge_halves(reader, index, split)
+        bools = _VERDICT.wait(index, bool_cells)
+        if merged is None:
+            raise NeedFullRead("the halves do not line up")
+        columns, batch, error_cols = merged
+        return _finish_sheet(None, index, columns, batch, error_cols, set(), bools, job["date1904"], False), "merged"
+    except (NeedFullRead, SheetSkipped, OSError, ValueError) as exc:
+        why = str(exc) or exc.__class__.__name__
+    except Exception as exc:  # a reader error on the half: the original decides
+        why = f"{exc.__class__.__name__}"
+    full = fastexcel.read_excel(split["full"])
+    out = convert_sheet(full, index, date1904=job["date1904"], bool_cells=bool_cells)
+    return out, f"read whole ({why[:200]})"
+
+
+def _merge_halves(reader: Any, index: int, split: dict[str, Any]) -> tuple[list[Any], Any, dict[int, int]] | None:
+    import pyarrow as pa
+
+    sheet = _load(reader, index)
+    columns = sheet.available_columns()
+    batch, error_cols, mixed = _read_batch(sheet)
+    peer = _peer()
+    if peer is None or mixed or peer["mixed"] or peer["columns"] != _describe(columns):
+        return None
+    if batch.num_rows != split["seam_row"] - split["header_row"] or peer["height"] != (
+        split["last_row"] - split["seam_row"]
+    ):
+        return None
+    with pa.memory_map(split["tail_out"]) as source:
+        tail = pa.ipc.open_file(source).read_all()
+    if tail.num_columns != batch.num_columns or tail.num_rows != peer["height"]:
+        return None
+    tail_errors = {int(k): v for k, v in peer["errors"].items()}
+    arrays = []
+    for i in range(batch.num_columns):
+        head_col, tail_col = batch.column(i), tail.column(i).combine_chunks()
+        if head_col.type != tail_col.type:
+            # A half without any value (and no error cell) adds nothing to the column's type.
+            if pa.types.is_null(head_col.type) and not error_cols.get(i):
+                head_col = pa.nulls(len(head_col), tail_col.type)
+            elif pa.types.is_null(tail_col.type) and not tail_errors.get(i):
+                tail_col = pa.nulls(len(tail_col), head_col.type)
+            else:
+                return None
+        arrays.append(pa.concat_arrays([head_col, tail_col]))
+        error_cols[i] = error_cols.get(i, 0) + tail_errors.get(i, 0)
+    merged = pa.RecordBatch.from_arrays(arrays, schema=pa.schema(
+        [pa.field(f.name, a.type) for f, a in zip(batch.schema, arrays, strict=True)]
+    ))
+    return columns, merged, error_cols
+
+
+def _peer() -> dict[str, Any] | None:
+    """The tail's outcome, sent by the parent on stdin after the verdict."""
+    if _VERDICT.standalone:
+        return None
+    _VERDICT.wait(-1, None)
+    line = sys.stdin.readline()
+    if not line:
+        raise SystemExit(3)
+    peer = json.loads(line).get("peer")
+    return peer if isinstance(peer, dict) else None
 
 
 def _visibility(src: str, index: int, task: dict[str, Any]) -> str:

@@ -8,7 +8,7 @@ from azurefunctions.extensions.bindings.blob import BlobClientConverter
 from conftest import SAMPLE
 
 from sheetdrop import db, runstore
-from sheetdrop.devhost import DevContext, blob_client_argument, indexed_trigger
+from sheetdrop.devhost import DevContext, blob_client_argument, indexed_timer, indexed_trigger
 from sheetdrop.settings import Settings
 from sheetdrop.storage import blob_service, ensure_container
 
@@ -27,6 +27,14 @@ def test_indexed_bindings() -> None:
     assert list(trigger.bindings) == [{
         "direction": "IN", "type": "blobTrigger", "name": "client", "path": "%INPUT_CONTAINER%/{name}",
         "connection": "INPUT_STORAGE", "source": "EventGrid",
+    }]
+
+
+def test_timer_function_sweeps_abandoned_claims_every_five_minutes() -> None:
+    timer = indexed_timer()
+    assert timer is not None and timer.function_name == "abandoned_claims"
+    assert list(timer.bindings) == [{
+        "direction": "IN", "type": "timerTrigger", "name": "timer", "schedule": "0 */5 * * * *", "useMonitor": True,
     }]
 
 
