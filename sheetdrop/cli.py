@@ -272,6 +272,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["publish"]:
+        # Everything after `publish` belongs to pipeline.publish, --help included.
+        return cmd_publish(argparse.Namespace(rest=argv[1:]), None)
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

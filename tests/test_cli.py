@@ -59,3 +59,14 @@ def test_show_with_a_bad_version_is_a_usage_error(tmp_path: Path) -> None:
     proc = sheetdrop("show", "sales_orders:latest", env={**os.environ, "SHEETDROP_STATE_DIR": str(tmp_path)})
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: usage: NAME[:VERSION] with a version number, not 'sales_orders:latest'"
+
+
+def test_publish_hands_everything_to_the_azureml_environment() -> None:
+    from sheetdrop.azurite import REPO
+
+    if not (REPO / ".venv-aml" / "bin" / "python").exists():
+        pytest.skip(".venv-aml is built by `make setup-aml` (make test builds it before this suite)")
+    proc = sheetdrop("publish", "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage: python -m pipeline.publish")
+    assert "--endpoint-name" in proc.stdout
