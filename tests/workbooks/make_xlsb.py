@@ -20,7 +20,9 @@ What is written, per value type (as Excel does where the readers can tell):
 * ``str`` → BrtCellIsst into xl/sharedStrings.bin (``inline_strings=True``:
   BrtCellSt, which pyxlsb 1.0.10 does not read);
 * ``datetime.datetime``/``date``/``time`` → the serial number (1900 or 1904
-  system) as BrtCellReal/BrtCellRk, styled with a date, datetime or time format;
+  system) as BrtCellReal, styled with a date, datetime or time format
+  (``rk_dates=True``: as BrtCellRk when exact, which calamine reads as a plain
+  integer for whole days: it ignores the format of integer RK cells);
 * :class:`CellError` → BrtCellError; ``None`` → no record (an empty cell).
 
 Regenerate the fixture with ``python tests/workbooks/make_xlsb.py``.
@@ -175,8 +177,8 @@ def excel_serial(value: dt.datetime | dt.date | dt.time, date1904: bool) -> floa
     return delta.days + (delta.seconds + delta.microseconds / 1e6) / 86400
 
 
-def _number_record(col: int, value: float, xf: int) -> bytes:
-    rk = rk_number(value)
+def _number_record(col: int, value: float, xf: int, rk: bool = True) -> bytes:
+    rk = rk_number(value) if rk else None
     if rk is not None:
         return record(BRT_CELL_RK, _cell(col, xf) + struct.pack("<I", rk))
     return record(BRT_CELL_REAL, _cell(col, xf) + struct.pack("<d", float(value)))
@@ -203,7 +205,9 @@ class _SharedStrings:
                 + items + record(BRT_END_SST))
 
 
-def _cell_record(col: int, value: Cell, date1904: bool, strings: _SharedStrings | None) -> bytes:
+def _cell_record(
+    col: int, value: Cell, date1904: bool, strings: _SharedStrings | None, rk_dates: bool = False
+) -> bytes:
     if isinstance(value, CellError):
         return record(BRT_CELL_ERROR, _cell(col, XF_GENERAL) + bytes([ERROR_CODES[value.code]]))
     if isinstance(value, bool):  # before int: bool is an int to Python
@@ -213,11 +217,11 @@ def _cell_record(col: int, value: Cell, date1904: bool, strings: _SharedStrings 
             raise ValueError(f"{value} cannot be stored in a cell (Excel has no NaN/inf)")
         return _number_record(col, value, XF_GENERAL)
     if isinstance(value, dt.datetime):
-        return _number_record(col, excel_serial(value, date1904), XF_DATETIME)
+        return _number_record(col, excel_serial(value, date1904), XF_DATETIME, rk_dates)
     if isinstance(value, dt.date):
-        return _number_record(col, excel_serial(value, date1904), XF_DATE)
+        return _number_record(col, excel_serial(value, date1904), XF_DATE, rk_dates)
     if isinstance(value, dt.time):
-        return _number_record(col, excel_serial(value, date1904), XF_TIME)
+        return _number_record(col, excel_serial(value, date1904), XF_TIME, rk_dates)
     if isinstance(value, str):
         if strings is None:
             return record(BRT_CELL_ST, _cell(col, XF_GENERAL) + wide_str(value))
@@ -225,7 +229,9 @@ def _cell_record(col: int, value: Cell, date1904: bool, strings: _SharedStrings 
     raise TypeError(f"cannot write a {type(value).__name__} to a cell: {value!r}")
 
 
-def _sheet_part(rows: Sequence[Sequence[Cell]], date1904: bool, strings: _SharedStrings | None) -> bytes:
+def _sheet_part(
+    rows: Sequence[Sequence[Cell]], date1904: bool, strings: _SharedStrings | None, rk_dates: bool
+) -> bytes:
     used = [(r, c) for r, row in enumerate(rows) for c, v in enumerate(row) if v is not None]
     if used:
         first_row, last_row = used[0][0], used[-1][0]
@@ -241,7 +247,7 @@ def _sheet_part(rows: Sequence[Sequence[Cell]], date1904: bool, strings: _Shared
         # column span (first, last) covering the row's cells.
         body += record(BRT_ROW_HDR, struct.pack("<IIHHBIII", r, 0, 300, 0, 0, 1, cols[0], cols[-1]))
         for c in cols:
-            body += _cell_record(c, row[c], date1904, strings)
+            body += _cell_record(c, row[c], date1904, strings, rk_dates)
     return b"".join([
         record(BRT_BEGIN_SHEET),
         # BrtWsDim: rwFirst, rwLast, colFirst, colLast (calamine's and pyxlsb's used range).
@@ -322,17 +328,19 @@ def write_xlsb(
     *,
     inline_strings: bool = False,
     hidden: Iterable[str] = (),
+    rk_dates: bool = False,
 ) -> Path:
     """Write ``sheets`` (name → rows of cell values, ``None`` for an empty cell) as an .xlsb.
 
-    The bytes depend only on the arguments (fixed zip timestamps and entry order).
+    ``hidden`` names sheets to mark hidden. The bytes depend only on the arguments
+    (fixed zip timestamps and entry order).
     """
     path = Path(path)
     if not sheets:
         raise ValueError("a workbook needs at least one sheet")
     hidden_set = set(hidden)
     strings = None if inline_strings else _SharedStrings()
-    sheet_parts = [_sheet_part(rows, date1904, strings) for rows in sheets.values()]
+    sheet_parts = [_sheet_part(rows, date1904, strings, rk_dates) for rows in sheets.values()]
     with_sst = strings is not None and bool(strings.index)
     n = len(sheet_parts)
     wb_rels = [(f"rId{i}", "worksheet", f"worksheets/sheet{i}.bin") for i in range(1, n + 1)]
