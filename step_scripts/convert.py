@@ -24,6 +24,17 @@ How a workbook is converted:
 4. The children write into a staging folder on local disk; files are moved
    into ``outdir`` only when every sheet succeeded, so a rejection leaves nothing.
 
+One large sheet (a workbook with a single sheet to read, its XML at least
+``SPLIT_SHEET_BYTES``, two or more cores) is parsed on both cores instead: this
+process inflates the sheet part with the deep check's bounds, and
+``convert_split`` writes it as two stored packages cut at a row boundary (the
+head; the tail with a copy of the header row). One child is started as soon as
+the head is written and parses head and tail in two threads; it merges them only
+when that provably equals the single read (same columns, row counts matching the
+row numbers, per column the same type or no value in one half) and reads the
+original workbook otherwise. The deep check then scans the sheet from memory, so
+every guard above applies unchanged.
+
 Column rules (the documented contract, applied to the *whole* column):
 all integers → int64 (whole numbers up to 2**53); integers and floats → float64;
 dates/datetimes → timestamp[us] (1900 and 1904 systems); times of day → time64;
@@ -56,11 +67,13 @@ import tempfile
 import threading
 import time
 import unicodedata
+import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from convert_guard import CODES, GuardRejection, Inspection, Limits, deep_check, inflate_part, quick_inspect
-from convert_split import SplitPlan, write_split
+from convert_split import SheetSplitter, SplitPlan
 
 CONVERTER_VERSION = "1.0.0"
 REJECTION_CODES = CODES
@@ -69,6 +82,12 @@ WORKER = Path(__file__).resolve().parent / "convert_worker.py"
 #: (on two or more cores). Below it the split's cost (~0.1 s per 20 MB of XML to write the
 #: halves) outweighs half a parse; 100k rows x 20 columns is ~80 MB of XML.
 SPLIT_SHEET_BYTES = 32 * 1024**2
+#: Above this the sheet is not split: the split keeps the inflated XML in this (unlimited)
+#: process until the deep check has scanned it, and writes it again to local disk.
+SPLIT_MAX_BYTES = 256 * 1024**2
+#: Share of the sheet XML given to the head: its reader starts while the rest is still
+#: being inflated and written, so it gets more rows for both readers to end together.
+SPLIT_HEAD_FRACTION = 0.52
 log = logging.getLogger("sheetdrop.convert")
 
 __all__ = [
@@ -221,74 +240,60 @@ def _run_workers(
         "src": str(link), "staging": str(staging), "date1904": inspection.date1904,
         "include_hidden": include_hidden, "source": source, "version": CONVERTER_VERSION,
     }
-    cores = workers or os.cpu_count() or 1
-    preinflated: dict[str, bytes] = {}
-    T0 = time.monotonic(); print("T start", file=sys.stderr)
-    split = _try_split(src, staging, inspection, tasks, limits, cores, split_sheet_bytes, preinflated)
-    if split is not None:
-        assert tasks is not None
-        # The tail reader hands its half over (an Arrow file); the head reader merges.
-        tail_out = staging / "half-tail.arrow"
-        jobs = [
-            {**base_job, "src": str(split.tail), "sheets": tasks, "split": {"role": "tail", "out": str(tail_out)}},
-            {**base_job, "src": str(split.head), "sheets": tasks, "split": {
-                "role": "head", "full": str(link), "tail_out": str(tail_out), "header_row": split.header_row,
-                "seam_row": split.seam_row, "last_row": split.last_row,
-            }},
-        ]
-    elif tasks is None:
-        jobs = [{**base_job, "sheets": None}]
-    else:
-        # One child more than cores: with three sheets on two cores, three children
-        # finish together at ~1.5 sheet-times where two would take two.
-        n = max(1, min(workers or (os.cpu_count() or 1) + 1, len(tasks)))
-        # Round-robin by sheet order; each child handles its sheets one after the other.
-        jobs = [{**base_job, "sheets": tasks[i::n]} for i in range(n)]
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     procs: list[tuple[subprocess.Popen, Path, Path]] = []
     deadline = time.monotonic() + limits.timeout_seconds
+
+    def start(job: dict) -> None:
+        n = len(procs)
+        # Files, not pipes, for the child's output: nothing can block on a full pipe
+        # while this process is busy with the deep check.
+        out_path, err_path = staging / f"child-{n}.out", staging / f"child-{n}.err"
+        with out_path.open("wb") as out, err_path.open("wb") as err:
+            proc = subprocess.Popen(
+                [sys.executable, str(WORKER), json.dumps(job)],
+                stdin=subprocess.PIPE, stdout=out, stderr=err, env=env,
+                preexec_fn=lambda: _limit_child(limits.max_memory_bytes),
+            )
+        procs.append((proc, out_path, err_path))
+
     try:
-        for n, job in enumerate(jobs):
-            # Files, not pipes, for the child's output: nothing can block on a full pipe
-            # while this process is busy with the deep check.
-            out_path, err_path = staging / f"child-{n}.out", staging / f"child-{n}.err"
-            with out_path.open("wb") as out, err_path.open("wb") as err:
-                proc = subprocess.Popen(
-                    [sys.executable, str(WORKER), json.dumps(job)],
-                    stdin=subprocess.PIPE, stdout=out, stderr=err, env=env,
-                    preexec_fn=lambda: _limit_child(limits.max_memory_bytes),
-                )
-            procs.append((proc, out_path, err_path))
+        preinflated: dict[str, list[bytes]] = {}
+        split = _split_sheet(
+            src, staging, inspection, tasks, limits, workers or os.cpu_count() or 1, split_sheet_bytes,
+            preinflated, base_job, start,
+        )
+        if split is not None:
+            # The reader started on the head as soon as it was written; now the tail is ready.
+            _send(procs[0][0], (json.dumps({"tail": str(split.tail), "last_row": split.last_row}) + "\n").encode(),
+                  close=False)
+        elif tasks is None:
+            start({**base_job, "sheets": None})
+        else:
+            # One child more than cores: with three sheets on two cores, three children
+            # finish together at ~1.5 sheet-times where two would take two.
+            n = max(1, min(workers or (os.cpu_count() or 1) + 1, len(tasks)))
+            # Round-robin by sheet order; each child handles its sheets one after the other.
+            for i in range(n):
+                start({**base_job, "sheets": tasks[i::n]})
         # The expensive checks run here while the children parse. Their verdict comes
         # first: a workbook that fails them is rejected for that reason, whatever the
         # reader made of it meanwhile.
-        print("T children started", time.monotonic()-T0, file=sys.stderr)
-        failure = _deep_check_yielding(src, inspection, limits, preinflated)
-        print("T deep done", time.monotonic()-T0, file=sys.stderr)
+        # With a split, both cores parse; the reader then waits for this verdict to merge
+        # and write, so the scan is on the critical path and must not yield to the parse.
+        failure = _deep_check_yielding(src, inspection, limits, preinflated, yielding=split is None)
         preinflated.clear()
         if failure is not None:
             raise WorkbookRejected(failure.code, failure.reason) from None
         verdict = {"bool_cells": {str(i): s.bool_cells for i, s in enumerate(inspection.sheets or [])}}
         line = (json.dumps(verdict) + "\n").encode()
-        for n, (proc, _, _) in enumerate(procs):
-            # The head of a split keeps its stdin open: the tail's outcome follows the verdict.
-            _send(proc, line, close=split is None or n == 0)
+        for proc, _, _ in procs:
+            _send(proc, line, close=True)
         results: list[dict] = []
         skipped: list[dict[str, str]] = []
-        for n, (proc, out_path, err_path) in enumerate(procs):
+        for proc, out_path, err_path in procs:
             _wait(proc, deadline, limits)
-            out, err = out_path.read_bytes(), err_path.read_bytes()
-            print("T child done", n, time.monotonic()-T0, file=sys.stderr)
-            if split is not None and n == 0:
-                # Whatever went wrong with the tail (even a crash), the head then reads the
-                # original workbook, so the outcome is the single reader's.
-                try:
-                    peer = _child_result(proc.returncode, out, err, limits).get("half")
-                except WorkbookRejected:
-                    peer = None
-                _send(procs[1][0], (json.dumps({"peer": peer}) + "\n").encode(), close=True)
-                continue
-            result = _child_result(proc.returncode, out, err, limits)
+            result = _child_result(proc.returncode, out_path.read_bytes(), err_path.read_bytes(), limits)
             if result.get("split"):
                 log.info("sheet read in two halves: %s", result["split"])
             results += result["sheets"]
@@ -304,35 +309,51 @@ def _run_workers(
     return results, skipped
 
 
-def _try_split(
+def _split_sheet(
     src: Path, staging: Path, inspection: Inspection, tasks: list[dict] | None, limits: Limits, cores: int,
-    split_sheet_bytes: int, preinflated: dict[str, bytes],
+    split_sheet_bytes: int, preinflated: dict[str, list[bytes]], base_job: dict, start: Callable[[dict], None],
 ) -> SplitPlan | None:
-    """Two half packages of the only sheet to read, when that pays; else None (one reader).
+    """Split the only sheet to read into a head and a tail package, when that pays; else None.
 
     The sheet part is inflated here, with the guard's bounds (a zip bomb is refused
-    before any reader starts); the deep check then scans it from memory.
+    before its reader gets far), and the deep check scans it from memory later.
+    The reader child is started (``start``) as soon as the head is written, while
+    the rest is still being inflated; it parses the head and the tail in two
+    threads (fastexcel parses without the GIL), one process with one set of imports.
     """
     if tasks is None or len(tasks) != 1 or cores < 2 or inspection.sheets is None:
         return None
     part = inspection.sheets[tasks[0]["index"]].part
     if part is None or part not in inspection.deferred:
         return None
-    import zipfile
-
     try:
         with zipfile.ZipFile(src) as zf:
             info = zf.getinfo(part)
     except (zipfile.BadZipFile, KeyError, OSError, ValueError):
         return None  # the reader and the deep check report it as they would without a split
-    if info.file_size < split_sheet_bytes or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+    if not split_sheet_bytes <= info.file_size <= SPLIT_MAX_BYTES or info.compress_type not in (
+        zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED,
+    ):
         return None
+
+    def head_ready(path: Path) -> None:
+        start({**base_job, "src": str(path), "sheets": tasks, "split": {
+            "full": base_job["src"], "header_row": splitter.header_row, "seam_row": splitter.seam_row,
+        }})
+
+    splitter = SheetSplitter(src, part, info.file_size, staging, SPLIT_HEAD_FRACTION, head_ready)
+    chunks: list[bytes] = []
+
+    def sink(chunk: bytes) -> None:
+        chunks.append(chunk)
+        splitter.feed(chunk)
+
     try:
-        data = inflate_part(src, inspection, part, limits)
+        inflate_part(src, inspection, part, limits, sink)
     except GuardRejection as exc:
         raise WorkbookRejected(exc.code, exc.reason) from None
-    preinflated[part] = data
-    return write_split(src, part, data, staging)
+    preinflated[part] = chunks
+    return splitter.finish()
 
 
 def _send(proc: subprocess.Popen, line: bytes, *, close: bool) -> None:
@@ -358,7 +379,8 @@ def _wait(proc: subprocess.Popen, deadline: float, limits: Limits) -> None:
 
 
 def _deep_check_yielding(
-    src: Path, inspection: Inspection, limits: Limits, preinflated: dict[str, bytes] | None = None
+    src: Path, inspection: Inspection, limits: Limits, preinflated: dict[str, list[bytes]] | None = None,
+    yielding: bool = True,
 ) -> GuardRejection | None:
     """``deep_check`` in a thread of lower CPU priority, so that the readers keep their cores.
 
@@ -370,9 +392,9 @@ def _deep_check_yielding(
     outcome: list[BaseException | None] = []
 
     def run() -> None:
-        if sys.platform == "linux":
+        if sys.platform == "linux" and yielding:
             with contextlib.suppress(OSError):
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 0 if preinflated else 10)
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
         try:
             deep_check(src, inspection, limits, preinflated)
             outcome.append(None)

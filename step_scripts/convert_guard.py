@@ -143,21 +143,21 @@ def quick_inspect(path: Path, limits: Limits = Limits()) -> Inspection:
     raise _reject(NOT_A_WORKBOOK, _describe_non_workbook(path))
 
 
-def inflate_part(path: Path, inspection: Inspection, name: str, limits: Limits = Limits()) -> bytes:
-    """One deferred part inflated with the same bounds as :func:`deep_check` (sizes, ratios, CRC,
-    prolog); ``deep_check`` then scans it from memory (``preinflated``) instead of inflating it again."""
-    chunks: list[bytes] = []
+def inflate_part(
+    path: Path, inspection: Inspection, name: str, limits: Limits, sink: Callable[[bytes], None]
+) -> None:
+    """One deferred part inflated into ``sink`` with the same bounds as :func:`deep_check` (sizes,
+    ratios, CRC, prolog); ``deep_check`` then scans it from memory (``preinflated``)."""
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
         raise _reject(CORRUPT, f"the workbook's zip container is damaged ({exc})") from exc
     with zf, path.open("rb") as fh:
-        inspection.inflated += _inflate_entry(zf, fh, zf.getinfo(name), limits, inspection.inflated, chunks.append)
-    return b"".join(chunks)
+        inspection.inflated += _inflate_entry(zf, fh, zf.getinfo(name), limits, inspection.inflated, sink)
 
 
 def deep_check(
-    path: Path, inspection: Inspection, limits: Limits = Limits(), preinflated: dict[str, bytes] | None = None
+    path: Path, inspection: Inspection, limits: Limits = Limits(), preinflated: dict[str, list[bytes]] | None = None
 ) -> None:
     """The expensive checks: inflate the deferred parts once (bounded) and scan the sheets.
 
@@ -178,10 +178,9 @@ def deep_check(
             scan = _SheetScan() if sheet is not None else None
             if preinflated is not None and name in preinflated:
                 # Already inflated (and bounded, CRC-checked) by inflate_part: only the scan is left.
-                data = preinflated[name]
                 if scan is not None and sheet is not None:
-                    for at in range(0, len(data), _CHUNK):
-                        scan.feed(data[at: at + _CHUNK])
+                    for chunk in preinflated[name]:
+                        scan.feed(chunk)
                     scan.finish(sheet, limits)
                 continue
             inspection.inflated += _inflate_entry(

@@ -1,30 +1,37 @@
 """Splitting one large worksheet into two packages, so that two readers share its parse.
 
 calamine parses one sheet on one thread; on a 100k-row sheet that parse is most
-of the conversion. Here the sheet XML (already inflated by the guard, with its
-bounds) is cut at a ``</row>`` boundary near its middle into two *stored* zip
-packages, each a copy of the workbook in which only that sheet part differs:
+of the conversion. :class:`SheetSplitter` is fed the sheet XML as the guard
+inflates it (with its bounds) and writes two *stored* zip packages, each a copy
+of the workbook in which only that sheet part differs:
 
-* the head: everything up to the seam row, then the sheet's closing part;
+* the head: everything up to a ``</row>`` boundary past ``fraction`` of the
+  XML, then ``</sheetData></worksheet>``. calamine stops reading a sheet at
+  ``</sheetData>``, so what follows it in the original (merged cells, links,
+  conditional formats) does not change the values read. The head is complete, and
+  its reader starts, while the rest of the sheet is still being inflated; that is
+  why it gets more than half of the rows.
 * the tail: the sheet's opening part, a copy of the header row renumbered to the
-  seam row's number (so the tail reads the same header, the same column names
-  and the same column range), then the rows after the seam.
+  seam row's number (so the tail reads the same header, column names and column
+  range), then the rows after the seam and the original closing part.
 
 Every other part (shared strings, styles and their date formats, the workbook
 part with its 1904 flag, other sheets) is copied byte for byte in its original
 compressed form: the readers inflate them exactly as they would in the original,
 and nothing here inflates a part the guard has not bounded.
 
-The worker that reads the head merges both halves and decides each column's
-type over the whole column; whenever the halves do not line up exactly, it reads
-the original workbook instead (see ``convert_worker.convert_split_head``).
+The reader of the head merges both halves and decides each column's type over
+the whole column; whenever the halves do not line up exactly it reads the
+original workbook instead (``convert_worker.convert_split_head``).
 """
 
 from __future__ import annotations
 
 import re
 import struct
+import zipfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -34,8 +41,13 @@ _CENTRAL = struct.Struct("<4s4B4HL2L5H2L")  # zipfile.structCentralDir
 _END = struct.Struct("<4s4H2LH")  # zipfile.structEndArchive
 _ZIP32_MAX = 0xFFFFFFFF - 1
 _SHEET_DATA = re.compile(rb"<((?:\w+:)?)sheetData\b[^>]*>")
+_ROOT = re.compile(rb"<((?:\w+:)?worksheet)\b")
 _ROW_NUMBER = re.compile(rb'\sr="(\d+)"')
 _CELL_REF = re.compile(rb'(<(?:\w+:)?c\b[^>]*?\sr="[A-Z]+)\d+"')
+# The opening part and header row must show up within this many bytes, or the sheet is not split.
+_CONTEXT = 4 * 1024**2
+# The seam row's element must be shorter than this (its start is looked up backwards).
+_ROW_CONTEXT = 256 * 1024
 
 
 @dataclass
@@ -44,153 +56,226 @@ class SplitPlan:
     tail: Path  # package holding a renumbered header copy and the rows after the seam
     header_row: int  # row number of the sheet's first row element
     seam_row: int  # row number of the head's last row element
-    last_row: int  # row number of the sheet's last row element
+    last_row: int  # row number of the sheet's last row element (-1 when not found)
 
 
-@dataclass
-class _Entry:
-    name: bytes
-    flags: int
-    method: int
-    time: int
-    date: int
-    crc: int
-    csize: int
-    usize: int
-    offset: int  # of the local header in the written package
-    version: int
-    create: tuple[int, int]
-    external: int
+class _StoredZip:
+    """A copy of ``src``'s package in which ``part`` is written, stored, by ``write``."""
 
+    def __init__(self, src: BinaryIO, infos: list[zipfile.ZipInfo], part: str, dst: Path) -> None:
+        self.out = dst.open("wb")
+        self.central: list[bytes] = []
+        self.crc = 0
+        self.size = 0
+        sheet_info: zipfile.ZipInfo | None = None
+        for info in infos:
+            if info.filename == part:
+                sheet_info = info
+                continue
+            src.seek(info.header_offset)
+            local = _LOCAL.unpack(src.read(_LOCAL.size))
+            name = src.read(local[10])
+            src.seek(local[11], 1)
+            offset = self.out.tell()
+            # The part as compressed in the original: the reader inflates it as it would there.
+            fields = (max(info.extract_version, 20), info.flag_bits & ~0x8, info.compress_type, local[5], local[6],
+                      info.CRC, info.compress_size, info.file_size)
+            self.out.write(_LOCAL.pack(b"PK\x03\x04", fields[0], 0, *fields[1:], len(name), 0) + name)
+            left = info.compress_size
+            while left:
+                chunk = src.read(min(left, 1 << 20))
+                if not chunk:
+                    raise ValueError("truncated part")
+                self.out.write(chunk)
+                left -= len(chunk)
+            self.central.append(self._central(info, fields, name, offset))
+        assert sheet_info is not None
+        src.seek(sheet_info.header_offset)
+        local = _LOCAL.unpack(src.read(_LOCAL.size))
+        self.sheet = sheet_info
+        self.name = src.read(local[10])
+        self.time_date = (local[5], local[6])
+        self.offset = self.out.tell()
+        self.out.write(b"\0" * (_LOCAL.size + len(self.name)))  # patched by close()
 
-def find_seam(data: bytes) -> tuple[int, int, int, int, int, int, int, int] | None:
-    """Where to cut, or None: offsets (rows start, rows end, header row element start and end,
-    seam) and row numbers (header row, seam row, last row).
+    @staticmethod
+    def _central(info: zipfile.ZipInfo, fields: tuple[int, ...], name: bytes, offset: int) -> bytes:
+        return _CENTRAL.pack(
+            b"PK\x01\x02", info.create_version, info.create_system, fields[0], 0, *fields[1:], len(name), 0, 0, 0, 0,
+            info.external_attr, offset,
+        ) + name
 
-    Only a plain layout is split: a ``sheetData`` element with row elements that
-    carry ``r`` numbers, at least one row after the seam, numbers increasing
-    across it. Anything else is left to the single reader.
-    """
-    m = _SHEET_DATA.search(data)
-    if m is None or m.group(0).endswith(b"/>"):
-        return None
-    prefix = m.group(1)
-    start = m.end()
-    end = data.rfind(b"</" + prefix + b"sheetData>")
-    row_open, row_close = b"<" + prefix + b"row", b"</" + prefix + b"row>"
-    if end < start:
-        return None
-    header_at = data.find(row_open, start, end)
-    if header_at < 0:
-        return None
-    header_end = data.find(row_close, header_at, end)
-    if header_end < 0:
-        return None
-    header_end += len(row_close)
-    seam = data.find(row_close, start + (end - start) // 2, end)
-    if seam < 0:
-        return None
-    seam += len(row_close)
-    seam_open = data.rfind(row_open, start, seam)
-    next_open = data.find(row_open, seam, end)
-    last_open = data.rfind(row_open, seam, end)
-    if seam_open <= header_at or next_open < 0 or last_open < 0:
-        return None
-    numbers = []
-    for at in (header_at, seam_open, next_open, last_open):
-        tag = data[at: data.find(b">", at, at + 4096) + 1]
-        found = _ROW_NUMBER.search(tag)
-        if not tag or (tag.endswith(b"/>") and at == header_at) or found is None:
-            return None
-        numbers.append(int(found.group(1)))
-    header_row, seam_row, next_row, last_row = numbers
-    if not header_row < seam_row < next_row <= last_row:
-        return None
-    return start, end, header_at, header_end, seam, header_row, seam_row, last_row
+    def write(self, data: bytes | memoryview) -> None:
+        self.crc = zlib.crc32(data, self.crc)
+        self.size += len(data)
+        self.out.write(data)
+
+    def close(self) -> None:
+        if self.size > _ZIP32_MAX or self.out.tell() > _ZIP32_MAX:
+            raise ValueError("the half needs zip64")
+        fields = (20, self.sheet.flag_bits & ~0x8, zipfile.ZIP_STORED, *self.time_date, self.crc, self.size, self.size)
+        directory = self.out.tell()
+        self.central.append(self._central(self.sheet, fields, self.name, self.offset))
+        for entry in self.central:
+            self.out.write(entry)
+        size = self.out.tell() - directory
+        n = len(self.central)
+        self.out.write(_END.pack(b"PK\x05\x06", 0, 0, n, n, size, directory, 0))
+        self.out.seek(self.offset)
+        self.out.write(_LOCAL.pack(b"PK\x03\x04", fields[0], 0, *fields[1:], len(self.name), 0) + self.name)
+        self.out.close()
+
+    def abandon(self) -> None:
+        self.out.close()
 
 
 def renumber_row(row: bytes, number: int) -> bytes:
     """The header row element moved to row ``number``: its ``r`` and every cell reference."""
     close = row.find(b">")
     head = _ROW_NUMBER.sub(b' r="%d"' % number, row[: close + 1], count=1)
-    return head + _CELL_REF.sub(rb'\g<1>%d"' % number, row[close + 1:])
+    return head + _CELL_REF.sub(rb"\g<1>%d" % number + b'"', row[close + 1:])
 
 
-def write_split(src: Path, part: str, data: bytes, staging: Path) -> SplitPlan | None:
-    """Write the two half packages of sheet ``part`` (whose inflated XML is ``data``) into ``staging``."""
-    seam = find_seam(data)
-    if seam is None:
-        return None
-    start, end, header_at, header_end, cut, header_row, seam_row, last_row = seam
-    view = memoryview(data)
-    header = renumber_row(bytes(view[header_at:header_end]), seam_row)
-    head_pieces = [view[:cut], view[end:]]
-    tail_pieces = [view[:start], memoryview(header), view[cut:end], view[end:]]
-    plan = SplitPlan(staging / "half-head.xlsx", staging / "half-tail.xlsx", header_row, seam_row, last_row)
-    with src.open("rb") as fh:
-        for dst, pieces in ((plan.head, head_pieces), (plan.tail, tail_pieces)):
-            if not _write_package(fh, part, pieces, dst):
-                return None
-    return plan
+class SheetSplitter:
+    """Fed the inflated sheet XML chunk by chunk; writes the head, then the tail package.
 
+    ``on_head`` is called with the head package as soon as it is complete. After
+    that the split cannot be abandoned any more (a reader is working on it);
+    before it, anything unexpected just switches the splitter off (``finish``
+    returns None) and the sheet is read whole.
+    """
 
-def _write_package(fh: BinaryIO, part: str, pieces: list[memoryview], dst: Path) -> bool:
-    """A zip like ``fh``'s with ``part`` replaced by ``pieces`` (stored); False if that needs zip64."""
-    import zipfile
+    def __init__(
+        self, src: Path, part: str, declared: int, staging: Path, fraction: float,
+        on_head: Callable[[Path], None],
+    ) -> None:
+        self.src, self.part, self.staging, self.on_head = src, part, staging, on_head
+        self.head_path, self.tail_path = staging / "half-head.xlsx", staging / "half-tail.xlsx"
+        self.broken = False
+        self.target = int(declared * fraction)
+        self.state = "prefix"  # prefix -> head -> tail, or off
+        self.pending = b""  # inflated, not yet written anywhere
+        self.written = 0  # bytes of sheet XML in the head so far
+        self.recent: list[bytes] = []  # the last chunks, to find the last row
+        self.head: _StoredZip | None = None
+        self.tail: _StoredZip | None = None
+        self.header_row = self.seam_row = 0
+        self.opening = self.header = self.closing = self.row_open = self.row_close = b""
 
-    entries: list[_Entry] = []
-    with zipfile.ZipFile(fh) as zf, dst.open("wb") as out:
-        for info in zf.infolist():
-            fh.seek(info.header_offset)
-            local = _LOCAL.unpack(fh.read(_LOCAL.size))
-            name = fh.read(local[10])
-            fh.seek(local[11], 1)
-            offset = out.tell()
-            if offset > _ZIP32_MAX:
-                return False
-            if info.filename == part:
-                crc, size = 0, 0
-                for piece in pieces:
-                    crc = zlib.crc32(piece, crc)
-                    size += len(piece)
-                if size > _ZIP32_MAX:
-                    return False
-                entry = _Entry(name, info.flag_bits & ~0x8, zipfile.ZIP_STORED, local[5], local[6], crc, size, size,
-                               offset, 20, (info.create_version, info.create_system), info.external_attr)
-                out.write(_local_header(entry))
-                for piece in pieces:
-                    out.write(piece)
+    def feed(self, chunk: bytes) -> None:
+        if self.state == "off":
+            return
+        try:
+            if self.state == "tail":
+                assert self.tail is not None
+                if not self.broken:
+                    self.tail.write(chunk)
+                self.recent = [*self.recent[-1:], chunk]
+                return
+            self.pending += chunk
+            if self.state == "prefix":
+                self._find_header()
+            if self.state == "head":
+                self._find_seam()
+        except Exception:  # whatever fails here, the sheet can still be read whole
+            if self.state == "tail":
+                # The head's reader has started. A tail package left without its directory
+                # fails in its reader, and the head then reads the original workbook.
+                self.broken = True
             else:
-                # The part as compressed in the original: the reader inflates it as it would there.
-                if info.file_size > _ZIP32_MAX or info.compress_size > _ZIP32_MAX:
-                    return False
-                entry = _Entry(name, info.flag_bits & ~0x8, info.compress_type, local[5], local[6], info.CRC,
-                               info.compress_size, info.file_size, offset, max(info.extract_version, 20),
-                               (info.create_version, info.create_system), info.external_attr)
-                out.write(_local_header(entry))
-                left = info.compress_size
-                while left:
-                    chunk = fh.read(min(left, 1 << 20))
-                    if not chunk:
-                        return False
-                    out.write(chunk)
-                    left -= len(chunk)
-            entries.append(entry)
-        directory = out.tell()
-        for e in entries:
-            out.write(_CENTRAL.pack(
-                b"PK\x01\x02", e.create[0], e.create[1], e.version, 0, e.flags, e.method, e.time, e.date,
-                e.crc, e.csize, e.usize, len(e.name), 0, 0, 0, 0, e.external, e.offset,
-            ))
-            out.write(e.name)
-        size = out.tell() - directory
-        if directory > _ZIP32_MAX or len(entries) > 0xFFFF:
-            return False
-        out.write(_END.pack(b"PK\x05\x06", 0, 0, len(entries), len(entries), size, directory, 0))
-    return True
+                self._off()
 
+    def _off(self) -> None:
+        self.state = "off"
+        self.pending = b""
+        for z in (self.head, self.tail):
+            if z is not None:
+                z.abandon()
 
-def _local_header(e: _Entry) -> bytes:
-    return _LOCAL.pack(
-        b"PK\x03\x04", e.version, 0, e.flags, e.method, e.time, e.date, e.crc, e.csize, e.usize, len(e.name), 0
-    ) + e.name
+    def _find_header(self) -> None:
+        m = _SHEET_DATA.search(self.pending)
+        if m is None or self.pending.find(b"</" + m.group(1) + b"row>", m.end()) < 0:
+            if len(self.pending) > _CONTEXT:
+                self._off()
+            return
+        root = _ROOT.search(self.pending, 0, m.start())
+        if root is None or m.group(0).endswith(b"/>"):
+            self._off()
+            return
+        prefix = m.group(1)
+        self.row_open, self.row_close = b"<" + prefix + b"row", b"</" + prefix + b"row>"
+        self.closing = b"</" + prefix + b"sheetData></" + root.group(1) + b">"
+        header_at = self.pending.find(self.row_open, m.end())
+        header_end = self.pending.find(self.row_close, m.end()) + len(self.row_close)
+        number = self._row_number(self.pending, header_at)
+        tag_end = self.pending.find(b">", header_at)
+        if (
+            header_at < 0 or header_at > header_end or number is None or self.pending[tag_end - 1] == ord("/")
+            or self.pending.find(self.row_open, header_at + 1, header_end) >= 0  # exactly one row element
+        ):
+            self._off()
+            return
+        self.header_row = number
+        self.opening = self.pending[: m.end()]
+        self.header = self.pending[header_at:header_end]
+        with self.src.open("rb") as fh, zipfile.ZipFile(fh) as zf:
+            self.head = _StoredZip(fh, zf.infolist(), self.part, self.head_path)
+        self.state = "head"
+
+    def _row_number(self, data: bytes, at: int) -> int | None:
+        if at < 0:
+            return None
+        end = data.find(b">", at, at + 4096)
+        found = _ROW_NUMBER.search(data, at, end) if end > 0 else None
+        return int(found.group(1)) if found else None
+
+    def _find_seam(self) -> None:
+        assert self.head is not None
+        start = max(0, self.target - self.written)
+        seam = self.pending.find(self.row_close, start) if start < len(self.pending) else -1
+        if seam < 0:
+            # Everything but the last row's worth (where the seam row may start) is head for sure.
+            cut = max(0, len(self.pending) - _ROW_CONTEXT)
+            if cut:
+                self.head.write(memoryview(self.pending)[:cut])
+                self.written += cut
+                self.pending = self.pending[cut:]
+            return
+        seam += len(self.row_close)
+        opened = self.pending.rfind(self.row_open, 0, seam)
+        number = self._row_number(self.pending, opened)
+        if number is None or number <= self.header_row:
+            self._off()
+            return
+        self.seam_row = number
+        view = memoryview(self.pending)
+        self.head.write(view[:seam])
+        self.head.write(self.closing)
+        self.head.close()
+        with self.src.open("rb") as fh, zipfile.ZipFile(fh) as zf:
+            self.tail = _StoredZip(fh, zf.infolist(), self.part, self.tail_path)
+        self.tail.write(self.opening)
+        self.tail.write(renumber_row(self.header, number))
+        rest = bytes(view[seam:])
+        view.release()
+        self.tail.write(rest)
+        self.recent = [rest]
+        self.pending = b""
+        self.state = "tail"
+        self.on_head(self.head_path)
+
+    def finish(self) -> SplitPlan | None:
+        """After the last chunk: the plan, or None when the sheet is to be read whole."""
+        if self.state != "tail":
+            self._off()
+            return None
+        assert self.tail is not None
+        if not self.broken:
+            try:
+                self.tail.close()
+            except Exception:  # the tail's reader then fails; the head reads the original
+                self.tail.abandon()
+        end = b"".join(self.recent)
+        closing = end.rfind(b"sheetData>")
+        last = self._row_number(end, end.rfind(self.row_open, 0, closing if closing >= 0 else len(end)))
+        return SplitPlan(self.head_path, self.tail_path, self.header_row, self.seam_row, -1 if last is None else last)
