@@ -42,6 +42,8 @@ UNSAFE = "unsafe"  # zip bomb, XML entity expansion, DTDs
 EMPTY = "empty"  # no visible worksheet with data
 CODES = (ENCRYPTED, NOT_A_WORKBOOK, CORRUPT, TOO_LARGE, UNSAFE, EMPTY)
 
+#: How much of each .xlsb sheet part is read for its dimension record (it comes first).
+XLSB_HEAD_BYTES = 64 * 1024
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
 XLSX_MAIN_TYPES = {
@@ -255,7 +257,7 @@ def _inspect_zip(path: Path, limits: Limits) -> Inspection:
             if info.filename in sheet_parts or info.file_size > QUICK_ENTRY_BYTES:
                 inspection.deferred.append(info.filename)
                 continue
-            keep = info.filename in ("xl/workbook.xml", "xl/_rels/workbook.xml.rels")
+            keep = info.filename in ("xl/workbook.xml", "xl/_rels/workbook.xml.rels", "xl/workbook.bin")
             chunks: list[bytes] = []
             inspection.inflated += _inflate_entry(
                 zf, fh, info, limits, inspection.inflated, chunks.append if keep else None
@@ -264,7 +266,33 @@ def _inspect_zip(path: Path, limits: Limits) -> Inspection:
                 small[info.filename] = b"".join(chunks)
         if fmt in ("xlsx", "xlsm"):
             _xlsx_sheets(small, names, inspection)
+        elif fmt == "xlsb":
+            _xlsb_checks(zf, infos, small, inspection, limits)
         return inspection
+
+
+def _xlsb_checks(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], small: dict[str, bytes],
+                 inspection: Inspection, limits: Limits) -> None:
+    """The date system and each sheet's declared area, read from the start of the binary parts
+    (the sheets' XML scan does not apply to BIFF12)."""
+    import convert_xlsb
+
+    inspection.date1904 = convert_xlsb.date1904(small.get("xl/workbook.bin", b""))
+    for info in infos:
+        if not (info.filename.startswith("xl/worksheets/") and info.filename.endswith(".bin")):
+            continue
+        try:
+            with zf.open(info) as part:
+                head = part.read(XLSB_HEAD_BYTES)  # bounded: a few records, whatever the ratio
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+            raise _reject(CORRUPT, f"the workbook part {info.filename} is damaged ({exc})") from exc
+        cells = convert_xlsb.sheet_area(head)
+        if cells is not None and cells > limits.max_cells:
+            raise _reject(
+                TOO_LARGE,
+                f"a sheet ({info.filename}) declares {cells:,} cells, above the {limits.max_cells:,}-cell limit; "
+                "delete stray cells far from the data (Ctrl+End shows the last one) and save again",
+            )
 
 
 def _sheet_parts(zf: zipfile.ZipFile, names: set[str]) -> set[str]:

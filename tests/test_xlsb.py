@@ -212,10 +212,6 @@ def test_xlsb_whole_day_dates_as_real_are_timestamps(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- known gaps (strict: a fix turns them red)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "the guard does not read BrtWbProp, so Inspection.date1904 is False for .xlsb and the worker looks for "
-    "times of day in the 1900 window; 1904 times come out as timestamps on 1904-01-01"
-))
 def test_xlsb_1904_times_of_day_are_times(tmp_path: Path) -> None:
     src = write_xlsb(tmp_path / "t.xlsb", {"S": [["at"], [dt.time(1, 30)], [dt.time(12, 0)]]}, date1904=True)
     out = convert_workbook(src, tmp_path / "out")[0]
@@ -233,9 +229,6 @@ def test_xlsb_whole_day_dates_stored_as_rk_integers_are_timestamps(tmp_path: Pat
     assert out.column_types == {"day": "timestamp"}
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "Limits.max_cells is checked by the guard's scan of sheet XML only; .xlsb sheets are not scanned"
-))
 def test_xlsb_sheet_area_is_held_to_max_cells(tmp_path: Path) -> None:
     rows = [["a", *[None] * 25], *[[None] * 25 + [i] for i in range(1, 100)]]  # A1:Z100, 2,600 cells
     src = write_xlsb(tmp_path / "area.xlsb", {"S": rows})
@@ -255,3 +248,15 @@ def test_xlsb_far_corner_cell_is_too_large_not_a_crash(tmp_path: Path) -> None:
         convert_workbook(src, tmp_path / "out")
     assert info.value.code == "too-large"
     assert not (tmp_path / "out").exists()
+
+
+def test_xlsb_records_are_read_only_as_far_as_needed() -> None:
+    import convert_xlsb
+
+    from tests.workbooks.make_xlsb import BRT_WB_PROP, BRT_WS_DIM, record
+
+    prop = record(BRT_WB_PROP, struct.pack("<II", 1, 0))
+    assert convert_xlsb.date1904(prop) is True
+    assert convert_xlsb.date1904(prop[:-1]) is False  # an incomplete record is not guessed at
+    dim = record(BRT_WS_DIM, struct.pack("<IIII", 0, 1_048_575, 0, 16_383))
+    assert convert_xlsb.sheet_area(dim) == 1_048_576 * 16_384
