@@ -10,7 +10,9 @@ then waits for the parent's verdict on stdin (one JSON line, which also carries
 the boolean-cell counts the scan found) before it writes anything. A failed scan
 kills it instead. Only ``fastexcel`` is imported before parsing starts; pyarrow
 (~0.4 s of imports) loads in a thread while the parse runs in Rust without the
-GIL.
+GIL. A workbook's sheets are read by this one process, in a pool of ``threads``
+threads (one per core), for the same reason: one interpreter and one set of
+imports, while the parses run side by side.
 
 Reading is done by ``fastexcel`` (calamine, Rust) straight into Arrow. Its type
 inference is used only as a first guess: it is run over the whole column
@@ -319,59 +321,96 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     import fastexcel
 
     src = job["src"]
-    staging = Path(job["staging"])
     split: dict[str, Any] | None = job.get("split")
-    how = ""
     try:
         reader = fastexcel.read_excel(src)
     except Exception as exc:
         return classify_reader_error(exc)
     names = reader.sheet_names
+    tasks = job["sheets"] if job["sheets"] is not None else [{"index": i} for i in range(len(names))]
+    tasks = [task for task in tasks if task["index"] < len(names)]
+    threads = max(1, min(int(job.get("threads") or 1), len(tasks)))
+    if split is not None or threads == 1:
+        outcomes = []
+        for task in tasks:
+            outcomes.append(_run_task(reader, task, names, job))
+            if outcomes[-1][0] == "rejected":
+                break  # the workbook is refused: the sheets after it are not needed
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        # An ExcelReader is not shareable across threads (fastexcel raises "Already
+        # borrowed" on a concurrent load_sheet), so each pool thread opens its own;
+        # opening only reads the package's directory and workbook part (< 1 ms here).
+        local = threading.local()
+
+        def run(task: dict[str, Any]) -> tuple[str, dict[str, Any], str]:
+            if not hasattr(local, "reader"):
+                local.reader = fastexcel.read_excel(src)
+            return _run_task(local.reader, task, names, job)
+
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="sheetdrop-sheet") as pool:
+            # map keeps the sheet order: skips and the first rejection are those of a
+            # one-by-one run. result() re-raises a thread's MemoryError or SystemExit here.
+            outcomes = list(pool.map(run, tasks))
     results: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
-    tasks = job["sheets"] if job["sheets"] is not None else [{"index": i} for i in range(len(names))]
-    for task in tasks:
-        index = task["index"]
-        if index >= len(names):
+    how = ""
+    for kind, payload, task_how in outcomes:
+        if kind == "rejected":
+            return payload
+        if kind == "skipped":
+            skipped.append(payload)
             continue
-        name = names[index]
-        try:
-            if not job["include_hidden"]:
-                visible = _visibility(src, index, task)
-                if visible != "visible":
-                    skipped.append({"sheet": name, "why": f"{visible} sheet"})
-                    continue
-            if split is not None:
-                out, how = convert_split(reader, index, job, split, task.get("bool_cells"))
-            else:
-                out = convert_sheet(
-                    reader, index, date1904=job["date1904"], bool_cells=task.get("bool_cells"),
-                    iso_dates=src.endswith(".ods"),
-                )
-        except SheetSkipped as exc:
-            skipped.append({"sheet": name, "why": str(exc)})
-            continue
-        except Exception as exc:
-            return classify_reader_error(exc)
-        table = out["table"]
-        meta = {
-            "sheetdrop.source": job["source"],
-            "sheetdrop.sheet": name,
-            "sheetdrop.converter_version": job["version"],
-            "sheetdrop.column_types": json.dumps(out["types"], ensure_ascii=False),
-            "sheetdrop.nulls": json.dumps(out["nulls"], ensure_ascii=False),
-            "sheetdrop.errors": json.dumps(out["errors"], ensure_ascii=False),
-            "sheetdrop.rows": str(table.num_rows),
-        }
-        tmp = staging / f"sheet-{index}.parquet"
-        size = write_parquet(table, tmp, meta)
-        results.append({
-            "index": index, "sheet": name, "file": tmp.name, "rows": table.num_rows, "columns": table.num_columns,
-            "column_types": out["types"], "nulls": sum(out["nulls"].values()),
-            "errors": sum(out["errors"].values()), "null_counts": out["nulls"], "error_counts": out["errors"],
-            "bytes": size,
-        })
+        results.append(payload)
+        how = how or task_how
     return {"sheets": results, "skipped": skipped, **({"split": how} if how else {})}
+
+
+def _run_task(
+    reader: Any, task: dict[str, Any], names: list[str], job: dict[str, Any]
+) -> tuple[str, dict[str, Any], str]:
+    """Read, convert and write one sheet: ("result" | "skipped" | "rejected", payload, split how)."""
+    src = job["src"]
+    staging = Path(job["staging"])
+    split: dict[str, Any] | None = job.get("split")
+    how = ""
+    index = task["index"]
+    name = names[index]
+    try:
+        if not job["include_hidden"]:
+            visible = _visibility(src, index, task)
+            if visible != "visible":
+                return "skipped", {"sheet": name, "why": f"{visible} sheet"}, ""
+        if split is not None:
+            out, how = convert_split(reader, index, job, split, task.get("bool_cells"))
+        else:
+            out = convert_sheet(
+                reader, index, date1904=job["date1904"], bool_cells=task.get("bool_cells"),
+                iso_dates=src.endswith(".ods"),
+            )
+    except SheetSkipped as exc:
+        return "skipped", {"sheet": name, "why": str(exc)}, ""
+    except Exception as exc:
+        return "rejected", classify_reader_error(exc), ""
+    table = out["table"]
+    meta = {
+        "sheetdrop.source": job["source"],
+        "sheetdrop.sheet": name,
+        "sheetdrop.converter_version": job["version"],
+        "sheetdrop.column_types": json.dumps(out["types"], ensure_ascii=False),
+        "sheetdrop.nulls": json.dumps(out["nulls"], ensure_ascii=False),
+        "sheetdrop.errors": json.dumps(out["errors"], ensure_ascii=False),
+        "sheetdrop.rows": str(table.num_rows),
+    }
+    tmp = staging / f"sheet-{index}.parquet"
+    size = write_parquet(table, tmp, meta)
+    return "result", {
+        "index": index, "sheet": name, "file": tmp.name, "rows": table.num_rows, "columns": table.num_columns,
+        "column_types": out["types"], "nulls": sum(out["nulls"].values()),
+        "errors": sum(out["errors"].values()), "null_counts": out["nulls"], "error_counts": out["errors"],
+        "bytes": size,
+    }, how
 
 
 def convert_split(
@@ -548,15 +587,18 @@ class _Verdict:
     def __init__(self) -> None:
         self.counts: dict[str, int | None] | None = None
         self.standalone = False  # set when run without a parent (tests, debugging)
+        # The sheets' pool threads all wait here; exactly one of them reads the line.
+        self.lock = threading.Lock()
 
     def wait(self, index: int, fallback: int | None) -> int | None:
         if self.standalone:
             return fallback
-        if self.counts is None:
-            line = sys.stdin.readline()
-            if not line:
-                raise SystemExit(3)
-            self.counts = json.loads(line).get("bool_cells") or {}
+        with self.lock:
+            if self.counts is None:
+                line = sys.stdin.readline()
+                if not line:
+                    raise SystemExit(3)
+                self.counts = json.loads(line).get("bool_cells") or {}
         value = self.counts.get(str(index), fallback)
         return value if isinstance(value, int) else None
 

@@ -244,6 +244,37 @@ def test_sheets_hidden_empty_chart_and_slugs(tmp_path: Path) -> None:
     assert read(with_hidden[2].path) == {"h": [9]}
 
 
+def test_sheets_parsed_in_a_thread_pool_match_one_by_one(tmp_path: Path, caplog) -> None:
+    # Multi-sheet workbooks are read by one child with a thread per core; outputs, sheet
+    # order and skip logging must be those of reading the sheets one after the other.
+    src = tmp_path / "many.xlsx"
+    wb = xlsxwriter.Workbook(src)
+    for n in range(5):
+        ws = wb.add_worksheet(f"S{n}")
+        if n == 2:
+            continue  # empty: skipped in the middle of the pool's work
+        ws.write_row(0, 0, ["id", "when", "flag", "note"])
+        for r in range(1, 200 * (n + 1)):
+            ws.write_row(r, 0, [r * (n + 1), dt.datetime(2024, 1, 1) + dt.timedelta(days=r), r % 2 == 0, f"n{r % 7}"])
+        if n == 3:
+            ws.write(5, 0, "text among numbers")  # a mixed column: the second read, in a pool thread
+    wb.close()
+
+    outputs = {}
+    logs = {}
+    for workers in (1, 3):
+        caplog.clear()
+        with caplog.at_level("INFO", logger="sheetdrop.convert"):
+            outputs[workers] = convert_workbook(src, tmp_path / f"w{workers}", workers=workers)
+        logs[workers] = [r.getMessage() for r in caplog.records]
+    assert [o.sheet for o in outputs[3]] == ["S0", "S1", "S3", "S4"]
+    assert logs[3] == logs[1] == ["skipped sheet 'S2' of many.xlsx: empty"]
+    for one_by_one, pooled in zip(outputs[1], outputs[3], strict=True):
+        assert (one_by_one.slug, one_by_one.column_types) == (pooled.slug, pooled.column_types)
+        assert one_by_one.path.read_bytes() == pooled.path.read_bytes()
+    assert outputs[3][2].column_types["id"] == "string"
+
+
 def test_slugify() -> None:
     assert convert.slugify("Ventes Été / 2024") == "ventes-ete-2024"
     assert convert.slugify("???", "sheet") == "sheet"
