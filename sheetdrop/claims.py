@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("sheetdrop.claims")
 
 SUBMITTING, SUBMITTED, RELEASED, POISONED = "submitting", "submitted", "released", "poisoned"
+#: The blob was deleted or overwritten before its version was submitted: nothing left to do.
+SUPERSEDED = "superseded"
 
 
 @dataclass
@@ -157,19 +159,33 @@ class ClaimStore:
 
     def list(self, state: str | None = None) -> Iterator[Claim]:
         """Claims, optionally of one state (from their metadata, without reading every body)."""
+        from azure.core.exceptions import ResourceNotFoundError
+
         for item in self.container.list_blobs(include=["metadata"]):
             if state and (item.metadata or {}).get("state") != state:
                 continue
-            from azure.core.exceptions import ResourceNotFoundError
-
             try:
                 downloader = self.container.get_blob_client(item.name).download_blob()
+                claim = Claim(**json.loads(downloader.readall()))
             except ResourceNotFoundError:
                 continue
-            claim = Claim(**json.loads(downloader.readall()))
+            except (ValueError, TypeError) as exc:  # not a claim this code wrote: skip, never stop
+                log.warning("skipping unreadable claim blob %s: %s", item.name, exc)
+                continue
             claim.claim_etag = downloader.properties.etag
             yield claim
 
-    def stale(self) -> list[Claim]:
-        cutoff = time.time() - self.stale_after
-        return [c for c in self.list(SUBMITTING) if c.updated_at < cutoff]
+    def abandoned(self) -> list[Claim]:
+        """Versions nobody will deliver again by themselves: claims left in 'submitting' past the
+        stale bound (their invocation died), and released claims not yet poisoned whose retries
+        are over (released for longer than ``min(300 s, stale bound)``)."""
+        now = time.time()
+        stale = [c for c in self.list(SUBMITTING) if c.updated_at < now - self.stale_after]
+        retry_after = min(300.0, self.stale_after)
+        released = [c for c in self.list(RELEASED)
+                    if c.failures < self.max_failures and c.updated_at < now - retry_after]
+        return stale + released
+
+    def supersede(self, claim: Claim, reason: str) -> bool:
+        claim.state, claim.last_error, claim.updated_at = SUPERSEDED, reason, time.time()
+        return self._write(claim)

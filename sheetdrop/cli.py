@@ -210,10 +210,14 @@ def cmd_host(args: argparse.Namespace, settings: Settings) -> int:
     except KeyboardInterrupt:
         print("\nstopping")
     finally:
-        if "host" in locals():
-            host.stop()
-        if azurite:
-            azurite.stop()
+        # A second Ctrl-C must not cut the shutdown short and leave Azurite holding its ports.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            if "host" in locals():
+                host.stop()
+        finally:
+            if azurite:
+                azurite.stop()
     return 0
 
 

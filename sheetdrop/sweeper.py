@@ -1,10 +1,12 @@
-"""Deliver again what an invocation abandoned: blob versions whose claim is stuck in 'submitting'.
+"""Deliver again what nobody else will: blob versions whose claim was abandoned.
 
-A worker that dies after claiming leaves its claim behind, and the host's own retry
-of that event arrives while the claim still looks alive, so nobody else would ever
-submit the version. A timer function calls :func:`sweep` every few minutes; for each
-claim past ``CLAIM_STALE_SECONDS`` whose blob still has that etag it runs the
-trigger logic again, which takes the claim over and first checks for an existing run.
+A worker that dies after claiming leaves its claim in 'submitting', and the host's own
+retry of that event arrives while the claim still looks alive, so nobody would ever
+submit the version; a submission that failed in a delivery nobody retries (this sweep's
+own, say) leaves a 'released' claim. A timer function calls :func:`sweep` every few
+minutes; for each such claim whose blob still has that etag it runs the trigger logic
+again, which takes the claim over and first checks for an existing run. Failures count
+toward poisoning as any other delivery's do.
 """
 
 from __future__ import annotations
@@ -26,14 +28,18 @@ def sweep(settings: Settings | None = None) -> list[Outcome]:
     settings = settings or get_settings()
     service = blob_service(settings.storage)
     outcomes = []
-    for claim in claim_store(settings).stale():
+    claims = claim_store(settings)
+    for claim in claims.abandoned():
         try:
             props = service.get_blob_client(claim.container, claim.blob).get_blob_properties()
         except ResourceNotFoundError:
             log.info("abandoned claim for %s/%s: the blob is gone, nothing to deliver", claim.container, claim.blob)
+            claims.supersede(claim, "the blob was deleted before this version was submitted")
             continue
         if props.etag != claim.etag:
-            continue  # overwritten since: the new version has its own event and claim
+            # Overwritten since: the new version has its own event and claim.
+            claims.supersede(claim, f"the blob was overwritten (now etag {props.etag}) before this version ran")
+            continue
         log.warning("delivering %s/%s (etag %s) again: its claim was abandoned", claim.container, claim.blob,
                     claim.etag)
         try:

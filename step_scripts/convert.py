@@ -75,6 +75,8 @@ from pathlib import Path
 from convert_guard import CODES, GuardRejection, Inspection, Limits, deep_check, inflate_part, quick_inspect
 from convert_split import SheetSplitter, SplitPlan
 
+#: Sheets parsed at once in the reader process (they share its memory limit).
+MAX_READER_THREADS = 2
 CONVERTER_VERSION = "1.0.0"
 REJECTION_CODES = CODES
 WORKER = Path(__file__).resolve().parent / "convert_worker.py"
@@ -240,7 +242,9 @@ def _run_workers(
         "src": str(link), "staging": str(staging), "date1904": inspection.date1904,
         "include_hidden": include_hidden, "source": source, "version": CONVERTER_VERSION,
     }
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    # MALLOC_ARENA_MAX: glibc reserves an arena per thread (64 MiB of address space each), which
+    # counts against the reader's RLIMIT_AS without holding any data.
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "MALLOC_ARENA_MAX": "2"}
     procs: list[tuple[subprocess.Popen, Path, Path]] = []
     deadline = time.monotonic() + limits.timeout_seconds
 
@@ -268,14 +272,19 @@ def _run_workers(
             _send(procs[0][0], (json.dumps({"tail": str(split.tail), "last_row": split.last_row}) + "\n").encode(),
                   close=False)
         elif tasks is None:
-            # The reader lists the sheets itself (xls, xlsb, ods): the same one child and pool.
-            start({**base_job, "sheets": None, "threads": max(1, workers or os.cpu_count() or 1)})
+            # The reader lists the sheets itself (xls, xlsb, ods). One thread: calamine parses the
+            # whole xls/ods workbook when a reader opens it, so a reader per thread would multiply
+            # the memory under the one address-space limit.
+            start({**base_job, "sheets": None, "threads": 1})
         else:
             # One child for every sheet, parsing them in a pool of one thread per core
             # (fastexcel parses without the GIL): one interpreter start and one pyarrow
             # import (~0.4 s CPU each) instead of one per child, which on two cores
             # competed with the parses themselves.
-            threads = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
+            # At most MAX_READER_THREADS: the threads share the child's address-space limit, and
+            # os.cpu_count() on a large AzureML node would otherwise make "too-large" depend on
+            # the machine the step happens to run on.
+            threads = max(1, min(workers or os.cpu_count() or 1, MAX_READER_THREADS, len(tasks)))
             start({**base_job, "sheets": tasks, "threads": threads})
         # The expensive checks run here while the children parse. Their verdict comes
         # first: a workbook that fails them is rejected for that reason, whatever the

@@ -284,8 +284,9 @@ def _xlsb_checks(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], small: dict[
         try:
             with zf.open(info) as part:
                 head = part.read(XLSB_HEAD_BYTES)  # bounded: a few records, whatever the ratio
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
-            raise _reject(CORRUPT, f"the workbook part {info.filename} is damaged ({exc})") from exc
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, RuntimeError) as exc:
+            # NotImplementedError: a compression method zipfile lacks (deflate64); RuntimeError: encryption.
+            raise _reject(CORRUPT, f"the workbook part {info.filename} cannot be read ({exc})") from exc
         cells = convert_xlsb.sheet_area(head)
         if cells is not None and cells > limits.max_cells:
             raise _reject(

@@ -27,7 +27,7 @@ from loopback import serve
 from sheetdrop import cli, db, registry, runstore
 from sheetdrop.azurite import Azurite, free_port
 from sheetdrop.backends import SubmitError
-from sheetdrop.claims import POISONED, RELEASED, SUBMITTED
+from sheetdrop.claims import POISONED, RELEASED, SUBMITTED, SUPERSEDED
 from sheetdrop.devhost import DevContext, DevHost, blob_client_argument, indexed_trigger
 from sheetdrop.runner import LocalRunner, mount_path
 from sheetdrop.settings import AZURITE_KEY, Settings, get_settings
@@ -262,6 +262,43 @@ touch "{flag}"
 sleep 2
 exec "{python}" "$@"
 """
+
+
+def test_a_released_claim_nobody_retries_is_swept_until_it_runs(aml: AzureMLStandIn,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLAIM_STALE_SECONDS", "1")
+    settings = current_settings()
+    aml.submit_failures = [(403, {}, {"error": {"code": "AuthorizationFailed", "message": "no role yet"}})]
+    etag = upload(settings, "sales/q3.xlsx", SAMPLE.read_bytes())
+    with pytest.raises(SubmitError):
+        deliver(settings, "sales/q3.xlsx")  # the only delivery there will be (say, the sweep's own)
+    host = DevHost(settings)
+    host.run_timer()  # released a moment ago: the host's retries may still come; not yet
+    assert aml.runs == []
+    time.sleep(1.1)
+    host.run_timer()
+    assert len(aml.runs) == 1
+    claim = claim_store(settings).read(settings.input_container, "sales/q3.xlsx", etag)
+    assert claim is not None and claim.state == SUBMITTED
+
+
+def test_an_abandoned_claim_of_an_overwritten_blob_is_superseded(env: dict[str, str],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLAIM_STALE_SECONDS", "1")
+    settings = current_settings()
+    etag = upload(settings, "sales/q3.xlsx", SAMPLE.read_bytes())
+    worker = subprocess.Popen([sys.executable, "-c", CRASHING_WORKER, "before-submit", "sales/q3.xlsx", etag],
+                              stdout=subprocess.PIPE, text=True, cwd=REPO, env=dict(os.environ))
+    assert worker.stdout is not None and worker.stdout.readline().strip() == "claimed"
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(10)
+    upload(settings, "sales/q3.xlsx", other_workbook())  # the new version has its own event
+    time.sleep(1.2)
+    DevHost(settings).run_timer()
+    claim = claim_store(settings).read(settings.input_container, "sales/q3.xlsx", etag)
+    assert claim is not None and claim.state == SUPERSEDED and "overwritten" in (claim.last_error or "")
+    assert run_count(settings, None) == 0  # the old version is not run; nothing else delivered yet
+    assert list(claim_store(settings).list("submitting")) == []
 
 
 @pytest.mark.parametrize("phase", ["before-staging", "during-step"])

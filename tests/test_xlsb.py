@@ -260,3 +260,36 @@ def test_xlsb_records_are_read_only_as_far_as_needed() -> None:
     assert convert_xlsb.date1904(prop[:-1]) is False  # an incomplete record is not guessed at
     dim = record(BRT_WS_DIM, struct.pack("<IIII", 0, 1_048_575, 0, 16_383))
     assert convert_xlsb.sheet_area(dim) == 1_048_576 * 16_384
+
+
+def test_xlsb_sheet_part_with_an_unsupported_compression_method_is_corrupt(tmp_path: Path) -> None:
+    import zipfile
+
+    import convert_guard
+
+    # A sheet part above the quick-check size (so only the xlsb head check opens it), then its
+    # compression method patched to deflate64 (9), which zipfile cannot read.
+    src = zipfile.ZipFile(FIXTURE)
+    path = tmp_path / "deflate64.xlsb"
+    with zipfile.ZipFile(path, "w") as out:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename.startswith("xl/worksheets/"):
+                out.writestr(zipfile.ZipInfo(info.filename), data + b"\0" * (convert_guard.QUICK_ENTRY_BYTES + 10))
+            else:
+                out.writestr(info, data, compress_type=zipfile.ZIP_DEFLATED)
+    raw = bytearray(path.read_bytes())
+    for info in zipfile.ZipFile(path).infolist():
+        if info.filename.startswith("xl/worksheets/"):
+            raw[info.header_offset + 8:info.header_offset + 10] = struct.pack("<H", 9)
+    central = raw.find(b"PK\x01\x02")
+    while central != -1:
+        name_len = struct.unpack_from("<H", raw, central + 28)[0]
+        if bytes(raw[central + 46:central + 46 + name_len]).startswith(b"xl/worksheets/"):
+            raw[central + 10:central + 12] = struct.pack("<H", 9)
+        central = raw.find(b"PK\x01\x02", central + 4)
+    path.write_bytes(raw)
+    with pytest.raises(WorkbookRejected) as rejected:
+        convert_workbook(path, tmp_path / "out")
+    assert rejected.value.code == "corrupt"
+    assert not (tmp_path / "out").exists()

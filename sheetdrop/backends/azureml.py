@@ -314,7 +314,8 @@ class AzureMLBackend:
             except (requests.ConnectionError, requests.Timeout):
                 ambiguous = True
                 raise
-            ambiguous = response.status_code in AMBIGUOUS_STATUSES
+            # Once an attempt may have started the run, every later resend checks first.
+            ambiguous = ambiguous or response.status_code in AMBIGUOUS_STATUSES
             return response
 
         try:
