@@ -212,18 +212,24 @@ handle_blob(BlobVersion(os.environ["INPUT_CONTAINER"], name, etag, 1000), invoca
 """
 
 
+def kill_worker_midway(mode: str, name: str, etag: str) -> None:
+    """Run the real trigger logic in a child process and SIGKILL it where ``mode`` says: right
+    after it claimed the version, or right after its submission reached the service."""
+    worker = subprocess.Popen([sys.executable, "-c", CRASHING_WORKER, mode, name, etag],
+                              stdout=subprocess.PIPE, text=True, cwd=REPO, env=dict(os.environ))
+    assert worker.stdout is not None
+    assert worker.stdout.readline().strip() == ("claimed" if mode == "before-submit" else "submitted")
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(10)
+
+
 @pytest.mark.parametrize("mode", ["before-submit", "after-submit"])
 def test_a_killed_worker_leaves_exactly_one_run(mode: str, backend_kind: AzureMLStandIn | None,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CLAIM_STALE_SECONDS", "2")
     settings = current_settings()
     etag = upload(settings, "sales/q3.xlsx", SAMPLE.read_bytes())
-    worker = subprocess.Popen([sys.executable, "-c", CRASHING_WORKER, mode, "sales/q3.xlsx", etag],
-                              stdout=subprocess.PIPE, text=True, cwd=REPO, env=dict(os.environ))
-    assert worker.stdout is not None
-    assert worker.stdout.readline().strip() in ("claimed", "submitted")
-    worker.send_signal(signal.SIGKILL)
-    worker.wait(10)
+    kill_worker_midway(mode, "sales/q3.xlsx", etag)
     runs_before = run_count(settings, backend_kind)
     assert runs_before == (1 if mode == "after-submit" else 0)
 
@@ -241,11 +247,7 @@ def test_the_timer_function_redelivers_an_abandoned_claim(env: dict[str, str], m
     monkeypatch.setenv("CLAIM_STALE_SECONDS", "1")
     settings = current_settings()
     etag = upload(settings, "sales/q3.xlsx", SAMPLE.read_bytes())
-    worker = subprocess.Popen([sys.executable, "-c", CRASHING_WORKER, "before-submit", "sales/q3.xlsx", etag],
-                              stdout=subprocess.PIPE, text=True, cwd=REPO, env=dict(os.environ))
-    assert worker.stdout is not None and worker.stdout.readline().strip() == "claimed"
-    worker.send_signal(signal.SIGKILL)
-    worker.wait(10)
+    kill_worker_midway("before-submit", "sales/q3.xlsx", etag)
     host = DevHost(settings)
     host.scan_once()  # the event arrives while the claim is fresh: declined, receipt written
     assert run_count(settings, None) == 0
@@ -287,11 +289,7 @@ def test_an_abandoned_claim_of_an_overwritten_blob_is_superseded(env: dict[str, 
     monkeypatch.setenv("CLAIM_STALE_SECONDS", "1")
     settings = current_settings()
     etag = upload(settings, "sales/q3.xlsx", SAMPLE.read_bytes())
-    worker = subprocess.Popen([sys.executable, "-c", CRASHING_WORKER, "before-submit", "sales/q3.xlsx", etag],
-                              stdout=subprocess.PIPE, text=True, cwd=REPO, env=dict(os.environ))
-    assert worker.stdout is not None and worker.stdout.readline().strip() == "claimed"
-    worker.send_signal(signal.SIGKILL)
-    worker.wait(10)
+    kill_worker_midway("before-submit", "sales/q3.xlsx", etag)
     upload(settings, "sales/q3.xlsx", other_workbook())  # the new version has its own event
     time.sleep(1.2)
     DevHost(settings).run_timer()
