@@ -22,12 +22,12 @@ from pathlib import Path
 
 from gen_workbooks import make_workbook
 
-from sheetdrop import db, runstore
-from sheetdrop.azurite import Azurite, free_port
-from sheetdrop.devhost import DevHost
-from sheetdrop.runner import STEP_DIR
-from sheetdrop.settings import load_settings
 from sheetdrop.storage import blob_service, ensure_container
+from sheetdrop_local import db, runstore
+from sheetdrop_local.azurite import Azurite, free_port
+from sheetdrop_local.devhost import DevHost
+from sheetdrop_local.runner import STEP_DIR
+from sheetdrop_local.settings import load_local_settings
 
 
 def main() -> int:
@@ -51,7 +51,7 @@ def main() -> int:
                           table_port=free_port()).start()
         try:
             os.environ["INPUT_STORAGE"] = azurite.connection_string
-            settings = load_settings({**os.environ, "SHEETDROP_STATE_DIR": str(root / "state")})
+            settings = load_local_settings({**os.environ, "SHEETDROP_STATE_DIR": str(root / "state")})
             container = ensure_container(blob_service(settings.storage), settings.input_container)
             conn = db.connect(settings.state_dir)
             noticed, finished = [], []
@@ -62,7 +62,7 @@ def main() -> int:
                     dropped = time.time()
                     container.get_blob_client(name).upload_blob(data)
                     run = None
-                    while run is None or run.status not in ("completed", "failed"):
+                    while run is None or run.status not in runstore.ENDED:
                         if time.time() - dropped > 120:
                             print(f"no finished run for {name} after 120 s", file=sys.stderr)
                             return 1

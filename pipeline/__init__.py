@@ -1,5 +1,5 @@
-"""Builds and publishes the AzureML extract pipeline; holds the step contract.
+"""Builds and publishes the AzureML extract pipeline (runs in .venv-aml; never deployed with the Function).
 
-Only :mod:`pipeline.contract` is imported by the Function side. Everything that
-needs azureml lives in other modules and is imported only by the publish tools.
+Every name and argument comes from the step's contract, ``step_scripts.contract``, which the Function
+and the local runner read too.
 """

@@ -21,7 +21,7 @@ from azureml.data.datapath import DataPath, DataPathComputeBinding
 from azureml.pipeline.core import Pipeline, PipelineData, PipelineParameter
 from azureml.pipeline.steps import PythonScriptStep
 
-from pipeline import contract
+from step_scripts import contract
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SOURCE_DIRECTORY = REPO_ROOT / contract.SOURCE_DIRECTORY
@@ -66,7 +66,7 @@ def build_environment(requirements: Path = STEP_REQUIREMENTS, name: str = ENVIRO
                       step_settings: Mapping[str, str] | None = None) -> Environment:
     """The step's AzureML Environment, from step_scripts/' own requirements (not the Function's).
 
-    ``step_settings``: values for ``contract.STEP_SETTINGS`` (limits, hidden sheets), set as the
+    ``step_settings``: values for ``contract.STEP_SETTING_NAMES`` (limits, hidden sheets), set as the
     step's environment variables; other keys are ignored.
     """
     # Not Environment.from_pip_requirements: it copies comment lines into the conda specification as
@@ -79,7 +79,7 @@ def build_environment(requirements: Path = STEP_REQUIREMENTS, name: str = ENVIRO
     environment = Environment(name=name)
     environment.python.conda_dependencies = dependencies
     environment.environment_variables = {
-        k: v for k, v in (step_settings or {}).items() if k in contract.STEP_SETTINGS and v}
+        k: v for k, v in (step_settings or {}).items() if k in contract.STEP_SETTING_NAMES and v}
     return environment
 
 

@@ -18,8 +18,9 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -27,9 +28,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sheetdrop.claims")
 
-SUBMITTING, SUBMITTED, RELEASED, POISONED = "submitting", "submitted", "released", "poisoned"
-#: The blob was deleted or overwritten before its version was submitted: nothing left to do.
-SUPERSEDED = "superseded"
+
+
+class ClaimState(StrEnum):
+    SUBMITTING = "submitting"
+    SUBMITTED = "submitted"
+    #: A submission failed; the next delivery (the host's retry, or the sweep) may try again.
+    RELEASED = "released"
+    #: Failed ``max_failures`` times: given up until the file is uploaded again.
+    POISONED = "poisoned"
+    #: The blob was deleted or overwritten before its version was submitted: nothing left to do.
+    SUPERSEDED = "superseded"
+
 
 
 @dataclass
@@ -37,7 +47,7 @@ class Claim:
     container: str
     blob: str
     etag: str
-    state: str
+    state: ClaimState
     invocation_id: str | None = None
     run_id: str | None = None
     created_at: float = 0.0
@@ -47,6 +57,9 @@ class Claim:
     last_error: str | None = None
     #: The claim blob's own etag, for the next conditional write; not stored in the body.
     claim_etag: str = field(default="", repr=False)
+
+    def __post_init__(self) -> None:
+        self.state = ClaimState(self.state)  # a body read back has the state as plain text
 
     def body(self) -> dict[str, Any]:
         data = dict(self.__dict__)
@@ -68,17 +81,27 @@ class Declined:
     claim: Claim | None = None
 
 
+def version_key(blob: str, etag: str) -> str:
+    """A blob version as a bounded, path-safe key: the name is hashed, never used as a path."""
+    return f"{hashlib.sha256(blob.encode('utf-8')).hexdigest()}/{etag.strip(chr(34))}"
+
+
 def claim_blob_name(container: str, blob: str, etag: str) -> str:
-    """Bounded and path-safe whatever the blob's name: the name is hashed, never used as a path."""
-    digest = hashlib.sha256(blob.encode("utf-8")).hexdigest()
-    return f"{container}/{digest}/{etag.strip(chr(34))}.json"
+    return f"{container}/{version_key(blob, etag)}.json"
+
+
+#: How long a released claim waits for the host's own retries before the sweep re-delivers it.
+RELEASED_RETRY_AFTER = 300.0
 
 
 @dataclass
 class ClaimStore:
     container: ContainerClient
-    stale_after: float = 900.0
-    max_failures: int = 5
+    #: Settings.claim_stale_seconds and .claim_max_failures: no defaults here, so there is one of each.
+    stale_after: float
+    max_failures: int
+    #: Wall-clock seconds; claims are compared across processes and machines, so not monotonic.
+    clock: Callable[[], float] = time.time
 
     def _client(self, container: str, blob: str, etag: str) -> BlobClient:
         return self.container.get_blob_client(claim_blob_name(container, blob, etag))
@@ -114,25 +137,25 @@ class ClaimStore:
         return True
 
     def acquire(self, container: str, blob: str, etag: str, invocation_id: str | None) -> Acquired | Declined:
-        now = time.time()
-        claim = Claim(container=container, blob=blob, etag=etag, state=SUBMITTING, invocation_id=invocation_id,
-                      created_at=now, updated_at=now, attempts=1)
+        now = self.clock()
+        claim = Claim(container=container, blob=blob, etag=etag, state=ClaimState.SUBMITTING,
+                      invocation_id=invocation_id, created_at=now, updated_at=now, attempts=1)
         if self._write(claim, create=True):
             return Acquired(claim)
         # Somebody claimed this version before: decide from what they left.
         current = self.read(container, blob, etag)
         if current is None:  # released by deletion is not something we do; treat as a race and decline
             return Declined("claim vanished while being read; another delivery is handling it")
-        if current.state == SUBMITTED:
+        if current.state == ClaimState.SUBMITTED:
             return Declined(f"already submitted as run {current.run_id}", current)
-        if current.state == POISONED:
+        if current.state == ClaimState.POISONED:
             return Declined(f"poisoned after {current.failures} failed attempts: {current.last_error}; "
                             "upload the file again to retry", current)
-        takeover = current.state == SUBMITTING
+        takeover = current.state == ClaimState.SUBMITTING
         if takeover and now - current.updated_at < self.stale_after:
             return Declined(f"being submitted by invocation {current.invocation_id} "
                             f"({now - current.updated_at:.0f} s ago)", current)
-        current.state, current.invocation_id, current.updated_at = SUBMITTING, invocation_id, now
+        current.state, current.invocation_id, current.updated_at = ClaimState.SUBMITTING, invocation_id, now
         current.attempts += 1
         if not self._write(current):
             return Declined("another delivery took this claim over first", current)
@@ -142,7 +165,7 @@ class ClaimStore:
         return Acquired(current, check_existing=True)
 
     def mark_submitted(self, claim: Claim, run_id: str) -> bool:
-        claim.state, claim.run_id, claim.updated_at, claim.last_error = SUBMITTED, run_id, time.time(), None
+        claim.state, claim.run_id, claim.updated_at, claim.last_error = ClaimState.SUBMITTED, run_id, self.clock(), None
         return self._write(claim)
 
     def release(self, claim: Claim, error: str) -> Claim:
@@ -150,14 +173,14 @@ class ClaimStore:
         Returns the claim as stored, so a caller never acts on a state that was not written."""
         claim.failures += 1
         claim.last_error = error[:500]
-        claim.updated_at = time.time()
-        claim.state = POISONED if claim.failures >= self.max_failures else RELEASED
+        claim.updated_at = self.clock()
+        claim.state = ClaimState.POISONED if claim.failures >= self.max_failures else ClaimState.RELEASED
         if self._write(claim):
             return claim
         log.warning("could not release the claim for %s/%s: it changed meanwhile", claim.container, claim.blob)
         return self.read(claim.container, claim.blob, claim.etag) or claim
 
-    def list(self, state: str | None = None) -> Iterator[Claim]:
+    def list(self, state: ClaimState | None = None) -> Iterator[Claim]:
         """Claims, optionally of one state (from their metadata, without reading every body)."""
         from azure.core.exceptions import ResourceNotFoundError
 
@@ -178,14 +201,14 @@ class ClaimStore:
     def abandoned(self) -> list[Claim]:
         """Versions nobody will deliver again by themselves: claims left in 'submitting' past the
         stale bound (their invocation died), and released claims not yet poisoned whose retries
-        are over (released for longer than ``min(300 s, stale bound)``)."""
-        now = time.time()
-        stale = [c for c in self.list(SUBMITTING) if c.updated_at < now - self.stale_after]
-        retry_after = min(300.0, self.stale_after)
-        released = [c for c in self.list(RELEASED)
+        are over (released for longer than ``min(RELEASED_RETRY_AFTER, stale bound)``)."""
+        now = self.clock()
+        stale = [c for c in self.list(ClaimState.SUBMITTING) if c.updated_at < now - self.stale_after]
+        retry_after = min(RELEASED_RETRY_AFTER, self.stale_after)
+        released = [c for c in self.list(ClaimState.RELEASED)
                     if c.failures < self.max_failures and c.updated_at < now - retry_after]
         return stale + released
 
     def supersede(self, claim: Claim, reason: str) -> bool:
-        claim.state, claim.last_error, claim.updated_at = SUPERSEDED, reason, time.time()
+        claim.state, claim.last_error, claim.updated_at = ClaimState.SUPERSEDED, reason, self.clock()
         return self._write(claim)

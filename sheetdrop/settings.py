@@ -1,8 +1,9 @@
-"""App settings, read from the environment once and validated.
+"""The Function's app settings: every one typed, validated and given its default here, and nowhere else.
 
-Nothing is read at import time: the Functions host sets app settings before the
-first invocation, and tests set their own. ``get_settings()`` caches the first
-successful read; ``load_settings(env)`` reads a given mapping.
+Nothing is read at import time: the Functions host sets app settings before the first invocation,
+and tests set their own. ``get_settings()`` caches the first successful read; ``load_settings(env)``
+reads a given mapping. An invalid value raises :class:`SettingsError` naming the setting and what
+is allowed. The README's "Configuration" table lists them all (a test keeps it complete).
 """
 
 from __future__ import annotations
@@ -10,32 +11,94 @@ from __future__ import annotations
 import functools
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Literal, TypeVar, get_args
 
-#: Azurite's published development account. It is not a secret (it is the same on every
-#: machine) and it is only ever a *local* default: the cloud configuration uses identities.
-AZURITE_ACCOUNT = "devstoreaccount1"
-AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+Backend = Literal["azureml", "local"]
+BACKENDS: tuple[Backend, ...] = get_args(Backend)
 
 #: The blob trigger's ``connection``: an identity-based prefix (INPUT_STORAGE__blobServiceUri …)
 #: in Azure, or a connection string in INPUT_STORAGE itself locally.
 CONNECTION = "INPUT_STORAGE"
-BACKENDS = ("local", "azureml")
+#: Set by the platform for a Function app in Azure, never by Core Tools: WEBSITE_INSTANCE_ID on App
+#: Service plans, WEBSITE_SITE_NAME (the app's name) and WEBSITE_SKU / WEBSITE_POD_NAME on Linux
+#: Consumption and Flex. Not CONTAINER_NAME, which the host also reads: container tools set it on
+#: laptops and CI machines too. Sources: docs/azureml.md, "Telling Azure from a laptop".
+AZURE_MARKERS = ("WEBSITE_INSTANCE_ID", "WEBSITE_SITE_NAME", "WEBSITE_SKU", "WEBSITE_POD_NAME")
+CORE_TOOLS_MARKER = "FUNCTIONS_CORETOOLS_ENVIRONMENT"
+
+REGIONAL_API_URL = "https://{region}.api.azureml.ms"
+STUDIO_URL = "https://ml.azure.com"
+#: The REST URL `python -m pipeline.publish` prints (PipelineEndpoint.endpoint), taken apart.
+ENDPOINT_URL_PATTERN = re.compile(
+    r"^(?P<base>https?://[^/]+)/pipelines/v1\.0/subscriptions/(?P<subscription_id>[^/]+)"
+    r"/resourceGroups/(?P<resource_group>[^/]+)/providers/Microsoft\.MachineLearningServices"
+    r"/workspaces/(?P<workspace>[^/]+)/PipelineRuns/PipelineEndpointSubmit/Id/(?P<endpoint_id>[^/?#]+)/?$",
+    re.IGNORECASE,
+)
+
+T = TypeVar("T")
 
 
 class SettingsError(ValueError):
     """A missing or invalid app setting; the message names the setting and how to fix it."""
 
 
-def azurite_connection_string(host: str = "127.0.0.1", blob_port: int = 10000, queue_port: int = 10001) -> str:
-    return (
-        "DefaultEndpointsProtocol=http;"
-        f"AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
-        f"BlobEndpoint=http://{host}:{blob_port}/{AZURITE_ACCOUNT};"
-        f"QueueEndpoint=http://{host}:{queue_port}/{AZURITE_ACCOUNT};"
-    )
+def running_in_azure(env: Mapping[str, str]) -> bool:
+    return any(env.get(name, "").strip() for name in AZURE_MARKERS) and not env.get(CORE_TOOLS_MARKER, "").strip()
+
+
+# -- readers: one per kind of value --------------------------------------------------------------------
+
+
+def text(env: Mapping[str, str], name: str, default: str | None = None, *, check: Callable[[str], str | None]
+         = lambda value: None) -> str:
+    """A text setting; ``default=None`` makes it required. ``check`` returns what is wrong, or None."""
+    value = env.get(name, "").strip() or default
+    if value is None:
+        raise SettingsError(f"app setting {name} is not set")
+    problem = check(value)
+    if problem:
+        raise SettingsError(f"app setting {name}={value!r} is not {problem}")
+    return value
+
+
+def number(env: Mapping[str, str], name: str, default: T, minimum: float, kind: Callable[[str], T] = float) -> T:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise SettingsError(f"app setting {name}={raw!r} is not a{'n integer' if kind is int else ' number'}") \
+            from None
+    if value < minimum:  # type: ignore[operator]
+        raise SettingsError(f"app setting {name}={raw!r} must be at least {minimum:g}")
+    return value
+
+
+def container_name(value: str) -> str | None:
+    ok = 3 <= len(value) <= 63 and value.replace("-", "").isalnum() and value == value.lower() \
+        and not value.startswith("-") and "--" not in value
+    return None if ok else "a valid container name (3-63 lowercase letters, digits and single hyphens)"
+
+
+def datastore_name(value: str) -> str | None:
+    return None if re.fullmatch(r"[A-Za-z0-9_]{1,255}", value) else "a datastore name (letters, digits and _)"
+
+
+def experiment_name(value: str) -> str | None:
+    if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,254}", value):
+        return None
+    return "an experiment name (letters, digits, _ and -, starting with a letter or digit)"
+
+
+def url(value: str) -> str | None:
+    return None if re.fullmatch(r"https?://[^\s/]+(/\S*)?", value) else "a URL (https://…)"
+
+
+# -- the settings ---------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -51,115 +114,131 @@ class StorageSettings:
 
     def describe(self) -> str:
         # Never the connection string itself: it may carry a key.
-        return self.account_url or "connection string from INPUT_STORAGE"
+        return self.account_url or f"connection string from {CONNECTION}"
+
+
+@dataclass(frozen=True)
+class AzureMLSettings:
+    """Where the Function submits: a workspace's PipelineEndpoint, and how."""
+
+    base_url: str
+    subscription_id: str
+    resource_group: str
+    workspace: str
+    endpoint_id: str
+    studio_url: str
+    #: Total time for a submission and its retries; the Function times out at 5 minutes.
+    submit_deadline_seconds: float
+    managed_identity_client_id: str | None
 
 
 @dataclass(frozen=True)
 class Settings:
+    backend: Backend
     input_container: str
-    backend: str
     input_datastore: str
     output_datastore: str
     experiment_name: str
     storage: StorageSettings
-    state_dir: Path
-    local_output_container: str
     claims_container: str
     claim_stale_seconds: float
     claim_max_failures: int
-    # Every setting as read, for backends that need more; not part of identity (it is a dict).
-    env: Mapping[str, str] = field(compare=False, hash=False, repr=False)
-
-    def local_container_for(self, datastore: str) -> str:
-        """The Azurite container that plays a datastore's part in the embedded default."""
-        containers = {self.input_datastore: self.input_container, self.output_datastore: self.local_output_container}
-        if datastore not in containers:
-            raise SettingsError(
-                f"datastore {datastore!r} is not one of the local datastores "
-                f"({', '.join(sorted(containers))}); set INPUT_DATASTORE / OUTPUT_DATASTORE")
-        return containers[datastore]
-
-    def require(self, name: str, hint: str) -> str:
-        """A setting only some backends need, read on demand with the same kind of error."""
-        return _required(self.env, name, hint)
+    azureml: AzureMLSettings | None
 
 
-def _required(env: Mapping[str, str], name: str, hint: str) -> str:
-    value = env.get(name, "").strip()
-    if not value:
-        raise SettingsError(f"app setting {name} is not set: {hint}")
-    return value
-
-
-def _name(env: Mapping[str, str], name: str, default: str, pattern: str = "container") -> str:
-    value = env.get(name, default).strip() or default
-    if pattern == "datastore" and not re.fullmatch(r"[A-Za-z0-9_]{1,255}", value):
-        raise SettingsError(f"app setting {name}={value!r} is not a datastore name (letters, digits and _)")
-    if pattern == "experiment" and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,254}", value):
+def _backend(env: Mapping[str, str]) -> Backend:
+    value = env.get("SHEETDROP_BACKEND", "").strip().lower()
+    if running_in_azure(env) and value in ("", "local"):
         raise SettingsError(
-            f"app setting {name}={value!r} is not an experiment name (letters, digits, _ and -, "
-            "starting with a letter or digit)")
-    if pattern == "container":
-        ok = 3 <= len(value) <= 63 and value.replace("-", "").isalnum() and value == value.lower() \
-            and not value.startswith("-") and "--" not in value
-        if not ok:
-            raise SettingsError(
-                f"app setting {name}={value!r} is not a valid container name "
-                "(3-63 lowercase letters, digits and single hyphens)")
-    return value
+            f"app setting SHEETDROP_BACKEND is {'local' if value else 'not set'} in Azure: set it to azureml "
+            "(the local backend exists only under the dev host, `sheetdrop host`)")
+    if not value:
+        raise SettingsError("app setting SHEETDROP_BACKEND is not set: set it to azureml "
+                            "(the dev host, `sheetdrop host`, sets local itself)")
+    if value not in BACKENDS:
+        raise SettingsError(f"app setting SHEETDROP_BACKEND={value!r} is not one of {', '.join(BACKENDS)}")
+    return value  # type: ignore[return-value]
 
 
-def _number(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
-    raw = env.get(name, "").strip()
-    try:
-        value = float(raw) if raw else default
-    except ValueError:
-        raise SettingsError(f"app setting {name}={raw!r} is not a number") from None
-    if value < minimum:
-        raise SettingsError(f"app setting {name}={raw!r} must be at least {minimum:g}")
-    return value
-
-
-def _storage(env: Mapping[str, str], backend: str) -> StorageSettings:
-    retries = int(_number(env, "STORAGE_RETRY_TOTAL", 4, minimum=0))
+def _storage(env: Mapping[str, str]) -> StorageSettings:
+    retries = number(env, "STORAGE_RETRY_TOTAL", 4, minimum=0, kind=int)
     if env.get(CONNECTION, "").strip():
         return StorageSettings(connection_string=env[CONNECTION].strip(), retry_total=retries)
-    url = env.get(f"{CONNECTION}__blobServiceUri", "").strip() or env.get(f"{CONNECTION}__serviceUri", "").strip()
-    if url:
-        return StorageSettings(account_url=url, client_id=env.get(f"{CONNECTION}__clientId") or None,
-                               retry_total=retries)
-    if backend == "local":
-        # The Azurite that `sheetdrop host --azurite` starts, on the same ports.
-        ports = {"blob_port": int(_number(env, "AZURITE_BLOB_PORT", 10000, minimum=1)),
-                 "queue_port": int(_number(env, "AZURITE_QUEUE_PORT", 10001, minimum=1))}
-        return StorageSettings(connection_string=azurite_connection_string(**ports), retry_total=retries)
-    raise SettingsError(
-        f"app setting {CONNECTION}__blobServiceUri is not set: set it to the input storage account's "
-        f"blob endpoint (https://<account>.blob.core.windows.net) and grant the Function's identity "
-        f"'Storage Blob Data Owner' on it")
+    # __serviceUri is the older spelling the blob extension still accepts.
+    name = next((n for n in (f"{CONNECTION}__blobServiceUri", f"{CONNECTION}__serviceUri") if env.get(n, "").strip()),
+                None)
+    if name is None:
+        raise SettingsError(
+            f"app setting {CONNECTION}__blobServiceUri is not set: set it to the input storage account's "
+            "blob endpoint (https://<account>.blob.core.windows.net) and grant the Function's identity "
+            "'Storage Blob Data Owner' and 'Storage Queue Data Contributor' on it")
+    return StorageSettings(account_url=text(env, name, check=url),
+                           client_id=env.get(f"{CONNECTION}__clientId", "").strip() or None, retry_total=retries)
+
+
+def _azureml(env: Mapping[str, str]) -> AzureMLSettings:
+    how = "or set AZUREML_PIPELINE_ENDPOINT_URL to the REST URL `python -m pipeline.publish` prints"
+    endpoint_url = env.get("AZUREML_PIPELINE_ENDPOINT_URL", "").strip()
+    if endpoint_url:
+        match = ENDPOINT_URL_PATTERN.match(endpoint_url)
+        if not match:
+            raise SettingsError(
+                f"app setting AZUREML_PIPELINE_ENDPOINT_URL={endpoint_url!r} is not a PipelineEndpoint submit URL "
+                "(https://<region>.api.azureml.ms/pipelines/v1.0/subscriptions/<id>/resourceGroups/<rg>/providers/"
+                "Microsoft.MachineLearningServices/workspaces/<ws>/PipelineRuns/PipelineEndpointSubmit/Id/"
+                "<endpoint id>): copy the 'REST URL' that `python -m pipeline.publish` prints")
+        parts = match.groupdict()
+    else:
+        def required(name: str, what: str) -> str:
+            value = env.get(name, "").strip()
+            if not value:
+                raise SettingsError(f"app setting {name} is not set: {what}, {how}")
+            return value
+
+        parts = {
+            "subscription_id": required("AZUREML_SUBSCRIPTION_ID", "the AzureML workspace's subscription id"),
+            "resource_group": required("AZUREML_RESOURCE_GROUP", "the AzureML workspace's resource group"),
+            "workspace": required("AZUREML_WORKSPACE", "the AzureML workspace's name"),
+            "endpoint_id": required("AZUREML_PIPELINE_ENDPOINT_ID",
+                                    "the PipelineEndpoint id that `python -m pipeline.publish` prints"),
+        }
+        api_url = env.get("AZUREML_API_URL", "").strip()
+        if api_url:
+            parts["base"] = text(env, "AZUREML_API_URL", check=url)
+        else:
+            region = required("AZUREML_REGION", "the workspace's region (e.g. westeurope), which selects "
+                              "https://<region>.api.azureml.ms; a private-link workspace sets AZUREML_API_URL instead")
+            parts["base"] = REGIONAL_API_URL.format(region=region.lower().replace(" ", ""))
+    return AzureMLSettings(
+        base_url=parts["base"].rstrip("/"),
+        subscription_id=parts["subscription_id"],
+        resource_group=parts["resource_group"],
+        workspace=parts["workspace"],
+        endpoint_id=parts["endpoint_id"],
+        studio_url=text(env, "AZUREML_STUDIO_URL", STUDIO_URL, check=url),
+        submit_deadline_seconds=number(env, "AZUREML_SUBMIT_DEADLINE_SECONDS", 120.0, minimum=1),
+        managed_identity_client_id=env.get("AZUREML_MANAGED_IDENTITY_CLIENT_ID", "").strip() or None,
+    )
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = dict(os.environ if env is None else env)
-    backend = env.get("SHEETDROP_BACKEND", "local").strip().lower() or "local"
-    if backend not in BACKENDS:
-        raise SettingsError(f"app setting SHEETDROP_BACKEND={backend!r} is not one of {', '.join(BACKENDS)}")
+    backend = _backend(env)
     return Settings(
-        input_container=_name(env, "INPUT_CONTAINER", "input"),
         backend=backend,
-        input_datastore=_name(env, "INPUT_DATASTORE", "sheetdrop_input", pattern="datastore"),
-        output_datastore=_name(env, "OUTPUT_DATASTORE", "workspaceblobstore", pattern="datastore"),
-        experiment_name=_name(env, "EXPERIMENT_NAME", "sheetdrop-extract", pattern="experiment"),
-        storage=_storage(env, backend),
-        state_dir=Path(env.get("SHEETDROP_STATE_DIR", ".sheetdrop")).resolve(),
-        local_output_container=_name(env, "LOCAL_OUTPUT_CONTAINER", "azureml-blobstore"),
-        claims_container=_name(env, "CLAIMS_CONTAINER", "sheetdrop-claims"),
+        input_container=text(env, "INPUT_CONTAINER", "input", check=container_name),
+        input_datastore=text(env, "INPUT_DATASTORE", "sheetdrop_input", check=datastore_name),
+        output_datastore=text(env, "OUTPUT_DATASTORE", "workspaceblobstore", check=datastore_name),
+        experiment_name=text(env, "EXPERIMENT_NAME", "sheetdrop-extract", check=experiment_name),
+        storage=_storage(env),
+        claims_container=text(env, "CLAIMS_CONTAINER", "sheetdrop-claims", check=container_name),
         # Longer than the Function timeout (host.json functionTimeout, 5 min), so a live invocation
         # is never mistaken for a dead one.
-        claim_stale_seconds=_number(env, "CLAIM_STALE_SECONDS", 900, minimum=1),
-        # Matches host.json's poisonBlobThreshold, so the claim is poisoned when the host gives up.
-        claim_max_failures=int(_number(env, "CLAIM_MAX_FAILURES", 3, minimum=1)),
-        env=env,
+        claim_stale_seconds=number(env, "CLAIM_STALE_SECONDS", 900.0, minimum=1),
+        # host.json's poisonBlobThreshold, so the claim is poisoned when the host gives up (a test
+        # keeps the two equal).
+        claim_max_failures=number(env, "CLAIM_MAX_FAILURES", 3, minimum=1, kind=int),
+        azureml=_azureml(env) if backend == "azureml" else None,
     )
 
 

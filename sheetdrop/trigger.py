@@ -8,11 +8,14 @@ from __future__ import annotations
 import functools
 import logging
 from dataclasses import dataclass, field
+from typing import Literal
 
-from sheetdrop.backends import Backend, SubmitRequest, get_backend
-from sheetdrop.blobs import dataset_name_for_blob, skip_reason
-from sheetdrop.claims import POISONED, Acquired, ClaimStore
+from sheetdrop.claims import Acquired, ClaimState, ClaimStore
+from sheetdrop.naming import dataset_name_for_blob, skip_reason
 from sheetdrop.settings import Settings, get_settings
+from sheetdrop.submit import Backend, SubmitRequest
+from sheetdrop.submit.backends import get_backend
+from step_scripts import contract
 
 log = logging.getLogger("sheetdrop.trigger")
 
@@ -26,11 +29,14 @@ class BlobVersion:
     metadata: dict[str, str] = field(default_factory=dict)
 
 
+#: skipped: not a workbook; duplicate: claimed by another delivery; recovered: a claim taken over
+#: whose run already existed; poisoned: given up on this version.
+Action = Literal["skipped", "duplicate", "submitted", "recovered", "poisoned"]
+
+
 @dataclass(frozen=True)
 class Outcome:
-    #: "skipped" (not a workbook), "duplicate" (claimed by another delivery), "submitted",
-    #: "recovered" (a stale claim whose run already existed), "poisoned" (gave up on this version)
-    action: str
+    action: Action
     reason: str | None = None
     run_id: str | None = None
     url: str | None = None
@@ -46,9 +52,9 @@ def claim_store(settings: Settings) -> ClaimStore:
 
 def build_request(blob: BlobVersion, settings: Settings, invocation_id: str | None) -> SubmitRequest:
     dataset = dataset_name_for_blob(blob.name)
-    tags = {"source_container": blob.container, "source_blob": blob.name, "source_etag": blob.etag}
+    tags = contract.source_tags(blob.container, blob.name, blob.etag)
     if invocation_id:
-        tags["function_invocation_id"] = invocation_id
+        tags[contract.INVOCATION_TAG] = invocation_id
     return SubmitRequest(
         experiment_name=settings.experiment_name,
         datastore_name=settings.input_datastore,
@@ -95,7 +101,7 @@ def handle_blob(
         result = backend.submit(request)
     except Exception as exc:
         claim = claims.release(got.claim, f"{exc.__class__.__name__}: {exc}")
-        if claim.state == POISONED:
+        if claim.state == ClaimState.POISONED:
             # Returning normally stops the host's retries: the input stays untouched, and a new
             # upload (a new etag) is new work.
             log.error("poisoned %s/%s (etag %s) after %d failed attempts: %s",

@@ -11,10 +11,10 @@ import contextlib
 from typing import Any
 
 from azureml.core import Dataset, Datastore, Run
-from step_context import Registration
+from contract import INVOCATION_TAG, SOURCE_TAGS, Registration
 
 #: The tags the submission puts on the pipeline run that the step carries onto its datasets.
-SOURCE_TAG_KEYS = ("source_container", "source_blob", "source_etag", "function_invocation_id")
+SOURCE_TAG_KEYS = (*SOURCE_TAGS, INVOCATION_TAG)
 
 
 def _is_offline(run: Any) -> bool:

@@ -58,7 +58,6 @@ import contextlib
 import json
 import logging
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -66,19 +65,19 @@ import sys
 import tempfile
 import threading
 import time
-import unicodedata
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from convert_guard import CODES, GuardRejection, Inspection, Limits, deep_check, inflate_part, quick_inspect
+from contract import StepSettingError, read_step_settings, slug
+from convert_guard import Inspection, Limits, deep_check, inflate_part, quick_inspect
 from convert_split import SheetSplitter, SplitPlan
+from rejection import OUT_OF_MEMORY, WorkbookRejected
 
 #: Sheets parsed at once in the reader process (they share its memory limit).
 MAX_READER_THREADS = 2
 CONVERTER_VERSION = "1.0.0"
-REJECTION_CODES = CODES
 WORKER = Path(__file__).resolve().parent / "convert_worker.py"
 #: A single sheet whose XML is at least this large is parsed in two halves by two readers
 #: (on two or more cores). Below it the split's cost (~0.1 s per 20 MB of XML to write the
@@ -94,22 +93,11 @@ log = logging.getLogger("sheetdrop.convert")
 
 __all__ = [
     "CONVERTER_VERSION",
-    "REJECTION_CODES",
     "Limits",
     "SheetOutput",
     "WorkbookRejected",
     "convert_workbook",
-    "slugify",
 ]
-
-
-class WorkbookRejected(Exception):
-    """A workbook that cannot be converted; ``code`` is one of ``REJECTION_CODES``."""
-
-    def __init__(self, code: str, reason: str) -> None:
-        super().__init__(f"{code}: {reason}")
-        self.code = code
-        self.reason = reason
 
 
 @dataclass
@@ -127,24 +115,17 @@ class SheetOutput:
     error_counts: dict[str, int] = field(default_factory=dict)
 
 
-def slugify(text: str, fallback: str = "sheet") -> str:
-    """Lowercase ASCII ``a-z0-9-``: safe in file names, blob paths and dataset names."""
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")[:80].strip("-")
-    return slug or fallback
-
-
 def _unique_slugs(names: list[str]) -> list[str]:
     used: set[str] = set()
     out = []
     for name in names:
-        base = slugify(name)
-        slug, n = base, 1
-        while slug in used:
+        base = slug(name, "sheet")
+        unique, n = base, 1
+        while unique in used:
             n += 1
-            slug = f"{base}-{n}"
-        used.add(slug)
-        out.append(slug)
+            unique = f"{base}_{n}"
+        used.add(unique)
+        out.append(unique)
     return out
 
 
@@ -166,10 +147,7 @@ def convert_workbook(
     """
     src, outdir = Path(src), Path(outdir)
     limits = limits or Limits()
-    try:
-        inspection = quick_inspect(src, limits)
-    except GuardRejection as exc:
-        raise WorkbookRejected(exc.code, exc.reason) from None
+    inspection = quick_inspect(src, limits)
 
     tasks, skipped = _plan(inspection, include_hidden)
     if inspection.sheets is not None and not tasks:
@@ -358,10 +336,7 @@ def _split_sheet(
         chunks.append(chunk)
         splitter.feed(chunk)
 
-    try:
-        inflate_part(src, inspection, part, limits, sink)
-    except GuardRejection as exc:
-        raise WorkbookRejected(exc.code, exc.reason) from None
+    inflate_part(src, inspection, part, limits, sink)
     preinflated[part] = chunks
     return splitter.finish()
 
@@ -391,7 +366,7 @@ def _wait(proc: subprocess.Popen, deadline: float, limits: Limits) -> None:
 def _deep_check_yielding(
     src: Path, inspection: Inspection, limits: Limits, preinflated: dict[str, list[bytes]] | None = None,
     yielding: bool = True,
-) -> GuardRejection | None:
+) -> WorkbookRejected | None:
     """``deep_check`` in a thread of lower CPU priority, so that the readers keep their cores.
 
     On two cores the scan, a child's parse and its background imports compete;
@@ -415,7 +390,7 @@ def _deep_check_yielding(
     thread.start()
     thread.join()
     error = outcome[0] if outcome else RuntimeError("the safety scan thread ended without an outcome")
-    if error is None or isinstance(error, GuardRejection):
+    if error is None or isinstance(error, WorkbookRejected):
         return error
     raise error
 
@@ -438,10 +413,10 @@ def _child_result(returncode: int, out: bytes, err: bytes, limits: Limits) -> di
     if not isinstance(result, dict):
         tail = err.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
         if "MemoryError" in err.decode(errors="replace"):
-            raise WorkbookRejected("too-large", "reading the workbook needs more memory than the limit allows")
+            raise WorkbookRejected("too-large", OUT_OF_MEMORY)
         raise WorkbookRejected("corrupt", f"the reader failed on this workbook ({tail[0][:300]})")
     if "rejected" in result:
-        raise WorkbookRejected(result["rejected"], result["reason"])
+        raise WorkbookRejected.from_wire(result)
     return result
 
 
@@ -449,48 +424,17 @@ def _gib(n: int) -> str:
     return f"{n / 1024**3:.0f} GiB"
 
 
-#: Step settings, as environment variables (the step's argv is fixed by the pipeline contract).
-OPTION_ENV = {
-    "SHEETDROP_INCLUDE_HIDDEN": "also convert hidden sheets (1/true/yes)",
-    "SHEETDROP_MAX_FILE_MB": "largest workbook accepted, MiB",
-    "SHEETDROP_MAX_CELLS": "largest sheet area (rows x columns) accepted",
-    "SHEETDROP_READER_MEMORY_MB": "address-space limit of each reader process, MiB",
-    "SHEETDROP_READER_TIMEOUT_S": "time limit of each reader process, seconds",
-}
-
-
-class OptionError(ValueError):
-    """A bad ``SHEETDROP_*`` step setting."""
-
-
 def options_from_env(env: dict[str, str] | None = None) -> dict[str, object]:
-    """``convert_workbook`` keyword options from ``SHEETDROP_*`` variables; a bad value is an error
-    that names the variable, not a silent default."""
-    env = dict(os.environ if env is None else env)
-    bounds: dict[str, float | int] = {}
-
-    def number(name: str) -> float | None:
-        raw = env.get(name, "").strip()
-        if not raw:
-            return None
-        try:
-            value = float(raw)
-        except ValueError:
-            raise OptionError(f"{name}={raw!r} is not a number ({OPTION_ENV[name]})") from None
-        if value <= 0:
-            raise OptionError(f"{name}={raw!r} must be positive ({OPTION_ENV[name]})")
-        return value
-
-    if (mb := number("SHEETDROP_MAX_FILE_MB")) is not None:
-        bounds["max_file_bytes"] = int(mb * 1024**2)
-    if (cells := number("SHEETDROP_MAX_CELLS")) is not None:
-        bounds["max_cells"] = int(cells)
-    if (mem := number("SHEETDROP_READER_MEMORY_MB")) is not None:
-        bounds["max_memory_bytes"] = int(mem * 1024**2)
-    if (seconds := number("SHEETDROP_READER_TIMEOUT_S")) is not None:
-        bounds["timeout_seconds"] = seconds
-    hidden = env.get("SHEETDROP_INCLUDE_HIDDEN", "").strip().lower() in ("1", "true", "yes", "on")
-    return {"include_hidden": hidden, "limits": Limits(**bounds)}
+    """``convert_workbook`` keyword options from the step settings (the contract names them and
+    gives their defaults); a bad value raises ``contract.StepSettingError`` naming the setting."""
+    values = read_step_settings(os.environ if env is None else env)
+    limits = Limits(
+        max_file_bytes=int(values["SHEETDROP_MAX_FILE_MB"] * 1024**2),
+        max_cells=int(values["SHEETDROP_MAX_CELLS"]),
+        max_memory_bytes=int(values["SHEETDROP_READER_MEMORY_MB"] * 1024**2),
+        timeout_seconds=float(values["SHEETDROP_READER_TIMEOUT_S"]),
+    )
+    return {"include_hidden": bool(values["SHEETDROP_INCLUDE_HIDDEN"]), "limits": limits}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -506,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         options = options_from_env()
-    except OptionError as exc:
+    except StepSettingError as exc:
         print(f"error: settings: {exc}", file=sys.stderr)
         return 2
     options["include_hidden"] = options["include_hidden"] or args.include_hidden

@@ -33,14 +33,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# Rejection codes, the complete documented set.
-ENCRYPTED = "encrypted"  # password-protected (OOXML encryption or an .xls FILEPASS)
-NOT_A_WORKBOOK = "not-a-workbook"  # CSV, PDF, Word file... whatever the extension says
-CORRUPT = "corrupt"  # bad zip, CRC mismatch, truncated, unparsable parts, reader crash
-TOO_LARGE = "too-large"  # over the file size, cell count, memory or time limits
-UNSAFE = "unsafe"  # zip bomb, XML entity expansion, DTDs
-EMPTY = "empty"  # no visible worksheet with data
-CODES = (ENCRYPTED, NOT_A_WORKBOOK, CORRUPT, TOO_LARGE, UNSAFE, EMPTY)
+from contract import STEP_DEFAULTS
+from rejection import WorkbookRejected
 
 #: How much of each .xlsb sheet part is read for its dimension record (it comes first).
 XLSB_HEAD_BYTES = 64 * 1024
@@ -64,25 +58,21 @@ _CHUNK = 1 << 20
 QUICK_ENTRY_BYTES = 1024**2
 
 
-class GuardRejection(Exception):
-    def __init__(self, code: str, reason: str) -> None:
-        super().__init__(f"{code}: {reason}")
-        self.code = code
-        self.reason = reason
-
-
 @dataclass(frozen=True)
 class Limits:
-    """Configurable bounds; the defaults suit a step with a few GiB of memory."""
+    """Configurable bounds; the defaults suit a step with a few GiB of memory. Those that are step
+    settings take their defaults from the contract."""
 
-    max_file_bytes: int = 512 * 1024**2
+    max_file_bytes: int = int(STEP_DEFAULTS["SHEETDROP_MAX_FILE_MB"] * 1024**2)
     max_uncompressed_bytes: int = 4 * 1024**3  # all zip entries together, as inflated
     max_entry_ratio: float = 200.0  # uncompressed/compressed, for entries above ratio_floor_bytes
     ratio_floor_bytes: int = 8 * 1024**2
     max_entries: int = 10_000
-    max_cells: int = 60_000_000  # the dense area a reader would allocate, per sheet
-    max_memory_bytes: int = 6 * 1024**3  # address space of each reader process
-    timeout_seconds: float = 900.0
+    #: The dense area a reader would allocate, per sheet.
+    max_cells: int = int(STEP_DEFAULTS["SHEETDROP_MAX_CELLS"])
+    #: Address space of each reader process.
+    max_memory_bytes: int = int(STEP_DEFAULTS["SHEETDROP_READER_MEMORY_MB"] * 1024**2)
+    timeout_seconds: float = float(STEP_DEFAULTS["SHEETDROP_READER_TIMEOUT_S"])
 
 
 
@@ -106,13 +96,8 @@ class Inspection:
     fmt: str  # xlsx | xlsm | xlsb | xls | ods
     sheets: list[SheetInfo] | None = None  # known for xlsx/xlsm only
     date1904: bool = False
-    notes: list[str] = field(default_factory=list)
     deferred: list[str] = field(default_factory=list)  # zip entries left for deep_check
     inflated: int = 0  # bytes inflated so far, against max_uncompressed_bytes
-
-
-def _reject(code: str, reason: str) -> GuardRejection:
-    return GuardRejection(code, reason)
 
 
 def quick_inspect(path: Path, limits: Limits = Limits()) -> Inspection:
@@ -127,12 +112,12 @@ def quick_inspect(path: Path, limits: Limits = Limits()) -> Inspection:
     try:
         size = path.stat().st_size
     except OSError as exc:
-        raise _reject(NOT_A_WORKBOOK, f"the file cannot be opened ({exc.strerror})") from exc
+        raise WorkbookRejected("not-a-workbook", f"the file cannot be opened ({exc.strerror})") from exc
     if size == 0:
-        raise _reject(NOT_A_WORKBOOK, "the file is empty (0 bytes); upload the workbook again")
+        raise WorkbookRejected("not-a-workbook", "the file is empty (0 bytes); upload the workbook again")
     if size > limits.max_file_bytes:
-        raise _reject(
-            TOO_LARGE,
+        raise WorkbookRejected(
+            "too-large",
             f"the file is {size / 1024**2:.0f} MiB, above the {limits.max_file_bytes / 1024**2:.0f} MiB limit; "
             "split the workbook or raise the limit",
         )
@@ -142,7 +127,7 @@ def quick_inspect(path: Path, limits: Limits = Limits()) -> Inspection:
         return _inspect_ole(path)
     if head[:4] in ZIP_MAGICS:
         return _inspect_zip(path, limits)
-    raise _reject(NOT_A_WORKBOOK, _describe_non_workbook(path))
+    raise WorkbookRejected("not-a-workbook", _describe_non_workbook(path))
 
 
 def inflate_part(
@@ -153,7 +138,7 @@ def inflate_part(
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise _reject(CORRUPT, f"the workbook's zip container is damaged ({exc})") from exc
+        raise WorkbookRejected("corrupt", f"the workbook's zip container is damaged ({exc})") from exc
     with zf, path.open("rb") as fh:
         inspection.inflated += _inflate_entry(zf, fh, zf.getinfo(name), limits, inspection.inflated, sink)
 
@@ -173,7 +158,7 @@ def deep_check(
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise _reject(CORRUPT, f"the workbook's zip container is damaged ({exc})") from exc
+        raise WorkbookRejected("corrupt", f"the workbook's zip container is damaged ({exc})") from exc
     with zf, path.open("rb") as fh:
         for name in inspection.deferred:
             sheet = by_part.get(name)
@@ -226,11 +211,12 @@ def _inspect_ole(path: Path) -> Inspection:
     def has(name: str) -> bool:
         return name.encode("utf-16-le") in data
     if has("EncryptedPackage") or has("EncryptionInfo"):
-        raise _reject(ENCRYPTED, "the workbook is password-protected; save it without a password and upload it again")
+        raise WorkbookRejected(
+            "encrypted", "the workbook is password-protected; save it without a password and upload it again")
     if has("Workbook") or has("Book"):
         return Inspection(fmt="xls")
-    raise _reject(
-        NOT_A_WORKBOOK,
+    raise WorkbookRejected(
+        "not-a-workbook",
         "the file is an Office document of another kind (e.g. Word or PowerPoint), not a workbook; "
         "upload the Excel file instead",
     )
@@ -240,8 +226,8 @@ def _inspect_zip(path: Path, limits: Limits) -> Inspection:
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise _reject(
-            CORRUPT, f"the workbook's zip container is damaged or truncated ({exc}); save it again and re-upload"
+        raise WorkbookRejected(
+            "corrupt", f"the workbook's zip container is damaged or truncated ({exc}); save it again and re-upload"
         ) from exc
     with zf, path.open("rb") as fh:
         infos = zf.infolist()
@@ -286,11 +272,11 @@ def _xlsb_checks(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], small: dict[
                 head = part.read(XLSB_HEAD_BYTES)  # bounded: a few records, whatever the ratio
         except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, RuntimeError) as exc:
             # NotImplementedError: a compression method zipfile lacks (deflate64); RuntimeError: encryption.
-            raise _reject(CORRUPT, f"the workbook part {info.filename} cannot be read ({exc})") from exc
+            raise WorkbookRejected("corrupt", f"the workbook part {info.filename} cannot be read ({exc})") from exc
         cells = convert_xlsb.sheet_area(head)
         if cells is not None and cells > limits.max_cells:
-            raise _reject(
-                TOO_LARGE,
+            raise WorkbookRejected(
+                "too-large",
                 f"a sheet ({info.filename}) declares {cells:,} cells, above the {limits.max_cells:,}-cell limit; "
                 "delete stray cells far from the data (Ctrl+End shows the last one) and save again",
             )
@@ -310,11 +296,11 @@ def _zip_format(zf: zipfile.ZipFile, names: set[str]) -> str:
         try:
             mimetype = zf.read("mimetype").strip()
         except Exception as exc:
-            raise _reject(CORRUPT, f"the OpenDocument package is damaged ({exc})") from exc
+            raise WorkbookRejected("corrupt", f"the OpenDocument package is damaged ({exc})") from exc
         if mimetype in ODS_MIMETYPES and "content.xml" in names:
             return "ods"
-        raise _reject(
-            NOT_A_WORKBOOK,
+        raise WorkbookRejected(
+            "not-a-workbook",
             f"the file is an OpenDocument file of another kind ({mimetype.decode(errors='replace')}), "
             "not a spreadsheet",
         )
@@ -328,34 +314,37 @@ def _zip_format(zf: zipfile.ZipFile, names: set[str]) -> str:
         if "xl/workbook.xml" in names:
             return "xlsx"
         if "word/document.xml" in names or "ppt/presentation.xml" in names:
-            raise _reject(
-                NOT_A_WORKBOOK, "the file is a Word or PowerPoint document, not a workbook; upload the Excel file"
+            raise WorkbookRejected(
+                "not-a-workbook", "the file is a Word or PowerPoint document, not a workbook; upload the Excel file"
             )
         if "xl/workbook.xml" not in names and any(n.startswith("xl/") for n in names):
-            raise _reject(CORRUPT, "the workbook package has no workbook part; save it again in Excel and re-upload")
-    raise _reject(
-        NOT_A_WORKBOOK,
+            raise WorkbookRejected(
+                "corrupt", "the workbook package has no workbook part; save it again in Excel and re-upload")
+    raise WorkbookRejected(
+        "not-a-workbook",
         "the file is a zip archive but not an Excel or OpenDocument workbook; upload the .xlsx/.ods file itself",
     )
 
 
 def _check_declared(infos: list[zipfile.ZipInfo], limits: Limits) -> None:
     if len(infos) > limits.max_entries:
-        raise _reject(UNSAFE, f"the workbook package has {len(infos)} parts, more than a workbook ever needs")
+        raise WorkbookRejected(
+            "unsafe", f"the workbook package has {len(infos)} parts, more than a workbook ever needs")
     declared = sum(i.file_size for i in infos)
     if declared > limits.max_uncompressed_bytes:
-        raise _reject(
-            TOO_LARGE if declared < 10 * limits.max_uncompressed_bytes else UNSAFE,
+        raise WorkbookRejected(
+            "too-large" if declared < 10 * limits.max_uncompressed_bytes else "unsafe",
             f"the workbook declares {declared / 1024**2:.0f} MiB of uncompressed content, above the "
             f"{limits.max_uncompressed_bytes / 1024**2:.0f} MiB limit",
         )
     for info in infos:
         if info.flag_bits & 0x1:
-            raise _reject(ENCRYPTED, "the workbook's parts are encrypted; save it without a password and re-upload")
+            raise WorkbookRejected(
+                "encrypted", "the workbook's parts are encrypted; save it without a password and re-upload")
         if info.file_size > limits.ratio_floor_bytes and info.file_size > limits.max_entry_ratio * max(
             info.compress_size, 1
         ):
-            raise _reject(UNSAFE, _bomb_reason(info.filename, info.file_size, info.compress_size))
+            raise WorkbookRejected("unsafe", _bomb_reason(info.filename, info.file_size, info.compress_size))
 
 
 def _bomb_reason(name: str, size: int, compressed: int) -> str:
@@ -394,24 +383,25 @@ def _inflate_entry(
         if len(head) < 4096:
             head += chunk[: 4096 - len(head)]
         if produced > limits.ratio_floor_bytes and produced > limits.max_entry_ratio * max(info.compress_size, 1):
-            raise _reject(UNSAFE, _bomb_reason(name, produced, info.compress_size))
+            raise WorkbookRejected("unsafe", _bomb_reason(name, produced, info.compress_size))
         if produced > 2 * info.file_size + QUICK_ENTRY_BYTES:
-            raise _reject(
-                UNSAFE,
+            raise WorkbookRejected(
+                "unsafe",
                 f"part {name!r} inflates to more than {produced} bytes although its headers declare "
                 f"{info.file_size}: a zip bomb that lies about its size; the file was not opened",
             )
         if total_before + produced > limits.max_uncompressed_bytes:
-            raise _reject(
-                UNSAFE if produced > 10 * max(info.file_size, 1) else TOO_LARGE,
+            raise WorkbookRejected(
+                "unsafe" if produced > 10 * max(info.file_size, 1) else "too-large",
                 f"the workbook inflates to more than {limits.max_uncompressed_bytes / 1024**2:.0f} MiB",
             )
         crc = zlib.crc32(chunk, crc)
         if sink is not None:
             sink(chunk)
 
-    def damaged(detail: object) -> GuardRejection:
-        return _reject(CORRUPT, f"part {name!r} of the workbook is damaged ({detail}); save it again and re-upload")
+    def damaged(detail: object) -> WorkbookRejected:
+        return WorkbookRejected(
+            "corrupt", f"part {name!r} of the workbook is damaged ({detail}); save it again and re-upload")
 
     try:
         if info.compress_type in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
@@ -448,12 +438,12 @@ def _inflate_entry(
             with zf.open(info) as stream:
                 while chunk := stream.read(_CHUNK):
                     emit(chunk)
-    except GuardRejection:
+    except WorkbookRejected:
         raise
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
         raise damaged(exc) from exc
     except NotImplementedError as exc:
-        raise _reject(CORRUPT, f"part {name!r} uses an unsupported zip compression ({exc})") from exc
+        raise WorkbookRejected("corrupt", f"part {name!r} uses an unsupported zip compression ({exc})") from exc
     if produced != info.file_size or crc != info.CRC:
         raise damaged("CRC or size mismatch: Bad CRC-32")
     if name.endswith((".xml", ".rels", ".vml")):
@@ -471,8 +461,8 @@ def _check_prolog(name: str, head: bytes) -> None:
     if text.startswith(b"\xff\xfe") or text.startswith(b"\xfe\xff"):
         text = head.decode("utf-16", errors="ignore").encode()
     if _DTD.search(text):
-        raise _reject(
-            UNSAFE,
+        raise WorkbookRejected(
+            "unsafe",
             f"part {name!r} declares a DTD or XML entities (entity-expansion attack pattern); the file was not opened",
         )
 
@@ -482,9 +472,9 @@ def _safe_xml_text(zf: zipfile.ZipFile, name: str, cap: int) -> str:
         with zf.open(name) as fh:
             data = fh.read(cap + 1)
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
-        raise _reject(CORRUPT, f"part {name!r} of the workbook is damaged ({exc})") from exc
+        raise WorkbookRejected("corrupt", f"part {name!r} of the workbook is damaged ({exc})") from exc
     if len(data) > cap:
-        raise _reject(UNSAFE, f"part {name!r} is implausibly large for what it describes")
+        raise WorkbookRejected("unsafe", f"part {name!r} is implausibly large for what it describes")
     _check_prolog(name, data[:4096])
     return data.decode("utf-8", errors="replace")
 
@@ -497,9 +487,9 @@ def _parse_xml(name: str, data: bytes):
     try:
         return DET.fromstring(data)
     except DefusedXmlException as exc:
-        raise _reject(UNSAFE, f"part {name!r} uses XML entities or DTDs ({exc.__class__.__name__})") from exc
+        raise WorkbookRejected("unsafe", f"part {name!r} uses XML entities or DTDs ({exc.__class__.__name__})") from exc
     except Exception as exc:  # ParseError and friends
-        raise _reject(CORRUPT, f"part {name!r} of the workbook is not valid XML ({exc})") from exc
+        raise WorkbookRejected("corrupt", f"part {name!r} of the workbook is not valid XML ({exc})") from exc
 
 
 def _local(tag: str) -> str:
@@ -509,8 +499,9 @@ def _local(tag: str) -> str:
 def _xlsx_sheets(small: dict[str, bytes], names: set[str], inspection: Inspection) -> None:
     if "xl/workbook.xml" not in small:
         if "xl/workbook.xml" in names:
-            raise _reject(UNSAFE, "the workbook part is implausibly large for what it describes")
-        raise _reject(CORRUPT, "the workbook package has no xl/workbook.xml; save it again in Excel and re-upload")
+            raise WorkbookRejected("unsafe", "the workbook part is implausibly large for what it describes")
+        raise WorkbookRejected(
+            "corrupt", "the workbook package has no xl/workbook.xml; save it again in Excel and re-upload")
     root = _parse_xml("xl/workbook.xml", small["xl/workbook.xml"])
     targets: dict[str, str] = {}
     if "xl/_rels/workbook.xml.rels" in small:
@@ -598,10 +589,11 @@ class _SheetScan:
         max_row, max_col = self.max_row, self.max_col
         cells = max_row * max(max_col, 1)
         if max_row > EXCEL_MAX_ROWS or max_col > EXCEL_MAX_COLS:
-            raise _reject(CORRUPT, f"sheet {sheet.name!r} refers to cells beyond Excel's grid; the file is damaged")
+            raise WorkbookRejected(
+                "corrupt", f"sheet {sheet.name!r} refers to cells beyond Excel's grid; the file is damaged")
         if cells > limits.max_cells:
-            raise _reject(
-                TOO_LARGE,
+            raise WorkbookRejected(
+                "too-large",
                 f"sheet {sheet.name!r} spans {max_row} rows x {max_col} columns ({cells:,} cells), above the "
                 f"{limits.max_cells:,}-cell limit; delete stray cells far from the data (Ctrl+End shows the last "
                 "one) and save again",

@@ -33,6 +33,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from rejection import OUT_OF_MEMORY, WorkbookRejected
+
 # Day serials 0..1 of each date system: a column whose timestamps all fall in
 # that first day holds times of day, not dates.
 _TIME_DAY_1900 = ("1899-12-30", "1900-01-01")  # calamine maps serial 0 to 1899-12-31
@@ -529,17 +531,13 @@ def classify_reader_error(exc: BaseException) -> dict[str, Any]:
     text = f"{exc.__class__.__name__}: {exc}"
     low = text.lower()
     if isinstance(exc, MemoryError):
-        return {"rejected": "too-large", "reason": "reading the workbook needs more memory than the limit allows"}
+        return WorkbookRejected("too-large", OUT_OF_MEMORY).to_wire()
     if "password" in low or "encrypt" in low:
-        return {
-            "rejected": "encrypted",
-            "reason": "the workbook is password-protected; save it without a password and upload it again",
-        }
-    return {
-        "rejected": "corrupt",
-        "reason": f"the workbook could not be read ({text[:300]}); open it in Excel or LibreOffice, "
-        "save it again and re-upload",
-    }
+        return WorkbookRejected(
+            "encrypted", "the workbook is password-protected; save it without a password and upload it again").to_wire()
+    return WorkbookRejected(
+        "corrupt", f"the workbook could not be read ({text[:300]}); open it in Excel or LibreOffice, save it again "
+        "and re-upload").to_wire()
 
 
 class _Background:
@@ -632,7 +630,7 @@ def main() -> int:
     try:
         result = run_job(job)
     except MemoryError:
-        result = {"rejected": "too-large", "reason": "reading the workbook needs more memory than the limit allows"}
+        result = WorkbookRejected("too-large", OUT_OF_MEMORY).to_wire()
     sys.stdout.write(json.dumps(result))
     sys.stdout.flush()
     sys.stderr.flush()

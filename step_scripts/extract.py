@@ -13,10 +13,10 @@ import sys
 import time
 from pathlib import Path, PurePosixPath
 
-from convert import CONVERTER_VERSION, OptionError, WorkbookRejected, convert_workbook, options_from_env, slugify
-from step_context import Registration, get_context
-
-WORKBOOK_SUFFIXES = {".xlsx", ".xlsm", ".xls", ".xlsb", ".ods"}
+from contract import ARGUMENTS, Registration, StepSettingError
+from convert import CONVERTER_VERSION, convert_workbook, options_from_env
+from rejection import WorkbookRejected
+from step_context import get_context
 
 
 class MountPathError(ValueError):
@@ -45,26 +45,13 @@ def datastore_relative_path(mount_path: str, datastore: str) -> str:
 
 def dataset_name_for(base: str, sheet_slug: str, sheet_count: int) -> str:
     """One sheet keeps the workbook's dataset name; several get ``_<sheet>`` each."""
-    if sheet_count == 1:
-        return base
-    return f"{base}_{sheet_slug.replace('-', '_')}"[:250]
-
-
-def find_workbooks(path: Path) -> list[Path]:
-    if path.is_dir():
-        found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in WORKBOOK_SUFFIXES)
-        if not found:
-            raise WorkbookRejected("empty", f"no workbook found in the input folder {path}")
-        return found
-    return [path]
+    return base if sheet_count == 1 else f"{base}_{sheet_slug}"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--input_extract", required=True, type=Path)
-    parser.add_argument("--output_extract", required=True)
-    parser.add_argument("--output_datastore", required=True)
-    parser.add_argument("--dataset_name", required=True)
+    for name in ARGUMENTS:
+        parser.add_argument(f"--{name}", required=True)
     return parser.parse_args(argv)
 
 
@@ -77,40 +64,34 @@ def run(args: argparse.Namespace) -> int:
     relative_dir = datastore_relative_path(args.output_extract, args.output_datastore)
     outdir = Path(args.output_extract)
 
-    options = options_from_env()
-    workbooks = find_workbooks(args.input_extract)
-    total_rows = total_bytes = total_columns = total_sheets = total_nulls = total_errors = 0
+    workbook = Path(args.input_extract)
+    source_name = source.get("source_blob", workbook.name)
+    sheets = convert_workbook(workbook, outdir, source=source_name, **options_from_env())
     registered = []
-    for workbook in workbooks:
-        # A folder of workbooks keeps each workbook's sheets apart in one output folder.
-        target = outdir if len(workbooks) == 1 else outdir / slugify(workbook.stem, "workbook")
-        sheets = convert_workbook(workbook, target, source=source.get("source_blob", workbook.name), **options)
-        for sheet in sheets:
-            file_path = sheet.path.relative_to(outdir).as_posix()
-            name = dataset_name_for(args.dataset_name, sheet.slug, len(sheets))
-            tags = {
-                **source,
-                "run_id": context.run_id,
-                "sheet": sheet.sheet,
-                "rows": str(sheet.rows),
-                "columns": str(sheet.columns),
-                "converter_version": CONVERTER_VERSION,
-            }
-            description = f"Sheet '{sheet.sheet}' of {source.get('source_blob', workbook.name)}"
-            registered.append(context.register(Registration(
-                name=name, datastore=args.output_datastore,
-                relative_path=f"{relative_dir}/{file_path}", description=description, tags=tags,
-            )))
-            total_rows += sheet.rows
-            total_columns += sheet.columns
-            total_bytes += sheet.bytes
-            total_nulls += sheet.nulls
-            total_errors += sheet.errors
-            # The converter's per-column decisions, readable next to the run (studio / sheetdrop runs).
-            context.log_metric(f"{file_path}:column_types", json.dumps(sheet.column_types, sort_keys=True))
-            context.log_metric(f"{file_path}:error_cells", sheet.errors)
-        total_sheets += len(sheets)
-    context.log_metric("workbooks", len(workbooks))
+    for sheet in sheets:
+        file_path = sheet.path.relative_to(outdir).as_posix()
+        tags = {
+            **source,
+            "run_id": context.run_id,
+            "sheet": sheet.sheet,
+            "rows": str(sheet.rows),
+            "columns": str(sheet.columns),
+            "converter_version": CONVERTER_VERSION,
+        }
+        registered.append(context.register(Registration(
+            name=dataset_name_for(args.dataset_name, sheet.slug, len(sheets)), datastore=args.output_datastore,
+            relative_path=f"{relative_dir}/{file_path}", description=f"Sheet '{sheet.sheet}' of {source_name}",
+            tags=tags,
+        )))
+        # The converter's per-column decisions, readable next to the run (studio / sheetdrop runs).
+        context.log_metric(f"{file_path}:column_types", json.dumps(sheet.column_types, sort_keys=True))
+        context.log_metric(f"{file_path}:error_cells", sheet.errors)
+    total_sheets = len(sheets)
+    total_rows = sum(sheet.rows for sheet in sheets)
+    total_columns = sum(sheet.columns for sheet in sheets)
+    total_bytes = sum(sheet.bytes for sheet in sheets)
+    total_nulls = sum(sheet.nulls for sheet in sheets)
+    total_errors = sum(sheet.errors for sheet in sheets)
     context.log_metric("sheets", total_sheets)
     context.log_metric("rows", total_rows)
     context.log_metric("columns", total_columns)
@@ -134,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     except MountPathError as exc:
         print(f"error: mount-path: {exc}", file=sys.stderr)
         return 3
-    except OptionError as exc:
+    except StepSettingError as exc:
         print(f"error: settings: {exc}", file=sys.stderr)
         return 3
 

@@ -14,16 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from contract import Registration
+
 LOCAL_RUN_ENV = "SHEETDROP_LOCAL_RUN"
-
-
-@dataclass(frozen=True)
-class Registration:
-    name: str
-    datastore: str
-    relative_path: str
-    description: str
-    tags: dict[str, str]
 
 
 class StepContext(Protocol):

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from sheetdrop.azurite import Azurite, free_port
-from sheetdrop.settings import Settings, get_settings, load_settings
+from sheetdrop.settings import get_settings
+from sheetdrop_local import backend
+from sheetdrop_local.azurite import Azurite, free_port
+from sheetdrop_local.settings import LocalSettings, load_local_settings
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "samples" / "sales-2026-q3.xlsx"
@@ -48,5 +50,9 @@ def env(azurite: Azurite, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> di
 
 
 @pytest.fixture
-def settings(env: dict[str, str]) -> Settings:
-    return load_settings(env)
+def settings(env: dict[str, str]) -> LocalSettings:
+    """The test's settings, with the local backend installed for its state folder (the dev host
+    does that when it starts; tests that call the Function directly need it too)."""
+    local = load_local_settings(env)
+    backend.install(local)
+    return local

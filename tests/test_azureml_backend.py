@@ -8,9 +8,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from sheetdrop.backends.azureml import AzureMLBackend, runs_filter, submit_url
-from sheetdrop.backends.retry import RetryPolicy, backoff_delay, parse_retry_after
 from sheetdrop.settings import SettingsError, load_settings
+from sheetdrop.submit.azureml import AzureMLBackend, runs_filter, submit_url
+from sheetdrop.submit.retry import RetryPolicy, backoff_delay, parse_retry_after
 
 BASE = {"SHEETDROP_BACKEND": "azureml", "INPUT_STORAGE__blobServiceUri": "https://st.blob.core.windows.net"}
 URL = ("https://westeurope.api.azureml.ms/pipelines/v1.0/subscriptions/sub-1/resourceGroups/rg-1/providers/"
@@ -50,7 +50,7 @@ def test_missing_settings_are_named(env: dict[str, str], named: str) -> None:
 
 
 def test_path_segments_are_escaped() -> None:
-    from sheetdrop.backends.azureml import Workspace
+    from sheetdrop.submit.azureml import Workspace
 
     url = submit_url("https://x", Workspace("s", "r", "w"), "a/b")
     assert url.endswith("/PipelineEndpointSubmit/Id/a%2Fb")
@@ -77,7 +77,7 @@ def test_runs_filter_is_the_sdk_grammar() -> None:
 
 
 def test_backend_imports_nothing_of_azureml() -> None:
-    code = ("import sys, sheetdrop.backends.azureml; "
+    code = ("import sys, sheetdrop.submit.azureml; "
             "print(sorted(m for m in sys.modules if m == 'azureml' or m.startswith('azureml.')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

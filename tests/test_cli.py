@@ -10,12 +10,12 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import SAMPLE
 
-from sheetdrop import cli
-from sheetdrop.azurite import free_port
+from sheetdrop_local import cli
+from sheetdrop_local.azurite import free_port
 
 
 def sheetdrop(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "sheetdrop.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "sheetdrop_local.cli", *args], capture_output=True, text=True,
                           env=env, check=False, timeout=120)
 
 
@@ -62,7 +62,7 @@ def test_show_with_a_bad_version_is_a_usage_error(tmp_path: Path) -> None:
 
 
 def test_publish_hands_everything_to_the_azureml_environment() -> None:
-    from sheetdrop.azurite import REPO
+    from sheetdrop_local import REPO
 
     if not (REPO / ".venv-aml" / "bin" / "python").exists():
         pytest.skip(".venv-aml is built by `make setup-aml` (make test builds it before this suite)")

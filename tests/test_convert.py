@@ -8,6 +8,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import contract
 import convert
 import openpyxl
 import pyarrow.parquet as pq
@@ -236,8 +237,8 @@ def test_sheets_hidden_empty_chart_and_slugs(tmp_path: Path) -> None:
     wb.close()
 
     outs = convert_workbook(src, tmp_path / "out")
-    assert [(o.sheet, o.slug) for o in outs] == [("Sales 2024", "sales-2024"), ("sales-2024", "sales-2024-2")]
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["sales-2024-2.parquet", "sales-2024.parquet"]
+    assert [(o.sheet, o.slug) for o in outs] == [("Sales 2024", "sales_2024"), ("sales-2024", "sales_2024_2")]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["sales_2024.parquet", "sales_2024_2.parquet"]
 
     with_hidden = convert_workbook(src, tmp_path / "all", include_hidden=True)
     assert [o.sheet for o in with_hidden] == ["Sales 2024", "sales-2024", "Hidden"]
@@ -275,9 +276,9 @@ def test_sheets_parsed_in_a_thread_pool_match_one_by_one(tmp_path: Path, caplog)
     assert outputs[3][2].column_types["id"] == "string"
 
 
-def test_slugify() -> None:
-    assert convert.slugify("Ventes Été / 2024") == "ventes-ete-2024"
-    assert convert.slugify("???", "sheet") == "sheet"
+def test_sheet_names_follow_the_one_naming_rule() -> None:
+    assert contract.slug("Ventes Été / 2024", "sheet") == "ventes_ete_2024"
+    assert contract.slug("???", "sheet") == "sheet"
 
 
 # ---------------------------------------------------------------- determinism, metadata, script

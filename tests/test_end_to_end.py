@@ -14,19 +14,19 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import SAMPLE
 
-from sheetdrop import db, registry, runstore
-from sheetdrop.devhost import DevHost
-from sheetdrop.runner import LocalRunner
-from sheetdrop.settings import Settings
 from sheetdrop.storage import blob_service, ensure_container
+from sheetdrop_local import db, registry, runstore
+from sheetdrop_local.devhost import DevHost
+from sheetdrop_local.runner import LocalRunner
+from sheetdrop_local.settings import LocalSettings
 
 
-def upload(settings: Settings, name: str, data: bytes) -> str:
+def upload(settings: LocalSettings, name: str, data: bytes) -> str:
     container = ensure_container(blob_service(settings.storage), settings.input_container)
     return container.get_blob_client(name).upload_blob(data, overwrite=True)["etag"]
 
 
-def run_all(settings: Settings) -> list[runstore.Run]:
+def run_all(settings: LocalSettings) -> list[runstore.Run]:
     runner = LocalRunner.from_settings(settings)
     done = []
     while (run := runner.run_next()) is not None:
@@ -34,7 +34,7 @@ def run_all(settings: Settings) -> list[runstore.Run]:
     return done
 
 
-def test_sample_becomes_registered_datasets_readable_from_the_output_container(settings: Settings) -> None:
+def test_sample_becomes_registered_datasets_readable_from_the_output_container(settings: LocalSettings) -> None:
     etag = upload(settings, "sales/2026-q3.xlsx", SAMPLE.read_bytes())
     host = DevHost(settings)
     assert host.scan_once() == 1
@@ -76,7 +76,7 @@ def test_sample_becomes_registered_datasets_readable_from_the_output_container(s
     assert targets.column("September").to_pylist()[3] == "tbd"
 
 
-def test_second_workbook_in_the_folder_is_version_two(settings: Settings) -> None:
+def test_second_workbook_in_the_folder_is_version_two(settings: LocalSettings) -> None:
     host = DevHost(settings)
     upload(settings, "sales/2026-q3.xlsx", SAMPLE.read_bytes())
     host.scan_once()
@@ -90,7 +90,7 @@ def test_second_workbook_in_the_folder_is_version_two(settings: Settings) -> Non
     assert latest.run_id == run.run_id
 
 
-def test_non_workbooks_make_no_run_and_are_not_looked_at_again(settings: Settings) -> None:
+def test_non_workbooks_make_no_run_and_are_not_looked_at_again(settings: LocalSettings) -> None:
     upload(settings, "sales/readme.txt", b"hello")
     upload(settings, "sales/~$2026-q3.xlsx", b"lock")
     host = DevHost(settings)
@@ -99,7 +99,7 @@ def test_non_workbooks_make_no_run_and_are_not_looked_at_again(settings: Setting
     assert run_all(settings) == []
 
 
-def test_host_restart_neither_repeats_nor_misses_a_blob(settings: Settings) -> None:
+def test_host_restart_neither_repeats_nor_misses_a_blob(settings: LocalSettings) -> None:
     upload(settings, "sales/a.xlsx", SAMPLE.read_bytes())
     assert DevHost(settings).scan_once() == 1
     # The host is down while two more files arrive, one of them a new version of a known blob.
@@ -113,7 +113,7 @@ def test_host_restart_neither_repeats_nor_misses_a_blob(settings: Settings) -> N
     assert len({(r.source_blob, r.source_etag) for r in runs}) == 3
 
 
-def test_step_failure_is_a_failed_run_with_its_log_and_the_input_untouched(settings: Settings) -> None:
+def test_step_failure_is_a_failed_run_with_its_log_and_the_input_untouched(settings: LocalSettings) -> None:
     fake = b"order,amount\n1,2\n"
     etag = upload(settings, "sales/export.xlsx", fake)
     DevHost(settings).scan_once()
@@ -127,7 +127,7 @@ def test_step_failure_is_a_failed_run_with_its_log_and_the_input_untouched(setti
     assert registry.list_versions(db.connect(settings.state_dir)) == []
 
 
-def test_run_refuses_a_blob_that_changed_after_submission(settings: Settings) -> None:
+def test_run_refuses_a_blob_that_changed_after_submission(settings: LocalSettings) -> None:
     upload(settings, "sales/q3.xlsx", SAMPLE.read_bytes())
     DevHost(settings).scan_once()
     upload(settings, "sales/q3.xlsx", SAMPLE.read_bytes())  # new etag before the run starts
@@ -135,7 +135,7 @@ def test_run_refuses_a_blob_that_changed_after_submission(settings: Settings) ->
     assert run.status == "failed" and "changed after this run was submitted" in (run.error or "")
 
 
-def test_running_host_picks_up_a_drop_by_itself(settings: Settings) -> None:
+def test_running_host_picks_up_a_drop_by_itself(settings: LocalSettings) -> None:
     with DevHost(settings, poll_interval=0.2).running():
         upload(settings, "team/q3.xlsx", SAMPLE.read_bytes())
         conn = db.connect(settings.state_dir)
@@ -149,8 +149,8 @@ def test_running_host_picks_up_a_drop_by_itself(settings: Settings) -> None:
     assert registry.get(conn, "team_orders").version == 1
 
 
-def test_one_dev_host_per_state_folder(settings: Settings) -> None:
-    from sheetdrop.devhost import HostError
+def test_one_dev_host_per_state_folder(settings: LocalSettings) -> None:
+    from sheetdrop_local.devhost import HostError
 
     with DevHost(settings, poll_interval=0.2).running():
         second = DevHost(settings)

@@ -7,10 +7,10 @@ import azurefunctions.extensions.bindings.blob as blob_ext
 from azurefunctions.extensions.bindings.blob import BlobClientConverter
 from conftest import SAMPLE
 
-from sheetdrop import db, runstore
-from sheetdrop.devhost import DevContext, blob_client_argument, indexed_timer, indexed_trigger
-from sheetdrop.settings import Settings
 from sheetdrop.storage import blob_service, ensure_container
+from sheetdrop_local import db, runstore
+from sheetdrop_local.devhost import DevContext, blob_client_argument, indexed_timer, indexed_trigger
+from sheetdrop_local.settings import LocalSettings
 
 
 def test_indexed_bindings() -> None:
@@ -47,7 +47,7 @@ def test_trigger_argument_is_the_sdk_blob_client_type() -> None:
     assert trigger.parameters["context"].annotation is func.Context
 
 
-def test_function_submits_a_qualified_blob_and_skips_others(settings: Settings) -> None:
+def test_function_submits_a_qualified_blob_and_skips_others(settings: LocalSettings) -> None:
     service = blob_service(settings.storage)
     container = ensure_container(service, settings.input_container)
     container.upload_blob("sales/q3.xlsx", SAMPLE.read_bytes())

@@ -21,18 +21,20 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from azureml_standin import TOKEN, AzureMLStandIn
+from clock import FakeClock
 from conftest import REPO, SAMPLE
 from loopback import serve
 
-from sheetdrop import cli, db, registry, runstore
-from sheetdrop.azurite import Azurite, free_port
-from sheetdrop.backends import SubmitError
-from sheetdrop.claims import POISONED, RELEASED, SUBMITTED, SUPERSEDED
-from sheetdrop.devhost import DevContext, DevHost, blob_client_argument, indexed_trigger
-from sheetdrop.runner import LocalRunner, mount_path
-from sheetdrop.settings import AZURITE_KEY, Settings, get_settings
+from sheetdrop.claims import RELEASED_RETRY_AFTER, ClaimState
+from sheetdrop.settings import get_settings
 from sheetdrop.storage import blob_service, ensure_container
+from sheetdrop.submit import SubmitError
 from sheetdrop.trigger import claim_store
+from sheetdrop_local import backend, cli, db, registry, runstore
+from sheetdrop_local.azurite import AZURITE_KEY, Azurite, free_port
+from sheetdrop_local.devhost import MAX_RETRY_DELAY, DevContext, DevHost, blob_client_argument, indexed_trigger
+from sheetdrop_local.runner import LocalRunner, mount_path
+from sheetdrop_local.settings import LocalSettings, load_local_settings
 
 
 @pytest.fixture
@@ -48,19 +50,19 @@ def aml(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[AzureM
         yield standin
 
 
-def upload(settings: Settings, name: str, data: bytes) -> str:
+def upload(settings: LocalSettings, name: str, data: bytes) -> str:
     container = ensure_container(blob_service(settings.storage), settings.input_container)
     return container.get_blob_client(name).upload_blob(data, overwrite=True)["etag"]
 
 
-def deliver(settings: Settings, name: str, invocation_id: str = "inv") -> None:
+def deliver(settings: LocalSettings, name: str, invocation_id: str = "inv") -> None:
     """One delivery of the blob-created event: the real function with a real BlobClient."""
     trigger = indexed_trigger()
     client = blob_client_argument(trigger, settings.input_container, name)
     trigger.user_function(client=client, context=DevContext(trigger.function_name, invocation_id))
 
 
-def run_count(settings: Settings, aml: AzureMLStandIn | None) -> int:
+def run_count(settings: LocalSettings, aml: AzureMLStandIn | None) -> int:
     if aml is not None:
         return len(aml.runs)
     return len(runstore.list_runs(db.connect(settings.state_dir)))
@@ -74,9 +76,12 @@ def backend_kind(request: pytest.FixtureRequest, env: dict[str, str]) -> Iterato
         yield request.getfixturevalue("aml")
 
 
-def current_settings() -> Settings:
+def current_settings() -> LocalSettings:
+    """Settings as the environment has them now, with the local backend installed for them."""
     get_settings.cache_clear()
-    return get_settings()
+    local = load_local_settings()
+    backend.install(local)
+    return local
 
 
 # -- duplicates ---------------------------------------------------------------------------------------
@@ -151,12 +156,12 @@ def test_forbidden_releases_the_claim_and_the_next_delivery_submits(aml: AzureML
         deliver(settings, "sales/q3.xlsx")
     assert TOKEN not in str(failure.value)
     claim = claim_store(settings).read(settings.input_container, "sales/q3.xlsx", etag)
-    assert claim is not None and claim.state == RELEASED and "missing role" in (claim.last_error or "")
+    assert claim is not None and claim.state == ClaimState.RELEASED and "missing role" in (claim.last_error or "")
     assert len(aml.submissions) == 1 and aml.runs == []
     deliver(settings, "sales/q3.xlsx")  # the host's retry
     assert len(aml.submissions) == 2 and len(aml.runs) == 1
     claim = claim_store(settings).read(settings.input_container, "sales/q3.xlsx", etag)
-    assert claim is not None and claim.state == SUBMITTED and claim.run_id == aml.runs[0]["runId"]
+    assert claim is not None and claim.state == ClaimState.SUBMITTED and claim.run_id == aml.runs[0]["runId"]
 
 
 def test_a_version_that_always_fails_is_poisoned_and_left_untouched(aml: AzureMLStandIn) -> None:
@@ -164,12 +169,13 @@ def test_a_version_that_always_fails_is_poisoned_and_left_untouched(aml: AzureML
     aml.always_fail_with = (400, {}, {"error": {"code": "BadRequest", "message": "Pipeline parameter missing"}})
     data = SAMPLE.read_bytes()
     etag = upload(settings, "sales/q3.xlsx", data)
-    host = DevHost(settings)
+    host = DevHost(settings, clock=FakeClock())
     for _ in range(settings.claim_max_failures + 2):
         host.scan_once()
+        host.clock.advance(MAX_RETRY_DELAY)  # type: ignore[attr-defined]
     assert len(aml.submissions) == settings.claim_max_failures  # no retry after poisoning
     claim = claim_store(settings).read(settings.input_container, "sales/q3.xlsx", etag)
-    assert claim is not None and claim.state == POISONED and "HTTP 400" in (claim.last_error or "")
+    assert claim is not None and claim.state == ClaimState.POISONED and "HTTP 400" in (claim.last_error or "")
     blob = blob_service(settings.storage).get_blob_client(settings.input_container, "sales/q3.xlsx")
     assert blob.get_blob_properties().etag == etag and blob.download_blob().readall() == data
     out = io.StringIO()
@@ -188,12 +194,15 @@ def test_a_version_that_always_fails_is_poisoned_and_left_untouched(aml: AzureML
 
 CRASHING_WORKER = """
 import os, sys, time
-from sheetdrop.backends import get_backend
-from sheetdrop.settings import get_settings
+from sheetdrop.submit.backends import get_backend
 from sheetdrop.trigger import BlobVersion, handle_blob
+from sheetdrop_local import backend
+from sheetdrop_local.settings import load_local_settings
 
 mode, name, etag = sys.argv[1:4]
-real = get_backend(get_settings())
+settings = load_local_settings()
+backend.install(settings)
+real = get_backend(settings)
 
 class DiesMidway:
     def submit(self, request):
@@ -223,11 +232,18 @@ def kill_worker_midway(mode: str, name: str, etag: str) -> None:
     worker.wait(10)
 
 
+def function_claims_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """Give the claim store the Function uses in this process a clock the test moves."""
+    clock = FakeClock()
+    monkeypatch.setattr(claim_store(get_settings()), "clock", clock)
+    return clock
+
+
 @pytest.mark.parametrize("mode", ["before-submit", "after-submit"])
 def test_a_killed_worker_leaves_exactly_one_run(mode: str, backend_kind: AzureMLStandIn | None,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CLAIM_STALE_SECONDS", "2")
     settings = current_settings()
+    clock = function_claims_clock(monkeypatch)
     etag = upload(settings, "sales/q3.xlsx", SAMPLE.read_bytes())
     kill_worker_midway(mode, "sales/q3.xlsx", etag)
     runs_before = run_count(settings, backend_kind)
@@ -235,23 +251,23 @@ def test_a_killed_worker_leaves_exactly_one_run(mode: str, backend_kind: AzureML
 
     deliver(settings, "sales/q3.xlsx", "early")  # within the bound: the claim is still respected
     assert run_count(settings, backend_kind) == runs_before
-    time.sleep(2.2)
+    clock.advance(settings.claim_stale_seconds + 1)
     deliver(settings, "sales/q3.xlsx", "late")  # after the bound: exactly one delivery takes over
     deliver(settings, "sales/q3.xlsx", "later")
     assert run_count(settings, backend_kind) == 1
     claim = claim_store(settings).read(settings.input_container, "sales/q3.xlsx", etag)
-    assert claim is not None and claim.state == SUBMITTED
+    assert claim is not None and claim.state == ClaimState.SUBMITTED
 
 
 def test_the_timer_function_redelivers_an_abandoned_claim(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CLAIM_STALE_SECONDS", "1")
     settings = current_settings()
+    clock = function_claims_clock(monkeypatch)
     etag = upload(settings, "sales/q3.xlsx", SAMPLE.read_bytes())
     kill_worker_midway("before-submit", "sales/q3.xlsx", etag)
     host = DevHost(settings)
     host.scan_once()  # the event arrives while the claim is fresh: declined, receipt written
     assert run_count(settings, None) == 0
-    time.sleep(1.2)
+    clock.advance(settings.claim_stale_seconds + 1)
     host.run_timer()  # the app's timer function, as the host runs it on its schedule
     assert run_count(settings, None) == 1
     host.run_timer()
@@ -268,8 +284,8 @@ exec "{python}" "$@"
 
 def test_a_released_claim_nobody_retries_is_swept_until_it_runs(aml: AzureMLStandIn,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CLAIM_STALE_SECONDS", "1")
     settings = current_settings()
+    clock = function_claims_clock(monkeypatch)
     aml.submit_failures = [(403, {}, {"error": {"code": "AuthorizationFailed", "message": "no role yet"}})]
     etag = upload(settings, "sales/q3.xlsx", SAMPLE.read_bytes())
     with pytest.raises(SubmitError):
@@ -277,26 +293,26 @@ def test_a_released_claim_nobody_retries_is_swept_until_it_runs(aml: AzureMLStan
     host = DevHost(settings)
     host.run_timer()  # released a moment ago: the host's retries may still come; not yet
     assert aml.runs == []
-    time.sleep(1.1)
+    clock.advance(RELEASED_RETRY_AFTER + 1)
     host.run_timer()
     assert len(aml.runs) == 1
     claim = claim_store(settings).read(settings.input_container, "sales/q3.xlsx", etag)
-    assert claim is not None and claim.state == SUBMITTED
+    assert claim is not None and claim.state == ClaimState.SUBMITTED
 
 
 def test_an_abandoned_claim_of_an_overwritten_blob_is_superseded(env: dict[str, str],
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CLAIM_STALE_SECONDS", "1")
     settings = current_settings()
+    clock = function_claims_clock(monkeypatch)
     etag = upload(settings, "sales/q3.xlsx", SAMPLE.read_bytes())
     kill_worker_midway("before-submit", "sales/q3.xlsx", etag)
     upload(settings, "sales/q3.xlsx", other_workbook())  # the new version has its own event
-    time.sleep(1.2)
+    clock.advance(settings.claim_stale_seconds + 1)
     DevHost(settings).run_timer()
     claim = claim_store(settings).read(settings.input_container, "sales/q3.xlsx", etag)
-    assert claim is not None and claim.state == SUPERSEDED and "overwritten" in (claim.last_error or "")
+    assert claim is not None and claim.state == ClaimState.SUPERSEDED and "overwritten" in (claim.last_error or "")
     assert run_count(settings, None) == 0  # the old version is not run; nothing else delivered yet
-    assert list(claim_store(settings).list("submitting")) == []
+    assert list(claim_store(settings).list(ClaimState.SUBMITTING)) == []
 
 
 @pytest.mark.parametrize("phase", ["before-staging", "during-step"])
@@ -365,7 +381,7 @@ HOSTILE = [
 
 
 @pytest.mark.parametrize("name", HOSTILE, ids=range(len(HOSTILE)))
-def test_hostile_blob_names_round_trip(name: str, settings: Settings) -> None:
+def test_hostile_blob_names_round_trip(name: str, settings: LocalSettings) -> None:
     assert len(name.encode()) <= 1024
     etag = upload(settings, name, SAMPLE.read_bytes())
     stored = [b.name for b in blob_service(settings.storage).get_container_client(settings.input_container)

@@ -13,7 +13,7 @@ import pytest
 from conftest import REPO, SAMPLE
 from extract import MountPathError, datastore_relative_path
 
-from pipeline import contract
+from step_scripts import contract
 
 
 @pytest.mark.parametrize(
@@ -130,7 +130,16 @@ def test_step_limits_are_settings_and_a_bad_one_is_named(tmp_path: Path) -> None
         "error: settings: SHEETDROP_MAX_FILE_MB='lots' is not a number (largest workbook accepted, MiB)")
 
 
-def test_step_settings_named_in_the_contract_are_the_ones_the_converter_reads() -> None:
+def test_every_step_setting_in_the_contract_reaches_the_converter() -> None:
     import convert
+    from convert_guard import Limits
 
-    assert tuple(convert.OPTION_ENV) == contract.STEP_SETTINGS
+    assert convert.options_from_env({}) == {"include_hidden": False, "limits": Limits()}
+    changed = convert.options_from_env({"SHEETDROP_INCLUDE_HIDDEN": "yes", "SHEETDROP_MAX_FILE_MB": "2",
+                                        "SHEETDROP_MAX_CELLS": "1000", "SHEETDROP_READER_MEMORY_MB": "512",
+                                        "SHEETDROP_READER_TIMEOUT_S": "30"})
+    assert changed == {"include_hidden": True, "limits": Limits(
+        max_file_bytes=2 * 1024**2, max_cells=1000, max_memory_bytes=512 * 1024**2, timeout_seconds=30.0)}
+    assert set(contract.STEP_SETTING_NAMES) == {"SHEETDROP_INCLUDE_HIDDEN", "SHEETDROP_MAX_FILE_MB",
+                                                "SHEETDROP_MAX_CELLS", "SHEETDROP_READER_MEMORY_MB",
+                                                "SHEETDROP_READER_TIMEOUT_S"}

@@ -96,7 +96,7 @@ def test_committed_fixture_is_what_make_xlsb_writes(tmp_path: Path) -> None:
 def test_sample_xlsb_converts_by_the_column_rules(tmp_path: Path) -> None:
     assert inspect_workbook(FIXTURE).fmt == "xlsb"
     outs = convert_workbook(FIXTURE, tmp_path / "out")
-    assert [(o.sheet, o.slug) for o in outs] == [("Data", "data"), (SAMPLE_SECOND_SHEET, "notes-ete")]
+    assert [(o.sheet, o.slug) for o in outs] == [("Data", "data"), (SAMPLE_SECOND_SHEET, "notes_ete")]
     data, notes = outs
 
     assert data.column_types == SAMPLE_TYPES

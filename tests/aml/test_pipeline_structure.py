@@ -16,7 +16,8 @@ from azureml.pipeline.core import PipelineData, PipelineParameter
 from azureml.pipeline.core._aeva_provider import _AevaWorkflowProvider
 from azureml.pipeline.core._restclients.aeva.dryrun_service_caller import DryRunServiceCaller
 
-from pipeline import build, contract, publish
+from pipeline import build, publish
+from step_scripts import contract
 
 COMPUTE = ("sheetdrop-cpu", "AmlCompute")
 

@@ -18,10 +18,10 @@ from azureml.pipeline.core._restclients.aeva.models import LegacyDataPath, Pipel
 from loopback import LoopbackService
 from msrest import Deserializer, Serializer
 
-from sheetdrop.backends import SubmitError, SubmitRequest
-from sheetdrop.backends.azureml import TOKEN_SCOPE, AzureMLBackend, Workspace
-from sheetdrop.backends.retry import Retrier, RetryPolicy
 from sheetdrop.settings import load_settings
+from sheetdrop.submit import SubmitError, SubmitRequest
+from sheetdrop.submit.azureml import TOKEN_SCOPE, AzureMLBackend, Workspace
+from sheetdrop.submit.retry import Retrier, RetryPolicy
 from tests.aml.conftest import RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE
 
 ENDPOINT_ID = "0f7c1d2e-3a4b-4c5d-8e9f-a0b1c2d3e4f5"
@@ -151,7 +151,7 @@ def test_submission_matches_the_sdk_route_models_and_token(backend: tuple[AzureM
 def test_studio_url_has_the_sdk_portal_form() -> None:
     from azureml.core._portal import HasRunPortal, HasWorkspacePortal
 
-    from sheetdrop.backends.azureml import studio_run_url
+    from sheetdrop.submit.azureml import studio_run_url
 
     expected = ("https://ml.azure.com" + HasRunPortal.RUN_PATH.format(RUN_ID)
                 + HasWorkspacePortal.WORKSPACE_FMT.format(SUBSCRIPTION, RESOURCE_GROUP, WORKSPACE))

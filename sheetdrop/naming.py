@@ -1,14 +1,13 @@
-"""Which blobs qualify, and which dataset a blob feeds. Pure functions."""
+"""Which blobs qualify, and which dataset a blob feeds. Pure functions; the naming rule itself is
+the step's contract (``contract.slug``), so the Function and the step name things alike."""
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from posixpath import basename, dirname, splitext
 
+from step_scripts import contract
+
 WORKBOOK_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".xlsb", ".ods")
-#: Leaves room for the step's ``_<sheet-slug>`` suffix within AzureML's name length.
-MAX_DATASET_NAME = 180
 
 
 def skip_reason(name: str, size: int | None) -> str | None:
@@ -27,20 +26,9 @@ def skip_reason(name: str, size: int | None) -> str | None:
     return None
 
 
-def sanitize_dataset_name(text: str) -> str:
-    """A name AzureML accepts, in one style: lowercase letters, digits and ``_``, starting with a
-    letter or digit (``Sales Team-EMEA`` → ``sales_team_emea``)."""
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    name = re.sub(r"[^a-z0-9]+", "_", ascii_text.lower()).strip("_")
-    name = name[:MAX_DATASET_NAME].rstrip("_")
-    return name or "workbook"
-
-
 def dataset_name_for_blob(name: str) -> str:
     """``<folder>/<file>.xlsx`` feeds the dataset ``<folder>``; a blob at the container root feeds a
     dataset named after the file's stem. Nested folders join with ``_`` (``a/b/f.xlsx`` → ``a_b``)
     so that ``team1/sales`` and ``team2/sales`` stay apart."""
     folder = dirname(name.strip("/"))
-    if folder:
-        return sanitize_dataset_name(folder.replace("/", "_"))
-    return sanitize_dataset_name(splitext(basename(name))[0])
+    return contract.slug(folder.replace("/", "_") if folder else splitext(basename(name))[0], "workbook")

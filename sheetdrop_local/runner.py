@@ -24,19 +24,19 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import pipeline
-from pipeline import contract
-from sheetdrop import db, registry, runstore
-from sheetdrop.runstore import Run
-from sheetdrop.settings import Settings
+import step_scripts
 from sheetdrop.storage import blob_service, ensure_container, storage_unreachable
+from sheetdrop_local import db, registry, runstore
+from sheetdrop_local.runstore import Run, RunStatus
+from sheetdrop_local.settings import LocalSettings
+from step_scripts import contract
 
 if TYPE_CHECKING:
     from azure.storage.blob import BlobServiceClient
 
-log = logging.getLogger("sheetdrop.runner")
+log = logging.getLogger("sheetdrop_local.runner")
 
-STEP_DIR = Path(pipeline.__file__).resolve().parent.parent / contract.SOURCE_DIRECTORY
+STEP_DIR = Path(step_scripts.__file__).resolve().parent
 #: What the step's process inherits: enough to run Python, none of the storage settings (the
 #: step reaches storage only through its mounts, as in AzureML, so it never sees a key).
 STEP_ENV_KEEP = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "SYSTEMROOT")
@@ -73,24 +73,18 @@ def mount_path(root: Path, datastore: str, relative_path: str) -> Path:
 
 @dataclass
 class LocalRunner:
-    settings: Settings
+    settings: LocalSettings
     conn: sqlite3.Connection
     service: BlobServiceClient
     python: str = sys.executable
     step_dir: Path = STEP_DIR
-    timeout: float = 1800.0
     keep_mounts: bool = False
     max_attempts: int = 3
     requeue_delay: float = 10.0
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> LocalRunner:
-        return cls(
-            settings=settings,
-            conn=db.connect(settings.state_dir),
-            service=blob_service(settings.storage),
-            timeout=float(settings.env.get("LOCAL_STEP_TIMEOUT", "1800")),
-        )
+    def from_settings(cls, settings: LocalSettings) -> LocalRunner:
+        return cls(settings=settings, conn=db.connect(settings.state_dir), service=blob_service(settings.storage))
 
     @property
     def runs_dir(self) -> Path:
@@ -123,7 +117,7 @@ class LocalRunner:
                     )
                     log.info("run %s registered dataset %s version %d", run.run_id, item["name"], version)
                 runstore.finish(
-                    self.conn, run.run_id, "completed", metrics=outbox.get("metrics", {}),
+                    self.conn, run.run_id, RunStatus.COMPLETED, metrics=outbox.get("metrics", {}),
                     output_path=output_path, log_path=str(log_path),
                 )
             log.info("run %s completed", run.run_id)
@@ -137,7 +131,7 @@ class LocalRunner:
                 return
             reason = str(exc) if isinstance(exc, RunFailed) else f"{exc.__class__.__name__}: {exc}"
             log.warning("run %s failed: %s", run.run_id, reason)
-            runstore.finish(self.conn, run.run_id, "failed", error=reason, log_path=str(log_path))
+            runstore.finish(self.conn, run.run_id, RunStatus.FAILED, error=reason, log_path=str(log_path))
         finally:
             if not self.keep_mounts:
                 shutil.rmtree(root / "mounts", ignore_errors=True)
@@ -171,13 +165,13 @@ class LocalRunner:
         run_file.write_text(json.dumps({
             "run_id": run.run_id,
             "step_run_id": run.step_run_id,
-            "tags": {k: run.tags[k] for k in ("source_container", "source_blob", "source_etag") if k in run.tags},
+            "tags": {k: run.tags[k] for k in contract.SOURCE_TAGS if k in run.tags},
             "outbox": str(outbox),
         }, indent=2), encoding="utf-8")
         argv = [str(a) for a in contract.step_arguments(
             str(input_path), str(output_dir), self.settings.output_datastore, run.dataset_name)]
         # The step's own settings (SHEETDROP_MAX_CELLS, …) pass; storage settings never do.
-        env = {k: v for k, v in os.environ.items() if k in STEP_ENV_KEEP or k in contract.STEP_SETTINGS}
+        env = {k: v for k, v in os.environ.items() if k in STEP_ENV_KEEP or k in contract.STEP_SETTING_NAMES}
         env["SHEETDROP_LOCAL_RUN"] = str(run_file)
         env["PYTHONUNBUFFERED"] = "1"
         with open(log_path, "w", encoding="utf-8") as handle:
@@ -187,10 +181,11 @@ class LocalRunner:
                 proc = subprocess.run(
                     [self.python, str(self.step_dir / contract.SCRIPT_NAME), *argv],
                     cwd=self.step_dir, env=env, stdout=handle, stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL, timeout=self.timeout, check=False,
+                    stdin=subprocess.DEVNULL, timeout=self.settings.step_timeout, check=False,
                 )
             except subprocess.TimeoutExpired as exc:
-                raise RunFailed(f"the step did not finish within {self.timeout:.0f} s (LOCAL_STEP_TIMEOUT)") from exc
+                raise RunFailed(
+                    f"the step did not finish within {self.settings.step_timeout:.0f} s (LOCAL_STEP_TIMEOUT)") from exc
         if proc.returncode != 0:
             raise RunFailed(_failure_reason(log_path, proc.returncode))
         if not outbox.exists():

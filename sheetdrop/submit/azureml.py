@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,9 +29,10 @@ from urllib.parse import quote
 
 import requests
 
-from pipeline import contract
-from sheetdrop.backends import SubmitError, SubmitRequest, SubmitResult
-from sheetdrop.backends.retry import Retrier, RetryExhausted, RetryPolicy
+from sheetdrop.settings import STUDIO_URL
+from sheetdrop.submit import SubmitError, SubmitRequest, SubmitResult
+from sheetdrop.submit.retry import Retrier, RetryExhausted, RetryPolicy
+from step_scripts import contract
 
 if TYPE_CHECKING:
     from sheetdrop.settings import Settings
@@ -44,9 +44,6 @@ log = logging.getLogger(__name__)
 TOKEN_SCOPE = "https://management.core.windows.net//.default"
 #: The header azureml-pipeline-core's generated client sends with PipelineSubmissionInfo.
 SUBMIT_CONTENT_TYPE = "application/json-patch+json; charset=utf-8"
-STUDIO_URL = "https://ml.azure.com"
-#: The pipelines and run-history services of a workspace without private link answer here.
-REGIONAL_API_URL = "https://{region}.api.azureml.ms"
 
 WORKSPACE_SCOPE = (
     "subscriptions/{subscription_id}/resourceGroups/{resource_group}/providers/"
@@ -54,15 +51,6 @@ WORKSPACE_SCOPE = (
 )
 SUBMIT_ROUTE = "/pipelines/v1.0/" + WORKSPACE_SCOPE + "/PipelineRuns/PipelineEndpointSubmit/Id/{endpoint_id}"
 RUNS_QUERY_ROUTE = "/history/v1.0/" + WORKSPACE_SCOPE + "/experiments/{experiment}/runs:query"
-#: The REST URL `python -m pipeline.publish` prints (PipelineEndpoint.endpoint), taken apart.
-ENDPOINT_URL_PATTERN = re.compile(
-    r"^(?P<base>https?://[^/]+)/pipelines/v1\.0/subscriptions/(?P<subscription_id>[^/]+)"
-    r"/resourceGroups/(?P<resource_group>[^/]+)/providers/Microsoft\.MachineLearningServices"
-    r"/workspaces/(?P<workspace>[^/]+)/PipelineRuns/PipelineEndpointSubmit/Id/(?P<endpoint_id>[^/?#]+)/?$",
-    re.IGNORECASE,
-)
-#: Tags that identify a blob version on the pipeline run (the trigger sets the same keys).
-SOURCE_TAGS = ("source_container", "source_blob", "source_etag")
 SUBMISSION_TAG = "sheetdrop_submission_id"
 #: Server errors after which the request may have been carried out all the same.
 AMBIGUOUS_STATUSES = (500, 502, 504)
@@ -110,9 +98,7 @@ def submission_body(request: SubmitRequest, submission_id: str) -> dict[str, Any
     """A ``PipelineSubmissionInfo`` in its wire form (keys from the SDK model's attribute map)."""
     tags = {
         **request.tags,
-        "source_container": request.source_container,
-        "source_blob": request.source_blob,
-        "source_etag": request.source_etag,
+        **contract.source_tags(request.source_container, request.source_blob, request.source_etag),
         # Lets a person (or a later recovery) tell a duplicate made by a retried POST from a resubmission.
         SUBMISSION_TAG: submission_id,
     }
@@ -177,53 +163,18 @@ class AzureMLBackend:
 
     @classmethod
     def from_settings(cls, settings: Settings, credential: TokenCredential | None = None) -> AzureMLBackend:
-        env = settings.env
-        endpoint_url = env.get("AZUREML_PIPELINE_ENDPOINT_URL", "").strip()
-        if endpoint_url:
-            match = ENDPOINT_URL_PATTERN.match(endpoint_url)
-            if not match:
-                from sheetdrop.settings import SettingsError
-
-                raise SettingsError(
-                    f"app setting AZUREML_PIPELINE_ENDPOINT_URL={endpoint_url!r} is not a PipelineEndpoint "
-                    "submit URL (https://<region>.api.azureml.ms/pipelines/v1.0/subscriptions/<id>/resourceGroups/"
-                    "<rg>/providers/Microsoft.MachineLearningServices/workspaces/<ws>/PipelineRuns/"
-                    "PipelineEndpointSubmit/Id/<endpoint id>): copy the 'REST URL' that "
-                    "`python -m pipeline.publish` prints")
-            parts = match.groupdict()
-            base_url = parts["base"]
-            workspace = Workspace(parts["subscription_id"], parts["resource_group"], parts["workspace"])
-            endpoint_id = parts["endpoint_id"]
-        else:
-            hint_all = "or set AZUREML_PIPELINE_ENDPOINT_URL to the REST URL `python -m pipeline.publish` prints"
-            workspace = Workspace(
-                settings.require("AZUREML_SUBSCRIPTION_ID", f"the AzureML workspace's subscription id, {hint_all}"),
-                settings.require("AZUREML_RESOURCE_GROUP", f"the AzureML workspace's resource group, {hint_all}"),
-                settings.require("AZUREML_WORKSPACE", f"the AzureML workspace's name, {hint_all}"),
-            )
-            endpoint_id = settings.require(
-                "AZUREML_PIPELINE_ENDPOINT_ID",
-                f"the PipelineEndpoint id that `python -m pipeline.publish` prints, {hint_all}")
-            base_url = env.get("AZUREML_API_URL", "").strip()
-            if not base_url:
-                region = settings.require(
-                    "AZUREML_REGION",
-                    "the workspace's region (e.g. westeurope), which selects https://<region>.api.azureml.ms; "
-                    "a private-link workspace sets AZUREML_API_URL instead")
-                base_url = REGIONAL_API_URL.format(region=region.lower().replace(" ", ""))
-        deadline = env.get("AZUREML_SUBMIT_DEADLINE_SECONDS", "").strip()
-        policy = RetryPolicy(deadline_seconds=float(deadline)) if deadline else RetryPolicy()
-        if credential is None:
-            credential = _default_credential(env.get("AZUREML_MANAGED_IDENTITY_CLIENT_ID", "").strip() or None)
+        aml = settings.azureml
+        if aml is None:
+            raise SubmitError("SHEETDROP_BACKEND is not azureml: no AzureML settings were read")
         return cls(
-            base_url=base_url,
-            workspace=workspace,
-            endpoint_id=endpoint_id,
+            base_url=aml.base_url,
+            workspace=Workspace(aml.subscription_id, aml.resource_group, aml.workspace),
+            endpoint_id=aml.endpoint_id,
             experiment_name=settings.experiment_name,
-            credential=credential,
+            credential=credential or _default_credential(aml.managed_identity_client_id),
             input_datastore=settings.input_datastore,
-            studio_url=env.get("AZUREML_STUDIO_URL", "").strip() or STUDIO_URL,
-            retrier=Retrier(policy),
+            studio_url=aml.studio_url,
+            retrier=Retrier(RetryPolicy(deadline_seconds=aml.submit_deadline_seconds)),
         )
 
     # -- submit -----------------------------------------------------------------------------------
@@ -261,7 +212,7 @@ class AzureMLBackend:
 
     def find_runs(self, source_container: str, source_blob: str, source_etag: str) -> list[str]:
         """Pipeline runs of this experiment tagged with this blob version, newest first."""
-        wanted = {"source_container": source_container, "source_blob": source_blob, "source_etag": source_etag}
+        wanted = contract.source_tags(source_container, source_blob, source_etag)
         url = runs_query_url(self.base_url, self.workspace, self.experiment_name)
         what = f"find runs for {source_container}/{source_blob}"
         found: list[str] = []

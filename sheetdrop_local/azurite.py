@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import socket
@@ -11,11 +10,22 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import pipeline
-from sheetdrop.settings import azurite_connection_string
+from sheetdrop_local import REPO
 
-REPO = Path(pipeline.__file__).resolve().parent.parent
 FLAGS = ("--skipApiVersionCheck", "--loose", "--disableTelemetry", "--silent")
+#: Azurite's published development account. It is not a secret (it is the same on every machine)
+#: and it is only ever a local default: the cloud configuration uses identities.
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def azurite_connection_string(blob_port: int, queue_port: int, host: str = "127.0.0.1") -> str:
+    return (
+        "DefaultEndpointsProtocol=http;"
+        f"AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+        f"BlobEndpoint=http://{host}:{blob_port}/{AZURITE_ACCOUNT};"
+        f"QueueEndpoint=http://{host}:{queue_port}/{AZURITE_ACCOUNT};"
+    )
 
 
 class AzuriteError(RuntimeError):
@@ -66,7 +76,7 @@ class Azurite:
 
     @property
     def connection_string(self) -> str:
-        return azurite_connection_string(blob_port=self.blob_port, queue_port=self.queue_port)
+        return azurite_connection_string(self.blob_port, self.queue_port)
 
     def start(self, timeout: float = 30.0) -> Azurite:
         if port_open(self.blob_port):
@@ -103,12 +113,3 @@ class Azurite:
                 self.process.kill()
                 self.process.wait()
         self.process = None
-
-    @classmethod
-    def from_env(cls, location: Path) -> Azurite:
-        return cls(
-            location=location,
-            blob_port=int(os.environ.get("AZURITE_BLOB_PORT", "10000")),
-            queue_port=int(os.environ.get("AZURITE_QUEUE_PORT", "10001")),
-            table_port=int(os.environ.get("AZURITE_TABLE_PORT", "10002")),
-        )

@@ -1,17 +1,17 @@
 """The dev host: stands in for the Functions host, which cannot run here.
 
-It watches the input container (Azurite has no Event Grid), keeps blob receipts
-in storage so that a restart neither reprocesses nor misses a blob, and invokes
-the function *as indexed from function_app.py* with a real BlobClient built by
-the blob extension's own converter, as the Python worker does. It also runs the
-local pipeline runner's workers.
+It watches the input container (Azurite has no Event Grid), keeps blob receipts in storage so
+that a restart neither reprocesses nor misses a blob, and invokes the functions *as indexed from
+function_app.py* (a real BlobClient built by the blob extension's own converter, as the Python
+worker does; the timer function on a schedule). A failed invocation is delivered again with a
+back-off, as Event Grid and the host retry; giving up on a version is the claims' job, not the
+host's. It also runs the local pipeline runner's workers.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import inspect
 import json
 import logging
@@ -22,15 +22,16 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
-from sheetdrop.settings import Settings
+from sheetdrop.claims import version_key
 from sheetdrop.storage import blob_service, ensure_container, storage_unreachable
+from sheetdrop_local import backend
+from sheetdrop_local.settings import LocalSettings
 
 if TYPE_CHECKING:
-    from azure.storage.blob import BlobProperties, ContainerClient
+    from azure.storage.blob import ContainerClient
 
 log = logging.getLogger("sheetdrop.host")
 
@@ -160,11 +161,6 @@ def invoke(trigger: IndexedTrigger, container: str, name: str, invocation_id: st
     trigger.user_function(**kwargs)
 
 
-def receipt_key(blob_name: str, etag: str) -> str:
-    """A blob version as a bounded, path-safe key: the name is hashed, never used as a path."""
-    return f"{hashlib.sha256(blob_name.encode('utf-8')).hexdigest()}/{etag.strip(chr(34))}"
-
-
 @dataclass
 class ReceiptStore:
     """One small blob per (container, blob name, etag) the function handled: the dev host's memory
@@ -178,57 +174,41 @@ class ReceiptStore:
         start = len(self.prefix) + 1
         return {item.name[start:] for item in self.container.list_blobs(name_starts_with=f"{self.prefix}/")}
 
-    def write(self, blob_name: str, etag: str, status: str, detail: str = "") -> None:
-        body = json.dumps({"blob": blob_name, "etag": etag, "status": status, "detail": detail, "at": time.time()})
-        self.container.upload_blob(f"{self.prefix}/{receipt_key(blob_name, etag)}", body, overwrite=True,
-                                   metadata={"status": status})
-
-    def poisoned(self) -> list[dict[str, Any]]:
-        """Blob versions the host gave up on (their function kept failing)."""
-        found = []
-        for item in self.container.list_blobs(name_starts_with=f"{self.prefix}/", include=["metadata"]):
-            if (item.metadata or {}).get("status") == "poisoned":
-                found.append(json.loads(self.container.download_blob(item.name).readall()))
-        return found
+    def write(self, blob_name: str, etag: str) -> None:
+        body = json.dumps({"blob": blob_name, "etag": etag, "at": time.time()})
+        self.container.upload_blob(f"{self.prefix}/{version_key(blob_name, etag)}", body, overwrite=True)
 
 
-def poison_threshold_from_host_json() -> int:
-    """``extensions.blobs.poisonBlobThreshold`` from host.json (the Functions host's default is 5)."""
-    import pipeline
-
-    host_json = Path(pipeline.__file__).resolve().parent.parent / "host.json"
-    try:
-        return int(json.loads(host_json.read_text())["extensions"]["blobs"]["poisonBlobThreshold"])
-    except (OSError, KeyError, ValueError):
-        return 5
+#: Longest wait before a failed invocation is delivered again.
+MAX_RETRY_DELAY = 60.0
 
 
 @dataclass
 class DevHost:
-    settings: Settings
+    settings: LocalSettings
     poll_interval: float = 1.0
     workers: int = 2
-    poison_threshold: int = field(default_factory=poison_threshold_from_host_json)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
-    _failures: dict[str, int] = field(default_factory=dict)
+    #: receipt key -> (failed invocations, monotonic time before which it is not delivered again)
+    _retry: dict[str, tuple[int, float]] = field(default_factory=dict)
+    #: Times the re-deliveries (monotonic seconds); tests move it instead of sleeping.
+    clock: Callable[[], float] = time.monotonic
     _lock_file: Any = None
 
     def __post_init__(self) -> None:
         self.trigger = indexed_trigger()
-        # Settings with defaults (INPUT_CONTAINER=input) count as set, as in local.settings.json.
-        env = {"INPUT_CONTAINER": self.settings.input_container, **self.settings.env}
+        # Like the Functions host, hand the app settings to the function as environment variables:
+        # the function (and the blob extension) read them from there, not from this object.
+        env = {**os.environ, **self.settings.function_env()}
         self.container_name, _, pattern = resolve_app_settings(self.trigger.path, env).partition("/")
         if pattern != "{name}":
             raise HostError(f"the dev host watches whole containers; trigger path pattern {pattern!r} is not supported")
-        # Like the Functions host, hand the app settings to the function as environment variables:
-        # the function (and the blob extension) read them from there, not from this object.
         os.environ.update(env)
-        if self.trigger.connection not in os.environ and self.settings.storage.connection_string:
-            os.environ[self.trigger.connection] = self.settings.storage.connection_string
         from sheetdrop.settings import get_settings
 
         get_settings.cache_clear()
+        backend.install(self.settings)
         self.service = blob_service(self.settings.storage)
         self.input = ensure_container(self.service, self.container_name)
         ensure_container(self.service, self.settings.local_output_container)
@@ -237,39 +217,33 @@ class DevHost:
         self.seen = self.receipts.load()
 
     def scan_once(self) -> int:
-        """Invoke the function for every blob version without a receipt; return how many."""
+        """Invoke the function for every blob version without a receipt that is due; return how many."""
         handled = 0
+        now = self.clock()
         for item in self.input.list_blobs():
-            if receipt_key(item.name, item.etag) in self.seen:
+            key = version_key(item.name, item.etag)
+            if key in self.seen or self._retry.get(key, (0, 0.0))[1] > now:
                 continue
             handled += 1
-            self._handle(item)
+            self._deliver(item.name, item.etag)
         return handled
 
-    def _handle(self, item: BlobProperties) -> None:
-        self._handle_version(item.name, item.etag)
-
-    def _handle_version(self, name: str, etag: str) -> None:
-        key = receipt_key(name, etag)
-        invocation_id = str(uuid.uuid4())
+    def _deliver(self, name: str, etag: str) -> None:
+        key = version_key(name, etag)
         try:
-            invoke(self.trigger, self.container_name, name, invocation_id)
+            invoke(self.trigger, self.container_name, name, str(uuid.uuid4()))
         except Exception as exc:
-            if storage_unreachable(exc):
-                # Not the blob's fault: it stays unreceipted and is delivered again on a later scan.
-                log.warning("invocation for %s could not reach storage (%s); will deliver it again", name,
-                            exc.__class__.__name__)
-                return
-            count = self._failures.get(key, 0) + 1
-            self._failures[key] = count
-            if count >= self.poison_threshold:
-                log.error("gave up on %s after %d failed invocations: %s", name, count, exc)
-                self.receipts.write(name, etag, "poisoned", f"{exc.__class__.__name__}: {exc}")
-                self.seen.add(key)
-            else:
-                log.warning("invocation %d/%d for %s failed: %s", count, self.poison_threshold, name, exc)
+            failures = self._retry.get(key, (0, 0.0))[0] + 1
+            # Storage down is nobody's fault: try again on the next scan.
+            delay = self.poll_interval if storage_unreachable(exc) else min(MAX_RETRY_DELAY, 2.0 ** failures)
+            self._retry[key] = (failures, self.clock() + delay)
+            # Not receipted: delivered again later. The claim counts the failures that are the
+            # blob's, and poisons the version when the host's threshold is reached.
+            log.warning("invocation for %s failed (%s: %s); delivering it again in %.0f s", name,
+                        exc.__class__.__name__, exc, delay)
             return
-        self.receipts.write(name, etag, "handled")
+        self._retry.pop(key, None)
+        self.receipts.write(name, etag)
         self.seen.add(key)
 
     def run_timer(self) -> None:
@@ -295,7 +269,7 @@ class DevHost:
             self._stop.wait(self.poll_interval)
 
     def _work(self) -> None:
-        from sheetdrop.runner import LocalRunner
+        from sheetdrop_local.runner import LocalRunner
 
         runner = LocalRunner.from_settings(self.settings)
         while not self._stop.is_set():
@@ -330,7 +304,7 @@ class DevHost:
     def start(self) -> DevHost:
         self._take_state_lock()
         if self.settings.backend == "local":
-            from sheetdrop import db, runstore
+            from sheetdrop_local import db, runstore
 
             requeued = runstore.requeue_interrupted(db.connect(self.settings.state_dir))
             if requeued:

@@ -9,17 +9,26 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
-from sheetdrop.backends import SubmitRequest
+from sheetdrop.submit import SubmitRequest
 
-STATUSES = ("queued", "running", "completed", "failed")
+
+class RunStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+ENDED = (RunStatus.COMPLETED, RunStatus.FAILED)
 
 
 @dataclass(frozen=True)
 class Run:
     run_id: str
-    status: str
+    status: RunStatus
     experiment: str
     dataset_name: str
     datastore_name: str
@@ -45,6 +54,7 @@ class Run:
         data = dict(row)
         data["tags"] = json.loads(data["tags"])
         data["metrics"] = json.loads(data["metrics"])
+        data["status"] = RunStatus(data["status"])
         return cls(**data)
 
     @property
@@ -113,14 +123,14 @@ def requeue(conn: sqlite3.Connection, run_id: str, note: str, delay: float = 0.0
 def finish(
     conn: sqlite3.Connection,
     run_id: str,
-    status: str,
+    status: RunStatus,
     *,
     metrics: dict[str, Any] | None = None,
     error: str | None = None,
     output_path: str | None = None,
     log_path: str | None = None,
 ) -> None:
-    if status not in ("completed", "failed"):
+    if status not in ENDED:
         raise ValueError(f"a run finishes as completed or failed, not {status!r}")
     conn.execute(
         """UPDATE runs SET status = ?, ended_at = ?, metrics = ?, error = ?, output_path = ?, log_path = ?

@@ -1,17 +1,13 @@
-"""Submit backends: where a qualified blob's pipeline run goes.
+"""Submit: where a qualified blob's pipeline run goes.
 
-The trigger builds one :class:`SubmitRequest`; the backend chosen by the
-``SHEETDROP_BACKEND`` setting turns it into a run: an AzureML PipelineEndpoint
-submission (cloud) or a queued run of the local pipeline runner (embedded default).
+The trigger builds one :class:`SubmitRequest`; the backend named by ``SHEETDROP_BACKEND``
+(:mod:`sheetdrop.submit.backends`) turns it into a run.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
-
-if TYPE_CHECKING:
-    from sheetdrop.settings import Settings
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -24,6 +20,7 @@ class SubmitRequest:
     source_container: str
     source_blob: str
     source_etag: str
+    #: The source tags (contract.SOURCE_TAGS) and where the submission came from.
     tags: dict[str, str] = field(default_factory=dict)
 
 
@@ -43,13 +40,3 @@ class Backend(Protocol):
     def find_runs(self, source_container: str, source_blob: str, source_etag: str) -> list[str]:
         """Run ids already made for this blob version (for claim recovery)."""
         ...
-
-
-def get_backend(settings: Settings) -> Backend:
-    if settings.backend == "azureml":
-        from sheetdrop.backends.azureml import AzureMLBackend
-
-        return AzureMLBackend.from_settings(settings)
-    from sheetdrop.backends.local import LocalBackend
-
-    return LocalBackend.from_settings(settings)

@@ -1,6 +1,7 @@
 import pytest
 
-from sheetdrop.blobs import dataset_name_for_blob, sanitize_dataset_name, skip_reason
+from sheetdrop.naming import dataset_name_for_blob, skip_reason
+from step_scripts.contract import MAX_NAME, slug
 
 
 @pytest.mark.parametrize("name", ["a.xlsx", "A.XLSX", "f/b.xlsm", "old.xls", "bin.XLSB", "calc.ods"])
@@ -41,6 +42,6 @@ def test_dataset_name_follows_the_folder(blob: str, dataset: str) -> None:
 
 
 def test_sanitized_names_fit_azureml() -> None:
-    name = sanitize_dataset_name("  ---" + "x" * 400 + "!!")
-    assert name[0].isalnum() and len(name) <= 180
+    name = slug("  ---" + "x" * 400 + "!!", "workbook")
+    assert name[0].isalnum() and len(name) <= MAX_NAME
     assert set(name) <= set("abcdefghijklmnopqrstuvwxyz0123456789_")

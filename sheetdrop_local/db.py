@@ -49,7 +49,7 @@ CREATE TABLE IF NOT EXISTS datasets (
 def connect(state_dir: Path) -> sqlite3.Connection:
     state_dir.mkdir(parents=True, exist_ok=True)
     # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE) where they matter.
-    conn = sqlite3.connect(state_dir / "sheetdrop.db", timeout=30, isolation_level=None, check_same_thread=False)
+    conn = sqlite3.connect(state_dir / "sheetdrop_local.db", timeout=30, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA busy_timeout=30000")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -15,7 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sheetdrop.settings import Settings, SettingsError, get_settings, load_settings
+from sheetdrop.settings import SettingsError
+from sheetdrop_local.settings import LocalSettings, load_local_settings
 
 if TYPE_CHECKING:
     import sqlite3
@@ -35,14 +35,14 @@ def _when(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S") if ts else ""
 
 
-def _connect(settings: Settings) -> sqlite3.Connection:
-    from sheetdrop import db
+def _connect(settings: LocalSettings) -> sqlite3.Connection:
+    from sheetdrop_local import db
 
     return db.connect(settings.state_dir)
 
 
-def cmd_runs(args: argparse.Namespace, settings: Settings) -> int:
-    from sheetdrop import runstore
+def cmd_runs(args: argparse.Namespace, settings: LocalSettings) -> int:
+    from sheetdrop_local import runstore
     runs = runstore.list_runs(_connect(settings), limit=args.limit)
     poisoned, note = _poisoned(settings)
     if args.json:
@@ -64,42 +64,34 @@ def cmd_runs(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _poisoned(settings: Settings) -> tuple[list[dict[str, Any]], str | None]:
-    """Blob versions that never got a run because they were given up on: by the claims (failed
-    submissions) or by the dev host (a failing function). Best effort: the run list is local and
-    must not wait for storage retries when Azurite is down."""
+def _poisoned(settings: LocalSettings) -> tuple[list[dict[str, Any]], str | None]:
+    """Blob versions that never got a run because their claim was poisoned. Best effort: the run
+    list is local and must not wait for storage retries when Azurite is down."""
     import dataclasses
 
-    from sheetdrop.claims import ClaimStore
-    from sheetdrop.devhost import RECEIPTS_CONTAINER, ReceiptStore
+    from azure.core.exceptions import ResourceNotFoundError
+
+    from sheetdrop.claims import ClaimState, ClaimStore
     from sheetdrop.storage import blob_service, storage_unreachable
 
     service = blob_service(dataclasses.replace(settings.storage, retry_total=0))
-    found: list[dict[str, Any]] = []
+    claims = ClaimStore(service.get_container_client(settings.claims_container),
+                        stale_after=settings.claim_stale_seconds, max_failures=settings.claim_max_failures)
     try:
-        for c in ClaimStore(service.get_container_client(settings.claims_container)).list("poisoned"):
-            found.append({"run_id": None, "status": "poisoned", "source_container": c.container,
-                          "source_blob": c.blob, "source_etag": c.etag, "submitted_at": c.updated_at,
-                          "error": f"{c.failures} failed submissions: {c.last_error}"})
-        receipts = ReceiptStore(service.get_container_client(RECEIPTS_CONTAINER),
-                                f"receipts/{settings.input_container}")
-        for r in receipts.poisoned():
-            found.append({"run_id": None, "status": "poisoned", "source_container": settings.input_container,
-                          "source_blob": r["blob"], "source_etag": r["etag"], "submitted_at": r["at"],
-                          "error": f"the function kept failing: {r['detail']}"})
+        return [{"run_id": None, "status": "poisoned", "source_container": c.container, "source_blob": c.blob,
+                 "source_etag": c.etag, "submitted_at": c.updated_at,
+                 "error": f"{c.failures} failed submissions: {c.last_error}"}
+                for c in claims.list(ClaimState.POISONED)], None
+    except ResourceNotFoundError:  # no claims container yet
+        return [], None
     except Exception as exc:
-        from azure.core.exceptions import ResourceNotFoundError
-
-        if isinstance(exc, ResourceNotFoundError):  # no claims or receipts container yet
-            return found, None
         if storage_unreachable(exc):
-            return found, "note: storage is unreachable, so poisoned blob versions are not listed"
+            return [], "note: storage is unreachable, so poisoned blob versions are not listed"
         raise
-    return found, None
 
 
-def cmd_datasets(args: argparse.Namespace, settings: Settings) -> int:
-    from sheetdrop import registry
+def cmd_datasets(args: argparse.Namespace, settings: LocalSettings) -> int:
+    from sheetdrop_local import registry
 
     versions = registry.list_versions(_connect(settings), args.name)
     if args.json:
@@ -114,9 +106,9 @@ def cmd_datasets(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
-    from sheetdrop import registry
+def cmd_show(args: argparse.Namespace, settings: LocalSettings) -> int:
     from sheetdrop.storage import blob_service
+    from sheetdrop_local import registry
 
     name, _, version = args.dataset.partition(":")
     if version and not version.isdigit():
@@ -130,7 +122,7 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def drop_file(settings: Settings, path: Path, blob_name: str | None = None) -> tuple[str, str]:
+def drop_file(settings: LocalSettings, path: Path, blob_name: str | None = None) -> tuple[str, str]:
     """Upload a file into the input container; return its blob name and etag."""
     from sheetdrop.storage import blob_service, ensure_container
 
@@ -142,13 +134,13 @@ def drop_file(settings: Settings, path: Path, blob_name: str | None = None) -> t
     return blob_name, props["etag"]
 
 
-def cmd_drop(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_drop(args: argparse.Namespace, settings: LocalSettings) -> int:
     drop_file(settings, args.file, args.as_name)
     return 0
 
 
-def cmd_convert(args: argparse.Namespace, settings: Settings | None) -> int:
-    from sheetdrop.runner import STEP_DIR
+def cmd_convert(args: argparse.Namespace, settings: LocalSettings | None) -> int:
+    from sheetdrop_local.runner import STEP_DIR
 
     # The step's own converter, in its own process: the same code AzureML runs, and a reader
     # that aborts cannot take the CLI down with it.
@@ -156,10 +148,10 @@ def cmd_convert(args: argparse.Namespace, settings: Settings | None) -> int:
                           check=False).returncode
 
 
-def _wait_for_runs(settings: Settings, versions: list[tuple[str, str]], timeout: float = 300.0) -> None:
+def _wait_for_runs(settings: LocalSettings, versions: list[tuple[str, str]], timeout: float = 300.0) -> None:
     """Wait until each dropped blob version's run has ended (matched by etag: an earlier run of
     the same name, from an earlier session, does not count)."""
-    from sheetdrop import db, runstore
+    from sheetdrop_local import db, runstore
 
     conn = db.connect(settings.state_dir)
     pending = set(versions)
@@ -168,7 +160,7 @@ def _wait_for_runs(settings: Settings, versions: list[tuple[str, str]], timeout:
         for blob, etag in list(pending):
             runs = [runstore.get(conn, run_id) for run_id in runstore.find_by_source(
                 conn, settings.input_container, blob, etag)]
-            if any(r is not None and r.status in ("completed", "failed") for r in runs):
+            if any(r is not None and r.status in runstore.ENDED for r in runs):
                 pending.discard((blob, etag))
         time.sleep(0.25)
     if pending:
@@ -184,16 +176,17 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def cmd_host(args: argparse.Namespace, settings: Settings) -> int:
-    from sheetdrop.azurite import Azurite
-    from sheetdrop.devhost import DevHost
+def cmd_host(args: argparse.Namespace, settings: LocalSettings) -> int:
+    from sheetdrop_local.azurite import Azurite
+    from sheetdrop_local.devhost import DevHost
 
     # `kill`, a closed terminal or a `timeout` stop the host like Ctrl-C, so Azurite is stopped too.
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGHUP, _interrupt)
     azurite = None
     if args.azurite:
-        azurite = Azurite.from_env(settings.state_dir / "azurite").start()
+        azurite = Azurite(settings.state_dir / "azurite", settings.azurite_blob_port, settings.azurite_queue_port,
+                          settings.azurite_table_port).start()
         logging.getLogger("sheetdrop.host").info("Azurite listening on blob port %d", azurite.blob_port)
     try:
         host = DevHost(settings, poll_interval=args.poll_interval, workers=args.workers).start()
@@ -221,8 +214,8 @@ def cmd_host(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_publish(args: argparse.Namespace, settings: Settings | None) -> int:
-    from sheetdrop.azurite import REPO
+def cmd_publish(args: argparse.Namespace, settings: LocalSettings | None) -> int:
+    from sheetdrop_local import REPO
 
     python = REPO / ".venv-aml" / "bin" / "python"
     if not python.exists():
@@ -288,8 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The storage SDK logs every request at INFO; that is noise here.
     logging.getLogger("azure").setLevel(logging.WARNING)
     try:
-        settings = None if getattr(args, "no_settings", False) else (
-            load_settings(os.environ) if args.command == "host" else get_settings())
+        settings = None if getattr(args, "no_settings", False) else load_local_settings()
         return int(args.func(args, settings) or 0)
     except SettingsError as exc:
         print(f"error: settings: {exc}", file=sys.stderr)

@@ -1,0 +1,36 @@
+"""The embedded default's backend: a submission becomes a queued run of the local pipeline runner.
+
+Like a PipelineEndpoint submission it returns at once with a run id; the run itself happens in
+the dev host's runner workers. Not deployed: the dev host registers it with ``install()``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+from sheetdrop.submit import SubmitRequest, SubmitResult
+from sheetdrop.submit.backends import register_backend
+from sheetdrop_local import db, runstore
+from sheetdrop_local.settings import LocalSettings
+
+
+@dataclass
+class LocalBackend:
+    conn: sqlite3.Connection
+
+    @classmethod
+    def from_settings(cls, settings: LocalSettings) -> LocalBackend:
+        return cls(db.connect(settings.state_dir))
+
+    def submit(self, request: SubmitRequest) -> SubmitResult:
+        return SubmitResult(run_id=runstore.enqueue(self.conn, request))
+
+    def find_runs(self, source_container: str, source_blob: str, source_etag: str) -> list[str]:
+        return runstore.find_by_source(self.conn, source_container, source_blob, source_etag)
+
+
+def install(settings: LocalSettings) -> None:
+    """Let the Function submit to this state folder's runner. The Function reads only its own
+    settings, so the local ones (the state folder) come from whoever installs the backend."""
+    register_backend("local", lambda _: LocalBackend.from_settings(settings))

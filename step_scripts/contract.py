@@ -1,0 +1,156 @@
+"""The extract step's contract: the one place where the Function, the pipeline builder, the local
+runner and the step itself agree on names, arguments, tags, step settings and the naming rule.
+
+Plain data and pure functions, standard library only, because it has to be in three places at
+once: in the step's snapshot (the step imports it as ``contract``), in the Function's deploy
+bundle and in the pipeline builder (both import it as ``step_scripts.contract``). README.md,
+"Layout", says who reads what.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+STEP_NAME = "extract"
+SOURCE_DIRECTORY = "step_scripts"
+SCRIPT_NAME = "extract.py"
+
+#: DataPath PipelineParameter that each submission points at the new blob.
+INPUT_PARAMETER = "input_datapath"
+#: String PipelineParameter: the dataset name derived from the blob's path.
+DATASET_NAME_PARAMETER = "dataset_name"
+#: The PipelineData output. Where it is mounted is up to the runtime; where it lives on its
+#: datastore is not: see output_relative_path().
+OUTPUT_NAME = "extracted"
+#: The DataPath parameter's default; every submission overrides it.
+PLACEHOLDER_RELATIVE_PATH = "placeholder/placeholder.xlsx"
+PLACEHOLDER_DATASET_NAME = "placeholder"
+
+#: The step's argv options, in order; the step's parser and step_arguments() both read this.
+ARGUMENTS = ("input_extract", "output_extract", "output_datastore", "dataset_name")
+
+#: Tags that identify a blob version on a pipeline run and on every dataset version it registers.
+SOURCE_TAGS = ("source_container", "source_blob", "source_etag")
+#: The Function invocation that submitted the run (on the run and carried onto its datasets).
+INVOCATION_TAG = "function_invocation_id"
+
+T = TypeVar("T")
+
+
+def step_arguments(input_extract: T, output_extract: T, output_datastore: T, dataset_name: T) -> list[object]:
+    """The step's argv after the script name.
+
+    AzureML passes SDK objects (a DataPath binding, a PipelineData, a PipelineParameter) that it
+    replaces with mount paths at run time; the local runner passes the strings those become.
+    """
+    values = (input_extract, output_extract, output_datastore, dataset_name)
+    return [item for name, value in zip(ARGUMENTS, values, strict=True) for item in (f"--{name}", value)]
+
+
+def output_relative_path(step_run_id: str) -> str:
+    """Where a PipelineData lives on its datastore: ``azureml/<step run id>/<output name>``."""
+    return f"azureml/{step_run_id}/{OUTPUT_NAME}"
+
+
+def source_tags(container: str, blob: str, etag: str) -> dict[str, str]:
+    return dict(zip(SOURCE_TAGS, (container, blob, etag), strict=True))
+
+
+@dataclass(frozen=True)
+class Registration:
+    """One dataset version the step registers: with AzureML's registry, or handed to the local
+    runner, which applies it once the output is uploaded."""
+
+    name: str
+    datastore: str
+    relative_path: str
+    description: str
+    tags: dict[str, str]
+
+
+# -- step settings -------------------------------------------------------------------------------------
+
+
+class StepSettingError(ValueError):
+    """A bad step setting; the message names the setting and what is allowed."""
+
+
+def _flag(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("not a yes/no value (1/0, true/false, yes/no, on/off)")
+
+
+def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = kind(raw.strip())
+        except ValueError:
+            raise ValueError(f"not a{'n integer' if kind is int else ' number'}") from None
+        if value <= 0:
+            raise ValueError("not positive")
+        return value
+
+    return parse
+
+
+@dataclass(frozen=True)
+class StepSetting:
+    name: str
+    default: float | bool
+    parse: Callable[[str], float | bool]
+    help: str
+
+
+#: The step's own settings, as environment variables (its argv is fixed above). The publisher
+#: puts them into the step's run configuration; the local runner passes them through.
+STEP_SETTINGS = (
+    StepSetting("SHEETDROP_INCLUDE_HIDDEN", False, _flag, "also convert hidden sheets (yes/no)"),
+    StepSetting("SHEETDROP_MAX_FILE_MB", 512, _positive(float), "largest workbook accepted, MiB"),
+    StepSetting("SHEETDROP_MAX_CELLS", 60_000_000, _positive(int),
+                "largest sheet area (rows x columns) accepted"),
+    StepSetting("SHEETDROP_READER_MEMORY_MB", 6144, _positive(float),
+                "address-space limit of each reader process, MiB"),
+    StepSetting("SHEETDROP_READER_TIMEOUT_S", 900, _positive(float), "time limit of each reader process, seconds"),
+)
+STEP_SETTING_NAMES = tuple(s.name for s in STEP_SETTINGS)
+STEP_DEFAULTS = {s.name: s.default for s in STEP_SETTINGS}
+
+
+def read_step_settings(env: Mapping[str, str]) -> dict[str, float | bool]:
+    """Every step setting, from ``env`` or its default; a bad value is an error naming the setting."""
+    values: dict[str, float | bool] = {}
+    for setting in STEP_SETTINGS:
+        raw = env.get(setting.name, "").strip()
+        try:
+            values[setting.name] = setting.parse(raw) if raw else setting.default
+        except ValueError as exc:
+            raise StepSettingError(f"{setting.name}={raw!r} is {exc} ({setting.help})") from None
+    return values
+
+
+# -- naming ----------------------------------------------------------------------------------------------
+
+#: Leaves room for a ``_<sheet>`` suffix within AzureML's 255-character dataset names.
+MAX_NAME = 120
+
+
+def slug(text: str, fallback: str) -> str:
+    """The one naming rule for dataset names and sheet files: lowercase ``a-z0-9_``, starting with a
+    letter or digit (``Sales Team-EMEA`` → ``sales_team_emea``); ``fallback`` when nothing is left.
+    A name cut to MAX_NAME keeps a short hash of the whole, so long names that share a beginning
+    stay apart."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    name = re.sub(r"[^a-z0-9]+", "_", ascii_text.lower()).strip("_")
+    if len(name) > MAX_NAME:
+        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
+        name = f"{name[:MAX_NAME - 9].rstrip('_')}_{digest}"
+    return name or fallback
