@@ -40,15 +40,20 @@ ComputeTargetRef = Any
 
 
 @dataclass(frozen=True)
-class ExtractPipeline:
-    """The built pipeline and its parts, kept so callers and tests need not dig in the graph."""
+class StepParts:
+    """The step with its parameters and output, kept so callers and tests need not dig in the graph."""
 
-    pipeline: Pipeline
     step: PythonScriptStep
     input_parameter: PipelineParameter
     input_binding: tuple[PipelineParameter, DataPathComputeBinding]
     dataset_name_parameter: PipelineParameter
+    source_parameter: PipelineParameter
     output: PipelineData
+
+
+@dataclass(frozen=True)
+class ExtractPipeline(StepParts):
+    pipeline: Pipeline
     environment: Environment
 
 
@@ -62,13 +67,8 @@ def read_requirements(path: Path = STEP_REQUIREMENTS) -> list[str]:
     return requirements
 
 
-def build_environment(requirements: Path = STEP_REQUIREMENTS, name: str = ENVIRONMENT_NAME,
-                      step_settings: Mapping[str, str] | None = None) -> Environment:
-    """The step's AzureML Environment, from step_scripts/' own requirements (not the Function's).
-
-    ``step_settings``: values for ``contract.STEP_SETTING_NAMES`` (limits, hidden sheets), set as the
-    step's environment variables; other keys are ignored.
-    """
+def build_environment(requirements: Path = STEP_REQUIREMENTS, name: str = ENVIRONMENT_NAME) -> Environment:
+    """The step's AzureML Environment, from step_scripts/' own requirements (not the Function's)."""
     # Not Environment.from_pip_requirements: it copies comment lines into the conda specification as
     # if they were packages. Not CondaDependencies.create: it adds --find-links/--extra-index-url options.
     # The default CondaDependencies already carries azureml-defaults (run history, mounts).
@@ -76,16 +76,23 @@ def build_environment(requirements: Path = STEP_REQUIREMENTS, name: str = ENVIRO
     dependencies.set_python_version(PYTHON_VERSION)
     for package in [*read_requirements(requirements), *AZUREML_STEP_PACKAGES]:
         dependencies.add_pip_package(package)
-    environment = Environment(name=name)
+    # _skip_defaults: a plain Environment(name) carries an EXAMPLE_ENV_VAR into every run.
+    environment = Environment(name=name, _skip_defaults=True)
     environment.python.conda_dependencies = dependencies
-    environment.environment_variables = {
-        k: v for k, v in (step_settings or {}).items() if k in contract.STEP_SETTING_NAMES and v}
     return environment
 
 
-def build_runconfig(environment: Environment) -> RunConfiguration:
+def build_runconfig(environment: Environment, step_settings: Mapping[str, str] | None = None) -> RunConfiguration:
+    """The step's run configuration. ``step_settings``: values for ``contract.STEP_SETTING_NAMES``
+    (limits, hidden sheets), set as the step's environment variables; other keys are ignored.
+
+    RunConfiguration.environment_variables, not Environment.environment_variables, which azureml-core
+    deprecates "Use RunConfiguration.environment_variables to set runtime variables" (docs/azureml.md).
+    """
     runconfig = RunConfiguration()
     runconfig.environment = environment
+    runconfig.environment_variables = {
+        k: v for k, v in (step_settings or {}).items() if k in contract.STEP_SETTING_NAMES and v}
     return runconfig
 
 
@@ -95,9 +102,9 @@ def build_step_parts(
     environment: Environment,
     input_datastore: Any,
     output_datastore: Any,
+    step_settings: Mapping[str, str] | None = None,
     source_directory: Path = SOURCE_DIRECTORY,
-) -> tuple[PythonScriptStep, PipelineParameter, tuple[PipelineParameter, DataPathComputeBinding],
-           PipelineParameter, PipelineData]:
+) -> StepParts:
     """The PythonScriptStep with its parameters and output; no Pipeline (no workspace) needed."""
     # Every submission assigns its own blob; the default only has to be a well-formed DataPath
     # on the input datastore so that validation and publishing accept the parameter.
@@ -110,6 +117,7 @@ def build_step_parts(
     input_binding = (input_parameter, DataPathComputeBinding(mode="mount"))
     dataset_name_parameter = PipelineParameter(
         name=contract.DATASET_NAME_PARAMETER, default_value=contract.PLACEHOLDER_DATASET_NAME)
+    source_parameter = PipelineParameter(name=contract.SOURCE_PARAMETER, default_value=contract.PLACEHOLDER_SOURCE)
     output = PipelineData(contract.OUTPUT_NAME, datastore=output_datastore)
 
     step = PythonScriptStep(
@@ -119,19 +127,20 @@ def build_step_parts(
         arguments=contract.step_arguments(
             input_extract=input_binding,
             output_extract=output,
-            # The step derives the datastore-relative path from this name, so it must be the
+            # The step checks its run's output reference against this name, so it must be the
             # output datastore's own name, not a parameter a caller could set to something else.
             output_datastore=output_datastore.name,
             dataset_name=dataset_name_parameter,
+            source_version=source_parameter,
         ),
         inputs=[input_binding],
         outputs=[output],
         compute_target=compute_target,
-        runconfig=build_runconfig(environment),
+        runconfig=build_runconfig(environment, step_settings),
         # An overwritten blob keeps its path but not its content: a cached result would be stale.
         allow_reuse=False,
     )
-    return step, input_parameter, input_binding, dataset_name_parameter, output
+    return StepParts(step, input_parameter, input_binding, dataset_name_parameter, source_parameter, output)
 
 
 def build_pipeline(
@@ -141,6 +150,7 @@ def build_pipeline(
     environment: Environment,
     input_datastore: Any,
     output_datastore: Any,
+    step_settings: Mapping[str, str] | None = None,
     description: str = "sheetdrop: Excel workbook -> parquet -> registered datasets",
     source_directory: Path = SOURCE_DIRECTORY,
     _workflow_provider: Any = None,
@@ -151,27 +161,20 @@ def build_pipeline(
     ``_workflow_provider``/``_service_endpoint`` are the SDK's own Pipeline hooks; only tests
     pass them (to build against the SDK's dry-run service caller instead of the service).
     """
-    step, input_parameter, input_binding, dataset_name_parameter, output = build_step_parts(
+    parts = build_step_parts(
         compute_target=compute_target,
         environment=environment,
         input_datastore=input_datastore,
         output_datastore=output_datastore,
+        step_settings=step_settings,
         source_directory=source_directory,
     )
     pipeline = Pipeline(
         workspace=workspace,
-        steps=[step],
+        steps=[parts.step],
         description=description,
         default_datastore=output_datastore,
         _workflow_provider=_workflow_provider,
         _service_endpoint=_service_endpoint,
     )
-    return ExtractPipeline(
-        pipeline=pipeline,
-        step=step,
-        input_parameter=input_parameter,
-        input_binding=input_binding,
-        dataset_name_parameter=dataset_name_parameter,
-        output=output,
-        environment=environment,
-    )
+    return ExtractPipeline(**vars(parts), pipeline=pipeline, environment=environment)

@@ -15,7 +15,7 @@ import sys
 
 from azureml.core import Datastore
 
-from pipeline.publish import get_auth, get_workspace
+from pipeline.workspace import SetupError, add_connection_arguments, connect
 
 
 def register_input_datastore(workspace: object, name: str, container: str, account: str,
@@ -38,25 +38,34 @@ def main(argv: list[str] | None = None) -> int:
     env = os.environ
     parser = argparse.ArgumentParser(prog="python -m pipeline.datastore", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=".")
-    parser.add_argument("--subscription-id", default=env.get("AZUREML_SUBSCRIPTION_ID"))
-    parser.add_argument("--resource-group", default=env.get("AZUREML_RESOURCE_GROUP"))
-    parser.add_argument("--workspace", default=env.get("AZUREML_WORKSPACE"))
-    parser.add_argument("--auth", choices=["interactive", "cli", "msi"], default=env.get("AZUREML_AUTH", "cli"))
-    parser.add_argument("--tenant-id", default=env.get("AZURE_TENANT_ID"))
-    parser.add_argument("--client-id", default=env.get("AZUREML_MANAGED_IDENTITY_CLIENT_ID"))
+    add_connection_arguments(parser, env)
     parser.add_argument("--name", default=env.get("INPUT_DATASTORE", "sheetdrop_input"))
     parser.add_argument("--container", default=env.get("INPUT_CONTAINER", "input"))
     parser.add_argument("--storage-account", required=True, help="the input storage account's name")
-    parser.add_argument("--storage-subscription-id", help="if the account is in another subscription")
-    parser.add_argument("--storage-resource-group", help="if the account is in another resource group")
+    parser.add_argument("--storage-subscription-id",
+                        help="the account's subscription (default with --grant-workspace-access: the workspace's)")
+    parser.add_argument("--storage-resource-group",
+                        help="the account's resource group (default with --grant-workspace-access: the workspace's)")
     parser.add_argument("--grant-workspace-access", action="store_true",
-                        help="let the workspace's identity read it too (data preview in studio)")
+                        help="let the workspace's identity read it too (data preview in studio); the SDK then "
+                             "grants it Reader and Storage Blob Data Reader on the account, which needs you to be "
+                             "Owner or User Access Administrator there")
     args = parser.parse_args(argv)
-    workspace = get_workspace(args, get_auth(args.auth, args.tenant_id, args.client_id))
+    try:
+        workspace = connect(args)
+    except SetupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    subscription_id, resource_group = args.storage_subscription_id, args.storage_resource_group
+    if args.grant_workspace_access:
+        # The SDK refuses to grant the workspace identity access without the account's subscription
+        # and resource group (azureml/data/datastore_client.py, register_azure_blob_container);
+        # unless told otherwise, the account is where the workspace is.
+        subscription_id = subscription_id or workspace.subscription_id
+        resource_group = resource_group or workspace.resource_group
     datastore = register_input_datastore(
         workspace, args.name, args.container, args.storage_account,
-        args.storage_subscription_id, args.storage_resource_group, args.grant_workspace_access)
+        subscription_id, resource_group, args.grant_workspace_access)
     print(f"datastore {datastore.name}: {args.storage_account}/{args.container} (identity-based, no stored key)")
     return 0
 

@@ -8,6 +8,8 @@ never changes. Prints the endpoint id and its REST URL for the Function's settin
 
 Settings come from the command line, else the environment (the same names as the
 Function's app settings, see docs/azureml.md), else the workspace's config.json.
+
+Authentication and the workspace's location: :mod:`pipeline.workspace`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from azureml.core.compute_target import ComputeTargetException
 from azureml.pipeline.core import PipelineEndpoint
 
 from pipeline import build
+from pipeline.workspace import SetupError, add_connection_arguments, connect
 
 DEFAULT_ENDPOINT_NAME = "sheetdrop-extract"
 DEFAULT_COMPUTE_NAME = "sheetdrop-cpu"
@@ -42,31 +45,7 @@ class Published:
     created: bool  # False: an existing endpoint got a new default version
 
 
-def get_auth(kind: str, tenant_id: str | None = None, client_id: str | None = None) -> Any:
-    """interactive (a browser; for people), cli (`az login`; for people and CI), msi (a managed identity)."""
-    if kind == "cli":
-        from azureml.core.authentication import AzureCliAuthentication
-
-        return AzureCliAuthentication()
-    if kind == "msi":
-        from azureml.core.authentication import MsiAuthentication
-
-        return MsiAuthentication(identity_config={"client_id": client_id} if client_id else None)
-    if kind == "interactive":
-        from azureml.core.authentication import InteractiveLoginAuthentication
-
-        return InteractiveLoginAuthentication(tenant_id=tenant_id)
-    raise ValueError(f"unknown auth {kind!r}: use interactive, cli or msi")
-
-
-def get_workspace(args: argparse.Namespace, auth: Any) -> Workspace:
-    if args.subscription_id and args.resource_group and args.workspace:
-        return Workspace.get(name=args.workspace, auth=auth, subscription_id=args.subscription_id,
-                             resource_group=args.resource_group)
-    # config.json as downloaded from the portal (searched in ., .azureml/ and parent folders).
-    return Workspace.from_config(path=args.config, auth=auth)
-
-
+#: --auth kinds, the default first.
 def get_or_create_compute(workspace: Workspace, name: str, vm_size: str, max_nodes: int) -> ComputeTarget:
     try:
         compute = ComputeTarget(workspace=workspace, name=name)
@@ -148,14 +127,7 @@ def git_version() -> str | None:
 def parse_args(argv: list[str] | None, env: Mapping[str, str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m pipeline.publish", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=".", help="folder of the workspace's config.json (default: .)")
-    parser.add_argument("--subscription-id", default=env.get("AZUREML_SUBSCRIPTION_ID"))
-    parser.add_argument("--resource-group", default=env.get("AZUREML_RESOURCE_GROUP"))
-    parser.add_argument("--workspace", default=env.get("AZUREML_WORKSPACE"))
-    parser.add_argument("--auth", choices=["interactive", "cli", "msi"], default=env.get("AZUREML_AUTH", "cli"))
-    parser.add_argument("--tenant-id", default=env.get("AZURE_TENANT_ID"))
-    parser.add_argument("--client-id", default=env.get("AZUREML_MANAGED_IDENTITY_CLIENT_ID"),
-                        help="client id of a user-assigned identity (--auth msi)")
+    add_connection_arguments(parser, env)
     parser.add_argument("--compute", default=env.get("AZUREML_COMPUTE", DEFAULT_COMPUTE_NAME))
     parser.add_argument("--vm-size", default=env.get("AZUREML_VM_SIZE", DEFAULT_VM_SIZE))
     parser.add_argument("--max-nodes", type=int, default=int(env.get("AZUREML_MAX_NODES", "2")))
@@ -167,7 +139,11 @@ def parse_args(argv: list[str] | None, env: Mapping[str, str]) -> argparse.Names
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv, os.environ)
-    workspace = get_workspace(args, get_auth(args.auth, args.tenant_id, args.client_id))
+    try:
+        workspace = connect(args)
+    except SetupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(f"workspace: {workspace.name} ({workspace.resource_group}, {workspace.location})")
     try:
         input_datastore = Datastore.get(workspace, args.input_datastore)
@@ -180,10 +156,12 @@ def main(argv: list[str] | None = None) -> int:
     built = build.build_pipeline(
         workspace,
         compute_target=compute,
-        # The step's limits travel with the published pipeline (SHEETDROP_MAX_CELLS, …).
-        environment=build.build_environment(step_settings=os.environ),
+        environment=build.build_environment(),
         input_datastore=input_datastore,
         output_datastore=output_datastore,
+        # The step's limits travel with the published pipeline (SHEETDROP_MAX_CELLS, …), as the
+        # step runconfig's environment variables.
+        step_settings=os.environ,
     )
     result = publish_behind_endpoint(workspace, built.pipeline, endpoint_name=args.endpoint_name,
                                      version=git_version())

@@ -1,17 +1,16 @@
 """The local pipeline runner: does for a queued run what AzureML does for the extract pipeline.
 
-For each run: a step run id; the input blob staged at its mount path
-``<run>/mounts/<input datastore>/<relative path>``; the PipelineData folder
-``<run>/mounts/<output datastore>/azureml/<step run id>/extracted`` left for the
-step to create; ``step_scripts/extract.py`` run in a subprocess with the argv of
-the one step contract; its log kept; the output uploaded to the output
-datastore's container under the same relative path; then, in one transaction,
-the step's dataset registrations applied and the run marked completed.
+For each run: a step run id; the input blob staged at its mount path and the PipelineData folder
+left for the step to create, in today's common-runtime layout or the legacy one
+(:mod:`sheetdrop_local.mounts`); the run's definition written in AzureML's shape (its output's
+datastore path, ``azureml/<step run id>/extracted``); ``step_scripts/extract.py`` run in a
+subprocess with the argv of the one step contract; its log kept; the output uploaded to the output
+datastore's container at that path; then, in one transaction, the step's dataset registrations
+applied and the run marked completed.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -20,13 +19,13 @@ import sqlite3
 import subprocess
 import sys
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 import step_scripts
 from sheetdrop.storage import blob_service, ensure_container, storage_unreachable
 from sheetdrop_local import db, registry, runstore
+from sheetdrop_local.mounts import MountError, StepMounts, step_mounts
 from sheetdrop_local.runstore import Run, RunStatus
 from sheetdrop_local.settings import LocalSettings
 from step_scripts import contract
@@ -40,35 +39,10 @@ STEP_DIR = Path(step_scripts.__file__).resolve().parent
 #: What the step's process inherits: enough to run Python, none of the storage settings (the
 #: step reaches storage only through its mounts, as in AzureML, so it never sees a key).
 STEP_ENV_KEEP = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "SYSTEMROOT")
-MAX_NAME_BYTES = 255
 
 
 class RunFailed(Exception):
     """A run that ends as failed; the message is the reason a person reads in ``sheetdrop runs``."""
-
-
-def mount_path(root: Path, datastore: str, relative_path: str) -> Path:
-    """``<root>/mounts/<datastore>/<relative path>``, with a blob name treated as data, never as a
-    path: segments that would climb (``..``) or vanish (``.``, empty) are percent-encoded, and the
-    result is checked to stay inside the datastore's mount."""
-    base = root / "mounts" / datastore
-    segments = []
-    for segment in PurePosixPath(relative_path).parts:
-        if segment in ("..", ".", "/", ""):
-            segment = quote(segment, safe="").replace(".", "%2E") or "%2F"
-        segment = segment.replace("\\", "%5C")
-        if len(segment.encode("utf-8")) > MAX_NAME_BYTES:
-            # A blob name segment may be 1,024 characters, a file name 255 bytes: keep it unique
-            # and keep its extension (the step recognises workbooks by content, but people read it).
-            digest = hashlib.sha256(segment.encode("utf-8")).hexdigest()[:32]
-            segment = f"{digest}{PurePosixPath(segment).suffix[:16]}"
-        segments.append(segment)
-    if not segments:
-        raise RunFailed(f"the input path {relative_path!r} names no file")
-    path = base.joinpath(*segments)
-    if not path.resolve().is_relative_to(base.resolve()):
-        raise RunFailed(f"the input path {relative_path!r} would leave the run's mount folder")
-    return path
 
 
 @dataclass
@@ -104,10 +78,18 @@ class LocalRunner:
         root.mkdir(parents=True, exist_ok=True)
         log_path = root / "std_log.txt"
         log.info("run %s started: %s/%s", run.run_id, run.source_container, run.source_blob)
+        mounts: StepMounts | None = None
         try:
-            outbox = self._run_step(run, root, log_path)
+            try:
+                mounts = step_mounts(self.settings.mount_layout, root, run.step_run_id, run.datastore_name,
+                                     run.relative_path, self.settings.output_datastore)
+            except MountError as exc:
+                raise RunFailed(str(exc)) from exc
+            # Where AzureML keeps a PipelineData: the runner knows it as the service does, and
+            # tells the step in the run's definition.
             output_path = contract.output_relative_path(run.step_run_id)
-            self._upload(root, output_path)
+            outbox = self._run_step(run, root, mounts, output_path, log_path)
+            self._upload(mounts.output_dir, output_path)
             with runstore.transaction(self.conn):
                 for item in outbox.get("registrations", []):
                     version = registry.register(
@@ -133,14 +115,13 @@ class LocalRunner:
             log.warning("run %s failed: %s", run.run_id, reason)
             runstore.finish(self.conn, run.run_id, RunStatus.FAILED, error=reason, log_path=str(log_path))
         finally:
-            if not self.keep_mounts:
-                shutil.rmtree(root / "mounts", ignore_errors=True)
+            for mount_root in (mounts.roots if mounts and not self.keep_mounts else ()):
+                shutil.rmtree(mount_root, ignore_errors=True)
 
-    def _stage_input(self, run: Run, root: Path) -> Path:
+    def _stage_input(self, run: Run, target: Path) -> None:
         from azure.core import MatchConditions
         from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 
-        target = mount_path(root, run.datastore_name, run.relative_path)
         target.parent.mkdir(parents=True, exist_ok=True)
         container = self.settings.local_container_for(run.datastore_name)
         blob = self.service.get_blob_client(container, run.relative_path)
@@ -154,24 +135,28 @@ class LocalRunner:
                 "the input blob changed after this run was submitted; the new version has its own run") from exc
         except ResourceNotFoundError as exc:
             raise RunFailed(f"the input blob {container}/{run.relative_path} no longer exists") from exc
-        return target
 
-    def _run_step(self, run: Run, root: Path, log_path: Path) -> dict[str, Any]:
-        input_path = self._stage_input(run, root)
-        output_dir = root / "mounts" / self.settings.output_datastore / contract.output_relative_path(run.step_run_id)
+    def _run_step(self, run: Run, root: Path, mounts: StepMounts, output_path: str,
+                  log_path: Path) -> dict[str, Any]:
+        self._stage_input(run, mounts.input_file)
         run_file = root / "run.json"
         outbox = root / "outbox.json"
         outbox.unlink(missing_ok=True)
         run_file.write_text(json.dumps({
             "run_id": run.run_id,
             "step_run_id": run.step_run_id,
-            "tags": {k: run.tags[k] for k in contract.SOURCE_TAGS if k in run.tags},
+            # The part of AzureML's run definition the step reads (RunConfiguration.data_references).
+            "runDefinition": {"dataReferences": {contract.OUTPUT_NAME: {
+                "dataStoreName": self.settings.output_datastore, "mode": "Mount",
+                "pathOnDataStore": output_path, "pathOnCompute": None, "overwrite": False}}},
             "outbox": str(outbox),
         }, indent=2), encoding="utf-8")
         argv = [str(a) for a in contract.step_arguments(
-            str(input_path), str(output_dir), self.settings.output_datastore, run.dataset_name)]
+            str(mounts.input_file), str(mounts.output_dir), self.settings.output_datastore, run.dataset_name,
+            contract.source_version(run.source_container, run.source_blob, run.source_etag))]
         # The step's own settings (SHEETDROP_MAX_CELLS, …) pass; storage settings never do.
         env = {k: v for k, v in os.environ.items() if k in STEP_ENV_KEEP or k in contract.STEP_SETTING_NAMES}
+        env |= mounts.env
         env["SHEETDROP_LOCAL_RUN"] = str(run_file)
         env["PYTHONUNBUFFERED"] = "1"
         with open(log_path, "w", encoding="utf-8") as handle:
@@ -192,8 +177,7 @@ class LocalRunner:
             raise RunFailed(f"the step exited 0 but reported no result; see {log_path}")
         return json.loads(outbox.read_text(encoding="utf-8"))
 
-    def _upload(self, root: Path, output_path: str) -> None:
-        output_dir = root / "mounts" / self.settings.output_datastore / output_path
+    def _upload(self, output_dir: Path, output_path: str) -> None:
         container = ensure_container(self.service, self.settings.local_output_container)
         for path in sorted(p for p in output_dir.rglob("*") if p.is_file()):
             name = f"{output_path}/{path.relative_to(output_dir).as_posix()}"

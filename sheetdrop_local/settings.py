@@ -13,6 +13,7 @@ from pathlib import Path
 
 from sheetdrop.settings import CONNECTION, Settings, SettingsError, container_name, load_settings, number, text
 from sheetdrop_local.azurite import azurite_connection_string
+from sheetdrop_local.mounts import MOUNT_LAYOUTS, MountLayout
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,8 @@ class LocalSettings(Settings):
     azurite_table_port: int
     #: How long the local runner lets one step run.
     step_timeout: float
+    #: Where the runner mounts a step's data: today's AzureML layout, or the 2020 one.
+    mount_layout: MountLayout
 
     def local_container_for(self, datastore: str) -> str:
         """The Azurite container that plays a datastore's part in the embedded default."""
@@ -58,4 +61,6 @@ def load_local_settings(env: Mapping[str, str] | None = None) -> LocalSettings:
         local_output_container=text(env, "LOCAL_OUTPUT_CONTAINER", "azureml-blobstore", check=container_name),
         **ports,
         step_timeout=number(env, "LOCAL_STEP_TIMEOUT", 1800.0, minimum=1),
+        mount_layout=text(env, "LOCAL_MOUNT_LAYOUT", "common-runtime", check=lambda value: None
+                          if value in MOUNT_LAYOUTS else f"one of {', '.join(MOUNT_LAYOUTS)}"),  # type: ignore[arg-type]
     )

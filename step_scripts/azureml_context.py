@@ -11,10 +11,7 @@ import contextlib
 from typing import Any
 
 from azureml.core import Dataset, Datastore, Run
-from contract import INVOCATION_TAG, SOURCE_TAGS, Registration
-
-#: The tags the submission puts on the pipeline run that the step carries onto its datasets.
-SOURCE_TAG_KEYS = (*SOURCE_TAGS, INVOCATION_TAG)
+from contract import Registration, resolve_output
 
 
 def _is_offline(run: Any) -> bool:
@@ -26,7 +23,7 @@ def _is_offline(run: Any) -> bool:
 class AzureMLContext:
     def __init__(self, run: Any) -> None:
         self.run = run
-        # The pipeline run is the step run's parent; it is what the submission tagged and what people
+        # The pipeline run is the step run's parent; it is what the submission made and what people
         # open in studio. A step run started on its own (no pipeline) has no parent.
         self.parent = run.parent
         # Datasets are tagged with the pipeline run's id, the one the Function logged and the claim
@@ -35,23 +32,22 @@ class AzureMLContext:
         self.workspace = run.experiment.workspace
         self._datastores: dict[str, Any] = {}
         self._registered: list[str] = []
-        self._source = self._read_source_tags()
 
-    def _read_source_tags(self) -> dict[str, str]:
-        tagged = self.parent.get_tags() if self.parent is not None else self.run.get_tags()
-        source = {key: str(tagged[key]) for key in SOURCE_TAG_KEYS if tagged.get(key)}
-        if source:
-            # The step run too, so that a step opened on its own in studio says which blob it read.
-            self.run.set_tags(source)
-        if self.parent is not None and source.get("source_blob"):
-            self.parent.tag("source_blob", source["source_blob"])
+    def start(self, source: dict[str, str]) -> None:
+        if not source:
+            return
+        # The Function's lost-answer recovery searches run history by these tags; no SDK path sends
+        # submission tags, so the step sets them itself (docs/azureml.md, "Submission body").
+        if self.parent is not None:
+            self.parent.set_tags(source)
             # A display name is a nicety; never fail a run over it.
             with contextlib.suppress(Exception):
                 self.parent.display_name = f"extract {source['source_blob']}"
-        return source
+        self.run.set_tags(source)
 
-    def source_tags(self) -> dict[str, str]:
-        return dict(self._source)
+    def output_path(self, name: str, datastore: str) -> str:
+        definition = self.run.get_details().get("runDefinition") or {}
+        return resolve_output(definition.get("dataReferences"), name, self.run.id, datastore)
 
     def log_metric(self, name: str, value: float | int | str) -> None:
         self.run.log(name, value)
@@ -63,7 +59,9 @@ class AzureMLContext:
 
     def register(self, registration: Registration) -> str:
         datastore = self._datastore(registration.datastore)
-        dataset = Dataset.Tabular.from_parquet_files(path=(datastore, registration.relative_path))
+        # validate=False: validating reads the datastore path, which a mounted output reaches only as
+        # its files close, an uploaded one only when the step ends (docs/azureml.md, "Registering").
+        dataset = Dataset.Tabular.from_parquet_files(path=(datastore, registration.relative_path), validate=False)
         registered = dataset.register(
             workspace=self.workspace,
             name=registration.name,

@@ -10,11 +10,12 @@ bundle and in the pipeline builder (both import it as ``step_scripts.contract``)
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 STEP_NAME = "extract"
 SOURCE_DIRECTORY = "step_scripts"
@@ -24,15 +25,19 @@ SCRIPT_NAME = "extract.py"
 INPUT_PARAMETER = "input_datapath"
 #: String PipelineParameter: the dataset name derived from the blob's path.
 DATASET_NAME_PARAMETER = "dataset_name"
+#: String PipelineParameter: the blob version (source_version()), so that the step knows what it
+#: reads and tags its run with it whether or not the service kept the submission's tags.
+SOURCE_PARAMETER = "source_version"
 #: The PipelineData output. Where it is mounted is up to the runtime; where it lives on its
 #: datastore is not: see output_relative_path().
 OUTPUT_NAME = "extracted"
 #: The DataPath parameter's default; every submission overrides it.
 PLACEHOLDER_RELATIVE_PATH = "placeholder/placeholder.xlsx"
 PLACEHOLDER_DATASET_NAME = "placeholder"
+PLACEHOLDER_SOURCE = "{}"
 
 #: The step's argv options, in order; the step's parser and step_arguments() both read this.
-ARGUMENTS = ("input_extract", "output_extract", "output_datastore", "dataset_name")
+ARGUMENTS = ("input_extract", "output_extract", "output_datastore", "dataset_name", "source_version")
 
 #: Tags that identify a blob version on a pipeline run and on every dataset version it registers.
 SOURCE_TAGS = ("source_container", "source_blob", "source_etag")
@@ -42,23 +47,64 @@ INVOCATION_TAG = "function_invocation_id"
 T = TypeVar("T")
 
 
-def step_arguments(input_extract: T, output_extract: T, output_datastore: T, dataset_name: T) -> list[object]:
+def step_arguments(input_extract: T, output_extract: T, output_datastore: T, dataset_name: T,
+                   source_version: T) -> list[object]:
     """The step's argv after the script name.
 
-    AzureML passes SDK objects (a DataPath binding, a PipelineData, a PipelineParameter) that it
-    replaces with mount paths at run time; the local runner passes the strings those become.
+    AzureML passes SDK objects (a DataPath binding, a PipelineData, PipelineParameters) that it
+    replaces with mount paths and values at run time; the local runner passes the strings those become.
     """
-    values = (input_extract, output_extract, output_datastore, dataset_name)
+    values = (input_extract, output_extract, output_datastore, dataset_name, source_version)
     return [item for name, value in zip(ARGUMENTS, values, strict=True) for item in (f"--{name}", value)]
 
 
-def output_relative_path(step_run_id: str) -> str:
-    """Where a PipelineData lives on its datastore: ``azureml/<step run id>/<output name>``."""
-    return f"azureml/{step_run_id}/{OUTPUT_NAME}"
+def output_relative_path(step_run_id: str, output_name: str = OUTPUT_NAME) -> str:
+    """Where a PipelineData lives on its datastore: ``azureml/<step run id>/<output name>``
+    (docs/azureml.md, "Where the step writes")."""
+    return f"azureml/{step_run_id}/{output_name}"
+
+
+class OutputPathError(RuntimeError):
+    """The run's own description of the output disagrees with the step's arguments or the rule."""
+
+
+def resolve_output(data_references: Mapping[str, Any] | None, name: str, step_run_id: str, datastore: str) -> str:
+    """The output's path on its datastore. The run definition's data reference is the authority;
+    the rule ``azureml/<step run id>/<name>`` stands in where the run definition has none, and
+    a run definition that disagrees with it (or with ``--output_datastore``) is an error."""
+    expected = output_relative_path(step_run_id, name)
+    reference = (data_references or {}).get(name)
+    if not reference:
+        return expected
+    store, path = reference.get("dataStoreName"), str(reference.get("pathOnDataStore") or "").strip("/")
+    if store and store != datastore:
+        raise OutputPathError(f"the run definition puts output {name!r} on datastore {store!r}, but the step "
+                              f"was given --output_datastore {datastore}")
+    if path and path != expected:
+        raise OutputPathError(f"the run definition puts output {name!r} at {path!r}, not at {expected!r} "
+                              f"(azureml/<step run id>/<output>); registering either could point at nothing")
+    return expected
 
 
 def source_tags(container: str, blob: str, etag: str) -> dict[str, str]:
     return dict(zip(SOURCE_TAGS, (container, blob, etag), strict=True))
+
+
+def source_version(container: str, blob: str, etag: str) -> str:
+    """The blob version as the SOURCE_PARAMETER's value."""
+    return json.dumps(source_tags(container, blob, etag), sort_keys=True, ensure_ascii=False)
+
+
+def parse_source_version(text: str) -> dict[str, str]:
+    """The source tags from a SOURCE_PARAMETER value; ``{}`` (the placeholder) when none was given."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise ValueError(f"--{SOURCE_PARAMETER} is not JSON: {text[:200]!r}") from None
+    if not isinstance(value, dict) or (value and set(value) != set(SOURCE_TAGS)) or \
+            not all(isinstance(v, str) for v in value.values()):
+        raise ValueError(f"--{SOURCE_PARAMETER} must be an object with {', '.join(SOURCE_TAGS)}: {text[:200]!r}")
+    return value
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The extract pipeline's PythonScriptStep: workbook in, parquet + registered datasets out.
 
 A thin wrapper: argument parsing, the run context and registration. The
-conversion itself is :mod:`convert`. Arguments follow ``pipeline.contract``.
+conversion itself is :mod:`convert`. Arguments, tags and settings follow :mod:`contract`.
 """
 
 from __future__ import annotations
@@ -11,36 +11,20 @@ import json
 import os
 import sys
 import time
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
-from contract import ARGUMENTS, Registration, StepSettingError
+from contract import (
+    ARGUMENTS,
+    OUTPUT_NAME,
+    OutputPathError,
+    Registration,
+    StepSettingError,
+    parse_source_version,
+    read_step_settings,
+)
 from convert import CONVERTER_VERSION, convert_workbook, options_from_env
 from rejection import WorkbookRejected
 from step_context import get_context
-
-
-class MountPathError(ValueError):
-    pass
-
-
-def datastore_relative_path(mount_path: str, datastore: str) -> str:
-    """The part of an AzureML mount path after ``mounts/<datastore>/``.
-
-    Found by the datastore name the step was given, not by counting parts, so it
-    holds for any mount root.
-    """
-    parts = PurePosixPath(mount_path).parts
-    for i in range(len(parts) - 1):
-        if parts[i] == "mounts" and parts[i + 1] == datastore:
-            rest = parts[i + 2:]
-            if rest:
-                return "/".join(rest)
-            break
-    raise MountPathError(
-        f"cannot derive the datastore path: {mount_path!r} does not contain "
-        f"'mounts/{datastore}/<path>'; check that --output_datastore names the datastore "
-        f"the PipelineData output is mounted from"
-    )
 
 
 def dataset_name_for(base: str, sheet_slug: str, sheet_count: int) -> str:
@@ -55,18 +39,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, source: dict[str, str]) -> int:
     started = time.monotonic()
     context = get_context()
-    source = context.source_tags()
+    context.start(source)
     # AzureML does not create the PipelineData folder; the step has to.
     os.makedirs(args.output_extract, exist_ok=True)
-    relative_dir = datastore_relative_path(args.output_extract, args.output_datastore)
+    # From the run, never from the mount path: the mount layout is the runtime's business.
+    relative_dir = context.output_path(OUTPUT_NAME, args.output_datastore)
     outdir = Path(args.output_extract)
 
     workbook = Path(args.input_extract)
     source_name = source.get("source_blob", workbook.name)
-    sheets = convert_workbook(workbook, outdir, source=source_name, **options_from_env())
+    options = options_from_env()
+    # In the step's log, so that a person can see which settings reached the step.
+    print(f"settings: {json.dumps(read_step_settings(os.environ), sort_keys=True)}", flush=True)
+    sheets = convert_workbook(workbook, outdir, source=source_name, **options)
     registered = []
     for sheet in sheets:
         file_path = sheet.path.relative_to(outdir).as_posix()
@@ -108,12 +96,17 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        return run(args)
+        source = parse_source_version(args.source_version)
+    except ValueError as exc:
+        print(f"error: arguments: {exc}", file=sys.stderr)
+        return 3
+    try:
+        return run(args, source)
     except WorkbookRejected as exc:
         print(f"error: {exc.code}: {exc.reason}", file=sys.stderr)
         return 2
-    except MountPathError as exc:
-        print(f"error: mount-path: {exc}", file=sys.stderr)
+    except OutputPathError as exc:
+        print(f"error: output-path: {exc}", file=sys.stderr)
         return 3
     except StepSettingError as exc:
         print(f"error: settings: {exc}", file=sys.stderr)

@@ -1,9 +1,12 @@
 """Where the step reports to: an AzureML run, the local runner, or nobody.
 
-The step asks for its context once. Inside AzureML that is the run from
-``Run.get_context()``; under the local runner it is the run file the runner
-hands over in ``SHEETDROP_LOCAL_RUN``; run by hand it only prints. Outside
-AzureML nothing of azureml is imported.
+The step asks for its context once. Inside AzureML that is the run from ``Run.get_context()``;
+under the local runner it is the run file the runner hands over in ``SHEETDROP_LOCAL_RUN``; run by
+hand it only prints. Outside AzureML nothing of azureml is imported.
+
+Each context tells the step where its output lives on its datastore, from the run's definition
+(``runDefinition.dataReferences``, which the local runner writes in AzureML's shape) and never from
+the mount path, which depends on the runtime (docs/azureml.md, "Where the step writes").
 """
 
 from __future__ import annotations
@@ -14,16 +17,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from contract import Registration
+from contract import Registration, output_relative_path, resolve_output
 
 LOCAL_RUN_ENV = "SHEETDROP_LOCAL_RUN"
 
 
 class StepContext(Protocol):
+    #: The pipeline run's id: what the Function logged, the claim holds and datasets are tagged with.
     run_id: str
 
-    def source_tags(self) -> dict[str, str]:
-        """Tags the submission put on the pipeline run (source container, blob, etag)."""
+    def start(self, source: dict[str, str]) -> None:
+        """Tag the run with the blob version it reads, first thing (run history is searched by it)."""
+        ...
+
+    def output_path(self, name: str, datastore: str) -> str:
+        """The output's path on its datastore (see :func:`contract.resolve_output`)."""
         ...
 
     def log_metric(self, name: str, value: float | int | str) -> None: ...
@@ -38,23 +46,25 @@ class StepContext(Protocol):
 @dataclass
 class LocalContext:
     """Under the local runner: registrations are handed back to the runner, which applies them
-    to the local registry once the output has reached the output datastore (as AzureML's
-    mounted output has by the time ``from_parquet_files`` validates it)."""
+    to the local registry once the output has reached the output datastore."""
 
     run_file: Path
     run_id: str = ""
-    _tags: dict[str, str] = field(default_factory=dict)
     _metrics: dict[str, float | int | str] = field(default_factory=dict)
     _registrations: list[dict[str, object]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         spec = json.loads(self.run_file.read_text(encoding="utf-8"))
         self.run_id = spec["run_id"]
-        self._tags = dict(spec.get("tags", {}))
+        self._step_run_id = spec["step_run_id"]
+        self._data_references = spec["runDefinition"]["dataReferences"]
         self._outbox = Path(spec["outbox"])
 
-    def source_tags(self) -> dict[str, str]:
-        return dict(self._tags)
+    def start(self, source: dict[str, str]) -> None:
+        pass  # the local run store is searched by its own columns
+
+    def output_path(self, name: str, datastore: str) -> str:
+        return resolve_output(self._data_references, name, self._step_run_id, datastore)
 
     def log_metric(self, name: str, value: float | int | str) -> None:
         self._metrics[name] = value
@@ -76,8 +86,11 @@ class StandaloneContext:
 
     run_id: str = "standalone"
 
-    def source_tags(self) -> dict[str, str]:
-        return {}
+    def start(self, source: dict[str, str]) -> None:
+        pass
+
+    def output_path(self, name: str, datastore: str) -> str:
+        return output_relative_path(self.run_id, name)
 
     def log_metric(self, name: str, value: float | int | str) -> None:
         print(f"metric {name}={value}")

@@ -2,8 +2,13 @@
 
 It answers the two routes the Function uses — PipelineEndpoint submit and the run-history
 query — in the shapes azureml-pipeline-core's models define (checked by tests/aml), remembers
-the runs it "started" with their tags, and serves managed-identity tokens the way App
-Service does, so the backend runs with a real azure-identity credential.
+the runs it "started" with their tags and parameters, and serves managed-identity tokens the way
+App Service does, so the backend runs with a real azure-identity credential.
+
+No SDK path sends submission tags and no document promises the service keeps them, so it can be
+told to drop them (``ignore_tags``); the tags then come only from the step, which sets them from
+its ``source_version`` parameter when it starts (:meth:`start_step`, or at once with
+``steps_start_at_once``).
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loopback import LoopbackService, Recorded, Reply
+
+from step_scripts import contract
 
 SUBSCRIPTION = "00000000-1111-2222-3333-444444444444"
 RESOURCE_GROUP = "rg-sheetdrop"
@@ -32,6 +39,10 @@ class AzureMLStandIn:
     always_fail_with: Reply | None = None
     #: Start this many runs but drop the connection instead of answering (the answer is lost).
     lose_answers: int = 0
+    #: Keep none of the submission's tags (see the module docstring).
+    ignore_tags: bool = False
+    #: The step of each run starts (and tags its run) as soon as the run is created.
+    steps_start_at_once: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -69,12 +80,27 @@ class AzureMLStandIn:
                 if self.submit_failures:
                     return self.submit_failures.pop(0)
                 run_id = str(uuid.uuid4())
-                self.runs.append({"runId": run_id, "parentRunId": None, "tags": recorded.json().get("tags", {})})
+                body = recorded.json()
+                self.runs.append({"runId": run_id, "parentRunId": None,
+                                  "tags": {} if self.ignore_tags else dict(body.get("tags", {})),
+                                  "parameters": body.get("ParameterAssignments", {})})
+                if self.steps_start_at_once:
+                    self._start_step(self.runs[-1])
                 if self.lose_answers:
                     self.lose_answers -= 1
                     return "drop"
             return 200, {}, {"Id": run_id, "Status": {"StatusCode": "NotStarted"}}
         if recorded.path.endswith("/runs:query"):
             with self._lock:
-                return 200, {}, {"value": list(self.runs), "continuationToken": None}
+                value = [{k: v for k, v in run.items() if k != "parameters"} for run in self.runs]
+                return 200, {}, {"value": value, "continuationToken": None}
         return 404, {}, {"error": {"code": "NotFound", "message": recorded.path}}
+
+    def start_step(self, run_id: str) -> None:
+        with self._lock:
+            self._start_step(next(run for run in self.runs if run["runId"] == run_id))
+
+    @staticmethod
+    def _start_step(run: dict[str, Any]) -> None:
+        # What step_scripts/azureml_context.py's start() does with the parameter (tested in tests/aml).
+        run["tags"].update(contract.parse_source_version(run["parameters"][contract.SOURCE_PARAMETER]))

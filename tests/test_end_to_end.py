@@ -15,10 +15,11 @@ import pytest
 from conftest import SAMPLE
 
 from sheetdrop.storage import blob_service, ensure_container
-from sheetdrop_local import db, registry, runstore
+from sheetdrop_local import backend, db, registry, runstore
 from sheetdrop_local.devhost import DevHost
+from sheetdrop_local.mounts import MOUNT_LAYOUTS
 from sheetdrop_local.runner import LocalRunner
-from sheetdrop_local.settings import LocalSettings
+from sheetdrop_local.settings import LocalSettings, load_local_settings
 
 
 def upload(settings: LocalSettings, name: str, data: bytes) -> str:
@@ -34,13 +35,24 @@ def run_all(settings: LocalSettings) -> list[runstore.Run]:
     return done
 
 
-def test_sample_becomes_registered_datasets_readable_from_the_output_container(settings: LocalSettings) -> None:
+@pytest.mark.parametrize("layout", MOUNT_LAYOUTS)
+def test_sample_becomes_registered_datasets_readable_from_the_output_container(env: dict[str, str],
+                                                                              layout: str) -> None:
+    """Under today's common-runtime mount layout and the legacy one alike: the step takes its
+    output's datastore path from the run, so the registered path is the same."""
+    settings = load_local_settings({**env, "LOCAL_MOUNT_LAYOUT": layout})
+    backend.install(settings)
+    assert settings.mount_layout == layout
     etag = upload(settings, "sales/2026-q3.xlsx", SAMPLE.read_bytes())
     host = DevHost(settings)
     assert host.scan_once() == 1
     [run] = run_all(settings)
     assert run.status == "completed", run.error
     assert run.metrics["rows"] == 250 and run.metrics["sheets"] == 3
+    step_log = Path(run.log_path or "").read_text()
+    expected_mount = "/mounts/sheetdrop_input/sales/" if layout == "legacy" else \
+        f"/cr/j/{run.step_run_id}/cap/data-capability/wd/input_datapath/sales/"
+    assert expected_mount in step_log.splitlines()[0]  # the argv the runner started the step with
 
     service = blob_service(settings.storage)
     out = service.get_container_client(settings.local_output_container)

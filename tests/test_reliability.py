@@ -33,7 +33,8 @@ from sheetdrop.trigger import claim_store
 from sheetdrop_local import backend, cli, db, registry, runstore
 from sheetdrop_local.azurite import AZURITE_KEY, Azurite, free_port
 from sheetdrop_local.devhost import MAX_RETRY_DELAY, DevContext, DevHost, blob_client_argument, indexed_trigger
-from sheetdrop_local.runner import LocalRunner, mount_path
+from sheetdrop_local.mounts import MOUNT_LAYOUTS, step_mounts
+from sheetdrop_local.runner import LocalRunner
 from sheetdrop_local.settings import LocalSettings, load_local_settings
 
 
@@ -146,6 +147,34 @@ def test_a_submission_whose_answer_was_lost_is_not_sent_again(aml: AzureMLStandI
     deliver(settings, "sales/q3.xlsx")
     deliver(settings, "sales/q3.xlsx")
     assert len(aml.submissions) == 1 and len(aml.runs) == 1
+
+
+def test_a_lost_answer_makes_no_second_run_when_the_service_drops_tags_but_the_step_started(
+        aml: AzureMLStandIn) -> None:
+    settings = current_settings()
+    aml.ignore_tags = True
+    aml.steps_start_at_once = True  # compute was warm: the step tagged the run before the resend
+    aml.lose_answers = 1
+    upload(settings, "sales/q3.xlsx", SAMPLE.read_bytes())
+    deliver(settings, "sales/q3.xlsx")
+    deliver(settings, "sales/q3.xlsx")
+    assert len(aml.submissions) == 1 and len(aml.runs) == 1
+
+
+def test_the_documented_window_a_queued_run_without_tags(aml: AzureMLStandIn) -> None:
+    """docs/azureml.md, "Submission body": if the service drops the tags and the run is still queued,
+    run history cannot tell that the lost answer's run exists; the resend makes a second run. The
+    claim bounds it to this one resend inside one invocation."""
+    settings = current_settings()
+    aml.ignore_tags = True
+    aml.lose_answers = 1
+    upload(settings, "sales/q3.xlsx", SAMPLE.read_bytes())
+    deliver(settings, "sales/q3.xlsx")
+    deliver(settings, "sales/q3.xlsx")  # the claim is submitted: no further submission
+    assert len(aml.submissions) == 2 and len(aml.runs) == 2
+    for run in aml.runs:
+        aml.start_step(run["runId"])
+    assert {run["tags"]["source_blob"] for run in aml.runs} == {"sales/q3.xlsx"}
 
 
 def test_forbidden_releases_the_claim_and_the_next_delivery_submits(aml: AzureMLStandIn) -> None:
@@ -408,12 +437,16 @@ def test_hostile_blob_names_round_trip(name: str, settings: LocalSettings) -> No
 
 # A name with ".." segments cannot even be created through the storage SDK (its HTTP client
 # normalizes dot segments, so the request no longer matches its signature); whatever the name,
-# the runner's mount path stays inside the datastore's mount.
+# the runner's mount path stays inside the input's mount, in either layout.
+@pytest.mark.parametrize("layout", MOUNT_LAYOUTS)
 @pytest.mark.parametrize("relative", ["../../../etc/passwd", "a/../../b.xlsx", "/abs/olute.xlsx", "..", "./x/./y",
                                       "x/" + "y" * 1000 + ".xlsx"])
-def test_mount_paths_never_leave_the_datastore_mount(tmp_path: Path, relative: str) -> None:
-    path = mount_path(tmp_path, "store", relative)
-    assert path.resolve().is_relative_to((tmp_path / "mounts" / "store").resolve())
+def test_mount_paths_never_leave_the_input_mount(tmp_path: Path, relative: str, layout: str) -> None:
+    mounts = step_mounts(layout, tmp_path, "step-1", "store", relative, "out")  # type: ignore[arg-type]
+    mount = tmp_path / "mounts" / "store" if layout == "legacy" else \
+        tmp_path / "cr" / "j" / "step-1" / "cap" / "data-capability" / "wd" / "input_datapath"
+    path = mounts.input_file
+    assert path.resolve().is_relative_to(mount.resolve())
     assert ".." not in path.relative_to(tmp_path).parts
     assert all(len(part.encode()) <= 255 for part in path.parts)
 

@@ -11,71 +11,62 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from conftest import REPO, SAMPLE
-from extract import MountPathError, datastore_relative_path
 
+from sheetdrop_local.mounts import MOUNT_LAYOUTS, MountLayout, step_mounts
 from step_scripts import contract
 
-
-@pytest.mark.parametrize(
-    ("mount", "datastore", "expected"),
-    [
-        ("/mnt/batch/tasks/shared/LS_root/jobs/ws/azureml/abc/mounts/workspaceblobstore/azureml/1f2e/extracted",
-         "workspaceblobstore", "azureml/1f2e/extracted"),
-        ("/tmp/r/mounts/out_store/azureml/u-1/extracted", "out_store", "azureml/u-1/extracted"),
-        # The datastore name decides, not the position: a different depth gives the same answer.
-        ("/a/b/c/d/e/mounts/ds/azureml/u/extracted", "ds", "azureml/u/extracted"),
-    ],
-)
-def test_datastore_relative_path(mount: str, datastore: str, expected: str) -> None:
-    assert datastore_relative_path(mount, datastore) == expected
+SOURCE = contract.source_tags("input", "sales/q3.xlsx", '"0x1"')
 
 
-@pytest.mark.parametrize(
-    ("mount", "datastore"),
-    [
-        ("/tmp/r/mounts/other_store/azureml/u/extracted", "workspaceblobstore"),
-        ("/tmp/r/workspaceblobstore/azureml/u/extracted", "workspaceblobstore"),
-        ("/tmp/r/mounts/workspaceblobstore", "workspaceblobstore"),
-    ],
-)
-def test_datastore_relative_path_without_the_datastore_segment_is_a_clear_error(mount: str, datastore: str) -> None:
-    with pytest.raises(MountPathError, match=f"mounts/{datastore}/"):
-        datastore_relative_path(mount, datastore)
+@pytest.mark.parametrize(("reference", "expected"), [
+    (None, "azureml/step-1/extracted"),
+    ({"dataStoreName": "ws", "pathOnDataStore": "azureml/step-1/extracted"}, "azureml/step-1/extracted"),
+    ({"dataStoreName": "ws", "pathOnDataStore": "/azureml/step-1/extracted/"}, "azureml/step-1/extracted"),
+])
+def test_the_output_path_comes_from_the_run(reference: dict[str, str] | None, expected: str) -> None:
+    references = {"extracted": reference} if reference else {}
+    assert contract.resolve_output(references, "extracted", "step-1", "ws") == expected
 
 
 def run_step(tmp_path: Path, workbook: Path, dataset: str = "sales", datastore: str = "workspaceblobstore",
-             local_run: bool = True, extra_env: dict[str, str] | None = None,
-             ) -> tuple[subprocess.CompletedProcess[str], Path, Path]:
-    input_path = tmp_path / "mounts" / "sheetdrop_input" / "sales" / workbook.name
-    input_path.parent.mkdir(parents=True)
-    input_path.write_bytes(workbook.read_bytes())
+             local_run: bool = True, extra_env: dict[str, str] | None = None, layout: MountLayout = "common-runtime",
+             argument_datastore: str | None = None) -> tuple[subprocess.CompletedProcess[str], Path, Path]:
+    """The step as the local runner starts it: mounts in ``layout``, the run's definition in run.json."""
     step_run = str(uuid.uuid4())
-    output = tmp_path / "mounts" / datastore / contract.output_relative_path(step_run)
+    mounts = step_mounts(layout, tmp_path, step_run, "sheetdrop_input", f"sales/{workbook.name}", datastore)
+    mounts.input_file.parent.mkdir(parents=True)
+    mounts.input_file.write_bytes(workbook.read_bytes())
     outbox = tmp_path / "outbox.json"
-    env = {"PATH": "/usr/bin:/bin", **(extra_env or {})}
+    env = {"PATH": "/usr/bin:/bin", **mounts.env, **(extra_env or {})}
     if local_run:
         run_file = tmp_path / "run.json"
         run_file.write_text(json.dumps({
-            "run_id": "run-1", "tags": {"source_container": "input", "source_blob": "sales/q3.xlsx",
-                                        "source_etag": '"0x1"'}, "outbox": str(outbox)}))
+            "run_id": "run-1", "step_run_id": step_run, "outbox": str(outbox),
+            "runDefinition": {"dataReferences": {"extracted": {
+                "dataStoreName": datastore, "pathOnDataStore": contract.output_relative_path(step_run)}}}}))
         env["SHEETDROP_LOCAL_RUN"] = str(run_file)
-    argv = [str(a) for a in contract.step_arguments(str(input_path), str(output), datastore, dataset)]
+    argv = [str(a) for a in contract.step_arguments(
+        str(mounts.input_file), str(mounts.output_dir), argument_datastore or datastore, dataset,
+        contract.source_version(**{k.removeprefix("source_"): v for k, v in SOURCE.items()}))]
     proc = subprocess.run([sys.executable, str(REPO / "step_scripts" / "extract.py"), *argv],
                           capture_output=True, text=True, env=env, cwd=tmp_path, check=False)
-    return proc, output, outbox
+    return proc, mounts.output_dir, outbox
 
 
-def test_step_creates_its_output_dir_writes_parquet_and_reports_registrations(tmp_path: Path) -> None:
-    proc, output, outbox = run_step(tmp_path, SAMPLE)
+@pytest.mark.parametrize("layout", MOUNT_LAYOUTS)
+def test_step_creates_its_output_dir_writes_parquet_and_reports_registrations(tmp_path: Path,
+                                                                             layout: MountLayout) -> None:
+    proc, output, outbox = run_step(tmp_path, SAMPLE, layout=layout)
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in output.iterdir()) == ["orders.parquet", "products.parquet", "targets.parquet"]
     orders = pq.read_table(output / "orders.parquet")
     assert orders.num_rows == 240
     result = json.loads(outbox.read_text())
-    relative = output.relative_to(tmp_path / "mounts" / "workspaceblobstore").as_posix()
+    step_run = json.loads((tmp_path / "run.json").read_text())["step_run_id"]
     regs = {r["name"]: r for r in result["registrations"]}
     assert set(regs) == {"sales_orders", "sales_products", "sales_targets"}
-    assert regs["sales_orders"]["relative_path"] == f"{relative}/orders.parquet"
+    # The same datastore path whatever the mount layout: from the run, not from the mount path.
+    assert regs["sales_orders"]["relative_path"] == f"azureml/{step_run}/extracted/orders.parquet"
     assert regs["sales_orders"]["datastore"] == "workspaceblobstore"
     assert regs["sales_orders"]["tags"] | {} == {
         "source_container": "input", "source_blob": "sales/q3.xlsx", "source_etag": '"0x1"', "run_id": "run-1",
@@ -89,6 +80,12 @@ def test_step_creates_its_output_dir_writes_parquet_and_reports_registrations(tm
     assert json.loads(metrics["targets.parquet:column_types"])["September"] == "string"
 
 
+def test_the_common_runtime_mount_has_no_datastore_in_its_path(tmp_path: Path) -> None:
+    _, output, _ = run_step(tmp_path, SAMPLE)
+    assert "mounts" not in output.parts and "workspaceblobstore" not in output.parts
+    assert output.parts[-4:] == ("cap", "data-capability", "wd", "extracted")
+
+
 def test_step_outside_any_run_converts_and_registers_nothing(tmp_path: Path) -> None:
     proc, output, outbox = run_step(tmp_path, SAMPLE, local_run=False)
     assert proc.returncode == 0, proc.stderr
@@ -97,14 +94,20 @@ def test_step_outside_any_run_converts_and_registers_nothing(tmp_path: Path) -> 
 
 
 def test_step_with_a_wrong_datastore_name_fails_clearly(tmp_path: Path) -> None:
-    input_path = tmp_path / "in.xlsx"
-    input_path.write_bytes(SAMPLE.read_bytes())
-    output = tmp_path / "mounts" / "workspaceblobstore" / "azureml" / "u" / "extracted"
-    argv = [str(a) for a in contract.step_arguments(str(input_path), str(output), "otherstore", "x")]
+    proc, _, outbox = run_step(tmp_path, SAMPLE, argument_datastore="otherstore")
+    assert proc.returncode == 3
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: output-path: the run definition puts output 'extracted' on datastore 'workspaceblobstore', but "
+        "the step was given --output_datastore otherstore")
+    assert not outbox.exists()
+
+
+def test_a_bad_source_version_is_an_argument_error(tmp_path: Path) -> None:
+    argv = [str(a) for a in contract.step_arguments("in.xlsx", str(tmp_path / "out"), "ws", "x", "not json")]
     proc = subprocess.run([sys.executable, str(REPO / "step_scripts" / "extract.py"), *argv],
                           capture_output=True, text=True, check=False)
-    assert proc.returncode != 0
-    assert "mounts/otherstore/" in proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 3
+    assert proc.stderr.strip() == "error: arguments: --source_version is not JSON: 'not json'"
 
 
 def test_step_rejects_a_file_that_is_not_a_workbook(tmp_path: Path) -> None:

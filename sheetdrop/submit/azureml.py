@@ -105,7 +105,15 @@ def submission_body(request: SubmitRequest, submission_id: str) -> dict[str, Any
     return {
         "ExperimentName": request.experiment_name,
         "Description": request.description,
-        "ParameterAssignments": {contract.DATASET_NAME_PARAMETER: request.dataset_name},
+        # What the SDK's own PipelineEndpoint.submit sends (docs/azureml.md, "Submission body").
+        "RunSource": "SDK",
+        "ParameterAssignments": {
+            contract.DATASET_NAME_PARAMETER: request.dataset_name,
+            # The step tags its pipeline run with this at its start: run history finds the run by the
+            # blob version even if the service did not keep the tags below.
+            contract.SOURCE_PARAMETER: contract.source_version(
+                request.source_container, request.source_blob, request.source_etag),
+        },
         "DataPathAssignments": {
             contract.INPUT_PARAMETER: {
                 "DataStoreName": request.datastore_name,

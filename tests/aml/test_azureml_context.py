@@ -8,7 +8,7 @@ from typing import Any
 import azureml_context
 import pytest
 from azureml.core import Dataset, Datastore, Run
-from step_context import Registration
+from contract import OutputPathError, Registration
 
 
 @dataclass
@@ -22,6 +22,10 @@ class FakeRun:
     metrics: list[tuple[str, Any]] = field(default_factory=list)
     flushed: int = 0
     display_name: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def get_details(self) -> dict[str, Any]:
+        return self.details
 
     @property
     def experiment(self) -> Any:
@@ -59,15 +63,20 @@ class DatasetStandIn:
         return Registered(kwargs["name"], 3)
 
 
-SOURCE = {"source_container": "input", "source_blob": "sales/q1.xlsx", "source_etag": "0x8DC",
-          "function_invocation_id": "inv-1"}
+SOURCE = {"source_container": "input", "source_blob": "sales/q1.xlsx", "source_etag": "0x8DC"}
+#: The part of Run.get_details() the step reads: runDefinition.dataReferences (RunConfiguration's
+#: data_references, DataReferenceConfiguration's keys; docs/azureml.md, "Where the step writes").
+DETAILS = {"runId": "step-run-1", "runDefinition": {"dataReferences": {"extracted": {
+    "dataStoreName": "workspaceblobstore", "mode": "Mount", "pathOnDataStore": "azureml/step-run-1/extracted",
+    "pathOnCompute": None, "overwrite": False}}}}
 
 
 @pytest.fixture
 def sdk(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     workspace = object()
-    parent = FakeRun("pipeline-run-1", workspace, tags={**SOURCE, "azureml.pipelineid": "p-1"})
-    run = FakeRun("step-run-1", workspace, parent=parent)
+    # The service kept none of the submission's tags: the step must tag the run itself.
+    parent = FakeRun("pipeline-run-1", workspace, tags={"azureml.pipelineid": "p-1"})
+    run = FakeRun("step-run-1", workspace, parent=parent, details=DETAILS)
     datastores: dict[str, Any] = {}
     datasets: list[DatasetStandIn] = []
 
@@ -76,7 +85,7 @@ def sdk(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         return datastores.setdefault(name, type("Datastore", (), {"name": name})())
 
     def from_parquet_files(path: Any, **kwargs: Any) -> DatasetStandIn:
-        assert kwargs == {}
+        assert kwargs == {"validate": False}
         datasets.append(DatasetStandIn(path))
         return datasets[-1]
 
@@ -90,9 +99,8 @@ def test_registers_a_new_version_on_the_exact_datastore_path(sdk: dict[str, Any]
     context = azureml_context.azureml_context()
     assert context is not None
     assert context.run_id == "pipeline-run-1"  # the pipeline run: what the Function logged and the claim holds
-    source = context.source_tags()
-    assert source == SOURCE  # the parent's own azureml.* tags are not carried onto datasets
-    tags = {**source, "run_id": context.run_id, "sheet": "Q1", "rows": "10", "columns": "3"}
+    assert context.output_path("extracted", "workspaceblobstore") == "azureml/step-run-1/extracted"
+    tags = {**SOURCE, "run_id": context.run_id, "sheet": "Q1", "rows": "10", "columns": "3"}
 
     ref = context.register(Registration(
         name="sales", datastore="workspaceblobstore",
@@ -110,9 +118,44 @@ def test_registers_a_new_version_on_the_exact_datastore_path(sdk: dict[str, Any]
     }]
 
 
+def test_the_step_tags_its_runs_with_the_blob_version_first(sdk: dict[str, Any]) -> None:
+    context = azureml_context.azureml_context()
+    assert context is not None
+    context.start(SOURCE)
+    assert sdk["parent"].tags == {"azureml.pipelineid": "p-1", **SOURCE}
+    assert sdk["run"].tags == SOURCE
+    assert sdk["parent"].display_name == "extract sales/q1.xlsx"
+
+
+@pytest.mark.parametrize(("reference", "message"), [
+    ({"dataStoreName": "workspaceblobstore", "pathOnDataStore": "azureml/other-run/extracted"},
+     "the run definition puts output 'extracted' at 'azureml/other-run/extracted', not at "
+     "'azureml/step-run-1/extracted' (azureml/<step run id>/<output>); registering either could point at nothing"),
+    ({"dataStoreName": "otherstore", "pathOnDataStore": "azureml/step-run-1/extracted"},
+     "the run definition puts output 'extracted' on datastore 'otherstore', but the step was given "
+     "--output_datastore workspaceblobstore"),
+])
+def test_a_run_definition_that_disagrees_is_an_error(sdk: dict[str, Any], reference: dict[str, str],
+                                                      message: str) -> None:
+    sdk["run"].details = {"runDefinition": {"dataReferences": {"extracted": reference}}}
+    context = azureml_context.azureml_context()
+    assert context is not None
+    with pytest.raises(OutputPathError) as error:
+        context.output_path("extracted", "workspaceblobstore")
+    assert str(error.value) == message
+
+
+def test_without_a_data_reference_the_rule_stands_in(sdk: dict[str, Any]) -> None:
+    sdk["run"].details = {"runDefinition": {}}
+    context = azureml_context.azureml_context()
+    assert context is not None
+    assert context.output_path("extracted", "workspaceblobstore") == "azureml/step-run-1/extracted"
+
+
 def test_metrics_and_run_tags(sdk: dict[str, Any]) -> None:
     context = azureml_context.azureml_context()
     assert context is not None
+    context.start(SOURCE)
     context.log_metric("rows", 10)
     context.log_metric("sheets", 1)
     context.register(Registration("sales", "workspaceblobstore", "azureml/x/extracted/q1.parquet", "d", {}))

@@ -7,6 +7,7 @@ DryRunServiceCaller), so the assertions are on the module, graph and endpoint en
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -48,10 +49,10 @@ def dry_run(offline_workspace: Any) -> dict[str, Any]:
     }
 
 
-def build_it(dry_run: dict[str, Any]) -> build.ExtractPipeline:
+def build_it(dry_run: dict[str, Any], step_settings: dict[str, str] | None = None) -> build.ExtractPipeline:
     return build.build_pipeline(
         dry_run["workspace"], compute_target=COMPUTE, environment=build.build_environment(),
-        input_datastore=dry_run["input"], output_datastore=dry_run["output"],
+        input_datastore=dry_run["input"], output_datastore=dry_run["output"], step_settings=step_settings,
         _workflow_provider=dry_run["provider"])
 
 
@@ -91,7 +92,8 @@ def test_parameters_output_and_step(dry_run: dict[str, Any]) -> None:
     assert step._source_directory == str(build.REPO_ROOT / contract.SOURCE_DIRECTORY)
     assert step._allow_reuse is False
     assert step._runconfig.environment is built.environment
-    assert set(built.pipeline.graph.params) == {contract.INPUT_PARAMETER, contract.DATASET_NAME_PARAMETER}
+    assert set(built.pipeline.graph.params) == {contract.INPUT_PARAMETER, contract.DATASET_NAME_PARAMETER,
+                                                contract.SOURCE_PARAMETER}
 
 
 def test_what_the_service_would_receive(dry_run: dict[str, Any]) -> None:
@@ -109,6 +111,7 @@ def test_what_the_service_would_receive(dry_run: dict[str, Any]) -> None:
         output_extract=f"<Output:{contract.OUTPUT_NAME}>",
         output_datastore="workspaceblobstore",
         dataset_name=f"<Parameter:{contract.DATASET_NAME_PARAMETER}>",
+        source_version=f"<Parameter:{contract.SOURCE_PARAMETER}>",
     )
     (step_input,) = interface.inputs
     assert (step_input.name, step_input.data_store_mode) == (contract.INPUT_PARAMETER, "mount")
@@ -126,7 +129,8 @@ def test_what_the_service_would_receive(dry_run: dict[str, Any]) -> None:
     assert datapath_parameter.default_value.data_store_name == "sheetdrop_input"
     assert datapath_parameter.default_value.relative_path == contract.PLACEHOLDER_RELATIVE_PATH
     assert {p.name: p.default_value for p in graph_interface.parameters} == {
-        contract.DATASET_NAME_PARAMETER: contract.PLACEHOLDER_DATASET_NAME}
+        contract.DATASET_NAME_PARAMETER: contract.PLACEHOLDER_DATASET_NAME,
+        contract.SOURCE_PARAMETER: contract.PLACEHOLDER_SOURCE}
 
 
 def test_environment_from_the_step_requirements() -> None:
@@ -139,10 +143,22 @@ def test_environment_from_the_step_requirements() -> None:
     assert f"python={build.PYTHON_VERSION}" in list(environment.python.conda_dependencies.conda_packages)
 
 
-def test_step_settings_become_the_step_environment_variables() -> None:
-    environment = build.build_environment(step_settings={
-        "SHEETDROP_MAX_CELLS": "1000000", "SHEETDROP_INCLUDE_HIDDEN": "1", "INPUT_STORAGE": "secret", "PATH": "/x"})
-    assert environment.environment_variables == {"SHEETDROP_MAX_CELLS": "1000000", "SHEETDROP_INCLUDE_HIDDEN": "1"}
+def test_step_settings_reach_the_serialized_graph(dry_run: dict[str, Any]) -> None:
+    """What the service gets: the step node's run configuration, as the SDK serializes it."""
+    settings = {"SHEETDROP_MAX_CELLS": "1000000", "SHEETDROP_INCLUDE_HIDDEN": "1", "SHEETDROP_MAX_FILE_MB": "64",
+                "SHEETDROP_READER_MEMORY_MB": "2048", "SHEETDROP_READER_TIMEOUT_S": "120",
+                "INPUT_STORAGE": "secret", "PATH": "/x"}
+    published = build_it(dry_run, step_settings=settings).pipeline.publish(name="sheetdrop-extract")
+
+    caller: DryRunServiceCaller = dry_run["caller"]
+    graph = caller._graph_entities[caller._pipeline_entities[published.id].graph_id]
+    (node,) = graph.module_nodes
+    runconfig = json.loads(node.runconfig)
+    expected = {k: v for k, v in settings.items() if k in contract.STEP_SETTING_NAMES}
+    assert set(expected) == set(contract.STEP_SETTING_NAMES)
+    assert runconfig["environmentVariables"] == expected
+    # Nothing rides on the deprecated Environment.environment_variables (nor the SDK's example default).
+    assert not runconfig["environment"].get("environmentVariables")
 
 
 def test_publishing_twice_keeps_one_endpoint(dry_run: dict[str, Any]) -> None:

@@ -22,6 +22,7 @@ from sheetdrop.settings import load_settings
 from sheetdrop.submit import SubmitError, SubmitRequest
 from sheetdrop.submit.azureml import TOKEN_SCOPE, AzureMLBackend, Workspace
 from sheetdrop.submit.retry import Retrier, RetryPolicy
+from step_scripts import contract
 from tests.aml.conftest import RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE
 
 ENDPOINT_ID = "0f7c1d2e-3a4b-4c5d-8e9f-a0b1c2d3e4f5"
@@ -130,7 +131,11 @@ def test_submission_matches_the_sdk_route_models_and_token(backend: tuple[AzureM
     info = Deserializer(SDK_MODELS)("PipelineSubmissionInfo", body)
     assert info.experiment_name == "sheetdrop-extract"
     assert info.description == REQUEST.description
-    assert info.parameter_assignments == {"dataset_name": "sales"}
+    # RunSource as the SDK's own PipelineEndpoint.submit sends it (_aeva_provider.py, docs/azureml.md).
+    assert info.run_source == "SDK"
+    assert info.parameter_assignments == {
+        "dataset_name": "sales",
+        "source_version": contract.source_version("input", "sales/2024 Q1 (final).xlsx", REQUEST.source_etag)}
     assert set(info.data_path_assignments) == {"input_datapath"}
     datapath = info.data_path_assignments["input_datapath"]
     assert isinstance(datapath, LegacyDataPath)
