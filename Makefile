@@ -6,7 +6,7 @@ AML_VENV := .venv-aml
 STATE := .sheetdrop
 SAMPLE := samples/sales-2026-q3.xlsx
 
-.PHONY: setup setup-aml run test test-app test-aml lint bench latency sample clean
+.PHONY: setup setup-aml run test test-app test-aml lint bench latency idle sample clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -48,6 +48,9 @@ bench: setup
 
 latency: setup
 	$(VENV)/bin/python benchmarks/latency.py
+
+idle: setup
+	$(VENV)/bin/python benchmarks/idle.py
 
 sample: setup
 	$(VENV)/bin/python samples/make_sample.py

@@ -37,5 +37,5 @@ def workbook_dropped(client: blob.BlobClient, context: func.Context) -> None:
 
 @app.function_name("abandoned_claims")
 @app.timer_trigger(arg_name="timer", schedule="0 */5 * * * *", use_monitor=True)
-def abandoned_claims(timer: func.TimerRequest) -> None:
-    sweep()
+def abandoned_claims(timer: func.TimerRequest, context: func.Context) -> None:
+    sweep(invocation_id=context.invocation_id)

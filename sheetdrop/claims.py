@@ -90,6 +90,11 @@ def claim_blob_name(container: str, blob: str, etag: str) -> str:
     return f"{container}/{version_key(blob, etag)}.json"
 
 
+#: Poisoned claims are listed here as well, so that finding them does not read every claim. The
+#: underscore keeps it apart from claim names, which start with a container name.
+POISONED_INDEX = "_index/poisoned/"
+
+
 #: How long a released claim waits for the host's own retries before the sweep re-delivers it.
 RELEASED_RETRY_AFTER = 300.0
 
@@ -132,8 +137,16 @@ class ClaimStore:
                 result = client.upload_blob(data, metadata=metadata, overwrite=True, etag=claim.claim_etag,
                                             match_condition=MatchConditions.IfNotModified)
         except (ResourceExistsError, ResourceModifiedError):
-            return False
-        claim.claim_etag = result["etag"]
+            # The storage SDK retries a request whose answer was lost (a storage blip): its first
+            # attempt may have written exactly this, and the retry then fails its own condition.
+            current = self.read(claim.container, claim.blob, claim.etag)
+            if current is None or not _same(current, claim):
+                return False
+            claim.claim_etag = current.claim_etag
+        else:
+            claim.claim_etag = result["etag"]
+        if claim.state == ClaimState.POISONED:
+            self.container.upload_blob(POISONED_INDEX + client.blob_name, b"", overwrite=True)
         return True
 
     def acquire(self, container: str, blob: str, etag: str, invocation_id: str | None) -> Acquired | Declined:
@@ -181,19 +194,25 @@ class ClaimStore:
         return self.read(claim.container, claim.blob, claim.etag) or claim
 
     def list(self, state: ClaimState | None = None) -> Iterator[Claim]:
-        """Claims, optionally of one state (from their metadata, without reading every body)."""
+        """Claims, optionally of one state (from their metadata, without reading every body; the
+        poisoned ones from their index)."""
         from azure.core.exceptions import ResourceNotFoundError
 
-        for item in self.container.list_blobs(include=["metadata"]):
-            if state and (item.metadata or {}).get("state") != state:
-                continue
+        if state == ClaimState.POISONED:
+            names = [name.removeprefix(POISONED_INDEX)
+                     for name in self.container.list_blob_names(name_starts_with=POISONED_INDEX)]
+        else:
+            names = [item.name for item in self.container.list_blobs(include=["metadata"])
+                     if not item.name.startswith(POISONED_INDEX)
+                     and (state is None or (item.metadata or {}).get("state") == state)]
+        for name in names:
             try:
-                downloader = self.container.get_blob_client(item.name).download_blob()
+                downloader = self.container.get_blob_client(name).download_blob()
                 claim = Claim(**json.loads(downloader.readall()))
             except ResourceNotFoundError:
                 continue
             except (ValueError, TypeError) as exc:  # not a claim this code wrote: skip, never stop
-                log.warning("skipping unreadable claim blob %s: %s", item.name, exc)
+                log.warning("skipping unreadable claim blob %s: %s", name, exc)
                 continue
             claim.claim_etag = downloader.properties.etag
             yield claim
@@ -209,6 +228,20 @@ class ClaimStore:
                     if c.failures < self.max_failures and c.updated_at < now - retry_after]
         return stale + released
 
+    def abandon(self, claim: Claim, reason: str) -> bool:
+        """Give back a claim whose invocation is known to be dead (its host stopped), without
+        counting a failure: it was not the blob's fault. The next delivery takes it over and first
+        checks for an existing run, as after any release."""
+        claim.state, claim.last_error, claim.updated_at = ClaimState.RELEASED, reason, self.clock()
+        return self._write(claim)
+
     def supersede(self, claim: Claim, reason: str) -> bool:
         claim.state, claim.last_error, claim.updated_at = ClaimState.SUPERSEDED, reason, self.clock()
         return self._write(claim)
+
+
+def _same(stored: Claim, written: Claim) -> bool:
+    """Whether ``stored`` is what ``written`` says, but for when it was written."""
+    ignore = {"updated_at", "claim_etag"}
+    return {k: v for k, v in stored.__dict__.items() if k not in ignore} == \
+        {k: v for k, v in written.__dict__.items() if k not in ignore}

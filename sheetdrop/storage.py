@@ -12,13 +12,18 @@ if TYPE_CHECKING:
     from sheetdrop.settings import StorageSettings
 
 
+def retry_options(storage: StorageSettings) -> dict[str, int]:
+    """The storage clients' retries. The SDK's default first backoff is 15 s; a short outage of the
+    emulator (or a blip in Azure) should cost seconds, and a longer one is handled above the client
+    (requeue, host retry)."""
+    return {"retry_total": storage.retry_total, "initial_backoff": 2, "increment_base": 2}
+
+
 @functools.cache
 def blob_service(storage: StorageSettings) -> BlobServiceClient:
     from azure.storage.blob import BlobServiceClient
 
-    # The SDK's default first backoff is 15 s; a short outage of the emulator (or a blip in Azure)
-    # should cost seconds, and a longer one is handled above the client (requeue, host retry).
-    retry = {"retry_total": storage.retry_total, "initial_backoff": 2, "increment_base": 2}
+    retry = retry_options(storage)
     if storage.connection_string:
         return BlobServiceClient.from_connection_string(storage.connection_string, **retry)
     from azure.identity import DefaultAzureCredential

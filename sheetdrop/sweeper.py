@@ -20,7 +20,7 @@ from sheetdrop.trigger import BlobVersion, Outcome, claim_store, handle_blob
 log = logging.getLogger("sheetdrop.sweeper")
 
 
-def sweep(settings: Settings | None = None) -> list[Outcome]:
+def sweep(settings: Settings | None = None, invocation_id: str = "sweep") -> list[Outcome]:
     from azure.core.exceptions import ResourceNotFoundError
 
     from sheetdrop.storage import blob_service
@@ -45,7 +45,7 @@ def sweep(settings: Settings | None = None) -> list[Outcome]:
         try:
             outcomes.append(handle_blob(
                 BlobVersion(claim.container, claim.blob, props.etag, props.size, dict(props.metadata or {})),
-                invocation_id=f"sweep-{uuid.uuid4()}", settings=settings))
+                invocation_id=f"{invocation_id}-sweep-{uuid.uuid4().hex[:8]}", settings=settings))
         except Exception as exc:  # one failing version must not keep the others waiting
             log.error("re-delivering %s/%s failed (its claim is released; the next sweep or event retries): %s",
                       claim.container, claim.blob, exc)

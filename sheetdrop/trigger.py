@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from sheetdrop.claims import Acquired, ClaimState, ClaimStore
-from sheetdrop.naming import dataset_name_for_blob, skip_reason
+from sheetdrop.naming import DatasetNames, dataset_source, skip_reason
 from sheetdrop.settings import Settings, get_settings
 from sheetdrop.submit import Backend, SubmitRequest
 from sheetdrop.submit.backends import get_backend
@@ -50,8 +50,12 @@ def claim_store(settings: Settings) -> ClaimStore:
     return ClaimStore(container, stale_after=settings.claim_stale_seconds, max_failures=settings.claim_max_failures)
 
 
-def build_request(blob: BlobVersion, settings: Settings, invocation_id: str | None) -> SubmitRequest:
-    dataset = dataset_name_for_blob(blob.name)
+@functools.cache
+def dataset_names(settings: Settings) -> DatasetNames:
+    return DatasetNames(claim_store(settings).container)
+
+
+def build_request(blob: BlobVersion, settings: Settings, invocation_id: str | None, dataset: str) -> SubmitRequest:
     tags = contract.source_tags(blob.container, blob.name, blob.etag)
     if invocation_id:
         tags[contract.INVOCATION_TAG] = invocation_id
@@ -88,8 +92,9 @@ def handle_blob(
         return Outcome("duplicate", reason=got.reason)
 
     backend = backend or get_backend(settings)
-    request = build_request(blob, settings, invocation_id)
     try:
+        request = build_request(blob, settings, invocation_id,
+                                dataset_names(settings).name_for(dataset_source(blob.name)))
         if got.check_existing:
             # The invocation that held the claim before may have died after its submission reached
             # the service, or lost the answer: a run tagged with this version means nothing is left to do.

@@ -1,7 +1,15 @@
-"""Start and stop the Azurite storage emulator (installed from npm by ``make``)."""
+"""Start, adopt and stop the Azurite storage emulator (installed from npm by ``make``).
+
+Azurite keeps its index in memory and saves it every few seconds; it saves on a graceful stop
+(SIGTERM). So it must never be stopped as a side effect of the host dying: it runs in its own
+session and outlives a crashed host (data intact), the next host adopts it from its pid file, and
+only a deliberate stop ends it, waiting until it has saved and exited.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import signal
 import socket
@@ -48,18 +56,6 @@ def azurite_binary() -> str:
     raise AzuriteError("Azurite is not installed: run `make setup` (it runs `npm ci` in the repository)")
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: if whoever started Azurite is killed outright (SIGKILL, a CI
-    timeout), Azurite goes too instead of holding its ports forever (Linux; elsewhere a no-op)."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as s:
         s.settimeout(0.2)
@@ -73,12 +69,49 @@ class Azurite:
     queue_port: int = 10001
     table_port: int = 10002
     process: subprocess.Popen[bytes] | None = None
+    #: The process id of an Azurite this object runs or adopted.
+    pid: int | None = None
+    #: Wall time at which it started (or was adopted): what a crash of it may have lost came after.
+    started_at: float = 0.0
+    adopted: bool = False
 
     @property
     def connection_string(self) -> str:
         return azurite_connection_string(self.blob_port, self.queue_port)
 
+    @property
+    def pid_file(self) -> Path:
+        return self.location / "azurite.pid"
+
+    def _ports(self) -> list[int]:
+        return [self.blob_port, self.queue_port, self.table_port]
+
+    def _adoptable(self) -> int | None:
+        """The pid of an Azurite a previous host started on this folder and these ports, if it runs."""
+        try:
+            recorded = json.loads(self.pid_file.read_text())
+            cmdline = Path(f"/proc/{recorded['pid']}/cmdline").read_bytes()
+        except (OSError, ValueError, KeyError):
+            return None
+        if recorded.get("ports") != self._ports() or b"azurite" not in cmdline or not port_open(self.blob_port):
+            return None
+        return int(recorded["pid"])
+
+    def alive(self) -> bool:
+        if self.process is not None:
+            return self.process.poll() is None
+        if self.pid is None:
+            return False
+        try:  # a zombie (state Z) has exited; in a container nobody may reap it
+            return Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except (OSError, IndexError):
+            return False
+
     def start(self, timeout: float = 30.0) -> Azurite:
+        adoptable = self._adoptable()
+        if adoptable is not None:
+            self.pid, self.adopted, self.started_at = adoptable, True, time.time()
+            return self
         if port_open(self.blob_port):
             raise AzuriteError(
                 f"port {self.blob_port} is already in use: another Azurite is running "
@@ -90,9 +123,11 @@ class Azurite:
              "--blobPort", str(self.blob_port), "--queuePort", str(self.queue_port),
              "--tablePort", str(self.table_port), *FLAGS],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,  # Ctrl-C reaches us; we stop Azurite ourselves
-            preexec_fn=_die_with_parent,
+            # Its own session: neither Ctrl-C nor the host's death reaches it; we stop it ourselves.
+            start_new_session=True,
         )
+        self.pid, self.adopted, self.started_at = self.process.pid, False, time.time()
+        self.pid_file.write_text(json.dumps({"pid": self.pid, "ports": self._ports()}))
         deadline = time.monotonic() + timeout
         while not (port_open(self.blob_port) and port_open(self.queue_port)):
             if self.process.poll() is not None:
@@ -104,12 +139,16 @@ class Azurite:
             time.sleep(0.1)
         return self
 
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
+    def stop(self, timeout: float = 30.0) -> None:
+        """A graceful stop: SIGTERM, then wait until it has saved and exited."""
+        if self.alive() and self.pid is not None:
+            os.kill(self.pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while self.alive() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if self.alive():
+                os.kill(self.pid, signal.SIGKILL)
+        if self.process is not None:
+            self.process.wait()
+        self.pid_file.unlink(missing_ok=True)
+        self.process, self.pid = None, None

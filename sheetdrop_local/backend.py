@@ -24,7 +24,12 @@ class LocalBackend:
         return cls(db.connect(settings.state_dir))
 
     def submit(self, request: SubmitRequest) -> SubmitResult:
-        return SubmitResult(run_id=runstore.enqueue(self.conn, request))
+        # The claims make submissions exactly-once; but Azurite, which holds them, can lose its last
+        # seconds of writes in a crash, while this run store cannot. So one run per blob version here too.
+        with runstore.transaction(self.conn):
+            existing = runstore.find_by_source(self.conn, request.source_container, request.source_blob,
+                                               request.source_etag)
+            return SubmitResult(run_id=existing[0] if existing else runstore.enqueue(self.conn, request))
 
     def find_runs(self, source_container: str, source_blob: str, source_etag: str) -> list[str]:
         return runstore.find_by_source(self.conn, source_container, source_blob, source_etag)

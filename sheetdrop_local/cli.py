@@ -116,7 +116,14 @@ def cmd_show(args: argparse.Namespace, settings: LocalSettings) -> int:
         return 2
     dataset = registry.get(_connect(settings), name, int(version) if version else None)
     container = settings.local_container_for(dataset.datastore)
-    table = registry.load_table(dataset, blob_service(settings.storage), container)
+    from azure.core.exceptions import ResourceNotFoundError
+
+    try:
+        table = registry.load_table(dataset, blob_service(settings.storage), container)
+    except ResourceNotFoundError:
+        print(f"error: not-found: {dataset.name}:{dataset.version} is registered, but its parquet "
+              f"{container}/{dataset.relative_path} is not in storage", file=sys.stderr)
+        return 1
     print(f"{dataset.name} version {dataset.version}: {table.num_rows} rows, {table.num_columns} columns")
     print(table.slice(0, args.head).to_pandas().to_string(index=False))
     return 0
@@ -125,11 +132,16 @@ def cmd_show(args: argparse.Namespace, settings: LocalSettings) -> int:
 def drop_file(settings: LocalSettings, path: Path, blob_name: str | None = None) -> tuple[str, str]:
     """Upload a file into the input container; return its blob name and etag."""
     from sheetdrop.storage import blob_service, ensure_container
+    from sheetdrop_local import events
 
     blob_name = blob_name or path.name
     container = ensure_container(blob_service(settings.storage), settings.input_container)
+    blob = container.get_blob_client(blob_name)
     with open(path, "rb") as handle:
-        props = container.get_blob_client(blob_name).upload_blob(handle, overwrite=True)
+        props = blob.upload_blob(handle, overwrite=True)
+    # What Event Grid would send: the dev host notices the drop within a poll (events.py).
+    events.post(events.events_queue(settings.storage), events.blob_created(
+        blob.account_name or "", settings.input_container, blob_name, props["etag"], path.stat().st_size, blob.url))
     print(f"dropped {path} as {settings.input_container}/{blob_name} (etag {props['etag']})")
     return blob_name, props["etag"]
 
@@ -183,11 +195,13 @@ def cmd_host(args: argparse.Namespace, settings: LocalSettings) -> int:
     # `kill`, a closed terminal or a `timeout` stop the host like Ctrl-C, so Azurite is stopped too.
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGHUP, _interrupt)
+    log = logging.getLogger("sheetdrop.host")
     azurite = None
     if args.azurite:
         azurite = Azurite(settings.state_dir / "azurite", settings.azurite_blob_port, settings.azurite_queue_port,
                           settings.azurite_table_port).start()
-        logging.getLogger("sheetdrop.host").info("Azurite listening on blob port %d", azurite.blob_port)
+        log.info("Azurite %s on blob port %d (pid %d)", "adopted from a previous host" if azurite.adopted
+                 else "listening", azurite.blob_port, azurite.pid)
     try:
         host = DevHost(settings, poll_interval=args.poll_interval, workers=args.workers).start()
         if args.drop:
@@ -199,7 +213,14 @@ def cmd_host(args: argparse.Namespace, settings: LocalSettings) -> int:
             cmd_datasets(argparse.Namespace(json=False, name=None), settings)
             print("\nwatching for new workbooks: `sheetdrop drop FILE` from another shell; Ctrl-C stops\n")
         while True:
-            time.sleep(3600)
+            time.sleep(1)
+            if azurite and not azurite.alive():
+                # Whatever it acknowledged since its last save may be gone: restart it and check the
+                # runs it served (recovery.py).
+                lost_since = azurite.started_at
+                log.warning("Azurite exited unexpectedly; starting it again")
+                azurite.start()
+                host.storage_restarted(lost_since)
     except KeyboardInterrupt:
         print("\nstopping")
     finally:

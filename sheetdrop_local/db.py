@@ -28,7 +28,10 @@ CREATE TABLE IF NOT EXISTS runs (
     output_path TEXT,
     metrics TEXT NOT NULL DEFAULT '{}',
     error TEXT,
-    log_path TEXT
+    log_path TEXT,
+    -- step run ids of attempts that were cut short: their partial outputs are deleted before the
+    -- next attempt (JSON list)
+    abandoned_attempts TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS runs_by_source ON runs (source_container, source_blob, source_etag);
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, submitted_at);
@@ -43,13 +46,17 @@ CREATE TABLE IF NOT EXISTS datasets (
     created_at REAL NOT NULL,
     PRIMARY KEY (name, version)
 );
+CREATE TABLE IF NOT EXISTS host_state (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 """
 
 
 def connect(state_dir: Path) -> sqlite3.Connection:
     state_dir.mkdir(parents=True, exist_ok=True)
     # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE) where they matter.
-    conn = sqlite3.connect(state_dir / "sheetdrop_local.db", timeout=30, isolation_level=None, check_same_thread=False)
+    conn = sqlite3.connect(state_dir / "sheetdrop.db", timeout=30, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA busy_timeout=30000")
@@ -63,3 +70,15 @@ def _add_missing_columns(conn: sqlite3.Connection) -> None:
     have = {row["name"] for row in conn.execute("PRAGMA table_info(runs)")}
     if "not_before" not in have:
         conn.execute("ALTER TABLE runs ADD COLUMN not_before REAL NOT NULL DEFAULT 0")
+    if "abandoned_attempts" not in have:
+        conn.execute("ALTER TABLE runs ADD COLUMN abandoned_attempts TEXT NOT NULL DEFAULT '[]'")
+
+
+def get_state(conn: sqlite3.Connection, key: str) -> str | None:
+    row = conn.execute("SELECT value FROM host_state WHERE key = ?", (key,)).fetchone()
+    return row["value"] if row else None
+
+
+def set_state(conn: sqlite3.Connection, key: str, value: str) -> None:
+    conn.execute("INSERT INTO host_state (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = ?",
+                 (key, value, value))

@@ -1,33 +1,40 @@
 """The dev host: stands in for the Functions host, which cannot run here.
 
-It watches the input container (Azurite has no Event Grid), keeps blob receipts in storage so
-that a restart neither reprocesses nor misses a blob, and invokes the functions *as indexed from
-function_app.py* (a real BlobClient built by the blob extension's own converter, as the Python
-worker does; the timer function on a schedule). A failed invocation is delivered again with a
-back-off, as Event Grid and the host retry; giving up on a version is the claims' job, not the
-host's. It also runs the local pipeline runner's workers.
+It learns of new blobs from the local Event Grid queue (:mod:`sheetdrop_local.events`) within a
+poll, and from a reconciliation listing of the input container whose interval grows with what a
+listing costs, so that an idle host costs about the same with 20 blobs or 5,000. It keeps blob
+receipts in storage so that a restart neither reprocesses nor misses a blob, and invokes the
+functions as indexed from function_app.py (:mod:`sheetdrop_local.functions_host`). A failed
+invocation is delivered again with a back-off, as Event Grid and the host retry; giving up on a
+version is the claims' job, not the host's. Before it starts work it finishes what a crash left
+(:mod:`sheetdrop_local.recovery`); it also runs the local pipeline runner's workers.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
-import inspect
 import json
 import logging
 import os
-import re
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from sheetdrop.claims import version_key
 from sheetdrop.storage import blob_service, ensure_container, storage_unreachable
-from sheetdrop_local import backend
+from sheetdrop.trigger import claim_store
+from sheetdrop_local import backend, db, events, recovery, runstore
+from sheetdrop_local.functions_host import (
+    HostError,
+    indexed_timer,
+    indexed_trigger,
+    invoke,
+    invoke_timer,
+    resolve_app_settings,
+)
 from sheetdrop_local.settings import LocalSettings
 
 if TYPE_CHECKING:
@@ -37,128 +44,6 @@ log = logging.getLogger("sheetdrop.host")
 
 #: Where the dev host keeps its receipts, like the Functions host's azure-webjobs-hosts container.
 RECEIPTS_CONTAINER = "sheetdrop-hosts"
-
-
-class HostError(RuntimeError):
-    pass
-
-
-@dataclass(frozen=True)
-class IndexedTrigger:
-    """The blob-triggered function as the host would index it."""
-
-    function_name: str
-    arg_name: str
-    path: str
-    connection: str
-    source: str | None
-    user_function: Callable[..., Any]
-    parameters: dict[str, inspect.Parameter]
-    bindings: tuple[dict[str, Any], ...] = ()
-
-
-@dataclass(frozen=True)
-class IndexedTimer:
-    function_name: str
-    arg_name: str
-    schedule: str
-    user_function: Callable[..., Any]
-    bindings: tuple[dict[str, Any], ...] = ()
-
-
-_index_lock = threading.Lock()
-
-
-def indexed_trigger() -> IndexedTrigger:
-    """The blob-triggered function, indexed from ``function_app.py`` once per process
-    (``get_functions()`` may be called only once, so concurrent first callers wait)."""
-    with _index_lock:
-        return _index()[0]
-
-
-def indexed_timer() -> IndexedTimer | None:
-    """The timer-triggered function (the abandoned-claims sweep), if the app has one."""
-    with _index_lock:
-        return _index()[1]
-
-
-@functools.cache
-def _index() -> tuple[IndexedTrigger, IndexedTimer | None]:
-    import function_app
-
-    # The library warns that auth levels do not apply to non-HTTP functions; that is expected here.
-    logging.disable(logging.WARNING)
-    try:
-        functions = function_app.app.get_functions()
-    finally:
-        logging.disable(logging.NOTSET)
-    trigger: IndexedTrigger | None = None
-    timer: IndexedTimer | None = None
-    for fn in functions:
-        bindings = json.loads(fn.get_function_json())["bindings"]
-        user_fn = fn.get_user_function()
-        for binding in bindings:
-            if binding["type"] == "blobTrigger":
-                trigger = IndexedTrigger(
-                    function_name=fn.get_function_name(), arg_name=binding["name"], path=binding["path"],
-                    connection=binding["connection"], source=binding.get("source"), user_function=user_fn,
-                    parameters=dict(inspect.signature(user_fn).parameters), bindings=tuple(bindings),
-                )
-            elif binding["type"] == "timerTrigger":
-                timer = IndexedTimer(function_name=fn.get_function_name(), arg_name=binding["name"],
-                                     schedule=binding["schedule"], user_function=user_fn, bindings=tuple(bindings))
-    if trigger is None:
-        raise HostError("function_app.py registers no blob-triggered function")
-    return trigger, timer
-
-
-def resolve_app_settings(value: str, env: dict[str, str]) -> str:
-    """Replace ``%SETTING%`` as the Functions host does; a missing setting is an error there too."""
-
-    def setting(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in env:
-            raise HostError(f"the trigger path names %{name}% but app setting {name} is not set")
-        return env[name]
-
-    return re.sub(r"%([^%]+)%", setting, value)
-
-
-class DevContext:
-    """What ``func.Context`` gives a function: the fields the worker fills in."""
-
-    def __init__(self, function_name: str, invocation_id: str) -> None:
-        self.invocation_id = invocation_id
-        self.function_name = function_name
-        self.function_directory = os.getcwd()
-        self.trace_context = SimpleNamespace(trace_parent="", trace_state="", attributes={})
-        self.retry_context = SimpleNamespace(retry_count=0, max_retry_count=0, exception=None)
-        self.thread_local_storage = threading.local()
-
-
-def blob_client_argument(trigger: IndexedTrigger, container: str, name: str) -> Any:
-    """Build the trigger argument with the extension's converter from model binding data, as the
-    worker does for an SDK-type binding (the connection is resolved from app settings there)."""
-    from azurefunctions.extensions.base import Datum
-    from azurefunctions.extensions.bindings.blob import BlobClientConverter
-
-    pytype = trigger.parameters[trigger.arg_name].annotation
-    if not (isinstance(pytype, type) and BlobClientConverter.check_input_type_annotation(pytype)):
-        raise HostError(f"parameter {trigger.arg_name!r} is not annotated with an SDK blob type")
-    model_binding_data = SimpleNamespace(
-        version="1.0", source="AzureStorageBlobs", content_type="application/json",
-        content=json.dumps({"Connection": trigger.connection, "ContainerName": container, "BlobName": name}),
-    )
-    return BlobClientConverter.decode(
-        Datum(model_binding_data, "model_binding_data"), trigger_metadata={"name": name}, pytype=pytype)
-
-
-def invoke(trigger: IndexedTrigger, container: str, name: str, invocation_id: str) -> None:
-    kwargs: dict[str, Any] = {trigger.arg_name: blob_client_argument(trigger, container, name)}
-    for pname, param in trigger.parameters.items():
-        if pname != trigger.arg_name and (pname == "context" or getattr(param.annotation, "__name__", "") == "Context"):
-            kwargs[pname] = DevContext(trigger.function_name, invocation_id)
-    trigger.user_function(**kwargs)
 
 
 @dataclass
@@ -181,6 +66,9 @@ class ReceiptStore:
 
 #: Longest wait before a failed invocation is delivered again.
 MAX_RETRY_DELAY = 60.0
+#: A reconciliation listing runs at most this often relative to its own duration (≤ 5 % of the time).
+SCAN_COST_FACTOR = 20
+MAX_SCAN_INTERVAL = 300.0
 
 
 @dataclass
@@ -188,13 +76,16 @@ class DevHost:
     settings: LocalSettings
     poll_interval: float = 1.0
     workers: int = 2
+    #: Times the re-deliveries and listings (monotonic seconds); tests move it instead of sleeping.
+    clock: Callable[[], float] = time.monotonic
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     #: receipt key -> (failed invocations, monotonic time before which it is not delivered again)
     _retry: dict[str, tuple[int, float]] = field(default_factory=dict)
-    #: Times the re-deliveries (monotonic seconds); tests move it instead of sleeping.
-    clock: Callable[[], float] = time.monotonic
+    _next_scan: float = 0.0
+    _outage_since: float | None = None
     _lock_file: Any = None
+    restarts: recovery.StorageRestarts = field(default_factory=recovery.StorageRestarts)
 
     def __post_init__(self) -> None:
         self.trigger = indexed_trigger()
@@ -209,69 +100,110 @@ class DevHost:
 
         get_settings.cache_clear()
         backend.install(self.settings)
+        # This host's invocation ids say which state folder and which host made them (recovery.py).
+        self.invocation_prefix = recovery.invocation_prefix(self.settings.state_dir)
+        self.instance = uuid.uuid4().hex[:8]
         self.service = blob_service(self.settings.storage)
         self.input = ensure_container(self.service, self.container_name)
         ensure_container(self.service, self.settings.local_output_container)
         receipts = ensure_container(self.service, RECEIPTS_CONTAINER)
         self.receipts = ReceiptStore(receipts, f"receipts/{self.container_name}")
         self.seen = self.receipts.load()
+        self.events = events.events_queue(self.settings.storage)
+
+    def invocation_id(self) -> str:
+        return f"{self.invocation_prefix}{self.instance}-{uuid.uuid4().hex[:12]}"
 
     def scan_once(self) -> int:
-        """Invoke the function for every blob version without a receipt that is due; return how many."""
+        """Reconciliation: invoke the function for every blob version without a receipt that is due;
+        return how many."""
         handled = 0
-        now = self.clock()
+        started = self.clock()
         for item in self.input.list_blobs():
             key = version_key(item.name, item.etag)
-            if key in self.seen or self._retry.get(key, (0, 0.0))[1] > now:
+            if key in self.seen or self._retry.get(key, (0, 0.0))[1] > started:
                 continue
             handled += 1
             self._deliver(item.name, item.etag)
+        took = self.clock() - started
+        self._next_scan = self.clock() + min(MAX_SCAN_INTERVAL, max(self.poll_interval, SCAN_COST_FACTOR * took))
         return handled
 
-    def _deliver(self, name: str, etag: str) -> None:
+    def poll_events(self) -> int:
+        """Deliver the BlobCreated events waiting in the local Event Grid queue; return how many."""
+        handled = 0
+        for event in events.receive(self.events):
+            key = version_key(event.name, event.etag)
+            if event.container == self.container_name and key not in self.seen:
+                handled += 1
+                delay = self._deliver(event.name, event.etag)
+                if delay is not None:  # comes back when the back-off is over
+                    self.events.update_message(event.message_id, event.pop_receipt, visibility_timeout=int(delay))
+                    continue
+            self.events.delete_message(event.message_id, event.pop_receipt)
+        return handled
+
+    def _deliver(self, name: str, etag: str) -> float | None:
+        """Invoke the function for one blob version; on failure, the seconds until it is due again."""
         key = version_key(name, etag)
         try:
-            invoke(self.trigger, self.container_name, name, str(uuid.uuid4()))
+            invoke(self.trigger, self.container_name, name, self.invocation_id())
         except Exception as exc:
             failures = self._retry.get(key, (0, 0.0))[0] + 1
-            # Storage down is nobody's fault: try again on the next scan.
+            # Storage down is nobody's fault: try again on the next poll.
             delay = self.poll_interval if storage_unreachable(exc) else min(MAX_RETRY_DELAY, 2.0 ** failures)
             self._retry[key] = (failures, self.clock() + delay)
             # Not receipted: delivered again later. The claim counts the failures that are the
             # blob's, and poisons the version when the host's threshold is reached.
             log.warning("invocation for %s failed (%s: %s); delivering it again in %.0f s", name,
                         exc.__class__.__name__, exc, delay)
-            return
+            return delay
         self._retry.pop(key, None)
         self.receipts.write(name, etag)
         self.seen.add(key)
+        return None
 
     def run_timer(self) -> None:
         """Invoke the app's timer function (the abandoned-claims sweep), as the host would on its
         schedule; the dev host calls it more often than its cron schedule, see ``_watch``."""
-        from azure.functions.timer import TimerRequest
-
         timer = indexed_timer()
         if timer is not None:
-            timer.user_function(**{timer.arg_name: TimerRequest(past_due=False)})
+            invoke_timer(timer, self.invocation_id())
 
     def _watch(self) -> None:
-        last_sweep = 0.0
+        last_sweep = self.clock()
         while not self._stop.is_set():
             try:
-                self.scan_once()
+                self.poll_events()
+                if self.clock() >= self._next_scan:
+                    self.scan_once()
                 # Sooner than the timer's 5-minute schedule when the stale bound is short (tests, demos).
-                if time.monotonic() - last_sweep > min(300.0, self.settings.claim_stale_seconds / 2):
-                    last_sweep = time.monotonic()
+                if self.clock() - last_sweep > min(300.0, self.settings.claim_stale_seconds / 2):
+                    last_sweep = self.clock()
                     self.run_timer()
+                self._storage_answered()
             except Exception as exc:  # storage down for a moment: keep watching
-                log.warning("scanning %s failed, retrying: %s", self.container_name, exc)
+                self._storage_failed(exc)
             self._stop.wait(self.poll_interval)
+
+    def _storage_failed(self, exc: Exception) -> None:
+        if not storage_unreachable(exc):
+            log.warning("watching %s failed, retrying: %s", self.container_name, exc)
+        elif self._outage_since is None:
+            self._outage_since = self.clock()
+            log.warning("storage is unreachable (%s: %s); retrying every %.0f s", self.settings.storage.describe(),
+                        exc.__class__.__name__, self.poll_interval)
+
+    def _storage_answered(self) -> None:
+        if self._outage_since is not None:
+            log.warning("storage is reachable again after %.0f s", self.clock() - self._outage_since)
+            self._outage_since = None
 
     def _work(self) -> None:
         from sheetdrop_local.runner import LocalRunner
 
         runner = LocalRunner.from_settings(self.settings)
+        runner.restarts = self.restarts
         while not self._stop.is_set():
             try:
                 if runner.run_next() is None:
@@ -301,14 +233,40 @@ class DevHost:
         handle.flush()
         self._lock_file = handle
 
+    def recover(self, storage_lost_since: float | None) -> None:
+        """At start, finish what a dead predecessor left (recovery.py). ``storage_lost_since``: wall
+        time after which storage may have lost acknowledged writes (the predecessor did not stop
+        cleanly); completed runs since then are checked."""
+        conn = db.connect(self.settings.state_dir)
+        recovery.release_predecessors_claims(claim_store(self.settings), self.invocation_prefix, self.instance)
+        if self.settings.backend != "local":
+            return
+        requeued = runstore.requeue_interrupted(conn)
+        if requeued:
+            log.info("queued %d run(s) again that a previous host left unfinished", requeued)
+        if storage_lost_since is not None:
+            self.storage_restarted(storage_lost_since)
+
+    def storage_restarted(self, lost_since: float) -> None:
+        """Storage (Azurite) restarted and may have lost what it acknowledged after ``lost_since``:
+        check the runs completed since then, under the lock their registrations commit under."""
+        with self.restarts.lock:
+            self.restarts.count += 1
+            affected = recovery.verify_outputs(
+                db.connect(self.settings.state_dir), self.service, self.settings.local_output_container,
+                {self.settings.input_datastore: self.settings.input_container}, lost_since)
+        log.info("checked the outputs of the runs completed since %s: %d had lost files",
+                 time.strftime("%H:%M:%S", time.localtime(lost_since)), len(affected))
+
     def start(self) -> DevHost:
         self._take_state_lock()
+        conn = db.connect(self.settings.state_dir)
+        previous_start = db.get_state(conn, "host_started_at")
+        clean = db.get_state(conn, "host_stopped_cleanly") == "1"
+        db.set_state(conn, "host_started_at", f"{time.time():.3f}")
+        db.set_state(conn, "host_stopped_cleanly", "0")
+        self.recover(None if clean or previous_start is None else float(previous_start))
         if self.settings.backend == "local":
-            from sheetdrop_local import db, runstore
-
-            requeued = runstore.requeue_interrupted(db.connect(self.settings.state_dir))
-            if requeued:
-                log.info("queued %d run(s) again that a previous host left unfinished", requeued)
             for i in range(self.workers):
                 self._spawn(self._work, f"runner-{i}")
         self._spawn(self._watch, "watcher")
@@ -325,6 +283,8 @@ class DevHost:
         for thread in self._threads:
             thread.join(timeout)
         if self._lock_file is not None:
+            if not any(thread.is_alive() for thread in self._threads):
+                db.set_state(db.connect(self.settings.state_dir), "host_stopped_cleanly", "1")
             self._lock_file.close()  # releases the lock
             self._lock_file = None
 

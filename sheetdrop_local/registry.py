@@ -65,6 +65,17 @@ def register(
     return version
 
 
+def unregister_run(conn: sqlite3.Connection, run_id: str) -> list[DatasetVersion]:
+    """Remove the versions a run registered (its output was lost); call inside a write transaction."""
+    rows = conn.execute("DELETE FROM datasets WHERE run_id = ? RETURNING *", (run_id,)).fetchall()
+    return [DatasetVersion.from_row(r) for r in rows]
+
+
+def for_run(conn: sqlite3.Connection, run_id: str) -> list[DatasetVersion]:
+    rows = conn.execute("SELECT * FROM datasets WHERE run_id = ? ORDER BY name", (run_id,)).fetchall()
+    return [DatasetVersion.from_row(r) for r in rows]
+
+
 def get(conn: sqlite3.Connection, name: str, version: int | None = None) -> DatasetVersion:
     if version is None:
         row = conn.execute("SELECT * FROM datasets WHERE name = ? ORDER BY version DESC LIMIT 1", (name,)).fetchone()

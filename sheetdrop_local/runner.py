@@ -15,10 +15,11 @@ import json
 import logging
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,7 @@ import step_scripts
 from sheetdrop.storage import blob_service, ensure_container, storage_unreachable
 from sheetdrop_local import db, registry, runstore
 from sheetdrop_local.mounts import MountError, StepMounts, step_mounts
+from sheetdrop_local.recovery import StorageRestarts
 from sheetdrop_local.runstore import Run, RunStatus
 from sheetdrop_local.settings import LocalSettings
 from step_scripts import contract
@@ -33,7 +35,7 @@ from step_scripts import contract
 if TYPE_CHECKING:
     from azure.storage.blob import BlobServiceClient
 
-log = logging.getLogger("sheetdrop_local.runner")
+log = logging.getLogger("sheetdrop.runner")
 
 STEP_DIR = Path(step_scripts.__file__).resolve().parent
 #: What the step's process inherits: enough to run Python, none of the storage settings (the
@@ -43,6 +45,15 @@ STEP_ENV_KEEP = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH", "VIRT
 
 class RunFailed(Exception):
     """A run that ends as failed; the message is the reason a person reads in ``sheetdrop runs``."""
+
+
+class StepKilled(Exception):
+    """The step's process was killed from outside (not by its own time limit): not the workbook's
+    fault, so the run is tried again, a bounded number of times."""
+
+
+class OutputLost(Exception):
+    """Storage restarted during the run and lost what the runner had uploaded: run it again."""
 
 
 @dataclass
@@ -55,6 +66,7 @@ class LocalRunner:
     keep_mounts: bool = False
     max_attempts: int = 3
     requeue_delay: float = 10.0
+    restarts: StorageRestarts = field(default_factory=StorageRestarts)
 
     @classmethod
     def from_settings(cls, settings: LocalSettings) -> LocalRunner:
@@ -79,7 +91,9 @@ class LocalRunner:
         log_path = root / "std_log.txt"
         log.info("run %s started: %s/%s", run.run_id, run.source_container, run.source_blob)
         mounts: StepMounts | None = None
+        restarts_before = self.restarts.count
         try:
+            self._delete_abandoned_outputs(run)
             try:
                 mounts = step_mounts(self.settings.mount_layout, root, run.step_run_id, run.datastore_name,
                                      run.relative_path, self.settings.output_datastore)
@@ -89,8 +103,10 @@ class LocalRunner:
             # tells the step in the run's definition.
             output_path = contract.output_relative_path(run.step_run_id)
             outbox = self._run_step(run, root, mounts, output_path, log_path)
-            self._upload(mounts.output_dir, output_path)
-            with runstore.transaction(self.conn):
+            uploaded = self._upload(mounts.output_dir, output_path)
+            with self.restarts.lock, runstore.transaction(self.conn):
+                if self.restarts.count != restarts_before:
+                    self._check_uploaded(uploaded)
                 for item in outbox.get("registrations", []):
                     version = registry.register(
                         self.conn,
@@ -104,19 +120,34 @@ class LocalRunner:
                 )
             log.info("run %s completed", run.run_id)
         except Exception as exc:  # a failed step is a failed run, never a dead host
-            if storage_unreachable(exc) and run.attempts < self.max_attempts:
-                # Not the workbook's fault: run it again once storage answers (nothing was registered).
-                log.warning("run %s: storage unreachable (%s); queued again (attempt %d of %d)",
-                            run.run_id, exc.__class__.__name__, run.attempts, self.max_attempts)
-                runstore.requeue(self.conn, run.run_id, f"attempt {run.attempts}: storage unreachable",
+            retryable = "storage unreachable" if storage_unreachable(exc) else \
+                str(exc) if isinstance(exc, StepKilled | OutputLost) else None
+            if retryable and run.attempts < self.max_attempts:
+                # Not the workbook's fault: run it again (nothing was registered).
+                log.warning("run %s: %s (%s); queued again (attempt %d of %d)", run.run_id, retryable,
+                            exc.__class__.__name__, run.attempts, self.max_attempts)
+                runstore.requeue(self.conn, run.run_id, f"attempt {run.attempts}: {retryable}",
                                  delay=self.requeue_delay * run.attempts)
                 return
-            reason = str(exc) if isinstance(exc, RunFailed) else f"{exc.__class__.__name__}: {exc}"
+            reason = str(exc) if isinstance(exc, RunFailed | StepKilled) else f"{exc.__class__.__name__}: {exc}"
             log.warning("run %s failed: %s", run.run_id, reason)
             runstore.finish(self.conn, run.run_id, RunStatus.FAILED, error=reason, log_path=str(log_path))
         finally:
             for mount_root in (mounts.roots if mounts and not self.keep_mounts else ()):
                 shutil.rmtree(mount_root, ignore_errors=True)
+
+    def _delete_abandoned_outputs(self, run: Run) -> None:
+        """What earlier attempts of this run uploaded before they were cut short (no dataset points
+        at it: registration commits with completion)."""
+        if not run.abandoned_attempts:
+            return
+        container = self.service.get_container_client(self.settings.local_output_container)
+        for step_run_id in run.abandoned_attempts:
+            prefix = f"{contract.output_relative_path(step_run_id)}/"
+            for name in list(container.list_blob_names(name_starts_with=prefix)):
+                container.delete_blob(name)
+                log.info("run %s: deleted %s, left by an attempt that was cut short", run.run_id, name)
+        runstore.forget_abandoned(self.conn, run.run_id)
 
     def _stage_input(self, run: Run, target: Path) -> None:
         from azure.core import MatchConditions
@@ -131,10 +162,17 @@ class LocalRunner:
             with open(target, "wb") as handle:
                 downloader.readinto(handle)
         except ResourceModifiedError as exc:
+            # Azurite (like Azure) answers 412 to a conditional read of a deleted blob too: ask.
+            try:
+                blob.get_blob_properties()
+            except ResourceNotFoundError:
+                raise RunFailed(f"the input blob {container}/{run.relative_path} was deleted before this run "
+                                "read it; upload it again to convert it") from exc
             raise RunFailed(
                 "the input blob changed after this run was submitted; the new version has its own run") from exc
         except ResourceNotFoundError as exc:
-            raise RunFailed(f"the input blob {container}/{run.relative_path} no longer exists") from exc
+            raise RunFailed(f"the input blob {container}/{run.relative_path} was deleted before this run "
+                            "read it; upload it again to convert it") from exc
 
     def _run_step(self, run: Run, root: Path, mounts: StepMounts, output_path: str,
                   log_path: Path) -> dict[str, Any]:
@@ -171,18 +209,28 @@ class LocalRunner:
             except subprocess.TimeoutExpired as exc:
                 raise RunFailed(
                     f"the step did not finish within {self.settings.step_timeout:.0f} s (LOCAL_STEP_TIMEOUT)") from exc
+        if proc.returncode < 0:
+            raise StepKilled(f"the step was killed by {signal.Signals(-proc.returncode).name}")
         if proc.returncode != 0:
             raise RunFailed(_failure_reason(log_path, proc.returncode))
         if not outbox.exists():
             raise RunFailed(f"the step exited 0 but reported no result; see {log_path}")
         return json.loads(outbox.read_text(encoding="utf-8"))
 
-    def _upload(self, output_dir: Path, output_path: str) -> None:
+    def _upload(self, output_dir: Path, output_path: str) -> list[str]:
         container = ensure_container(self.service, self.settings.local_output_container)
+        names = []
         for path in sorted(p for p in output_dir.rglob("*") if p.is_file()):
-            name = f"{output_path}/{path.relative_to(output_dir).as_posix()}"
+            names.append(f"{output_path}/{path.relative_to(output_dir).as_posix()}")
             with open(path, "rb") as handle:
-                container.upload_blob(name, handle, overwrite=True)
+                container.upload_blob(names[-1], handle, overwrite=True)
+        return names
+
+    def _check_uploaded(self, names: list[str]) -> None:
+        container = self.service.get_container_client(self.settings.local_output_container)
+        missing = [name for name in names if not container.get_blob_client(name).exists()]
+        if missing:
+            raise OutputLost(f"storage restarted during the run and lost {len(missing)} output file(s)")
 
 
 def _failure_reason(log_path: Path, returncode: int) -> str:

@@ -48,6 +48,7 @@ class Run:
     metrics: dict[str, Any]
     error: str | None
     log_path: str | None
+    abandoned_attempts: list[str]
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Run:
@@ -55,6 +56,7 @@ class Run:
         data["tags"] = json.loads(data["tags"])
         data["metrics"] = json.loads(data["metrics"])
         data["status"] = RunStatus(data["status"])
+        data["abandoned_attempts"] = json.loads(data["abandoned_attempts"])
         return cls(**data)
 
     @property
@@ -106,18 +108,30 @@ def take_next(conn: sqlite3.Connection) -> Run | None:
     return Run.from_row(row) if row else None
 
 
+#: Back to the queue, remembering the attempt cut short so that its partial output is deleted.
+_REQUEUE = """UPDATE runs SET status = 'queued', started_at = NULL, ended_at = NULL,
+    abandoned_attempts = json_insert(abandoned_attempts, '$[#]', step_run_id), step_run_id = NULL"""
+
+
 def requeue_interrupted(conn: sqlite3.Connection) -> int:
     """Runs left 'running' by a host that stopped: queue them again (nothing was registered for
     them, because registration and completion commit together)."""
-    return conn.execute(
-        "UPDATE runs SET status = 'queued', step_run_id = NULL, started_at = NULL WHERE status = 'running'"
-    ).rowcount
+    return conn.execute(f"{_REQUEUE} WHERE status = 'running'").rowcount
 
 
 def requeue(conn: sqlite3.Connection, run_id: str, note: str, delay: float = 0.0) -> None:
     """Back to the queue after an infrastructure failure; ``error`` keeps the note until it ends."""
-    conn.execute("UPDATE runs SET status = 'queued', step_run_id = NULL, started_at = NULL, error = ?, "
-                 "not_before = ? WHERE run_id = ?", (note, time.time() + delay, run_id))
+    conn.execute(f"{_REQUEUE}, error = ?, not_before = ? WHERE run_id = ?", (note, time.time() + delay, run_id))
+
+
+def forget_abandoned(conn: sqlite3.Connection, run_id: str) -> None:
+    conn.execute("UPDATE runs SET abandoned_attempts = '[]' WHERE run_id = ?", (run_id,))
+
+
+def completed_since(conn: sqlite3.Connection, since: float) -> list[Run]:
+    rows = conn.execute("SELECT * FROM runs WHERE status = 'completed' AND ended_at >= ? ORDER BY ended_at",
+                        (since,)).fetchall()
+    return [Run.from_row(r) for r in rows]
 
 
 def finish(

@@ -10,8 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import SAMPLE
 
-from sheetdrop_local import cli
+from sheetdrop_local import cli, db, registry, runstore
 from sheetdrop_local.azurite import free_port
+from sheetdrop_local.settings import LocalSettings
 
 
 def sheetdrop(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -59,6 +60,18 @@ def test_show_with_a_bad_version_is_a_usage_error(tmp_path: Path) -> None:
     proc = sheetdrop("show", "sales_orders:latest", env={**os.environ, "SHEETDROP_STATE_DIR": str(tmp_path)})
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: usage: NAME[:VERSION] with a version number, not 'sales_orders:latest'"
+
+
+def test_show_when_the_parquet_is_gone_is_one_line(settings: LocalSettings, capsys: pytest.CaptureFixture[str]) -> None:
+    conn = db.connect(settings.state_dir)
+    with runstore.transaction(conn):
+        registry.register(conn, name="sales", datastore=settings.output_datastore,
+                          relative_path="azureml/gone/extracted/orders.parquet")
+    assert cli.main(["show", "sales:1"]) == 1
+    out, err = capsys.readouterr()
+    assert (out, err) == ("", f"error: not-found: sales:1 is registered, but its parquet "
+                              f"{settings.local_output_container}/azureml/gone/extracted/orders.parquet is not in "
+                              "storage\n")
 
 
 def test_publish_hands_everything_to_the_azureml_environment() -> None:

@@ -147,6 +147,15 @@ def test_run_refuses_a_blob_that_changed_after_submission(settings: LocalSetting
     assert run.status == "failed" and "changed after this run was submitted" in (run.error or "")
 
 
+def test_a_deleted_input_is_reported_as_deleted(settings: LocalSettings) -> None:
+    upload(settings, "sales/q3.xlsx", SAMPLE.read_bytes())
+    DevHost(settings).scan_once()
+    blob_service(settings.storage).get_blob_client(settings.input_container, "sales/q3.xlsx").delete_blob()
+    [run] = run_all(settings)
+    assert (run.status, run.error) == ("failed", f"the input blob {settings.input_container}/sales/q3.xlsx was "
+                                                 "deleted before this run read it; upload it again to convert it")
+
+
 def test_running_host_picks_up_a_drop_by_itself(settings: LocalSettings) -> None:
     with DevHost(settings, poll_interval=0.2).running():
         upload(settings, "team/q3.xlsx", SAMPLE.read_bytes())
@@ -162,7 +171,7 @@ def test_running_host_picks_up_a_drop_by_itself(settings: LocalSettings) -> None
 
 
 def test_one_dev_host_per_state_folder(settings: LocalSettings) -> None:
-    from sheetdrop_local.devhost import HostError
+    from sheetdrop_local.functions_host import HostError
 
     with DevHost(settings, poll_interval=0.2).running():
         second = DevHost(settings)

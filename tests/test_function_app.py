@@ -9,7 +9,7 @@ from conftest import SAMPLE
 
 from sheetdrop.storage import blob_service, ensure_container
 from sheetdrop_local import db, runstore
-from sheetdrop_local.devhost import DevContext, blob_client_argument, indexed_timer, indexed_trigger
+from sheetdrop_local.functions_host import DevContext, blob_client_argument, indexed_timer, indexed_trigger
 from sheetdrop_local.settings import LocalSettings
 
 

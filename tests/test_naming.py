@@ -1,6 +1,8 @@
+import hashlib
+
 import pytest
 
-from sheetdrop.naming import dataset_name_for_blob, skip_reason
+from sheetdrop.naming import dataset_name, dataset_source, skip_reason
 from step_scripts.contract import MAX_NAME, slug
 
 
@@ -33,15 +35,20 @@ def test_other_blobs_are_skipped_with_a_reason(name: str, size: int, expected: s
         ("budget 2026.xlsx", "budget_2026"),
         ("sales-2026-q3.xlsx", "sales_2026_q3"),
         ("Überweisungen/jan.xlsx", "uberweisungen"),
-        ("数据/jan.xlsx", "workbook"),
+        ("数据/jan.xlsx", "f_" + hashlib.sha256("数据".encode()).hexdigest()[:8]),
         ("/leading/slash.xlsx", "leading"),
     ],
 )
 def test_dataset_name_follows_the_folder(blob: str, dataset: str) -> None:
-    assert dataset_name_for_blob(blob) == dataset
+    assert dataset_name(dataset_source(blob)) == dataset
 
 
 def test_sanitized_names_fit_azureml() -> None:
     name = slug("  ---" + "x" * 400 + "!!", "workbook")
     assert name[0].isalnum() and len(name) <= MAX_NAME
     assert set(name) <= set("abcdefghijklmnopqrstuvwxyz0123456789_")
+
+
+def test_long_names_that_share_a_beginning_stay_apart() -> None:
+    first, second = slug("x" * 200 + "a", "w"), slug("x" * 200 + "b", "w")
+    assert first != second and len(first) == len(second) == MAX_NAME

@@ -32,7 +32,8 @@ from sheetdrop.submit import SubmitError
 from sheetdrop.trigger import claim_store
 from sheetdrop_local import backend, cli, db, registry, runstore
 from sheetdrop_local.azurite import AZURITE_KEY, Azurite, free_port
-from sheetdrop_local.devhost import MAX_RETRY_DELAY, DevContext, DevHost, blob_client_argument, indexed_trigger
+from sheetdrop_local.devhost import MAX_RETRY_DELAY, DevHost
+from sheetdrop_local.functions_host import DevContext, blob_client_argument, indexed_trigger
 from sheetdrop_local.mounts import MOUNT_LAYOUTS, step_mounts
 from sheetdrop_local.runner import LocalRunner
 from sheetdrop_local.settings import LocalSettings, load_local_settings
