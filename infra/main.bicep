@@ -89,7 +89,7 @@ module storage 'app/storage.bicep' = {
   }
 }
 
-module function 'app/function.bicep' = {
+module functionApp 'app/function.bicep' = {
   name: 'function'
   scope: rg
   params: {
@@ -136,7 +136,7 @@ module rbac 'app/rbac.bicep' = {
     storageAccountName: storage.outputs.name
     workspaceName: azureml.outputs.workspaceName
     applicationInsightsName: monitoring.outputs.applicationInsightsName
-    functionPrincipalId: function.outputs.identityPrincipalId
+    functionPrincipalId: functionApp.outputs.identityPrincipalId
     computePrincipalId: azureml.outputs.computePrincipalId
     deployerPrincipalId: principalId
     deployerPrincipalType: principalType
@@ -158,7 +158,7 @@ module workbook 'app/workbook.bicep' = {
 output AZURE_LOCATION string = location
 output AZURE_TENANT_ID string = tenant().tenantId
 output AZURE_RESOURCE_GROUP string = rg.name
-output AZURE_FUNCTION_APP_NAME string = function.outputs.name
+output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output EVENTGRID_SYSTEM_TOPIC_NAME string = storage.outputs.systemTopicName
 output INPUT_CONTAINER string = inputContainerName

@@ -314,13 +314,14 @@ def test_the_trigger_connection_is_the_prefix_the_template_sets() -> None:
 def test_names_flow_from_one_parameter_of_main_bicep() -> None:
     main = bicep("main.bicep")
     modules = {name: mod["config"]["params"] for name, mod in main["modules"].items()}
+    fn = modules["functionApp"]
     assert main["parameters"]["inputContainerName"]["default"] == "input"
-    assert modules["function"]["inputContainerName"] == modules["azureml"]["inputContainerName"] == "inputContainerName"
+    assert fn["inputContainerName"] == modules["azureml"]["inputContainerName"] == "inputContainerName"
     assert "inputContainerName" in modules["storage"]["containerNames"]
     assert "claimsContainerName" in modules["storage"]["containerNames"]
-    assert modules["function"]["claimsContainerName"] == "claimsContainerName"
-    assert modules["function"]["inputDatastoreName"] == modules["azureml"]["inputDatastoreName"] == "inputDatastoreName"
-    assert modules["function"]["pipelineEndpointUrl"] == "pipelineEndpointUrl"
+    assert modules["functionApp"]["claimsContainerName"] == "claimsContainerName"
+    assert fn["inputDatastoreName"] == modules["azureml"]["inputDatastoreName"] == "inputDatastoreName"
+    assert modules["functionApp"]["pipelineEndpointUrl"] == "pipelineEndpointUrl"
     outputs = {name: expr(out["value"]) for name, out in main["outputs"].items()}
     assert outputs["INPUT_CONTAINER"] == "inputContainerName"
     assert outputs["INPUT_DATASTORE"] == "inputDatastoreName"
@@ -376,7 +377,7 @@ def test_each_role_assignment_names_the_right_role_for_the_right_principal_and_s
     assert existing == {"storage": "storageAccountName", "workspace": "workspaceName",
                         "applicationInsights": "applicationInsightsName"}
     params = bicep("main.bicep")["modules"]["rbac"]["config"]["params"]
-    assert expr(params["functionPrincipalId"]) == "function.outputs.identityPrincipalId"
+    assert expr(params["functionPrincipalId"]) == "functionApp.outputs.identityPrincipalId"
     assert expr(params["computePrincipalId"]) == "azureml.outputs.computePrincipalId"
     assert params["deployerPrincipalId"] == "principalId"
     assert expr(params["storageAccountName"]) == "storage.outputs.name"
