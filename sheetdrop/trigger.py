@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -15,6 +16,7 @@ from sheetdrop.naming import DatasetNames, dataset_source, skip_reason
 from sheetdrop.settings import Settings, get_settings
 from sheetdrop.submit import Backend, SubmitRequest
 from sheetdrop.submit.backends import get_backend
+from sheetdrop.telemetry import log_outcome
 from step_scripts import contract
 
 log = logging.getLogger("sheetdrop.trigger")
@@ -72,7 +74,7 @@ def build_request(blob: BlobVersion, settings: Settings, invocation_id: str | No
     )
 
 
-def handle_blob(
+def _handle_blob(
     blob: BlobVersion,
     *,
     invocation_id: str | None = None,
@@ -121,3 +123,24 @@ def handle_blob(
         f" — {result.url}" if result.url else "",
     )
     return Outcome("submitted", run_id=result.run_id, url=result.url)
+
+
+def handle_blob(
+    blob: BlobVersion,
+    *,
+    invocation_id: str | None = None,
+    settings: Settings | None = None,
+    backend: Backend | None = None,
+    claims: ClaimStore | None = None,
+) -> Outcome:
+    """Qualify, claim, submit; and one structured outcome record (:mod:`sheetdrop.telemetry`) per delivery."""
+    started = time.monotonic()
+    where = {"container": blob.container, "blob": blob.name, "etag": blob.etag, "started": started,
+             "invocation_id": invocation_id}
+    try:
+        outcome = _handle_blob(blob, invocation_id=invocation_id, settings=settings, backend=backend, claims=claims)
+    except Exception as exc:
+        log_outcome(log, "failed", reason=f"{exc.__class__.__name__}: {exc}", **where)
+        raise
+    log_outcome(log, outcome.action, run_id=outcome.run_id, run_url=outcome.url, reason=outcome.reason, **where)
+    return outcome

@@ -1,0 +1,135 @@
+// The Function app: Flex Consumption, Python 3.11, one user-assigned identity for everything it
+// reaches (host storage, the input account, Application Insights, the AzureML workspace).
+// Its app settings are all here, in four groups; tests/test_infra.py checks each name against what
+// the Functions host, the blob extension and sheetdrop/settings.py read.
+param location string
+param tags object
+param identityName string
+param planName string
+param functionAppName string
+param storageAccountName string
+param deploymentContainerName string
+param applicationInsightsName string
+param inputContainerName string
+param claimsContainerName string
+param inputDatastoreName string
+param experimentName string
+param pipelineEndpointUrl string
+
+resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: storageAccountName
+}
+
+resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
+  name: applicationInsightsName
+}
+
+resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: identityName
+  location: location
+  tags: tags
+}
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  name: planName
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: {
+    name: 'FC1'
+    tier: 'FlexConsumption'
+  }
+  properties: {
+    reserved: true
+  }
+}
+
+var userAssignedIdentities = {
+  '${identity.id}': {}
+}
+
+resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
+  name: functionAppName
+  location: location
+  // azd deploys the service "function" of azure.yaml to the resource with this tag.
+  tags: union(tags, {
+    'azd-service-name': 'function'
+  })
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: userAssignedIdentities
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    siteConfig: {
+      minTlsVersion: '1.2'
+    }
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${storage.properties.primaryEndpoints.blob}${deploymentContainerName}'
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identity.id
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        maximumInstanceCount: 40
+        instanceMemoryMB: 2048
+      }
+      runtime: {
+        name: 'python'
+        version: '3.11'
+      }
+    }
+  }
+}
+
+// Read by the Functions host: its own storage, identity-based (no AzureWebJobsStorage connection
+// string); learn: azure-functions/functions-reference#connecting-to-host-storage-with-an-identity.
+var hostSettings = {
+  AzureWebJobsStorage__accountName: storage.name
+  AzureWebJobsStorage__credential: 'managedidentity'
+  AzureWebJobsStorage__clientId: identity.properties.clientId
+  APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsights.properties.ConnectionString
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.properties.clientId};Authorization=AAD'
+}
+
+// The blob trigger's connection "INPUT_STORAGE" (function_app.py), identity-based: the blob extension
+// reads all four; sheetdrop/settings.py reads the blob endpoint and the client id too (claims).
+var connectionSettings = {
+  INPUT_STORAGE__blobServiceUri: storage.properties.primaryEndpoints.blob
+  INPUT_STORAGE__queueServiceUri: storage.properties.primaryEndpoints.queue
+  INPUT_STORAGE__credential: 'managedidentity'
+  INPUT_STORAGE__clientId: identity.properties.clientId
+}
+
+// Read by sheetdrop/settings.py.
+var sheetdropSettings = {
+  SHEETDROP_BACKEND: 'azureml'
+  INPUT_CONTAINER: inputContainerName
+  CLAIMS_CONTAINER: claimsContainerName
+  INPUT_DATASTORE: inputDatastoreName
+  EXPERIMENT_NAME: experimentName
+  AZUREML_MANAGED_IDENTITY_CLIENT_ID: identity.properties.clientId
+}
+
+// Known once the pipeline is published (the post-provision hook), then kept by every provision.
+var endpointSettings = empty(pipelineEndpointUrl) ? {} : {
+  AZUREML_PIPELINE_ENDPOINT_URL: pipelineEndpointUrl
+}
+
+resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
+  parent: functionApp
+  name: 'appsettings'
+  properties: union(hostSettings, connectionSettings, sheetdropSettings, endpointSettings)
+}
+
+output name string = functionApp.name
+output defaultHostName string = functionApp.properties.defaultHostName
+output identityPrincipalId string = identity.properties.principalId
+output identityClientId string = identity.properties.clientId

@@ -1,0 +1,105 @@
+// Every role assignment of the deployment, each with its built-in role id written out
+// (learn: role-based-access-control/built-in-roles); docs/azureml.md, "Role assignments", says why.
+// tests/test_infra.py holds each (principal, role id, scope) against that table.
+param storageAccountName string
+param workspaceName string
+param applicationInsightsName string
+param functionPrincipalId string
+param computePrincipalId string
+@description('The person or CI principal running azd; empty: no assignment.')
+param deployerPrincipalId string
+param deployerPrincipalType string
+
+resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: storageAccountName
+}
+
+resource workspace 'Microsoft.MachineLearningServices/workspaces@2024-04-01' existing = {
+  name: workspaceName
+}
+
+resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
+  name: applicationInsightsName
+}
+
+// Function identity: Storage Blob Data Owner on the input account (blob trigger, claims, host storage,
+// deployment package).
+resource functionBlobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, functionPrincipalId, 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b')
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b')
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Function identity: Storage Queue Data Contributor on the input account (poison queue; host storage
+// with blob triggers).
+resource functionQueueContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, functionPrincipalId, '974c5e8b-45b9-4653-ba55-5f855dd0fb88')
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', '974c5e8b-45b9-4653-ba55-5f855dd0fb88')
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Function identity: Storage Account Contributor on the input account (AzureWebJobsStorage with blob
+// triggers).
+resource functionAccountContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, functionPrincipalId, '17d1049b-9a84-46fb-8f53-869881c3d3ab')
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', '17d1049b-9a84-46fb-8f53-869881c3d3ab')
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Function identity: AzureML Data Scientist on the workspace (submit PipelineEndpoint runs, query runs).
+resource functionDataScientist 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(workspace.id, functionPrincipalId, 'f6c7c914-8db3-469d-8ca1-694a8f32e121')
+  scope: workspace
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', 'f6c7c914-8db3-469d-8ca1-694a8f32e121')
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Function identity: Monitoring Metrics Publisher on Application Insights (Entra-authenticated
+// telemetry; learn: azure-monitor/app/azure-ad-authentication).
+resource functionMetricsPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(applicationInsights.id, functionPrincipalId, '3913510d-42f4-4e42-8a64-420c390055eb')
+  scope: applicationInsights
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', '3913510d-42f4-4e42-8a64-420c390055eb')
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Cluster identity (system-assigned): Storage Blob Data Reader on the input account (mount the blob).
+resource computeBlobReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, computePrincipalId, '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1')
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1')
+    principalId: computePrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// The person running azd: AzureML Data Scientist on the workspace, what publishing needs once the
+// cluster exists (this template creates it; its NotActions exclude creating computes).
+resource deployerDataScientist 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(deployerPrincipalId)) {
+  name: guid(workspace.id, deployerPrincipalId, 'f6c7c914-8db3-469d-8ca1-694a8f32e121')
+  scope: workspace
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', 'f6c7c914-8db3-469d-8ca1-694a8f32e121')
+    principalId: deployerPrincipalId
+    principalType: deployerPrincipalType
+  }
+}

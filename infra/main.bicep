@@ -1,0 +1,172 @@
+// sheetdrop on Azure: `azd up` creates everything below, with identities and role assignments only:
+// no account key, SAS or connection string with a key is read, written or passed anywhere here.
+// The Function's app settings are set in app/function.bicep (tests/test_infra.py holds them against
+// sheetdrop/settings.py); the role assignments are in app/rbac.bicep (held against docs/azureml.md).
+targetScope = 'subscription'
+
+@minLength(1)
+@maxLength(64)
+@description('azd environment name: names the resource group and seeds every resource name.')
+param environmentName string
+
+@minLength(1)
+@description('Region of every resource. It must offer Flex Consumption and Azure Machine Learning.')
+param location string
+
+@description('Object id of the person (or CI principal) running azd: granted what publishing the pipeline needs. azd sets AZURE_PRINCIPAL_ID.')
+param principalId string = ''
+
+@allowed([
+  'User'
+  'ServicePrincipal'
+])
+@description('Kind of principalId: User for a person, ServicePrincipal for CI.')
+param principalType string = 'User'
+
+@description('Container the Function watches (app setting INPUT_CONTAINER).')
+param inputContainerName string = 'input'
+
+@description('Container of the claim blobs (app setting CLAIMS_CONTAINER).')
+param claimsContainerName string = 'sheetdrop-claims'
+
+@description('AzureML datastore on the input container (app setting INPUT_DATASTORE).')
+param inputDatastoreName string = 'sheetdrop_input'
+
+@description('Experiment of the pipeline runs (app setting EXPERIMENT_NAME).')
+param experimentName string = 'sheetdrop-extract'
+
+@description('AmlCompute cluster the published step runs on (python -m pipeline.publish --compute).')
+param computeName string = 'sheetdrop-cpu'
+
+@description('VM size of the cluster nodes.')
+param computeVmSize string = 'STANDARD_DS3_V2'
+
+@minValue(1)
+@description('Most nodes the cluster scales out to; it scales in to 0 when idle.')
+param computeMaxNodes int = 2
+
+@description('Name of the PipelineEndpoint the post-provision hook publishes behind.')
+param pipelineEndpointName string = 'sheetdrop-extract'
+
+@description('REST URL of the PipelineEndpoint: empty on the first provision; the post-provision hook publishes and stores it in the azd environment, and every later provision keeps it in the app settings.')
+param pipelineEndpointUrl string = ''
+
+var tags = {
+  'azd-env-name': environmentName
+}
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: 'rg-${environmentName}'
+  location: location
+  tags: tags
+}
+
+module monitoring 'app/monitoring.bicep' = {
+  name: 'monitoring'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    logAnalyticsName: 'log-${resourceToken}'
+    applicationInsightsName: 'appi-${resourceToken}'
+  }
+}
+
+module storage 'app/storage.bicep' = {
+  name: 'storage'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    storageAccountName: 'st${resourceToken}'
+    containerNames: [
+      inputContainerName
+      claimsContainerName
+      'app-package-${resourceToken}'
+    ]
+    systemTopicName: 'evgt-${resourceToken}'
+  }
+}
+
+module functionApp 'app/function.bicep' = {
+  name: 'function'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    identityName: 'id-func-${resourceToken}'
+    planName: 'plan-${resourceToken}'
+    functionAppName: 'func-${resourceToken}'
+    storageAccountName: storage.outputs.name
+    deploymentContainerName: 'app-package-${resourceToken}'
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    inputContainerName: inputContainerName
+    claimsContainerName: claimsContainerName
+    inputDatastoreName: inputDatastoreName
+    experimentName: experimentName
+    pipelineEndpointUrl: pipelineEndpointUrl
+  }
+}
+
+module azureml 'app/azureml.bicep' = {
+  name: 'azureml'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    workspaceName: 'mlw-${resourceToken}'
+    workspaceStorageName: 'stml${resourceToken}'
+    keyVaultName: 'kv-${resourceToken}'
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    logAnalyticsName: monitoring.outputs.logAnalyticsName
+    computeName: computeName
+    computeVmSize: computeVmSize
+    computeMaxNodes: computeMaxNodes
+    inputStorageAccountName: storage.outputs.name
+    inputContainerName: inputContainerName
+    inputDatastoreName: inputDatastoreName
+  }
+}
+
+module rbac 'app/rbac.bicep' = {
+  name: 'rbac'
+  scope: rg
+  params: {
+    storageAccountName: storage.outputs.name
+    workspaceName: azureml.outputs.workspaceName
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    functionPrincipalId: functionApp.outputs.identityPrincipalId
+    computePrincipalId: azureml.outputs.computePrincipalId
+    deployerPrincipalId: principalId
+    deployerPrincipalType: principalType
+  }
+}
+
+module workbook 'app/workbook.bicep' = {
+  name: 'workbook'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    logAnalyticsName: monitoring.outputs.logAnalyticsName
+    workbookName: guid(rg.id, 'sheetdrop-workbook')
+  }
+}
+
+// azd stores every output in the environment (.azure/<env>/.env); the hooks read them from there.
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_RESOURCE_GROUP string = rg.name
+output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
+output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
+output EVENTGRID_SYSTEM_TOPIC_NAME string = storage.outputs.systemTopicName
+output INPUT_CONTAINER string = inputContainerName
+output INPUT_DATASTORE string = inputDatastoreName
+output AZUREML_SUBSCRIPTION_ID string = subscription().subscriptionId
+output AZUREML_RESOURCE_GROUP string = rg.name
+output AZUREML_WORKSPACE string = azureml.outputs.workspaceName
+output AZUREML_COMPUTE string = computeName
+output AZUREML_PIPELINE_ENDPOINT_NAME string = pipelineEndpointName
+output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.applicationInsightsName
+output WORKBOOK_ID string = workbook.outputs.id
