@@ -48,6 +48,7 @@ class StepParts:
     input_binding: tuple[PipelineParameter, DataPathComputeBinding]
     dataset_name_parameter: PipelineParameter
     source_parameter: PipelineParameter
+    read_options_parameter: PipelineParameter
     output: PipelineData
 
 
@@ -118,6 +119,8 @@ def build_step_parts(
     dataset_name_parameter = PipelineParameter(
         name=contract.DATASET_NAME_PARAMETER, default_value=contract.PLACEHOLDER_DATASET_NAME)
     source_parameter = PipelineParameter(name=contract.SOURCE_PARAMETER, default_value=contract.PLACEHOLDER_SOURCE)
+    read_options_parameter = PipelineParameter(name=contract.READ_OPTIONS_PARAMETER,
+                                               default_value=contract.PLACEHOLDER_READ_OPTIONS)
     output = PipelineData(contract.OUTPUT_NAME, datastore=output_datastore)
 
     step = PythonScriptStep(
@@ -132,6 +135,7 @@ def build_step_parts(
             output_datastore=output_datastore.name,
             dataset_name=dataset_name_parameter,
             source_version=source_parameter,
+            read_options=read_options_parameter,
         ),
         inputs=[input_binding],
         outputs=[output],
@@ -140,7 +144,8 @@ def build_step_parts(
         # An overwritten blob keeps its path but not its content: a cached result would be stale.
         allow_reuse=False,
     )
-    return StepParts(step, input_parameter, input_binding, dataset_name_parameter, source_parameter, output)
+    return StepParts(step, input_parameter, input_binding, dataset_name_parameter, source_parameter,
+                     read_options_parameter, output)
 
 
 def build_pipeline(

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from posixpath import basename, dirname, splitext
 from typing import TYPE_CHECKING
 
-from step_scripts import contract
+from step_scripts import contract, read_options
 
 if TYPE_CHECKING:
     from azure.storage.blob import ContainerClient
@@ -30,6 +30,8 @@ def skip_reason(name: str, size: int | None) -> str | None:
     """
     leaf = basename(name)
     suffix = splitext(leaf)[1].lower()
+    if leaf == read_options.OPTIONS_FILE:
+        return "the read options of its folder (README, \"Read options\"), not a workbook"
     if suffix not in WORKBOOK_SUFFIXES:
         return f"not a workbook extension ({suffix or 'none'}; expected one of {' '.join(WORKBOOK_SUFFIXES)})"
     if leaf.startswith("~$"):

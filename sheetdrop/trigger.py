@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal
 
+from sheetdrop import options as folder_options
 from sheetdrop.claims import Acquired, ClaimState, ClaimStore
 from sheetdrop.naming import DatasetNames, dataset_source, skip_reason
 from sheetdrop.settings import Settings, get_settings
@@ -57,7 +58,8 @@ def dataset_names(settings: Settings) -> DatasetNames:
     return DatasetNames(claim_store(settings).container)
 
 
-def build_request(blob: BlobVersion, settings: Settings, invocation_id: str | None, dataset: str) -> SubmitRequest:
+def build_request(blob: BlobVersion, settings: Settings, invocation_id: str | None, dataset: str,
+                  read_options: str = "{}") -> SubmitRequest:
     tags = contract.source_tags(blob.container, blob.name, blob.etag)
     if invocation_id:
         tags[contract.INVOCATION_TAG] = invocation_id
@@ -71,6 +73,7 @@ def build_request(blob: BlobVersion, settings: Settings, invocation_id: str | No
         source_blob=blob.name,
         source_etag=blob.etag,
         tags=tags,
+        read_options=read_options,
     )
 
 
@@ -95,8 +98,14 @@ def _handle_blob(
 
     backend = backend or get_backend(settings)
     try:
-        request = build_request(blob, settings, invocation_id,
-                                dataset_names(settings).name_for(dataset_source(blob.name)))
+        from sheetdrop.storage import blob_service
+
+        container = blob_service(settings.storage).get_container_client(blob.container)
+        options, parameter = folder_options.for_blob(container, blob.name)
+        # A dataset name the folder's options ask for is taken as is: two folders may mean to share it.
+        dataset = contract.slug(options.dataset, "workbook") if options.dataset else \
+            dataset_names(settings).name_for(dataset_source(blob.name))
+        request = build_request(blob, settings, invocation_id, dataset, parameter)
         if got.check_existing:
             # The invocation that held the claim before may have died after its submission reached
             # the service, or lost the answer: a run tagged with this version means nothing is left to do.

@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS runs (
     log_path TEXT,
     -- step run ids of attempts that were cut short: their partial outputs are deleted before the
     -- next attempt (JSON list)
-    abandoned_attempts TEXT NOT NULL DEFAULT '[]'
+    abandoned_attempts TEXT NOT NULL DEFAULT '[]',
+    read_options TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS runs_by_source ON runs (source_container, source_blob, source_etag);
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, submitted_at);
@@ -72,6 +73,8 @@ def _add_missing_columns(conn: sqlite3.Connection) -> None:
         conn.execute("ALTER TABLE runs ADD COLUMN not_before REAL NOT NULL DEFAULT 0")
     if "abandoned_attempts" not in have:
         conn.execute("ALTER TABLE runs ADD COLUMN abandoned_attempts TEXT NOT NULL DEFAULT '[]'")
+    if "read_options" not in have:
+        conn.execute("ALTER TABLE runs ADD COLUMN read_options TEXT NOT NULL DEFAULT '{}'")
 
 
 def get_state(conn: sqlite3.Connection, key: str) -> str | None:

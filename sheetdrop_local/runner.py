@@ -191,7 +191,7 @@ class LocalRunner:
         }, indent=2), encoding="utf-8")
         argv = [str(a) for a in contract.step_arguments(
             str(mounts.input_file), str(mounts.output_dir), self.settings.output_datastore, run.dataset_name,
-            contract.source_version(run.source_container, run.source_blob, run.source_etag))]
+            contract.source_version(run.source_container, run.source_blob, run.source_etag), run.read_options)]
         # The step's own settings (SHEETDROP_MAX_CELLS, …) pass; storage settings never do.
         env = {k: v for k, v in os.environ.items() if k in STEP_ENV_KEEP or k in contract.STEP_SETTING_NAMES}
         env |= mounts.env

@@ -49,6 +49,7 @@ class Run:
     error: str | None
     log_path: str | None
     abandoned_attempts: list[str]
+    read_options: str
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Run:
@@ -84,12 +85,12 @@ def enqueue(conn: sqlite3.Connection, request: SubmitRequest) -> str:
     run_id = str(uuid.uuid4())
     conn.execute(
         """INSERT INTO runs (run_id, status, experiment, dataset_name, datastore_name, relative_path,
-               source_container, source_blob, source_etag, description, tags, submitted_at)
-           VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+               source_container, source_blob, source_etag, description, tags, submitted_at, read_options)
+           VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
         (
             run_id, request.experiment_name, request.dataset_name, request.datastore_name, request.relative_path,
             request.source_container, request.source_blob, request.source_etag, request.description,
-            json.dumps(request.tags, sort_keys=True), time.time(),
+            json.dumps(request.tags, sort_keys=True), time.time(), request.read_options,
         ),
     )
     return run_id

@@ -28,6 +28,8 @@ DATASET_NAME_PARAMETER = "dataset_name"
 #: String PipelineParameter: the blob version (source_version()), so that the step knows what it
 #: reads and tags its run with it whether or not the service kept the submission's tags.
 SOURCE_PARAMETER = "source_version"
+#: String PipelineParameter: the folder's read options (read_options.to_parameter()), shown on the run.
+READ_OPTIONS_PARAMETER = "read_options"
 #: The PipelineData output. Where it is mounted is up to the runtime; where it lives on its
 #: datastore is not: see output_relative_path().
 OUTPUT_NAME = "extracted"
@@ -35,9 +37,10 @@ OUTPUT_NAME = "extracted"
 PLACEHOLDER_RELATIVE_PATH = "placeholder/placeholder.xlsx"
 PLACEHOLDER_DATASET_NAME = "placeholder"
 PLACEHOLDER_SOURCE = "{}"
+PLACEHOLDER_READ_OPTIONS = "{}"
 
 #: The step's argv options, in order; the step's parser and step_arguments() both read this.
-ARGUMENTS = ("input_extract", "output_extract", "output_datastore", "dataset_name", "source_version")
+ARGUMENTS = ("input_extract", "output_extract", "output_datastore", "dataset_name", "source_version", "read_options")
 
 #: Tags that identify a blob version on a pipeline run and on every dataset version it registers.
 SOURCE_TAGS = ("source_container", "source_blob", "source_etag")
@@ -48,13 +51,13 @@ T = TypeVar("T")
 
 
 def step_arguments(input_extract: T, output_extract: T, output_datastore: T, dataset_name: T,
-                   source_version: T) -> list[object]:
+                   source_version: T, read_options: T) -> list[object]:
     """The step's argv after the script name.
 
     AzureML passes SDK objects (a DataPath binding, a PipelineData, PipelineParameters) that it
     replaces with mount paths and values at run time; the local runner passes the strings those become.
     """
-    values = (input_extract, output_extract, output_datastore, dataset_name, source_version)
+    values = (input_extract, output_extract, output_datastore, dataset_name, source_version, read_options)
     return [item for name, value in zip(ARGUMENTS, values, strict=True) for item in (f"--{name}", value)]
 
 

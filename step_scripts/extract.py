@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import read_options
 from contract import (
     ARGUMENTS,
     OUTPUT_NAME,
@@ -39,7 +40,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def run(args: argparse.Namespace, source: dict[str, str]) -> int:
+def run(args: argparse.Namespace, source: dict[str, str], options: read_options.ReadOptions) -> int:
     started = time.monotonic()
     context = get_context()
     context.start(source)
@@ -51,10 +52,10 @@ def run(args: argparse.Namespace, source: dict[str, str]) -> int:
 
     workbook = Path(args.input_extract)
     source_name = source.get("source_blob", workbook.name)
-    options = options_from_env()
+    limits = options_from_env()
     # In the step's log, so that a person can see which settings reached the step.
     print(f"settings: {json.dumps(read_step_settings(os.environ), sort_keys=True)}", flush=True)
-    sheets = convert_workbook(workbook, outdir, source=source_name, **options)
+    sheets = convert_workbook(workbook, outdir, source=source_name, **limits)
     registered = []
     for sheet in sheets:
         file_path = sheet.path.relative_to(outdir).as_posix()
@@ -101,7 +102,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: arguments: {exc}", file=sys.stderr)
         return 3
     try:
-        return run(args, source)
+        options = read_options.from_parameter(args.read_options)
+    except read_options.OptionsError as exc:
+        # Before anything is converted: fixing the file and uploading the workbook again is new work.
+        print(f"error: options: {exc}", file=sys.stderr)
+        return 3
+    try:
+        return run(args, source, options)
     except WorkbookRejected as exc:
         print(f"error: {exc.code}: {exc.reason}", file=sys.stderr)
         return 2

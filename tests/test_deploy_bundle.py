@@ -92,7 +92,7 @@ def core_tools_accepts(rules: str) -> Callable[[str], bool]:
 def expected_files(candidates: list[str]) -> list[str]:
     sheetdrop = [name for name in candidates if name.startswith("sheetdrop/") and name.endswith(".py")]
     return sorted(["function_app.py", "host.json", "requirements.txt", *sheetdrop,
-                   "step_scripts/__init__.py", "step_scripts/contract.py"])
+                   "step_scripts/__init__.py", "step_scripts/contract.py", "step_scripts/read_options.py"])
 
 
 @pytest.fixture(scope="session")
@@ -131,8 +131,8 @@ def test_bundle_holds_the_function_app_and_nothing_else(bundle: Path) -> None:
     assert files == expected_files(repo_files())
     assert "sheetdrop/submit/azureml.py" in files and "sheetdrop/settings.py" in files
     assert [name for name in files if name.startswith(NOT_DEPLOYED)] == []
-    assert [name for name in files if name.startswith("step_scripts/")] == ["step_scripts/__init__.py",
-                                                                             "step_scripts/contract.py"]
+    assert [name for name in files if name.startswith("step_scripts/")] == [
+        "step_scripts/__init__.py", "step_scripts/contract.py", "step_scripts/read_options.py"]
 
 
 def test_core_tools_reads_funcignore_the_same_way(bundle: Path) -> None:

@@ -30,7 +30,8 @@ def test_the_output_path_comes_from_the_run(reference: dict[str, str] | None, ex
 
 def run_step(tmp_path: Path, workbook: Path, dataset: str = "sales", datastore: str = "workspaceblobstore",
              local_run: bool = True, extra_env: dict[str, str] | None = None, layout: MountLayout = "common-runtime",
-             argument_datastore: str | None = None) -> tuple[subprocess.CompletedProcess[str], Path, Path]:
+             argument_datastore: str | None = None, read_options: str = "{}",
+             ) -> tuple[subprocess.CompletedProcess[str], Path, Path]:
     """The step as the local runner starts it: mounts in ``layout``, the run's definition in run.json."""
     step_run = str(uuid.uuid4())
     mounts = step_mounts(layout, tmp_path, step_run, "sheetdrop_input", f"sales/{workbook.name}", datastore)
@@ -47,7 +48,7 @@ def run_step(tmp_path: Path, workbook: Path, dataset: str = "sales", datastore: 
         env["SHEETDROP_LOCAL_RUN"] = str(run_file)
     argv = [str(a) for a in contract.step_arguments(
         str(mounts.input_file), str(mounts.output_dir), argument_datastore or datastore, dataset,
-        contract.source_version(**{k.removeprefix("source_"): v for k, v in SOURCE.items()}))]
+        contract.source_version(**{k.removeprefix("source_"): v for k, v in SOURCE.items()}), read_options)]
     proc = subprocess.run([sys.executable, str(REPO / "step_scripts" / "extract.py"), *argv],
                           capture_output=True, text=True, env=env, cwd=tmp_path, check=False)
     return proc, mounts.output_dir, outbox
@@ -103,7 +104,7 @@ def test_step_with_a_wrong_datastore_name_fails_clearly(tmp_path: Path) -> None:
 
 
 def test_a_bad_source_version_is_an_argument_error(tmp_path: Path) -> None:
-    argv = [str(a) for a in contract.step_arguments("in.xlsx", str(tmp_path / "out"), "ws", "x", "not json")]
+    argv = [str(a) for a in contract.step_arguments("in.xlsx", str(tmp_path / "out"), "ws", "x", "not json", "{}")]
     proc = subprocess.run([sys.executable, str(REPO / "step_scripts" / "extract.py"), *argv],
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 3

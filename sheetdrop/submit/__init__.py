@@ -22,6 +22,8 @@ class SubmitRequest:
     source_etag: str
     #: The source tags (contract.SOURCE_TAGS) and where the submission came from.
     tags: dict[str, str] = field(default_factory=dict)
+    #: The read_options parameter (read_options.to_parameter()).
+    read_options: str = "{}"
 
 
 @dataclass(frozen=True)

@@ -113,6 +113,7 @@ def submission_body(request: SubmitRequest, submission_id: str) -> dict[str, Any
             # blob version even if the service did not keep the tags below.
             contract.SOURCE_PARAMETER: contract.source_version(
                 request.source_container, request.source_blob, request.source_etag),
+            contract.READ_OPTIONS_PARAMETER: request.read_options,
         },
         "DataPathAssignments": {
             contract.INPUT_PARAMETER: {

@@ -93,7 +93,7 @@ def test_parameters_output_and_step(dry_run: dict[str, Any]) -> None:
     assert step._allow_reuse is False
     assert step._runconfig.environment is built.environment
     assert set(built.pipeline.graph.params) == {contract.INPUT_PARAMETER, contract.DATASET_NAME_PARAMETER,
-                                                contract.SOURCE_PARAMETER}
+                                                contract.SOURCE_PARAMETER, contract.READ_OPTIONS_PARAMETER}
 
 
 def test_what_the_service_would_receive(dry_run: dict[str, Any]) -> None:
@@ -112,6 +112,7 @@ def test_what_the_service_would_receive(dry_run: dict[str, Any]) -> None:
         output_datastore="workspaceblobstore",
         dataset_name=f"<Parameter:{contract.DATASET_NAME_PARAMETER}>",
         source_version=f"<Parameter:{contract.SOURCE_PARAMETER}>",
+        read_options=f"<Parameter:{contract.READ_OPTIONS_PARAMETER}>",
     )
     (step_input,) = interface.inputs
     assert (step_input.name, step_input.data_store_mode) == (contract.INPUT_PARAMETER, "mount")
@@ -130,7 +131,8 @@ def test_what_the_service_would_receive(dry_run: dict[str, Any]) -> None:
     assert datapath_parameter.default_value.relative_path == contract.PLACEHOLDER_RELATIVE_PATH
     assert {p.name: p.default_value for p in graph_interface.parameters} == {
         contract.DATASET_NAME_PARAMETER: contract.PLACEHOLDER_DATASET_NAME,
-        contract.SOURCE_PARAMETER: contract.PLACEHOLDER_SOURCE}
+        contract.SOURCE_PARAMETER: contract.PLACEHOLDER_SOURCE,
+        contract.READ_OPTIONS_PARAMETER: contract.PLACEHOLDER_READ_OPTIONS}
 
 
 def test_environment_from_the_step_requirements() -> None:

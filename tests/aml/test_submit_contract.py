@@ -135,7 +135,8 @@ def test_submission_matches_the_sdk_route_models_and_token(backend: tuple[AzureM
     assert info.run_source == "SDK"
     assert info.parameter_assignments == {
         "dataset_name": "sales",
-        "source_version": contract.source_version("input", "sales/2024 Q1 (final).xlsx", REQUEST.source_etag)}
+        "source_version": contract.source_version("input", "sales/2024 Q1 (final).xlsx", REQUEST.source_etag),
+        "read_options": "{}"}
     assert set(info.data_path_assignments) == {"input_datapath"}
     datapath = info.data_path_assignments["input_datapath"]
     assert isinstance(datapath, LegacyDataPath)

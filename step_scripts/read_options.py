@@ -1,0 +1,168 @@
+"""Per-folder read options: what a ``sheetdrop.json`` in the input container says about the workbooks
+below it, validated with messages a person can act on.
+
+Read by the Function (which finds the nearest file up the blob's folders and passes it on as the
+``read_options`` pipeline parameter, so the portal shows it on the run) and by the step (which
+validates it again and fails the run before converting if it is invalid). Standard library only:
+this file is in the step's snapshot and in the Function's bundle. README, "Read options".
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+OPTIONS_FILE = "sheetdrop.json"
+
+ColumnType = Literal["int", "float", "string", "date", "datetime", "bool", "time", "duration"]
+#: What a column that holds values of more than one type becomes: text (each cell as Excel shows it),
+#: or the type of its majority (or hint) with the cells that do not fit in ``_rescued_data``.
+MixedRule = Literal["text", "rescue"]
+#: What a new version whose columns differ from the previous version's does: record the difference
+#: and go on, fail the run (no new version), or keep the previous types and rescue what does not fit.
+SchemaRule = Literal["evolve", "fail", "rescue"]
+
+COLUMN_TYPES: tuple[ColumnType, ...] = get_args(ColumnType)
+MIXED_RULES: tuple[MixedRule, ...] = get_args(MixedRule)
+SCHEMA_RULES: tuple[SchemaRule, ...] = get_args(SchemaRule)
+KEYS = ("sheets", "range", "header_rows", "footer", "types", "mixed_columns", "schema_changes", "dataset")
+#: ``B3``, ``B3:H200``, ``B3:H`` (to the last row), ``A:H`` (whole columns).
+RANGE = re.compile(r"^(?P<c1>[A-Z]{1,3})(?P<r1>[1-9][0-9]*)?(?::(?P<c2>[A-Z]{1,3})(?P<r2>[1-9][0-9]*)?)?$")
+
+
+class OptionsError(ValueError):
+    """An invalid options file; the message names the file, the key and what is allowed."""
+
+
+@dataclass(frozen=True)
+class CellRange:
+    """Zero-based, inclusive bounds; ``None`` where the range is open."""
+
+    first_col: int
+    first_row: int
+    last_col: int | None
+    last_row: int | None
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    #: The options file these came from (its blob name), or None for the defaults.
+    file: str | None = None
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    range: str | None = None
+    #: None: detect the header (title rows above it are skipped); 0: no header; n: n rows joined.
+    header_rows: int | None = None
+    footer_rows: int = 0
+    stop_at_empty_row: bool = False
+    types: dict[str, ColumnType] = field(default_factory=dict)
+    mixed_columns: MixedRule = "text"
+    schema_changes: SchemaRule = "evolve"
+    dataset: str | None = None
+
+    def cell_range(self) -> CellRange | None:
+        return parse_range(self.range) if self.range else None
+
+
+
+def column_number(letters: str) -> int:
+    number = 0
+    for letter in letters:
+        number = number * 26 + ord(letter) - ord("A") + 1
+    return number - 1
+
+
+def parse_range(text: str) -> CellRange:
+    match = RANGE.match(text.strip().upper())
+    if not match:
+        raise ValueError("not a cell range like B3, B3:H200, B3:H or A:H")
+    first_col, last_col = column_number(match["c1"]), column_number(match["c2"]) if match["c2"] else None
+    first_row = int(match["r1"]) - 1 if match["r1"] else 0
+    last_row = int(match["r2"]) - 1 if match["r2"] else None
+    if (last_col is not None and last_col < first_col) or (last_row is not None and last_row < first_row):
+        raise ValueError("its end comes before its start")
+    return CellRange(first_col, first_row, last_col, last_row)
+
+
+def parse(text: str, file: str) -> ReadOptions:
+    """A ``sheetdrop.json``'s text as ReadOptions; an OptionsError names ``file``, the key and what is
+    allowed."""
+
+    def bad(key: str, problem: str) -> OptionsError:
+        return OptionsError(f"{file}: {key}: {problem}")
+
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise OptionsError(f"{file}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise OptionsError(f"{file}: must be a JSON object with any of the keys {', '.join(KEYS)}")
+    unknown = sorted(set(data) - set(KEYS))
+    if unknown:
+        raise bad(unknown[0], f"unknown key; the keys are {', '.join(KEYS)}")
+    values: dict[str, Any] = {"file": file}
+    sheets = data.get("sheets", {})
+    if not isinstance(sheets, dict) or set(sheets) - {"include", "exclude"}:
+        raise bad("sheets", 'an object {"include": [names or patterns], "exclude": [names or patterns]}')
+    for key in ("include", "exclude"):
+        patterns = sheets.get(key, [])
+        if not isinstance(patterns, list) or not all(isinstance(p, str) and p for p in patterns):
+            raise bad(f"sheets.{key}", "a list of sheet names or patterns (* and ? as in file names)")
+        values[key] = tuple(patterns)
+    if "range" in data:
+        if not isinstance(data["range"], str):
+            raise bad("range", "a cell range like B3, B3:H200, B3:H or A:H")
+        try:
+            parse_range(data["range"])
+        except ValueError as exc:
+            raise bad("range", f"{data['range']!r} is {exc}") from None
+        values["range"] = data["range"].strip().upper()
+    if "header_rows" in data:
+        rows = data["header_rows"]
+        if not isinstance(rows, int) or isinstance(rows, bool) or not 0 <= rows <= 10:
+            raise bad("header_rows", "a whole number from 0 (no header) to 10 (rows joined into one name)")
+        values["header_rows"] = rows
+    footer = data.get("footer", {})
+    if not isinstance(footer, dict) or set(footer) - {"drop_rows", "stop_at_empty_row"}:
+        raise bad("footer", '{"drop_rows": n} or {"stop_at_empty_row": true}')
+    drop = footer.get("drop_rows", 0)
+    if not isinstance(drop, int) or isinstance(drop, bool) or drop < 0:
+        raise bad("footer.drop_rows", "a whole number of rows to drop at the end, 0 or more")
+    stop = footer.get("stop_at_empty_row", False)
+    if not isinstance(stop, bool):
+        raise bad("footer.stop_at_empty_row", "true or false")
+    values["footer_rows"], values["stop_at_empty_row"] = drop, stop
+    types = data.get("types", {})
+    if not isinstance(types, dict):
+        raise bad("types", "an object of column name to one of " + ", ".join(COLUMN_TYPES))
+    for column, kind in types.items():
+        if kind not in COLUMN_TYPES:
+            raise bad(f"types.{column}", f"{kind!r} is not one of {', '.join(COLUMN_TYPES)}")
+    values["types"] = dict(types)
+    for key, allowed in (("mixed_columns", MIXED_RULES), ("schema_changes", SCHEMA_RULES)):
+        if key in data:
+            if data[key] not in allowed:
+                raise bad(key, f"{data[key]!r} is not one of {', '.join(allowed)}")
+            values[key] = data[key]
+    if "dataset" in data:
+        if not isinstance(data["dataset"], str) or not data["dataset"].strip():
+            raise bad("dataset", "a dataset name (it is made lowercase letters, digits and _)")
+        values["dataset"] = data["dataset"].strip()
+    return ReadOptions(**values)
+
+
+def to_parameter(file: str | None, text: str | None) -> str:
+    """The ``read_options`` pipeline parameter: the options file's name and text as written (the
+    portal shows them on the run; the step parses them with :func:`parse`, so an invalid file fails
+    the run with the same message the Function logged). ``{}``: no options file."""
+    return json.dumps({"file": file, "text": text}, ensure_ascii=False) if file else "{}"
+
+
+def from_parameter(value: str) -> ReadOptions:
+    try:
+        data = json.loads(value or "{}")
+    except ValueError:
+        raise OptionsError(f"the read_options parameter is not JSON: {value[:200]!r}") from None
+    return parse(data["text"], data["file"]) if data.get("file") else ReadOptions()

@@ -1,0 +1,102 @@
+"""Per-folder read options: the nearest sheetdrop.json applies, every mistake is named (file, key,
+what is allowed), an invalid file fails the run before conversion, and fixing it works."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import SAMPLE
+
+from sheetdrop import options
+from sheetdrop.storage import blob_service, ensure_container
+from sheetdrop_local import db, runstore
+from sheetdrop_local.devhost import DevHost
+from sheetdrop_local.runner import LocalRunner
+from sheetdrop_local.settings import LocalSettings
+from step_scripts.read_options import CellRange, OptionsError, ReadOptions, parse, parse_range
+
+
+def test_a_full_file_parses() -> None:
+    text = json.dumps({"sheets": {"include": ["Sales*"], "exclude": ["Notes"]}, "range": "b3:h", "header_rows": 2,
+                       "footer": {"drop_rows": 1}, "types": {"Amount": "float", "When": "date"},
+                       "mixed_columns": "rescue", "schema_changes": "fail", "dataset": "Sales EMEA"})
+    assert parse(text, "sales/sheetdrop.json") == ReadOptions(
+        file="sales/sheetdrop.json", include=("Sales*",), exclude=("Notes",), range="B3:H", header_rows=2,
+        footer_rows=1, types={"Amount": "float", "When": "date"}, mixed_columns="rescue", schema_changes="fail",
+        dataset="Sales EMEA")
+    assert parse("{}", "f") == ReadOptions(file="f")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("{", "sales/sheetdrop.json: not valid JSON (Expecting property name enclosed in double quotes: line 1 column 2 "
+          "(char 1))"),
+    ("[]", "sales/sheetdrop.json: must be a JSON object with any of the keys sheets, range, header_rows, footer, "
+           "types, mixed_columns, schema_changes, dataset"),
+    ('{"header": 1}', "sales/sheetdrop.json: header: unknown key; the keys are sheets, range, header_rows, footer, "
+                      "types, mixed_columns, schema_changes, dataset"),
+    ('{"range": "3B:H"}', "sales/sheetdrop.json: range: '3B:H' is not a cell range like B3, B3:H200, B3:H or A:H"),
+    ('{"range": "H3:B9"}', "sales/sheetdrop.json: range: 'H3:B9' is its end comes before its start"),
+    ('{"header_rows": "two"}', "sales/sheetdrop.json: header_rows: a whole number from 0 (no header) to 10 "
+                               "(rows joined into one name)"),
+    ('{"types": {"Amount": "money"}}', "sales/sheetdrop.json: types.Amount: 'money' is not one of int, float, "
+                                       "string, date, datetime, bool, time, duration"),
+    ('{"mixed_columns": "textual"}', "sales/sheetdrop.json: mixed_columns: 'textual' is not one of text, rescue"),
+    ('{"schema_changes": "strict"}', "sales/sheetdrop.json: schema_changes: 'strict' is not one of evolve, fail, "
+                                     "rescue"),
+    ('{"footer": {"drop_rows": -1}}', "sales/sheetdrop.json: footer.drop_rows: a whole number of rows to drop at "
+                                      "the end, 0 or more"),
+    ('{"sheets": {"include": "Sales"}}', "sales/sheetdrop.json: sheets.include: a list of sheet names or patterns "
+                                         "(* and ? as in file names)"),
+])
+def test_every_mistake_names_the_file_the_key_and_what_is_allowed(text: str, message: str) -> None:
+    with pytest.raises(OptionsError) as error:
+        parse(text, "sales/sheetdrop.json")
+    assert str(error.value) == message
+
+
+def test_ranges() -> None:
+    assert parse_range("B3:H200") == CellRange(1, 2, 7, 199)
+    assert parse_range("B3") == CellRange(1, 2, None, None)
+    assert parse_range("A:AB") == CellRange(0, 0, 27, None)
+
+
+def test_the_nearest_file_up_the_folders_applies(settings: LocalSettings) -> None:
+    container = ensure_container(blob_service(settings.storage), settings.input_container)
+    container.upload_blob("sheetdrop.json", b'{"header_rows": 1}')
+    container.upload_blob("sales/sheetdrop.json", b'{"header_rows": 2}')
+    assert options.candidates("sales/emea/q3.xlsx") == ["sales/emea/sheetdrop.json", "sales/sheetdrop.json",
+                                                        "sheetdrop.json"]
+    assert options.for_blob(container, "sales/emea/q3.xlsx")[0].header_rows == 2
+    assert options.for_blob(container, "hr/q3.xlsx")[0].header_rows == 1
+    assert options.for_blob(container, "q3.xlsx")[0] == ReadOptions(file="sheetdrop.json", header_rows=1)
+
+
+def test_an_invalid_file_fails_the_run_before_conversion_and_fixing_it_works(settings: LocalSettings) -> None:
+    container = ensure_container(blob_service(settings.storage), settings.input_container)
+    container.upload_blob("sales/sheetdrop.json", b'{"mixed_columns": "textual"}')
+    etag = container.get_blob_client("sales/q3.xlsx").upload_blob(SAMPLE.read_bytes())["etag"]
+    host, runner = DevHost(settings), LocalRunner.from_settings(settings)
+    assert host.scan_once() == 2  # the options file is delivered too, and skipped
+    failed = runner.run_next()
+    assert failed is not None and (failed.status, failed.error) == (
+        "failed", "options: sales/sheetdrop.json: mixed_columns: 'textual' is not one of text, rescue")
+    # Shown on the run as written, as the portal shows the parameter.
+    assert json.loads(failed.read_options) == {"file": "sales/sheetdrop.json",
+                                               "text": '{"mixed_columns": "textual"}'}
+    assert container.get_blob_client("sales/q3.xlsx").get_blob_properties().etag == etag  # input untouched
+    container.upload_blob("sales/sheetdrop.json", b'{"mixed_columns": "text"}', overwrite=True)
+    container.upload_blob("sales/q3.xlsx", SAMPLE.read_bytes(), overwrite=True)
+    host.scan_once()
+    fixed = runner.run_next()
+    assert fixed is not None and fixed.status == "completed", fixed.error
+    assert [r.status for r in runstore.list_runs(db.connect(settings.state_dir))] == ["completed", "failed"]
+
+
+def test_the_dataset_option_names_the_dataset(settings: LocalSettings) -> None:
+    container = ensure_container(blob_service(settings.storage), settings.input_container)
+    container.upload_blob("inbox/sheetdrop.json", b'{"dataset": "Sales EMEA"}')
+    container.upload_blob("inbox/q3.xlsx", SAMPLE.read_bytes())
+    DevHost(settings).scan_once()
+    [run] = runstore.list_runs(db.connect(settings.state_dir))
+    assert run.dataset_name == "sales_emea"
