@@ -101,8 +101,9 @@ def cmd_datasets(args: argparse.Namespace, settings: LocalSettings) -> int:
         "name": v.name, "version": v.version, "rows": v.tags.get("rows", ""), "columns": v.tags.get("columns", ""),
         "sheet": v.tags.get("sheet", ""), "source": v.tags.get("source_blob", ""),
         "path": f"{v.datastore}/{v.relative_path}", "created": _when(v.created_at),
+        "schema change": v.tags.get("schema_change", ""),
     } for v in versions]
-    print(_table(rows, ["name", "version", "rows", "columns", "sheet", "source", "created", "path"]))
+    print(_table(rows, ["name", "version", "rows", "columns", "sheet", "source", "created", "schema change", "path"]))
     return 0
 
 

@@ -71,6 +71,16 @@ def unregister_run(conn: sqlite3.Connection, run_id: str) -> list[DatasetVersion
     return [DatasetVersion.from_row(r) for r in rows]
 
 
+def latest_by_prefix(conn: sqlite3.Connection, base: str) -> dict[str, dict[str, str]]:
+    """Tags of the latest version of ``base`` and of every ``<base>_…`` dataset (what a run of a
+    workbook named ``base`` compares its sheets with)."""
+    rows = conn.execute(
+        """SELECT name, tags FROM datasets d WHERE (name = ? OR substr(name, 1, ?) = ?)
+           AND version = (SELECT MAX(version) FROM datasets WHERE name = d.name)""",
+        (base, len(base) + 1, f"{base}_")).fetchall()
+    return {row["name"]: json.loads(row["tags"]) for row in rows}
+
+
 def for_run(conn: sqlite3.Connection, run_id: str) -> list[DatasetVersion]:
     rows = conn.execute("SELECT * FROM datasets WHERE run_id = ? ORDER BY name", (run_id,)).fetchall()
     return [DatasetVersion.from_row(r) for r in rows]

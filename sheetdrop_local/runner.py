@@ -188,6 +188,8 @@ class LocalRunner:
                 "dataStoreName": self.settings.output_datastore, "mode": "Mount",
                 "pathOnDataStore": output_path, "pathOnCompute": None, "overwrite": False}}},
             "outbox": str(outbox),
+            # What AzureML's registry would answer the step about the versions it follows.
+            "previousVersions": registry.latest_by_prefix(self.conn, run.dataset_name),
         }, indent=2), encoding="utf-8")
         argv = [str(a) for a in contract.step_arguments(
             str(mounts.input_file), str(mounts.output_dir), self.settings.output_datastore, run.dataset_name,

@@ -12,6 +12,7 @@ from typing import Any
 
 from azureml.core import Dataset, Datastore, Run
 from contract import Registration, resolve_output
+from schema_changes import same_base
 
 
 def _is_offline(run: Any) -> bool:
@@ -44,6 +45,20 @@ class AzureMLContext:
             with contextlib.suppress(Exception):
                 self.parent.display_name = f"extract {source['source_blob']}"
         self.run.set_tags(source)
+
+    def previous_tags(self, name: str) -> dict[str, str] | None:
+        try:
+            return dict(Dataset.get_by_name(self.workspace, name).tags or {})
+        except Exception:  # the SDK raises a service error for an unknown name: no previous version
+            return None
+
+    def previous_names(self, base: str) -> list[str]:
+        try:
+            datasets = Dataset.get_all(self.workspace)
+        except Exception:  # only feeds a warning; never fail a run over it
+            return []
+        return [name for name, dataset in datasets.items()
+                if (name == base or name.startswith(f"{base}_")) and same_base(name, dict(dataset.tags or {}), base)]
 
     def output_path(self, name: str, datastore: str) -> str:
         definition = self.run.get_details().get("runDefinition") or {}

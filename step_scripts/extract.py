@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import read_options
+import schema_changes
 from contract import (
     ARGUMENTS,
     OUTPUT_NAME,
@@ -56,9 +57,13 @@ def run(args: argparse.Namespace, source: dict[str, str], options: read_options.
     # In the step's log, so that a person can see which settings reached the step.
     print(f"settings: {json.dumps(read_step_settings(os.environ), sort_keys=True)}", flush=True)
     sheets = convert_workbook(workbook, outdir, source=source_name, **limits)
-    registered = []
+    planned = []
+    changes: dict[str, str] = {}
     for sheet in sheets:
-        file_path = sheet.path.relative_to(outdir).as_posix()
+        name = dataset_name_for(args.dataset_name, sheet.slug, len(sheets))
+        previous = schema_changes.previous_schema(context.previous_tags(name) or {})
+        if previous is not None and schema_changes.compare(previous, sheet.column_types):
+            changes[name] = schema_changes.compare(previous, sheet.column_types).describe()
         tags = {
             **source,
             "run_id": context.run_id,
@@ -66,15 +71,36 @@ def run(args: argparse.Namespace, source: dict[str, str], options: read_options.
             "rows": str(sheet.rows),
             "columns": str(sheet.columns),
             "converter_version": CONVERTER_VERSION,
+            # Which workbook-level name a sheet's dataset belongs to (several sheets: <base>_<sheet>).
+            schema_changes.BASE_TAG: args.dataset_name,
+            **schema_changes.schema_tags(sheet.column_types, previous),
         }
+        planned.append((sheet, name, tags))
+    if changes and options.schema_changes == "fail":
+        for sheet in sheets:  # no new version, and nothing left for one
+            sheet.path.unlink(missing_ok=True)
+        raise schema_changes.SchemaChanged(
+            f"{'; '.join(f'{name}: {change}' for name, change in changes.items())} (the folder's options say "
+            "\"schema_changes\": \"fail\"; change them to \"evolve\" to accept the new columns)")
+    registered = []
+    for sheet, name, tags in planned:
+        file_path = sheet.path.relative_to(outdir).as_posix()
         registered.append(context.register(Registration(
-            name=dataset_name_for(args.dataset_name, sheet.slug, len(sheets)), datastore=args.output_datastore,
-            relative_path=f"{relative_dir}/{file_path}", description=f"Sheet '{sheet.sheet}' of {source_name}",
-            tags=tags,
+            name=name, datastore=args.output_datastore, relative_path=f"{relative_dir}/{file_path}",
+            description=f"Sheet '{sheet.sheet}' of {source_name}", tags=tags,
         )))
         # The converter's per-column decisions, readable next to the run (studio / sheetdrop runs).
         context.log_metric(f"{file_path}:column_types", json.dumps(sheet.column_types, sort_keys=True))
         context.log_metric(f"{file_path}:error_cells", sheet.errors)
+    for name, change in changes.items():
+        print(f"warning: {name}: columns changed since its previous version: {change}", flush=True)
+    if changes:
+        context.log_metric("schema_changes", json.dumps(changes, sort_keys=True))
+    gone = sorted(set(context.previous_names(args.dataset_name)) - {name for _, name, _ in planned})
+    if gone:
+        # A sheet removed from the workbook simply stops getting versions: say so.
+        print(f"warning: no new version for {', '.join(gone)}: the workbook no longer has that sheet", flush=True)
+        context.log_metric("datasets_without_new_version", ", ".join(gone))
     total_sheets = len(sheets)
     total_rows = sum(sheet.rows for sheet in sheets)
     total_columns = sum(sheet.columns for sheet in sheets)
@@ -118,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     except StepSettingError as exc:
         print(f"error: settings: {exc}", file=sys.stderr)
         return 3
+    except schema_changes.SchemaChanged as exc:
+        print(f"error: schema: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 from contract import Registration, output_relative_path, resolve_output
+from schema_changes import same_base
 
 LOCAL_RUN_ENV = "SHEETDROP_LOCAL_RUN"
 
@@ -32,6 +33,14 @@ class StepContext(Protocol):
 
     def output_path(self, name: str, datastore: str) -> str:
         """The output's path on its datastore (see :func:`contract.resolve_output`)."""
+        ...
+
+    def previous_tags(self, name: str) -> dict[str, str] | None:
+        """The tags of the dataset's latest version, if it has one."""
+        ...
+
+    def previous_names(self, base: str) -> list[str]:
+        """Datasets whose latest version came from a workbook named ``base``."""
         ...
 
     def log_metric(self, name: str, value: float | int | str) -> None: ...
@@ -59,12 +68,19 @@ class LocalContext:
         self._step_run_id = spec["step_run_id"]
         self._data_references = spec["runDefinition"]["dataReferences"]
         self._outbox = Path(spec["outbox"])
+        self._previous: dict[str, dict[str, str]] = spec.get("previousVersions", {})
 
     def start(self, source: dict[str, str]) -> None:
         pass  # the local run store is searched by its own columns
 
     def output_path(self, name: str, datastore: str) -> str:
         return resolve_output(self._data_references, name, self._step_run_id, datastore)
+
+    def previous_tags(self, name: str) -> dict[str, str] | None:
+        return self._previous.get(name)
+
+    def previous_names(self, base: str) -> list[str]:
+        return [name for name, tags in self._previous.items() if same_base(name, tags, base)]
 
     def log_metric(self, name: str, value: float | int | str) -> None:
         self._metrics[name] = value
@@ -91,6 +107,12 @@ class StandaloneContext:
 
     def output_path(self, name: str, datastore: str) -> str:
         return output_relative_path(self.run_id, name)
+
+    def previous_tags(self, name: str) -> dict[str, str] | None:
+        return None
+
+    def previous_names(self, base: str) -> list[str]:
+        return []
 
     def log_metric(self, name: str, value: float | int | str) -> None:
         print(f"metric {name}={value}")

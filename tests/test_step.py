@@ -72,7 +72,10 @@ def test_step_creates_its_output_dir_writes_parquet_and_reports_registrations(tm
     assert regs["sales_orders"]["tags"] | {} == {
         "source_container": "input", "source_blob": "sales/q3.xlsx", "source_etag": '"0x1"', "run_id": "run-1",
         "sheet": "Orders", "rows": "240", "columns": "8",
-        "converter_version": regs["sales_orders"]["tags"]["converter_version"],
+        "converter_version": regs["sales_orders"]["tags"]["converter_version"], "dataset_base": "sales",
+        "schema": json.dumps({"Order_ID": "int64", "Order_date": "timestamp", "Region": "string", "SKU": "string",
+                              "Quantity": "int64", "Unit_price": "float64", "Paid": "bool", "Notes": "string"}),
+        "schema_change": "first version",
     }
     metrics = result["metrics"]
     assert metrics["rows"] == 250 and metrics["sheets"] == 3 and metrics["null_cells"] == 217

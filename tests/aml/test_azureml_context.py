@@ -183,3 +183,23 @@ def test_step_picks_the_azureml_context_inside_a_run(sdk: dict[str, Any], monkey
     monkeypatch.delenv(step_context.LOCAL_RUN_ENV, raising=False)
     monkeypatch.setenv("AZUREML_RUN_ID", "step-run-1")
     assert isinstance(step_context.get_context(), azureml_context.AzureMLContext)
+
+
+def test_previous_versions_come_from_the_registry(sdk: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    known = {"sales": {"schema": '{"a": "int64"}', "dataset_base": "sales"},
+             "sales_orders": {"dataset_base": "sales"}, "sales_emea": {"dataset_base": "sales_emea"}}
+
+    def get_by_name(workspace: Any, name: str) -> Any:
+        assert workspace is sdk["workspace"]
+        if name not in known:
+            raise RuntimeError("UserErrorException: Dataset not found")
+        return type("Dataset", (), {"tags": known[name]})()
+
+    monkeypatch.setattr(Dataset, "get_by_name", staticmethod(get_by_name))
+    monkeypatch.setattr(Dataset, "get_all", staticmethod(lambda ws: {n: get_by_name(ws, n) for n in known}))
+    context = azureml_context.azureml_context()
+    assert context is not None
+    assert context.previous_tags("sales") == known["sales"]
+    assert context.previous_tags("unknown") is None
+    # A nested folder's dataset (sales/emea → sales_emea) is not a sheet of the sales workbook.
+    assert context.previous_names("sales") == ["sales", "sales_orders"]
