@@ -8,8 +8,9 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from sheetdrop import options as folder_options
 from sheetdrop.claims import Acquired, ClaimState, ClaimStore
@@ -77,7 +78,26 @@ def build_request(blob: BlobVersion, settings: Settings, invocation_id: str | No
     )
 
 
-def _handle_blob(
+def logs_outcome(handler: Callable[..., Outcome]) -> Callable[..., Outcome]:
+    """One structured outcome record (:mod:`sheetdrop.telemetry`) per delivery, whatever happens."""
+
+    @functools.wraps(handler)
+    def logged(blob: BlobVersion, **kwargs: Any) -> Outcome:
+        where = {"container": blob.container, "blob": blob.name, "etag": blob.etag, "started": time.monotonic(),
+                 "invocation_id": kwargs.get("invocation_id")}
+        try:
+            outcome = handler(blob, **kwargs)
+        except Exception as exc:
+            log_outcome(log, "failed", reason=f"{exc.__class__.__name__}: {exc}", **where)
+            raise
+        log_outcome(log, outcome.action, run_id=outcome.run_id, run_url=outcome.url, reason=outcome.reason, **where)
+        return outcome
+
+    return logged
+
+
+@logs_outcome
+def handle_blob(
     blob: BlobVersion,
     *,
     invocation_id: str | None = None,
@@ -132,24 +152,3 @@ def _handle_blob(
         f" — {result.url}" if result.url else "",
     )
     return Outcome("submitted", run_id=result.run_id, url=result.url)
-
-
-def handle_blob(
-    blob: BlobVersion,
-    *,
-    invocation_id: str | None = None,
-    settings: Settings | None = None,
-    backend: Backend | None = None,
-    claims: ClaimStore | None = None,
-) -> Outcome:
-    """Qualify, claim, submit; and one structured outcome record (:mod:`sheetdrop.telemetry`) per delivery."""
-    started = time.monotonic()
-    where = {"container": blob.container, "blob": blob.name, "etag": blob.etag, "started": started,
-             "invocation_id": invocation_id}
-    try:
-        outcome = _handle_blob(blob, invocation_id=invocation_id, settings=settings, backend=backend, claims=claims)
-    except Exception as exc:
-        log_outcome(log, "failed", reason=f"{exc.__class__.__name__}: {exc}", **where)
-        raise
-    log_outcome(log, outcome.action, run_id=outcome.run_id, run_url=outcome.url, reason=outcome.reason, **where)
-    return outcome
