@@ -115,7 +115,7 @@ def test_the_readme_lists_every_setting() -> None:
     readme = (REPO / "README.md").read_text()
     table = readme[readme.index("## Configuration"):readme.index("## CLI")]
     names = set()
-    for module in ("sheetdrop/settings.py", "sheetdrop_local/settings.py"):
+    for module in ("sheetdrop/settings.py", "sheetdrop/settings_v2.py", "sheetdrop_local/settings.py"):
         tree = ast.parse((REPO / module).read_text())
         names |= {node.value for node in ast.walk(tree) if isinstance(node, ast.Constant) and
                   isinstance(node.value, str) and re.fullmatch(r"[A-Z][A-Z0-9_]{3,}", node.value)}
@@ -127,7 +127,9 @@ def test_the_readme_lists_every_setting() -> None:
 #: Modules that may read the process environment: the settings readers, and the step's runtime
 #: markers (which run it is in), which are not settings.
 ENVIRONMENT_READERS = {"sheetdrop/settings.py", "sheetdrop_local/settings.py", "step_scripts/step_context.py",
-                       "step_scripts/convert.py", "step_scripts/extract.py"}
+                       "step_scripts/convert.py", "step_scripts/extract.py",
+                       # the v2 job's own variables (workspace, MLflow run, identity), set by AzureML
+                       "step_scripts/azureml_v2_context.py"}
 
 
 def _reads_environment(tree: ast.AST) -> list[int]:
