@@ -152,6 +152,7 @@ def test_no_other_module_reads_the_environment_for_a_setting() -> None:
     # The dev host and the runner hand the environment on (to the Function, to the step); they read
     # no setting from it. pipeline/ reads the publisher's command-line defaults.
     assert set(found) <= {"sheetdrop_local/devhost.py", "sheetdrop_local/runner.py", "pipeline/publish.py",
+                          "pipeline/v2/publish.py",
                           "pipeline/datastore.py", "pipeline/workspace.py"}, found
 
 

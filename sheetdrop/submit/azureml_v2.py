@@ -80,13 +80,20 @@ def datastore_uri(datastore: str, path: str) -> str:
     return f"azureml://datastores/{datastore}/paths/{path}"
 
 
+def shell_safe_json(text: str) -> str:
+    """The same JSON without a single quote: the component passes these inputs to the step single-quoted on
+    its command line (pipeline/v2/component.yml), and in JSON a ' can only stand inside a string, where
+    the escape \\u0027 means the same character."""
+    return text.replace("'", "\\u0027")
+
+
 def invocation_body(request: SubmitRequest, name: str, submission_id: str) -> dict[str, Any]:
     """A ``BatchJobResource`` in its wire form: what invoke(inputs=…, job_name=…, experiment_name=…)
     sends, plus the job's ``tags`` and one more property (the SDK sends neither; the model has both)."""
     literal = {contract.DATASET_NAME_PARAMETER: request.dataset_name,
-               contract.SOURCE_PARAMETER: contract.source_version(
-                   request.source_container, request.source_blob, request.source_etag),
-               contract.READ_OPTIONS_PARAMETER: request.read_options}
+               contract.SOURCE_PARAMETER: shell_safe_json(contract.source_version(
+                   request.source_container, request.source_blob, request.source_etag)),
+               contract.READ_OPTIONS_PARAMETER: shell_safe_json(request.read_options)}
     inputs: dict[str, Any] = {contract.INPUT_PARAMETER: {
         "jobInputType": "UriFile", "uri": datastore_uri(request.datastore_name, request.relative_path)}}
     inputs |= {key: {"jobInputType": "Literal", "value": value} for key, value in literal.items()}
