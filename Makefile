@@ -3,14 +3,18 @@
 PYTHON ?= python3.11
 VENV := .venv
 AML_VENV := .venv-aml
+AML2_VENV := .venv-aml2
 STATE := .sheetdrop
 SAMPLE := samples/sales-2026-q3.xlsx
 
-.PHONY: setup setup-aml run test test-app test-aml lint bench latency idle sample clean
+.PHONY: setup setup-aml setup-aml2 run test test-app test-aml lint bench latency idle sample clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
 setup-aml: $(AML_VENV)/.installed
+
+# AzureML SDK v2 (azure-ai-ml): `sheetdrop publish --v2` and tests/aml2.
+setup-aml2: $(AML2_VENV)/.installed
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt step_scripts/requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +29,12 @@ $(AML_VENV)/.installed: requirements-aml.txt
 	$(AML_VENV)/bin/pip install --quiet -r requirements-aml.txt
 	touch $@
 
+$(AML2_VENV)/.installed: requirements-aml2.txt
+	$(PYTHON) -m venv $(AML2_VENV)
+	$(AML2_VENV)/bin/pip install --quiet --upgrade pip
+	$(AML2_VENV)/bin/pip install --quiet -r requirements-aml2.txt
+	touch $@
+
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
@@ -34,10 +44,11 @@ node_modules/.installed: package.json package-lock.json
 run: setup
 	$(VENV)/bin/sheetdrop host --azurite --drop $(SAMPLE)
 
-test: setup setup-aml
+test: setup setup-aml setup-aml2
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/python -m pytest --ignore=tests/aml
+	$(VENV)/bin/python -m pytest --ignore=tests/aml --ignore=tests/aml2
 	$(AML_VENV)/bin/python -m pytest tests/aml
+	$(AML2_VENV)/bin/python -m pytest tests/aml2
 
 lint: setup
 	$(VENV)/bin/ruff check .

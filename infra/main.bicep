@@ -51,6 +51,13 @@ param pipelineEndpointName string = 'sheetdrop-extract'
 @description('REST URL of the PipelineEndpoint: empty on the first provision; the post-provision hook publishes and stores it in the azd environment, and every later provision keeps it in the app settings.')
 param pipelineEndpointUrl string = ''
 
+@description('Which AzureML the Function submits to: azureml (SDK v1 PipelineEndpoint, the default) or azureml-v2 (a batch endpoint; publish it with `sheetdrop publish --v2`, docs/azureml-v2.md).')
+@allowed(['azureml', 'azureml-v2'])
+param azuremlApi string = 'azureml'
+
+@description('azureml-v2: the batch endpoint scoring URI that `sheetdrop publish --v2` prints; empty until published.')
+param batchEndpointUrl string = ''
+
 var tags = {
   'azd-env-name': environmentName
 }
@@ -106,6 +113,10 @@ module functionApp 'app/function.bicep' = {
     inputDatastoreName: inputDatastoreName
     experimentName: experimentName
     pipelineEndpointUrl: pipelineEndpointUrl
+    azuremlApi: azuremlApi
+    batchEndpointUrl: batchEndpointUrl
+    // The same name the azureml module gives the workspace (v2 recovery reads its jobs).
+    workspaceName: 'mlw-${resourceToken}'
   }
 }
 

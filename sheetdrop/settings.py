@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, TypeVar, get_args
 
-Backend = Literal["azureml", "local"]
+Backend = Literal["azureml", "azureml-v2", "local"]
 BACKENDS: tuple[Backend, ...] = get_args(Backend)
 
 #: The blob trigger's ``connection``: an identity-based prefix (INPUT_STORAGE__blobServiceUri …)
@@ -133,6 +133,24 @@ class AzureMLSettings:
 
 
 @dataclass(frozen=True)
+class AzureMLV2Settings:
+    """Where the Function submits with AzureML v2: a batch endpoint's pipeline deployment (docs/azureml-v2.md)."""
+
+    #: The endpoint's scoring URI, https://<endpoint>.<region>.inference.ml.azure.com/jobs.
+    endpoint_url: str
+    #: A deployment other than the endpoint's default one (sent as azureml-model-deployment), or None.
+    deployment: str | None
+    #: The workspace: where lost-answer recovery looks the job up (ARM jobs API) and studio links point.
+    subscription_id: str
+    resource_group: str
+    workspace: str
+    arm_url: str
+    studio_url: str
+    submit_deadline_seconds: float
+    managed_identity_client_id: str | None
+
+
+@dataclass(frozen=True)
 class Settings:
     backend: Backend
     input_container: str
@@ -144,6 +162,7 @@ class Settings:
     claim_stale_seconds: float
     claim_max_failures: int
     azureml: AzureMLSettings | None
+    azureml_v2: AzureMLV2Settings | None
 
 
 def _backend(env: Mapping[str, str]) -> Backend:
@@ -151,6 +170,7 @@ def _backend(env: Mapping[str, str]) -> Backend:
     if running_in_azure(env) and value in ("", "local"):
         raise SettingsError(
             f"app setting SHEETDROP_BACKEND is {'local' if value else 'not set'} in Azure: set it to azureml "
+            "(or azureml-v2) "
             "(the local backend exists only under the dev host, `sheetdrop host`)")
     if not value:
         raise SettingsError("app setting SHEETDROP_BACKEND is not set: set it to azureml "
@@ -221,6 +241,12 @@ def _azureml(env: Mapping[str, str]) -> AzureMLSettings:
     )
 
 
+def _azureml_v2(env: Mapping[str, str]) -> AzureMLV2Settings:
+    from sheetdrop.settings_v2 import azureml_v2_settings
+
+    return azureml_v2_settings(env)
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = dict(os.environ if env is None else env)
     backend = _backend(env)
@@ -239,6 +265,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         # keeps the two equal).
         claim_max_failures=number(env, "CLAIM_MAX_FAILURES", 3, minimum=1, kind=int),
         azureml=_azureml(env) if backend == "azureml" else None,
+        azureml_v2=_azureml_v2(env) if backend == "azureml-v2" else None,
     )
 
 

@@ -239,11 +239,15 @@ def cmd_host(args: argparse.Namespace, settings: LocalSettings) -> int:
 def cmd_publish(args: argparse.Namespace, settings: LocalSettings | None) -> int:
     from sheetdrop_local import REPO
 
-    python = REPO / ".venv-aml" / "bin" / "python"
+    # --v2 first: the batch endpoint publisher (azure-ai-ml, .venv-aml2); otherwise the v1 one.
+    v2 = args.rest[:1] == ["--v2"]
+    venv, module, rest = (".venv-aml2", "pipeline.v2.publish", args.rest[1:]) if v2 else \
+        (".venv-aml", "pipeline.publish", args.rest)
+    python = REPO / venv / "bin" / "python"
     if not python.exists():
-        print("error: the AzureML environment is missing: run `make setup-aml`", file=sys.stderr)
+        print(f"error: the AzureML environment is missing: run `make setup-aml{'2' if v2 else ''}`", file=sys.stderr)
         return 2
-    return subprocess.run([str(python), "-m", "pipeline.publish", *args.rest], cwd=REPO, check=False).returncode
+    return subprocess.run([str(python), "-m", module, *rest], cwd=REPO, check=False).returncode
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -284,7 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("outdir", type=Path)
     p.set_defaults(func=cmd_convert, no_settings=True)
 
-    p = sub.add_parser("publish", help="publish the extract pipeline to AzureML (uses .venv-aml)")
+    p = sub.add_parser("publish", help="publish the extract pipeline to AzureML (uses .venv-aml; --v2: the batch "
+                       "endpoint, .venv-aml2)")
     p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for python -m pipeline.publish")
     p.set_defaults(func=cmd_publish, no_settings=True)
     return parser

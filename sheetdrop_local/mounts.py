@@ -78,3 +78,17 @@ def step_mounts(layout: MountLayout, root: Path, step_run_id: str, input_datasto
     env |= {f"AZUREML_DATAREFERENCE_{contract.INPUT_PARAMETER}": str(input_file),
             f"AZUREML_DATAREFERENCE_{contract.OUTPUT_NAME}": str(output_dir)}
     return StepMounts(input_file, output_dir, env, roots)
+
+
+def step_mounts_v2(root: Path, job_name: str, relative_path: str) -> StepMounts:
+    """A v2 command job's mounts under the common runtime: a ``uri_file`` input mounted as the file
+    itself inside ``wd/INPUT_<input name>/``, a ``uri_folder`` output at ``wd/<output name>``, and the
+    ``AZURE_ML_INPUT_<name>`` / ``AZURE_ML_OUTPUT_<name>`` variables that name them (docs/azureml-v2.md,
+    "Where the step writes")."""
+    work = root / "cr" / "j" / job_name / "cap" / "data-capability" / "wd"
+    input_file = safe_join(work / f"INPUT_{contract.INPUT_PARAMETER}", PurePosixPath(relative_path).name or "input")
+    output_dir = work / contract.OUTPUT_NAME
+    env = {"AZUREML_CR_DATA_CAPABILITY_PATH": str(work),
+           f"AZURE_ML_INPUT_{contract.INPUT_PARAMETER}": str(input_file),
+           f"AZURE_ML_OUTPUT_{contract.OUTPUT_NAME}": str(output_dir)}
+    return StepMounts(input_file, output_dir, env, (root / "cr",))

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import step_scripts
 from sheetdrop.storage import blob_service, ensure_container, storage_unreachable
 from sheetdrop_local import db, registry, runstore
-from sheetdrop_local.mounts import MountError, StepMounts, step_mounts
+from sheetdrop_local.mounts import MountError, StepMounts, step_mounts, step_mounts_v2
 from sheetdrop_local.recovery import StorageRestarts
 from sheetdrop_local.runstore import Run, RunStatus
 from sheetdrop_local.settings import LocalSettings
@@ -73,6 +73,10 @@ class LocalRunner:
         return cls(settings=settings, conn=db.connect(settings.state_dir), service=blob_service(settings.storage))
 
     @property
+    def _v2(self) -> bool:
+        return self.settings.step_api == "azureml-v2"
+
+    @property
     def runs_dir(self) -> Path:
         return self.settings.state_dir / "runs"
 
@@ -95,8 +99,9 @@ class LocalRunner:
         try:
             self._delete_abandoned_outputs(run)
             try:
-                mounts = step_mounts(self.settings.mount_layout, root, run.step_run_id, run.datastore_name,
-                                     run.relative_path, self.settings.output_datastore)
+                mounts = step_mounts_v2(root, run.step_run_id, run.relative_path) if self._v2 else \
+                    step_mounts(self.settings.mount_layout, root, run.step_run_id, run.datastore_name,
+                                run.relative_path, self.settings.output_datastore)
             except MountError as exc:
                 raise RunFailed(str(exc)) from exc
             # Where AzureML keeps a PipelineData: the runner knows it as the service does, and
@@ -183,10 +188,11 @@ class LocalRunner:
         run_file.write_text(json.dumps({
             "run_id": run.run_id,
             "step_run_id": run.step_run_id,
-            # The part of AzureML's run definition the step reads (RunConfiguration.data_references).
-            "runDefinition": {"dataReferences": {contract.OUTPUT_NAME: {
-                "dataStoreName": self.settings.output_datastore, "mode": "Mount",
-                "pathOnDataStore": output_path, "pathOnCompute": None, "overwrite": False}}},
+            **(self._v2_job(run.step_run_id, output_path) if self._v2 else {
+                # The part of AzureML's run definition the step reads (RunConfiguration.data_references).
+                "runDefinition": {"dataReferences": {contract.OUTPUT_NAME: {
+                    "dataStoreName": self.settings.output_datastore, "mode": "Mount",
+                    "pathOnDataStore": output_path, "pathOnCompute": None, "overwrite": False}}}}),
             "outbox": str(outbox),
             # What AzureML's registry would answer the step about the versions it follows.
             "previousVersions": registry.latest_by_prefix(self.conn, run.dataset_name),
@@ -197,6 +203,8 @@ class LocalRunner:
         # The step's own settings (SHEETDROP_MAX_CELLS, …) pass; storage settings never do.
         env = {k: v for k, v in os.environ.items() if k in STEP_ENV_KEEP or k in contract.STEP_SETTING_NAMES}
         env |= mounts.env
+        if self._v2:
+            env[contract.JOB_API_ENV] = "v2"  # as the command component's environment sets it
         env["SHEETDROP_LOCAL_RUN"] = str(run_file)
         env["PYTHONUNBUFFERED"] = "1"
         with open(log_path, "w", encoding="utf-8") as handle:
@@ -218,6 +226,12 @@ class LocalRunner:
         if not outbox.exists():
             raise RunFailed(f"the step exited 0 but reported no result; see {log_path}")
         return json.loads(outbox.read_text(encoding="utf-8"))
+
+    def _v2_job(self, job_name: str, output_path: str) -> dict[str, Any]:
+        """The part of a v2 job the step reads: its output's datastore URI (Job.outputs[name].path)."""
+        uri = contract.datastore_uri(self.settings.output_datastore, f"{output_path}/")
+        return {"job": {"name": job_name, "outputs": {contract.OUTPUT_NAME: {
+            "type": "uri_folder", "mode": "rw_mount", "uri": uri}}}}
 
     def _upload(self, output_dir: Path, output_path: str) -> list[str]:
         container = ensure_container(self.service, self.settings.local_output_container)

@@ -15,6 +15,10 @@ from sheetdrop.settings import CONNECTION, Settings, SettingsError, container_na
 from sheetdrop_local.azurite import azurite_connection_string
 from sheetdrop_local.mounts import MOUNT_LAYOUTS, MountLayout
 
+#: Which AzureML step contract the local runner reproduces, named by the SHEETDROP_BACKEND value of
+#: the cloud path it stands in for: v1's PythonScriptStep or v2's command component.
+STEP_APIS = ("azureml", "azureml-v2")
+
 
 @dataclass(frozen=True)
 class LocalSettings(Settings):
@@ -28,6 +32,8 @@ class LocalSettings(Settings):
     step_timeout: float
     #: Where the runner mounts a step's data: today's AzureML layout, or the 2020 one.
     mount_layout: MountLayout
+    #: azureml (v1: runDefinition, PipelineData) or azureml-v2 (v2: the job's outputs, INPUT_<name> mounts).
+    step_api: str
 
     def local_container_for(self, datastore: str) -> str:
         """The Azurite container that plays a datastore's part in the embedded default."""
@@ -63,4 +69,6 @@ def load_local_settings(env: Mapping[str, str] | None = None) -> LocalSettings:
         step_timeout=number(env, "LOCAL_STEP_TIMEOUT", 1800.0, minimum=1),
         mount_layout=text(env, "LOCAL_MOUNT_LAYOUT", "common-runtime", check=lambda value: None
                           if value in MOUNT_LAYOUTS else f"one of {', '.join(MOUNT_LAYOUTS)}"),  # type: ignore[arg-type]
+        step_api=text(env, "LOCAL_STEP_API", "azureml", check=lambda value: None
+                      if value in STEP_APIS else f"one of {', '.join(STEP_APIS)}"),
     )

@@ -203,3 +203,35 @@ def slug(text: str, fallback: str) -> str:
         digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
         name = f"{name[:MAX_NAME - 9].rstrip('_')}_{digest}"
     return name or fallback
+
+
+# -- AzureML v2 (batch endpoint -> pipeline component -> this step as a command component) -------------
+
+#: Set to "v2" in the command component's environment: the step then reports to the v2 context (MLflow
+#: and data assets) instead of azureml-core's Run (step_context.get_context).
+JOB_API_ENV = "SHEETDROP_JOB_API"
+#: A datastore path as v2 jobs and data assets write it (azure-ai-ml's SHORT_URI_FORMAT).
+DATASTORE_URI = re.compile(r"^azureml://datastores/(?P<datastore>[^/]+)/paths/(?P<path>.+)$")
+
+
+def datastore_uri(datastore: str, path: str) -> str:
+    return f"azureml://datastores/{datastore}/paths/{path}"
+
+
+def resolve_output_v2(job_outputs: Mapping[str, Any] | None, name: str, job_name: str, datastore: str) -> str:
+    """The v2 output's path on its datastore. The job's own output definition (an ``azureml://datastores/
+    <ds>/paths/<path>`` URI) is the authority; a job that states none has the service's default place,
+    ``azureml/<job name>/<output name>`` on the default datastore (the place azure-ai-ml itself looks,
+    docs/azureml-v2.md). A URI on another datastore, or one with an unresolved ``${{…}}``, is an error."""
+    output = (job_outputs or {}).get(name) or {}
+    uri = str(output.get("uri") or output.get("path") or "").strip()
+    if not uri:
+        return output_relative_path(job_name, name)
+    match = DATASTORE_URI.match(uri)
+    if not match or "${{" in uri:
+        raise OutputPathError(f"the job's output {name!r} is {uri!r}, not a resolved azureml://datastores/<name>/"
+                              "paths/<path> URI; registering it could point at nothing")
+    if match["datastore"] != datastore:
+        raise OutputPathError(f"the job puts output {name!r} on datastore {match['datastore']!r}, but the step was "
+                              f"given --output_datastore {datastore}")
+    return match["path"].strip("/")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from contract import Registration, output_relative_path, resolve_output
+from contract import JOB_API_ENV, Registration, output_relative_path, resolve_output, resolve_output_v2
 from schema_changes import same_base
 
 LOCAL_RUN_ENV = "SHEETDROP_LOCAL_RUN"
@@ -66,7 +66,10 @@ class LocalContext:
         spec = json.loads(self.run_file.read_text(encoding="utf-8"))
         self.run_id = spec["run_id"]
         self._step_run_id = spec["step_run_id"]
-        self._data_references = spec["runDefinition"]["dataReferences"]
+        # A v1 run definition (runDefinition.dataReferences), or a v2 job's outputs (the local runner's
+        # LOCAL_STEP_API=azureml-v2 mode writes the job in the shape the v2 step reads).
+        self._data_references = spec.get("runDefinition", {}).get("dataReferences")
+        self._job_outputs = spec["job"]["outputs"] if "job" in spec else None
         self._outbox = Path(spec["outbox"])
         self._previous: dict[str, dict[str, str]] = spec.get("previousVersions", {})
 
@@ -74,6 +77,8 @@ class LocalContext:
         pass  # the local run store is searched by its own columns
 
     def output_path(self, name: str, datastore: str) -> str:
+        if self._job_outputs is not None:
+            return resolve_output_v2(self._job_outputs, name, self._step_run_id, datastore)
         return resolve_output(self._data_references, name, self._step_run_id, datastore)
 
     def previous_tags(self, name: str) -> dict[str, str] | None:
@@ -132,6 +137,11 @@ def get_context() -> StepContext:
         return LocalContext(Path(local_run))
     # AzureML sets AZUREML_RUN_ID for every run it starts; only then is azureml imported, and the
     # run context itself decides (an offline run means we are not in AzureML after all).
+    if os.environ.get("AZUREML_RUN_ID") and os.environ.get(JOB_API_ENV) == "v2":
+        # A v2 job (the command component sets SHEETDROP_JOB_API=v2): MLflow and data assets.
+        from azureml_v2_context import azureml_v2_context
+
+        return azureml_v2_context()
     if os.environ.get("AZUREML_RUN_ID"):
         from azureml_context import azureml_context
 

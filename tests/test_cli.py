@@ -83,3 +83,17 @@ def test_publish_hands_everything_to_the_azureml_environment() -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("usage: python -m pipeline.publish")
     assert "--endpoint-name" in proc.stdout
+
+
+def test_publish_v2_hands_everything_to_the_v2_environment() -> None:
+    from sheetdrop_local import REPO
+
+    if not (REPO / ".venv-aml2" / "bin" / "python").exists():
+        pytest.skip(".venv-aml2 is built by `make setup-aml2` (make test builds it before this suite)")
+    proc = sheetdrop("publish", "--v2", "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage: python -m pipeline.v2.publish")
+    assert "--endpoint-name" in proc.stdout and "--compute" in proc.stdout
+    # Without a workspace it stops before asking Azure for anything, with one line.
+    env_free = sheetdrop("publish", "--v2", "--subscription-id", "", "--resource-group", "", "--workspace", "")
+    assert env_free.returncode == 2 and env_free.stderr.startswith("error: no workspace: set --subscription-id")

@@ -206,19 +206,24 @@ SAMPLE = {
     "claimsContainerName": "sheetdrop-claims",
     "inputDatastoreName": "sheetdrop_input",
     "experimentName": "sheetdrop-extract",
+    "azuremlApi": "azureml",
+    "batchEndpointUrl": "https://sheetdrop-extract.westeurope.inference.ml.azure.com/jobs",
+    "subscription().subscriptionId": "s",
+    "resource_group().name": "rg-dev",  # resourceGroup().name as pycep writes it
+    "workspaceName": "mlw-abc",
     "pipelineEndpointUrl": "https://westeurope.api.azureml.ms/pipelines/v1.0/subscriptions/s/resourceGroups/rg/"
     "providers/Microsoft.MachineLearningServices/workspaces/ws/PipelineRuns/PipelineEndpointSubmit/Id/e1",
 }
-LITERALS = {"SHEETDROP_BACKEND": "azureml", f"{CONNECTION}__credential": "managedidentity",
+LITERALS = {f"{CONNECTION}__credential": "managedidentity",
             "AzureWebJobsStorage__credential": "managedidentity"}
 
 
 def names_read_by_settings_module() -> set[str]:
     """Every app setting name sheetdrop/settings.py spells: its string constants and f-strings (with
     CONNECTION put in) shaped like a setting name; each one is read from the environment there."""
-    tree = ast.parse((REPO / "sheetdrop" / "settings.py").read_text())
+    trees = [ast.parse((REPO / "sheetdrop" / module).read_text()) for module in ("settings.py", "settings_v2.py")]
     names = set()
-    for node in ast.walk(tree):
+    for node in (node for tree in trees for node in ast.walk(tree)):
         if isinstance(node, ast.JoinedStr):
             parts = [v.value if isinstance(v, ast.Constant) else CONNECTION if ast.unparse(v.value) == "CONNECTION"
                      else "\0" for v in node.values]
@@ -651,3 +656,27 @@ def test_a_record_survives_any_blob_name() -> None:
     values = telemetry.record("skipped", container="input", blob='a "quoted" %s\nname.txt', etag="e", started=0.0)
     assert telemetry.parse(telemetry.message(values)) == values
     assert "\n" not in telemetry.message(values)
+
+
+def test_the_v2_variant_is_one_parameter_and_sets_what_the_v2_backend_reads() -> None:
+    main = bicep("main.bicep")
+    assert expr(main["parameters"]["azuremlApi"]["default"]) == "azureml"
+    allowed = main["parameters"]["azuremlApi"]["decorators"]
+    assert any("azureml-v2" in json.dumps(d) for d in allowed)
+    settings = app_settings()
+    assert expr(settings["SHEETDROP_BACKEND"]) == "azuremlApi"
+    v1 = load_in_azure(resolved(settings))
+    assert v1.backend == "azureml" and v1.azureml_v2 is None
+    SAMPLE["azuremlApi"] = "azureml-v2"
+    try:
+        v2 = load_in_azure(resolved(settings))
+    finally:
+        SAMPLE["azuremlApi"] = "azureml"
+    assert not isinstance(v2, Exception), v2
+    assert v2.backend == "azureml-v2" and v2.azureml_v2 is not None
+    assert (v2.azureml_v2.endpoint_url, v2.azureml_v2.workspace, v2.azureml_v2.resource_group) == (
+        SAMPLE["batchEndpointUrl"], "mlw-abc", "rg-dev")
+    assert v2.azureml_v2.managed_identity_client_id == SAMPLE["identity.properties.clientId"]
+    parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert parameters["batchEndpointUrl"]["value"] == "${AZUREML_BATCH_ENDPOINT_URL}"
+    assert parameters["azuremlApi"]["value"] == "${SHEETDROP_AZUREML_API=azureml}"

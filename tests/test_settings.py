@@ -51,7 +51,7 @@ def test_identity_based_connection_in_azure() -> None:
     ({"WEBSITE_SITE_NAME": "sheetdrop-func", "SHEETDROP_BACKEND": "local", "INPUT_STORAGE": "x"},
      "app setting SHEETDROP_BACKEND is local in Azure: set it to azureml"),
     ({"SHEETDROP_BACKEND": "azureml"}, "INPUT_STORAGE__blobServiceUri is not set"),
-    ({"SHEETDROP_BACKEND": "cloud"}, "SHEETDROP_BACKEND='cloud' is not one of azureml, local"),
+    ({"SHEETDROP_BACKEND": "cloud"}, "SHEETDROP_BACKEND='cloud' is not one of azureml, azureml-v2, local"),
     ({**AZURE, "INPUT_CONTAINER": "Input_Files"}, "INPUT_CONTAINER='Input_Files' is not a valid container name"),
     ({**AZURE, "OUTPUT_DATASTORE": "../elsewhere"}, "OUTPUT_DATASTORE='../elsewhere' is not a datastore name"),
     ({**AZURE, "EXPERIMENT_NAME": "-x"}, "EXPERIMENT_NAME='-x' is not an experiment name"),
@@ -115,7 +115,7 @@ def test_the_readme_lists_every_setting() -> None:
     readme = (REPO / "README.md").read_text()
     table = readme[readme.index("## Configuration"):readme.index("## CLI")]
     names = set()
-    for module in ("sheetdrop/settings.py", "sheetdrop_local/settings.py"):
+    for module in ("sheetdrop/settings.py", "sheetdrop/settings_v2.py", "sheetdrop_local/settings.py"):
         tree = ast.parse((REPO / module).read_text())
         names |= {node.value for node in ast.walk(tree) if isinstance(node, ast.Constant) and
                   isinstance(node.value, str) and re.fullmatch(r"[A-Z][A-Z0-9_]{3,}", node.value)}
@@ -127,7 +127,9 @@ def test_the_readme_lists_every_setting() -> None:
 #: Modules that may read the process environment: the settings readers, and the step's runtime
 #: markers (which run it is in), which are not settings.
 ENVIRONMENT_READERS = {"sheetdrop/settings.py", "sheetdrop_local/settings.py", "step_scripts/step_context.py",
-                       "step_scripts/convert.py", "step_scripts/extract.py"}
+                       "step_scripts/convert.py", "step_scripts/extract.py",
+                       # the v2 job's own variables (workspace, MLflow run, identity), set by AzureML
+                       "step_scripts/azureml_v2_context.py"}
 
 
 def _reads_environment(tree: ast.AST) -> list[int]:
@@ -150,4 +152,35 @@ def test_no_other_module_reads_the_environment_for_a_setting() -> None:
     # The dev host and the runner hand the environment on (to the Function, to the step); they read
     # no setting from it. pipeline/ reads the publisher's command-line defaults.
     assert set(found) <= {"sheetdrop_local/devhost.py", "sheetdrop_local/runner.py", "pipeline/publish.py",
+                          "pipeline/v2/publish.py",
                           "pipeline/datastore.py", "pipeline/workspace.py"}, found
+
+
+V2 = {"SHEETDROP_BACKEND": "azureml-v2", "INPUT_STORAGE__blobServiceUri": "https://acct.blob.core.windows.net",
+      "AZUREML_BATCH_ENDPOINT_URL": "https://sheetdrop-extract.westeurope.inference.ml.azure.com/jobs",
+      "AZUREML_SUBSCRIPTION_ID": "s", "AZUREML_RESOURCE_GROUP": "rg", "AZUREML_WORKSPACE": "ws"}
+
+
+def test_the_v2_backend_reads_its_endpoint_and_workspace() -> None:
+    settings = load_settings({**V2, "AZUREML_BATCH_DEPLOYMENT": "blue", "WEBSITE_INSTANCE_ID": "0a1b"})
+    assert settings.azureml is None and settings.azureml_v2 is not None
+    v2 = settings.azureml_v2
+    assert (v2.endpoint_url, v2.deployment, v2.workspace, v2.arm_url) == (
+        V2["AZUREML_BATCH_ENDPOINT_URL"], "blue", "ws", "https://management.azure.com")
+    assert load_settings(AZURE).azureml_v2 is None
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({**V2, "AZUREML_BATCH_ENDPOINT_URL": ""}, "app setting AZUREML_BATCH_ENDPOINT_URL is not set: the batch "
+                                               "endpoint's scoring URI that `sheetdrop publish --v2` prints"),
+    ({**V2, "AZUREML_BATCH_ENDPOINT_URL": "https://e.westeurope.inference.ml.azure.com/score"},
+     "is not a batch endpoint scoring URI"),
+    ({**V2, "AZUREML_WORKSPACE": ""}, "app setting AZUREML_WORKSPACE is not set: the AzureML workspace's name "
+                                      "(SHEETDROP_BACKEND=azureml-v2)"),
+    ({**V2, "AZUREML_BATCH_DEPLOYMENT": "9lives"}, "AZUREML_BATCH_DEPLOYMENT='9lives' is not a deployment name"),
+    ({**V2, "AZUREML_ARM_URL": "management"}, "AZUREML_ARM_URL='management' is not a URL"),
+])
+def test_a_missing_or_bad_v2_setting_is_named(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError) as error:
+        load_settings(env)
+    assert message in str(error.value)

@@ -15,6 +15,10 @@ param claimsContainerName string
 param inputDatastoreName string
 param experimentName string
 param pipelineEndpointUrl string
+@allowed(['azureml', 'azureml-v2'])
+param azuremlApi string = 'azureml'
+param batchEndpointUrl string = ''
+param workspaceName string = ''
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
@@ -110,7 +114,7 @@ var connectionSettings = {
 
 // Read by sheetdrop/settings.py.
 var sheetdropSettings = {
-  SHEETDROP_BACKEND: 'azureml'
+  SHEETDROP_BACKEND: azuremlApi
   INPUT_CONTAINER: inputContainerName
   CLAIMS_CONTAINER: claimsContainerName
   INPUT_DATASTORE: inputDatastoreName
@@ -123,10 +127,19 @@ var endpointSettings = empty(pipelineEndpointUrl) ? {} : {
   AZUREML_PIPELINE_ENDPOINT_URL: pipelineEndpointUrl
 }
 
+// azureml-v2: the batch endpoint (known once `sheetdrop publish --v2` ran) and the workspace whose jobs
+// the Function looks up after a lost answer (sheetdrop/settings_v2.py).
+var batchSettings = empty(batchEndpointUrl) ? {} : {
+  AZUREML_BATCH_ENDPOINT_URL: batchEndpointUrl
+  AZUREML_SUBSCRIPTION_ID: subscription().subscriptionId
+  AZUREML_RESOURCE_GROUP: resourceGroup().name
+  AZUREML_WORKSPACE: workspaceName
+}
+
 resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
   parent: functionApp
   name: 'appsettings'
-  properties: union(hostSettings, connectionSettings, sheetdropSettings, endpointSettings)
+  properties: union(hostSettings, connectionSettings, sheetdropSettings, endpointSettings, batchSettings)
 }
 
 output name string = functionApp.name

@@ -1,6 +1,7 @@
-"""Which backend a submission goes to. ``azureml`` (the PipelineEndpoint's REST API) ships with the
-Function. ``local`` does not: the embedded default's dev host registers it (:func:`register_backend`)
-before it invokes the Function, so a deployed Function can never queue runs into a local file.
+"""Which backend a submission goes to. ``azureml`` (the PipelineEndpoint's REST API) and ``azureml-v2``
+(a batch endpoint) ship with the Function. ``local`` does not: the embedded default's dev host registers
+it (:func:`register_backend`) before it invokes the Function, so a deployed Function can never queue runs
+into a local file.
 """
 
 from __future__ import annotations
@@ -23,7 +24,11 @@ def get_backend(settings: Settings) -> Backend:
         from sheetdrop.submit.azureml import AzureMLBackend
 
         return AzureMLBackend.from_settings(settings)
+    if settings.backend == "azureml-v2":
+        from sheetdrop.submit.azureml_v2 import AzureMLV2Backend
+
+        return AzureMLV2Backend.from_settings(settings)
     if settings.backend not in _factories:
         raise SubmitError(f"the {settings.backend!r} backend runs only under the dev host (`sheetdrop host`), "
-                          "which registers it; a deployed Function uses SHEETDROP_BACKEND=azureml")
+                          "which registers it; a deployed Function uses SHEETDROP_BACKEND=azureml or azureml-v2")
     return _factories[settings.backend](settings)
