@@ -241,10 +241,46 @@ def _azureml(env: Mapping[str, str]) -> AzureMLSettings:
     )
 
 
-def _azureml_v2(env: Mapping[str, str]) -> AzureMLV2Settings:
-    from sheetdrop.settings_v2 import azureml_v2_settings
+# -- SHEETDROP_BACKEND=azureml-v2: a batch endpoint (docs/azureml-v2.md) --------------------------------
 
-    return azureml_v2_settings(env)
+ARM_URL = "https://management.azure.com"
+#: A batch endpoint's scoring URI: https://<endpoint>.<region>.inference.ml.azure.com/jobs (docs/azureml-v2.md).
+#: Any host and leading path are accepted (sovereign clouds, private link), but the path must end in /jobs.
+SCORING_URI_PATTERN = re.compile(r"^https?://[^/\s]+(/[^\s?#]*)?/jobs/?$", re.IGNORECASE)
+#: Deployment names: letters, digits and -, starting with a letter (the SDK's batch deployment name rule).
+DEPLOYMENT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,31}")
+
+
+def _required_v2(env: Mapping[str, str], name: str, what: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise SettingsError(f"app setting {name} is not set: {what} (SHEETDROP_BACKEND=azureml-v2)")
+    return value
+
+
+def _azureml_v2(env: Mapping[str, str]) -> AzureMLV2Settings:
+    endpoint_url = _required_v2(env, "AZUREML_BATCH_ENDPOINT_URL",
+                             "the batch endpoint's scoring URI that `sheetdrop publish --v2` prints")
+    if not SCORING_URI_PATTERN.match(endpoint_url):
+        raise SettingsError(
+            f"app setting AZUREML_BATCH_ENDPOINT_URL={endpoint_url!r} is not a batch endpoint scoring URI "
+            "(https://<endpoint>.<region>.inference.ml.azure.com/jobs): copy the one `sheetdrop publish --v2` prints")
+    deployment = env.get("AZUREML_BATCH_DEPLOYMENT", "").strip() or None
+    if deployment is not None and not DEPLOYMENT_NAME.fullmatch(deployment):
+        raise SettingsError(f"app setting AZUREML_BATCH_DEPLOYMENT={deployment!r} is not a deployment name "
+                            "(letters, digits and -, starting with a letter, at most 32)")
+    return AzureMLV2Settings(
+        endpoint_url=endpoint_url.rstrip("/"),
+        deployment=deployment,
+        # Recovery after a lost answer reads the workspace's jobs through ARM, so the workspace is needed too.
+        subscription_id=_required_v2(env, "AZUREML_SUBSCRIPTION_ID", "the AzureML workspace's subscription id"),
+        resource_group=_required_v2(env, "AZUREML_RESOURCE_GROUP", "the AzureML workspace's resource group"),
+        workspace=_required_v2(env, "AZUREML_WORKSPACE", "the AzureML workspace's name"),
+        arm_url=text(env, "AZUREML_ARM_URL", ARM_URL, check=url).rstrip("/"),
+        studio_url=text(env, "AZUREML_STUDIO_URL", STUDIO_URL, check=url),
+        submit_deadline_seconds=number(env, "AZUREML_SUBMIT_DEADLINE_SECONDS", 120.0, minimum=1),
+        managed_identity_client_id=env.get("AZUREML_MANAGED_IDENTITY_CLIENT_ID", "").strip() or None,
+    )
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:

@@ -3,6 +3,7 @@ REST API, the managed-identity token endpoint). Used by the contract tests in bo
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import socket
 import threading
@@ -98,3 +99,24 @@ def serve() -> Iterator[LoopbackService]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+_real_connect = socket.socket.connect
+
+
+def _loopback_only(self: socket.socket, address: Any) -> Any:
+    if self.family in (socket.AF_INET, socket.AF_INET6):
+        host = address[0]
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = host == "localhost"
+        if not loopback:
+            raise ConnectionRefusedError(f"test guard: no network beyond loopback (tried {address!r})")
+    return _real_connect(self, address)
+
+
+def forbid_network(monkeypatch: Any) -> None:
+    """No connection but to loopback for the rest of the test: an SDK that reaches for a real
+    service fails at once instead of hanging or, worse, succeeding."""
+    monkeypatch.setattr(socket.socket, "connect", _loopback_only)

@@ -221,7 +221,7 @@ LITERALS = {f"{CONNECTION}__credential": "managedidentity",
 def names_read_by_settings_module() -> set[str]:
     """Every app setting name sheetdrop/settings.py spells: its string constants and f-strings (with
     CONNECTION put in) shaped like a setting name; each one is read from the environment there."""
-    trees = [ast.parse((REPO / "sheetdrop" / module).read_text()) for module in ("settings.py", "settings_v2.py")]
+    trees = [ast.parse((REPO / "sheetdrop" / module).read_text()) for module in ("settings.py",)]
     names = set()
     for node in (node for tree in trees for node in ast.walk(tree)):
         if isinstance(node, ast.JoinedStr):

@@ -115,7 +115,7 @@ def test_the_readme_lists_every_setting() -> None:
     readme = (REPO / "README.md").read_text()
     table = readme[readme.index("## Configuration"):readme.index("## CLI")]
     names = set()
-    for module in ("sheetdrop/settings.py", "sheetdrop/settings_v2.py", "sheetdrop_local/settings.py"):
+    for module in ("sheetdrop/settings.py", "sheetdrop_local/settings.py"):
         tree = ast.parse((REPO / module).read_text())
         names |= {node.value for node in ast.walk(tree) if isinstance(node, ast.Constant) and
                   isinstance(node.value, str) and re.fullmatch(r"[A-Z][A-Z0-9_]{3,}", node.value)}

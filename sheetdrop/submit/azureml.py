@@ -199,7 +199,7 @@ class AzureMLBackend:
         try:
             response = self._post(self.submit_url, data, SUBMIT_CONTENT_TYPE, what,
                                   before_retry=lambda: self._already_started(request))
-        except _AlreadyStarted as started:
+        except AlreadyStarted as started:
             url = studio_run_url(started.run_id, self.workspace, self.studio_url)
             log.warning("%s: an earlier attempt had started run %s although its answer was lost; not submitting "
                         "again: %s", what, started.run_id, url)
@@ -255,7 +255,7 @@ class AzureMLBackend:
         timeout, 5xx) may have started the run all the same, and a second POST would start a second."""
         runs = self.find_runs(request.source_container, request.source_blob, request.source_etag)
         if runs:
-            raise _AlreadyStarted(runs[0])
+            raise AlreadyStarted(runs[0])
 
     def _post(self, url: str, data: bytes, content_type: str, what: str,
               before_retry: Callable[[], None] | None = None) -> requests.Response:
@@ -285,13 +285,7 @@ class AzureMLBackend:
                               "by the trigger)") from exc
 
     def _token(self) -> str:
-        try:
-            return self.credential.get_token(TOKEN_SCOPE).token
-        except Exception as exc:  # azure-identity raises several types; all mean "no token"
-            raise SubmitError(
-                f"could not get a Microsoft Entra token for {TOKEN_SCOPE} from {type(self.credential).__name__}: "
-                f"{exc}. In Azure, enable the Function app's managed identity (for a user-assigned identity "
-                "set AZUREML_MANAGED_IDENTITY_CLIENT_ID); locally, run `az login`") from exc
+        return entra_token(self.credential, TOKEN_SCOPE)
 
     def _status_cause(self, status: int) -> str:
         ws = self.workspace
@@ -324,7 +318,19 @@ class AzureMLBackend:
                 f"(PipelineEndpoint {self.endpoint_id}): {cause}. Service said: {detail}")
 
 
-class _AlreadyStarted(Exception):
+def entra_token(credential: TokenCredential, scope: str) -> str:
+    try:
+        return credential.get_token(scope).token
+    except Exception as exc:  # azure-identity raises several types; all mean "no token"
+        raise SubmitError(
+            f"could not get a Microsoft Entra token for {scope} from {type(credential).__name__}: {exc}. "
+            "In Azure, enable the Function app's managed identity (for a user-assigned identity set "
+            "AZUREML_MANAGED_IDENTITY_CLIENT_ID); locally, run `az login`") from exc
+
+
+class AlreadyStarted(Exception):
+    """An earlier attempt started the run (or job) although its answer was lost: do not submit again."""
+
     def __init__(self, run_id: str) -> None:
         super().__init__(run_id)
         self.run_id = run_id

@@ -31,10 +31,12 @@ from sheetdrop.submit import SubmitError, SubmitRequest, SubmitResult
 from sheetdrop.submit.azureml import (
     AMBIGUOUS_STATUSES,
     SUBMISSION_TAG,
+    AlreadyStarted,
     TokenCredential,
     Workspace,
     _default_credential,
     _service_error,
+    entra_token,
     studio_run_url,
 )
 from sheetdrop.submit.retry import Retrier, RetryExhausted, RetryPolicy
@@ -165,7 +167,7 @@ class AzureMLV2Backend:
                 # The last attempt may have created the job although its answer was lost: look before resending.
                 found = self.find_runs(request.source_container, request.source_blob, request.source_etag)
                 if found:
-                    raise _AlreadyStarted(found[0])
+                    raise AlreadyStarted(found[0])
             try:
                 response = self.session.post(self.endpoint_url, data=data, timeout=timeout, headers={
                     **headers, "Authorization": f"Bearer {self._token(INVOKE_SCOPE)}",
@@ -178,10 +180,10 @@ class AzureMLV2Backend:
 
         try:
             response = self.retrier.call(send, what)
-        except _AlreadyStarted as started:
+        except AlreadyStarted as started:
             log.warning("%s: an earlier attempt had created job %s although its answer was lost; not invoking "
-                        "again", what, started.job)
-            return self._result(started.job)
+                        "again", what, started.run_id)
+            return self._result(started.run_id)
         except RetryExhausted as exc:
             raise SubmitError(f"{exc} (the batch endpoint kept failing; the blob will be retried by the trigger)") \
                 from exc
@@ -252,13 +254,7 @@ class AzureMLV2Backend:
             raise SubmitError(f"{exc} (AzureML kept failing; the blob will be retried by the trigger)") from exc
 
     def _token(self, scope: str) -> str:
-        try:
-            return self.credential.get_token(scope).token
-        except Exception as exc:  # azure-identity raises several types; all mean "no token"
-            raise SubmitError(
-                f"could not get a Microsoft Entra token for {scope} from {type(self.credential).__name__}: {exc}. "
-                "In Azure, enable the Function app's managed identity (for a user-assigned identity set "
-                "AZUREML_MANAGED_IDENTITY_CLIENT_ID); locally, run `az login`") from exc
+        return entra_token(self.credential, scope)
 
     def _cause(self, status: int) -> str:
         ws = self.workspace
@@ -276,9 +272,3 @@ class AzureMLV2Backend:
                  "and set AZUREML_BATCH_ENDPOINT_URL to the URL it prints",
         }
         return causes.get(status, f"HTTP {status}")
-
-
-class _AlreadyStarted(Exception):
-    def __init__(self, job: str) -> None:
-        super().__init__(job)
-        self.job = job

@@ -7,13 +7,11 @@ loopback, so an SDK call that would go to the service fails the test instead.
 from __future__ import annotations
 
 import importlib.util
-import ipaddress
-import socket
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from loopback import LoopbackService, serve
+from loopback import LoopbackService, forbid_network, serve
 
 try:
     _has_azureml = importlib.util.find_spec("azureml.pipeline.core") is not None
@@ -33,24 +31,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 # -- no network but loopback ---------------------------------------------------------------------
 
-_real_connect = socket.socket.connect
-
-
-def _loopback_only(self: socket.socket, address: Any) -> Any:
-    if self.family in (socket.AF_INET, socket.AF_INET6):
-        host = address[0]
-        try:
-            loopback = ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            loopback = host == "localhost"
-        if not loopback:
-            raise ConnectionRefusedError(f"test guard: no network beyond loopback (tried {address!r})")
-    return _real_connect(self, address)
-
-
 @pytest.fixture(autouse=True)
 def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(socket.socket, "connect", _loopback_only)
+    forbid_network(monkeypatch)
 
 
 # -- a scripted loopback HTTP service (tests/loopback.py) ----------------------------------------

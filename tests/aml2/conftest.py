@@ -6,13 +6,10 @@ Nothing here reaches Azure: as in tests/aml, a guard refuses every connection th
 from __future__ import annotations
 
 import importlib.util
-import ipaddress
-import socket
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
-from loopback import LoopbackService, serve
+from loopback import LoopbackService, forbid_network, serve
 
 try:
     _has_sdk = importlib.util.find_spec("azure.ai.ml") is not None
@@ -27,24 +24,9 @@ RESOURCE_GROUP = "rg-sheetdrop"
 WORKSPACE = "mlw-sheetdrop"
 ENDPOINT = "sheetdrop-extract"
 
-_real_connect = socket.socket.connect
-
-
-def _loopback_only(self: socket.socket, address: Any) -> Any:
-    if self.family in (socket.AF_INET, socket.AF_INET6):
-        host = address[0]
-        try:
-            loopback = ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            loopback = host == "localhost"
-        if not loopback:
-            raise ConnectionRefusedError(f"test guard: no network beyond loopback (tried {address!r})")
-    return _real_connect(self, address)
-
-
 @pytest.fixture(autouse=True)
 def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(socket.socket, "connect", _loopback_only)
+    forbid_network(monkeypatch)
     # azure-ai-ml and mlflow would otherwise report telemetry or look for a tracking server.
     monkeypatch.setenv("AZUREML_SDKV2_TELEMETRY_OPTOUT", "1")
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
