@@ -28,6 +28,9 @@ class LocalSettings(Settings):
     step_timeout: float
     #: Where the runner mounts a step's data: today's AzureML layout, or the 2020 one.
     mount_layout: MountLayout
+    #: The local studio's port and address (loopback unless told otherwise).
+    ui_port: int
+    ui_bind: str
 
     def local_container_for(self, datastore: str) -> str:
         """The Azurite container that plays a datastore's part in the embedded default."""
@@ -63,4 +66,6 @@ def load_local_settings(env: Mapping[str, str] | None = None) -> LocalSettings:
         step_timeout=number(env, "LOCAL_STEP_TIMEOUT", 1800.0, minimum=1),
         mount_layout=text(env, "LOCAL_MOUNT_LAYOUT", "common-runtime", check=lambda value: None
                           if value in MOUNT_LAYOUTS else f"one of {', '.join(MOUNT_LAYOUTS)}"),  # type: ignore[arg-type]
+        ui_port=number(env, "SHEETDROP_UI_PORT", 8765, minimum=1, kind=int),
+        ui_bind=text(env, "SHEETDROP_UI_BIND", "127.0.0.1"),
     )
