@@ -79,7 +79,7 @@ def test_a_run_page_has_the_lineage_sheets_metrics_and_log(
     assert client.get("/runs/nosuchrun").status_code == 404
 
 
-def test_a_dataset_version_page_has_schema_changes_preview_and_history(
+def test_a_dataset_version_page_has_schema_changes_preview_tags_and_history(
         client: TestClient, history: dict[str, runstore.Run]) -> None:
     listing = text(client.get("/datasets").text)
     q4 = history["sales/2026-q4.xlsx"]
@@ -92,6 +92,7 @@ def test_a_dataset_version_page_has_schema_changes_preview_and_history(
     assert "Discount float64 double 0 0 added" in shown
     assert "The first 20 of 260 rows." in shown and "10241" in shown
     assert "workspaceblobstore (played here by the storage container" in shown
+    assert f"Tags columns 9 converter_version 1.0.0 rows 260 run_id {q4.run_id} sheet Orders" in shown
     history_row = r"Versions Version Created Rows Columns Source blob Made by run 2 \S+ \S+ 260 9 sales/2026-q4.xlsx"
     assert re.search(history_row, shown)
 
