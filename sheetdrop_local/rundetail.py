@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from posixpath import basename
 from typing import TYPE_CHECKING, Any
 
+from sheetdrop.storage import storage_unreachable
 from sheetdrop_local import lineage, parquetview, registry
 from sheetdrop_local.registry import DatasetVersion
 from sheetdrop_local.runstore import Run
@@ -167,7 +168,9 @@ def _read_columns(settings: LocalSettings, service: BlobServiceClient, sheet: Sh
     try:
         info = parquetview.read_info(service.get_blob_client(where.container, where.path))
     except (AzureError, OSError, ValueError) as exc:
-        sheet.note = f"{where.blob_path} could not be read: {exc.__class__.__name__}"
+        # The column types still come from the metrics; only the per-column counts need the parquet.
+        why = "storage is unreachable" if storage_unreachable(exc) else exc.__class__.__name__
+        sheet.note = f"null and error counts need {where.blob_path}, which could not be read: {why}"
         return
     sheet.columns, sheet.rows = info.columns, info.rows
 

@@ -152,3 +152,20 @@ def test_ranged_reads_give_the_same_rows_as_a_download(settings: LocalSettings,
     assert parquetview.head(parquet, 5).num_rows == 5
     whole = pq.read_table(io.BytesIO(blob.download_blob().readall()))
     assert parquetview.head(parquet, 0).equals(whole) and size == blob.get_blob_properties().size
+
+
+def test_pages_still_answer_when_storage_is_down(settings: LocalSettings, history: dict[str, runstore.Run]) -> None:
+    from sheetdrop_local.azurite import azurite_connection_string, free_port
+
+    down = dataclasses.replace(settings, storage=StorageSettings(
+        connection_string=azurite_connection_string(free_port(), free_port()), retry_total=0))
+    client = TestClient(create_app(down))
+    runs = text(client.get("/runs").text)
+    assert "storage is unreachable, so skipped and poisoned blob versions are not listed" in runs
+    assert "2026-q4.xlsx" in runs and "readme.txt" not in runs
+    run = text(client.get(f"/runs/{history['sales/2026-q4.xlsx'].run_id}").text)
+    assert "null and error counts need" in run and "which could not be read: storage is unreachable" in run
+    assert "Discount float64" in run  # the types still come from the run's metrics
+    dataset = client.get("/datasets/sales_orders")
+    assert dataset.status_code == 200
+    assert "storage is unreachable: the schema and preview need Azurite" in text(dataset.text)
