@@ -39,10 +39,11 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
 
-# Starts Azurite (data in $(STATE)/azurite) and the dev host, drops the sample workbook, prints
-# the run and the registered datasets, then keeps watching until Ctrl-C (which stops Azurite too).
+# Starts Azurite (data in $(STATE)/azurite), the dev host and the local studio (its URL is printed),
+# drops the sample workbook into the folder sales/, prints the run and the registered datasets, then
+# keeps watching until Ctrl-C (which stops Azurite too).
 run: setup
-	$(VENV)/bin/sheetdrop host --azurite --drop $(SAMPLE)
+	$(VENV)/bin/sheetdrop host --azurite --ui --drop $(SAMPLE) --drop-into sales
 
 test: setup setup-aml setup-aml2
 	$(VENV)/bin/ruff check .

@@ -90,9 +90,23 @@ def claim_blob_name(container: str, blob: str, etag: str) -> str:
     return f"{container}/{version_key(blob, etag)}.json"
 
 
-#: Poisoned claims are listed here as well, so that finding them does not read every claim. The
-#: underscore keeps it apart from claim names, which start with a container name.
-POISONED_INDEX = "_index/poisoned/"
+#: Indexes next to the claims. The underscore keeps them apart from claim names, which start with a
+#: container name (container names start with a letter or digit).
+INDEX_PREFIX = "_index/"
+#: Poisoned claims are listed here as well, so that finding them does not read every claim.
+POISONED_INDEX = f"{INDEX_PREFIX}poisoned/"
+#: Blob versions the trigger did not take (not a workbook), with the reason: no claim, no run, but
+#: a person looking for their upload should find it (``sheetdrop runs``, the local studio).
+SKIPPED_INDEX = f"{INDEX_PREFIX}skipped/"
+
+
+@dataclass(frozen=True)
+class SkippedBlob:
+    container: str
+    blob: str
+    etag: str
+    reason: str
+    at: float
 
 
 #: How long a released claim waits for the host's own retries before the sweep re-delivers it.
@@ -203,7 +217,7 @@ class ClaimStore:
                      for name in self.container.list_blob_names(name_starts_with=POISONED_INDEX)]
         else:
             names = [item.name for item in self.container.list_blobs(include=["metadata"])
-                     if not item.name.startswith(POISONED_INDEX)
+                     if not item.name.startswith(INDEX_PREFIX)
                      and (state is None or (item.metadata or {}).get("state") == state)]
         for name in names:
             try:
@@ -216,6 +230,31 @@ class ClaimStore:
                 continue
             claim.claim_etag = downloader.properties.etag
             yield claim
+
+    def record_skipped(self, container: str, blob: str, etag: str, reason: str) -> None:
+        """Note a blob version that does not qualify (same name for every delivery of it)."""
+        body = {"container": container, "blob": blob, "etag": etag, "reason": reason, "at": self.clock()}
+        self.container.upload_blob(SKIPPED_INDEX + claim_blob_name(container, blob, etag),
+                                   json.dumps(body, sort_keys=True).encode("utf-8"), overwrite=True)
+
+    def skipped(self, limit: int | None = None) -> list[SkippedBlob]:
+        """The newest skipped blob versions first: one listing, and about ``limit`` bodies read."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        items = sorted(self.container.list_blobs(name_starts_with=SKIPPED_INDEX),
+                       key=lambda item: item.last_modified, reverse=True)
+        if limit is not None and len(items) > limit:
+            # Last-modified times have whole seconds: keep every record as new as the limit-th one.
+            items = [item for item in items if item.last_modified >= items[limit - 1].last_modified]
+        found = []
+        for item in items:
+            try:
+                found.append(SkippedBlob(**json.loads(self.container.download_blob(item.name).readall())))
+            except ResourceNotFoundError:
+                continue
+            except (ValueError, TypeError) as exc:
+                log.warning("skipping unreadable index blob %s: %s", item.name, exc)
+        return sorted(found, key=lambda s: s.at, reverse=True)[:limit]
 
     def abandoned(self) -> list[Claim]:
         """Versions nobody will deliver again by themselves: claims left in 'submitting' past the

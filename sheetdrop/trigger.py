@@ -78,6 +78,17 @@ def build_request(blob: BlobVersion, settings: Settings, invocation_id: str | No
     )
 
 
+def _record_skipped(blob: BlobVersion, reason: str, settings: Settings | None, claims: ClaimStore | None) -> None:
+    """Best effort, so that a person can see why their upload made no run; skipping itself must
+    never fail an invocation."""
+    try:
+        store = claims or claim_store(settings or get_settings())
+        store.record_skipped(blob.container, blob.name, blob.etag, reason)
+    except Exception as exc:
+        log.warning("could not record that %s/%s was skipped: %s: %s", blob.container, blob.name,
+                    exc.__class__.__name__, exc)
+
+
 def logs_outcome(handler: Callable[..., Outcome]) -> Callable[..., Outcome]:
     """One structured outcome record (:mod:`sheetdrop.telemetry`) per delivery, whatever happens."""
 
@@ -108,6 +119,7 @@ def handle_blob(
     reason = skip_reason(blob.name, blob.size)
     if reason:
         log.info("skipped %s/%s: %s", blob.container, blob.name, reason)
+        _record_skipped(blob, reason, settings, claims)
         return Outcome("skipped", reason=reason)
     settings = settings or get_settings()
     claims = claims or claim_store(settings)

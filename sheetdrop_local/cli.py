@@ -1,133 +1,23 @@
-"""``sheetdrop``: run the embedded default, drop files, list runs and datasets, convert, publish."""
+"""``sheetdrop``: run the embedded default, drop files, watch runs and datasets, convert, publish.
+
+Exit codes: 0 ok; 1 not found, a failed run, or the work could not be done (storage unreachable,
+a port in use); 2 a usage or settings error.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from sheetdrop.settings import SettingsError
+from sheetdrop_local.cli_read import cmd_datasets, cmd_logs, cmd_runs, cmd_show
 from sheetdrop_local.settings import LocalSettings, load_local_settings
-
-if TYPE_CHECKING:
-    import sqlite3
-
-
-def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
-    if not rows:
-        return "(none)"
-    cells = [[str(r.get(c, "") if r.get(c) is not None else "") for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
-    return "\n".join(line.rstrip() for line in lines)
-
-
-def _when(ts: float | None) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S") if ts else ""
-
-
-def _connect(settings: LocalSettings) -> sqlite3.Connection:
-    from sheetdrop_local import db
-
-    return db.connect(settings.state_dir)
-
-
-def cmd_runs(args: argparse.Namespace, settings: LocalSettings) -> int:
-    from sheetdrop_local import runstore
-    runs = runstore.list_runs(_connect(settings), limit=args.limit)
-    poisoned, note = _poisoned(settings)
-    if args.json:
-        print(json.dumps([r.as_dict() for r in runs] + poisoned, indent=2, sort_keys=True))
-        return 0
-    if note:
-        print(note, file=sys.stderr)
-    rows = [{
-        "run": "-", "status": "poisoned", "blob": f"{p['source_container']}/{p['source_blob']}", "dataset": "",
-        "submitted": _when(p["submitted_at"]), "seconds": "", "rows": "",
-        "reason": f"{p['error']}; upload the file again to retry",
-    } for p in poisoned] + [{
-        "run": r.run_id[:8], "status": r.status, "blob": f"{r.source_container}/{r.source_blob}",
-        "dataset": r.dataset_name, "submitted": _when(r.submitted_at),
-        "seconds": f"{r.seconds:.1f}" if r.seconds is not None else "",
-        "rows": r.metrics.get("rows", ""), "reason": r.error or "",
-    } for r in runs]
-    print(_table(rows, ["run", "status", "blob", "dataset", "submitted", "seconds", "rows", "reason"]))
-    return 0
-
-
-def _poisoned(settings: LocalSettings) -> tuple[list[dict[str, Any]], str | None]:
-    """Blob versions that never got a run because their claim was poisoned. Best effort: the run
-    list is local and must not wait for storage retries when Azurite is down."""
-    import dataclasses
-
-    from azure.core.exceptions import ResourceNotFoundError
-
-    from sheetdrop.claims import ClaimState, ClaimStore
-    from sheetdrop.storage import blob_service, storage_unreachable
-
-    service = blob_service(dataclasses.replace(settings.storage, retry_total=0))
-    claims = ClaimStore(service.get_container_client(settings.claims_container),
-                        stale_after=settings.claim_stale_seconds, max_failures=settings.claim_max_failures)
-    try:
-        return [{"run_id": None, "status": "poisoned", "source_container": c.container, "source_blob": c.blob,
-                 "source_etag": c.etag, "submitted_at": c.updated_at,
-                 "error": f"{c.failures} failed submissions: {c.last_error}"}
-                for c in claims.list(ClaimState.POISONED)], None
-    except ResourceNotFoundError:  # no claims container yet
-        return [], None
-    except Exception as exc:
-        if storage_unreachable(exc):
-            return [], "note: storage is unreachable, so poisoned blob versions are not listed"
-        raise
-
-
-def cmd_datasets(args: argparse.Namespace, settings: LocalSettings) -> int:
-    from sheetdrop_local import registry
-
-    versions = registry.list_versions(_connect(settings), args.name)
-    if args.json:
-        print(json.dumps([v.as_dict() for v in versions], indent=2, sort_keys=True))
-        return 0
-    rows = [{
-        "name": v.name, "version": v.version, "rows": v.tags.get("rows", ""), "columns": v.tags.get("columns", ""),
-        "sheet": v.tags.get("sheet", ""), "source": v.tags.get("source_blob", ""),
-        "path": f"{v.datastore}/{v.relative_path}", "created": _when(v.created_at),
-        "schema change": v.tags.get("schema_change", ""),
-    } for v in versions]
-    print(_table(rows, ["name", "version", "rows", "columns", "sheet", "source", "created", "schema change", "path"]))
-    return 0
-
-
-def cmd_show(args: argparse.Namespace, settings: LocalSettings) -> int:
-    from sheetdrop.storage import blob_service
-    from sheetdrop_local import registry
-
-    name, _, version = args.dataset.partition(":")
-    if version and not version.isdigit():
-        print(f"error: usage: NAME[:VERSION] with a version number, not {args.dataset!r}", file=sys.stderr)
-        return 2
-    dataset = registry.get(_connect(settings), name, int(version) if version else None)
-    container = settings.local_container_for(dataset.datastore)
-    from azure.core.exceptions import ResourceNotFoundError
-
-    try:
-        table = registry.load_table(dataset, blob_service(settings.storage), container)
-    except ResourceNotFoundError:
-        print(f"error: not-found: {dataset.name}:{dataset.version} is registered, but its parquet "
-              f"{container}/{dataset.relative_path} is not in storage", file=sys.stderr)
-        return 1
-    print(f"{dataset.name} version {dataset.version}: {table.num_rows} rows, {table.num_columns} columns")
-    print(table.slice(0, args.head).to_pandas().to_string(index=False))
-    return 0
 
 
 def drop_file(settings: LocalSettings, path: Path, blob_name: str | None = None) -> tuple[str, str]:
@@ -148,7 +38,48 @@ def drop_file(settings: LocalSettings, path: Path, blob_name: str | None = None)
 
 
 def cmd_drop(args: argparse.Namespace, settings: LocalSettings) -> int:
-    drop_file(settings, args.file, args.as_name)
+    if args.wait is not None and args.wait <= 0:
+        print("error: usage: --wait takes a number of seconds above 0", file=sys.stderr)
+        return 2
+    version = drop_file(settings, args.file, args.as_name)
+    if args.wait is None:
+        return 0
+    return _report_run(settings, version, args.wait)
+
+
+def _report_run(settings: LocalSettings, version: tuple[str, str], timeout: float) -> int:
+    """Wait for the run of one dropped blob version and say how it ended: exit 0 if it completed,
+    1 if it failed, was skipped or poisoned, or did not end in time."""
+    from sheetdrop.claims import ClaimState
+    from sheetdrop_local import cli_read, db, lineage, registry, runstore
+
+    print(f"waiting up to {timeout:.0f} s for its run (the dev host must be running: `make run`)", flush=True)
+    conn = db.connect(settings.state_dir)
+    claims = lineage.claims_reader(settings, lineage.quick_service(settings))
+    where = (settings.input_container, *version)
+    deadline = time.monotonic() + timeout
+    while True:
+        found = runstore.find_by_source(conn, *where)
+        run = runstore.get(conn, found[-1]) if found else None
+        if run is not None and run.status in runstore.ENDED:
+            break
+        if run is None:
+            # No run (yet): the trigger may have decided there will be none.
+            skipped = lineage.skipped_reason(claims, *where)
+            claim = claims.read(*where)
+            if skipped or (claim and claim.state == ClaimState.POISONED):
+                print(f"no run: {'skipped: ' + skipped if skipped else 'poisoned: ' + str(claim.last_error)}")
+                return 1
+        if time.monotonic() > deadline:
+            print(f"no finished run after {timeout:.0f} s (status: {run.status if run else 'not submitted'}); "
+                  "see `sheetdrop runs`", file=sys.stderr)
+            return 1
+        time.sleep(0.25)
+    if run.status == runstore.RunStatus.FAILED:
+        print(f"run {cli_read.short(run.run_id)} failed: {run.error}")
+        return 1
+    made = ", ".join(cli_read.ref(v) for v in registry.for_run(conn, run.run_id))
+    print(f"run {cli_read.short(run.run_id)} completed in {run.seconds or 0:.1f} s: {made}")
     return 0
 
 
@@ -161,9 +92,9 @@ def cmd_convert(args: argparse.Namespace, settings: LocalSettings | None) -> int
                           check=False).returncode
 
 
-def _wait_for_runs(settings: LocalSettings, versions: list[tuple[str, str]], timeout: float = 300.0) -> None:
+def _wait_for_runs(settings: LocalSettings, versions: list[tuple[str, str]], timeout: float = 300.0) -> list[str]:
     """Wait until each dropped blob version's run has ended (matched by etag: an earlier run of
-    the same name, from an earlier session, does not count)."""
+    the same name, from an earlier session, does not count); return the blobs still without one."""
     from sheetdrop_local import db, runstore
 
     conn = db.connect(settings.state_dir)
@@ -179,6 +110,7 @@ def _wait_for_runs(settings: LocalSettings, versions: list[tuple[str, str]], tim
     if pending:
         print(f"warning: no finished run after {timeout:.0f} s for: {', '.join(b for b, _ in sorted(pending))} "
               "(see `sheetdrop runs`)", file=sys.stderr)
+    return sorted(b for b, _ in pending)
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -203,16 +135,25 @@ def cmd_host(args: argparse.Namespace, settings: LocalSettings) -> int:
                           settings.azurite_table_port).start()
         log.info("Azurite %s on blob port %d (pid %d)", "adopted from a previous host" if azurite.adopted
                  else "listening", azurite.blob_port, azurite.pid)
+    studio = None
     try:
         host = DevHost(settings, poll_interval=args.poll_interval, workers=args.workers).start()
+        if args.ui:
+            from sheetdrop_local.studio.server import start_in_thread
+
+            studio = start_in_thread(settings, settings.ui_bind, args.ui_port or settings.ui_port)
+            print(f"studio: {studio.url}", flush=True)
         if args.drop:
-            names = [drop_file(settings, path) for path in args.drop]
+            names = [drop_file(settings, path, f"{args.drop_into.strip('/')}/{path.name}" if args.drop_into else None)
+                     for path in args.drop]
             _wait_for_runs(settings, names)
             print()
-            cmd_runs(argparse.Namespace(json=False, limit=len(names) * 2), settings)
+            cmd_runs(argparse.Namespace(json=False, limit=len(names) * 2, status=None, dataset=None), settings)
             print()
             cmd_datasets(argparse.Namespace(json=False, name=None), settings)
-            print("\nwatching for new workbooks: `sheetdrop drop FILE` from another shell; Ctrl-C stops\n")
+        if args.drop or studio:
+            print("\nwatching for new workbooks: `sheetdrop drop FILE` from another shell"
+                  + (f"; the studio is at {studio.url}" if studio else "") + "; Ctrl-C stops\n", flush=True)
         while True:
             time.sleep(1)
             if azurite and not azurite.alive():
@@ -228,11 +169,20 @@ def cmd_host(args: argparse.Namespace, settings: LocalSettings) -> int:
         # A second Ctrl-C must not cut the shutdown short and leave Azurite holding its ports.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
+            if studio:
+                studio.stop()
             if "host" in locals():
                 host.stop()
         finally:
             if azurite:
                 azurite.stop()
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace, settings: LocalSettings) -> int:
+    from sheetdrop_local.studio.server import serve
+
+    serve(settings, args.bind or settings.ui_bind, args.port or settings.ui_port)
     return 0
 
 
@@ -251,48 +201,85 @@ def cmd_publish(args: argparse.Namespace, settings: LocalSettings | None) -> int
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sheetdrop", description=__doc__)
+    parser = argparse.ArgumentParser(prog="sheetdrop", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("host", help="run the dev host: watch the input container and run the local pipeline")
+    def command(name: str, help: str, func: object, **defaults: object) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(func=func, **defaults)
+        return p
+
+    p = command("host", "run the dev host: watch the input container and run the local pipeline", cmd_host)
     p.add_argument("--azurite", action="store_true",
                    help="start Azurite (data in the state folder) and stop it on exit")
-    p.add_argument("--drop", type=Path, nargs="*", default=[], help="workbooks to drop once the host is up")
-    p.add_argument("--poll-interval", type=float, default=1.0, help="seconds between scans (default 1)")
-    p.add_argument("--workers", type=int, default=2, help="runs executed at once (default 2)")
-    p.set_defaults(func=cmd_host)
+    p.add_argument("--drop", type=Path, nargs="*", default=[], metavar="FILE",
+                   help="workbooks to drop once the host is up; their runs and datasets are printed")
+    p.add_argument("--drop-into", metavar="FOLDER",
+                   help="drop them into this folder of the input container (the folder names the dataset)")
+    p.add_argument("--ui", action="store_true", help="also serve the local studio (see `sheetdrop ui`)")
+    p.add_argument("--ui-port", type=int, metavar="PORT",
+                   help="the studio's port (default: SHEETDROP_UI_PORT or 8765)")
+    p.add_argument("--poll-interval", type=float, default=1.0, metavar="S",
+                   help="seconds between polls of the event queue (default 1)")
+    p.add_argument("--workers", type=int, default=2, metavar="N", help="runs executed at once (default 2)")
 
-    p = sub.add_parser("drop", help="upload a file into the input container")
-    p.add_argument("file", type=Path)
-    p.add_argument("--as", dest="as_name", help="blob name (default: the file's name); folders feed datasets")
-    p.set_defaults(func=cmd_drop)
+    p = command("drop", "upload a file into the input container and post its BlobCreated event", cmd_drop)
+    p.add_argument("file", type=Path, help="the workbook to upload")
+    p.add_argument("--as", dest="as_name", metavar="BLOBNAME",
+                   help="blob name (default: the file's name); its folder names the dataset: sales/q3.xlsx feeds sales")
+    p.add_argument("--wait", type=float, nargs="?", const=120.0, metavar="S",
+                   help="wait (up to S seconds, default 120) for the run and print how it ended; exit 1 if it failed")
 
-    p = sub.add_parser("runs", help="list pipeline runs, newest first")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--limit", type=int, default=50)
-    p.set_defaults(func=cmd_runs)
+    p = command("runs", "list pipeline runs, newest first; skipped and poisoned blob versions too", cmd_runs)
+    p.add_argument("--status", choices=lineage_statuses(), help="only rows with this status")
+    p.add_argument("--dataset", metavar="NAME",
+                   help="only runs that feed this dataset (the folder's name, or a sheet's: sales, sales_orders)")
+    p.add_argument("--limit", type=int, default=50, metavar="N", help="at most N rows (default 50)")
+    p.add_argument("--json", action="store_true", help="print JSON (every field) for scripts")
+    runs_sub = p.add_subparsers(dest="runs_command", metavar="show")
+    show = runs_sub.add_parser("show", help="one run: parameters, tags, sheets, metrics, outputs",
+                               description="One run: parameters, tags, per-sheet columns, metrics and the dataset "
+                                           "versions it registered. Exit 1 if the run failed.")
+    show.add_argument("run", metavar="RUN", help="run id, its first characters (as the tables show), or latest")
+    show.add_argument("--json", action="store_true", help="print JSON for scripts")
 
-    p = sub.add_parser("datasets", help="list registered dataset versions")
-    p.add_argument("name", nargs="?")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_datasets)
+    p = command("logs", "print a run's step log (std_log.txt); exit 1 if the run failed", cmd_logs)
+    p.add_argument("run", metavar="RUN", help="run id, its first characters (as the tables show), or latest")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing until the run has ended")
 
-    p = sub.add_parser("show", help="load a dataset version back from storage: NAME[:VERSION]")
-    p.add_argument("dataset")
-    p.add_argument("--head", type=int, default=10)
-    p.set_defaults(func=cmd_show)
+    p = command("datasets", "list registered dataset versions with the run that made each", cmd_datasets)
+    p.add_argument("name", nargs="?", metavar="NAME", help="only this dataset's versions")
+    p.add_argument("--json", action="store_true", help="print JSON for scripts")
 
-    p = sub.add_parser("convert", help="convert a workbook to parquet without storage")
-    p.add_argument("input", type=Path)
-    p.add_argument("outdir", type=Path)
-    p.set_defaults(func=cmd_convert, no_settings=True)
+    p = command("show", "load a dataset version back from storage and print its first rows", cmd_show)
+    p.add_argument("dataset", metavar="NAME[:VERSION|:latest]", help="dataset and version (default: latest)")
+    p.add_argument("--head", type=int, default=10, metavar="N", help="rows to print (default 10; 0 for all)")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table",
+                   help="table (with a line saying where it is stored), csv or json (rows as objects)")
 
-    p = sub.add_parser("publish", help="publish the extract pipeline to AzureML (uses .venv-aml; --v2: the batch "
-                       "endpoint, .venv-aml2)")
-    p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for python -m pipeline.publish")
-    p.set_defaults(func=cmd_publish, no_settings=True)
+    p = command("ui", "serve the local studio: runs, logs and datasets in the browser (read-only)", cmd_ui)
+    p.add_argument("--port", type=int, metavar="PORT", help="port (default: SHEETDROP_UI_PORT or 8765)")
+    p.add_argument("--bind", metavar="ADDRESS",
+                   help="address to listen on (default: SHEETDROP_UI_BIND or 127.0.0.1, this machine only)")
+
+    p = command("convert", "convert a workbook to parquet without storage", cmd_convert, no_settings=True)
+    p.add_argument("input", type=Path, help="the workbook")
+    p.add_argument("outdir", type=Path, help="folder for one <sheet>.parquet per sheet (created)")
+
+    p = command("publish", "publish the extract pipeline to AzureML (uses .venv-aml; --v2: a batch endpoint, "
+                ".venv-aml2)", cmd_publish, no_settings=True)
+    p.add_argument("rest", nargs=argparse.REMAINDER, metavar="ARGS",
+                   help="[--v2] arguments for python -m pipeline.publish, or pipeline.v2.publish with --v2 "
+                        "(`sheetdrop publish [--v2] --help` lists them)")
     return parser
+
+
+def lineage_statuses() -> tuple[str, ...]:
+    from sheetdrop_local.lineage import STATUSES
+
+    return STATUSES
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -313,24 +300,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"error: settings: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # `logs --follow`, `ui`: Ctrl-C is how they end
+        return 130
     except LookupError as exc:
-        print(f"error: not-found: {exc}", file=sys.stderr)
+        print(f"error: not-found: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 1
-    except RuntimeError as exc:  # HostError, AzuriteError: their messages say what to do
+    except RuntimeError as exc:  # HostError, AzuriteError, StudioError: their messages say what to do
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return 1
     except Exception as exc:
-        from azure.core.exceptions import ServiceRequestError
+        from sheetdrop.storage import storage_unreachable
 
-        if isinstance(exc, ServiceRequestError):
-            print("error: storage-unreachable: cannot reach the storage account; is Azurite running? "
-                  "(`make run` starts it, or `sheetdrop host --azurite`)", file=sys.stderr)
-            return 2
+        if storage_unreachable(exc):
+            from sheetdrop_local.lineage import storage_endpoint
+
+            print(f"error: storage-unreachable: nothing answers at {storage_endpoint(settings) if settings else '?'}; "
+                  "is Azurite running? (`make run` starts it, or `sheetdrop host --azurite`)", file=sys.stderr)
+            return 1
+        if isinstance(exc, OSError):
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
         raise
-
 
 if __name__ == "__main__":
     sys.exit(main())

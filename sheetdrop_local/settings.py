@@ -34,6 +34,9 @@ class LocalSettings(Settings):
     mount_layout: MountLayout
     #: azureml (v1: runDefinition, PipelineData) or azureml-v2 (v2: the job's outputs, INPUT_<name> mounts).
     step_api: str
+    #: The local studio's port and address (loopback unless told otherwise).
+    ui_port: int
+    ui_bind: str
 
     def local_container_for(self, datastore: str) -> str:
         """The Azurite container that plays a datastore's part in the embedded default."""
@@ -71,4 +74,6 @@ def load_local_settings(env: Mapping[str, str] | None = None) -> LocalSettings:
                           if value in MOUNT_LAYOUTS else f"one of {', '.join(MOUNT_LAYOUTS)}"),  # type: ignore[arg-type]
         step_api=text(env, "LOCAL_STEP_API", "azureml", check=lambda value: None
                       if value in STEP_APIS else f"one of {', '.join(STEP_APIS)}"),
+        ui_port=number(env, "SHEETDROP_UI_PORT", 8765, minimum=1, kind=int),
+        ui_bind=text(env, "SHEETDROP_UI_BIND", "127.0.0.1"),
     )

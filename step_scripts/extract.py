@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -121,6 +122,12 @@ def run(args: argparse.Namespace, source: dict[str, str], options: read_options.
 
 
 def main(argv: list[str] | None = None) -> int:
+    # The converter's notes (a sheet skipped and why) belong in the step's log, as `convert.py` prints
+    # them; only ours: in AzureML the SDK's own INFO logging would drown them.
+    notes = logging.StreamHandler(sys.stderr)
+    notes.setFormatter(logging.Formatter("%(message)s"))
+    logging.getLogger("sheetdrop").addHandler(notes)
+    logging.getLogger("sheetdrop").setLevel(logging.INFO)
     args = parse_args(argv)
     try:
         source = parse_source_version(args.source_version)

@@ -57,9 +57,10 @@ def test_runs_lists_local_runs_even_when_storage_is_down(tmp_path: Path, capsys:
 def test_show_with_a_bad_version_is_a_usage_error(tmp_path: Path) -> None:
     import os
 
-    proc = sheetdrop("show", "sales_orders:latest", env={**os.environ, "SHEETDROP_STATE_DIR": str(tmp_path)})
+    proc = sheetdrop("show", "sales_orders:newest", env={**os.environ, "SHEETDROP_STATE_DIR": str(tmp_path)})
     assert proc.returncode == 2
-    assert proc.stderr.strip() == "error: usage: NAME[:VERSION] with a version number, not 'sales_orders:latest'"
+    assert proc.stderr.strip() == \
+        "error: usage: NAME[:VERSION|:latest] with a version number, not 'sales_orders:newest'"
 
 
 def test_show_when_the_parquet_is_gone_is_one_line(settings: LocalSettings, capsys: pytest.CaptureFixture[str]) -> None:

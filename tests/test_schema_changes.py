@@ -64,7 +64,7 @@ def test_a_drifted_column_is_recorded_on_the_version_and_shown(settings: LocalSe
         Path(second.log_path or "").read_text()
     cli.main(["datasets", "prices"])
     table = capsys.readouterr().out.splitlines()
-    assert "SCHEMA CHANGE" in table[0]
+    assert "SCHEMA_CHANGE" in table[0]
     assert "Unit_price float64 → string" in table[2] and "first version" in table[1]
 
 

@@ -1,0 +1,233 @@
+"""The ``sheetdrop`` commands that look: ``runs``, ``runs show``, ``logs``, ``datasets``, ``show``.
+
+They read the local run store and registry (SQLite) and, for what lives there, storage, through a
+client that fails at once when storage is down (``lineage.quick_service``). A run is named by its
+id, the 8 characters the tables show, or ``latest``. Exit codes: 0 ok; 1 not found, a failed run,
+or storage unreachable; 2 a usage or settings error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sheetdrop_local import db, lineage, registry, runstore
+from sheetdrop_local.settings import LocalSettings
+
+if TYPE_CHECKING:
+    from sheetdrop_local.registry import DatasetVersion
+    from sheetdrop_local.rundetail import RunDetail
+
+SHORT_ID = 8
+
+
+def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    if not rows:
+        return "(none)"
+    cells = [["" if r.get(c) is None else str(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def when(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S") if ts else ""
+
+
+def clock(ts: float | None, day_of: float | None) -> str:
+    """A time as its time of day when it falls on ``day_of``'s (UTC) date, in full otherwise."""
+    if not ts:
+        return ""
+    full = when(ts)
+    return full[11:] if day_of and when(day_of)[:10] == full[:10] else full
+
+
+def short(run_id: str | None) -> str:
+    return run_id[:SHORT_ID] if run_id else "-"
+
+
+def ref(version: DatasetVersion) -> str:
+    return f"{version.name}:{version.version}"
+
+
+def cmd_runs(args: argparse.Namespace, settings: LocalSettings) -> int:
+    if getattr(args, "runs_command", None) == "show":
+        return cmd_run_show(args, settings)
+    found = lineage.activity(db.connect(settings.state_dir), settings, lineage.quick_service(settings),
+                             limit=args.limit, status=args.status, dataset=args.dataset)
+    if args.json:
+        print(json.dumps([_entry_json(e) for e in found.entries], indent=2, sort_keys=True))
+        return 0
+    if found.note:
+        print(f"note: {found.note}", file=sys.stderr)
+    rows = [{
+        "run": short(e.run_id), "status": e.status, "blob": f"{e.container}/{e.blob}", "etag": e.etag,
+        "datasets": ", ".join(ref(v) for v in e.outputs), "submitted": when(e.at),
+        "seconds": f"{e.seconds:.1f}" if e.seconds is not None else "",
+        "sheets": e.metric("sheets"), "rows": e.metric("rows"), "reason": e.reason or "",
+    } for e in found.entries]
+    print(table(rows, ["run", "status", "blob", "etag", "datasets", "submitted", "seconds", "sheets", "rows",
+                       "reason"]))
+    return 0
+
+
+def _entry_json(entry: lineage.Entry) -> dict[str, Any]:
+    if entry.run is not None:
+        return {**entry.run.as_dict(), "datasets": [ref(v) for v in entry.outputs]}
+    return {"run_id": None, "status": entry.status, "source_container": entry.container, "source_blob": entry.blob,
+            "source_etag": entry.etag, "submitted_at": entry.at, "error": entry.reason, "datasets": []}
+
+
+def cmd_run_show(args: argparse.Namespace, settings: LocalSettings) -> int:
+    from sheetdrop_local.rundetail import run_detail
+
+    conn = db.connect(settings.state_dir)
+    run = lineage.find_run(conn, args.run)
+    detail = run_detail(conn, settings, run, lineage.quick_service(settings))
+    if args.json:
+        print(json.dumps(_detail_json(detail, settings), indent=2, sort_keys=True, default=str))
+    else:
+        print(_detail_text(detail, settings))
+    return 1 if run.status == runstore.RunStatus.FAILED else 0
+
+
+def _detail_json(detail: RunDetail, settings: LocalSettings) -> dict[str, Any]:
+    return {
+        "run": detail.run.as_dict(), "parameters": detail.parameters, "step_settings": detail.step_settings,
+        "metrics": detail.metrics, "warnings": detail.warnings,
+        "skipped_sheets": [{"sheet": s, "reason": why} for s, why in detail.skipped_sheets],
+        "sheets": [{"sheet": s.sheet, "file": s.file, "dataset": ref(s.dataset) if s.dataset else None,
+                    "rows": s.rows, "nulls": s.nulls, "errors": s.errors, "warnings": s.warnings,
+                    "columns": [c.__dict__ for c in s.columns], "metrics": s.metrics, "note": s.note}
+                   for s in detail.sheets],
+        "outputs": [{**v.as_dict(), "container": settings.local_container_for(v.datastore)} for v in detail.outputs],
+    }
+
+
+def _pairs(values: dict[str, Any]) -> list[str]:
+    width = max((len(k) for k in values), default=0)
+    return [f"  {k.ljust(width)}  {v}" for k, v in values.items()] or ["  (none)"]
+
+
+def _detail_text(detail: RunDetail, settings: LocalSettings) -> str:
+    run = detail.run
+    took = f" ({run.seconds:.1f} s)" if run.seconds is not None else ""
+    lines = [
+        f"run {run.run_id}: {run.status}",
+        f"  blob        {run.source_container}/{run.source_blob} (etag {run.source_etag})",
+        f"  submitted   {when(run.submitted_at)}   started {when(run.started_at) or '-'}   "
+        f"finished {when(run.ended_at) or '-'}{took}",
+        f"  experiment  {run.experiment}, attempt {run.attempts}",
+    ]
+    if run.step_run_id:
+        lines.append(f"  step run    {run.step_run_id} (its output: {settings.output_datastore}/"
+                     f"azureml/{run.step_run_id}/extracted, container {settings.local_output_container})")
+    if run.error:
+        lines.append(f"  reason      {run.error}")
+    lines.append(f"  log         `sheetdrop logs {short(run.run_id)}`")
+    lines += ["", "parameters", *_pairs(detail.parameters), "", "tags", *_pairs(run.tags)]
+    if detail.step_settings:
+        lines += ["", "step settings", *_pairs(detail.step_settings)]
+    if detail.sheets:
+        lines += ["", "sheets", table([{
+            "sheet": s.sheet, "dataset": ref(s.dataset) if s.dataset else "", "rows": s.rows,
+            "columns": len(s.columns) or None, "nulls": s.nulls, "errors": s.errors,
+            "warnings": "; ".join(s.warnings), "file": s.file} for s in detail.sheets],
+            ["sheet", "dataset", "rows", "columns", "nulls", "errors", "warnings", "file"])]
+        for s in detail.sheets:
+            if s.note:
+                lines += ["", f"columns of {s.sheet}: {s.note}"]
+            elif s.columns:
+                lines += ["", f"columns of {s.sheet}", table([c.__dict__ | {"type": c.type} for c in s.columns],
+                                                             ["name", "type", "nulls", "errors"])]
+    if detail.skipped_sheets:
+        lines += ["", "skipped sheets", *(f"  {sheet!r}: {why}" for sheet, why in detail.skipped_sheets)]
+    if detail.warnings:
+        lines += ["", "warnings", *(f"  {w}" for w in detail.warnings)]
+    lines += ["", "metrics", *_pairs(detail.metrics)]
+    lines += ["", "outputs (dataset versions)", table([{
+        "dataset": ref(v), "datastore": v.datastore,
+        "path": f"{settings.local_container_for(v.datastore)}/{v.relative_path}"} for v in detail.outputs],
+        ["dataset", "datastore", "path"])]
+    return "\n".join(lines)
+
+
+def cmd_logs(args: argparse.Namespace, settings: LocalSettings) -> int:
+    conn = db.connect(settings.state_dir)
+    run = lineage.find_run(conn, args.run)
+    printed = 0
+    while True:
+        text = lineage.step_log(settings, run) or ""
+        sys.stdout.write(text[printed:])
+        sys.stdout.flush()
+        printed = len(text)
+        if not args.follow or run.status in runstore.ENDED:
+            break
+        time.sleep(0.5)
+        run = runstore.get(conn, run.run_id) or run
+    if not printed and run.status not in runstore.ENDED:
+        print(f"(run {short(run.run_id)} is {run.status}; its step has not written a log yet)", file=sys.stderr)
+    if run.status == runstore.RunStatus.FAILED:
+        print(f"run {short(run.run_id)} failed: {run.error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_datasets(args: argparse.Namespace, settings: LocalSettings) -> int:
+    versions = registry.list_versions(db.connect(settings.state_dir), args.name)
+    if args.name and not versions:
+        raise registry.DatasetNotFound(f"no dataset {args.name!r} (see `sheetdrop datasets`)")
+    if args.json:
+        print(json.dumps([v.as_dict() | {"container": settings.local_container_for(v.datastore)} for v in versions],
+                         indent=2, sort_keys=True))
+        return 0
+    rows = [{
+        "name": v.name, "version": v.version, "run": short(v.run_id), "rows": v.tags.get("rows", ""),
+        "columns": v.tags.get("columns", ""), "sheet": v.tags.get("sheet", ""), "source": v.tags.get("source_blob", ""),
+        "created": when(v.created_at), "schema_change": v.tags.get("schema_change", ""),
+        "path": f"{settings.local_container_for(v.datastore)}/{v.relative_path}",
+    } for v in versions]
+    print(table(rows, ["name", "version", "run", "rows", "columns", "sheet", "source", "created", "schema_change",
+                       "path"]))
+    for datastore in sorted({v.datastore for v in versions}):
+        print(f"\npaths are in the storage container {settings.local_container_for(datastore)}, which plays the "
+              f"datastore {datastore} here")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace, settings: LocalSettings) -> int:
+    from azure.core.exceptions import ResourceNotFoundError
+
+    from sheetdrop_local import parquetview
+
+    try:
+        version = lineage.resolve_version(db.connect(settings.state_dir), args.dataset)
+    except ValueError as exc:
+        print(f"error: usage: {exc}", file=sys.stderr)
+        return 2
+    service = lineage.quick_service(settings)
+    where = lineage.location(settings, version, service)
+    try:
+        parquet, _ = parquetview.open_parquet(service.get_blob_client(where.container, where.path))
+        data = parquetview.head(parquet, args.head).to_pandas()
+    except ResourceNotFoundError:
+        print(f"error: not-found: {ref(version)} is registered, but its parquet {where.blob_path} is not in storage",
+              file=sys.stderr)
+        return 1
+    if args.format == "csv":
+        sys.stdout.write(data.to_csv(index=False))
+    elif args.format == "json":
+        print(data.to_json(orient="records", date_format="iso", force_ascii=False))
+    else:
+        shown = "" if len(data) == parquet.metadata.num_rows else f" (first {len(data)})"
+        print(f"{ref(version)} (run {short(version.run_id)}): {parquet.metadata.num_rows} rows{shown}, "
+              f"{parquet.metadata.num_columns} columns")
+        print(f"stored at {where.blob_path} (datastore {where.datastore})")
+        print(data.to_string(index=False, na_rep="null"))
+    return 0
