@@ -55,6 +55,11 @@ def run(args: argparse.Namespace, source: dict[str, str], options: read_options.
     workbook = Path(args.input_extract)
     source_name = source.get("source_blob", workbook.name)
     limits = options_from_env()
+    if options.not_applied():
+        # Accepted and shown on the run, but not applied by this converter yet: say it, never ignore it silently.
+        print(f"warning: {options.file}: not applied yet by converter {CONVERTER_VERSION}: "
+              f"{', '.join(options.not_applied())}", flush=True)
+        context.log_metric("read_options_not_applied", ", ".join(options.not_applied()))
     # In the step's log, so that a person can see which settings reached the step.
     print(f"settings: {json.dumps(read_step_settings(os.environ), sort_keys=True)}", flush=True)
     sheets = convert_workbook(workbook, outdir, source=source_name, **limits)

@@ -62,6 +62,18 @@ class ReadOptions:
     schema_changes: SchemaRule = "evolve"
     dataset: str | None = None
 
+    def not_applied(self) -> list[str]:
+        """The options set here that this converter does not apply yet (the step says so on the run
+        rather than ignoring them silently)."""
+        defaults = ReadOptions()
+        pending = ("include", "exclude", "range", "header_rows", "footer_rows", "stop_at_empty_row", "types")
+        names = [name for name in pending if getattr(self, name) != getattr(defaults, name)]
+        if self.mixed_columns == "rescue":
+            names.append("mixed_columns")
+        if self.schema_changes == "rescue":
+            names.append("schema_changes")
+        return names
+
     def cell_range(self) -> CellRange | None:
         return parse_range(self.range) if self.range else None
 

@@ -100,3 +100,14 @@ def test_the_dataset_option_names_the_dataset(settings: LocalSettings) -> None:
     DevHost(settings).scan_once()
     [run] = runstore.list_runs(db.connect(settings.state_dir))
     assert run.dataset_name == "sales_emea"
+
+
+def test_options_this_converter_does_not_apply_yet_are_named_on_the_run(settings: LocalSettings) -> None:
+    container = ensure_container(blob_service(settings.storage), settings.input_container)
+    container.upload_blob("sales/sheetdrop.json", b'{"header_rows": 2, "types": {"Amount": "float"}, '
+                                                  b'"schema_changes": "evolve"}')
+    container.upload_blob("sales/q3.xlsx", SAMPLE.read_bytes())
+    DevHost(settings).scan_once()
+    run = LocalRunner.from_settings(settings).run_next()
+    assert run is not None and run.status == "completed", run.error
+    assert run.metrics["read_options_not_applied"] == "header_rows, types"
