@@ -10,6 +10,7 @@ from html import unescape
 
 import pyarrow.parquet as pq
 import pytest
+from convert import CONVERTER_VERSION
 from history import make_history
 from starlette.testclient import TestClient
 
@@ -92,7 +93,8 @@ def test_a_dataset_version_page_has_schema_changes_preview_tags_and_history(
     assert "Discount float64 double 0 0 added" in shown
     assert "The first 20 of 260 rows." in shown and "10241" in shown
     assert "workspaceblobstore (played here by the storage container" in shown
-    assert f"Tags columns 9 converter_version 1.0.0 dataset_base sales rows 260 run_id {q4.run_id} schema " in shown
+    assert (f"Tags columns 9 converter_version {CONVERTER_VERSION} dataset_base sales rows 260 run_id {q4.run_id} "
+            "schema ") in shown
     assert "schema_change added Discount (float64) sheet Orders source_blob sales/2026-q4.xlsx" in shown
     history_row = r"Versions Version Created Rows Columns Source blob Made by run 2 \S+ \S+ 260 9 sales/2026-q4.xlsx"
     assert re.search(history_row, shown)
