@@ -1,8 +1,8 @@
-"""One large sheet read in two halves by two readers (convert_split): the output must be
-byte-identical to the single reader's, whatever sits at or across the seam.
+"""One large sheet read in parts by several readers (convert_package.PartWriter, convert_sheet.merge_parts):
+the output must be byte-identical to the single reader's, whatever sits at or across a seam.
 
-The split is forced with ``split_sheet_bytes=1``; each test checks from the log that
-the merge was taken (not the whole-read fallback) where it should be.
+The split is forced with ``split_sheet_bytes=1`` (then each part holds about an eighth of the sheet);
+each test checks from the log that the parts were merged (not the whole-read fallback).
 """
 
 from __future__ import annotations
@@ -16,19 +16,18 @@ import pyarrow.parquet as pq
 import pytest
 import xlsxwriter
 from convert import convert_workbook
-from convert_split import renumber_row
 
 ROWS = 400  # enough rows for a seam in the middle of the data
 
 
-def both(src: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, expect: str = "merged"):
+def both(src: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, expect: str = "parts"):
     """Convert once whole and once split; assert identical files and outputs; return the split one."""
     whole = convert_workbook(src, tmp_path / "whole", split_sheet_bytes=1 << 40)
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="sheetdrop.convert"):
-        halves = convert_workbook(src, tmp_path / "halves", split_sheet_bytes=1)
-    how = [r.getMessage() for r in caplog.records if "two halves" in r.getMessage()]
-    assert how and expect in how[0], how
+        halves = convert_workbook(src, tmp_path / "halves", split_sheet_bytes=1, workers=4)
+    how = [r.getMessage() for r in caplog.records if "read in" in r.getMessage() or "read whole" in r.getMessage()]
+    assert how and expect in how[0] and "read in 1 parts" not in how[0], how
     assert len(whole) == len(halves) == 1
     a, b = whole[0], halves[0]
     assert a.path.read_bytes() == b.path.read_bytes()
@@ -71,7 +70,7 @@ def test_text_in_the_last_row_of_a_numeric_column(tmp_path: Path, caplog: pytest
         else:
             ws.write_number(r, 1, r * 10)
     wb.close()
-    out = both(src, tmp_path, caplog, expect="read whole")
+    out = both(src, tmp_path, caplog, expect="parts")
     assert out.column_types == {"n": "int64", "code": "string"}
     got = pq.read_table(out.path).to_pydict()
     assert got["code"][0] == "10" and got["code"][-1] == "X-17"
@@ -109,7 +108,7 @@ def test_dates_then_plain_numbers_at_the_end(tmp_path: Path, caplog: pytest.LogC
             ws.write_number(r, 0, r)
         ws.write_number(r, 1, r)
     wb.close()
-    out = both(src, tmp_path, caplog, expect="read whole")
+    out = both(src, tmp_path, caplog, expect="parts")
     assert out.column_types["n"] == "int64"
 
 
@@ -125,7 +124,7 @@ def test_booleans_and_a_boolean_hidden_in_a_numeric_column(tmp_path: Path, caplo
         else:
             ws.write_number(r, 1, r)
     wb.close()
-    out = both(src, tmp_path, caplog, expect="read whole")
+    out = both(src, tmp_path, caplog, expect="parts")
     assert out.column_types == {"ok": "bool", "v": "string"}
     assert pq.read_table(out.path).column("v").to_pylist()[-2] == "TRUE"
 
@@ -152,7 +151,7 @@ def test_blank_rows_and_a_sparse_column_near_the_seam(
     if styled_blank_below:
         ws.write_blank(ROWS + 10, 1, None, wb.add_format({"bold": True}))
     wb.close()
-    out = both(src, tmp_path, caplog, expect="read whole" if styled_blank_below else "merged")
+    out = both(src, tmp_path, caplog, expect="parts")
     got = pq.read_table(out.path).to_pydict()
     assert list(got) == ["a", "b", "only-head"]
     assert out.column_types == {"a": "int64", "b": "string", "only-head": "int64"}
@@ -191,7 +190,7 @@ def test_more_than_one_sheet_is_not_split(tmp_path: Path, caplog: pytest.LogCapt
     with caplog.at_level(logging.INFO, logger="sheetdrop.convert"):
         outs = convert_workbook(src, tmp_path / "o", split_sheet_bytes=1)
     assert len(outs) == 2
-    assert not [r for r in caplog.records if "two halves" in r.getMessage()]
+    assert not [r for r in caplog.records if "parts" in r.getMessage()]
 
 
 def test_reruns_of_a_split_sheet_are_byte_identical(tmp_path: Path) -> None:
@@ -207,11 +206,44 @@ def test_reruns_of_a_split_sheet_are_byte_identical(tmp_path: Path) -> None:
     assert one.path.read_bytes() == two.path.read_bytes()
 
 
-def test_renumber_row() -> None:
-    row = b'<row r="1" spans="1:2"><c r="A1" t="s"><v>0</v></c><c r="AB1"><v>2</v></c></row>'
-    assert renumber_row(row, 57) == (
-        b'<row r="57" spans="1:2"><c r="A57" t="s"><v>0</v></c><c r="AB57"><v>2</v></c></row>'
-    )
+def test_parts_hold_consecutive_rows_between_sentinels(tmp_path: Path) -> None:
+    # The seam mechanism, read back by openpyxl: each part holds the sheet's rows between two seams
+    # (rows holding a value), with a sentinel row just outside them, so that every part's range starts
+    # and ends on a known row; fed in 7-byte chunks, so that every element is cut somewhere.
+    import openpyxl
+    from convert_guard import quick_inspect
+    from convert_package import PartWriter
+
+    src = tmp_path / "rows.xlsx"
+    wb = xlsxwriter.Workbook(src)
+    ws = wb.add_worksheet()
+    for r in range(60):
+        if r % 9 != 4:  # some rows without any cell
+            ws.write_row(r, 1, [r, f"t{r}"])
+    ws.write_blank(70, 1, None, wb.add_format({"bold": True}))  # a row element without a value
+    wb.close()
+    parts: list[Path] = []
+    writer = PartWriter(src, quick_inspect(src), "xl/worksheets/sheet1.xml", tmp_path, 500, parts.append)
+    with zipfile.ZipFile(src) as z:
+        xml = z.read("xl/worksheets/sheet1.xml")
+    for at in range(0, len(xml), 7):
+        writer.feed(xml[at:at + 7])
+    writer.finish()
+    assert len(parts) > 3 and len(writer.seams) == len(parts) and writer.seams[-1] == -1
+    original = {(c.row, c.column): c.value for row in openpyxl.load_workbook(src).active.iter_rows() for c in row
+                if c.value is not None}
+    joined: dict[tuple[int, int], object] = {}
+    for k, part in enumerate(parts):
+        cells = {(c.row, c.column): c.value for row in openpyxl.load_workbook(part).active.iter_rows() for c in row
+                 if c.value is not None}
+        if k:  # the previous seam: a sentinel, then this part's rows
+            assert cells.pop((writer.seams[k - 1], 1)) == "-"
+            assert min(r for r, _ in cells) > writer.seams[k - 1]
+        if k < len(parts) - 1:  # this part's last row holds a value; the sentinel follows it
+            assert cells.pop((writer.seams[k] + 1, 1)) == "-"
+            assert max(r for r, _ in cells) == writer.seams[k]
+        joined.update(cells)
+    assert joined == original
 
 
 # ---------------------------------------------------------------- guards with a split

@@ -1,0 +1,286 @@
+"""The column rules: a sheet as read (one array per column, plus the cells of other kinds) → the table
+that is written. Pure pyarrow; no reader here.
+
+A column as read (:class:`ColumnRead`) holds the values of its *native* kind in one Arrow array and,
+for the few cells of another kind, their exact values by row (``foreign``), as the reader reported
+them. Over the whole column, deterministically:
+
+* one kind → typed: numbers → int64 when all whole (up to 2**53), else float64; dates → timestamp;
+  times of day → time; durations → duration; booleans → bool; text → string;
+* several kinds → text, each cell as Excel shows it (:func:`cell_text`): numbers in their shortest
+  round-trip form with at most 15 significant digits (never ``-0``), ``TRUE``/``FALSE``,
+  ``YYYY-MM-DD HH:MM:SS`` (``YYYY-MM-DD`` without a time, ``HH:MM:SS`` for a time of day,
+  ``250:10:10`` for a duration);
+* error cells → null, counted; empty text → null.
+
+The header is the first row holding a value that is not empty text; its cells name the columns
+(a date, number or boolean keeps its text as the name; an empty cell gives ``column_<letter>``).
+Leading and trailing columns with neither a name nor data, and trailing empty rows, are dropped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+MAX_EXACT_INT = 2**53
+_SPARK_UNSAFE = " ,;{}()\n\t\r=."
+#: Day 0 of each date system, as the reader maps serial numbers (1900: serial 0 is 1899-12-31).
+EPOCH = {False: dt.datetime(1899, 12, 31), True: dt.datetime(1904, 1, 1)}
+_MS_PER_DAY = 86_400_000
+_ARROW_TYPES = {"number": pa.float64(), "text": pa.string(), "bool": pa.bool_(), "datetime": pa.timestamp("us"),
+                "time": pa.time64("us"), "duration": pa.duration("us")}
+
+Cell = tuple[str, Any]  # (kind, value): number float, text str, bool, datetime, duration timedelta, error str
+
+
+@dataclass
+class ColumnRead:
+    index: int  # absolute column index, 0 = A
+    native: pa.Array | None  # values of the native kind, null elsewhere (one entry per row read)
+    kind: str | None  # the native kind: number | text | bool | datetime | duration
+    foreign: dict[int, Cell] = field(default_factory=dict)  # row → a cell of another kind
+
+
+@dataclass
+class SheetTable:
+    table: pa.Table
+    types: dict[str, str]
+    nulls: dict[str, int]
+    errors: dict[str, int]
+
+
+def serial_datetime(days: float, date1904: bool) -> dt.datetime:
+    """An Excel serial number as the reader maps it (the 1900 system's phantom 1900-02-29 skipped)."""
+    ms = round(days * _MS_PER_DAY)
+    if not date1904 and ms >= 60 * _MS_PER_DAY:
+        ms -= _MS_PER_DAY
+    return EPOCH[date1904] + dt.timedelta(milliseconds=ms)
+
+
+def serial_timestamps(ms: pa.Array, date1904: bool) -> pa.Array:
+    """:func:`serial_datetime` on a column of serial numbers in milliseconds (int64)."""
+    if not date1904:
+        late = pc.greater_equal(ms, 60 * _MS_PER_DAY)
+        ms = pc.if_else(late, pc.subtract(ms, _MS_PER_DAY), ms)
+    epoch = int(EPOCH[date1904].replace(tzinfo=dt.UTC).timestamp() * 1000)
+    return pc.add(ms, epoch).cast(pa.timestamp("ms"))
+
+
+def column_letter(index: int) -> str:
+    letters = ""
+    index += 1
+    while index:
+        index, rem = divmod(index - 1, 26)
+        letters = chr(65 + rem) + letters
+    return letters
+
+
+def number_text(x: float) -> str:
+    """A number as Excel shows it at full precision: the shortest text that reads back as the same
+    number, cut to 15 significant digits (Excel's precision), never ``-0``; exponents as ``1E+20``."""
+    if x == 0:
+        return "0"
+    if math.isnan(x) or math.isinf(x):
+        return repr(x)
+    if x.is_integer() and abs(x) < 1e15:
+        return str(int(x))
+    text = repr(x)
+    mantissa = text.split("e")[0].replace("-", "").replace(".", "").lstrip("0")
+    if len(mantissa) > 15:
+        text = f"{x:.15g}"
+    return text.replace("e+", "E+").replace("e-", "E-")
+
+
+def cell_text(kind: str, value: Any) -> str | None:
+    if kind == "number":
+        return number_text(float(value))
+    if kind == "bool":
+        return "TRUE" if value else "FALSE"
+    if kind in ("datetime", "time"):
+        value = value + dt.timedelta(microseconds=500_000)  # to the nearest second, as Excel shows it
+        if kind == "time":
+            return value.strftime("%H:%M:%S")
+        return value.strftime("%Y-%m-%d" if value.time() < dt.time(0, 0, 1) else "%Y-%m-%d %H:%M:%S")
+    if kind == "duration":
+        seconds = round(value.total_seconds())
+        sign, seconds = ("-" if seconds < 0 else ""), abs(seconds)
+        return f"{sign}{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+    if kind == "text":
+        return value or None
+    return None  # an error cell
+
+
+def safe_name(raw: str | None, absolute_index: int) -> str:
+    """Trimmed, and without the characters Spark refuses in parquet column names."""
+    name = " ".join((raw or "").split())
+    name = "".join("_" if ch in _SPARK_UNSAFE or ord(ch) < 32 else ch for ch in name)
+    name = "_".join(part for part in name.split("_") if part) if name.strip("_") else ""
+    return name or f"column_{column_letter(absolute_index)}"
+
+
+def unique_names(names: list[str]) -> list[str]:
+    # Spark resolves columns case-insensitively, so "Amount" and "amount" collide.
+    seen: set[str] = set()
+    out: list[str] = []
+    for name in names:
+        candidate, n = name, 0
+        while candidate.lower() in seen:
+            n += 1
+            candidate = f"{name}_{n}"
+        seen.add(candidate.lower())
+        out.append(candidate)
+    return out
+
+
+def _present(col: ColumnRead) -> pa.Array | None:
+    """Where the native array holds a value (non-empty text for text)."""
+    if col.native is None:
+        return None
+    if col.kind == "text":
+        return pc.and_kleene(pc.is_valid(col.native), pc.not_equal(col.native, ""))
+    return pc.is_valid(col.native)
+
+
+def _first(mask: pa.Array | None) -> int | None:
+    if mask is None:
+        return None
+    at = pc.index(mask, True).as_py()
+    return None if at < 0 else at
+
+
+def _last(mask: pa.Array | None) -> int | None:
+    if mask is None or not pc.any(mask).as_py():
+        return None
+    return pc.indices_nonzero(mask)[-1].as_py()
+
+
+def _is_value(cell: Cell) -> bool:
+    return cell[0] != "error" and not (cell[0] == "text" and not cell[1])
+
+
+def build_table(columns: list[ColumnRead], date1904: bool) -> SheetTable | None:
+    """Header, trimming and the column rules on a sheet as read; None when no cell holds a value."""
+    present = [_present(c) for c in columns]
+    firsts = [_first(m) for m in present]
+    firsts += [min(r for r, cell in c.foreign.items() if _is_value(cell)) for c in columns
+               if any(_is_value(cell) for cell in c.foreign.values())]
+    if not any(f is not None for f in firsts):
+        return None
+    header = min(f for f in firsts if f is not None)
+    # Error cells occupy their row (they are counted); empty text does not.
+    lasts = [_last(m) for m in present] + [max(r for r, cell in c.foreign.items() if cell != ("text", ""))
+                                           for c in columns if any(cell != ("text", "") for cell in c.foreign.values())]
+    end = max(f for f in lasts if f is not None) + 1
+    names: list[str | None] = []
+    keep: list[bool] = []
+    for col, mask in zip(columns, present, strict=True):
+        cell = col.foreign.get(header)
+        if cell is None and col.native is not None and col.native[header].is_valid:
+            cell = (col.kind or "text", col.native[header].as_py())
+        name = cell_text(*cell) if cell else None
+        names.append(name)
+        occupied = any(header < r < end and cell != ("text", "") for r, cell in col.foreign.items()) or (
+            mask is not None and pc.any(mask.slice(header + 1, end - header - 1)).as_py())
+        keep.append(bool(name) or bool(occupied))
+    first, last = keep.index(True), len(keep) - 1 - keep[::-1].index(True)
+    final = unique_names([safe_name(names[i], columns[i].index) for i in range(first, last + 1)])
+    arrays, types, nulls, errors = [], {}, {}, {}
+    for name, col in zip(final, columns[first:last + 1], strict=True):
+        array, kind, n_errors = finish_column(col, date1904, header + 1, end)
+        arrays.append(array)
+        types[name], nulls[name], errors[name] = kind, array.null_count, n_errors
+    return SheetTable(pa.Table.from_arrays(arrays, names=final), types, nulls, errors)
+
+
+def _kinds(native: pa.Array | None, kind: str | None, date1904: bool) -> set[str]:
+    """The kinds the native values hold: a date column may hold times of day (day 0) too."""
+    if native is None or kind is None or native.null_count == len(native):
+        return set()
+    if kind == "text":
+        return {"text"} if pc.any(pc.not_equal(native, "")).as_py() else set()
+    if kind != "datetime":
+        return {kind}
+    epoch = pa.scalar(EPOCH[date1904], pa.timestamp("ms")).cast(native.type)
+    day_zero = pc.equal(pc.floor_temporal(native, unit="day"), epoch)
+    return {"time" if at_zero else "datetime" for at_zero in pc.unique(day_zero.drop_null()).to_pylist()}
+
+
+def _foreign_kind(cell: Cell, date1904: bool) -> str:
+    if cell[0] == "datetime" and cell[1].date() == EPOCH[date1904].date():
+        return "time"
+    return cell[0]
+
+
+def finish_column(col: ColumnRead, date1904: bool, start: int = 0, end: int | None = None,
+                  ) -> tuple[pa.Array, str, int]:
+    """The column rules on one column over the data rows [start, end): (array, type name, error cells)."""
+    if end is None:
+        end = len(col.native) if col.native is not None else max(col.foreign, default=-1) + 1
+    native = col.native.slice(start, end - start) if col.native is not None else None
+    foreign = {r - start: (_foreign_kind(cell, date1904), cell[1]) for r, cell in col.foreign.items()
+               if start <= r < end}
+    n_errors = sum(1 for cell in foreign.values() if cell[0] == "error")
+    kinds = _kinds(native, col.kind, date1904) | {c[0] for c in foreign.values() if _is_value(c)}
+    size = end - start
+    if not kinds:
+        return pa.nulls(size, pa.string()), "string", n_errors
+    if len(kinds) == 1:
+        kind = next(iter(kinds))
+        values = _typed(native, col.kind, kind, size)
+        same = {r: v for r, (k, v) in foreign.items() if k == kind}
+        if same:  # cells of this kind that came back on their own (a column read under another type)
+            listed = values.to_pylist()
+            for r, v in same.items():
+                listed[r] = v.time() if kind == "time" else v
+            values = pa.array(listed, values.type)
+        array, name = _narrow(values, kind)
+        return array, name, n_errors
+    # Several kinds: each cell as Excel shows it.
+    texts: list[str | None] = [None] * size
+    if native is not None:
+        for r, value in enumerate(native.to_pylist()):
+            if value is not None:
+                texts[r] = cell_text(_foreign_kind((col.kind, value), date1904) if col.kind == "datetime"
+                                     else col.kind or "text", value)
+    for r, (k, v) in foreign.items():
+        texts[r] = cell_text(k, v)
+    return pa.array(texts, pa.string()), "string", n_errors
+
+
+def _typed(native: pa.Array | None, native_kind: str | None, kind: str, size: int) -> pa.Array:
+    if native is None or native_kind not in (kind, "datetime" if kind == "time" else kind):
+        return pa.nulls(size, _ARROW_TYPES[kind])
+    if kind == "text":
+        return pc.if_else(pc.equal(native, ""), pa.scalar(None, pa.string()), native.cast(pa.string()))
+    if kind == "time":
+        micros = pc.subtract(native.cast(pa.timestamp("us")).cast(pa.int64()),
+                             pc.floor_temporal(native, unit="day").cast(pa.timestamp("us")).cast(pa.int64()))
+        return micros.cast(pa.time64("us"))
+    return native.cast(_ARROW_TYPES[kind])
+
+
+def _narrow(values: pa.Array, kind: str) -> tuple[pa.Array, str]:
+    if kind != "number":
+        return values, {"text": "string", "datetime": "timestamp"}.get(kind, kind)
+    valid = values.drop_null()
+    if len(valid) and pc.all(pc.equal(pc.floor(valid), valid)).as_py() and (
+            pc.max(pc.abs(valid)).as_py() <= MAX_EXACT_INT):
+        return values.cast(pa.int64()), "int64"
+    return values, "float64"
+
+
+def column_from_cells(index: int, cells: list[Cell | None]) -> ColumnRead:
+    """A column from cells read one by one: native when its values are of one kind."""
+    kinds = {c[0] for c in cells if c is not None and c[0] != "error"}
+    if len(kinds) != 1:
+        return ColumnRead(index, None, None, {r: c for r, c in enumerate(cells) if c is not None})
+    kind = kinds.pop()
+    native = pa.array([c[1] if c is not None and c[0] == kind else None for c in cells],
+                      pa.timestamp("ms") if kind == "datetime" else _ARROW_TYPES[kind])
+    return ColumnRead(index, native, kind, {r: c for r, c in enumerate(cells) if c is not None and c[0] == "error"})

@@ -1,0 +1,345 @@
+"""Reading one sheet, once: its cells as :class:`convert_columns.ColumnRead` columns (in the reader
+process, ``convert_reader``).
+
+xlsx, xlsm, xlsb and ods are read by fastexcel (calamine) straight into Arrow, one parse per sheet.
+fastexcel converts each cell to its column's type, and reports every cell it could not convert
+with its original value (``to_arrow_with_errors``: ``Expected float but got 'String("n/a")'``),
+which is exact: the cell's kind and value as the file holds them (:func:`original`). It does *not*
+report every cell of another kind, though (measured on every pair of kinds, ``tests/
+test_convert_cell_kinds.py``): a float column takes booleans as 1/0 and numeric text as numbers, a
+date column takes numbers as dates, a text column takes everything (numbers cut to 9 decimals),
+and its own type inference rejects a whole sheet over one ``#NAME?`` cell or a date next to a
+duration. So the types are chosen here, before the parse, from the sheet's first rows as another
+reader sees them (python-calamine on those rows alone, milliseconds: :func:`choose_types`), such
+that the rest of the column comes back either natively or as an exact original:
+
+* numbers → ``float`` (booleans and numeric text would pass as numbers: see the count check);
+* text → ``string`` (numbers would pass as text: see the count check);
+* booleans → ``boolean``; dates, times of day or durations alone → ``duration`` (serial days:
+  a number, text or boolean in the column is reported; date and duration cannot be told apart);
+* dates next to durations → ``float`` (each date or duration is reported with its subtype);
+* any other mix → ``duration``: every cell but the dates is reported.
+
+The count check: the bounded scan counts the boolean and text cells of an xlsx sheet; when they
+differ from what was read as booleans and text, a cell was coerced silently, and the sheet is read
+again with every cell reported (the only case of a second parse; it never happens on a sheet whose
+first rows show each column's kind, and the log says so when it does). xls is read by xlrd, which
+gives every cell its kind.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import convert_xlsb
+from convert_guard import Inspection
+from convert_job import Limits
+from convert_package import head_package, read_head, sheet_head
+from convert_scan import SheetCounts, SheetScan
+
+if TYPE_CHECKING:  # pyarrow (under convert_columns) is imported while the first sheet is parsed
+    from convert_columns import Cell, ColumnRead
+
+HEAD_ROWS = 1000
+HEAD_BYTES = 1024**2
+MAX_COLUMNS = 16_384
+DEFAULT = ("float", "number")  # a column with nothing in the first rows
+STRICT = ("duration", "datetime")  # every cell but dates reported
+_ISO_DURATION = re.compile(r"P(?:(\d+)D)?T?(?:(\d+)H)?(?:(\d+)M)?(?:([\d.]+)S)?$")
+_EXCEL_DATETIME = re.compile(r"value: ([^,]+), datetime_type: (\w+), is_1904: (\w+)")
+_ESCAPE = re.compile(r"\\(u\{[0-9a-fA-F]+\}|.)")
+_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "0": "\0"}
+
+
+@dataclass
+class Task:
+    index: int  # position among the workbook's sheets
+    name: str
+    part: str | None = None  # zip entry of the sheet (xlsx, xlsm, xlsb)
+    size: int = 0  # the part's uncompressed size
+
+
+class SheetSkipped(Exception):
+    """The sheet gives no table: a chart sheet, a hidden sheet, no value in any cell."""
+
+
+class NeedsPatch(Exception):
+    """The reader refuses error values it does not know (#SPILL!, #CALC!, ...) in this sheet."""
+
+
+def original(detail: str, date1904: bool) -> Cell:
+    """The cell fastexcel could not convert, from its error detail (Rust's Debug of calamine's value)."""
+    from convert_columns import serial_datetime
+
+    raw = detail[detail.find("but got '") + 9:]
+    if raw.endswith("'") and (raw[:-1].endswith(")") or raw == "Empty'"):
+        raw = raw[:-1]
+    name, _, body = raw.partition("(")
+    body = body[:-1]
+    if name == "Float":
+        return "number", float(body)
+    if name == "Int":
+        return "number", float(int(body))
+    if name == "Bool":
+        return "bool", body == "true"
+    if name in ("String", "DateTimeIso", "DurationIso"):
+        text = _ESCAPE.sub(_unescape, body[1:-1])
+        if name == "String":
+            return "text", text
+        if name == "DurationIso":
+            return "duration", _iso_duration(text)
+        return "datetime", dt.datetime.fromisoformat(text)
+    if name == "DateTime":
+        m = _EXCEL_DATETIME.search(body)
+        if m:
+            days = float(m.group(1))
+            if m.group(2) == "TimeDelta":
+                return "duration", dt.timedelta(milliseconds=round(days * 86_400_000))
+            return "datetime", serial_datetime(days, m.group(3) == "true")
+    return "error", body or name
+
+
+def _unescape(m: re.Match[str]) -> str:
+    code = m.group(1)
+    return chr(int(code[2:-1], 16)) if code.startswith("u{") else _ESCAPES.get(code, code)
+
+
+def _iso_duration(text: str) -> dt.timedelta:
+    m = _ISO_DURATION.match(text.lstrip("-"))
+    if not m:
+        raise ValueError(f"not an ISO duration: {text!r}")
+    d, h, mi, s = (float(g) if g else 0.0 for g in m.groups())
+    value = dt.timedelta(days=d, hours=h, minutes=mi, seconds=s)
+    return -value if text.startswith("-") else value
+
+
+def _kind(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "text" if value else None  # python-calamine gives error cells as "" too
+    if isinstance(value, dt.timedelta):
+        return "duration"
+    return "datetime" if isinstance(value, dt.date | dt.time) else None
+
+
+def choose_types(rows: list[list[Any]], first_column: int) -> dict[int, tuple[str, str]]:
+    """Per absolute column: the fastexcel dtype to read it with and the kind of its native values,
+    from the kinds in the rows below the first row holding a value (the header)."""
+    header = next((i for i, row in enumerate(rows) if any(_kind(v) for v in row)), len(rows))
+    kinds: dict[int, set[str]] = {}
+    for row in rows[header + 1:]:
+        for j, value in enumerate(row):
+            kind = _kind(value)
+            if kind:
+                kinds.setdefault(first_column + j, set()).add(kind)
+    return {column: _dtype(found) for column, found in kinds.items()}
+
+
+def _dtype(kinds: set[str]) -> tuple[str, str]:
+    if len(kinds) == 1:
+        kind = next(iter(kinds))
+        return {"number": DEFAULT, "text": ("string", "text"), "bool": ("boolean", "bool")}.get(
+            kind, ("duration", kind))
+    if {"datetime", "duration"} <= kinds:
+        return DEFAULT
+    return "duration", "duration" if "duration" in kinds else "datetime"
+
+
+def head_types(path: Path, inspection: Inspection, task: Task, limits: Limits) -> dict[int, tuple[str, str]]:
+    """:func:`choose_types` on the sheet's first rows, as python-calamine reads them from a package of
+    those rows alone (milliseconds; for ods, which is parsed whole anyway, from the file)."""
+    import python_calamine
+
+    try:
+        if inspection.fmt == "ods":
+            book = python_calamine.CalamineWorkbook.from_path(str(path))
+        else:
+            head = read_head(path, inspection.entries[task.part or ""], HEAD_BYTES)
+            if inspection.fmt == "xlsb":
+                cut = convert_xlsb.sheet_head(head, HEAD_ROWS)
+            else:
+                # The scan's area check, before any parse: a small sheet with one value far away is
+                # refused before a reader tries to allocate its range.
+                scan = SheetScan()
+                scan.feed(head)
+                scan.finish(task.name, limits)
+                cut = sheet_head(head, HEAD_ROWS)
+            if cut is None:
+                return {}
+            book = python_calamine.CalamineWorkbook.from_filelike(
+                io.BytesIO(head_package(path, inspection, task.part or "", cut)))
+        sheet = book.get_sheet_by_name(task.name)
+        rows = sheet.to_python(nrows=HEAD_ROWS)
+    except Exception as exc:
+        if "Unsupported cell error value" in str(exc):
+            raise NeedsPatch(str(exc)) from exc
+        return {}  # the parse itself will tell what is wrong
+    return choose_types(rows, sheet.start[1] if sheet.start else 0)
+
+
+class FastexcelBook:
+    """One thread's fastexcel reader on a package (a reader is not shared between threads)."""
+
+    def __init__(self, path: Path, inspection: Inspection, include_hidden: bool = True) -> None:
+        import fastexcel
+
+        self.inspection, self.include_hidden = inspection, include_hidden
+        self.reader = fastexcel.read_excel(str(path))
+
+    def read(self, task: Task, types: dict[int, tuple[str, str]], counts: Callable[[], SheetCounts | None],
+             ) -> tuple[list[ColumnRead], list[str]]:
+        """The sheet's columns, checked against the bounded scan's counts (``counts()`` waits for them)."""
+        columns = self.load(task, types)[0]
+        return check(columns, types, counts(), lambda strict: self.load(task, strict)[0], task.name)
+
+    def load(self, task: Task, types: dict[int, tuple[str, str]]) -> tuple[list[ColumnRead], int]:
+        """The sheet's columns as read with these types, and its number of rows."""
+        dtypes = {i: types.get(i, DEFAULT)[0] for i in range(MAX_COLUMNS)}
+        try:
+            sheet = self.reader.load_sheet(task.name, header_row=None, dtypes=dtypes)
+        except Exception as exc:
+            text = str(exc)
+            if "Unsupported cell error value" in text:
+                raise NeedsPatch(text) from exc
+            if "not a valid worksheet" in text or "chartsheet" in text.lower():
+                raise SheetSkipped("chart sheet") from exc
+            raise
+        if self.inspection.sheets is None and sheet.visible != "visible" and not self.include_hidden:
+            raise SheetSkipped(f"{'hidden' if sheet.visible == 'hidden' else 'veryHidden'} sheet")
+        # Waits, if need be, for the imports the reader process started while this sheet was parsed.
+        import pyarrow as pa
+        from convert_columns import ColumnRead, serial_timestamps
+
+        batch, errors = sheet.to_arrow_with_errors()
+        infos = sheet.available_columns()
+        foreign: list[dict[int, Cell]] = [{} for _ in infos]
+        date1904 = self.inspection.date1904
+        for err in errors.errors if errors is not None else []:
+            row, col = err.position
+            foreign[col][row] = original(err.detail, date1904)
+        columns = []
+        for j, info in enumerate(infos):
+            dtype, kind = types.get(info.absolute_index, DEFAULT)
+            native = batch.column(j)
+            if dtype == "duration" and kind == "datetime":
+                native = serial_timestamps(native.cast(pa.int64()), date1904)
+            columns.append(ColumnRead(info.absolute_index, native, kind, foreign[j]))
+        return columns, batch.num_rows
+
+
+def check(columns: list[ColumnRead], types: dict[int, tuple[str, str]], expected: SheetCounts | None,
+          strict_read: Callable[[dict[int, tuple[str, str]]], list[ColumnRead]], name: str,
+          ) -> tuple[list[ColumnRead], list[str]]:
+    """The count check: when the bounded scan counted other numbers of boolean and text cells than
+    were read as such, a cell was coerced silently; then the sheet is read again, every cell but the
+    dates reported."""
+    if expected is None or (expected.bools, expected.texts) == observed(columns, types):
+        return columns, []
+    strict = {c.index: (STRICT[0], types.get(c.index, STRICT)[1]) for c in columns}
+    return strict_read(strict), [f"sheet {name!r} read again with every cell checked: its first {HEAD_ROWS} rows "
+                                 "did not show every kind of cell its columns hold"]
+
+
+def merge_parts(parts: list[tuple[list[ColumnRead], int]], seams: list[int]) -> list[ColumnRead] | None:
+    """The columns of a sheet read in parts (``convert_package.PartWriter``), sentinel rows dropped;
+    None when a part's rows do not line up with its row numbers."""
+    import pyarrow as pa
+    from convert_columns import ColumnRead
+
+    spans = []
+    for k, (_, rows) in enumerate(parts):
+        first, last = k > 0, k < len(parts) - 1
+        if first and last and rows != seams[k] - seams[k - 1] + 2:
+            return None
+        spans.append((int(first), rows - int(last)))
+    merged: dict[int, ColumnRead] = {}
+    offset = 0
+    for (columns, _), (start, end) in zip(parts, spans, strict=True):
+        for col in columns:
+            into = merged.setdefault(col.index, ColumnRead(col.index, None, col.kind, {}))
+            into.foreign.update({r - start + offset: c for r, c in col.foreign.items() if start <= r < end})
+            native = col.native.slice(start, end - start)
+            pieces = [into.native] if into.native is not None else []
+            pieces.append(pa.nulls(offset - sum(len(p) for p in pieces), native.type))
+            into.native = pa.concat_arrays([*pieces, native])
+        offset += end - start
+    for col in merged.values():
+        if col.native is not None and len(col.native) < offset:
+            col.native = pa.concat_arrays([col.native, pa.nulls(offset - len(col.native), col.native.type)])
+    return [merged[i] for i in sorted(merged)]
+
+
+def observed(columns: list[ColumnRead], types: dict[int, tuple[str, str]]) -> tuple[int, int]:
+    """Booleans and text cells as read: the native values of boolean and text columns, and the cells
+    reported as booleans or text anywhere."""
+    bools = texts = 0
+    for col in columns:
+        held = len(col.native) - col.native.null_count if col.native is not None else 0
+        dtype = types.get(col.index, DEFAULT)[0]
+        bools += held if dtype == "boolean" else 0
+        texts += held if dtype == "string" else 0
+        for kind, _ in col.foreign.values():
+            bools += kind == "bool"
+            texts += kind == "text"
+    return bools, texts
+
+
+class XlsBook:
+    """An .xls, read by xlrd: it keeps every cell's kind, skips the records of embedded charts, finds the
+    workbook stream under any letter case and does not parse formulas it only has to show values of."""
+
+    def __init__(self, path: Path) -> None:
+        import xlrd
+
+        self.xlrd = xlrd
+        self.book = xlrd.open_workbook(str(path), formatting_info=True, on_demand=True,
+                                       logfile=open(os.devnull, "w"))  # noqa: SIM115 - lives as long as the book
+        self.date1904 = bool(self.book.datemode)
+
+    @property
+    def names(self) -> list[str]:
+        return self.book.sheet_names()
+
+    def read(self, task: Task) -> tuple[list[ColumnRead], int]:
+        from convert_columns import column_from_cells, serial_datetime
+
+        x = self.xlrd
+        sheet = self.book.sheet_by_index(task.index)
+        if sheet.visibility:
+            raise SheetSkipped(f"{'hidden' if sheet.visibility == 1 else 'veryHidden'} sheet")
+        durations: dict[int, bool] = {}
+
+        def cell(kind: int, value: Any, row: int, col: int) -> Cell | None:
+            if kind == x.XL_CELL_TEXT:
+                return "text", value
+            if kind == x.XL_CELL_NUMBER:
+                return "number", float(value)
+            if kind == x.XL_CELL_BOOLEAN:
+                return "bool", bool(value)
+            if kind == x.XL_CELL_ERROR:
+                return "error", x.error_text_from_code.get(value, "#ERROR")
+            if kind == x.XL_CELL_DATE:
+                xf = sheet.cell_xf_index(row, col)
+                if xf not in durations:
+                    fmt = self.book.format_map.get(self.book.xf_list[xf].format_key)
+                    durations[xf] = bool(fmt and re.search(r"\[[hms]+\]", fmt.format_str, re.IGNORECASE))
+                if durations[xf]:
+                    return "duration", dt.timedelta(milliseconds=round(value * 86_400_000))
+                return "datetime", serial_datetime(value, self.date1904)
+            return None
+
+        columns = [column_from_cells(c, [cell(k, v, r, c) for r, (k, v) in
+                                         enumerate(zip(sheet.col_types(c), sheet.col_values(c), strict=True))])
+                   for c in range(sheet.ncols)]
+        self.book.unload_sheet(task.index)
+        return columns, sheet.nrows
