@@ -57,18 +57,16 @@ class SheetOutput:
     error_counts: dict[str, int] = field(default_factory=dict)
 
 
-def usable_cores() -> int:
-    """The cores this process may run on: its CPU affinity, capped by a container's CPU quota
-    (``os.cpu_count()`` counts the machine's, whatever the process is allowed)."""
+def usable_cores(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
+    """The cores this process may run on: its CPU affinity, capped by a container's CPU quota (cgroup
+    v2 ``cpu.max`` or v1 ``cpu.cfs_quota_us``); ``os.cpu_count()`` counts the machine's instead."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    for quota_file, period_file in (("/sys/fs/cgroup/cpu.max", None),
-                                    ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu/cpu.cfs_period_us")):
+    for quota, period in (("cpu.max", None), ("cpu/cpu.cfs_quota_us", "cpu/cpu.cfs_period_us")):
         try:
-            fields = Path(quota_file).read_text().split()
-            period = fields[1] if period_file is None else Path(period_file).read_text().strip()
+            fields = (cgroup / quota).read_text().split()
             if fields[0] not in ("max", "-1"):
-                cores = min(cores, math.ceil(int(fields[0]) / int(period)))
-                break
+                share = int(fields[0]) / int(fields[1] if period is None else (cgroup / period).read_text())
+                return max(1, min(cores, math.ceil(share)))
         except (OSError, ValueError, IndexError):
             continue
     return max(1, cores)

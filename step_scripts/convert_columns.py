@@ -164,15 +164,20 @@ def _is_value(cell: Cell) -> bool:
     return cell[0] != "error" and not (cell[0] == "text" and not cell[1])
 
 
-def build_table(columns: list[ColumnRead], date1904: bool) -> SheetTable | None:
-    """Header, trimming and the column rules on a sheet as read; None when no cell holds a value."""
-    present = [_present(c) for c in columns]
-    firsts = [_first(m) for m in present]
+def header_row(columns: list[ColumnRead]) -> int | None:
+    """The first row holding a value that is not empty text (None: no such row)."""
+    firsts = [_first(_present(c)) for c in columns]
     firsts += [min(r for r, cell in c.foreign.items() if _is_value(cell)) for c in columns
                if any(_is_value(cell) for cell in c.foreign.values())]
-    if not any(f is not None for f in firsts):
+    return min((f for f in firsts if f is not None), default=None)
+
+
+def build_table(columns: list[ColumnRead], date1904: bool) -> SheetTable | None:
+    """Header, trimming and the column rules on a sheet as read; None when no cell holds a value."""
+    header = header_row(columns)
+    if header is None:
         return None
-    header = min(f for f in firsts if f is not None)
+    present = [_present(c) for c in columns]
     # Error cells occupy their row (they are counted); empty text does not.
     lasts = [_last(m) for m in present] + [max(r for r, cell in c.foreign.items() if cell != ("text", ""))
                                            for c in columns if any(cell != ("text", "") for cell in c.foreign.values())]
@@ -183,7 +188,7 @@ def build_table(columns: list[ColumnRead], date1904: bool) -> SheetTable | None:
         cell = col.foreign.get(header)
         if cell is None and col.native is not None and col.native[header].is_valid:
             cell = (col.kind or "text", col.native[header].as_py())
-        name = cell_text(*cell) if cell else None
+        name = cell_text(_foreign_kind(cell, date1904), cell[1]) if cell else None
         names.append(name)
         occupied = any(header < r < end and cell != ("text", "") for r, cell in col.foreign.items()) or (
             mask is not None and pc.any(mask.slice(header + 1, end - header - 1)).as_py())
@@ -257,7 +262,10 @@ def _typed(native: pa.Array | None, native_kind: str | None, kind: str, size: in
     if native is None or native_kind not in (kind, "datetime" if kind == "time" else kind):
         return pa.nulls(size, _ARROW_TYPES[kind])
     if kind == "text":
-        return pc.if_else(pc.equal(native, ""), pa.scalar(None, pa.string()), native.cast(pa.string()))
+        # A copy starting at offset 0: pyarrow 23 (the step's AzureML environment) builds an invalid
+        # array from if_else on a sliced string array.
+        native = pa.concat_arrays([native.cast(pa.string())])
+        return pc.if_else(pc.equal(native, ""), pa.scalar(None, pa.string()), native)
     if kind == "time":
         micros = pc.subtract(native.cast(pa.timestamp("us")).cast(pa.int64()),
                              pc.floor_temporal(native, unit="day").cast(pa.timestamp("us")).cast(pa.int64()))

@@ -38,8 +38,8 @@ _HOLDS_VALUE = re.compile(rb"<(?:\w+:)?(?:v>[^<]|is>)")
 #: Bytes of sheet XML kept back for the seam search: longer rows turn a split off.
 ROW_CONTEXT = 256 * 1024
 _ROOT = re.compile(rb"<((?:\w+:)?worksheet)\b")
-#: Error values calamine 0.36 refuses in a cell of type "e" (it knows the classic seven and these two).
-KNOWN_ERRORS = (b"#DIV/0!", b"#N/A", b"#NAME?", b"#NULL!", b"#NUM!", b"#REF!", b"#VALUE!", b"#GETTING_DATA")
+#: The error values calamine 0.36 knows in an xlsx cell of type "e" (it refuses any other).
+KNOWN_ERRORS = (b"#DIV/0!", b"#N/A", b"#NAME?", b"#NULL!", b"#NUM!", b"#REF!", b"#VALUE!")
 _ERROR_CELL = re.compile(rb'(<(?:\w+:)?c\b[^>]*\bt="e"[^>]*>(?:<(?:\w+:)?f\b[^>]*(?:/>|>[^<]*</(?:\w+:)?f>))?'
                          rb"<((?:\w+:)?)v>)([^<]*)(</)")
 

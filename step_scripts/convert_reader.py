@@ -34,7 +34,18 @@ from convert_guard import Inspection, quick_inspect
 from convert_job import Job, Limits, Outcome, SheetResult, Skip, job_from_json, to_json
 from convert_package import PartWriter, normalize, patch_errors
 from convert_scan import TEXT_TYPES, SheetCounts, deep_check
-from convert_sheet import FastexcelBook, NeedsPatch, SheetSkipped, Task, XlsBook, check, head_types, merge_parts
+from convert_sheet import (
+    FastexcelBook,
+    Head,
+    NeedsPatch,
+    SheetSkipped,
+    Task,
+    XlsBook,
+    check,
+    head_types,
+    merge_parts,
+    xls_globals,
+)
 from rejection import OUT_OF_MEMORY, WorkbookRejected
 
 OUTCOME = "outcome.json"
@@ -57,10 +68,8 @@ def main() -> None:
     threading.Thread(target=_import_pyarrow, name="sheetdrop-imports", daemon=True).start()
     try:
         outcome = run(job)
-    except WorkbookRejected as exc:
-        outcome = Outcome(rejected=exc.to_wire())
-    except MemoryError:
-        outcome = Outcome(rejected=WorkbookRejected("too-large", OUT_OF_MEMORY).to_wire())
+    except BaseException as exc:  # a reader's failure outside any one sheet is a verdict on the file too
+        outcome = Outcome(rejected=_classify(exc).to_wire())
     finish(job, outcome)
 
 
@@ -81,13 +90,24 @@ def run(job: Job) -> Outcome:
     inspection = quick_inspect(src, job.limits)
     path, reading = _prepare(src, inspection, staging, job.limits)
     tasks, skipped = _plan(reading, job.include_hidden)
-    xls = XlsBook(path) if reading.fmt == "xls" else None
-    if xls is not None:
-        tasks = [Task(i, name) for i, name in enumerate(xls.names)]
-    elif reading.fmt == "ods":
+    notes: list[str] = []
+    xls = None
+    if reading.fmt in ("xls", "ods"):
         import fastexcel
 
-        tasks = [Task(i, name) for i, name in enumerate(fastexcel.read_excel(str(path)).sheet_names)]
+        try:
+            if reading.fmt == "xls":
+                untrusted, reading.date1904 = xls_globals(path)
+                if untrusted:
+                    raise ValueError("a substream inside a worksheet (an embedded chart), or not BIFF8")
+            names = fastexcel.read_excel(str(path)).sheet_names
+        except BaseException as exc:
+            if reading.fmt != "xls" or not _recoverable(exc):
+                raise
+            notes.append(f"read by xlrd: {' '.join(str(exc).split())[:200]}")
+            xls = XlsBook(path)
+            names = xls.names
+        tasks = [Task(i, name) for i, name in enumerate(names)]
     # The sheets of xls and ods live in one stream that their reader parses whole: one thread.
     threads = max(1, min(job.cores, len(tasks))) if reading.sheets is not None else 1
     split = _split_choice(tasks, reading, job)
@@ -97,7 +117,6 @@ def run(job: Job) -> Outcome:
     scan.start()
     budget = _Budget(job.limits.max_memory_bytes - BASELINE_BYTES)
     books = threading.local()
-    notes: list[str] = []
 
     def table(task: Task) -> tuple[Any, bool]:
         if xls is not None:
@@ -106,8 +125,15 @@ def run(job: Job) -> Outcome:
             columns = parts.columns(scan, notes)
             if columns is not None:
                 return columns, reading.date1904
-        with budget.take(int(task.size * PARSE_FACTOR)):
-            return _read_whole(task, path, reading, job, books, scan, notes, staging), reading.date1904
+        try:
+            with budget.take(int(task.size * PARSE_FACTOR)):
+                return _read_whole(task, path, reading, job, books, scan, notes, staging), reading.date1904
+        except BaseException as exc:
+            if reading.fmt != "xls" or not _recoverable(exc):
+                raise
+            notes.append(f"sheet {task.name!r} read by xlrd: {' '.join(str(exc).split())[:200]}")
+            book = XlsBook(path)
+            return book.read(task)[0], book.date1904
 
     def outcome(task: Task) -> SheetResult | Skip | WorkbookRejected:
         try:
@@ -157,8 +183,8 @@ def _read_whole(task: Task, path: Path, inspection: Inspection, job: Job, books:
         books.book = FastexcelBook(path, inspection, job.include_hidden)
     book = books.book
     try:
-        types = head_types(path, inspection, task, job.limits)
-        columns = book.load(task, types)[0]
+        head = head_types(path, inspection, task, job.limits, book if inspection.fmt in ("xls", "ods") else None)
+        columns = book.load(task, head.types)[0]
     except NeedsPatch:
         # Error values the reader refuses (#SPILL!, #CALC!, ...): a copy with each made #N/A, read instead.
         source, path = path, staging / f"patched-{task.index}{path.suffix}"
@@ -166,9 +192,9 @@ def _read_whole(task: Task, path: Path, inspection: Inspection, job: Job, books:
         notes.append(f"sheet {task.name!r}: {count} error values the reader does not know read as #N/A")
         inspection = quick_inspect(path, job.limits)
         book = FastexcelBook(path, inspection, job.include_hidden)
-        types = head_types(path, inspection, task, job.limits)
-        columns = book.load(task, types)[0]
-    columns, more = check(columns, types, scan.counts_for(task.part), lambda strict: book.load(task, strict)[0],
+        head = head_types(path, inspection, task, job.limits)
+        columns = book.load(task, head.types)[0]
+    columns, more = check(columns, head, scan.counts_for(task.part), lambda strict: book.load(task, strict)[0],
                           task.name)
     notes.extend(more)
     return columns
@@ -192,7 +218,7 @@ class _Parts:
     def __init__(self, path: Path, inspection: Inspection, task: Task, staging: Path, job: Job,
                  pool: ThreadPoolExecutor) -> None:
         self.path, self.inspection, self.task, self.pool = path, inspection, task, pool
-        self.types: dict[int, tuple[str, str]] = {}
+        self.head = Head()
         self.typed = threading.Event()
         self.futures: list[Any] = []
         self.failed = ""
@@ -218,7 +244,7 @@ class _Parts:
 
     def _read(self, part: Path) -> tuple[list[Any], int, int, int]:
         self.typed.wait()
-        columns, rows = FastexcelBook(part, self.inspection).load(self.task, self.types)
+        columns, rows = FastexcelBook(part, self.inspection).load(self.task, self.head.types)
         # The part's cells are counted here, in parallel, rather than by the scan that feeds the parts.
         with zipfile.ZipFile(part) as package:
             xml = package.read(self.task.part or "")
@@ -227,7 +253,7 @@ class _Parts:
     def columns(self, scan: _Scan, notes: list[str]) -> list[Any] | None:
         """The merged, checked columns; None when the sheet is to be read whole."""
         try:
-            self.types = head_types(self.path, self.inspection, self.task, self.limits)
+            self.head = head_types(self.path, self.inspection, self.task, self.limits)
         finally:
             self.typed.set()
         scan.wait()  # every part has been written (or the split failed)
@@ -244,7 +270,7 @@ class _Parts:
         counts = SheetCounts(sum(p[2] for p in parts), sum(p[3] for p in parts) - 2 * (len(parts) - 1))
         whole = FastexcelBook(self.path, self.inspection)
         scan.wait()
-        columns, more = check(columns, self.types, counts if self.task.part in scan.parts else None,
+        columns, more = check(columns, self.head, counts if self.task.part in scan.parts else None,
                               lambda strict: whole.load(self.task, strict)[0], self.task.name)
         notes.extend([f"sheet {self.task.name!r} read in {len(parts)} parts", *more])
         return columns
@@ -275,6 +301,11 @@ def _plan(inspection: Inspection, include_hidden: bool) -> tuple[list[Task], lis
             info = inspection.entries.get(sheet.part or "")
             tasks.append(Task(index, sheet.name, sheet.part, info.file_size if info else 0))
     return tasks, skipped
+
+
+def _recoverable(exc: BaseException) -> bool:
+    """A reader's failure that another reader may not share (calamine's panics are BaseExceptions)."""
+    return not isinstance(exc, MemoryError | WorkbookRejected | SheetSkipped | KeyboardInterrupt | SystemExit)
 
 
 def _classify(exc: BaseException) -> WorkbookRejected:

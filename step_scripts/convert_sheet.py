@@ -33,8 +33,9 @@ import datetime as dt
 import io
 import os
 import re
+import struct
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,7 +52,6 @@ HEAD_ROWS = 1000
 HEAD_BYTES = 1024**2
 MAX_COLUMNS = 16_384
 DEFAULT = ("float", "number")  # a column with nothing in the first rows
-STRICT = ("duration", "datetime")  # every cell but dates reported
 _ISO_DURATION = re.compile(r"P(?:(\d+)D)?T?(?:(\d+)H)?(?:(\d+)M)?(?:([\d.]+)S)?$")
 _EXCEL_DATETIME = re.compile(r"value: ([^,]+), datetime_type: (\w+), is_1904: (\w+)")
 _ESCAPE = re.compile(r"\\(u\{[0-9a-fA-F]+\}|.)")
@@ -132,9 +132,17 @@ def _kind(value: Any) -> str | None:
     return "datetime" if isinstance(value, dt.date | dt.time) else None
 
 
-def choose_types(rows: list[list[Any]], first_column: int) -> dict[int, tuple[str, str]]:
-    """Per absolute column: the fastexcel dtype to read it with and the kind of its native values,
-    from the kinds in the rows below the first row holding a value (the header)."""
+@dataclass
+class Head:
+    """What a sheet's first rows tell: the types to read its columns with (absolute column → fastexcel
+    dtype, kind of its native values) and its header row's cells, exactly."""
+
+    types: dict[int, tuple[str, str]] = field(default_factory=dict)
+    header: dict[int, Cell] = field(default_factory=dict)
+
+
+def choose_types(rows: list[list[Any]], first_column: int) -> Head:
+    """From the kinds in the rows below the first row holding a value (the header)."""
     header = next((i for i, row in enumerate(rows) if any(_kind(v) for v in row)), len(rows))
     kinds: dict[int, set[str]] = {}
     for row in rows[header + 1:]:
@@ -142,7 +150,16 @@ def choose_types(rows: list[list[Any]], first_column: int) -> dict[int, tuple[st
             kind = _kind(value)
             if kind:
                 kinds.setdefault(first_column + j, set()).add(kind)
-    return {column: _dtype(found) for column, found in kinds.items()}
+    cells: dict[int, Cell] = {}
+    for j, value in enumerate(rows[header] if header < len(rows) else []):
+        kind = _kind(value)
+        if isinstance(value, dt.time):
+            kind, value = "time", dt.datetime.combine(dt.date(1899, 12, 31), value)
+        elif kind == "datetime" and not isinstance(value, dt.datetime):
+            value = dt.datetime.combine(value, dt.time())
+        if kind:
+            cells[first_column + j] = (kind, float(value) if kind == "number" else value)
+    return Head({column: _dtype(found) for column, found in kinds.items()}, cells)
 
 
 def _dtype(kinds: set[str]) -> tuple[str, str]:
@@ -155,35 +172,35 @@ def _dtype(kinds: set[str]) -> tuple[str, str]:
     return "duration", "duration" if "duration" in kinds else "datetime"
 
 
-def head_types(path: Path, inspection: Inspection, task: Task, limits: Limits) -> dict[int, tuple[str, str]]:
-    """:func:`choose_types` on the sheet's first rows, as python-calamine reads them from a package of
-    those rows alone (milliseconds; for ods, which is parsed whole anyway, from the file)."""
+def head_types(path: Path, inspection: Inspection, task: Task, limits: Limits, book: FastexcelBook | None = None,
+               ) -> Head:
+    """:func:`choose_types` on the sheet's first rows: as python-calamine reads them from a package of
+    those rows alone (xlsx, xlsm, xlsb: milliseconds, no pyarrow), or as ``book`` reads them (xls and
+    ods, which its reader has parsed whole anyway)."""
     import python_calamine
 
     try:
-        if inspection.fmt == "ods":
-            book = python_calamine.CalamineWorkbook.from_path(str(path))
+        if book is not None:
+            return choose_types(*book.head_rows(task))
+        head = read_head(path, inspection.entries[task.part or ""], HEAD_BYTES)
+        if inspection.fmt == "xlsb":
+            cut = convert_xlsb.sheet_head(head, HEAD_ROWS)
         else:
-            head = read_head(path, inspection.entries[task.part or ""], HEAD_BYTES)
-            if inspection.fmt == "xlsb":
-                cut = convert_xlsb.sheet_head(head, HEAD_ROWS)
-            else:
-                # The scan's area check, before any parse: a small sheet with one value far away is
-                # refused before a reader tries to allocate its range.
-                scan = SheetScan()
-                scan.feed(head)
-                scan.finish(task.name, limits)
-                cut = sheet_head(head, HEAD_ROWS)
-            if cut is None:
-                return {}
-            book = python_calamine.CalamineWorkbook.from_filelike(
-                io.BytesIO(head_package(path, inspection, task.part or "", cut)))
-        sheet = book.get_sheet_by_name(task.name)
+            # The scan's area check, before any parse: a small sheet with one value far away is
+            # refused before a reader tries to allocate its range.
+            scan = SheetScan()
+            scan.feed(head)
+            scan.finish(task.name, limits)
+            cut = sheet_head(head, HEAD_ROWS)
+        if cut is None:
+            return Head()
+        sheet = python_calamine.CalamineWorkbook.from_filelike(
+            io.BytesIO(head_package(path, inspection, task.part or "", cut))).get_sheet_by_name(task.name)
         rows = sheet.to_python(nrows=HEAD_ROWS)
     except Exception as exc:
         if "Unsupported cell error value" in str(exc):
             raise NeedsPatch(str(exc)) from exc
-        return {}  # the parse itself will tell what is wrong
+        return Head()  # the parse itself will tell what is wrong
     return choose_types(rows, sheet.start[1] if sheet.start else 0)
 
 
@@ -196,17 +213,24 @@ class FastexcelBook:
         self.inspection, self.include_hidden = inspection, include_hidden
         self.reader = fastexcel.read_excel(str(path))
 
-    def read(self, task: Task, types: dict[int, tuple[str, str]], counts: Callable[[], SheetCounts | None],
-             ) -> tuple[list[ColumnRead], list[str]]:
-        """The sheet's columns, checked against the bounded scan's counts (``counts()`` waits for them)."""
-        columns = self.load(task, types)[0]
-        return check(columns, types, counts(), lambda strict: self.load(task, strict)[0], task.name)
+    def head_rows(self, task: Task) -> tuple[list[list[Any]], int]:
+        """The first rows' values with their kinds, from two small reads under types that report every
+        cell but dates (``duration``) and every date with its subtype (``float``)."""
+        strict = self.load(task, {}, HEAD_ROWS, "duration")[0]
+        dates = {c.index: c.foreign for c in self.load(task, {}, HEAD_ROWS, "float")[0]}
+        rows: list[list[Any]] = [[None] * len(strict) for _ in range(len(strict[0].native) if strict else 0)]
+        for j, col in enumerate(strict):
+            for r, present in enumerate(col.native.is_valid().to_pylist()):
+                cell = col.foreign.get(r) or (dates[col.index].get(r) if present else None)
+                rows[r][j] = cell[1] if cell and cell[0] != "error" else None
+        return rows, strict[0].index if strict else 0
 
-    def load(self, task: Task, types: dict[int, tuple[str, str]]) -> tuple[list[ColumnRead], int]:
-        """The sheet's columns as read with these types, and its number of rows."""
-        dtypes = {i: types.get(i, DEFAULT)[0] for i in range(MAX_COLUMNS)}
+    def load(self, task: Task, types: dict[int, tuple[str, str]], rows: int | None = None,
+             every: str | None = None) -> tuple[list[ColumnRead], int]:
+        """The sheet's columns as read with these types (or ``every`` column as one), and its rows."""
+        dtypes = every or {i: types.get(i, DEFAULT)[0] for i in range(MAX_COLUMNS)}
         try:
-            sheet = self.reader.load_sheet(task.name, header_row=None, dtypes=dtypes)
+            sheet = self.reader.load_sheet(task.name, header_row=None, dtypes=dtypes, n_rows=rows)
         except Exception as exc:
             text = str(exc)
             if "Unsupported cell error value" in text:
@@ -229,7 +253,7 @@ class FastexcelBook:
             foreign[col][row] = original(err.detail, date1904)
         columns = []
         for j, info in enumerate(infos):
-            dtype, kind = types.get(info.absolute_index, DEFAULT)
+            dtype, kind = (every, None) if every else types.get(info.absolute_index, DEFAULT)
             native = batch.column(j)
             if dtype == "duration" and kind == "datetime":
                 native = serial_timestamps(native.cast(pa.int64()), date1904)
@@ -237,17 +261,47 @@ class FastexcelBook:
         return columns, batch.num_rows
 
 
-def check(columns: list[ColumnRead], types: dict[int, tuple[str, str]], expected: SheetCounts | None,
+def check(columns: list[ColumnRead], head: Head, expected: SheetCounts | None,
           strict_read: Callable[[dict[int, tuple[str, str]]], list[ColumnRead]], name: str,
           ) -> tuple[list[ColumnRead], list[str]]:
-    """The count check: when the bounded scan counted other numbers of boolean and text cells than
-    were read as such, a cell was coerced silently; then the sheet is read again, every cell but the
-    dates reported."""
-    if expected is None or (expected.bools, expected.texts) == observed(columns, types):
+    """The header row's cells as the first rows showed them, then the count check: when the bounded
+    scan counted other numbers of boolean and text cells than were read as such, a cell was coerced
+    silently; the sheet is then read again, every cell but the dates reported."""
+    from convert_columns import header_row
+
+    h = header_row(columns)
+    bools = texts = 0
+    for col in columns:
+        cell = head.header.get(col.index)
+        if h is None or cell is None or h in col.foreign or col.native is None or not col.native[h].is_valid:
+            continue
+        # Read as its column's type (a TRUE over numbers is 1.0): from here on the cell as it is, counted as
+        # such by observed() rather than as the native value it was read as.
+        dtype = head.types.get(col.index, DEFAULT)[0]
+        bools -= dtype == "boolean"
+        texts -= dtype == "string"
+        col.foreign[h] = cell
+    seen = observed(columns, head.types)
+    if expected is None or (expected.bools, expected.texts) == (seen[0] + bools, seen[1] + texts):
         return columns, []
-    strict = {c.index: (STRICT[0], types.get(c.index, STRICT)[1]) for c in columns}
-    return strict_read(strict), [f"sheet {name!r} read again with every cell checked: its first {HEAD_ROWS} rows "
-                                 "did not show every kind of cell its columns hold"]
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    strict = {c.index: ("duration", "duration" if head.types.get(c.index, DEFAULT)[1] == "duration" else "datetime")
+              for c in columns}
+    again = strict_read(strict)
+    first = {c.index: c for c in columns}
+    for col in again:
+        # The second read (as durations) cannot tell a date from a duration; where the first reported
+        # one with its subtype (a column of numbers or booleans), that cell is taken from the first.
+        dates = {r: c for r, c in first[col.index].foreign.items() if c[0] in ("datetime", "duration")} if (
+            col.index in first) else {}
+        if dates and col.native is not None:
+            mask = pa.array([r in dates for r in range(len(col.native))])
+            col.native = pc.if_else(mask, pa.scalar(None, col.native.type), col.native)
+            col.foreign.update(dates)
+    return again, [f"sheet {name!r} read again with every cell checked: its first {HEAD_ROWS} rows did not show "
+                   "every kind of cell its columns hold"]
 
 
 def merge_parts(parts: list[tuple[list[ColumnRead], int]], seams: list[int]) -> list[ColumnRead] | None:
@@ -294,9 +348,40 @@ def observed(columns: list[ColumnRead], types: dict[int, tuple[str, str]]) -> tu
     return bools, texts
 
 
+def xls_globals(path: Path) -> tuple[bool, bool]:
+    """(whether calamine cannot be trusted with this .xls, its 1904 date system), from the workbook
+    stream. calamine 0.36 reads the cached values of a chart embedded in a worksheet as cells and
+    ends the sheet at the chart's end: any BIFF8 BOF record that does not start a sheet (found by
+    its bytes; a false match only costs speed) sends the workbook to xlrd, as does BIFF5."""
+    from xlrd import compdoc
+
+    doc = compdoc.CompDoc(path.read_bytes(), logfile=open(os.devnull, "w"))  # noqa: SIM115 - gone with doc
+    stream = doc.get_named_stream("Workbook") or doc.get_named_stream("Book") or b""
+    bof = b"\x09\x08\x10\x00\x00\x06"
+    if not stream.startswith(bof):
+        return True, False
+    starts, date1904, pos = {0}, False, 0
+    while pos + 4 <= len(stream):
+        kind, size = struct.unpack_from("<HH", stream, pos)
+        if kind == 0x0085 and size >= 4:  # BOUNDSHEET: where a sheet's substream starts
+            starts.add(struct.unpack_from("<I", stream, pos + 4)[0])
+        elif kind == 0x0022 and size >= 2:  # DATEMODE
+            date1904 = bool(struct.unpack_from("<H", stream, pos + 4)[0])
+        elif kind == 0x000A:
+            break
+        pos += 4 + size
+    at = stream.find(bof, 1)
+    while at >= 0:
+        if at not in starts:
+            return True, date1904
+        at = stream.find(bof, at + 1)
+    return False, date1904
+
+
 class XlsBook:
-    """An .xls, read by xlrd: it keeps every cell's kind, skips the records of embedded charts, finds the
-    workbook stream under any letter case and does not parse formulas it only has to show values of."""
+    """An .xls, read by xlrd where calamine cannot be trusted with it: xlrd keeps every cell's kind,
+    skips the records of embedded charts and does not parse formulas it only has to show values of
+    (calamine 0.36 panics on a formula record cut short)."""
 
     def __init__(self, path: Path) -> None:
         import xlrd
