@@ -7,7 +7,7 @@ them. Over the whole column, deterministically:
 
 * one kind → typed: numbers → int64 when all whole (up to 2**53), else float64; dates → timestamp;
   times of day → time; durations → duration; booleans → bool; text → string;
-* several kinds → text, each cell as Excel shows it (:func:`cell_text`): numbers in their shortest
+* several kinds → text, each cell as Excel shows it (:func:`texts`): numbers in their shortest
   round-trip form with at most 15 significant digits (never ``-0``), ``TRUE``/``FALSE``,
   ``YYYY-MM-DD HH:MM:SS`` (``YYYY-MM-DD`` without a time, ``HH:MM:SS`` for a time of day,
   ``250:10:10`` for a duration);
@@ -21,7 +21,6 @@ Leading and trailing columns with neither a name nor data, and trailing empty ro
 from __future__ import annotations
 
 import datetime as dt
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,39 +80,48 @@ def column_letter(index: int) -> str:
     return letters
 
 
-def number_text(x: float) -> str:
-    """A number as Excel shows it at full precision: the shortest text that reads back as the same
-    number, cut to 15 significant digits (Excel's precision), never ``-0``; exponents as ``1E+20``."""
-    if x == 0:
-        return "0"
-    if math.isnan(x) or math.isinf(x):
-        return repr(x)
-    if x.is_integer() and abs(x) < 1e15:
-        return str(int(x))
-    text = repr(x)
-    mantissa = text.split("e")[0].replace("-", "").replace(".", "").lstrip("0")
-    if len(mantissa) > 15:
-        text = f"{x:.15g}"
-    return text.replace("e+", "E+").replace("e-", "E-")
-
-
-def cell_text(kind: str, value: Any) -> str | None:
+def texts(values: pa.Array, kind: str, date1904: bool) -> pa.Array:
+    """Cells of one kind as Excel shows them, as text (vectorized; null stays null)."""
     if kind == "number":
-        return number_text(float(value))
+        # The shortest text that reads back as the same number; past 15 significant digits (Excel's
+        # precision) the number nearest at 15. Never -0; exponents as Excel writes them (1E+20).
+        values = values.cast(pa.float64())
+        out = values.cast(pa.string())
+        long = pc.fill_null(pc.match_substring_regex(out, r"[1-9](?:\.?\d){15}"), False)
+        if pc.any(long).as_py():
+            cut = pa.array([float(f"{x:.15g}") for x in values.filter(long).to_pylist()], pa.float64())
+            out = pc.replace_with_mask(out, long, cut.cast(pa.string()))
+        out = pc.replace_substring(out, "e", "E")
+        return pc.if_else(pc.equal(out, "-0"), "0", out)
     if kind == "bool":
-        return "TRUE" if value else "FALSE"
-    if kind in ("datetime", "time"):
-        value = value + dt.timedelta(microseconds=500_000)  # to the nearest second, as Excel shows it
-        if kind == "time":
-            return value.strftime("%H:%M:%S")
-        return value.strftime("%Y-%m-%d" if value.time() < dt.time(0, 0, 1) else "%Y-%m-%d %H:%M:%S")
+        return pc.if_else(values, "TRUE", "FALSE")
+    if kind == "datetime":  # and times of day: on day 0
+        stamps = pc.round_temporal(values.cast(pa.timestamp("ms")), unit="second").cast(pa.timestamp("s"))
+        day = pc.floor_temporal(stamps, unit="day")
+        epoch = pa.scalar(EPOCH[date1904], pa.timestamp("s"))
+        return pc.if_else(pc.equal(day, epoch), pc.strftime(stamps, "%H:%M:%S"), pc.if_else(
+            pc.equal(stamps, day), pc.strftime(stamps, "%Y-%m-%d"), pc.strftime(stamps, "%Y-%m-%d %H:%M:%S")))
     if kind == "duration":
-        seconds = round(value.total_seconds())
-        sign, seconds = ("-" if seconds < 0 else ""), abs(seconds)
-        return f"{sign}{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-    if kind == "text":
-        return value or None
-    return None  # an error cell
+        return pa.array([None if v is None else _duration_text(v) for v in values.to_pylist()], pa.string())
+    return values.cast(pa.string())
+
+
+def _duration_text(value: dt.timedelta) -> str:
+    seconds = round(value.total_seconds())
+    sign, seconds = ("-" if seconds < 0 else ""), abs(seconds)
+    return f"{sign}{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def cell_texts(cells: list[Cell], date1904: bool) -> list[str | None]:
+    """Single cells as :func:`texts` shows them: each kind rendered together, error cells None."""
+    out: list[str | None] = [None] * len(cells)
+    for kind in {k for k, _ in cells} - {"error"}:
+        at = [i for i, (k, _) in enumerate(cells) if k == kind]
+        arrow = pa.timestamp("ms") if kind == "datetime" else _ARROW_TYPES[kind]
+        for i, text in zip(at, texts(pa.array([cells[i][1] for i in at], arrow), kind, date1904).to_pylist(),
+                           strict=True):
+            out[i] = text or None
+    return out
 
 
 def safe_name(raw: str | None, absolute_index: int) -> str:
@@ -188,7 +196,7 @@ def build_table(columns: list[ColumnRead], date1904: bool) -> SheetTable | None:
         cell = col.foreign.get(header)
         if cell is None and col.native is not None and col.native[header].is_valid:
             cell = (col.kind or "text", col.native[header].as_py())
-        name = cell_text(_foreign_kind(cell, date1904), cell[1]) if cell else None
+        name = cell_texts([("datetime", cell[1]) if cell[0] == "time" else cell], date1904)[0] if cell else None
         names.append(name)
         occupied = any(header < r < end and cell != ("text", "") for r, cell in col.foreign.items()) or (
             mask is not None and pc.any(mask.slice(header + 1, end - header - 1)).as_py())
@@ -247,15 +255,14 @@ def finish_column(col: ColumnRead, date1904: bool, start: int = 0, end: int | No
         array, name = _narrow(values, kind)
         return array, name, n_errors
     # Several kinds: each cell as Excel shows it.
-    texts: list[str | None] = [None] * size
-    if native is not None:
-        for r, value in enumerate(native.to_pylist()):
-            if value is not None:
-                texts[r] = cell_text(_foreign_kind((col.kind, value), date1904) if col.kind == "datetime"
-                                     else col.kind or "text", value)
-    for r, (k, v) in foreign.items():
-        texts[r] = cell_text(k, v)
-    return pa.array(texts, pa.string()), "string", n_errors
+    out = texts(native, col.kind or "text", date1904) if native is not None else pa.nulls(size, pa.string())
+    if foreign:
+        rows = sorted(foreign)
+        mask = pc.is_in(pa.array(range(size)), pa.array(rows))
+        shown = cell_texts([("datetime", v) if k == "time" else (k, v) for k, v in (foreign[r] for r in rows)],
+                           date1904)
+        out = pc.replace_with_mask(out, mask, pa.array(shown, pa.string()))
+    return _typed(out, "text", "text", size), "string", n_errors
 
 
 def _typed(native: pa.Array | None, native_kind: str | None, kind: str, size: int) -> pa.Array:

@@ -8,7 +8,8 @@ workbook's content happens here, in this order:
 1. the quick guard (``convert_guard``) classifies the file and lists its sheets;
 2. the bounded scan (``convert_scan``) starts on a thread of its own, at a lower CPU priority;
 3. the sheets are read once each (``convert_sheet``) in a pool of threads, as many as the cores the
-   job may use and as the memory limit allows (the parse runs in Rust, without the GIL);
+   job may use and as the memory limit allows (the parse runs in Rust, without the GIL); with fewer
+   sheets than cores, the largest is read in parts (``convert_split``);
 4. nothing is written before the scan has passed; a scan rejection wins over whatever the readers
    made of the file: it is written as the outcome at once and the process ends;
 5. each sheet goes through the column rules (``convert_columns``) into a parquet file.
@@ -25,38 +26,22 @@ import json
 import os
 import sys
 import threading
-import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NoReturn
 
 from convert_guard import Inspection, quick_inspect
-from convert_job import Job, Limits, Outcome, SheetResult, Skip, job_from_json, to_json
-from convert_package import PartWriter, normalize, patch_errors
-from convert_scan import TEXT_TYPES, SheetCounts, deep_check
-from convert_sheet import (
-    FastexcelBook,
-    Head,
-    NeedsPatch,
-    SheetSkipped,
-    Task,
-    XlsBook,
-    check,
-    head_types,
-    merge_parts,
-    xls_globals,
-)
+from convert_job import Job, Outcome, SheetResult, Skip, job_from_json, to_json
+from convert_package import normalize, patch_errors
+from convert_scan import SheetCounts, deep_check
+from convert_sheet import FastexcelBook, NeedsPatch, SheetSkipped, Task, XlsBook, check, head_types, xls_globals
+from convert_split import SplitSheet
 from rejection import OUT_OF_MEMORY, WorkbookRejected
 
-OUTCOME = "outcome.json"
 #: Address space a parse takes per byte of sheet XML (measured 1.9 on 100k rows x 20 columns), and
 #: what the process holds before any (interpreter, pyarrow, thread stacks and malloc arenas).
 PARSE_FACTOR = 2.5
 BASELINE_BYTES = 512 * 1024**2
-#: Parts of a split sheet: at least this much XML each, and at most two per core (more parts mean more
-#: packages and readers, each parsing the shared strings again; two per core keep both busy until the
-#: last part is written).
-PART_BYTES = 8 * 1024**2
 _FINISHING = threading.Lock()
 
 
@@ -67,9 +52,9 @@ def main() -> None:
     job = job_from_json(sys.stdin.read())
     threading.Thread(target=_import_pyarrow, name="sheetdrop-imports", daemon=True).start()
     try:
-        outcome = run(job)
+        outcome = Reader(job).run()
     except BaseException as exc:  # a reader's failure outside any one sheet is a verdict on the file too
-        outcome = Outcome(rejected=_classify(exc).to_wire())
+        outcome = Outcome(rejected=classify(exc).to_wire())
     finish(job, outcome)
 
 
@@ -77,7 +62,7 @@ def finish(job: Job, outcome: Outcome) -> NoReturn:
     """Write the outcome and end the process (from any thread; the first caller wins). Everything is
     written and closed by then; skipping the interpreter's teardown (~0.1 s) ends it sooner."""
     _FINISHING.acquire()
-    path = Path(job.staging) / OUTCOME
+    path = Path(job.staging) / "outcome.json"
     path.with_suffix(".tmp").write_text(to_json(outcome), encoding="utf-8")
     os.replace(path.with_suffix(".tmp"), path)
     sys.stdout.flush()
@@ -85,59 +70,93 @@ def finish(job: Job, outcome: Outcome) -> NoReturn:
     os._exit(0)
 
 
-def run(job: Job) -> Outcome:
-    src, staging = Path(job.src), Path(job.staging)
-    inspection = quick_inspect(src, job.limits)
-    path, reading = _prepare(src, inspection, staging, job.limits)
-    tasks, skipped = _plan(reading, job.include_hidden)
-    notes: list[str] = []
-    xls = None
-    if reading.fmt in ("xls", "ods"):
+class Reader:
+    def __init__(self, job: Job) -> None:
+        self.job, self.staging, self.limits = job, Path(job.staging), job.limits
+        self.src = Path(job.src)
+        self.inspection = quick_inspect(self.src, job.limits)
+        self.notes: list[str] = []
+        self.books = threading.local()
+        self.budget = _Budget(job.limits.max_memory_bytes - BASELINE_BYTES)
+        self.xls: XlsBook | None = None
+
+    def run(self) -> Outcome:
+        self.path, self.reading = self._prepare()
+        tasks, skipped = self._plan()
+        sheets = self.reading.sheets is not None  # xls and ods: one stream, parsed whole, one thread
+        threads = max(1, min(self.job.cores, len(tasks))) if sheets else 1
+        split = self._split_choice(tasks)
+        with ThreadPoolExecutor(threads + (self.job.cores if split else 0), "sheetdrop") as pool:
+            self.split = SplitSheet(self.path, self.reading, split, self.job, pool) if split else None
+            sinks = {self.inspection.entries[split.part or ""].filename: self.split} if split else {}
+            self.scan = _Scan(self.job, self.inspection, sinks)
+            self.scan.start()
+            outcomes = list(pool.map(self._outcome, tasks))  # in sheet order, as a one-by-one read gives them
+        self.scan.wait()
+        results = []
+        for item in outcomes:
+            if isinstance(item, WorkbookRejected):
+                raise item
+            (skipped if isinstance(item, Skip) else results).append(item)
+        if not results:
+            detail = "; ".join(f"{s.sheet!r}: {s.why}" for s in skipped[:5])
+            raise WorkbookRejected("empty", "the workbook has no visible worksheet with data" + (
+                f" ({detail})" if detail else ""))
+        return Outcome(sheets=results, skipped=skipped, notes=self.notes)
+
+    def _prepare(self) -> tuple[Path, Inspection]:
+        """The file the reader opens, and its inspection. fastexcel picks its parser from the extension:
+        it gets a link named after the content. A package whose workbook part is not where the reader
+        looks is rewritten (``convert_package.normalize``)."""
+        inspection, fmt = self.inspection, self.inspection.fmt
+        if fmt in ("xlsx", "xlsm") and not inspection.canonical:
+            normalize(self.src, inspection, self.staging / f"normalized.{fmt}")
+            return self.staging / f"normalized.{fmt}", quick_inspect(self.staging / f"normalized.{fmt}", self.limits)
+        os.symlink(self.src.resolve(), self.staging / f"input.{fmt}")
+        return self.staging / f"input.{fmt}", inspection
+
+    def _plan(self) -> tuple[list[Task], list[Skip]]:
+        """The sheets to read: as the guard lists them (xlsx, xlsm, xlsb), or as the reader does."""
+        if self.reading.fmt in ("xls", "ods"):
+            return [Task(i, name) for i, name in enumerate(self._sheet_names())], []
+        tasks, skipped = [], []
+        for index, sheet in enumerate(self.reading.sheets or []):
+            if sheet.kind != "worksheet":
+                skipped.append(Skip(sheet.name, sheet.kind.replace("sheet", " sheet")))
+            elif sheet.state != "visible" and not self.job.include_hidden:
+                skipped.append(Skip(sheet.name, f"{sheet.state} sheet"))
+            else:
+                info = self.reading.entries.get(sheet.part or "")
+                tasks.append(Task(index, sheet.name, sheet.part, info.file_size if info else 0))
+        return tasks, skipped
+
+    def _sheet_names(self) -> list[str]:
         import fastexcel
 
         try:
-            if reading.fmt == "xls":
-                untrusted, reading.date1904 = xls_globals(path)
+            if self.reading.fmt == "xls":
+                untrusted, self.reading.date1904 = xls_globals(self.path)
                 if untrusted:
                     raise ValueError("a substream inside a worksheet (an embedded chart), or not BIFF8")
-            names = fastexcel.read_excel(str(path)).sheet_names
+            return fastexcel.read_excel(str(self.path)).sheet_names
         except BaseException as exc:
-            if reading.fmt != "xls" or not _recoverable(exc):
+            if self.reading.fmt != "xls" or not recoverable(exc):
                 raise
-            notes.append(f"read by xlrd: {' '.join(str(exc).split())[:200]}")
-            xls = XlsBook(path)
-            names = xls.names
-        tasks = [Task(i, name) for i, name in enumerate(names)]
-    # The sheets of xls and ods live in one stream that their reader parses whole: one thread.
-    threads = max(1, min(job.cores, len(tasks))) if reading.sheets is not None else 1
-    split = _split_choice(tasks, reading, job)
-    pool = ThreadPoolExecutor(max_workers=max(threads, job.cores if split else 1), thread_name_prefix="sheetdrop")
-    parts = _Parts(path, reading, split, staging, job, pool) if split else None
-    scan = _Scan(job, inspection, {inspection.entries[split.part or ""].filename: parts} if parts and split else {})
-    scan.start()
-    budget = _Budget(job.limits.max_memory_bytes - BASELINE_BYTES)
-    books = threading.local()
+            self.notes.append(f"read by xlrd: {' '.join(str(exc).split())[:200]}")
+            self.xls = XlsBook(self.path)
+            return self.xls.names
 
-    def table(task: Task) -> tuple[Any, bool]:
-        if xls is not None:
-            return xls.read(task)[0], xls.date1904
-        if parts is not None and task is split:
-            columns = parts.columns(scan, notes)
-            if columns is not None:
-                return columns, reading.date1904
-        try:
-            with budget.take(int(task.size * PARSE_FACTOR)):
-                return _read_whole(task, path, reading, job, books, scan, notes, staging), reading.date1904
-        except BaseException as exc:
-            if reading.fmt != "xls" or not _recoverable(exc):
-                raise
-            notes.append(f"sheet {task.name!r} read by xlrd: {' '.join(str(exc).split())[:200]}")
-            book = XlsBook(path)
-            return book.read(task)[0], book.date1904
+    def _split_choice(self, tasks: list[Task]) -> Task | None:
+        """With fewer sheets than cores, the largest xlsx sheet from ``split_bytes`` of XML up is read in
+        parts (the scan inflates it anyway, and writes the parts as it goes)."""
+        if self.reading.fmt not in ("xlsx", "xlsm") or not 0 < len(tasks) < self.job.cores:
+            return None
+        largest = max(tasks, key=lambda t: t.size)
+        return largest if largest.size >= self.job.split_bytes else None
 
-    def outcome(task: Task) -> SheetResult | Skip | WorkbookRejected:
+    def _outcome(self, task: Task) -> SheetResult | Skip | WorkbookRejected:
         try:
-            columns, date1904 = table(task)
+            columns, date1904 = self._columns(task)
             from convert_columns import build_table
 
             sheet = build_table(columns, date1904)
@@ -146,169 +165,79 @@ def run(job: Job) -> Outcome:
         except SheetSkipped as exc:
             return Skip(task.name, str(exc))
         except BaseException as exc:  # a reader error (or panic) is a verdict on the file
-            scan.wait()  # the scan's verdict comes first: the file may be a bomb the reader choked on
-            return _classify(exc)
-        scan.wait()  # nothing is written before the scan has passed
-        return _write(task, sheet, job, staging)
+            self.scan.wait()  # the scan's verdict comes first: the file may be a bomb the reader choked on
+            return classify(exc)
+        self.scan.wait()  # nothing is written before the scan has passed
+        return self._write(task, sheet)
 
-    with pool:
-        if threads == 1 and not split:
-            outcomes = []
-            for task in tasks:
-                outcomes.append(outcome(task))
-                if isinstance(outcomes[-1], WorkbookRejected):
-                    break  # the workbook is refused: the sheets after it are not needed
-        else:
-            # In sheet order, as a one-by-one read would give them; the split sheet on this thread
-            # (its parts go to the pool).
-            futures = [None if task is split else pool.submit(outcome, task) for task in tasks]
-            outcomes = [outcome(task) if future is None else future.result() for task, future in zip(
-                tasks, futures, strict=True)]
-    scan.wait()
-    results = []
-    for item in outcomes:
-        if isinstance(item, WorkbookRejected):
-            raise item
-        (skipped if isinstance(item, Skip) else results).append(item)
-    if not results:
-        detail = "; ".join(f"{s.sheet!r}: {s.why}" for s in skipped[:5])
-        raise WorkbookRejected("empty", "the workbook has no visible worksheet with data" + (
-            f" ({detail})" if detail else ""))
-    return Outcome(sheets=results, skipped=skipped, notes=notes)
-
-
-def _read_whole(task: Task, path: Path, inspection: Inspection, job: Job, books: threading.local,
-                scan: _Scan, notes: list[str], staging: Path) -> list[Any]:
-    if not hasattr(books, "book"):  # a fastexcel reader cannot be shared between threads
-        books.book = FastexcelBook(path, inspection, job.include_hidden)
-    book = books.book
-    try:
-        head = head_types(path, inspection, task, job.limits, book if inspection.fmt in ("xls", "ods") else None)
-        columns = book.load(task, head.types)[0]
-    except NeedsPatch:
-        # Error values the reader refuses (#SPILL!, #CALC!, ...): a copy with each made #N/A, read instead.
-        source, path = path, staging / f"patched-{task.index}{path.suffix}"
-        count = patch_errors(source, inspection, task.part or "", path, job.limits)
-        notes.append(f"sheet {task.name!r}: {count} error values the reader does not know read as #N/A")
-        inspection = quick_inspect(path, job.limits)
-        book = FastexcelBook(path, inspection, job.include_hidden)
-        head = head_types(path, inspection, task, job.limits)
-        columns = book.load(task, head.types)[0]
-    columns, more = check(columns, head, scan.counts_for(task.part), lambda strict: book.load(task, strict)[0],
-                          task.name)
-    notes.extend(more)
-    return columns
-
-
-def _split_choice(tasks: list[Task], inspection: Inspection, job: Job) -> Task | None:
-    """The sheet to read in parts: with fewer sheets than cores, the largest xlsx sheet from
-    ``split_bytes`` of XML up (the scan inflates it anyway, and writes the parts as it goes)."""
-    if inspection.fmt not in ("xlsx", "xlsm") or job.cores < 2 or not tasks or len(tasks) >= job.cores:
-        return None
-    largest = max(tasks, key=lambda t: t.size)
-    return largest if largest.size >= job.split_bytes else None
-
-
-class _Parts:
-    """One sheet read in parts (``convert_package.PartWriter``): the scan feeds the writer as it
-    inflates the sheet, each part is read by the pool as soon as it is written, and the parts are
-    merged (``convert_sheet.merge_parts``). Anything unexpected turns the split off: the sheet is then
-    read whole, as it would have been without it."""
-
-    def __init__(self, path: Path, inspection: Inspection, task: Task, staging: Path, job: Job,
-                 pool: ThreadPoolExecutor) -> None:
-        self.path, self.inspection, self.task, self.pool = path, inspection, task, pool
-        self.head = Head()
-        self.typed = threading.Event()
-        self.futures: list[Any] = []
-        self.failed = ""
-        size = max(min(PART_BYTES, job.split_bytes), task.size // (2 * job.cores) + 1)
-        self.writer = PartWriter(path, inspection, task.part or "", staging, size, self._ready)
-        self.limits = job.limits
-
-    def feed(self, chunk: bytes) -> None:
-        self._guard(self.writer.feed, chunk)
-
-    def finish(self) -> None:
-        self._guard(self.writer.finish)
-
-    def _guard(self, step: Any, *args: Any) -> None:
-        if not self.failed:
-            try:
-                step(*args)
-            except Exception as exc:  # the sheet is then read whole
-                self.failed = f"{exc.__class__.__name__}: {exc}"
-
-    def _ready(self, part: Path) -> None:
-        self.futures.append(self.pool.submit(self._read, part))
-
-    def _read(self, part: Path) -> tuple[list[Any], int, int, int]:
-        self.typed.wait()
-        columns, rows = FastexcelBook(part, self.inspection).load(self.task, self.head.types)
-        # The part's cells are counted here, in parallel, rather than by the scan that feeds the parts.
-        with zipfile.ZipFile(part) as package:
-            xml = package.read(self.task.part or "")
-        return columns, rows, xml.count(b't="b"'), sum(xml.count(p) for p in TEXT_TYPES)
-
-    def columns(self, scan: _Scan, notes: list[str]) -> list[Any] | None:
-        """The merged, checked columns; None when the sheet is to be read whole."""
+    def _columns(self, task: Task) -> tuple[list[Any], bool]:
+        if self.xls is not None:
+            return self.xls.read(task), self.xls.date1904
+        if self.split is not None and task.part == self.split.task.part:
+            columns = self.split.columns(self.scan, self.notes)
+            if columns is not None:
+                return columns, self.reading.date1904
         try:
-            self.head = head_types(self.path, self.inspection, self.task, self.limits)
-        finally:
-            self.typed.set()
-        scan.wait()  # every part has been written (or the split failed)
-        parts = []
+            with self.budget.take(int(task.size * PARSE_FACTOR)):
+                return self._read(task), self.reading.date1904
+        except BaseException as exc:
+            if self.reading.fmt != "xls" or not recoverable(exc):
+                raise
+            self.notes.append(f"sheet {task.name!r} read by xlrd: {' '.join(str(exc).split())[:200]}")
+            book = XlsBook(self.path)
+            return book.read(task), book.date1904
+
+    def _read(self, task: Task) -> list[Any]:
+        """One sheet read whole, once (twice when the count check proves a silent coercion)."""
+        if not hasattr(self.books, "book"):  # a fastexcel reader cannot be shared between threads
+            self.books.book = FastexcelBook(self.path, self.reading, self.job.include_hidden)
+        book, path, inspection = self.books.book, self.path, self.reading
         try:
-            parts = [future.result() for future in self.futures]
-        except Exception as exc:
-            self.failed = self.failed or f"{exc.__class__.__name__}: {exc}"
-        columns = None if self.failed else merge_parts([p[:2] for p in parts], self.writer.seams)
-        if columns is None:
-            notes.append(f"sheet {self.task.name!r} read whole ({self.failed[:200] or 'parts not aligned'})")
-            return None
-        # Each sentinel row (two per seam) is one text cell of the parts that the sheet does not have.
-        counts = SheetCounts(sum(p[2] for p in parts), sum(p[3] for p in parts) - 2 * (len(parts) - 1))
-        whole = FastexcelBook(self.path, self.inspection)
-        scan.wait()
-        columns, more = check(columns, self.head, counts if self.task.part in scan.parts else None,
-                              lambda strict: whole.load(self.task, strict)[0], self.task.name)
-        notes.extend([f"sheet {self.task.name!r} read in {len(parts)} parts", *more])
+            head = head_types(path, inspection, task, self.limits, book if inspection.fmt in ("xls", "ods") else None)
+            columns = book.load(task, head.types)[0]
+        except NeedsPatch:
+            # Error values the reader refuses (#SPILL!, #CALC!...): a copy with each made #N/A, read instead.
+            path = self.staging / f"patched-{task.index}{path.suffix}"
+            count = patch_errors(self.path, inspection, task.part or "", path, self.limits)
+            self.notes.append(f"sheet {task.name!r}: {count} error values the reader does not know read as #N/A")
+            inspection = quick_inspect(path, self.limits)
+            book = FastexcelBook(path, inspection, self.job.include_hidden)
+            head = head_types(path, inspection, task, self.limits)
+            columns = book.load(task, head.types)[0]
+        columns, notes = check(columns, head, self.scan.counts_for(task.part), lambda t: book.load(task, t)[0],
+                               task.name)
+        self.notes.extend(notes)
         return columns
 
+    def _write(self, task: Task, sheet: Any) -> SheetResult:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
 
-def _prepare(src: Path, inspection: Inspection, staging: Path, limits: Limits) -> tuple[Path, Inspection]:
-    """The file the reader opens, and its inspection. fastexcel picks its parser from the extension:
-    it gets a link named after the content. A package whose workbook part is elsewhere than where the
-    reader looks is rewritten (``convert_package.normalize``)."""
-    if inspection.fmt in ("xlsx", "xlsm") and not inspection.canonical:
-        normalized = staging / f"normalized.{inspection.fmt}"
-        normalize(src, inspection, normalized)
-        return normalized, quick_inspect(normalized, limits)
-    link = staging / f"input.{inspection.fmt}"
-    os.symlink(src.resolve(), link)
-    return link, inspection
-
-
-def _plan(inspection: Inspection, include_hidden: bool) -> tuple[list[Task], list[Skip]]:
-    """The sheets to read, when the guard could list them (xlsx, xlsm, xlsb)."""
-    tasks, skipped = [], []
-    for index, sheet in enumerate(inspection.sheets or []):
-        if sheet.kind != "worksheet":
-            skipped.append(Skip(sheet.name, sheet.kind.replace("sheet", " sheet")))
-        elif sheet.state != "visible" and not include_hidden:
-            skipped.append(Skip(sheet.name, f"{sheet.state} sheet"))
-        else:
-            info = inspection.entries.get(sheet.part or "")
-            tasks.append(Task(index, sheet.name, sheet.part, info.file_size if info else 0))
-    return tasks, skipped
+        table = sheet.table.replace_schema_metadata({
+            "sheetdrop.source": self.job.source, "sheetdrop.sheet": task.name,
+            "sheetdrop.converter_version": self.job.version,
+            "sheetdrop.column_types": json.dumps(sheet.types, ensure_ascii=False),
+            "sheetdrop.nulls": json.dumps(sheet.nulls, ensure_ascii=False),
+            "sheetdrop.errors": json.dumps(sheet.errors, ensure_ascii=False),
+            "sheetdrop.rows": str(sheet.table.num_rows),
+        })
+        path = self.staging / f"sheet-{task.index}.parquet"
+        text = [f.name for f in table.schema if pa.types.is_string(f.type)]
+        # Dictionaries pay off for repeated text (cities, codes), not for numbers and timestamps; the
+        # statistics of long text columns cost more than they give a reader. Fixed writer options and no
+        # timestamps anywhere keep reruns byte-identical.
+        pq.write_table(table, path, compression="zstd", compression_level=1, version="2.6", use_dictionary=text,
+                       write_statistics=[f.name for f in table.schema if f.name not in text], store_schema=True)
+        return SheetResult(task.index, task.name, path.name, table.num_rows, table.num_columns,
+                           path.stat().st_size, sheet.types, sheet.nulls, sheet.errors)
 
 
-def _recoverable(exc: BaseException) -> bool:
+def recoverable(exc: BaseException) -> bool:
     """A reader's failure that another reader may not share (calamine's panics are BaseExceptions)."""
     return not isinstance(exc, MemoryError | WorkbookRejected | SheetSkipped | KeyboardInterrupt | SystemExit)
 
 
-def _classify(exc: BaseException) -> WorkbookRejected:
+def classify(exc: BaseException) -> WorkbookRejected:
     if isinstance(exc, WorkbookRejected):
         return exc
     if isinstance(exc, MemoryError):
@@ -319,28 +248,6 @@ def _classify(exc: BaseException) -> WorkbookRejected:
                                              "upload it again")
     return WorkbookRejected("corrupt", f"the workbook could not be read ({' '.join(text.split())[:300]}); open it "
                                        "in Excel or LibreOffice, save it again and re-upload")
-
-
-def _write(task: Task, sheet: Any, job: Job, staging: Path) -> SheetResult:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    table = sheet.table.replace_schema_metadata({
-        "sheetdrop.source": job.source,
-        "sheetdrop.sheet": task.name,
-        "sheetdrop.converter_version": job.version,
-        "sheetdrop.column_types": json.dumps(sheet.types, ensure_ascii=False),
-        "sheetdrop.nulls": json.dumps(sheet.nulls, ensure_ascii=False),
-        "sheetdrop.errors": json.dumps(sheet.errors, ensure_ascii=False),
-        "sheetdrop.rows": str(sheet.table.num_rows),
-    })
-    path = staging / f"sheet-{task.index}.parquet"
-    # Dictionaries pay off for repeated text (cities, codes); for numbers and timestamps they mostly
-    # cost time. Fixed writer options and no timestamps anywhere keep reruns byte-identical.
-    pq.write_table(table, path, compression="zstd", compression_level=1, version="2.6", write_statistics=True,
-                   use_dictionary=[f.name for f in table.schema if pa.types.is_string(f.type)], store_schema=True)
-    return SheetResult(task.index, task.name, path.name, table.num_rows, table.num_columns, path.stat().st_size,
-                       sheet.types, sheet.nulls, sheet.errors)
 
 
 class _Scan(threading.Thread):
@@ -358,9 +265,8 @@ class _Scan(threading.Thread):
         self.done = threading.Event()
 
     def run(self) -> None:
-        if sys.platform == "linux" and not self.sinks:  # per-thread nice: the parses keep their cores
-            with contextlib.suppress(OSError):  # (unless the scan feeds a split sheet's readers)
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        if not self.sinks:  # the parses keep their cores (unless the scan feeds a split sheet's readers)
+            _nice()
         names = {self.parts[s.part]: s.name for s in self.inspection.sheets or [] if s.part in self.parts}
         try:
             self.counts = deep_check(Path(self.job.src), self.inspection.deferred, names, self.job.limits,
@@ -404,10 +310,14 @@ class _Budget:
                 self.cond.notify_all()
 
 
+def _nice() -> None:
+    """Lower this thread's CPU priority (Linux nice values are per thread)."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+
+
 def _import_pyarrow() -> None:
-    if sys.platform == "linux":
-        with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    _nice()
     for module in ("pyarrow", "pyarrow.compute", "pyarrow.parquet", "convert_columns"):
         with contextlib.suppress(ImportError):  # a failed import shows again where the module is used
             importlib.import_module(module)

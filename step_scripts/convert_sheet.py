@@ -304,35 +304,6 @@ def check(columns: list[ColumnRead], head: Head, expected: SheetCounts | None,
                    "every kind of cell its columns hold"]
 
 
-def merge_parts(parts: list[tuple[list[ColumnRead], int]], seams: list[int]) -> list[ColumnRead] | None:
-    """The columns of a sheet read in parts (``convert_package.PartWriter``), sentinel rows dropped;
-    None when a part's rows do not line up with its row numbers."""
-    import pyarrow as pa
-    from convert_columns import ColumnRead
-
-    spans = []
-    for k, (_, rows) in enumerate(parts):
-        first, last = k > 0, k < len(parts) - 1
-        if first and last and rows != seams[k] - seams[k - 1] + 2:
-            return None
-        spans.append((int(first), rows - int(last)))
-    merged: dict[int, ColumnRead] = {}
-    offset = 0
-    for (columns, _), (start, end) in zip(parts, spans, strict=True):
-        for col in columns:
-            into = merged.setdefault(col.index, ColumnRead(col.index, None, col.kind, {}))
-            into.foreign.update({r - start + offset: c for r, c in col.foreign.items() if start <= r < end})
-            native = col.native.slice(start, end - start)
-            pieces = [into.native] if into.native is not None else []
-            pieces.append(pa.nulls(offset - sum(len(p) for p in pieces), native.type))
-            into.native = pa.concat_arrays([*pieces, native])
-        offset += end - start
-    for col in merged.values():
-        if col.native is not None and len(col.native) < offset:
-            col.native = pa.concat_arrays([col.native, pa.nulls(offset - len(col.native), col.native.type)])
-    return [merged[i] for i in sorted(merged)]
-
-
 def observed(columns: list[ColumnRead], types: dict[int, tuple[str, str]]) -> tuple[int, int]:
     """Booleans and text cells as read: the native values of boolean and text columns, and the cells
     reported as booleans or text anywhere."""
@@ -395,7 +366,7 @@ class XlsBook:
     def names(self) -> list[str]:
         return self.book.sheet_names()
 
-    def read(self, task: Task) -> tuple[list[ColumnRead], int]:
+    def read(self, task: Task) -> list[ColumnRead]:
         from convert_columns import column_from_cells, serial_datetime
 
         x = self.xlrd
@@ -427,4 +398,4 @@ class XlsBook:
                                          enumerate(zip(sheet.col_types(c), sheet.col_values(c), strict=True))])
                    for c in range(sheet.ncols)]
         self.book.unload_sheet(task.index)
-        return columns, sheet.nrows
+        return columns

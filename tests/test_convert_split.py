@@ -1,4 +1,4 @@
-"""One large sheet read in parts by several readers (convert_package.PartWriter, convert_sheet.merge_parts):
+"""One large sheet read in parts by several readers (convert_split):
 the output must be byte-identical to the single reader's, whatever sits at or across a seam.
 
 The split is forced with ``split_sheet_bytes=1`` (then each part holds about an eighth of the sheet);
@@ -212,7 +212,7 @@ def test_parts_hold_consecutive_rows_between_sentinels(tmp_path: Path) -> None:
     # and ends on a known row; fed in 7-byte chunks, so that every element is cut somewhere.
     import openpyxl
     from convert_guard import quick_inspect
-    from convert_package import PartWriter
+    from convert_split import PartWriter
 
     src = tmp_path / "rows.xlsx"
     wb = xlsxwriter.Workbook(src)
