@@ -33,10 +33,6 @@ from rejection import OUT_OF_MEMORY, WorkbookRejected
 
 CONVERTER_VERSION = "2.0.0"
 READER = Path(__file__).resolve().parent / "convert_reader.py"
-#: A sheet's XML from which it is read in parts, when there are fewer sheets than cores. Below it the
-#: parts' fixed costs (a package and a reader each) outweigh the shared parse; 100k rows x 20
-#: columns is ~80 MB of XML.
-SPLIT_SHEET_BYTES = 24 * 1024**2
 log = logging.getLogger("sheetdrop.convert")
 
 __all__ = ["CONVERTER_VERSION", "Limits", "SheetOutput", "WorkbookRejected", "convert_workbook", "usable_cores"]
@@ -74,13 +70,12 @@ def usable_cores(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
 
 def convert_workbook(
     src: Path, outdir: Path, *, source: str | None = None, include_hidden: bool = False,
-    limits: Limits | None = None, workers: int | None = None, split_sheet_bytes: int = SPLIT_SHEET_BYTES,
+    limits: Limits | None = None, workers: int | None = None,
 ) -> list[SheetOutput]:
     """Write one ``<sheet-slug>.parquet`` per visible non-empty worksheet of ``src`` into ``outdir``.
 
     Raises :class:`WorkbookRejected` (leaving ``outdir`` untouched) when the workbook cannot be
-    converted. ``workers`` caps the sheets (or parts of one) parsed at once (default:
-    :func:`usable_cores`); ``split_sheet_bytes`` overrides :data:`SPLIT_SHEET_BYTES`.
+    converted. ``workers`` caps the sheets parsed at once (default: :func:`usable_cores`).
     """
     src, outdir = Path(src), Path(outdir)
     limits = limits or Limits()
@@ -89,8 +84,7 @@ def convert_workbook(
     staging = Path(tempfile.mkdtemp(prefix="sheetdrop-staging-"))
     try:
         job = Job(src=str(src.resolve()), staging=str(staging), source=source or src.name, version=CONVERTER_VERSION,
-                  include_hidden=include_hidden, limits=limits, cores=workers or usable_cores(),
-                  split_bytes=split_sheet_bytes)
+                  include_hidden=include_hidden, limits=limits, cores=workers or usable_cores())
         outcome = _run_reader(job)
         outdir.mkdir(parents=True, exist_ok=True)
         outputs = []

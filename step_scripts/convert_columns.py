@@ -89,7 +89,7 @@ def texts(values: pa.Array, kind: str, date1904: bool) -> pa.Array:
         out = values.cast(pa.string())
         long = pc.fill_null(pc.match_substring_regex(out, r"[1-9](?:\.?\d){15}"), False)
         if pc.any(long).as_py():
-            cut = pa.array([float(f"{x:.15g}") for x in values.filter(long).to_pylist()], pa.float64())
+            cut = pa.array(list(map(float, map("%.15g".__mod__, values.filter(long).to_pylist()))), pa.float64())
             out = pc.replace_with_mask(out, long, cut.cast(pa.string()))
         out = pc.replace_substring(out, "e", "E")
         return pc.if_else(pc.equal(out, "-0"), "0", out)

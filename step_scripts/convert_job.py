@@ -37,8 +37,7 @@ class Job:
     version: str  # converter version, recorded in the parquet metadata
     include_hidden: bool
     limits: Limits
-    cores: int  # sheets (or parts of one) parsed at once, at most
-    split_bytes: int  # a sheet's XML from which it may be read in parts
+    cores: int  # sheets parsed at once, at most
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,7 @@
 * :func:`normalize` — a package written by another tool, with its workbook part moved to where the
   reader looks for it (``xl/workbook.xml``) and its relationships pointing there;
 * :func:`patch_errors` — a sheet whose error cells hold values the reader refuses (``#SPILL!``,
-  ``#CALC!``, ...), each turned into ``#N/A``: still an error cell, null and counted;
-* parts of one large sheet, each a package of its own (``convert_split``).
+  ``#CALC!``, ...), each turned into ``#N/A``: still an error cell, null and counted.
 
 Every part not rewritten is copied as compressed in the original, byte for byte, so the reader
 inflates it exactly as it would there.
@@ -39,7 +38,7 @@ _ERROR_CELL = re.compile(rb'(<(?:\w+:)?c\b[^>]*\bt="e"[^>]*>(?:<(?:\w+:)?f\b[^>]
                          rb"<((?:\w+:)?)v>)([^<]*)(</)")
 
 
-class Writer:
+class _Writer:
     """A zip package written entry by entry: raw copies of the source's entries, or new stored ones."""
 
     def __init__(self, out: BinaryIO, src: BinaryIO) -> None:
@@ -104,11 +103,11 @@ class Writer:
 
 
 def _write(src: Path, inspection: Inspection, out: BinaryIO, new: dict[str, Iterable[bytes]],
-           drop: set[str] = frozenset(), fill: tuple[str, Callable[[Writer], None]] | None = None) -> None:
+           drop: set[str] = frozenset(), fill: tuple[str, Callable[[_Writer], None]] | None = None) -> None:
     """The package with the parts in ``new`` (re)written stored, ``drop`` left out, and the part named
     by ``fill`` written by its callback; every other part copied."""
     with src.open("rb") as fh:
-        writer = Writer(out, fh)
+        writer = _Writer(out, fh)
         for name, info in inspection.entries.items():
             if fill is not None and name == fill[0]:
                 writer.begin(name)
@@ -201,7 +200,7 @@ def patch_errors(src: Path, inspection: Inspection, part: str, dst: Path, limits
         replaced += 1
         return m.group(1) + b"#N/A" + m.group(4)
 
-    def fill(writer: Writer) -> None:
+    def fill(writer: _Writer) -> None:
         def sink(chunk: bytes) -> None:
             nonlocal pending
             # Whole rows at a time, so that no cell is cut between two substitutions.

@@ -8,20 +8,18 @@ workbook's content happens here, in this order:
 1. the quick guard (``convert_guard``) classifies the file and lists its sheets;
 2. the bounded scan (``convert_scan``) starts on a thread of its own, at a lower CPU priority;
 3. the sheets are read once each (``convert_sheet``) in a pool of threads, as many as the cores the
-   job may use and as the memory limit allows (the parse runs in Rust, without the GIL); with fewer
-   sheets than cores, the largest is read in parts (``convert_split``);
+   job may use and as the memory limit allows (the parse runs in Rust, without the GIL);
 4. nothing is written before the scan has passed; a scan rejection wins over whatever the readers
    made of the file: it is written as the outcome at once and the process ends;
 5. each sheet goes through the column rules (``convert_columns``) into a parquet file.
 
-Only the standard library is loaded before the first parse starts; pyarrow's imports (~0.2 s) run on
-a background thread meanwhile.
+pyarrow is imported after the first parse (0.08 s without numpy, which it does not need here): imported
+during it, it would add its 60 MiB to the parse's peak.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
 import os
 import sys
@@ -35,7 +33,6 @@ from convert_job import Job, Outcome, SheetResult, Skip, job_from_json, to_json
 from convert_package import normalize, patch_errors
 from convert_scan import SheetCounts, deep_check
 from convert_sheet import FastexcelBook, NeedsPatch, SheetSkipped, Task, XlsBook, check, head_types, xls_globals
-from convert_split import SplitSheet
 from rejection import OUT_OF_MEMORY, WorkbookRejected
 
 #: Address space a parse takes per byte of sheet XML (measured 1.9 on 100k rows x 20 columns), and
@@ -46,11 +43,11 @@ _FINISHING = threading.Lock()
 
 
 def main() -> None:
-    # pyarrow imports pandas, when installed, the first time it converts a Python value: ~0.4 s for
-    # nothing this process needs, and a different process depending on the environment.
+    # pyarrow imports numpy when installed (0.15 s, 16 MiB) and pandas the first time it converts a
+    # Python value (0.4 s): nothing this process needs; hidden, the process is also the same whether
+    # or not the environment has them.
     sys.meta_path.insert(0, _NoPandas)  # type: ignore[arg-type]
     job = job_from_json(sys.stdin.read())
-    threading.Thread(target=_import_pyarrow, name="sheetdrop-imports", daemon=True).start()
     try:
         outcome = Reader(job).run()
     except BaseException as exc:  # a reader's failure outside any one sheet is a verdict on the file too
@@ -84,13 +81,9 @@ class Reader:
         self.path, self.reading = self._prepare()
         tasks, skipped = self._plan()
         sheets = self.reading.sheets is not None  # xls and ods: one stream, parsed whole, one thread
-        threads = max(1, min(self.job.cores, len(tasks))) if sheets else 1
-        split = self._split_choice(tasks)
-        with ThreadPoolExecutor(threads + (self.job.cores if split else 0), "sheetdrop") as pool:
-            self.split = SplitSheet(self.path, self.reading, split, self.job, pool) if split else None
-            sinks = {self.inspection.entries[split.part or ""].filename: self.split} if split else {}
-            self.scan = _Scan(self.job, self.inspection, sinks)
-            self.scan.start()
+        self.scan = _Scan(self.job, self.inspection)
+        self.scan.start()
+        with ThreadPoolExecutor(max(1, min(self.job.cores, len(tasks))) if sheets else 1, "sheetdrop") as pool:
             outcomes = list(pool.map(self._outcome, tasks))  # in sheet order, as a one-by-one read gives them
         self.scan.wait()
         results = []
@@ -146,14 +139,6 @@ class Reader:
             self.xls = XlsBook(self.path)
             return self.xls.names
 
-    def _split_choice(self, tasks: list[Task]) -> Task | None:
-        """With fewer sheets than cores, the largest xlsx sheet from ``split_bytes`` of XML up is read in
-        parts (the scan inflates it anyway, and writes the parts as it goes)."""
-        if self.reading.fmt not in ("xlsx", "xlsm") or not 0 < len(tasks) < self.job.cores:
-            return None
-        largest = max(tasks, key=lambda t: t.size)
-        return largest if largest.size >= self.job.split_bytes else None
-
     def _outcome(self, task: Task) -> SheetResult | Skip | WorkbookRejected:
         try:
             columns, date1904 = self._columns(task)
@@ -173,10 +158,6 @@ class Reader:
     def _columns(self, task: Task) -> tuple[list[Any], bool]:
         if self.xls is not None:
             return self.xls.read(task), self.xls.date1904
-        if self.split is not None and task.part == self.split.task.part:
-            columns = self.split.columns(self.scan, self.notes)
-            if columns is not None:
-                return columns, self.reading.date1904
         try:
             with self.budget.take(int(task.size * PARSE_FACTOR)):
                 return self._read(task), self.reading.date1904
@@ -254,9 +235,9 @@ class _Scan(threading.Thread):
     """The bounded scan of every part the quick guard deferred. A rejection ends the process at once
     with that rejection as its outcome: it wins over whatever a reader was doing."""
 
-    def __init__(self, job: Job, inspection: Inspection, sinks: dict[str, Any]) -> None:
+    def __init__(self, job: Job, inspection: Inspection) -> None:
         super().__init__(name="sheetdrop-scan", daemon=True)
-        self.job, self.inspection, self.sinks = job, inspection, sinks
+        self.job, self.inspection = job, inspection
         entries = inspection.entries
         self.parts = {s.part: entries[s.part].filename for s in inspection.sheets or []
                       if s.part in entries and inspection.fmt in ("xlsx", "xlsm")}
@@ -265,12 +246,11 @@ class _Scan(threading.Thread):
         self.done = threading.Event()
 
     def run(self) -> None:
-        if not self.sinks:  # the parses keep their cores (unless the scan feeds a split sheet's readers)
-            _nice()
+        _nice()  # the parses keep their cores
         names = {self.parts[s.part]: s.name for s in self.inspection.sheets or [] if s.part in self.parts}
         try:
             self.counts = deep_check(Path(self.job.src), self.inspection.deferred, names, self.job.limits,
-                                     self.inspection.inflated, self.sinks)
+                                     self.inspection.inflated)
         except WorkbookRejected as exc:
             finish(self.job, Outcome(rejected=exc.to_wire()))
         except BaseException as exc:  # handed to the threads that wait for the verdict
@@ -316,20 +296,13 @@ def _nice() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
 
 
-def _import_pyarrow() -> None:
-    _nice()
-    for module in ("pyarrow", "pyarrow.compute", "pyarrow.parquet", "convert_columns"):
-        with contextlib.suppress(ImportError):  # a failed import shows again where the module is used
-            importlib.import_module(module)
-
-
 class _NoPandas:
-    """Import finder that reports pandas as absent."""
+    """Import finder that reports pandas and numpy as absent."""
 
     @staticmethod
     def find_spec(name: str, path: object = None, target: object = None) -> None:
-        if name == "pandas" or name.startswith("pandas."):
-            raise ImportError("pandas is not used by the reader process")
+        if name.split(".")[0] in ("pandas", "numpy"):
+            raise ImportError(f"{name} is not used by the reader process")
         return None
 
 

@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO
 
 from convert_job import Limits
 from rejection import WorkbookRejected
@@ -166,9 +166,8 @@ class SheetScan:
     file with rows out of order is left to the reader's memory limit).
     """
 
-    def __init__(self, count: bool = True) -> None:
+    def __init__(self) -> None:
         self.counts = SheetCounts()
-        self.count = count  # off when the sheet's parts are counted by their readers instead
         self.tail = b""
 
     def feed(self, chunk: bytes) -> None:
@@ -176,9 +175,8 @@ class SheetScan:
         # (shorter than any pattern on each side, so nothing is counted twice); no big copies.
         seam = self.tail[-12:] + chunk[:12]
         counts = self.counts
-        if self.count:
-            counts.bools += chunk.count(b't="b"') + seam.count(b't="b"')
-            counts.texts += sum(chunk.count(p) + seam.count(p) for p in TEXT_TYPES)
+        counts.bools += chunk.count(b't="b"') + seam.count(b't="b"')
+        counts.texts += sum(chunk.count(p) + seam.count(p) for p in TEXT_TYPES)
         wide = set(_WIDE_REF.findall(chunk)) | set(_WIDE_REF.findall(self.tail[-256:] + chunk[:256]))
         for letters in sorted(wide, key=col_number, reverse=True):
             if col_number(letters) <= counts.columns:
@@ -210,21 +208,10 @@ class SheetScan:
         return self.counts
 
 
-class Sink(Protocol):
-    def feed(self, chunk: bytes) -> None: ...
-    def finish(self) -> None: ...
-
-
 def deep_check(path: Path, deferred: list[zipfile.ZipInfo], sheets: dict[str, str], limits: Limits,
-               inflated: int = 0, sinks: dict[str, Sink] | None = None) -> dict[str, SheetCounts]:
-    """Inflate every deferred part once (bounded) and scan the sheet parts among them.
-
-    ``sheets`` maps a sheet part's zip name to the sheet's name; ``sinks`` are fed a part's bytes too
-    (its entry is inflated first; its cells are counted by the sink's readers). Returns the counts
-    per part.
-    """
-    sinks = sinks or {}
-    deferred = sorted(deferred, key=lambda info: info.filename not in sinks)
+               inflated: int = 0) -> dict[str, SheetCounts]:
+    """Inflate every deferred part once (bounded) and scan the sheet parts among them. ``sheets`` maps a
+    sheet part's zip name to the sheet's name. Returns the counts per part."""
     counts: dict[str, SheetCounts] = {}
     if not deferred:
         return counts
@@ -234,18 +221,8 @@ def deep_check(path: Path, deferred: list[zipfile.ZipInfo], sheets: dict[str, st
         raise WorkbookRejected("corrupt", f"the workbook's zip container is damaged ({exc})") from exc
     with zf, path.open("rb") as fh:
         for info in deferred:
-            sink = sinks.get(info.filename)
-            scan = SheetScan(count=sink is None) if info.filename in sheets else None
-
-            def feed(chunk: bytes, scan: SheetScan | None = scan, sink: Sink | None = sink) -> None:
-                if scan is not None:
-                    scan.feed(chunk)
-                if sink is not None:
-                    sink.feed(chunk)
-
-            inflated += inflate_entry(fh, info, limits, inflated, feed, zf)
+            scan = SheetScan() if info.filename in sheets else None
+            inflated += inflate_entry(fh, info, limits, inflated, scan.feed if scan else None, zf)
             if scan is not None:
                 counts[info.filename] = scan.finish(sheets[info.filename], limits)
-            if sink is not None:
-                sink.finish()
     return counts

@@ -19,10 +19,10 @@ PROJECT_PYTHON = ROOT / ".venv" / "bin" / "python"
 FIXTURES = ROOT / "tests" / "workbooks"
 CONVERT = (
     "import sys; sys.path.insert(0, {step!r}); from convert import convert_workbook; "
-    "convert_workbook(sys.argv[1], sys.argv[2], split_sheet_bytes=int(sys.argv[3]), workers=2)"
+    "convert_workbook(sys.argv[1], sys.argv[2], workers=2)"
 ).format(step=str(ROOT / "step_scripts"))
 # Every column rule: numbers, text, dates, times, durations, booleans, errors, mixed columns, a header
-# row below an empty-text row, a leading empty column; 3,000 rows so that a forced split has parts.
+# row below an empty row, a leading empty column; 3,000 rows, so that cells come after the first rows.
 GENERATE = """
 import datetime as dt, sys, xlsxwriter
 wb = xlsxwriter.Workbook(sys.argv[1])
@@ -58,10 +58,10 @@ def readers(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def _convert(python: Path | str, src: Path, out: Path, split_bytes: int, path: Path | None = None) -> list[Path]:
+def _convert(python: Path | str, src: Path, out: Path, path: Path | None = None) -> list[Path]:
     env = {"PYTHONPATH": str(path)} if path else {}
-    proc = subprocess.run([str(python), "-c", CONVERT, str(src), str(out), str(split_bytes)], capture_output=True,
-                          text=True, env={**_base_env(), **env}, timeout=300)
+    proc = subprocess.run([str(python), "-c", CONVERT, str(src), str(out)], capture_output=True, text=True,
+                          env={**_base_env(), **env}, timeout=300)
     assert proc.returncode == 0, proc.stderr
     return sorted(out.glob("*.parquet"))
 
@@ -72,18 +72,15 @@ def _base_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 
 
-@pytest.mark.parametrize(("name", "split_bytes"), [
-    ("sample.xlsm", 1 << 40), ("sample.xls", 1 << 40), ("sample.ods", 1 << 40), ("sample.xlsb", 1 << 40),
-    ("generated.xlsx", 1 << 40), ("generated.xlsx", 1),
-])
-def test_same_tables_as_under_the_project_pyarrow(readers: Path, tmp_path: Path, name: str, split_bytes: int) -> None:
+@pytest.mark.parametrize("name", ["sample.xlsm", "sample.xls", "sample.ods", "sample.xlsb", "generated.xlsx"])
+def test_same_tables_as_under_the_project_pyarrow(readers: Path, tmp_path: Path, name: str) -> None:
     assert pa.__version__.startswith("23."), pa.__version__  # the environment this test is about
     src = FIXTURES / name
     if name == "generated.xlsx":
         src = tmp_path / name
         subprocess.run([str(PROJECT_PYTHON), "-c", GENERATE, str(src)], check=True, timeout=120)
-    here = _convert(sys.executable, src, tmp_path / "aml", split_bytes, readers)
-    project = _convert(PROJECT_PYTHON, src, tmp_path / "project", split_bytes)
+    here = _convert(sys.executable, src, tmp_path / "aml", readers)
+    project = _convert(PROJECT_PYTHON, src, tmp_path / "project")
     assert [p.name for p in here] == [p.name for p in project] and here
     for a, b in zip(here, project, strict=True):
         left, right = pq.read_table(a), pq.read_table(b)
