@@ -185,8 +185,8 @@ class Reader:
             book = FastexcelBook(path, inspection, self.job.include_hidden)
             head = head_types(path, inspection, task, self.limits)
             columns = book.load(task, head.types)[0]
-        columns, notes = check(columns, head, self.scan.counts_for(task.part), lambda t: book.load(task, t)[0],
-                               task.name)
+        columns, notes = check(columns, head, self.scan.counts_for(task.part),
+                               lambda types, only: book.load(task, types, only=only)[0], task.name)
         self.notes.extend(notes)
         return columns
 

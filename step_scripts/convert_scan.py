@@ -171,12 +171,12 @@ class SheetScan:
         self.tail = b""
 
     def feed(self, chunk: bytes) -> None:
-        # Each pass looks at the chunk, plus the few bytes around its start for what the boundary cut
-        # (shorter than any pattern on each side, so nothing is counted twice); no big copies.
-        seam = self.tail[-12:] + chunk[:12]
+        # Each count looks at the chunk, plus the few bytes around its start where a pattern may have
+        # been cut (fewer than the pattern's length on each side, so nothing is counted twice).
         counts = self.counts
-        counts.bools += chunk.count(b't="b"') + seam.count(b't="b"')
-        counts.texts += sum(chunk.count(p) + seam.count(p) for p in TEXT_TYPES)
+        for pattern, field in ((b't="b"', "bools"), *((p, "texts") for p in TEXT_TYPES)):
+            seam = self.tail[-len(pattern) + 1:] + chunk[:len(pattern) - 1]
+            setattr(counts, field, getattr(counts, field) + chunk.count(pattern) + seam.count(pattern))
         wide = set(_WIDE_REF.findall(chunk)) | set(_WIDE_REF.findall(self.tail[-256:] + chunk[:256]))
         for letters in sorted(wide, key=col_number, reverse=True):
             if col_number(letters) <= counts.columns:

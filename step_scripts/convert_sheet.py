@@ -226,11 +226,14 @@ class FastexcelBook:
         return rows, strict[0].index if strict else 0
 
     def load(self, task: Task, types: dict[int, tuple[str, str]], rows: int | None = None,
-             every: str | None = None) -> tuple[list[ColumnRead], int]:
-        """The sheet's columns as read with these types (or ``every`` column as one), and its rows."""
+             every: str | None = None, only: list[int] | None = None) -> tuple[list[ColumnRead], int]:
+        """The sheet's columns (``only`` these) as read with these types (or ``every`` column as one),
+        and its number of rows."""
         dtypes = every or {i: types.get(i, DEFAULT)[0] for i in range(MAX_COLUMNS)}
         try:
-            sheet = self.reader.load_sheet(task.name, header_row=None, dtypes=dtypes, n_rows=rows)
+            # skip_rows=0: rows counted from the sheet's first, whatever columns are read.
+            sheet = self.reader.load_sheet(task.name, header_row=None, skip_rows=0, dtypes=dtypes, n_rows=rows,
+                                           use_columns=only)
         except Exception as exc:
             text = str(exc)
             if "Unsupported cell error value" in text:
@@ -245,12 +248,13 @@ class FastexcelBook:
         from convert_columns import ColumnRead, serial_timestamps
 
         batch, errors = sheet.to_arrow_with_errors()
-        infos = sheet.available_columns()
+        infos = sheet.selected_columns
+        at = {info.index: j for j, info in enumerate(infos)}  # error positions count the sheet's columns
         foreign: list[dict[int, Cell]] = [{} for _ in infos]
         date1904 = self.inspection.date1904
         for err in errors.errors if errors is not None else []:
             row, col = err.position
-            foreign[col][row] = original(err.detail, date1904)
+            foreign[at[col]][row] = original(err.detail, date1904)
         columns = []
         for j, info in enumerate(infos):
             dtype, kind = (every, None) if every else types.get(info.absolute_index, DEFAULT)
@@ -261,12 +265,22 @@ class FastexcelBook:
         return columns, batch.num_rows
 
 
+#: Cells reported at once by a second read (each is a Python object of ~300 bytes): a second read of
+#: more columns is made in groups of columns, one parse each.
+STRICT_CELLS = 2_000_000
+
+
 def check(columns: list[ColumnRead], head: Head, expected: SheetCounts | None,
-          strict_read: Callable[[dict[int, tuple[str, str]]], list[ColumnRead]], name: str,
+          strict_read: Callable[[dict[int, tuple[str, str]], list[int]], list[ColumnRead]], name: str,
           ) -> tuple[list[ColumnRead], list[str]]:
     """The header row's cells as the first rows showed them, then the count check: when the bounded
     scan counted other numbers of boolean and text cells than were read as such, a cell was coerced
-    silently; the sheet is then read again, every cell but the dates reported."""
+    silently (several may offset each other in the counts, so the difference does not tell which). The
+    columns that can hide one are then read again, every cell but the dates reported: the columns of
+    numbers (a boolean, numeric text), of booleans (a number), and of text holding something a number,
+    date or boolean would have been rendered as."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
     from convert_columns import header_row
 
     h = header_row(columns)
@@ -284,24 +298,38 @@ def check(columns: list[ColumnRead], head: Head, expected: SheetCounts | None,
     seen = observed(columns, head.types)
     if expected is None or (expected.bools, expected.texts) == (seen[0] + bools, seen[1] + texts):
         return columns, []
-    import pyarrow as pa
-    import pyarrow.compute as pc
 
-    strict = {c.index: ("duration", "duration" if head.types.get(c.index, DEFAULT)[1] == "duration" else "datetime")
-              for c in columns}
-    again = strict_read(strict)
-    first = {c.index: c for c in columns}
-    for col in again:
-        # The second read (as durations) cannot tell a date from a duration; where the first reported
-        # one with its subtype (a column of numbers or booleans), that cell is taken from the first.
-        dates = {r: c for r, c in first[col.index].foreign.items() if c[0] in ("datetime", "duration")} if (
-            col.index in first) else {}
-        if dates and col.native is not None:
-            mask = pa.array([r in dates for r in range(len(col.native))])
-            col.native = pc.if_else(mask, pa.scalar(None, col.native.type), col.native)
-            col.foreign.update(dates)
-    return again, [f"sheet {name!r} read again with every cell checked: its first {HEAD_ROWS} rows did not show "
-                   "every kind of cell its columns hold"]
+    def suspect(col: ColumnRead) -> bool:
+        dtype, native = head.types.get(col.index, DEFAULT)[0], col.native
+        if native is None or dtype == "duration":
+            return False
+        return dtype != "string" or bool(pc.any(pc.match_substring_regex(native, r"^(-?\d|true$|false$)")).as_py())
+
+    again = {c.index: c for c in columns}
+    suspects = [c.index for c in columns if suspect(c)]
+    size = max(1, STRICT_CELLS // max(1, len(columns[0].native) if columns and columns[0].native is not None else 1))
+    for group in (suspects[i:i + size] for i in range(0, len(suspects), size)):
+        strict = {i: ("duration", "duration" if head.types.get(i, DEFAULT)[1] == "duration" else "datetime")
+                  for i in group}
+        for col in strict_read(strict, group):
+            # A second read as durations cannot tell a date from a duration; where the first reported one
+            # with its subtype (a column of numbers or booleans), that cell is taken from the first.
+            dates = {r: c for r, c in again[col.index].foreign.items() if c[0] in ("datetime", "duration")}
+            if dates and col.native is not None:
+                mask = pa.array([r in dates for r in range(len(col.native))])
+                col.native = pc.if_else(mask, pa.scalar(None, col.native.type), col.native)
+                col.foreign.update(dates)
+            col.foreign.update({r: c for r, c in again[col.index].foreign.items() if r == h})
+            again[col.index] = col
+    return list(again.values()), [f"sheet {name!r}: columns {', '.join(column_names(suspects))} read again with "
+                                  f"every cell checked: the first {HEAD_ROWS} rows did not show every kind of cell "
+                                  "they hold"]
+
+
+def column_names(indices: list[int]) -> list[str]:
+    from convert_columns import column_letter
+
+    return [column_letter(i) for i in indices]
 
 
 def observed(columns: list[ColumnRead], types: dict[int, tuple[str, str]]) -> tuple[int, int]:
