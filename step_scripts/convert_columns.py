@@ -21,6 +21,7 @@ Leading and trailing columns with neither a name nor data, and trailing empty ro
 from __future__ import annotations
 
 import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -180,7 +181,7 @@ def header_row(columns: list[ColumnRead]) -> int | None:
     return min((f for f in firsts if f is not None), default=None)
 
 
-def build_table(columns: list[ColumnRead], date1904: bool) -> SheetTable | None:
+def build_table(columns: list[ColumnRead], date1904: bool, threads: int = 1) -> SheetTable | None:
     """Header, trimming and the column rules on a sheet as read; None when no cell holds a value."""
     header = header_row(columns)
     if header is None:
@@ -204,8 +205,10 @@ def build_table(columns: list[ColumnRead], date1904: bool) -> SheetTable | None:
     first, last = keep.index(True), len(keep) - 1 - keep[::-1].index(True)
     final = unique_names([safe_name(names[i], columns[i].index) for i in range(first, last + 1)])
     arrays, types, nulls, errors = [], {}, {}, {}
-    for name, col in zip(final, columns[first:last + 1], strict=True):
-        array, kind, n_errors = finish_column(col, date1904, header + 1, end)
+    # Columns side by side: pyarrow's kernels run without the GIL.
+    with ThreadPoolExecutor(max(1, threads), "sheetdrop-column") as pool:
+        done = list(pool.map(lambda col: finish_column(col, date1904, header + 1, end), columns[first:last + 1]))
+    for name, (array, kind, n_errors) in zip(final, done, strict=True):
         arrays.append(array)
         types[name], nulls[name], errors[name] = kind, array.null_count, n_errors
     return SheetTable(pa.Table.from_arrays(arrays, names=final), types, nulls, errors)

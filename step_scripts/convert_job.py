@@ -9,7 +9,17 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from contract import STEP_DEFAULTS
+
+def _default(setting: str, unit: float = 1) -> Any:
+    """A step setting's default, from the contract, read when a Limits is made without it (the reader
+    process is given every limit: it never loads the contract)."""
+
+    def factory() -> Any:
+        from contract import STEP_DEFAULTS
+
+        return type(unit)(STEP_DEFAULTS[setting] * unit)
+
+    return field(default_factory=factory)
 
 
 @dataclass(frozen=True)
@@ -17,16 +27,16 @@ class Limits:
     """Configurable bounds; the defaults suit a step with a few GiB of memory. Those that are step
     settings take their defaults from the contract."""
 
-    max_file_bytes: int = int(STEP_DEFAULTS["SHEETDROP_MAX_FILE_MB"] * 1024**2)
+    max_file_bytes: int = _default("SHEETDROP_MAX_FILE_MB", 1024**2)
     max_uncompressed_bytes: int = 4 * 1024**3  # all zip entries together, as inflated
     max_entry_ratio: float = 200.0  # uncompressed/compressed, for entries above ratio_floor_bytes
     ratio_floor_bytes: int = 8 * 1024**2
     max_entries: int = 10_000
     #: The area (rows x columns holding values) a reader would allocate, per sheet.
-    max_cells: int = int(STEP_DEFAULTS["SHEETDROP_MAX_CELLS"])
+    max_cells: int = _default("SHEETDROP_MAX_CELLS")
     #: Address space of the reader process, shared by the sheets it parses at once.
-    max_memory_bytes: int = int(STEP_DEFAULTS["SHEETDROP_READER_MEMORY_MB"] * 1024**2)
-    timeout_seconds: float = float(STEP_DEFAULTS["SHEETDROP_READER_TIMEOUT_S"])
+    max_memory_bytes: int = _default("SHEETDROP_READER_MEMORY_MB", 1024**2)
+    timeout_seconds: float = _default("SHEETDROP_READER_TIMEOUT_S", 1.0)
 
 
 @dataclass(frozen=True)

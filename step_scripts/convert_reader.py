@@ -80,16 +80,19 @@ class Reader:
     def run(self) -> Outcome:
         self.path, self.reading = self._prepare()
         tasks, skipped = self._plan()
+        self.alone = len(tasks) == 1  # then the column rules run on every core
         sheets = self.reading.sheets is not None  # xls and ods: one stream, parsed whole, one thread
         self.scan = _Scan(self.job, self.inspection)
         self.scan.start()
         with ThreadPoolExecutor(max(1, min(self.job.cores, len(tasks))) if sheets else 1, "sheetdrop") as pool:
-            outcomes = list(pool.map(self._outcome, tasks))  # in sheet order, as a one-by-one read gives them
-        self.scan.wait()
+            tables = list(pool.map(self._table, tasks))  # in sheet order, as a one-by-one read gives them
+            self.scan.wait()  # nothing is written before the scan has passed
+            for item in tables:
+                if isinstance(item, WorkbookRejected):
+                    raise item
+            outcomes = list(pool.map(self._write, tasks, tables))
         results = []
         for item in outcomes:
-            if isinstance(item, WorkbookRejected):
-                raise item
             (skipped if isinstance(item, Skip) else results).append(item)
         if not results:
             detail = "; ".join(f"{s.sheet!r}: {s.why}" for s in skipped[:5])
@@ -139,21 +142,19 @@ class Reader:
             self.xls = XlsBook(self.path)
             return self.xls.names
 
-    def _outcome(self, task: Task) -> SheetResult | Skip | WorkbookRejected:
+    def _table(self, task: Task) -> Any:
+        """The sheet's table (column rules applied), a Skip, or the rejection its reading ended in."""
         try:
             columns, date1904 = self._columns(task)
             from convert_columns import build_table
 
-            sheet = build_table(columns, date1904)
-            if sheet is None:
-                raise SheetSkipped("empty")
+            sheet = build_table(columns, date1904, self.job.cores if self.alone else 1)
+            return Skip(task.name, "empty") if sheet is None else sheet
         except SheetSkipped as exc:
             return Skip(task.name, str(exc))
         except BaseException as exc:  # a reader error (or panic) is a verdict on the file
             self.scan.wait()  # the scan's verdict comes first: the file may be a bomb the reader choked on
             return classify(exc)
-        self.scan.wait()  # nothing is written before the scan has passed
-        return self._write(task, sheet)
 
     def _columns(self, task: Task) -> tuple[list[Any], bool]:
         if self.xls is not None:
@@ -190,7 +191,9 @@ class Reader:
         self.notes.extend(notes)
         return columns
 
-    def _write(self, task: Task, sheet: Any) -> SheetResult:
+    def _write(self, task: Task, sheet: Any) -> SheetResult | Skip:
+        if isinstance(sheet, Skip):
+            return sheet
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -244,19 +247,27 @@ class _Scan(threading.Thread):
         self.counts: dict[str, SheetCounts] = {}
         self.error: BaseException | None = None
         self.done = threading.Event()
+        self.counted = threading.Condition()
 
     def run(self) -> None:
         _nice()  # the parses keep their cores
         names = {self.parts[s.part]: s.name for s in self.inspection.sheets or [] if s.part in self.parts}
         try:
-            self.counts = deep_check(Path(self.job.src), self.inspection.deferred, names, self.job.limits,
-                                     self.inspection.inflated)
+            deep_check(Path(self.job.src), self.inspection.deferred, names, self.job.limits,
+                       self.inspection.inflated, self._counted)
         except WorkbookRejected as exc:
             finish(self.job, Outcome(rejected=exc.to_wire()))
         except BaseException as exc:  # handed to the threads that wait for the verdict
             self.error = exc
         finally:
             self.done.set()
+            with self.counted:
+                self.counted.notify_all()
+
+    def _counted(self, part: str, counts: SheetCounts) -> None:
+        with self.counted:
+            self.counts[part] = counts
+            self.counted.notify_all()
 
     def wait(self) -> None:
         self.done.wait()
@@ -264,8 +275,15 @@ class _Scan(threading.Thread):
             raise self.error
 
     def counts_for(self, part: str | None) -> SheetCounts | None:
-        self.wait()
-        return self.counts.get(self.parts.get(part or "", ""))
+        """A sheet's counts, as soon as the scan has them (the scan goes on with the other parts)."""
+        name = self.parts.get(part or "")
+        if name is None:
+            return None
+        with self.counted:
+            self.counted.wait_for(lambda: name in self.counts or self.done.is_set())
+        if name not in self.counts:
+            self.wait()
+        return self.counts.get(name)
 
 
 class _Budget:

@@ -209,9 +209,10 @@ class SheetScan:
 
 
 def deep_check(path: Path, deferred: list[zipfile.ZipInfo], sheets: dict[str, str], limits: Limits,
-               inflated: int = 0) -> dict[str, SheetCounts]:
+               inflated: int = 0, counted: Callable[[str, SheetCounts], None] | None = None) -> dict[str, SheetCounts]:
     """Inflate every deferred part once (bounded) and scan the sheet parts among them. ``sheets`` maps a
-    sheet part's zip name to the sheet's name. Returns the counts per part."""
+    sheet part's zip name to the sheet's name. Returns the counts per part, each also handed to
+    ``counted`` as soon as it is known."""
     counts: dict[str, SheetCounts] = {}
     if not deferred:
         return counts
@@ -225,4 +226,6 @@ def deep_check(path: Path, deferred: list[zipfile.ZipInfo], sheets: dict[str, st
             inflated += inflate_entry(fh, info, limits, inflated, scan.feed if scan else None, zf)
             if scan is not None:
                 counts[info.filename] = scan.finish(sheets[info.filename], limits)
+                if counted is not None:
+                    counted(info.filename, counts[info.filename])
     return counts
