@@ -1,16 +1,11 @@
 """Workbook → parquet, without AzureML: ``convert_workbook`` (and ``python convert.py INPUT OUTDIR``).
 
-Self-contained: this folder is uploaded to AzureML as the step's snapshot, so nothing here imports
-from ``sheetdrop`` or ``pipeline``. This process never opens the workbook's content. It starts the
-reader process (``convert_reader.py``: quick guard, bounded scan, one read per sheet, column rules)
-under an address-space limit and a timeout, hands it a :class:`convert_job.Job`, waits, and moves the
-parquet files it wrote into ``outdir``: all of them, or none when the workbook is rejected. A reader
-that aborts (SIGABRT on a failed allocation), is killed or runs out of time still ends as a
-rejection with a reason.
-
-The column rules are in ``convert_columns``; README.md, "The converter", says them in prose.
-Rejection codes (``WorkbookRejected.code``): encrypted, not-a-workbook, corrupt, too-large, unsafe,
-empty. Run as a script it exits 0, or 2 with one line ``error: <code>: <reason>``.
+Self-contained (this folder is the step's AzureML snapshot). This process never opens the workbook's
+content: it starts the reader process (``convert_reader.py``) under an address-space limit and a
+timeout, hands it a :class:`convert_job.Job`, and moves the parquet files it wrote into ``outdir``:
+all of them, or none when the workbook is rejected. A reader that aborts (SIGABRT on a failed
+allocation), is killed or runs out of time still ends as a rejection with a reason. Run as a script
+it exits 0, or 2 with one line ``error: <code>: <reason>``. README.md, "The converter", says the rules.
 """
 
 from __future__ import annotations
@@ -34,8 +29,6 @@ from rejection import OUT_OF_MEMORY, WorkbookRejected
 CONVERTER_VERSION = "2.0.0"
 READER = Path(__file__).resolve().parent / "convert_reader.py"
 log = logging.getLogger("sheetdrop.convert")
-
-__all__ = ["CONVERTER_VERSION", "Limits", "SheetOutput", "WorkbookRejected", "convert_workbook", "usable_cores"]
 
 
 @dataclass
@@ -92,12 +85,9 @@ def convert_workbook(
         for result, name in zip(outcome.sheets, names, strict=True):
             path = outdir / f"{name}.parquet"
             shutil.move(staging / Path(result.file).name, path)
-            outputs.append(SheetOutput(
-                sheet=result.sheet, slug=name, path=path, rows=result.rows, columns=result.columns,
-                column_types=result.column_types, nulls=sum(result.null_counts.values()),
-                errors=sum(result.error_counts.values()), bytes=result.bytes, null_counts=result.null_counts,
-                error_counts=result.error_counts,
-            ))
+            outputs.append(SheetOutput(result.sheet, name, path, result.rows, result.columns, result.column_types,
+                                       sum(result.null_counts.values()), sum(result.error_counts.values()),
+                                       result.bytes, result.null_counts, result.error_counts))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     for item in outcome.skipped:
@@ -108,17 +98,15 @@ def convert_workbook(
 
 
 def _unique_slugs(names: list[str]) -> list[str]:
-    used: set[str] = set()
-    out = []
+    used: dict[str, None] = {}  # in sheet order
     for name in names:
-        base = slug(name, "sheet")
-        unique, n = base, 1
+        base = unique = slug(name, "sheet")
+        n = 1
         while unique in used:
             n += 1
             unique = f"{base}_{n}"
-        used.add(unique)
-        out.append(unique)
-    return out
+        used[unique] = None
+    return list(used)
 
 
 def _limit(max_memory: int) -> None:

@@ -1,21 +1,9 @@
-"""The column rules: a sheet as read (one array per column, plus the cells of other kinds) → the table
-that is written. Pure pyarrow; no reader here.
+"""The column rules: a sheet as read → the table that is written (pure pyarrow).
 
-A column as read (:class:`ColumnRead`) holds the values of its *native* kind in one Arrow array and,
-for the few cells of another kind, their exact values by row (``foreign``), as the reader reported
-them. Over the whole column, deterministically:
-
-* one kind → typed: numbers → int64 when all whole (up to 2**53), else float64; dates → timestamp;
-  times of day → time; durations → duration; booleans → bool; text → string;
-* several kinds → text, each cell as Excel shows it (:func:`texts`): numbers in their shortest
-  round-trip form with at most 15 significant digits (never ``-0``), ``TRUE``/``FALSE``,
-  ``YYYY-MM-DD HH:MM:SS`` (``YYYY-MM-DD`` without a time, ``HH:MM:SS`` for a time of day,
-  ``250:10:10`` for a duration);
-* error cells → null, counted; empty text → null.
-
-The header is the first row holding a value that is not empty text; its cells name the columns
-(a date, number or boolean keeps its text as the name; an empty cell gives ``column_<letter>``).
-Leading and trailing columns with neither a name nor data, and trailing empty rows, are dropped.
+A column as read (:class:`ColumnRead`) holds the values of its native kind in one Arrow array and the
+cells of other kinds by row (``foreign``). One kind over the column → typed (int64 when all numbers
+are whole up to 2**53); several → text, each cell as Excel shows it (:func:`texts`); error cells and
+empty text → null. README.md, "The converter", says the rules in prose.
 """
 
 from __future__ import annotations
@@ -114,13 +102,13 @@ def _duration_text(value: dt.timedelta) -> str:
 
 
 def cell_texts(cells: list[Cell], date1904: bool) -> list[str | None]:
-    """Single cells as :func:`texts` shows them: each kind rendered together, error cells None."""
+    """Single cells as :func:`texts` shows them (a time of day is a date on day 0), error cells None."""
+    cells = [("datetime", v) if k == "time" else (k, v) for k, v in cells]
     out: list[str | None] = [None] * len(cells)
     for kind in {k for k, _ in cells} - {"error"}:
         at = [i for i, (k, _) in enumerate(cells) if k == kind]
-        arrow = pa.timestamp("ms") if kind == "datetime" else _ARROW_TYPES[kind]
-        for i, text in zip(at, texts(pa.array([cells[i][1] for i in at], arrow), kind, date1904).to_pylist(),
-                           strict=True):
+        values = pa.array([cells[i][1] for i in at], pa.timestamp("ms") if kind == "datetime" else _ARROW_TYPES[kind])
+        for i, text in zip(at, texts(values, kind, date1904).to_pylist(), strict=True):
             out[i] = text or None
     return out
 
@@ -152,33 +140,26 @@ def _present(col: ColumnRead) -> pa.Array | None:
     if col.native is None:
         return None
     if col.kind == "text":
-        return pc.and_kleene(pc.is_valid(col.native), pc.not_equal(col.native, ""))
+        return pc.fill_null(pc.not_equal(col.native, ""), False)
     return pc.is_valid(col.native)
 
 
-def _first(mask: pa.Array | None) -> int | None:
-    if mask is None:
-        return None
-    at = pc.index(mask, True).as_py()
-    return None if at < 0 else at
-
-
-def _last(mask: pa.Array | None) -> int | None:
+def _rows(mask: pa.Array | None) -> list[int]:
+    """The first and the last row of a mask that are set ([] when none is)."""
     if mask is None or not pc.any(mask).as_py():
-        return None
-    return pc.indices_nonzero(mask)[-1].as_py()
+        return []
+    return [pc.index(mask, True).as_py(), pc.indices_nonzero(mask)[-1].as_py()]
 
 
 def _is_value(cell: Cell) -> bool:
-    return cell[0] != "error" and not (cell[0] == "text" and not cell[1])
+    return cell[0] != "error" and cell != ("text", "")
 
 
 def header_row(columns: list[ColumnRead]) -> int | None:
     """The first row holding a value that is not empty text (None: no such row)."""
-    firsts = [_first(_present(c)) for c in columns]
-    firsts += [min(r for r, cell in c.foreign.items() if _is_value(cell)) for c in columns
-               if any(_is_value(cell) for cell in c.foreign.values())]
-    return min((f for f in firsts if f is not None), default=None)
+    rows = [r for c in columns for r in _rows(_present(c))[:1]]
+    rows += [r for c in columns for r, cell in c.foreign.items() if _is_value(cell)]
+    return min(rows, default=None)
 
 
 def build_table(columns: list[ColumnRead], date1904: bool, threads: int = 1) -> SheetTable | None:
@@ -188,30 +169,27 @@ def build_table(columns: list[ColumnRead], date1904: bool, threads: int = 1) -> 
         return None
     present = [_present(c) for c in columns]
     # Error cells occupy their row (they are counted); empty text does not.
-    lasts = [_last(m) for m in present] + [max(r for r, cell in c.foreign.items() if cell != ("text", ""))
-                                           for c in columns if any(cell != ("text", "") for cell in c.foreign.values())]
-    end = max(f for f in lasts if f is not None) + 1
+    end = 1 + max([r for m in present for r in _rows(m)[1:]] + [
+        r for c in columns for r, cell in c.foreign.items() if cell != ("text", "")])
     names: list[str | None] = []
     keep: list[bool] = []
     for col, mask in zip(columns, present, strict=True):
         cell = col.foreign.get(header)
         if cell is None and col.native is not None and col.native[header].is_valid:
             cell = (col.kind or "text", col.native[header].as_py())
-        name = cell_texts([("datetime", cell[1]) if cell[0] == "time" else cell], date1904)[0] if cell else None
-        names.append(name)
+        names.append(cell_texts([cell], date1904)[0] if cell else None)
         occupied = any(header < r < end and cell != ("text", "") for r, cell in col.foreign.items()) or (
             mask is not None and pc.any(mask.slice(header + 1, end - header - 1)).as_py())
-        keep.append(bool(name) or bool(occupied))
+        keep.append(bool(names[-1]) or bool(occupied))
     first, last = keep.index(True), len(keep) - 1 - keep[::-1].index(True)
     final = unique_names([safe_name(names[i], columns[i].index) for i in range(first, last + 1)])
-    arrays, types, nulls, errors = [], {}, {}, {}
     # Columns side by side: pyarrow's kernels run without the GIL.
     with ThreadPoolExecutor(max(1, threads), "sheetdrop-column") as pool:
         done = list(pool.map(lambda col: finish_column(col, date1904, header + 1, end), columns[first:last + 1]))
-    for name, (array, kind, n_errors) in zip(final, done, strict=True):
-        arrays.append(array)
-        types[name], nulls[name], errors[name] = kind, array.null_count, n_errors
-    return SheetTable(pa.Table.from_arrays(arrays, names=final), types, nulls, errors)
+    return SheetTable(pa.Table.from_arrays([a for a, _, _ in done], names=final),
+                      {n: kind for n, (_, kind, _) in zip(final, done, strict=True)},
+                      {n: a.null_count for n, (a, _, _) in zip(final, done, strict=True)},
+                      {n: e for n, (_, _, e) in zip(final, done, strict=True)})
 
 
 def _kinds(native: pa.Array | None, kind: str | None, date1904: bool) -> set[str]:
@@ -219,7 +197,7 @@ def _kinds(native: pa.Array | None, kind: str | None, date1904: bool) -> set[str
     if native is None or kind is None or native.null_count == len(native):
         return set()
     if kind == "text":
-        return {"text"} if pc.any(pc.not_equal(native, "")).as_py() else set()
+        return {"text"} if pc.any(pc.fill_null(pc.not_equal(native, ""), False)).as_py() else set()
     if kind != "datetime":
         return {kind}
     epoch = pa.scalar(EPOCH[date1904], pa.timestamp("ms")).cast(native.type)
@@ -261,10 +239,8 @@ def finish_column(col: ColumnRead, date1904: bool, start: int = 0, end: int | No
     out = texts(native, col.kind or "text", date1904) if native is not None else pa.nulls(size, pa.string())
     if foreign:
         rows = sorted(foreign)
-        mask = pc.is_in(pa.array(range(size)), pa.array(rows))
-        shown = cell_texts([("datetime", v) if k == "time" else (k, v) for k, v in (foreign[r] for r in rows)],
-                           date1904)
-        out = pc.replace_with_mask(out, mask, pa.array(shown, pa.string()))
+        shown = pa.array(cell_texts([foreign[r] for r in rows], date1904), pa.string())
+        out = pc.replace_with_mask(out, pc.is_in(pa.array(range(size)), pa.array(rows)), shown)
     return _typed(out, "text", "text", size), "string", n_errors
 
 

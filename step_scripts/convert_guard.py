@@ -1,13 +1,9 @@
 """The quick guard: what kind of file this is (from its bytes, never its name) and whether a reader may
-be started on it. Milliseconds, standard library and ``defusedxml`` only.
-
-It checks the file size, the zip central directory (entry count, declared sizes and ratios,
-encryption flags) and inflates every small part with bounds (``convert_scan.inflate_entry``: actual
-sizes, ratios, CRCs, no DTD in XML prologs). It reads an xlsx package the way its relationships
-describe it, whatever tool wrote it: entry names with backslashes, the workbook part wherever
-``_rels/.rels`` points (``Inspection.workbook_part``; ``convert_package.normalize`` rewrites such a
-package for the reader). The sheets and any large part are left to the bounded scan
-(``Inspection.deferred``), which runs while the reader parses.
+be started on it; milliseconds. The file size, the zip directory (entry count, declared sizes and
+ratios, encryption), every small part inflated with bounds (``convert_scan.inflate_entry``), and the
+package read the way its relationships describe it, whatever tool wrote it: entry names with
+backslashes, the workbook part wherever ``_rels/.rels`` points (``convert_package.normalize`` then
+rewrites it for the reader). The sheets and large parts are left to the bounded scan (``deferred``).
 """
 
 from __future__ import annotations
@@ -23,8 +19,6 @@ import convert_xlsb
 from convert_job import Limits
 from convert_scan import QUICK_ENTRY_BYTES, bomb_reason, check_prolog, inflate_entry
 from rejection import WorkbookRejected
-
-__all__ = ["Inspection", "Limits", "SheetInfo", "inspect_workbook", "quick_inspect"]
 
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
@@ -112,16 +106,11 @@ def inspect_workbook(path: Path, limits: Limits | None = None) -> Inspection:
 def _describe_non_workbook(path: Path) -> str:
     with path.open("rb") as fh:
         head = fh.read(2048)
-    if head.startswith(b"%PDF"):
-        kind = "a PDF document"
-    elif head.lstrip().lower().startswith((b"<!doctype html", b"<html")):
-        kind = "an HTML page"
-    elif head.lstrip().startswith(b"<?xml"):
-        kind = "an XML file"
-    elif b"\x00" not in head:
-        kind = "a text file (CSV or similar)"
-    else:
-        kind = "not a spreadsheet"
+    start = head.lstrip().lower()
+    kind = next((k for hit, k in ((head.startswith(b"%PDF"), "a PDF document"),
+                                  (start.startswith((b"<!doctype html", b"<html")), "an HTML page"),
+                                  (start.startswith(b"<?xml"), "an XML file"),
+                                  (b"\x00" not in head, "a text file (CSV or similar)")) if hit), "not a spreadsheet")
     return (f"the file is {kind}, not an Excel or OpenDocument workbook, whatever its extension; open it in Excel or "
             "LibreOffice and save it as .xlsx")
 

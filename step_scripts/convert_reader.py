@@ -1,20 +1,14 @@
 """The reader process: ``python convert_reader.py`` with a Job (``convert_job``, JSON) on stdin; the
-parquet files and ``outcome.json`` go into the job's staging folder.
+parquet files and ``outcome.json`` go into the job's staging folder. ``convert.py`` starts it under an
+address-space limit and a timeout: the Rust readers abort the whole process when an allocation fails.
 
-``convert.py`` starts it under an address-space limit and a timeout, because the Rust readers abort
-the whole process when an allocation fails and some files are hostile. Everything that touches the
-workbook's content happens here, in this order:
-
-1. the quick guard (``convert_guard``) classifies the file and lists its sheets;
-2. the bounded scan (``convert_scan``) starts on a thread of its own, at a lower CPU priority;
-3. the sheets are read once each (``convert_sheet``) in a pool of threads, as many as the cores the
-   job may use and as the memory limit allows (the parse runs in Rust, without the GIL);
-4. nothing is written before the scan has passed; a scan rejection wins over whatever the readers
-   made of the file: it is written as the outcome at once and the process ends;
-5. each sheet goes through the column rules (``convert_columns``) into a parquet file.
-
-pyarrow is imported after the first parse (0.08 s without numpy, which it does not need here): imported
-during it, it would add its 60 MiB to the parse's peak.
+The quick guard (``convert_guard``) classifies the file and lists its sheets; the bounded scan
+(``convert_scan``) runs on a thread of its own at a lower CPU priority while the sheets are read once
+each (``convert_sheet``), as many at once as the cores and the memory limit allow (the parse runs in
+Rust, without the GIL). Nothing is written before the scan has passed, and a scan rejection wins over
+whatever the readers made of the file. Then each sheet goes through the column rules
+(``convert_columns``) into a parquet file. pyarrow is imported after the first parse: imported during
+it, it would add its 60 MiB to the parse's peak.
 """
 
 from __future__ import annotations
@@ -44,9 +38,9 @@ _FINISHING = threading.Lock()
 
 def main() -> None:
     # pyarrow imports numpy when installed (0.15 s, 16 MiB) and pandas the first time it converts a
-    # Python value (0.4 s): nothing this process needs; hidden, the process is also the same whether
-    # or not the environment has them.
-    sys.meta_path.insert(0, _NoPandas)  # type: ignore[arg-type]
+    # Python value (0.4 s): nothing this process needs. Hidden (an import of a module that sys.modules
+    # holds as None fails), the process is also the same whether or not the environment has them.
+    sys.modules.update({"numpy": None, "pandas": None})
     job = job_from_json(sys.stdin.read())
     try:
         outcome = Reader(job).run()
@@ -74,17 +68,18 @@ class Reader:
         self.inspection = quick_inspect(self.src, job.limits)
         self.notes: list[str] = []
         self.books = threading.local()
-        self.budget = _Budget(job.limits.max_memory_bytes - BASELINE_BYTES)
         self.xls: XlsBook | None = None
 
     def run(self) -> Outcome:
         self.path, self.reading = self._prepare()
         tasks, skipped = self._plan()
         self.alone = len(tasks) == 1  # then the column rules run on every core
-        sheets = self.reading.sheets is not None  # xls and ods: one stream, parsed whole, one thread
         self.scan = _Scan(self.job, self.inspection)
         self.scan.start()
-        with ThreadPoolExecutor(max(1, min(self.job.cores, len(tasks))) if sheets else 1, "sheetdrop") as pool:
+        # xls and ods: one stream their reader parses whole, one thread.
+        threads = parallel(self.job.cores, [t.size for t in tasks], self.limits.max_memory_bytes) if (
+            self.reading.sheets is not None) else 1
+        with ThreadPoolExecutor(threads, "sheetdrop") as pool:
             tables = list(pool.map(self._table, tasks))  # in sheet order, as a one-by-one read gives them
             self.scan.wait()  # nothing is written before the scan has passed
             for item in tables:
@@ -106,7 +101,7 @@ class Reader:
         looks is rewritten (``convert_package.normalize``)."""
         inspection, fmt = self.inspection, self.inspection.fmt
         if fmt in ("xlsx", "xlsm") and not inspection.canonical:
-            normalize(self.src, inspection, self.staging / f"normalized.{fmt}")
+            normalize(self.src, inspection, self.staging / f"normalized.{fmt}", self.limits)
             return self.staging / f"normalized.{fmt}", quick_inspect(self.staging / f"normalized.{fmt}", self.limits)
         os.symlink(self.src.resolve(), self.staging / f"input.{fmt}")
         return self.staging / f"input.{fmt}", inspection
@@ -136,16 +131,18 @@ class Reader:
                     raise ValueError("a substream inside a worksheet (an embedded chart), or not BIFF8")
             return fastexcel.read_excel(str(self.path)).sheet_names
         except BaseException as exc:
-            if self.reading.fmt != "xls" or not recoverable(exc):
-                raise
-            self.notes.append(f"read by xlrd: {' '.join(str(exc).split())[:200]}")
-            self.xls = XlsBook(self.path)
+            self.xls = self._xlrd(exc, "")
             return self.xls.names
 
     def _table(self, task: Task) -> Any:
         """The sheet's table (column rules applied), a Skip, or the rejection its reading ended in."""
         try:
-            columns, date1904 = self._columns(task)
+            try:
+                columns, date1904 = (self.xls.read(task), self.xls.date1904) if self.xls else (
+                    self._read(task), self.reading.date1904)
+            except BaseException as exc:
+                book = self._xlrd(exc, f"sheet {task.name!r} ")
+                columns, date1904 = book.read(task), book.date1904
             from convert_columns import build_table
 
             sheet = build_table(columns, date1904, self.job.cores if self.alone else 1)
@@ -156,18 +153,12 @@ class Reader:
             self.scan.wait()  # the scan's verdict comes first: the file may be a bomb the reader choked on
             return classify(exc)
 
-    def _columns(self, task: Task) -> tuple[list[Any], bool]:
-        if self.xls is not None:
-            return self.xls.read(task), self.xls.date1904
-        try:
-            with self.budget.take(int(task.size * PARSE_FACTOR)):
-                return self._read(task), self.reading.date1904
-        except BaseException as exc:
-            if self.reading.fmt != "xls" or not recoverable(exc):
-                raise
-            self.notes.append(f"sheet {task.name!r} read by xlrd: {' '.join(str(exc).split())[:200]}")
-            book = XlsBook(self.path)
-            return book.read(task), book.date1904
+    def _xlrd(self, exc: BaseException, what: str) -> XlsBook:
+        """xlrd, for an .xls that calamine failed on (else ``exc`` again)."""
+        if self.reading.fmt != "xls" or self.xls is not None or not recoverable(exc):
+            raise exc
+        self.notes.append(f"{what}read by xlrd: {' '.join(str(exc).split())[:200]}")
+        return XlsBook(self.path)
 
     def _read(self, task: Task) -> list[Any]:
         """One sheet read whole, once (twice when the count check proves a silent coercion)."""
@@ -216,6 +207,13 @@ class Reader:
                            path.stat().st_size, sheet.types, sheet.nulls, sheet.errors)
 
 
+def parallel(cores: int, sizes: list[int], memory: int) -> int:
+    """Sheets parsed at once: as many as the cores, as long as that many of the largest fit in the
+    reader's address space (each parse takes ``PARSE_FACTOR`` times its XML)."""
+    need = int(max(sizes, default=0) * PARSE_FACTOR) or 1
+    return max(1, min(cores, len(sizes), (memory - BASELINE_BYTES) // need))
+
+
 def recoverable(exc: BaseException) -> bool:
     """A reader's failure that another reader may not share (calamine's panics are BaseExceptions)."""
     return not isinstance(exc, MemoryError | WorkbookRejected | SheetSkipped | KeyboardInterrupt | SystemExit)
@@ -250,7 +248,8 @@ class _Scan(threading.Thread):
         self.counted = threading.Condition()
 
     def run(self) -> None:
-        _nice()  # the parses keep their cores
+        with contextlib.suppress(OSError, AttributeError):  # nice values are per thread: the parses keep their cores
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
         names = {self.parts[s.part]: s.name for s in self.inspection.sheets or [] if s.part in self.parts}
         try:
             deep_check(Path(self.job.src), self.inspection.deferred, names, self.job.limits,
@@ -284,44 +283,6 @@ class _Scan(threading.Thread):
         if name not in self.counts:
             self.wait()
         return self.counts.get(name)
-
-
-class _Budget:
-    """The reader's address space, shared by the sheets parsed at once: a sheet waits until its
-    estimate fits beside the others (one alone always starts)."""
-
-    def __init__(self, total: int) -> None:
-        self.total, self.used = total, 0
-        self.cond = threading.Condition()
-
-    @contextlib.contextmanager
-    def take(self, need: int) -> Any:
-        with self.cond:
-            while self.used and self.used + need > self.total:
-                self.cond.wait()
-            self.used += need
-        try:
-            yield
-        finally:
-            with self.cond:
-                self.used -= need
-                self.cond.notify_all()
-
-
-def _nice() -> None:
-    """Lower this thread's CPU priority (Linux nice values are per thread)."""
-    with contextlib.suppress(OSError, AttributeError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-
-
-class _NoPandas:
-    """Import finder that reports pandas and numpy as absent."""
-
-    @staticmethod
-    def find_spec(name: str, path: object = None, target: object = None) -> None:
-        if name.split(".")[0] in ("pandas", "numpy"):
-            raise ImportError(f"{name} is not used by the reader process")
-        return None
 
 
 if __name__ == "__main__":

@@ -1,14 +1,7 @@
 """The bounded scan: every zip part the quick guard left alone, inflated once with bounds, and each
-sheet's XML measured by its actual cells.
-
-Runs in the reader process (under its address-space limit), on a thread of its own, while the
-sheets are parsed; nothing is written before it has passed. The readers inflate zip entries
-without bounds and allocate a sheet's whole used range, so this is where a zip bomb (also one that
-lies about its size), an XML entity declaration or a sheet reaching far beyond its data is refused.
-
-It also counts the boolean and text cells of each sheet (C-speed ``bytes.count``): the reader
-compares them with what it read to prove that no cell was silently coerced into another column
-type (``convert_reader``).
+sheet's XML measured by its actual cells (the readers inflate without bounds and allocate a sheet's
+whole range). It also counts each sheet's boolean and text cells for the count check
+(``convert_sheet.check``).
 """
 
 from __future__ import annotations
@@ -77,13 +70,10 @@ def check_prolog(name: str, head: bytes) -> None:
 
 def inflate_entry(fh: BinaryIO, info: zipfile.ZipInfo, limits: Limits, total_before: int,
                   sink: Callable[[bytes], None] | None, zf: zipfile.ZipFile | None = None) -> int:
-    """Inflate one entry once, with bounds, feeding ``sink``; returns the bytes produced.
-
-    Headers can lie, so the actual output is what counts: the ratio and total limits are applied as
-    bytes come out, CRC and size are checked at the end, XML prologs are checked for DTDs. Deflate
-    is inflated from the raw stream (``zipfile`` stops at the declared size and reports a CRC error),
-    so a part that inflates far beyond its declared size is told apart from plain damage.
-    """
+    """Inflate one entry once, with bounds, feeding ``sink``; returns the bytes produced. Headers can
+    lie: the ratio and total limits apply to the bytes as they come out, CRC and size are checked at
+    the end, XML prologs for DTDs. Deflate is inflated from the raw stream (``zipfile`` stops at the
+    declared size), so a part inflating far beyond its declared size is told apart from damage."""
     name = info.filename
     produced = crc = 0
     head = b""
@@ -157,14 +147,11 @@ def inflate_entry(fh: BinaryIO, info: zipfile.ZipInfo, limits: Limits, total_bef
 
 
 class SheetScan:
-    """Streaming scan of one sheet's XML, fed by the single bounded inflate of its part.
-
-    The reader allocates ``rows x columns`` of the range holding values, so a single value at
-    XFD1048576 asks for ~17 billion cells. The declared ``<dimension>`` is not trusted either way
-    (Gnumeric declares A1:XFD1048576 for a few cells): only cells holding a value count. Every pass
-    is C-speed (``bytes.count``, literal-prefixed regexes); rows are taken to come in order (a hostile
-    file with rows out of order is left to the reader's memory limit).
-    """
+    """Streaming scan of one sheet's XML. The reader allocates ``rows x columns`` of the range holding
+    values (one value at XFD1048576 asks for ~17 billion cells); the declared ``<dimension>`` is not
+    trusted either way (Gnumeric declares A1:XFD1048576 for a few cells): only cells holding a value
+    count. C-speed passes only; rows are taken to come in order (a hostile file with rows out of order
+    is left to the reader's memory limit)."""
 
     def __init__(self) -> None:
         self.counts = SheetCounts()

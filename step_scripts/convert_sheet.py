@@ -1,30 +1,11 @@
-"""Reading one sheet, once: its cells as :class:`convert_columns.ColumnRead` columns (in the reader
-process, ``convert_reader``).
+"""Reading one sheet, once, into :class:`convert_columns.ColumnRead` columns (in the reader process).
 
-xlsx, xlsm, xlsb and ods are read by fastexcel (calamine) straight into Arrow, one parse per sheet.
-fastexcel converts each cell to its column's type, and reports every cell it could not convert
-with its original value (``to_arrow_with_errors``: ``Expected float but got 'String("n/a")'``),
-which is exact: the cell's kind and value as the file holds them (:func:`original`). It does *not*
-report every cell of another kind, though (measured on every pair of kinds, ``tests/
-test_convert_cell_kinds.py``): a float column takes booleans as 1/0 and numeric text as numbers, a
-date column takes numbers as dates, a text column takes everything (numbers cut to 9 decimals),
-and its own type inference rejects a whole sheet over one ``#NAME?`` cell or a date next to a
-duration. So the types are chosen here, before the parse, from the sheet's first rows as another
-reader sees them (python-calamine on those rows alone, milliseconds: :func:`choose_types`), such
-that the rest of the column comes back either natively or as an exact original:
-
-* numbers → ``float`` (booleans and numeric text would pass as numbers: see the count check);
-* text → ``string`` (numbers would pass as text: see the count check);
-* booleans → ``boolean``; dates, times of day or durations alone → ``duration`` (serial days:
-  a number, text or boolean in the column is reported; date and duration cannot be told apart);
-* dates next to durations → ``float`` (each date or duration is reported with its subtype);
-* any other mix → ``duration``: every cell but the dates is reported.
-
-The count check: the bounded scan counts the boolean and text cells of an xlsx sheet; when they
-differ from what was read as booleans and text, a cell was coerced silently, and the sheet is read
-again with every cell reported (the only case of a second parse; it never happens on a sheet whose
-first rows show each column's kind, and the log says so when it does). xls is read by xlrd, which
-gives every cell its kind.
+fastexcel parses a sheet straight into Arrow, reporting each cell it cannot convert to its column's
+type with its exact original (:func:`original`) — but not every one (``tests/test_convert_cell_kinds.py``
+pins down which it coerces silently). So each column's type is chosen before the parse from the first
+rows (:func:`head_types`, :func:`choose_types`) such that the rest comes back natively or reported, and
+what the first rows did not show is caught by the count check (:func:`check`). xls goes to xlrd where
+calamine cannot be trusted with it (:class:`XlsBook`).
 """
 
 from __future__ import annotations
@@ -44,6 +25,7 @@ from convert_guard import Inspection
 from convert_job import Limits
 from convert_package import head_package, read_head, sheet_head
 from convert_scan import SheetCounts, SheetScan
+from rejection import WorkbookRejected
 
 if TYPE_CHECKING:  # pyarrow (under convert_columns) is imported while the first sheet is parsed
     from convert_columns import Cell, ColumnRead
@@ -83,10 +65,8 @@ def original(detail: str, date1904: bool) -> Cell:
         raw = raw[:-1]
     name, _, body = raw.partition("(")
     body = body[:-1]
-    if name == "Float":
+    if name in ("Float", "Int"):
         return "number", float(body)
-    if name == "Int":
-        return "number", float(int(body))
     if name == "Bool":
         return "bool", body == "true"
     if name in ("String", "DateTimeIso", "DurationIso"):
@@ -115,8 +95,8 @@ def _iso_duration(text: str) -> dt.timedelta:
     m = _ISO_DURATION.match(text.lstrip("-"))
     if not m:
         raise ValueError(f"not an ISO duration: {text!r}")
-    d, h, mi, s = (float(g) if g else 0.0 for g in m.groups())
-    value = dt.timedelta(days=d, hours=h, minutes=mi, seconds=s)
+    d, h, mi, sec = (float(g or 0) for g in m.groups())
+    value = dt.timedelta(days=d, hours=h, minutes=mi, seconds=sec)
     return -value if text.startswith("-") else value
 
 
@@ -142,7 +122,10 @@ class Head:
 
 
 def choose_types(rows: list[list[Any]], first_column: int) -> Head:
-    """From the kinds in the rows below the first row holding a value (the header)."""
+    """From the kinds in the rows below the header (the first row holding a value): numbers → float,
+    text → string, booleans → boolean, dates, times or durations → duration (a number, text or boolean
+    among them is reported), dates next to durations → float (each reported with its subtype), any
+    other mix → duration (all but the dates reported)."""
     header = next((i for i, row in enumerate(rows) if any(_kind(v) for v in row)), len(rows))
     kinds: dict[int, set[str]] = {}
     for row in rows[header + 1:]:
@@ -195,8 +178,10 @@ def head_types(path: Path, inspection: Inspection, task: Task, limits: Limits, b
         if cut is None:
             return Head()
         sheet = python_calamine.CalamineWorkbook.from_filelike(
-            io.BytesIO(head_package(path, inspection, task.part or "", cut))).get_sheet_by_name(task.name)
+            io.BytesIO(head_package(path, inspection, task.part or "", cut, limits))).get_sheet_by_name(task.name)
         rows = sheet.to_python(nrows=HEAD_ROWS)
+    except WorkbookRejected:
+        raise
     except Exception as exc:
         if "Unsupported cell error value" in str(exc):
             raise NeedsPatch(str(exc)) from exc
@@ -243,7 +228,6 @@ class FastexcelBook:
             raise
         if self.inspection.sheets is None and sheet.visible != "visible" and not self.include_hidden:
             raise SheetSkipped(f"{'hidden' if sheet.visible == 'hidden' else 'veryHidden'} sheet")
-        # Waits, if need be, for the imports the reader process started while this sheet was parsed.
         import pyarrow as pa
         from convert_columns import ColumnRead, serial_timestamps
 
@@ -273,15 +257,13 @@ STRICT_CELLS = 2_000_000
 def check(columns: list[ColumnRead], head: Head, expected: SheetCounts | None,
           strict_read: Callable[[dict[int, tuple[str, str]], list[int]], list[ColumnRead]], name: str,
           ) -> tuple[list[ColumnRead], list[str]]:
-    """The header row's cells as the first rows showed them, then the count check: when the bounded
-    scan counted other numbers of boolean and text cells than were read as such, a cell was coerced
-    silently (several may offset each other in the counts, so the difference does not tell which). The
-    columns that can hide one are then read again, every cell but the dates reported: the columns of
-    numbers (a boolean, numeric text), of booleans (a number), and of text holding something a number,
-    date or boolean would have been rendered as."""
+    """The header row's cells as the first rows showed them, then the count check: other numbers of
+    boolean and text cells than the scan counted mean a silently coerced cell (which one, the counts do
+    not tell). The columns that can hide one are read again, every cell but the dates reported: those
+    of numbers, of booleans, and of text holding what a number or boolean would be rendered as."""
     import pyarrow as pa
     import pyarrow.compute as pc
-    from convert_columns import header_row
+    from convert_columns import column_letter, header_row
 
     h = header_row(columns)
     bools = texts = 0
@@ -289,8 +271,7 @@ def check(columns: list[ColumnRead], head: Head, expected: SheetCounts | None,
         cell = head.header.get(col.index)
         if h is None or cell is None or h in col.foreign or col.native is None or not col.native[h].is_valid:
             continue
-        # Read as its column's type (a TRUE over numbers is 1.0): from here on the cell as it is, counted as
-        # such by observed() rather than as the native value it was read as.
+        # Read as its column's type (a TRUE over numbers is 1.0): from here on the cell as it is.
         dtype = head.types.get(col.index, DEFAULT)[0]
         bools -= dtype == "boolean"
         texts -= dtype == "string"
@@ -321,15 +302,9 @@ def check(columns: list[ColumnRead], head: Head, expected: SheetCounts | None,
                 col.foreign.update(dates)
             col.foreign.update({r: c for r, c in again[col.index].foreign.items() if r == h})
             again[col.index] = col
-    return list(again.values()), [f"sheet {name!r}: columns {', '.join(column_names(suspects))} read again with "
-                                  f"every cell checked: the first {HEAD_ROWS} rows did not show every kind of cell "
-                                  "they hold"]
-
-
-def column_names(indices: list[int]) -> list[str]:
-    from convert_columns import column_letter
-
-    return [column_letter(i) for i in indices]
+    letters = ", ".join(column_letter(i) for i in suspects)
+    return list(again.values()), [f"sheet {name!r}: columns {letters} read again with every cell checked: the first "
+                                  f"{HEAD_ROWS} rows did not show every kind of cell they hold"]
 
 
 def observed(columns: list[ColumnRead], types: dict[int, tuple[str, str]]) -> tuple[int, int]:
@@ -388,11 +363,7 @@ class XlsBook:
         self.xlrd = xlrd
         self.book = xlrd.open_workbook(str(path), formatting_info=True, on_demand=True,
                                        logfile=open(os.devnull, "w"))  # noqa: SIM115 - lives as long as the book
-        self.date1904 = bool(self.book.datemode)
-
-    @property
-    def names(self) -> list[str]:
-        return self.book.sheet_names()
+        self.date1904, self.names = bool(self.book.datemode), self.book.sheet_names()
 
     def read(self, task: Task) -> list[ColumnRead]:
         from convert_columns import column_from_cells, serial_datetime

@@ -40,14 +40,9 @@ def _varint(data: bytes, pos: int, max_bytes: int) -> tuple[int, int]:
     raise RecordError("record header too long")
 
 
-def records(data: bytes) -> Iterator[tuple[int, bytes]]:
-    """(type, payload) of each record in ``data``; stops at the first incomplete record, since
-    callers hand over only the beginning of a part."""
-    for rtype, payload, _ in _walk(data):
-        yield rtype, payload
-
-
-def _walk(data: bytes) -> Iterator[tuple[int, bytes, int]]:
+def records(data: bytes) -> Iterator[tuple[int, bytes, int]]:
+    """(type, payload, end offset) of each record in ``data``; stops at the first incomplete record,
+    since callers hand over only the beginning of a part."""
     pos = 0
     while pos < len(data):
         try:
@@ -62,7 +57,7 @@ def _walk(data: bytes) -> Iterator[tuple[int, bytes, int]]:
 
 
 def date1904(workbook_bin: bytes) -> bool:
-    for rtype, payload in records(workbook_bin):
+    for rtype, payload, _ in records(workbook_bin):
         if rtype == BRT_WB_PROP and len(payload) >= 4:
             return bool(struct.unpack_from("<I", payload)[0] & 1)
         if rtype == BRT_BEGIN_BUNDLE_SHS:
@@ -72,7 +67,7 @@ def date1904(workbook_bin: bytes) -> bool:
 
 def sheet_area(sheet_head: bytes) -> int | None:
     """Cells in the sheet's declared used range (what a reader allocates), or None if undeclared."""
-    for rtype, payload in records(sheet_head):
+    for rtype, payload, _ in records(sheet_head):
         if rtype == BRT_WS_DIM and len(payload) >= 16:
             first_row, last_row, first_col, last_col = struct.unpack_from("<IIII", payload)
             if last_row < first_row or last_col < first_col:
@@ -97,7 +92,7 @@ def _wide(payload: bytes, pos: int) -> tuple[str, int]:
 def sheets(workbook_bin: bytes) -> list[tuple[str, str, str]]:
     """(name, visibility, relationship id) of each sheet, in workbook order."""
     found = []
-    for rtype, payload in records(workbook_bin):
+    for rtype, payload, _ in records(workbook_bin):
         if rtype == BRT_BUNDLE_SH and len(payload) >= 8:
             try:
                 rel, pos = _wide(payload, 8)
@@ -113,7 +108,7 @@ def sheets(workbook_bin: bytes) -> list[tuple[str, str, str]]:
 def sheet_head(data: bytes, rows: int) -> bytes | None:
     """The records of a sheet part up to its ``rows``-th row, then closed; None without a whole row."""
     seen, end = 0, None
-    for rtype, _, pos in _walk(data):
+    for rtype, _, pos in records(data):
         if rtype == BRT_END_SHEET_DATA or (rtype == BRT_ROW_HDR and seen == rows):
             break
         seen += rtype == BRT_ROW_HDR

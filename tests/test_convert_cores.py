@@ -1,17 +1,15 @@
 """The sheets of a workbook are parsed at once up to the cores the process may use (its affinity and
-its container's CPU quota, not the machine's count), and as far as the reader's memory limit allows."""
+its container's CPU quota, not the machine's count), as many as fit in the reader's memory limit."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
 from convert import usable_cores
-from convert_reader import _Budget
+from convert_reader import parallel
 
 STEP = Path(__file__).resolve().parents[1] / "step_scripts"
 
@@ -44,25 +42,11 @@ def test_the_affinity_counts_not_the_machine(tmp_path: Path) -> None:
     assert out.stdout.split()[0] == "1"
 
 
-def test_sheets_wait_until_their_memory_fits() -> None:
-    budget = _Budget(100)
-    events: list[str] = []
-
-    def sheet(name: str, need: int, hold: float) -> None:
-        with budget.take(need):
-            events.append(f"{name} in")
-            time.sleep(hold)
-            events.append(f"{name} out")
-
-    big = threading.Thread(target=sheet, args=("big", 80, 0.3))
-    big.start()
-    time.sleep(0.05)
-    second = threading.Thread(target=sheet, args=("second", 50, 0))  # 80 + 50 > 100: waits for big
-    second.start()
-    second.join()
-    big.join()
-    assert events == ["big in", "big out", "second in", "second out"]
-    alone = threading.Thread(target=sheet, args=("huge", 500, 0))  # more than all of it, alone: starts
-    alone.start()
-    alone.join(5)
-    assert events[-2:] == ["huge in", "huge out"]
+def test_sheets_parsed_at_once_fit_in_the_memory_limit() -> None:
+    mib = 1024**2
+    # Each parse takes PARSE_FACTOR (2.5) times its XML, beside the process's own 512 MiB.
+    assert parallel(4, [100 * mib] * 6, 6144 * mib) == 4  # 4 x 250 MiB fit
+    assert parallel(4, [800 * mib, 10 * mib], 6144 * mib) == 2  # as many as there are sheets
+    assert parallel(4, [1000 * mib] * 3, 6144 * mib) == 2  # 2 x 2.5 GiB fit, 3 do not
+    assert parallel(8, [4000 * mib], 6144 * mib) == 1  # alone, even beyond the limit (the limit decides)
+    assert parallel(2, [], 6144 * mib) == 1
