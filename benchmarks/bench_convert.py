@@ -1,12 +1,19 @@
-"""Whole-process conversion benchmark (issue 4): python benchmarks/bench_convert.py
+"""Whole-process conversion benchmark (``make bench``): python benchmarks/bench_convert.py
 
-For each workbook (20 mixed-type columns: 10k, 100k, 500k rows, and 3 sheets of
-100k) it times, as separate processes, (a) pandas.read_excel(openpyxl) +
-to_parquet, (b) polars.read_excel + write_parquet, (c) step_scripts/convert.py,
-and prints medians, rows/s, peak RSS and the ratios c/a and c/b.
+Shapes (workbooks generated once into benchmarks/.cache, see gen_workbooks.py): uniform 100k x 20;
+numeric 100k x 20 with one text cell near the end of 6 columns; numeric-only 100k x 20; 3 sheets x
+50k (uniform); uniform 500k x 20.
 
-Options: --sizes 10000,100000 --repeat 3 --skip-pandas-above 100000 --baseline DIR
-Workbooks are cached in benchmarks/.cache (git-ignored by its own .gitignore).
+Contenders, each a whole process timed from outside, taking turns within every repetition so that
+the VM's noise falls on all of them alike: sheetdrop (``step_scripts/convert.py IN OUT``), polars
+with full inference (``infer_schema_length=None``), polars by default, pandas + openpyxl (once, on
+the shapes of ``--pandas``: it takes ~40 s on 100k rows), and with ``--baseline DIR`` another
+converter (``git archive <commit> step_scripts | tar -x -C DIR``). It prints medians, the peak RSS
+(the largest resident set of any process of a run) and ratios: the other's time / sheetdrop's
+(above 1: sheetdrop is faster), sheetdrop's peak RSS / the other's. On a shared VM compare ratios
+within one run, never across runs.
+
+Options: --shapes uniform-100k,numeric-text-100k,... --repeat 5 --repeat-large 3 --pandas uniform-100k
 """
 
 from __future__ import annotations
@@ -25,7 +32,14 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".cache"
 CONVERT = HERE.parent / "step_scripts" / "convert.py"
-
+# name: (rows, sheets, workbook shape)
+SHAPES = {
+    "uniform-100k": (100_000, 1, "uniform"),
+    "numeric-text-100k": (100_000, 1, "numeric-text"),
+    "numeric-100k": (100_000, 1, "numeric"),
+    "3-sheets-50k": (50_000, 3, "uniform"),
+    "uniform-500k": (500_000, 1, "uniform"),
+}
 PANDAS = (
     "import sys, pandas as pd\n"
     "for i, df in enumerate(pd.read_excel(sys.argv[1], engine='openpyxl', sheet_name=None).values()):\n"
@@ -33,8 +47,8 @@ PANDAS = (
 )
 POLARS = (
     "import sys, polars as pl\n"
-    "for i, df in enumerate(pl.read_excel(sys.argv[1], sheet_id=0).values()):\n"
-    "    df.write_parquet(f'{sys.argv[2]}/{i}.parquet')\n"
+    "for i, df in enumerate(pl.read_excel(sys.argv[1], sheet_id=0, infer_schema_length={}).values()):\n"
+    "    df.write_parquet(f'{{sys.argv[2]}}/{{i}}.parquet')\n"
 )
 
 
@@ -44,7 +58,7 @@ def run_once(cmd: list[str]) -> tuple[float, int]:
     wrapper = (
         "import resource, subprocess, sys, time\n"
         "t = time.perf_counter()\n"
-        "r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL)\n"
+        "r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
         "w = time.perf_counter() - t\n"
         "print(w, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, r.returncode)\n"
     )
@@ -55,76 +69,67 @@ def run_once(cmd: list[str]) -> tuple[float, int]:
     return float(wall), int(rss) * 1024
 
 
-def bench(cmd_for, src: Path, repeat: int) -> tuple[float, int]:
-    walls, rsss = [], []
-    for _ in range(repeat):
-        out = Path(tempfile.mkdtemp(prefix="bench-out-"))
-        try:
-            wall, rss = run_once(cmd_for(src, out))
-        finally:
-            shutil.rmtree(out, ignore_errors=True)
-        walls.append(wall)
-        rsss.append(rss)
-    return statistics.median(walls), max(rsss)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="10000,100000,500000")
-    parser.add_argument("--sheets3", type=int, default=100000, help="rows per sheet of the 3-sheet workbook (0: skip)")
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--pandas-repeat", type=int, default=1, help="pandas is slow; fewer repeats")
-    parser.add_argument("--skip-pandas-above", type=int, default=100000)
-    parser.add_argument("--baseline", type=Path, help="another step_scripts/ folder, timed as contender 'd' "
-                        "(e.g. an earlier version exported with git archive) for before/after numbers")
+    parser.add_argument("--shapes", default=",".join(SHAPES))
+    parser.add_argument("--repeat", type=int, default=5, help="runs per contender on 100k-row shapes")
+    parser.add_argument("--repeat-large", type=int, default=3, help="runs per contender on 500k rows")
+    parser.add_argument("--pandas", default="uniform-100k", help="shapes pandas+openpyxl runs on (once each)")
+    parser.add_argument("--baseline", type=Path, help="another step_scripts/ folder, timed as contender 'baseline'")
     args = parser.parse_args()
 
     # Run as a script, this folder is sys.path[0]: the sibling module imports as is.
     from gen_workbooks import make_workbook
 
-    cases = [(int(n), 1) for n in args.sizes.split(",") if n]
-    if args.sheets3:
-        cases.append((args.sheets3, 3))
     py = sys.executable
     contenders = {
-        "a pandas+openpyxl": lambda s, o: [py, "-c", PANDAS, str(s), str(o)],
-        "b polars": lambda s, o: [py, "-c", POLARS, str(s), str(o)],
-        "c sheetdrop": lambda s, o: [py, str(CONVERT), str(s), str(o)],
+        "sheetdrop": lambda s, o: [py, str(CONVERT), str(s), str(o)],
+        "polars full": lambda s, o: [py, "-c", POLARS.format("None"), str(s), str(o)],
+        "polars default": lambda s, o: [py, "-c", POLARS.format(100), str(s), str(o)],
     }
     if args.baseline:
         baseline = args.baseline.resolve() / "convert.py"
-        contenders["d baseline"] = lambda s, o: [py, str(baseline), str(s), str(o)]
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"{platform.python_implementation()} {platform.python_version()}")
-    header = f"{'workbook':<18}{'contender':<20}{'median s':>10}{'rows/s':>12}{'peak RSS MiB':>14}"
-    print(header)
-    for rows, sheets in cases:
+        contenders["baseline"] = lambda s, o: [py, str(baseline), str(s), str(o)]
+    sys.path.insert(0, str(CONVERT.parent))
+    from convert import usable_cores
+
+    print(f"machine: {platform.machine()}, usable cores {usable_cores()}, {platform.python_implementation()} "
+          f"{platform.python_version()}, load average at start {os.getloadavg()[0]:.2f}")
+    rows_out = []
+    for shape in args.shapes.split(","):
+        rows, sheets, kind = SHAPES[shape]
         CACHE.mkdir(exist_ok=True)
         (CACHE / ".gitignore").write_text("*\n")
-        src = CACHE / f"bench-{rows}x{sheets}.xlsx"
+        src = CACHE / f"{shape}.xlsx"
         if not src.exists():
             t = time.perf_counter()
-            make_workbook(src, rows, sheets)
+            make_workbook(src, rows, sheets, kind)
             print(f"(generated {src.name} in {time.perf_counter() - t:.0f} s)")
-        total = rows * sheets
-        results = {}
-        for name, cmd_for in contenders.items():
-            if name.startswith("a") and rows > args.skip_pandas_above:
-                continue
-            repeat = args.pandas_repeat if name.startswith("a") else args.repeat
-            wall, rss = bench(cmd_for, src, repeat)
-            results[name[0]] = (wall, rss)
-            label = f"{rows // 1000}k x{sheets}"
-            print(f"{label:<18}{name:<20}{wall:>10.2f}{total / wall:>12,.0f}{rss / 1024**2:>14.0f}")
-        c = results["c"]
-        ratios = []
-        if "a" in results:
-            ratios.append(f"speed c vs a: {results['a'][0] / c[0]:.1f}x faster; RSS c/a {c[1] / results['a'][1]:.2f}")
-        ratios.append(f"speed c vs b: {results['b'][0] / c[0]:.2f}x (>=1 means c is at least as fast); "
-                      f"RSS c/b {c[1] / results['b'][1]:.2f}")
-        if "d" in results:
-            ratios.append(f"c vs baseline d: {results['d'][0] / c[0]:.2f}x")
-        print("   " + " | ".join(ratios))
+        runs: dict[str, list[tuple[float, int]]] = {name: [] for name in contenders}
+        if shape in args.pandas.split(","):
+            runs["pandas+openpyxl"] = [_timed(lambda s, o: [py, "-c", PANDAS, str(s), str(o)], src)]
+        for _ in range(args.repeat_large if rows * sheets > 200_000 else args.repeat):
+            for name, cmd_for in contenders.items():
+                runs[name].append(_timed(cmd_for, src))
+        results = {name: (statistics.median(w for w, _ in r), max(m for _, m in r)) for name, r in runs.items()}
+        mine = results["sheetdrop"]
+        for name, (wall, rss) in results.items():
+            speed = "" if name == "sheetdrop" else f"{wall / mine[0]:.2f}x"
+            memory = "" if name == "sheetdrop" else f"{mine[1] / rss:.2f}"
+            rows_out.append((shape, name, wall, rss, speed, memory))
+            print(f"{shape:<18}{name:<17}{wall:>8.2f} s{rss / 1024**2:>8.0f} MiB{speed:>9}{memory:>7}", flush=True)
+    print(f"load average at end {os.getloadavg()[0]:.2f}")
+    print("\nshape | contender | median s | peak RSS MiB | other/sheetdrop time | sheetdrop/other RSS")
+    for shape, name, wall, rss, speed, memory in rows_out:
+        print(f"{shape} | {name} | {wall:.2f} | {rss / 1024**2:.0f} | {speed} | {memory}")
+
+
+def _timed(cmd_for, src: Path) -> tuple[float, int]:
+    out = Path(tempfile.mkdtemp(prefix="bench-out-"))
+    try:
+        return run_once(cmd_for(src, out))
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,11 @@
-"""Benchmark workbooks: 20 columns of mixed types (each column one type, so every
-contender can read them), written with xlsxwriter's constant-memory mode."""
+"""Benchmark workbooks, written with xlsxwriter's constant-memory mode.
+
+* ``uniform``: 20 columns, each of one type (ids, zero-padded codes, text, amounts, dates,
+  booleans), as a clean export has them;
+* ``numeric``: 20 numeric columns (ids, counts, amounts, full-precision ratios, measures);
+* ``numeric-text``: the same with one text cell near the end of 6 of the columns (``n/a``, ``TBD``,
+  a footnote...), the most common shape of a real export.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +21,11 @@ HEADER = [
 ]
 CITIES = ["Paris", "Lyon", "Berlin", "Madrid", "Roma", "Wien", "Oslo", "Praha"]
 CATEGORIES = ["alpha", "beta", "gamma", "delta"]
+NUMERIC = [f"m{i:02d}" for i in range(20)]
+INTRUDERS = ["n/a", "TBD", "see note 3", "N/A", "pending", "—"]  # in columns 2, 5, 8, 11, 14, 17
 
 
-def write_sheet(ws, date_fmt, rows: int, seed: int) -> None:
+def write_uniform(ws, date_fmt, rows: int, seed: int) -> None:
     rnd = random.Random(seed)
     ws.write_row(0, 0, HEADER)
     base = dt.datetime(2020, 1, 1)
@@ -45,12 +53,35 @@ def write_sheet(ws, date_fmt, rows: int, seed: int) -> None:
         ws.write_string(r, 19, f"REF-{rnd.randrange(10**8):08d}")
 
 
-def make_workbook(path: Path, rows: int, sheets: int = 1) -> Path:
+def write_numeric(ws, rows: int, seed: int, text: bool) -> None:
+    rnd = random.Random(seed)
+    ws.write_row(0, 0, NUMERIC)
+    # Near the end, a different row for each column: a total line, a footnote, a pending figure.
+    intruders = {2 + 3 * i: (rows - 5 - 7 * i, word) for i, word in enumerate(INTRUDERS)} if text else {}
+    for r in range(1, rows + 1):
+        for c in range(20):
+            if c in intruders and intruders[c][0] == r:
+                ws.write_string(r, c, intruders[c][1])
+            elif c % 4 == 0:
+                ws.write_number(r, c, r * (c + 1))
+            elif c % 4 == 1:
+                ws.write_number(r, c, round(rnd.uniform(0, 10000), 2))
+            elif c % 4 == 2:
+                ws.write_number(r, c, rnd.random())
+            else:
+                ws.write_number(r, c, rnd.randrange(1000))
+
+
+def make_workbook(path: Path, rows: int, sheets: int = 1, shape: str = "uniform") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     wb = xlsxwriter.Workbook(str(path), {"constant_memory": True})
     date_fmt = wb.add_format({"num_format": "yyyy-mm-dd hh:mm"})
     for s in range(sheets):
-        write_sheet(wb.add_worksheet(f"Sheet {s + 1}"), date_fmt, rows, seed=s)
+        ws = wb.add_worksheet(f"Sheet {s + 1}")
+        if shape == "uniform":
+            write_uniform(ws, date_fmt, rows, seed=s)
+        else:
+            write_numeric(ws, rows, seed=s, text=shape == "numeric-text")
     wb.close()
     return path
 
@@ -58,4 +89,5 @@ def make_workbook(path: Path, rows: int, sheets: int = 1) -> Path:
 if __name__ == "__main__":
     import sys
 
-    make_workbook(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else 1)
+    make_workbook(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else 1,
+                  sys.argv[4] if len(sys.argv) > 4 else "uniform")

@@ -185,12 +185,13 @@ def test_error_cells_become_null_and_are_counted(tmp_path: Path) -> None:
 
 def test_column_rules_unit() -> None:
     import pyarrow as pa
-    from convert_worker import finish_column
+    from convert_columns import ColumnRead, finish_column
 
-    assert finish_column(pa.array([1.0, None, 3.0]), False)[1] == "int64"
-    assert finish_column(pa.array([1.0, 2**60 * 1.0]), False)[1] == "float64"  # beyond exact integers
-    assert finish_column(pa.array([None, None], pa.null()), False)[1] == "string"
-    arr, kind = finish_column(pa.array(["", "x", None]), False)
+    assert finish_column(ColumnRead(0, pa.array([1.0, None, 3.0]), "number"), False)[1] == "int64"
+    beyond_exact_integers = pa.array([1.0, 2**60 * 1.0])
+    assert finish_column(ColumnRead(0, beyond_exact_integers, "number"), False)[1] == "float64"
+    assert finish_column(ColumnRead(0, pa.array([None, None], pa.null()), None), False)[1] == "string"
+    arr, kind, _ = finish_column(ColumnRead(0, pa.array(["", "x", None]), "text"), False)
     assert (kind, arr.to_pylist()) == ("string", [None, "x", None])
 
 

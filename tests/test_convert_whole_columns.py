@@ -1,14 +1,11 @@
-"""One large sheet read in two halves by two readers (convert_split): the output must be
-byte-identical to the single reader's, whatever sits at or across the seam.
-
-The split is forced with ``split_sheet_bytes=1``; each test checks from the log that
-the merge was taken (not the whole-read fallback) where it should be.
+"""Types are decided over the whole column: a sheet's first 1,000 rows choose how each column is read
+(``convert_sheet``), and whatever sits after them must still come out as the column rules say. Each
+sheet here puts something after those rows; every conversion is run twice, byte-identical.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import zipfile
 from pathlib import Path
 
@@ -16,27 +13,22 @@ import pyarrow.parquet as pq
 import pytest
 import xlsxwriter
 from convert import convert_workbook
-from convert_split import renumber_row
 
-ROWS = 400  # enough rows for a seam in the middle of the data
+ROWS = 1400  # past the first 1,000 rows, which choose how each column is read
 
 
-def both(src: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, expect: str = "merged"):
-    """Convert once whole and once split; assert identical files and outputs; return the split one."""
-    whole = convert_workbook(src, tmp_path / "whole", split_sheet_bytes=1 << 40)
-    caplog.clear()
-    with caplog.at_level(logging.INFO, logger="sheetdrop.convert"):
-        halves = convert_workbook(src, tmp_path / "halves", split_sheet_bytes=1)
-    how = [r.getMessage() for r in caplog.records if "two halves" in r.getMessage()]
-    assert how and expect in how[0], how
-    assert len(whole) == len(halves) == 1
-    a, b = whole[0], halves[0]
+def both(src: Path, tmp_path: Path):
+    """Convert twice; assert identical files and outputs; return one."""
+    first = convert_workbook(src, tmp_path / "first")
+    again = convert_workbook(src, tmp_path / "again")
+    assert len(first) == len(again) == 1
+    a, b = first[0], again[0]
     assert a.path.read_bytes() == b.path.read_bytes()
     assert {**a.__dict__, "path": None} == {**b.__dict__, "path": None}
     return b
 
 
-def test_plain_sheet_merges_identically(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_plain_sheet(tmp_path: Path) -> None:
     src = tmp_path / "plain.xlsx"
     wb = xlsxwriter.Workbook(src)
     ws = wb.add_worksheet()
@@ -50,16 +42,15 @@ def test_plain_sheet_merges_identically(tmp_path: Path, caplog: pytest.LogCaptur
         ws.write_string(r, 4, f"{r:05d}")
         ws.write_string(r, 5, "" if r % 7 else "seven")
     wb.close()
-    out = both(src, tmp_path, caplog)
+    out = both(src, tmp_path)
     assert out.column_types == {"n": "int64", "x": "float64", "when": "timestamp", "ok": "bool",
                                 "code": "string", "t": "string"}
     assert out.rows == ROWS
     assert pq.read_table(out.path).column("code").to_pylist()[:2] == ["00001", "00002"]
 
 
-def test_text_in_the_last_row_of_a_numeric_column(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    # Numbers in the head, one text cell at the very end of the tail: the column is text
-    # over the whole column, in both halves.
+def test_text_in_the_last_row_of_a_numeric_column(tmp_path: Path) -> None:
+    # Numbers in the first rows, one text cell at the very end: the column is text, every cell of it.
     src = tmp_path / "late.xlsx"
     wb = xlsxwriter.Workbook(src, {"constant_memory": True})
     ws = wb.add_worksheet()
@@ -71,15 +62,15 @@ def test_text_in_the_last_row_of_a_numeric_column(tmp_path: Path, caplog: pytest
         else:
             ws.write_number(r, 1, r * 10)
     wb.close()
-    out = both(src, tmp_path, caplog, expect="read whole")
+    out = both(src, tmp_path)
     assert out.column_types == {"n": "int64", "code": "string"}
     got = pq.read_table(out.path).to_pydict()
     assert got["code"][0] == "10" and got["code"][-1] == "X-17"
 
 
-def test_int_or_float_is_decided_over_both_halves(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    # Whole numbers in the head, a fraction in the tail: both halves read floats, and
-    # int64-or-float64 is decided on the merged column; times of day likewise.
+def test_int_or_float_is_decided_over_the_whole_column(tmp_path: Path) -> None:
+    # Whole numbers in the first rows, fractions at the end: float64; times of day likewise decided
+    # over the whole column.
     src = tmp_path / "kinds.xlsx"
     wb = xlsxwriter.Workbook(src)
     ws = wb.add_worksheet()
@@ -90,13 +81,13 @@ def test_int_or_float_is_decided_over_both_halves(tmp_path: Path, caplog: pytest
         ws.write_datetime(r, 1, dt.datetime(1900, 1, 1, r % 24, 0) if r < ROWS else dt.time(3, 0), tfmt)
         ws.write_boolean(r, 2, r % 2 == 0)
     wb.close()
-    out = both(src, tmp_path, caplog)
+    out = both(src, tmp_path)
     assert out.column_types == {"whole": "float64", "at": "time", "flag": "bool"}
 
 
-def test_dates_then_plain_numbers_at_the_end(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    # Dates in the head, a few plain numbers at the end of the tail: the halves disagree,
-    # and the column must come out as the single read decides it over the whole column.
+def test_dates_then_plain_numbers_at_the_end(tmp_path: Path) -> None:
+    # Dates in the first rows, a few plain numbers at the end: the column is text (a date column is
+    # read so that a number in it is reported, never taken for a date).
     src = tmp_path / "dates.xlsx"
     wb = xlsxwriter.Workbook(src)
     ws = wb.add_worksheet()
@@ -109,11 +100,13 @@ def test_dates_then_plain_numbers_at_the_end(tmp_path: Path, caplog: pytest.LogC
             ws.write_number(r, 0, r)
         ws.write_number(r, 1, r)
     wb.close()
-    out = both(src, tmp_path, caplog, expect="read whole")
-    assert out.column_types["n"] == "int64"
+    out = both(src, tmp_path)
+    assert out.column_types == {"when": "string", "n": "int64"}
+    got = pq.read_table(out.path).column("when").to_pylist()
+    assert got[0] == "2021-01-02" and got[-1] == str(ROWS)
 
 
-def test_booleans_and_a_boolean_hidden_in_a_numeric_column(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_booleans_and_a_boolean_hidden_in_a_numeric_column(tmp_path: Path) -> None:
     src = tmp_path / "bools.xlsx"
     wb = xlsxwriter.Workbook(src)
     ws = wb.add_worksheet()
@@ -121,11 +114,11 @@ def test_booleans_and_a_boolean_hidden_in_a_numeric_column(tmp_path: Path, caplo
     for r in range(1, ROWS + 1):
         ws.write_boolean(r, 0, r % 2 == 1)
         if r == ROWS - 1:
-            ws.write_boolean(r, 1, True)  # calamine reads it as 1.0: needs the second read
+            ws.write_boolean(r, 1, True)  # read as 1.0 in a float column: the scan's counts catch it
         else:
             ws.write_number(r, 1, r)
     wb.close()
-    out = both(src, tmp_path, caplog, expect="read whole")
+    out = both(src, tmp_path)
     assert out.column_types == {"ok": "bool", "v": "string"}
     assert pq.read_table(out.path).column("v").to_pylist()[-2] == "TRUE"
 
@@ -134,10 +127,9 @@ def test_booleans_and_a_boolean_hidden_in_a_numeric_column(tmp_path: Path, caplo
 def test_blank_rows_and_a_sparse_column_near_the_seam(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, styled_blank_below: bool
 ) -> None:
-    # Blank rows around the middle, a column empty in the whole tail, leading empty rows
-    # and a leading empty column before the header: rows and columns must line up exactly
-    # as in the single read. A formatted empty cell far below (no value, but a row element)
-    # makes the tail's row count disagree with its row numbers: then the original is read.
+    # Blank rows around the middle, a column empty after its first rows, leading empty rows and a
+    # leading empty column before the header; a formatted empty cell far below (a row element without
+    # a value) is no row of data.
     src = tmp_path / "blank.xlsx"
     wb = xlsxwriter.Workbook(src)
     ws = wb.add_worksheet()
@@ -152,16 +144,16 @@ def test_blank_rows_and_a_sparse_column_near_the_seam(
     if styled_blank_below:
         ws.write_blank(ROWS + 10, 1, None, wb.add_format({"bold": True}))
     wb.close()
-    out = both(src, tmp_path, caplog, expect="read whole" if styled_blank_below else "merged")
+    out = both(src, tmp_path)
     got = pq.read_table(out.path).to_pydict()
     assert list(got) == ["a", "b", "only-head"]
     assert out.column_types == {"a": "int64", "b": "string", "only-head": "int64"}
     assert got["a"][0] == 4 and got["a"][-1] == ROWS + 3
 
 
-def test_error_cells_and_shared_strings_1904(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    # Not constant_memory: strings go to the shared strings part, which both halves need;
-    # a 1904 workbook's dates must come out the same from both halves.
+def test_error_cells_and_shared_strings_1904(tmp_path: Path) -> None:
+    # Not constant_memory: strings go to the shared strings part; a 1904 workbook's dates, error cells
+    # in the first rows and after them.
     src = tmp_path / "mac.xlsx"
     wb = xlsxwriter.Workbook(src, {"date_1904": True})
     ws = wb.add_worksheet()
@@ -176,25 +168,12 @@ def test_error_cells_and_shared_strings_1904(tmp_path: Path, caplog: pytest.LogC
         ws.write_string(r, 2, ["Paris", "Lyon", "Oslo"][r % 3])
     wb.close()
     assert b"sharedStrings" in zipfile.ZipFile(src).read("[Content_Types].xml")
-    out = both(src, tmp_path, caplog)
+    out = both(src, tmp_path)
     assert out.error_counts == {"day": 0, "ratio": 2, "city": 0}
     assert pq.read_table(out.path).column("day").to_pylist()[0] == dt.datetime(2000, 1, 2)
 
 
-def test_more_than_one_sheet_is_not_split(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    src = tmp_path / "two.xlsx"
-    wb = xlsxwriter.Workbook(src)
-    for name in ("A", "B"):
-        ws = wb.add_worksheet(name)
-        ws.write_column(0, 0, ["n", *range(ROWS)])
-    wb.close()
-    with caplog.at_level(logging.INFO, logger="sheetdrop.convert"):
-        outs = convert_workbook(src, tmp_path / "o", split_sheet_bytes=1)
-    assert len(outs) == 2
-    assert not [r for r in caplog.records if "two halves" in r.getMessage()]
-
-
-def test_reruns_of_a_split_sheet_are_byte_identical(tmp_path: Path) -> None:
+def test_reruns_are_byte_identical(tmp_path: Path) -> None:
     src = tmp_path / "d.xlsx"
     wb = xlsxwriter.Workbook(src)
     ws = wb.add_worksheet()
@@ -202,19 +181,12 @@ def test_reruns_of_a_split_sheet_are_byte_identical(tmp_path: Path) -> None:
     for r in range(1, ROWS + 1):
         ws.write_row(r, 0, [r * 1.5, f"x{r % 10}"])
     wb.close()
-    one = convert_workbook(src, tmp_path / "o1", split_sheet_bytes=1)[0]
-    two = convert_workbook(src, tmp_path / "o2", split_sheet_bytes=1)[0]
+    one = convert_workbook(src, tmp_path / "o1")[0]
+    two = convert_workbook(src, tmp_path / "o2")[0]
     assert one.path.read_bytes() == two.path.read_bytes()
 
 
-def test_renumber_row() -> None:
-    row = b'<row r="1" spans="1:2"><c r="A1" t="s"><v>0</v></c><c r="AB1"><v>2</v></c></row>'
-    assert renumber_row(row, 57) == (
-        b'<row r="57" spans="1:2"><c r="A57" t="s"><v>0</v></c><c r="AB57"><v>2</v></c></row>'
-    )
-
-
-# ---------------------------------------------------------------- guards with a split
+# ---------------------------------------------------------------- guards on a large sheet
 
 
 def _sheet_xlsx(path: Path) -> tuple[Path, bytes]:
@@ -254,14 +226,14 @@ def _rejected(src: Path, out: Path):
     from convert import WorkbookRejected
 
     with pytest.raises(WorkbookRejected) as info:
-        convert_workbook(src, out, split_sheet_bytes=1)
+        convert_workbook(src, out)
     assert not out.exists(), "no partial output on rejection"
     return info.value
 
 
-def test_guards_still_reject_a_split_sheet(tmp_path: Path) -> None:
+def test_guards_reject_while_the_sheet_is_read(tmp_path: Path) -> None:
     good, sheet = _sheet_xlsx(tmp_path / "good.xlsx")
-    # A cell at XFD1048576: the deep scan of the split sheet refuses the area.
+    # A cell at XFD1048576: refused by the area check.
     far = sheet.replace(b"</sheetData>", b'<row r="1048576"><c r="XFD1048576"><v>1</v></c></row></sheetData>')
     err = _rejected(_replace_sheet(good, tmp_path / "far.xlsx", far), tmp_path / "o1")
     assert err.code == "too-large" and "cells" in err.reason
@@ -271,10 +243,10 @@ def test_guards_still_reject_a_split_sheet(tmp_path: Path) -> None:
     assert err.code == "unsafe" and "sheet1.xml" in err.reason
 
 
-def test_a_sheet_that_lies_about_its_size_is_unsafe_with_the_head_reader_started(tmp_path: Path) -> None:
-    # The headers declare the sheet's real size, but 64 MiB of padding follows the rows:
-    # the head package is written (and its reader started) before the inflate runs past
-    # the declared size; the rejection must still win and leave nothing behind.
+def test_a_sheet_that_lies_about_its_size_is_unsafe_with_the_reader_started(tmp_path: Path) -> None:
+    # The headers declare the sheet's real size, but 64 MiB of padding follows the rows: the reader
+    # has started before the scan inflates past the declared size; the rejection must still win and
+    # leave nothing behind.
     good, sheet = _sheet_xlsx(tmp_path / "good.xlsx")
     padded = sheet.replace(b"</sheetData>", b"</sheetData>" + b" " * (64 * 1024**2))
     src = _replace_sheet(good, tmp_path / "liar.xlsx", padded, declared=len(sheet))

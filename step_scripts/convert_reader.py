@@ -1,0 +1,289 @@
+"""The reader process: ``python convert_reader.py`` with a Job (``convert_job``, JSON) on stdin; the
+parquet files and ``outcome.json`` go into the job's staging folder. ``convert.py`` starts it under an
+address-space limit and a timeout: the Rust readers abort the whole process when an allocation fails.
+
+The quick guard (``convert_guard``) classifies the file and lists its sheets; the bounded scan
+(``convert_scan``) runs on a thread of its own at a lower CPU priority while the sheets are read once
+each (``convert_sheet``), as many at once as the cores and the memory limit allow (the parse runs in
+Rust, without the GIL). Nothing is written before the scan has passed, and a scan rejection wins over
+whatever the readers made of the file. Then each sheet goes through the column rules
+(``convert_columns``) into a parquet file. pyarrow is imported after the first parse: imported during
+it, it would add its 60 MiB to the parse's peak.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, NoReturn
+
+from convert_guard import Inspection, quick_inspect
+from convert_job import Job, Outcome, SheetResult, Skip, job_from_json, to_json
+from convert_package import normalize, patch_errors
+from convert_scan import SheetCounts, deep_check
+from convert_sheet import FastexcelBook, NeedsPatch, SheetSkipped, Task, XlsBook, check, head_types, xls_globals
+from rejection import OUT_OF_MEMORY, WorkbookRejected
+
+#: Address space a parse takes per byte of sheet XML (measured 1.9 on 100k rows x 20 columns), and
+#: what the process holds before any (interpreter, pyarrow, thread stacks and malloc arenas).
+PARSE_FACTOR = 2.5
+BASELINE_BYTES = 512 * 1024**2
+_FINISHING = threading.Lock()
+
+
+def main() -> None:
+    # pyarrow imports numpy when installed (0.15 s, 16 MiB) and pandas the first time it converts a
+    # Python value (0.4 s): nothing this process needs. Hidden (an import of a module that sys.modules
+    # holds as None fails), the process is also the same whether or not the environment has them.
+    sys.modules.update({"numpy": None, "pandas": None})
+    job = job_from_json(sys.stdin.read())
+    try:
+        outcome = Reader(job).run()
+    except BaseException as exc:  # a reader's failure outside any one sheet is a verdict on the file too
+        outcome = Outcome(rejected=classify(exc).to_wire())
+    finish(job, outcome)
+
+
+def finish(job: Job, outcome: Outcome) -> NoReturn:
+    """Write the outcome and end the process (from any thread; the first caller wins). Everything is
+    written and closed by then; skipping the interpreter's teardown (~0.1 s) ends it sooner."""
+    _FINISHING.acquire()
+    path = Path(job.staging) / "outcome.json"
+    path.with_suffix(".tmp").write_text(to_json(outcome), encoding="utf-8")
+    os.replace(path.with_suffix(".tmp"), path)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+class Reader:
+    def __init__(self, job: Job) -> None:
+        self.job, self.staging, self.limits = job, Path(job.staging), job.limits
+        self.src = Path(job.src)
+        self.inspection = quick_inspect(self.src, job.limits)
+        self.notes: list[str] = []
+        self.books = threading.local()
+        self.xls: XlsBook | None = None
+
+    def run(self) -> Outcome:
+        self.path, self.reading = self._prepare()
+        tasks, skipped = self._plan()
+        self.alone = len(tasks) == 1  # then the column rules run on every core
+        self.scan = _Scan(self.job, self.inspection)
+        self.scan.start()
+        # xls and ods: one stream their reader parses whole, one thread.
+        threads = parallel(self.job.cores, [t.size for t in tasks], self.limits.max_memory_bytes) if (
+            self.reading.sheets is not None) else 1
+        with ThreadPoolExecutor(threads, "sheetdrop") as pool:
+            tables = list(pool.map(self._table, tasks))  # in sheet order, as a one-by-one read gives them
+            self.scan.wait()  # nothing is written before the scan has passed
+            for item in tables:
+                if isinstance(item, WorkbookRejected):
+                    raise item
+            outcomes = list(pool.map(self._write, tasks, tables))
+        results = []
+        for item in outcomes:
+            (skipped if isinstance(item, Skip) else results).append(item)
+        if not results:
+            detail = "; ".join(f"{s.sheet!r}: {s.why}" for s in skipped[:5])
+            raise WorkbookRejected("empty", "the workbook has no visible worksheet with data" + (
+                f" ({detail})" if detail else ""))
+        return Outcome(sheets=results, skipped=skipped, notes=self.notes)
+
+    def _prepare(self) -> tuple[Path, Inspection]:
+        """The file the reader opens, and its inspection. fastexcel picks its parser from the extension:
+        it gets a link named after the content. A package whose workbook part is not where the reader
+        looks is rewritten (``convert_package.normalize``)."""
+        inspection, fmt = self.inspection, self.inspection.fmt
+        if fmt in ("xlsx", "xlsm") and not inspection.canonical:
+            normalize(self.src, inspection, self.staging / f"normalized.{fmt}", self.limits)
+            return self.staging / f"normalized.{fmt}", quick_inspect(self.staging / f"normalized.{fmt}", self.limits)
+        os.symlink(self.src.resolve(), self.staging / f"input.{fmt}")
+        return self.staging / f"input.{fmt}", inspection
+
+    def _plan(self) -> tuple[list[Task], list[Skip]]:
+        """The sheets to read: as the guard lists them (xlsx, xlsm, xlsb), or as the reader does."""
+        if self.reading.fmt in ("xls", "ods"):
+            return [Task(i, name) for i, name in enumerate(self._sheet_names())], []
+        tasks, skipped = [], []
+        for index, sheet in enumerate(self.reading.sheets or []):
+            if sheet.kind != "worksheet":
+                skipped.append(Skip(sheet.name, sheet.kind.replace("sheet", " sheet")))
+            elif sheet.state != "visible" and not self.job.include_hidden:
+                skipped.append(Skip(sheet.name, f"{sheet.state} sheet"))
+            else:
+                info = self.reading.entries.get(sheet.part or "")
+                tasks.append(Task(index, sheet.name, sheet.part, info.file_size if info else 0))
+        return tasks, skipped
+
+    def _sheet_names(self) -> list[str]:
+        import fastexcel
+
+        try:
+            if self.reading.fmt == "xls":
+                untrusted, self.reading.date1904 = xls_globals(self.path)
+                if untrusted:
+                    raise ValueError("a substream inside a worksheet (an embedded chart), or not BIFF8")
+            return fastexcel.read_excel(str(self.path)).sheet_names
+        except BaseException as exc:
+            self.xls = self._xlrd(exc, "")
+            return self.xls.names
+
+    def _table(self, task: Task) -> Any:
+        """The sheet's table (column rules applied), a Skip, or the rejection its reading ended in."""
+        try:
+            try:
+                columns, date1904 = (self.xls.read(task), self.xls.date1904) if self.xls else (
+                    self._read(task), self.reading.date1904)
+            except BaseException as exc:
+                book = self._xlrd(exc, f"sheet {task.name!r} ")
+                columns, date1904 = book.read(task), book.date1904
+            from convert_columns import build_table
+
+            sheet = build_table(columns, date1904, self.job.cores if self.alone else 1)
+            return Skip(task.name, "empty") if sheet is None else sheet
+        except SheetSkipped as exc:
+            return Skip(task.name, str(exc))
+        except BaseException as exc:  # a reader error (or panic) is a verdict on the file
+            self.scan.wait()  # the scan's verdict comes first: the file may be a bomb the reader choked on
+            return classify(exc)
+
+    def _xlrd(self, exc: BaseException, what: str) -> XlsBook:
+        """xlrd, for an .xls that calamine failed on (else ``exc`` again)."""
+        if self.reading.fmt != "xls" or self.xls is not None or not recoverable(exc):
+            raise exc
+        self.notes.append(f"{what}read by xlrd: {' '.join(str(exc).split())[:200]}")
+        return XlsBook(self.path)
+
+    def _read(self, task: Task) -> list[Any]:
+        """One sheet read whole, once (twice when the count check proves a silent coercion)."""
+        if not hasattr(self.books, "book"):  # a fastexcel reader cannot be shared between threads
+            self.books.book = FastexcelBook(self.path, self.reading, self.job.include_hidden)
+        book, path, inspection = self.books.book, self.path, self.reading
+        try:
+            head = head_types(path, inspection, task, self.limits, book if inspection.fmt in ("xls", "ods") else None)
+            columns = book.load(task, head.types)[0]
+        except NeedsPatch:
+            # Error values the reader refuses (#SPILL!, #CALC!...): a copy with each made #N/A, read instead.
+            path = self.staging / f"patched-{task.index}{path.suffix}"
+            count = patch_errors(self.path, inspection, task.part or "", path, self.limits)
+            self.notes.append(f"sheet {task.name!r}: {count} error values the reader does not know read as #N/A")
+            inspection = quick_inspect(path, self.limits)
+            book = FastexcelBook(path, inspection, self.job.include_hidden)
+            head = head_types(path, inspection, task, self.limits)
+            columns = book.load(task, head.types)[0]
+        columns, notes = check(columns, head, self.scan.counts_for(task.part),
+                               lambda types, only: book.load(task, types, only=only)[0], task.name)
+        self.notes.extend(notes)
+        return columns
+
+    def _write(self, task: Task, sheet: Any) -> SheetResult | Skip:
+        if isinstance(sheet, Skip):
+            return sheet
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = sheet.table.replace_schema_metadata({
+            "sheetdrop.source": self.job.source, "sheetdrop.sheet": task.name,
+            "sheetdrop.converter_version": self.job.version,
+            "sheetdrop.column_types": json.dumps(sheet.types, ensure_ascii=False),
+            "sheetdrop.nulls": json.dumps(sheet.nulls, ensure_ascii=False),
+            "sheetdrop.errors": json.dumps(sheet.errors, ensure_ascii=False),
+            "sheetdrop.rows": str(sheet.table.num_rows),
+        })
+        path = self.staging / f"sheet-{task.index}.parquet"
+        text = [f.name for f in table.schema if pa.types.is_string(f.type)]
+        # Dictionaries pay off for repeated text (cities, codes), not for numbers and timestamps; the
+        # statistics of long text columns cost more than they give a reader. Fixed writer options and no
+        # timestamps anywhere keep reruns byte-identical.
+        pq.write_table(table, path, compression="zstd", compression_level=1, version="2.6", use_dictionary=text,
+                       write_statistics=[f.name for f in table.schema if f.name not in text], store_schema=True)
+        return SheetResult(task.index, task.name, path.name, table.num_rows, table.num_columns,
+                           path.stat().st_size, sheet.types, sheet.nulls, sheet.errors)
+
+
+def parallel(cores: int, sizes: list[int], memory: int) -> int:
+    """Sheets parsed at once: as many as the cores, as long as that many of the largest fit in the
+    reader's address space (each parse takes ``PARSE_FACTOR`` times its XML)."""
+    need = int(max(sizes, default=0) * PARSE_FACTOR) or 1
+    return max(1, min(cores, len(sizes), (memory - BASELINE_BYTES) // need))
+
+
+def recoverable(exc: BaseException) -> bool:
+    """A reader's failure that another reader may not share (calamine's panics are BaseExceptions)."""
+    return not isinstance(exc, MemoryError | WorkbookRejected | SheetSkipped | KeyboardInterrupt | SystemExit)
+
+
+def classify(exc: BaseException) -> WorkbookRejected:
+    if isinstance(exc, WorkbookRejected):
+        return exc
+    if isinstance(exc, MemoryError):
+        return WorkbookRejected("too-large", OUT_OF_MEMORY)
+    text = f"{exc.__class__.__name__}: {exc}"
+    if "password" in text.lower() or "encrypt" in text.lower():
+        return WorkbookRejected("encrypted", "the workbook is password-protected; save it without a password and "
+                                             "upload it again")
+    return WorkbookRejected("corrupt", f"the workbook could not be read ({' '.join(text.split())[:300]}); open it "
+                                       "in Excel or LibreOffice, save it again and re-upload")
+
+
+class _Scan(threading.Thread):
+    """The bounded scan of every part the quick guard deferred. A rejection ends the process at once
+    with that rejection as its outcome: it wins over whatever a reader was doing."""
+
+    def __init__(self, job: Job, inspection: Inspection) -> None:
+        super().__init__(name="sheetdrop-scan", daemon=True)
+        self.job, self.inspection = job, inspection
+        entries = inspection.entries
+        self.parts = {s.part: entries[s.part].filename for s in inspection.sheets or []
+                      if s.part in entries and inspection.fmt in ("xlsx", "xlsm")}
+        self.counts: dict[str, SheetCounts] = {}
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+        self.counted = threading.Condition()
+
+    def run(self) -> None:
+        with contextlib.suppress(OSError, AttributeError):  # nice values are per thread: the parses keep their cores
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        names = {self.parts[s.part]: s.name for s in self.inspection.sheets or [] if s.part in self.parts}
+        try:
+            deep_check(Path(self.job.src), self.inspection.deferred, names, self.job.limits,
+                       self.inspection.inflated, self._counted)
+        except WorkbookRejected as exc:
+            finish(self.job, Outcome(rejected=exc.to_wire()))
+        except BaseException as exc:  # handed to the threads that wait for the verdict
+            self.error = exc
+        finally:
+            self.done.set()
+            with self.counted:
+                self.counted.notify_all()
+
+    def _counted(self, part: str, counts: SheetCounts) -> None:
+        with self.counted:
+            self.counts[part] = counts
+            self.counted.notify_all()
+
+    def wait(self) -> None:
+        self.done.wait()
+        if self.error is not None:
+            raise self.error
+
+    def counts_for(self, part: str | None) -> SheetCounts | None:
+        """A sheet's counts, as soon as the scan has them (the scan goes on with the other parts)."""
+        name = self.parts.get(part or "")
+        if name is None:
+            return None
+        with self.counted:
+            self.counted.wait_for(lambda: name in self.counts or self.done.is_set())
+        if name not in self.counts:
+            self.wait()
+        return self.counts.get(name)
+
+
+if __name__ == "__main__":
+    main()

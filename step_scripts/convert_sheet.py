@@ -1,0 +1,400 @@
+"""Reading one sheet, once, into :class:`convert_columns.ColumnRead` columns (in the reader process).
+
+fastexcel parses a sheet straight into Arrow, reporting each cell it cannot convert to its column's
+type with its exact original (:func:`original`) — but not every one (``tests/test_convert_cell_kinds.py``
+pins down which it coerces silently). So each column's type is chosen before the parse from the first
+rows (:func:`head_types`, :func:`choose_types`) such that the rest comes back natively or reported, and
+what the first rows did not show is caught by the count check (:func:`check`). xls goes to xlrd where
+calamine cannot be trusted with it (:class:`XlsBook`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import os
+import re
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import convert_xlsb
+from convert_guard import Inspection
+from convert_job import Limits
+from convert_package import head_package, read_head, sheet_head
+from convert_scan import SheetCounts, SheetScan
+from rejection import WorkbookRejected
+
+if TYPE_CHECKING:  # pyarrow (under convert_columns) is imported while the first sheet is parsed
+    from convert_columns import Cell, ColumnRead
+
+HEAD_ROWS = 1000
+HEAD_BYTES = 1024**2
+MAX_COLUMNS = 16_384
+DEFAULT = ("float", "number")  # a column with nothing in the first rows
+_ISO_DURATION = re.compile(r"P(?:(\d+)D)?T?(?:(\d+)H)?(?:(\d+)M)?(?:([\d.]+)S)?$")
+_EXCEL_DATETIME = re.compile(r"value: ([^,]+), datetime_type: (\w+), is_1904: (\w+)")
+_ESCAPE = re.compile(r"\\(u\{[0-9a-fA-F]+\}|.)")
+_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "0": "\0"}
+
+
+@dataclass
+class Task:
+    index: int  # position among the workbook's sheets
+    name: str
+    part: str | None = None  # zip entry of the sheet (xlsx, xlsm, xlsb)
+    size: int = 0  # the part's uncompressed size
+
+
+class SheetSkipped(Exception):
+    """The sheet gives no table: a chart sheet, a hidden sheet, no value in any cell."""
+
+
+class NeedsPatch(Exception):
+    """The reader refuses error values it does not know (#SPILL!, #CALC!, ...) in this sheet."""
+
+
+def original(detail: str, date1904: bool) -> Cell:
+    """The cell fastexcel could not convert, from its error detail (Rust's Debug of calamine's value)."""
+    from convert_columns import serial_datetime
+
+    raw = detail[detail.find("but got '") + 9:]
+    if raw.endswith("'") and (raw[:-1].endswith(")") or raw == "Empty'"):
+        raw = raw[:-1]
+    name, _, body = raw.partition("(")
+    body = body[:-1]
+    if name in ("Float", "Int"):
+        return "number", float(body)
+    if name == "Bool":
+        return "bool", body == "true"
+    if name in ("String", "DateTimeIso", "DurationIso"):
+        text = _ESCAPE.sub(_unescape, body[1:-1])
+        if name == "String":
+            return "text", text
+        if name == "DurationIso":
+            return "duration", _iso_duration(text)
+        return "datetime", dt.datetime.fromisoformat(text)
+    if name == "DateTime":
+        m = _EXCEL_DATETIME.search(body)
+        if m:
+            days = float(m.group(1))
+            if m.group(2) == "TimeDelta":
+                return "duration", dt.timedelta(milliseconds=round(days * 86_400_000))
+            return "datetime", serial_datetime(days, m.group(3) == "true")
+    return "error", body or name
+
+
+def _unescape(m: re.Match[str]) -> str:
+    code = m.group(1)
+    return chr(int(code[2:-1], 16)) if code.startswith("u{") else _ESCAPES.get(code, code)
+
+
+def _iso_duration(text: str) -> dt.timedelta:
+    m = _ISO_DURATION.match(text.lstrip("-"))
+    if not m:
+        raise ValueError(f"not an ISO duration: {text!r}")
+    d, h, mi, sec = (float(g or 0) for g in m.groups())
+    value = dt.timedelta(days=d, hours=h, minutes=mi, seconds=sec)
+    return -value if text.startswith("-") else value
+
+
+def _kind(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "text" if value else None  # python-calamine gives error cells as "" too
+    if isinstance(value, dt.timedelta):
+        return "duration"
+    return "datetime" if isinstance(value, dt.date | dt.time) else None
+
+
+@dataclass
+class Head:
+    """What a sheet's first rows tell: the types to read its columns with (absolute column → fastexcel
+    dtype, kind of its native values) and its header row's cells, exactly."""
+
+    types: dict[int, tuple[str, str]] = field(default_factory=dict)
+    header: dict[int, Cell] = field(default_factory=dict)
+
+
+def choose_types(rows: list[list[Any]], first_column: int) -> Head:
+    """From the kinds in the rows below the header (the first row holding a value): numbers → float,
+    text → string, booleans → boolean, dates, times or durations → duration (a number, text or boolean
+    among them is reported), dates next to durations → float (each reported with its subtype), any
+    other mix → duration (all but the dates reported)."""
+    header = next((i for i, row in enumerate(rows) if any(_kind(v) for v in row)), len(rows))
+    kinds: dict[int, set[str]] = {}
+    for row in rows[header + 1:]:
+        for j, value in enumerate(row):
+            kind = _kind(value)
+            if kind:
+                kinds.setdefault(first_column + j, set()).add(kind)
+    cells: dict[int, Cell] = {}
+    for j, value in enumerate(rows[header] if header < len(rows) else []):
+        kind = _kind(value)
+        if isinstance(value, dt.time):
+            kind, value = "time", dt.datetime.combine(dt.date(1899, 12, 31), value)
+        elif kind == "datetime" and not isinstance(value, dt.datetime):
+            value = dt.datetime.combine(value, dt.time())
+        if kind:
+            cells[first_column + j] = (kind, float(value) if kind == "number" else value)
+    return Head({column: _dtype(found) for column, found in kinds.items()}, cells)
+
+
+def _dtype(kinds: set[str]) -> tuple[str, str]:
+    if len(kinds) == 1:
+        kind = next(iter(kinds))
+        return {"number": DEFAULT, "text": ("string", "text"), "bool": ("boolean", "bool")}.get(
+            kind, ("duration", kind))
+    if {"datetime", "duration"} <= kinds:
+        return DEFAULT
+    return "duration", "duration" if "duration" in kinds else "datetime"
+
+
+def head_types(path: Path, inspection: Inspection, task: Task, limits: Limits, book: FastexcelBook | None = None,
+               ) -> Head:
+    """:func:`choose_types` on the sheet's first rows: as python-calamine reads them from a package of
+    those rows alone (xlsx, xlsm, xlsb: milliseconds, no pyarrow), or as ``book`` reads them (xls and
+    ods, which its reader has parsed whole anyway)."""
+    import python_calamine
+
+    try:
+        if book is not None:
+            return choose_types(*book.head_rows(task))
+        head = read_head(path, inspection.entries[task.part or ""], HEAD_BYTES)
+        if inspection.fmt == "xlsb":
+            cut = convert_xlsb.sheet_head(head, HEAD_ROWS)
+        else:
+            # The scan's area check, before any parse: a small sheet with one value far away is
+            # refused before a reader tries to allocate its range.
+            scan = SheetScan()
+            scan.feed(head)
+            scan.finish(task.name, limits)
+            cut = sheet_head(head, HEAD_ROWS)
+        if cut is None:
+            return Head()
+        sheet = python_calamine.CalamineWorkbook.from_filelike(
+            io.BytesIO(head_package(path, inspection, task.part or "", cut, limits))).get_sheet_by_name(task.name)
+        rows = sheet.to_python(nrows=HEAD_ROWS)
+    except WorkbookRejected:
+        raise
+    except Exception as exc:
+        if "Unsupported cell error value" in str(exc):
+            raise NeedsPatch(str(exc)) from exc
+        return Head()  # the parse itself will tell what is wrong
+    return choose_types(rows, sheet.start[1] if sheet.start else 0)
+
+
+class FastexcelBook:
+    """One thread's fastexcel reader on a package (a reader is not shared between threads)."""
+
+    def __init__(self, path: Path, inspection: Inspection, include_hidden: bool = True) -> None:
+        import fastexcel
+
+        self.inspection, self.include_hidden = inspection, include_hidden
+        self.reader = fastexcel.read_excel(str(path))
+
+    def head_rows(self, task: Task) -> tuple[list[list[Any]], int]:
+        """The first rows' values with their kinds, from two small reads under types that report every
+        cell but dates (``duration``) and every date with its subtype (``float``)."""
+        strict = self.load(task, {}, HEAD_ROWS, "duration")[0]
+        dates = {c.index: c.foreign for c in self.load(task, {}, HEAD_ROWS, "float")[0]}
+        rows: list[list[Any]] = [[None] * len(strict) for _ in range(len(strict[0].native) if strict else 0)]
+        for j, col in enumerate(strict):
+            for r, present in enumerate(col.native.is_valid().to_pylist()):
+                cell = col.foreign.get(r) or (dates[col.index].get(r) if present else None)
+                rows[r][j] = cell[1] if cell and cell[0] != "error" else None
+        return rows, strict[0].index if strict else 0
+
+    def load(self, task: Task, types: dict[int, tuple[str, str]], rows: int | None = None,
+             every: str | None = None, only: list[int] | None = None) -> tuple[list[ColumnRead], int]:
+        """The sheet's columns (``only`` these) as read with these types (or ``every`` column as one),
+        and its number of rows."""
+        dtypes = every or {i: types.get(i, DEFAULT)[0] for i in range(MAX_COLUMNS)}
+        try:
+            # skip_rows=0: rows counted from the sheet's first, whatever columns are read.
+            sheet = self.reader.load_sheet(task.name, header_row=None, skip_rows=0, dtypes=dtypes, n_rows=rows,
+                                           use_columns=only)
+        except Exception as exc:
+            text = str(exc)
+            if "Unsupported cell error value" in text:
+                raise NeedsPatch(text) from exc
+            if "not a valid worksheet" in text or "chartsheet" in text.lower():
+                raise SheetSkipped("chart sheet") from exc
+            raise
+        if self.inspection.sheets is None and sheet.visible != "visible" and not self.include_hidden:
+            raise SheetSkipped(f"{'hidden' if sheet.visible == 'hidden' else 'veryHidden'} sheet")
+        import pyarrow as pa
+        from convert_columns import ColumnRead, serial_timestamps
+
+        batch, errors = sheet.to_arrow_with_errors()
+        infos = sheet.selected_columns
+        at = {info.index: j for j, info in enumerate(infos)}  # error positions count the sheet's columns
+        foreign: list[dict[int, Cell]] = [{} for _ in infos]
+        date1904 = self.inspection.date1904
+        for err in errors.errors if errors is not None else []:
+            row, col = err.position
+            foreign[at[col]][row] = original(err.detail, date1904)
+        columns = []
+        for j, info in enumerate(infos):
+            dtype, kind = (every, None) if every else types.get(info.absolute_index, DEFAULT)
+            native = batch.column(j)
+            if dtype == "duration" and kind == "datetime":
+                native = serial_timestamps(native.cast(pa.int64()), date1904)
+            columns.append(ColumnRead(info.absolute_index, native, kind, foreign[j]))
+        return columns, batch.num_rows
+
+
+#: Cells reported at once by a second read (each is a Python object of ~300 bytes): a second read of
+#: more columns is made in groups of columns, one parse each.
+STRICT_CELLS = 2_000_000
+
+
+def check(columns: list[ColumnRead], head: Head, expected: SheetCounts | None,
+          strict_read: Callable[[dict[int, tuple[str, str]], list[int]], list[ColumnRead]], name: str,
+          ) -> tuple[list[ColumnRead], list[str]]:
+    """The header row's cells as the first rows showed them, then the count check: other numbers of
+    boolean and text cells than the scan counted mean a silently coerced cell (which one, the counts do
+    not tell). The columns that can hide one are read again, every cell but the dates reported: those
+    of numbers, of booleans, and of text holding what a number or boolean would be rendered as."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from convert_columns import column_letter, header_row
+
+    h = header_row(columns)
+    bools = texts = 0
+    for col in columns:
+        cell = head.header.get(col.index)
+        if h is None or cell is None or h in col.foreign or col.native is None or not col.native[h].is_valid:
+            continue
+        # Read as its column's type (a TRUE over numbers is 1.0): from here on the cell as it is.
+        dtype = head.types.get(col.index, DEFAULT)[0]
+        bools -= dtype == "boolean"
+        texts -= dtype == "string"
+        col.foreign[h] = cell
+    seen = observed(columns, head.types)
+    if expected is None or (expected.bools, expected.texts) == (seen[0] + bools, seen[1] + texts):
+        return columns, []
+
+    def suspect(col: ColumnRead) -> bool:
+        dtype, native = head.types.get(col.index, DEFAULT)[0], col.native
+        if native is None or dtype == "duration":
+            return False
+        return dtype != "string" or bool(pc.any(pc.match_substring_regex(native, r"^(-?\d|true$|false$)")).as_py())
+
+    again = {c.index: c for c in columns}
+    suspects = [c.index for c in columns if suspect(c)]
+    size = max(1, STRICT_CELLS // max(1, len(columns[0].native) if columns and columns[0].native is not None else 1))
+    for group in (suspects[i:i + size] for i in range(0, len(suspects), size)):
+        strict = {i: ("duration", "duration" if head.types.get(i, DEFAULT)[1] == "duration" else "datetime")
+                  for i in group}
+        for col in strict_read(strict, group):
+            # A second read as durations cannot tell a date from a duration; where the first reported one
+            # with its subtype (a column of numbers or booleans), that cell is taken from the first.
+            dates = {r: c for r, c in again[col.index].foreign.items() if c[0] in ("datetime", "duration")}
+            if dates and col.native is not None:
+                mask = pa.array([r in dates for r in range(len(col.native))])
+                col.native = pc.if_else(mask, pa.scalar(None, col.native.type), col.native)
+                col.foreign.update(dates)
+            col.foreign.update({r: c for r, c in again[col.index].foreign.items() if r == h})
+            again[col.index] = col
+    letters = ", ".join(column_letter(i) for i in suspects)
+    return list(again.values()), [f"sheet {name!r}: columns {letters} read again with every cell checked: the first "
+                                  f"{HEAD_ROWS} rows did not show every kind of cell they hold"]
+
+
+def observed(columns: list[ColumnRead], types: dict[int, tuple[str, str]]) -> tuple[int, int]:
+    """Booleans and text cells as read: the native values of boolean and text columns, and the cells
+    reported as booleans or text anywhere."""
+    bools = texts = 0
+    for col in columns:
+        held = len(col.native) - col.native.null_count if col.native is not None else 0
+        dtype = types.get(col.index, DEFAULT)[0]
+        bools += held if dtype == "boolean" else 0
+        texts += held if dtype == "string" else 0
+        for kind, _ in col.foreign.values():
+            bools += kind == "bool"
+            texts += kind == "text"
+    return bools, texts
+
+
+def xls_globals(path: Path) -> tuple[bool, bool]:
+    """(whether calamine cannot be trusted with this .xls, its 1904 date system), from the workbook
+    stream. calamine 0.36 reads the cached values of a chart embedded in a worksheet as cells and
+    ends the sheet at the chart's end: any BIFF8 BOF record that does not start a sheet (found by
+    its bytes; a false match only costs speed) sends the workbook to xlrd, as does BIFF5."""
+    from xlrd import compdoc
+
+    doc = compdoc.CompDoc(path.read_bytes(), logfile=open(os.devnull, "w"))  # noqa: SIM115 - gone with doc
+    stream = doc.get_named_stream("Workbook") or doc.get_named_stream("Book") or b""
+    bof = b"\x09\x08\x10\x00\x00\x06"
+    if not stream.startswith(bof):
+        return True, False
+    starts, date1904, pos = {0}, False, 0
+    while pos + 4 <= len(stream):
+        kind, size = struct.unpack_from("<HH", stream, pos)
+        if kind == 0x0085 and size >= 4:  # BOUNDSHEET: where a sheet's substream starts
+            starts.add(struct.unpack_from("<I", stream, pos + 4)[0])
+        elif kind == 0x0022 and size >= 2:  # DATEMODE
+            date1904 = bool(struct.unpack_from("<H", stream, pos + 4)[0])
+        elif kind == 0x000A:
+            break
+        pos += 4 + size
+    at = stream.find(bof, 1)
+    while at >= 0:
+        if at not in starts:
+            return True, date1904
+        at = stream.find(bof, at + 1)
+    return False, date1904
+
+
+class XlsBook:
+    """An .xls, read by xlrd where calamine cannot be trusted with it: xlrd keeps every cell's kind,
+    skips the records of embedded charts and does not parse formulas it only has to show values of
+    (calamine 0.36 panics on a formula record cut short)."""
+
+    def __init__(self, path: Path) -> None:
+        import xlrd
+
+        self.xlrd = xlrd
+        self.book = xlrd.open_workbook(str(path), formatting_info=True, on_demand=True,
+                                       logfile=open(os.devnull, "w"))  # noqa: SIM115 - lives as long as the book
+        self.date1904, self.names = bool(self.book.datemode), self.book.sheet_names()
+
+    def read(self, task: Task) -> list[ColumnRead]:
+        from convert_columns import column_from_cells, serial_datetime
+
+        x = self.xlrd
+        sheet = self.book.sheet_by_index(task.index)
+        if sheet.visibility:
+            raise SheetSkipped(f"{'hidden' if sheet.visibility == 1 else 'veryHidden'} sheet")
+        durations: dict[int, bool] = {}
+
+        def cell(kind: int, value: Any, row: int, col: int) -> Cell | None:
+            if kind == x.XL_CELL_TEXT:
+                return "text", value
+            if kind == x.XL_CELL_NUMBER:
+                return "number", float(value)
+            if kind == x.XL_CELL_BOOLEAN:
+                return "bool", bool(value)
+            if kind == x.XL_CELL_ERROR:
+                return "error", x.error_text_from_code.get(value, "#ERROR")
+            if kind == x.XL_CELL_DATE:
+                xf = sheet.cell_xf_index(row, col)
+                if xf not in durations:
+                    fmt = self.book.format_map.get(self.book.xf_list[xf].format_key)
+                    durations[xf] = bool(fmt and re.search(r"\[[hms]+\]", fmt.format_str, re.IGNORECASE))
+                if durations[xf]:
+                    return "duration", dt.timedelta(milliseconds=round(value * 86_400_000))
+                return "datetime", serial_datetime(value, self.date1904)
+            return None
+
+        columns = [column_from_cells(c, [cell(k, v, r, c) for r, (k, v) in
+                                         enumerate(zip(sheet.col_types(c), sheet.col_values(c), strict=True))])
+                   for c in range(sheet.ncols)]
+        self.book.unload_sheet(task.index)
+        return columns
