@@ -110,9 +110,22 @@ def _describe_non_workbook(path: Path) -> str:
     kind = next((k for hit, k in ((head.startswith(b"%PDF"), "a PDF document"),
                                   (start.startswith((b"<!doctype html", b"<html")), "an HTML page"),
                                   (start.startswith(b"<?xml"), "an XML file"),
-                                  (b"\x00" not in head, "a text file (CSV or similar)")) if hit), "not a spreadsheet")
+                                  (_looks_like_text(head), "a text file (CSV or similar)")) if hit),
+                "not a spreadsheet")
     return (f"the file is {kind}, not an Excel or OpenDocument workbook, whatever its extension; open it in Excel or "
             "LibreOffice and save it as .xlsx")
+
+
+def _looks_like_text(head: bytes) -> bool:
+    """Text in UTF-8 or a one-byte code page (a CSV from Excel on Windows): nearly every character
+    printable. Random binary without a NUL byte is not (about a quarter of its bytes are controls)."""
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # A character cut at the end of the 2 KB is still UTF-8; anything else may be a code page.
+        text = head[:exc.start].decode("utf-8") if exc.start >= len(head) - 3 else head.decode("latin-1")
+    printable = sum(ch.isprintable() or ch in "\t\r\n" for ch in text)
+    return bool(text) and printable >= 0.97 * len(text)
 
 
 def _inspect_ole(path: Path) -> Inspection:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import shutil
 import zipfile
 from pathlib import Path
@@ -53,6 +54,19 @@ def test_not_a_workbook(tmp_path: Path) -> None:
     with zipfile.ZipFile(other_zip, "w") as z:
         z.writestr("readme.txt", "hello")
     assert rejected(other_zip, tmp_path / "o3").code == "not-a-workbook"
+
+
+@pytest.mark.parametrize(("content", "kind"), [
+    ("id;montant\n1;2,50 €\n".encode("cp1252"), "a text file (CSV or similar)"),  # Excel on Windows
+    ("id,amount,note\n1,2,café ✓\n".encode(), "a text file (CSV or similar)"),
+    (bytes(b for b in random.Random(7).randbytes(4096) if b), "not a spreadsheet"),  # binary, no NUL byte
+])
+def test_what_a_file_that_is_not_a_workbook_is_called(tmp_path: Path, content: bytes, kind: str) -> None:
+    path = tmp_path / "upload.xlsx"
+    path.write_bytes(content)
+    assert rejected(path, tmp_path / "out").reason == (
+        f"the file is {kind}, not an Excel or OpenDocument workbook, whatever its extension; open it in Excel or "
+        "LibreOffice and save it as .xlsx")
 
 
 def test_corrupt_truncated_and_bad_crc(tmp_path: Path) -> None:
