@@ -88,7 +88,8 @@ def cmd_convert(args: argparse.Namespace, settings: LocalSettings | None) -> int
 
     # The step's own converter, in its own process: the same code AzureML runs, and a reader
     # that aborts cannot take the CLI down with it.
-    return subprocess.run([sys.executable, str(STEP_DIR / "convert.py"), str(args.input), str(args.outdir)],
+    options = ["--options", str(args.options)] if args.options else []
+    return subprocess.run([sys.executable, str(STEP_DIR / "convert.py"), str(args.input), str(args.outdir), *options],
                           check=False).returncode
 
 
@@ -267,6 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("convert", "convert a workbook to parquet without storage", cmd_convert, no_settings=True)
     p.add_argument("input", type=Path, help="the workbook")
     p.add_argument("outdir", type=Path, help="folder for one <sheet>.parquet per sheet (created)")
+    p.add_argument("--options", type=Path, metavar="FILE",
+                   help="read options as a folder's sheetdrop.json gives them (README, 'Read options')")
 
     p = command("publish", "publish the extract pipeline to AzureML (uses .venv-aml; --v2: a batch endpoint, "
                 ".venv-aml2)", cmd_publish, no_settings=True)

@@ -215,7 +215,8 @@ def cmd_show(args: argparse.Namespace, settings: LocalSettings) -> int:
     where = lineage.location(settings, version, service)
     try:
         parquet, _ = parquetview.open_parquet(service.get_blob_client(where.container, where.path))
-        data = parquetview.head(parquet, args.head).to_pandas()
+        # Whole numbers stay whole where a column has nulls (pandas would make the column float).
+        data = parquetview.head(parquet, args.head).to_pandas(integer_object_nulls=True)
     except ResourceNotFoundError:
         print(f"error: not-found: {ref(version)} is registered, but its parquet {where.blob_path} is not in storage",
               file=sys.stderr)

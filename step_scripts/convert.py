@@ -24,9 +24,10 @@ from pathlib import Path
 
 from contract import StepSettingError, read_step_settings, slug
 from convert_job import Job, Limits, Outcome, outcome_from_json, to_json
+from read_options import OPTIONS_FILE, OptionsError, ReadOptions, parse
 from rejection import OUT_OF_MEMORY, WorkbookRejected
 
-CONVERTER_VERSION = "2.0.0"
+CONVERTER_VERSION = "2.1.0"
 READER = Path(__file__).resolve().parent / "convert_reader.py"
 log = logging.getLogger("sheetdrop.convert")
 
@@ -44,6 +45,15 @@ class SheetOutput:
     bytes: int = 0
     null_counts: dict[str, int] = field(default_factory=dict)
     error_counts: dict[str, int] = field(default_factory=dict)
+    header: str = ""  # where the header was found
+    warnings: list[str] = field(default_factory=list)
+    rescued: dict[str, int] = field(default_factory=dict)  # column → cells moved to _rescued_data
+
+
+class Converted(list[SheetOutput]):
+    """The sheets written, in workbook order; ``skipped``: the sheets left out, with why."""
+
+    skipped: list[tuple[str, str]]
 
 
 def usable_cores(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
@@ -63,12 +73,15 @@ def usable_cores(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
 
 def convert_workbook(
     src: Path, outdir: Path, *, source: str | None = None, include_hidden: bool = False,
-    limits: Limits | None = None, workers: int | None = None,
-) -> list[SheetOutput]:
+    limits: Limits | None = None, workers: int | None = None, options: ReadOptions | None = None,
+    previous: dict[str, dict[str, str]] | None = None,
+) -> Converted:
     """Write one ``<sheet-slug>.parquet`` per visible non-empty worksheet of ``src`` into ``outdir``.
 
     Raises :class:`WorkbookRejected` (leaving ``outdir`` untouched) when the workbook cannot be
-    converted. ``workers`` caps the sheets parsed at once (default: :func:`usable_cores`).
+    converted. ``workers`` caps the sheets parsed at once (default: :func:`usable_cores`); ``options``
+    are the folder's read options; ``previous``, by sheet name, the column types of each sheet's
+    previous dataset version (kept with ``"schema_changes": "rescue"``).
     """
     src, outdir = Path(src), Path(outdir)
     limits = limits or Limits()
@@ -77,23 +90,29 @@ def convert_workbook(
     staging = Path(tempfile.mkdtemp(prefix="sheetdrop-staging-"))
     try:
         job = Job(src=str(src.resolve()), staging=str(staging), source=source or src.name, version=CONVERTER_VERSION,
-                  include_hidden=include_hidden, limits=limits, cores=workers or usable_cores())
+                  include_hidden=include_hidden, limits=limits, cores=workers or usable_cores(),
+                  options=options or ReadOptions(), previous=previous or {})
         outcome = _run_reader(job)
         outdir.mkdir(parents=True, exist_ok=True)
-        outputs = []
+        outputs = Converted()
+        outputs.skipped = [(item.sheet, item.why) for item in outcome.skipped]
         names = _unique_slugs([r.sheet for r in outcome.sheets])
         for result, name in zip(outcome.sheets, names, strict=True):
             path = outdir / f"{name}.parquet"
             shutil.move(staging / Path(result.file).name, path)
             outputs.append(SheetOutput(result.sheet, name, path, result.rows, result.columns, result.column_types,
                                        sum(result.null_counts.values()), sum(result.error_counts.values()),
-                                       result.bytes, result.null_counts, result.error_counts))
+                                       result.bytes, result.null_counts, result.error_counts, result.header,
+                                       result.warnings, result.rescued))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     for item in outcome.skipped:
         log.info("skipped sheet %r of %s: %s", item.sheet, src.name, item.why)
     for note in outcome.notes:
         log.info("%s: %s", src.name, note)
+    for result in outcome.sheets:
+        for warning in result.warnings:
+            log.warning("warning: sheet %r: %s", result.sheet, warning)
     return outputs
 
 
@@ -185,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("outdir", type=Path)
     parser.add_argument("--source", help="source name recorded in the parquet metadata (default: file name)")
     parser.add_argument("--include-hidden", action="store_true", help="also convert hidden sheets")
+    parser.add_argument("--options", type=Path, metavar="FILE",
+                        help=f"read options, as a folder's {OPTIONS_FILE} gives them (README, 'Read options')")
     parser.add_argument("--json", action="store_true", help="print the outputs as JSON")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
@@ -194,6 +215,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: settings: {exc}", file=sys.stderr)
         return 2
     options["include_hidden"] = options["include_hidden"] or args.include_hidden
+    try:
+        if args.options is not None:
+            options["options"] = parse(args.options.read_text(encoding="utf-8"), str(args.options))
+    except (OSError, OptionsError) as exc:
+        print(f"error: options: {exc}", file=sys.stderr)
+        return 2
     try:
         outputs = convert_workbook(args.input, args.outdir, source=args.source, **options)
     except WorkbookRejected as exc:

@@ -9,12 +9,13 @@ empty text → null. README.md, "The converter", says the rules in prose.
 from __future__ import annotations
 
 import datetime as dt
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from convert_header import is_value
+from convert_hints import convert, misfits
 
 MAX_EXACT_INT = 2**53
 _SPARK_UNSAFE = " ,;{}()\n\t\r=."
@@ -33,14 +34,6 @@ class ColumnRead:
     native: pa.Array | None  # values of the native kind, null elsewhere (one entry per row read)
     kind: str | None  # the native kind: number | text | bool | datetime | duration
     foreign: dict[int, Cell] = field(default_factory=dict)  # row → a cell of another kind
-
-
-@dataclass
-class SheetTable:
-    table: pa.Table
-    types: dict[str, str]
-    nulls: dict[str, int]
-    errors: dict[str, int]
 
 
 def serial_datetime(days: float, date1904: bool) -> dt.datetime:
@@ -135,113 +128,151 @@ def unique_names(names: list[str]) -> list[str]:
     return out
 
 
-def _present(col: ColumnRead) -> pa.Array | None:
-    """Where the native array holds a value (non-empty text for text)."""
-    if col.native is None:
-        return None
-    if col.kind == "text":
-        return pc.fill_null(pc.not_equal(col.native, ""), False)
-    return pc.is_valid(col.native)
-
-
-def _rows(mask: pa.Array | None) -> list[int]:
-    """The first and the last row of a mask that are set ([] when none is)."""
-    if mask is None or not pc.any(mask).as_py():
-        return []
-    return [pc.index(mask, True).as_py(), pc.indices_nonzero(mask)[-1].as_py()]
-
-
-def _is_value(cell: Cell) -> bool:
-    return cell[0] != "error" and cell != ("text", "")
-
-
-def header_row(columns: list[ColumnRead]) -> int | None:
-    """The first row holding a value that is not empty text (None: no such row)."""
-    rows = [r for c in columns for r in _rows(_present(c))[:1]]
-    rows += [r for c in columns for r, cell in c.foreign.items() if _is_value(cell)]
-    return min(rows, default=None)
-
-
-def build_table(columns: list[ColumnRead], date1904: bool, threads: int = 1) -> SheetTable | None:
-    """Header, trimming and the column rules on a sheet as read; None when no cell holds a value."""
-    header = header_row(columns)
-    if header is None:
-        return None
-    present = [_present(c) for c in columns]
-    # Error cells occupy their row (they are counted); empty text does not.
-    end = 1 + max([r for m in present for r in _rows(m)[1:]] + [
-        r for c in columns for r, cell in c.foreign.items() if cell != ("text", "")])
-    names: list[str | None] = []
-    keep: list[bool] = []
-    for col, mask in zip(columns, present, strict=True):
-        cell = col.foreign.get(header)
-        if cell is None and col.native is not None and col.native[header].is_valid:
-            cell = (col.kind or "text", col.native[header].as_py())
-        names.append(cell_texts([cell], date1904)[0] if cell else None)
-        occupied = any(header < r < end and cell != ("text", "") for r, cell in col.foreign.items()) or (
-            mask is not None and pc.any(mask.slice(header + 1, end - header - 1)).as_py())
-        keep.append(bool(names[-1]) or bool(occupied))
-    first, last = keep.index(True), len(keep) - 1 - keep[::-1].index(True)
-    final = unique_names([safe_name(names[i], columns[i].index) for i in range(first, last + 1)])
-    # Columns side by side: pyarrow's kernels run without the GIL.
-    with ThreadPoolExecutor(max(1, threads), "sheetdrop-column") as pool:
-        done = list(pool.map(lambda col: finish_column(col, date1904, header + 1, end), columns[first:last + 1]))
-    return SheetTable(pa.Table.from_arrays([a for a, _, _ in done], names=final),
-                      {n: kind for n, (_, kind, _) in zip(final, done, strict=True)},
-                      {n: a.null_count for n, (a, _, _) in zip(final, done, strict=True)},
-                      {n: e for n, (_, _, e) in zip(final, done, strict=True)})
-
-
-def _kinds(native: pa.Array | None, kind: str | None, date1904: bool) -> set[str]:
-    """The kinds the native values hold: a date column may hold times of day (day 0) too."""
-    if native is None or kind is None or native.null_count == len(native):
-        return set()
-    if kind == "text":
-        return {"text"} if pc.any(pc.fill_null(pc.not_equal(native, ""), False)).as_py() else set()
-    if kind != "datetime":
-        return {kind}
-    epoch = pa.scalar(EPOCH[date1904], pa.timestamp("ms")).cast(native.type)
-    day_zero = pc.equal(pc.floor_temporal(native, unit="day"), epoch)
-    return {"time" if at_zero else "datetime" for at_zero in pc.unique(day_zero.drop_null()).to_pylist()}
-
-
 def _foreign_kind(cell: Cell, date1904: bool) -> str:
     if cell[0] == "datetime" and cell[1].date() == EPOCH[date1904].date():
         return "time"
     return cell[0]
 
 
-def finish_column(col: ColumnRead, date1904: bool, start: int = 0, end: int | None = None,
-                  ) -> tuple[pa.Array, str, int]:
-    """The column rules on one column over the data rows [start, end): (array, type name, error cells)."""
+@dataclass
+class Finished:
+    """One column as written: its array and type name, error cells, and what the type left out."""
+
+    array: pa.Array
+    type: str
+    errors: int
+    #: Data row → the cell as Excel shows it, for each cell that does not fit the column's type.
+    rescued: dict[int, str] = field(default_factory=dict)
+    #: A column made text by cells of several kinds: its majority kind and the cells of other kinds.
+    mixed: Mixed | None = None
+
+
+@dataclass
+class Mixed:
+    majority: str
+    others: int  # cells not of the majority kind
+    values: int  # cells holding a value
+    first: list[tuple[int, str]]  # the first few of the others: (data row, text)
+
+
+#: Target → the kind whose cells it keeps; "number" narrows to int64 when it can, "int" and "float" not.
+FAMILY = {"int": "number", "float": "number", "date": "datetime"}
+#: Ties for the majority go to the kind listed first.
+_KIND_ORDER = ("number", "datetime", "time", "duration", "bool", "text")
+EXAMPLES = 3
+
+
+def finish_column(col: ColumnRead, date1904: bool, start: int = 0, end: int | None = None, want: str | None = None,
+                  rescue: bool = False) -> Finished:
+    """The column rules on one column over the data rows [start, end). ``want``: the type the folder's
+    options ask for (a ``read_options.ColumnType`` or a kind); ``rescue``: a column of several kinds
+    keeps its majority kind. Cells that do not fit a wanted or kept type are null there and listed in
+    ``rescued``; with neither, several kinds make text, each cell as Excel shows it."""
     if end is None:
         end = len(col.native) if col.native is not None else max(col.foreign, default=-1) + 1
     native = col.native.slice(start, end - start) if col.native is not None else None
     foreign = {r - start: (_foreign_kind(cell, date1904), cell[1]) for r, cell in col.foreign.items()
                if start <= r < end}
     n_errors = sum(1 for cell in foreign.values() if cell[0] == "error")
-    kinds = _kinds(native, col.kind, date1904) | {c[0] for c in foreign.values() if _is_value(c)}
+    counts = _kind_counts(native, col.kind, foreign, date1904)
     size = end - start
-    if not kinds:
-        return pa.nulls(size, pa.string()), "string", n_errors
-    if len(kinds) == 1:
-        kind = next(iter(kinds))
-        values = _typed(native, col.kind, kind, size)
-        same = {r: v for r, (k, v) in foreign.items() if k == kind}
-        if same:  # cells of this kind that came back on their own (a column read under another type)
-            listed = values.to_pylist()
-            for r, v in same.items():
-                listed[r] = v.time() if kind == "time" else v
-            values = pa.array(listed, values.type)
-        array, name = _narrow(values, kind)
-        return array, name, n_errors
-    # Several kinds: each cell as Excel shows it.
+    target = {"string": "text", "bool": "bool"}.get(want or "", want)
+    if target is None and len(counts) == 1:
+        target = next(iter(counts))
+    elif target is None and counts and rescue:
+        target = max(counts, key=lambda k: (counts[k], -_KIND_ORDER.index(k)))
+    if target is None and not counts:
+        return Finished(pa.nulls(size, pa.string()), "string", n_errors)
+    if target is not None and target != "text":
+        array, name, left = _conform(native, col.kind, foreign, size, target, date1904)
+        rows = sorted(left)
+        shown = cell_texts([left[r] for r in rows], date1904)
+        return Finished(array, name, n_errors, dict(zip(rows, shown, strict=True)))
+    # Text: each cell as Excel shows it.
     out = texts(native, col.kind or "text", date1904) if native is not None else pa.nulls(size, pa.string())
     if foreign:
         rows = sorted(foreign)
         shown = pa.array(cell_texts([foreign[r] for r in rows], date1904), pa.string())
         out = pc.replace_with_mask(out, pc.is_in(pa.array(range(size)), pa.array(rows)), shown)
-    return _typed(out, "text", "text", size), "string", n_errors
+    mixed = _mixed(native, col.kind, foreign, counts, out) if target is None else None
+    return Finished(_typed(out, "text", "text", size), "string", n_errors, mixed=mixed)
+
+
+def _kind_counts(native: pa.Array | None, kind: str | None, foreign: dict[int, Cell], date1904: bool,
+                 ) -> dict[str, int]:
+    """Cells holding a value, by kind (a date column's times of day, on day 0, counted as times)."""
+    counts: dict[str, int] = {}
+    if native is not None and kind is not None and native.null_count < len(native):
+        if kind == "text":
+            counts["text"] = pc.sum(pc.not_equal(native, "")).as_py() or 0
+        elif kind == "datetime":
+            zero = _day_zero(native, date1904)
+            counts["time"] = pc.sum(zero).as_py() or 0
+            counts["datetime"] = len(native) - native.null_count - counts["time"]
+        else:
+            counts[kind] = len(native) - native.null_count
+    for cell in foreign.values():
+        if is_value(cell):
+            counts[cell[0]] = counts.get(cell[0], 0) + 1
+    return {k: n for k, n in counts.items() if n}
+
+
+def _day_zero(native: pa.Array, date1904: bool) -> pa.Array:
+    epoch = pa.scalar(EPOCH[date1904], pa.timestamp("ms")).cast(native.type)
+    return pc.equal(pc.floor_temporal(native, unit="day"), epoch)
+
+
+def _mixed(native: pa.Array | None, kind: str | None, foreign: dict[int, Cell], counts: dict[str, int],
+           shown: pa.Array) -> Mixed:
+    """Which cells made a column text: those not of its majority kind, the first few with their text."""
+    majority = max(counts, key=lambda k: (counts[k], -_KIND_ORDER.index(k)))
+    rows = [r for r, cell in sorted(foreign.items()) if is_value(cell) and cell[0] != majority][:EXAMPLES]
+    if native is not None and kind is not None and kind != majority and not (kind == "datetime" and majority == "time"):
+        present = pc.fill_null(pc.not_equal(native, ""), False) if kind == "text" else pc.is_valid(native)
+        rows = sorted(rows + pc.indices_nonzero(present).slice(0, EXAMPLES).to_pylist())[:EXAMPLES]
+    return Mixed(majority, sum(counts.values()) - counts[majority], sum(counts.values()),
+                 [(r, shown[r].as_py()) for r in rows])
+
+
+def _conform(native: pa.Array | None, native_kind: str | None, foreign: dict[int, Cell], size: int, target: str,
+             date1904: bool) -> tuple[pa.Array, str, dict[int, Cell]]:
+    """The column as ``target``: native values of its kind as they are, every other cell converted when
+    it reads as one (``convert_hints.convert``), else left out: (array, type name, row → cell left out)."""
+    family = FAMILY.get(target, target)
+    if native is not None and native_kind in (family, "datetime" if family == "time" else family):
+        values = _typed(native, native_kind, family, size)
+        zero = _day_zero(native, date1904) if native_kind == "datetime" else None
+        odd = misfits(native, native_kind, target, zero)
+        candidates = {r: (native_kind, v) for r, v in odd.items()}
+        if odd:
+            values = pc.if_else(pc.is_in(pa.array(range(size)), pa.array(list(odd))), pa.scalar(None, values.type),
+                                values)
+    else:
+        values = pa.nulls(size, _ARROW_TYPES[family])
+        candidates = {}
+        if native is not None and native_kind is not None:
+            held = native.to_pylist()
+            candidates = {r: (native_kind, v) for r, v in enumerate(held) if v is not None and v != ""}
+    candidates.update({r: cell for r, cell in foreign.items() if is_value(cell)})
+    placed: dict[int, Any] = {}
+    left: dict[int, Cell] = {}
+    for r, cell in candidates.items():
+        value = convert(_split_time(cell, date1904), target)
+        if value is None:
+            left[r] = cell
+        else:
+            placed[r] = value
+    if placed:  # cells of this type that came back on their own (a column read under another type)
+        listed = values.to_pylist()
+        for r, v in placed.items():
+            listed[r] = v
+        values = pa.array(listed, values.type)
+    array, name = _narrow(values, target)
+    return array, name, left
+
+
+def _split_time(cell: Cell, date1904: bool) -> Cell:
+    return (_foreign_kind(cell, date1904), cell[1]) if cell[0] == "datetime" else cell
 
 
 def _typed(native: pa.Array | None, native_kind: str | None, kind: str, size: int) -> pa.Array:
@@ -260,8 +291,12 @@ def _typed(native: pa.Array | None, native_kind: str | None, kind: str, size: in
 
 
 def _narrow(values: pa.Array, kind: str) -> tuple[pa.Array, str]:
+    if kind == "int":
+        return values.cast(pa.int64()), "int64"
+    if kind == "date":
+        return values.cast(pa.date32()), "date"
     if kind != "number":
-        return values, {"text": "string", "datetime": "timestamp"}.get(kind, kind)
+        return values, {"text": "string", "datetime": "timestamp", "float": "float64"}.get(kind, kind)
     valid = values.drop_null()
     if len(valid) and pc.all(pc.equal(pc.floor(valid), valid)).as_py() and (
             pc.max(pc.abs(valid)).as_py() <= MAX_EXACT_INT):

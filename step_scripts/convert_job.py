@@ -9,6 +9,8 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from read_options import ReadOptions
+
 
 def _default(setting: str, unit: float = 1) -> Any:
     """A step setting's default, from the contract, read when a Limits is made without it (the reader
@@ -48,6 +50,9 @@ class Job:
     include_hidden: bool
     limits: Limits
     cores: int  # sheets parsed at once, at most
+    options: ReadOptions = field(default_factory=ReadOptions)  # the folder's read options
+    #: By sheet name, the column types its dataset's previous version has (``"schema_changes": "rescue"``).
+    previous: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,9 @@ class SheetResult:
     column_types: dict[str, str]
     null_counts: dict[str, int]
     error_counts: dict[str, int]
+    header: str  # where the header was found (HeaderChoice.describe)
+    warnings: list[str]
+    rescued: dict[str, int]  # column → cells moved to _rescued_data
 
 
 @dataclass(frozen=True)
@@ -83,7 +91,9 @@ def to_json(obj: Job | Outcome) -> str:
 
 def job_from_json(text: str) -> Job:
     data = json.loads(text)
-    return Job(**{**data, "limits": Limits(**data["limits"])})
+    options = {**data["options"], "include": tuple(data["options"]["include"]),
+               "exclude": tuple(data["options"]["exclude"])}
+    return Job(**{**data, "limits": Limits(**data["limits"]), "options": ReadOptions(**options)})
 
 
 def outcome_from_json(text: str) -> Outcome:

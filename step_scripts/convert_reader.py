@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from convert_guard import Inspection, quick_inspect
+from convert_header import Shape
 from convert_job import Job, Outcome, SheetResult, Skip, job_from_json, to_json
 from convert_package import normalize, patch_errors
 from convert_scan import SheetCounts, deep_check
@@ -90,7 +91,7 @@ class Reader:
         for item in outcomes:
             (skipped if isinstance(item, Skip) else results).append(item)
         if not results:
-            detail = "; ".join(f"{s.sheet!r}: {s.why}" for s in skipped[:5])
+            detail = "; ".join(f"{s.sheet!r}: {s.why}" for s in skipped[:10])
             raise WorkbookRejected("empty", "the workbook has no visible worksheet with data" + (
                 f" ({detail})" if detail else ""))
         return Outcome(sheets=results, skipped=skipped, notes=self.notes)
@@ -108,11 +109,16 @@ class Reader:
 
     def _plan(self) -> tuple[list[Task], list[Skip]]:
         """The sheets to read: as the guard lists them (xlsx, xlsm, xlsb), or as the reader does."""
-        if self.reading.fmt in ("xls", "ods"):
-            return [Task(i, name) for i, name in enumerate(self._sheet_names())], []
         tasks, skipped = [], []
+        if self.reading.fmt in ("xls", "ods"):
+            for i, name in enumerate(self._sheet_names()):
+                why = self.job.options.excludes(name)
+                (skipped.append(Skip(name, why)) if why else tasks.append(Task(i, name)))
+            return tasks, skipped
         for index, sheet in enumerate(self.reading.sheets or []):
-            if sheet.kind != "worksheet":
+            if why := self.job.options.excludes(sheet.name):
+                skipped.append(Skip(sheet.name, why))
+            elif sheet.kind != "worksheet":
                 skipped.append(Skip(sheet.name, sheet.kind.replace("sheet", " sheet")))
             elif sheet.state != "visible" and not self.job.include_hidden:
                 skipped.append(Skip(sheet.name, f"{sheet.state} sheet"))
@@ -137,15 +143,20 @@ class Reader:
     def _table(self, task: Task) -> Any:
         """The sheet's table (column rules applied), a Skip, or the rejection its reading ended in."""
         try:
+            shape = Shape(self.job.options, previous=self.job.previous.get(task.name, {}))
             try:
                 columns, date1904 = (self.xls.read(task), self.xls.date1904) if self.xls else (
-                    self._read(task), self.reading.date1904)
+                    self._read(task, shape), self.reading.date1904)
             except BaseException as exc:
                 book = self._xlrd(exc, f"sheet {task.name!r} ")
                 columns, date1904 = book.read(task), book.date1904
-            from convert_columns import build_table
+            from convert_table import build_table
 
-            sheet = build_table(columns, date1904, self.job.cores if self.alone else 1)
+            sheet = build_table(columns, date1904, self.job.cores if self.alone else 1, shape)
+            if sheet is not None:
+                sheet.warnings[:0] = shape.warnings
+                if sheet.header.titles or sheet.header.count != 1:
+                    self.notes.append(f"sheet {task.name!r}: {sheet.header.describe()}")
             return Skip(task.name, "empty") if sheet is None else sheet
         except SheetSkipped as exc:
             return Skip(task.name, str(exc))
@@ -160,13 +171,15 @@ class Reader:
         self.notes.append(f"{what}read by xlrd: {' '.join(str(exc).split())[:200]}")
         return XlsBook(self.path)
 
-    def _read(self, task: Task) -> list[Any]:
-        """One sheet read whole, once (twice when the count check proves a silent coercion)."""
+    def _read(self, task: Task, shape: Shape) -> list[Any]:
+        """One sheet read whole, once (twice when the count check proves a silent coercion); what its
+        first rows and the scan tell about its table goes into ``shape``."""
         if not hasattr(self.books, "book"):  # a fastexcel reader cannot be shared between threads
             self.books.book = FastexcelBook(self.path, self.reading, self.job.include_hidden)
         book, path, inspection = self.books.book, self.path, self.reading
         try:
-            head = head_types(path, inspection, task, self.limits, book if inspection.fmt in ("xls", "ods") else None)
+            head = head_types(path, inspection, task, self.limits, book if inspection.fmt in ("xls", "ods") else None,
+                              self.job.options)
             columns = book.load(task, head.types)[0]
         except NeedsPatch:
             # Error values the reader refuses (#SPILL!, #CALC!...): a copy with each made #N/A, read instead.
@@ -175,11 +188,21 @@ class Reader:
             self.notes.append(f"sheet {task.name!r}: {count} error values the reader does not know read as #N/A")
             inspection = quick_inspect(path, self.limits)
             book = FastexcelBook(path, inspection, self.job.include_hidden)
-            head = head_types(path, inspection, task, self.limits)
+            head = head_types(path, inspection, task, self.limits, options=self.job.options)
             columns = book.load(task, head.types)[0]
-        columns, notes = check(columns, head, self.scan.counts_for(task.part),
-                               lambda types, only: book.load(task, types, only=only)[0], task.name)
+        counts = self.scan.counts_for(task.part)
+        columns, notes = check(columns, head, counts, lambda types, only: book.load(task, types, only=only)[0],
+                               task.name)
         self.notes.extend(notes)
+        shape.header = head.choice
+        if counts is not None:
+            shape.merges = tuple(counts.merges)
+            if counts.uncached:
+                shape.warnings.append(
+                    f"{counts.uncached} formula cell{'s' if counts.uncached > 1 else ''} without a saved value "
+                    f"({', '.join(counts.uncached_at)}{', …' if counts.uncached > len(counts.uncached_at) else ''}) "
+                    "read as empty: the tool that wrote the workbook did not calculate them; open it in Excel or "
+                    "LibreOffice, save it and upload it again")
         return columns
 
     def _write(self, task: Task, sheet: Any) -> SheetResult | Skip:
@@ -195,6 +218,9 @@ class Reader:
             "sheetdrop.nulls": json.dumps(sheet.nulls, ensure_ascii=False),
             "sheetdrop.errors": json.dumps(sheet.errors, ensure_ascii=False),
             "sheetdrop.rows": str(sheet.table.num_rows),
+            "sheetdrop.header": sheet.header.describe(),
+            "sheetdrop.rescued": json.dumps(sheet.rescued, ensure_ascii=False),
+            "sheetdrop.warnings": json.dumps(sheet.warnings, ensure_ascii=False),
         })
         path = self.staging / f"sheet-{task.index}.parquet"
         text = [f.name for f in table.schema if pa.types.is_string(f.type)]
@@ -204,7 +230,8 @@ class Reader:
         pq.write_table(table, path, compression="zstd", compression_level=1, version="2.6", use_dictionary=text,
                        write_statistics=[f.name for f in table.schema if f.name not in text], store_schema=True)
         return SheetResult(task.index, task.name, path.name, table.num_rows, table.num_columns,
-                           path.stat().st_size, sheet.types, sheet.nulls, sheet.errors)
+                           path.stat().st_size, sheet.types, sheet.nulls, sheet.errors, sheet.header.describe(),
+                           sheet.warnings, sheet.rescued)
 
 
 def parallel(cores: int, sizes: list[int], memory: int) -> int:

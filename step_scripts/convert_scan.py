@@ -12,7 +12,7 @@ import zipfile
 import zlib
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -35,6 +35,13 @@ _VALUED_CELL = re.compile(_CELL_AT + rb"([A-Z]{1,3})(\d+)" + _HOLDS_VALUE)
 # three letters can widen the area past column Z.
 _WIDE_REF = re.compile(rb'r="([A-Z]{2,3})\d')
 TEXT_TYPES = (b't="s"', b't="str"', b't="inlineStr"')
+_MERGE = re.compile(rb'<(?:\w+:)?mergeCell\s+ref="([A-Z]{1,3})(\d+):([A-Z]{1,3})(\d+)"')
+# A formula cell without a cached value: the tool that wrote it did not compute it, so a reader sees
+# an empty cell (an empty <v> in a t="str" cell is a cached empty string).
+_UNCACHED = re.compile(rb'<(?:\w+:)?c\b([^>]*?\br="([A-Z]{1,3}\d+)"[^>]*)>(?:<(?:\w+:)?f\b[^>]*/>|<(?:\w+:)?f\b[^>]*>'
+                       rb'[^<]*</(?:\w+:)?f>)(<(?:\w+:)?v\s*/>|<(?:\w+:)?v></(?:\w+:)?v>)?</(?:\w+:)?c>')
+_UNCACHED_ENDS = (b"</f></c>", b"/></c>", b"<v></v></c>")
+MAX_MERGES = 10_000
 
 
 @dataclass
@@ -45,6 +52,9 @@ class SheetCounts:
     texts: int = 0  # cells of type s, str or inlineStr
     rows: int = 0  # the last row holding a value
     columns: int = 0  # the last column holding a value
+    merges: list[tuple[int, int, int, int]] = field(default_factory=list)  # zero-based, inclusive
+    uncached: int = 0  # formula cells without a cached value
+    uncached_at: list[str] = field(default_factory=list)  # the first few of them
 
 
 def col_number(letters: bytes) -> int:
@@ -161,9 +171,9 @@ class SheetScan:
         # Each count looks at the chunk, plus the few bytes around its start where a pattern may have
         # been cut (fewer than the pattern's length on each side, so nothing is counted twice).
         counts = self.counts
-        for pattern, field in ((b't="b"', "bools"), *((p, "texts") for p in TEXT_TYPES)):
+        for pattern, attr in ((b't="b"', "bools"), *((p, "texts") for p in TEXT_TYPES)):
             seam = self.tail[-len(pattern) + 1:] + chunk[:len(pattern) - 1]
-            setattr(counts, field, getattr(counts, field) + chunk.count(pattern) + seam.count(pattern))
+            setattr(counts, attr, getattr(counts, attr) + chunk.count(pattern) + seam.count(pattern))
         wide = set(_WIDE_REF.findall(chunk)) | set(_WIDE_REF.findall(self.tail[-256:] + chunk[:256]))
         for letters in sorted(wide, key=col_number, reverse=True):
             if col_number(letters) <= counts.columns:
@@ -173,12 +183,33 @@ class SheetScan:
             if valued.search(self.tail + chunk if len(chunk) < 65536 else chunk):
                 counts.columns = col_number(letters)
                 break
+        self._formulas_and_merges(chunk)
         end = self.tail[-4096:] + chunk[-16384:] if len(chunk) < 16384 else chunk[-16384:]
         last = next(iter(deque(_VALUED_CELL.finditer(end), maxlen=1)), None)
         if last is not None:
             counts.rows = max(counts.rows, int(last.group(2)))
             counts.columns = max(counts.columns, col_number(last.group(1)))
         self.tail = chunk[-4096:] if len(chunk) >= 4096 else (self.tail + chunk)[-4096:]
+
+    def _formulas_and_merges(self, chunk: bytes) -> None:
+        """What only the whole sheet tells: merged areas (written after the cells) and formulas without
+        a value. Matches are taken where they end past the previous chunk's tail, so none counts twice."""
+        merges = len(self.counts.merges) < MAX_MERGES and self._has(chunk, b"<mergeCell")
+        if not merges and not any(self._has(chunk, end) for end in _UNCACHED_ENDS):
+            return
+        data, seam = self.tail + chunk, len(self.tail)
+        counts = self.counts
+        for m in _MERGE.finditer(data) if merges else ():
+            if m.end() > seam:
+                counts.merges.append((int(m[2]) - 1, col_number(m[1]) - 1, int(m[4]) - 1, col_number(m[3]) - 1))
+        for m in _UNCACHED.finditer(data):
+            if m.end() > seam and not (m[3] and b't="str"' in m[1]):
+                counts.uncached += 1
+                if len(counts.uncached_at) < 5:
+                    counts.uncached_at.append(m[2].decode())
+
+    def _has(self, chunk: bytes, pattern: bytes) -> bool:
+        return pattern in chunk or pattern in self.tail[1 - len(pattern):] + chunk[:len(pattern) - 1]
 
     def finish(self, sheet: str, limits: Limits) -> SheetCounts:
         rows, columns = self.counts.rows, self.counts.columns

@@ -22,9 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 import convert_xlsb
 from convert_guard import Inspection
+from convert_header import HeaderChoice, find_header
 from convert_job import Limits
 from convert_package import head_package, read_head, sheet_head
 from convert_scan import SheetCounts, SheetScan
+from read_options import ReadOptions
 from rejection import WorkbookRejected
 
 if TYPE_CHECKING:  # pyarrow (under convert_columns) is imported while the first sheet is parsed
@@ -115,34 +117,52 @@ def _kind(value: Any) -> str | None:
 @dataclass
 class Head:
     """What a sheet's first rows tell: the types to read its columns with (absolute column → fastexcel
-    dtype, kind of its native values) and its header row's cells, exactly."""
+    dtype, kind of its native values), where its table starts, and the cells above its data exactly
+    (row → column → cell: the header's, and the title rows')."""
 
     types: dict[int, tuple[str, str]] = field(default_factory=dict)
-    header: dict[int, Cell] = field(default_factory=dict)
+    choice: HeaderChoice | None = None
+    above: dict[int, dict[int, Cell]] = field(default_factory=dict)
 
 
-def choose_types(rows: list[list[Any]], first_column: int) -> Head:
-    """From the kinds in the rows below the header (the first row holding a value): numbers → float,
-    text → string, booleans → boolean, dates, times or durations → duration (a number, text or boolean
-    among them is reported), dates next to durations → float (each reported with its subtype), any
-    other mix → duration (all but the dates reported)."""
-    header = next((i for i, row in enumerate(rows) if any(_kind(v) for v in row)), len(rows))
-    kinds: dict[int, set[str]] = {}
-    for row in rows[header + 1:]:
+def _cell(value: Any) -> Cell | None:
+    kind = _kind(value)
+    if isinstance(value, dt.time):
+        kind, value = "time", dt.datetime.combine(dt.date(1899, 12, 31), value)
+    elif kind == "datetime" and not isinstance(value, dt.datetime):
+        value = dt.datetime.combine(value, dt.time())
+    return (kind, float(value) if kind == "number" else value) if kind else None
+
+
+def choose_types(rows: list[list[Any]], first_column: int, first_row: int = 0,
+                 options: ReadOptions | None = None) -> Head:
+    """From the kinds in the rows below the header (``convert_header.find_header``, inside the options'
+    range): numbers → float, text → string, booleans → boolean, dates, times or durations → duration
+    (a number, text or boolean among them is reported), dates next to durations → float (each
+    reported with its subtype), any other mix → duration (all but the dates reported)."""
+    options = options or ReadOptions()
+    area = options.cell_range()
+    grid: dict[int, dict[int, Cell]] = {}
+    for i, row in enumerate(rows):
+        r = first_row + i
+        if area and (r < area.first_row or (area.last_row is not None and r > area.last_row)):
+            continue
         for j, value in enumerate(row):
-            kind = _kind(value)
-            if kind:
-                kinds.setdefault(first_column + j, set()).add(kind)
-    cells: dict[int, Cell] = {}
-    for j, value in enumerate(rows[header] if header < len(rows) else []):
-        kind = _kind(value)
-        if isinstance(value, dt.time):
-            kind, value = "time", dt.datetime.combine(dt.date(1899, 12, 31), value)
-        elif kind == "datetime" and not isinstance(value, dt.datetime):
-            value = dt.datetime.combine(value, dt.time())
-        if kind:
-            cells[first_column + j] = (kind, float(value) if kind == "number" else value)
-    return Head({column: _dtype(found) for column, found in kinds.items()}, cells)
+            c = first_column + j
+            if area and (c < area.first_col or (area.last_col is not None and c > area.last_col)):
+                continue
+            if (cell := _cell(value)) is not None:
+                grid.setdefault(r, {})[c] = cell
+    choice = find_header(grid, options.header_rows)
+    if choice is None:
+        return Head()
+    kinds: dict[int, set[str]] = {}
+    for r, cells in grid.items():
+        if r >= choice.data:
+            for c, (kind, _) in cells.items():
+                kinds.setdefault(c, set()).add("datetime" if kind == "time" else kind)
+    above = {r: dict(cells) for r, cells in grid.items() if r < choice.data}
+    return Head({column: _dtype(found) for column, found in kinds.items()}, choice, above)
 
 
 def _dtype(kinds: set[str]) -> tuple[str, str]:
@@ -156,7 +176,7 @@ def _dtype(kinds: set[str]) -> tuple[str, str]:
 
 
 def head_types(path: Path, inspection: Inspection, task: Task, limits: Limits, book: FastexcelBook | None = None,
-               ) -> Head:
+               options: ReadOptions | None = None) -> Head:
     """:func:`choose_types` on the sheet's first rows: as python-calamine reads them from a package of
     those rows alone (xlsx, xlsm, xlsb: milliseconds, no pyarrow), or as ``book`` reads them (xls and
     ods, which its reader has parsed whole anyway)."""
@@ -164,7 +184,7 @@ def head_types(path: Path, inspection: Inspection, task: Task, limits: Limits, b
 
     try:
         if book is not None:
-            return choose_types(*book.head_rows(task))
+            return choose_types(*book.head_rows(task), 0, options)
         head = read_head(path, inspection.entries[task.part or ""], HEAD_BYTES)
         if inspection.fmt == "xlsb":
             cut = convert_xlsb.sheet_head(head, HEAD_ROWS)
@@ -186,7 +206,8 @@ def head_types(path: Path, inspection: Inspection, task: Task, limits: Limits, b
         if "Unsupported cell error value" in str(exc):
             raise NeedsPatch(str(exc)) from exc
         return Head()  # the parse itself will tell what is wrong
-    return choose_types(rows, sheet.start[1] if sheet.start else 0)
+    start = sheet.start or (0, 0)
+    return choose_types(rows, start[1], start[0], options)
 
 
 class FastexcelBook:
@@ -257,25 +278,27 @@ STRICT_CELLS = 2_000_000
 def check(columns: list[ColumnRead], head: Head, expected: SheetCounts | None,
           strict_read: Callable[[dict[int, tuple[str, str]], list[int]], list[ColumnRead]], name: str,
           ) -> tuple[list[ColumnRead], list[str]]:
-    """The header row's cells as the first rows showed them, then the count check: other numbers of
-    boolean and text cells than the scan counted mean a silently coerced cell (which one, the counts do
-    not tell). The columns that can hide one are read again, every cell but the dates reported: those
-    of numbers, of booleans, and of text holding what a number or boolean would be rendered as."""
+    """The cells above the data (header and title rows) as the first rows showed them, then the count
+    check: other numbers of boolean and text cells than the scan counted mean a silently coerced cell
+    (which one, the counts do not tell). The columns that can hide one are read again, every cell but
+    the dates reported: those of numbers, of booleans, and of text holding what a number or boolean
+    would be rendered as."""
     import pyarrow as pa
     import pyarrow.compute as pc
-    from convert_columns import column_letter, header_row
+    from convert_columns import column_letter
 
-    h = header_row(columns)
     bools = texts = 0
     for col in columns:
-        cell = head.header.get(col.index)
-        if h is None or cell is None or h in col.foreign or col.native is None or not col.native[h].is_valid:
-            continue
-        # Read as its column's type (a TRUE over numbers is 1.0): from here on the cell as it is.
-        dtype = head.types.get(col.index, DEFAULT)[0]
-        bools -= dtype == "boolean"
-        texts -= dtype == "string"
-        col.foreign[h] = cell
+        for r, cells in head.above.items():
+            cell = cells.get(col.index)
+            if cell is None or r in col.foreign or col.native is None or r >= len(col.native) or (
+                    not col.native[r].is_valid):
+                continue
+            # Read as its column's type (a TRUE over numbers is 1.0): from here on the cell as it is.
+            dtype = head.types.get(col.index, DEFAULT)[0]
+            bools -= dtype == "boolean"
+            texts -= dtype == "string"
+            col.foreign[r] = cell
     seen = observed(columns, head.types)
     if expected is None or (expected.bools, expected.texts) == (seen[0] + bools, seen[1] + texts):
         return columns, []
@@ -300,7 +323,7 @@ def check(columns: list[ColumnRead], head: Head, expected: SheetCounts | None,
                 mask = pa.array([r in dates for r in range(len(col.native))])
                 col.native = pc.if_else(mask, pa.scalar(None, col.native.type), col.native)
                 col.foreign.update(dates)
-            col.foreign.update({r: c for r, c in again[col.index].foreign.items() if r == h})
+            col.foreign.update({r: c for r, c in again[col.index].foreign.items() if r in head.above})
             again[col.index] = col
     letters = ", ".join(column_letter(i) for i in suspects)
     return list(again.values()), [f"sheet {name!r}: columns {letters} read again with every cell checked: the first "

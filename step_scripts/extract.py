@@ -27,12 +27,23 @@ from contract import (
 )
 from convert import CONVERTER_VERSION, convert_workbook, options_from_env
 from rejection import WorkbookRejected
-from step_context import get_context
+from step_context import StepContext, get_context
 
 
 def dataset_name_for(base: str, sheet_slug: str, sheet_count: int) -> str:
     """One sheet keeps the workbook's dataset name; several get ``_<sheet>`` each."""
     return base if sheet_count == 1 else f"{base}_{sheet_slug}"
+
+
+def _previous_types(context: StepContext, base: str) -> dict[str, dict[str, str]]:
+    """By sheet name, the column types of the latest version of each dataset this workbook feeds."""
+    found = {}
+    for name in context.previous_names(base):
+        tags = context.previous_tags(name) or {}
+        schema = schema_changes.previous_schema(tags)
+        if schema is not None and "sheet" in tags:
+            found[tags["sheet"]] = schema
+    return found
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -55,14 +66,12 @@ def run(args: argparse.Namespace, source: dict[str, str], options: read_options.
     workbook = Path(args.input_extract)
     source_name = source.get("source_blob", workbook.name)
     limits = options_from_env()
-    if options.not_applied():
-        # Accepted and shown on the run, but not applied by this converter yet: say it, never ignore it silently.
-        print(f"warning: {options.file}: not applied yet by converter {CONVERTER_VERSION}: "
-              f"{', '.join(options.not_applied())}", flush=True)
-        context.log_metric("read_options_not_applied", ", ".join(options.not_applied()))
     # In the step's log, so that a person can see which settings reached the step.
     print(f"settings: {json.dumps(read_step_settings(os.environ), sort_keys=True)}", flush=True)
-    sheets = convert_workbook(workbook, outdir, source=source_name, **limits)
+    if options.file:
+        print(f"read options: {options.file}", flush=True)
+    previous = _previous_types(context, args.dataset_name) if options.schema_changes == "rescue" else {}
+    sheets = convert_workbook(workbook, outdir, source=source_name, options=options, previous=previous, **limits)
     planned = []
     changes: dict[str, str] = {}
     for sheet in sheets:
@@ -98,6 +107,11 @@ def run(args: argparse.Namespace, source: dict[str, str], options: read_options.
         # The converter's per-column decisions, readable next to the run (studio / sheetdrop runs).
         context.log_metric(f"{file_path}:column_types", json.dumps(sheet.column_types, sort_keys=True))
         context.log_metric(f"{file_path}:error_cells", sheet.errors)
+        context.log_metric(f"{file_path}:header", sheet.header)
+        if sheet.warnings:
+            context.log_metric(f"{file_path}:warnings", json.dumps(sheet.warnings, ensure_ascii=False))
+        if sheet.rescued:
+            context.log_metric(f"{file_path}:rescued_cells", json.dumps(sheet.rescued, sort_keys=True))
     for name, change in changes.items():
         print(f"warning: {name}: columns changed since its previous version: {change}", flush=True)
     if changes:
@@ -107,6 +121,8 @@ def run(args: argparse.Namespace, source: dict[str, str], options: read_options.
         # A sheet removed from the workbook simply stops getting versions: say so.
         print(f"warning: no new version for {', '.join(gone)}: the workbook no longer has that sheet", flush=True)
         context.log_metric("datasets_without_new_version", ", ".join(gone))
+    if sheets.skipped:
+        context.log_metric("skipped_sheets", json.dumps(dict(sheets.skipped), ensure_ascii=False))
     total_sheets = len(sheets)
     total_rows = sum(sheet.rows for sheet in sheets)
     total_columns = sum(sheet.columns for sheet in sheets)

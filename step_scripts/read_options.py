@@ -9,6 +9,7 @@ this file is in the step's snapshot and in the Function's bundle. README, "Read 
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 from dataclasses import dataclass, field
@@ -62,21 +63,19 @@ class ReadOptions:
     schema_changes: SchemaRule = "evolve"
     dataset: str | None = None
 
-    def not_applied(self) -> list[str]:
-        """The options set here that this converter does not apply yet (the step says so on the run
-        rather than ignoring them silently)."""
-        defaults = ReadOptions()
-        pending = ("include", "exclude", "range", "header_rows", "footer_rows", "stop_at_empty_row", "types")
-        names = [name for name in pending if getattr(self, name) != getattr(defaults, name)]
-        if self.mixed_columns == "rescue":
-            names.append("mixed_columns")
-        if self.schema_changes == "rescue":
-            names.append("schema_changes")
-        return names
+    def excludes(self, sheet: str) -> str | None:
+        """Why these options leave a sheet out (None: they keep it). Patterns as in file names, any
+        letter case (Excel's sheet names are unique regardless of case)."""
+        name = sheet.casefold()
+        for pattern in self.exclude:
+            if fnmatch.fnmatchcase(name, pattern.casefold()):
+                return f"excluded by sheets.exclude {pattern!r}"
+        if self.include and not any(fnmatch.fnmatchcase(name, p.casefold()) for p in self.include):
+            return f"not in sheets.include ({', '.join(map(repr, self.include))})"
+        return None
 
     def cell_range(self) -> CellRange | None:
         return parse_range(self.range) if self.range else None
-
 
 
 def column_number(letters: str) -> int:

@@ -28,6 +28,30 @@ def test_convert_writes_one_parquet_per_sheet(tmp_path: Path) -> None:
     assert pq.read_table(tmp_path / "out" / "products.parquet").num_rows == 6
 
 
+def test_convert_applies_a_folders_read_options(tmp_path: Path) -> None:
+    finance = SAMPLE.parent / "finance"
+    proc = sheetdrop("convert", str(finance / "q3-2026-report.xlsx"), str(tmp_path / "out"),
+                     "--options", str(finance / "sheetdrop.json"))
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["report.parquet"]  # Notes excluded
+    table = pq.read_table(tmp_path / "out" / "report.parquet")
+    assert table.schema.names == ["Region", "Rep", "Units_sold_Jul", "Units_sold_Aug", "Units_sold_Sep", "Unit_price",
+                                  "Last_order", "_rescued_data"]
+    assert table.num_rows == 12  # the totals row dropped
+    assert [v for v in table.column("_rescued_data").to_pylist() if v] == ['{"Unit_price": "n/a"}']
+    assert proc.stderr.splitlines()[-1] == ("warning: sheet 'Report': column Unit_price (F): 1 cell did not fit "
+                                            "float64 and is in _rescued_data (F13 'n/a')")
+
+
+def test_convert_names_a_bad_options_file(tmp_path: Path) -> None:
+    bad = tmp_path / "sheetdrop.json"
+    bad.write_text('{"header_rows": "two"}')
+    proc = sheetdrop("convert", str(SAMPLE), str(tmp_path / "out"), "--options", str(bad))
+    assert (proc.returncode, proc.stderr) == (2, f"error: options: {bad}: header_rows: a whole number from 0 (no "
+                                                 "header) to 10 (rows joined into one name)\n")
+    assert not (tmp_path / "out").exists()
+
+
 def test_convert_rejects_with_exactly_one_error_line(tmp_path: Path) -> None:
     fake = tmp_path / "prices.xlsx"
     fake.write_text("sku,price\nA,1\n")

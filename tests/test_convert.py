@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import subprocess
 import sys
 import zipfile
@@ -187,12 +188,12 @@ def test_column_rules_unit() -> None:
     import pyarrow as pa
     from convert_columns import ColumnRead, finish_column
 
-    assert finish_column(ColumnRead(0, pa.array([1.0, None, 3.0]), "number"), False)[1] == "int64"
+    assert finish_column(ColumnRead(0, pa.array([1.0, None, 3.0]), "number"), False).type == "int64"
     beyond_exact_integers = pa.array([1.0, 2**60 * 1.0])
-    assert finish_column(ColumnRead(0, beyond_exact_integers, "number"), False)[1] == "float64"
-    assert finish_column(ColumnRead(0, pa.array([None, None], pa.null()), None), False)[1] == "string"
-    arr, kind, _ = finish_column(ColumnRead(0, pa.array(["", "x", None]), "text"), False)
-    assert (kind, arr.to_pylist()) == ("string", [None, "x", None])
+    assert finish_column(ColumnRead(0, beyond_exact_integers, "number"), False).type == "float64"
+    assert finish_column(ColumnRead(0, pa.array([None, None], pa.null()), None), False).type == "string"
+    done = finish_column(ColumnRead(0, pa.array(["", "x", None]), "text"), False)
+    assert (done.type, done.array.to_pylist()) == ("string", [None, "x", None])
 
 
 # ---------------------------------------------------------------- table shape
@@ -268,7 +269,7 @@ def test_sheets_parsed_in_a_thread_pool_match_one_by_one(tmp_path: Path, caplog)
         caplog.clear()
         with caplog.at_level("INFO", logger="sheetdrop.convert"):
             outputs[workers] = convert_workbook(src, tmp_path / f"w{workers}", workers=workers)
-        logs[workers] = [r.getMessage() for r in caplog.records]
+        logs[workers] = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
     assert [o.sheet for o in outputs[3]] == ["S0", "S1", "S3", "S4"]
     assert logs[3] == logs[1] == ["skipped sheet 'S2' of many.xlsx: empty"]
     for one_by_one, pooled in zip(outputs[1], outputs[3], strict=True):

@@ -17,6 +17,8 @@ import pytest
 import xlsxwriter
 from convert import convert_workbook
 
+from tests.workbooks.cells import write
+
 CELLS = [  # (value written, text expected)
     (0.652027207027097, "0.652027207027097"),
     (6.02214076e-23, "6.02214076E-23"),
@@ -34,19 +36,6 @@ CELLS = [  # (value written, text expected)
     (dt.time(9, 30), "09:30:00"),
     (dt.timedelta(hours=250, minutes=10, seconds=10), "250:10:10"),
 ]
-
-
-def write(ws, wb, r: int, c: int, value: object) -> None:
-    if isinstance(value, dt.timedelta):
-        ws.write_number(r, c, value.total_seconds() / 86400, wb.add_format({"num_format": "[h]:mm:ss"}))
-    elif isinstance(value, dt.time):
-        ws.write_datetime(r, c, value, wb.add_format({"num_format": "hh:mm:ss"}))
-    elif isinstance(value, dt.datetime):
-        ws.write_datetime(r, c, value, wb.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"}))
-    elif isinstance(value, str):
-        ws.write_string(r, c, value)
-    else:
-        ws.write(r, c, value)
 
 
 def test_every_kind_of_cell_in_a_text_column(tmp_path: Path) -> None:
@@ -87,7 +76,11 @@ def test_a_numeric_column_with_one_text_cell_keeps_every_digit(tmp_path: Path, w
         digits = text.split("E")[0].replace("-", "").replace(".", "").lstrip("0")
         assert len(digits) <= 15 and float(text) == float(f"{value:.15g}"), (text, value)
     assert "0.142857142857143" in got and "5E-25" in got
-    assert not caplog.records  # one read: no second parse for the mixed column
+    # One read: no second parse for the mixed column; and the cell that made it text is named.
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [(
+        "WARNING", f"warning: sheet 'Sheet1': column ratio (A) became text: 1 of 2000 cells is not a number "
+                   f"(A{where + 1} 'n/a'); \"mixed_columns\": \"rescue\" keeps its type and moves them to "
+                   "_rescued_data")]
 
 
 def _ods(path: Path, rows: list[list[str]]) -> Path:

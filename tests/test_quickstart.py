@@ -97,7 +97,27 @@ def check_show_csv(out: str) -> None:
     assert "Discount" not in rows[0]  # version 1 is the third quarter's
 
 
+def check_drop_options(out: str) -> None:
+    assert re.fullmatch(r"dropped samples/finance/sheetdrop.json as input/finance/sheetdrop.json \(etag \S+\)\n",
+                        out), out
+
+
+def check_drop_report(out: str) -> None:
+    assert re.search(r"^run [0-9a-f]{8} completed in [0-9.]+ s: finance:1$", out, re.M), out
+
+
+def check_show_report(out: str) -> None:
+    lines = out.splitlines()
+    assert re.fullmatch(r"finance:1 \(run [0-9a-f]{8}\): 12 rows \(first 3\), 8 columns", lines[0]), out
+    assert lines[2].split() == ["Region", "Rep", "Units_sold_Jul", "Units_sold_Aug", "Units_sold_Sep", "Unit_price",
+                                "Last_order", "_rescued_data"], out
+    assert len(lines) == 6
+
+
 CHECKS: list[tuple[str, Callable[[str], None]]] = [
+    ("sheetdrop drop samples/finance/sheetdrop.json", check_drop_options),
+    ("sheetdrop drop samples/finance/q3-2026-report.xlsx", check_drop_report),
+    ("sheetdrop show finance:latest", check_show_report),
     ("sheetdrop drop samples/sales-2026-q4.xlsx", check_drop),
     ("sheetdrop runs show latest", check_run_show),
     ("sheetdrop runs", check_runs),

@@ -10,7 +10,7 @@ from conftest import SAMPLE
 
 from sheetdrop import options
 from sheetdrop.storage import blob_service, ensure_container
-from sheetdrop_local import db, runstore
+from sheetdrop_local import cli, db, registry, runstore
 from sheetdrop_local.devhost import DevHost
 from sheetdrop_local.runner import LocalRunner
 from sheetdrop_local.settings import LocalSettings
@@ -102,12 +102,31 @@ def test_the_dataset_option_names_the_dataset(settings: LocalSettings) -> None:
     assert run.dataset_name == "sales_emea"
 
 
-def test_options_this_converter_does_not_apply_yet_are_named_on_the_run(settings: LocalSettings) -> None:
+def test_a_report_folder_is_read_as_its_options_say_and_the_run_shows_them(
+        settings: LocalSettings, capsys: pytest.CaptureFixture[str]) -> None:
+    finance = SAMPLE.parent / "finance"
     container = ensure_container(blob_service(settings.storage), settings.input_container)
-    container.upload_blob("sales/sheetdrop.json", b'{"header_rows": 2, "types": {"Amount": "float"}, '
-                                                  b'"schema_changes": "evolve"}')
-    container.upload_blob("sales/q3.xlsx", SAMPLE.read_bytes())
+    container.upload_blob("finance/sheetdrop.json", (finance / "sheetdrop.json").read_bytes())
+    container.upload_blob("finance/q3.xlsx", (finance / "q3-2026-report.xlsx").read_bytes())
     DevHost(settings).scan_once()
     run = LocalRunner.from_settings(settings).run_next()
     assert run is not None and run.status == "completed", run.error
-    assert run.metrics["read_options_not_applied"] == "header_rows, types"
+    assert json.loads(run.read_options) == {"file": "finance/sheetdrop.json",
+                                            "text": (finance / "sheetdrop.json").read_text()}
+    assert {k: v for k, v in run.metrics.items() if k.startswith("report.parquet:") or k == "skipped_sheets"} == {
+        "skipped_sheets": '{"Notes": "excluded by sheets.exclude \'Notes\'"}',
+        "report.parquet:column_types": json.dumps({
+            "Last_order": "date", "Region": "string", "Rep": "string", "Unit_price": "float64",
+            "Units_sold_Aug": "int64", "Units_sold_Jul": "int64", "Units_sold_Sep": "int64",
+            "_rescued_data": "string"}),
+        "report.parquet:error_cells": 0,
+        "report.parquet:header": "header in rows 4-5 (joined); title rows 1, 2 skipped",
+        "report.parquet:warnings": json.dumps(["column Unit_price (F): 1 cell did not fit float64 and is in "
+                                               "_rescued_data (F13 'n/a')"]),
+        "report.parquet:rescued_cells": '{"Unit_price": 1}'}
+    [version] = registry.list_versions(db.connect(settings.state_dir), "finance")
+    assert (version.tags["rows"], version.tags["sheet"]) == ("12", "Report")
+    assert cli.main(["runs", "show", run.run_id]) == 0
+    shown = capsys.readouterr().out
+    assert "read_options" in shown and "finance/sheetdrop.json" in shown
+    assert "column Unit_price (F): 1 cell did not fit float64 and is in _rescued_data (F13 'n/a')" in shown

@@ -87,3 +87,33 @@ def test_a_sheet_that_is_gone_is_named(settings: LocalSettings) -> None:
     assert run.metrics["datasets_without_new_version"] == "books_returns"
     assert "warning: no new version for books_returns: the workbook no longer has that sheet" in \
         Path(run.log_path or "").read_text()
+
+
+def test_rescue_keeps_the_previous_types_and_rescues_what_does_not_fit(settings: LocalSettings) -> None:
+    ensure_container(blob_service(settings.storage), settings.input_container).upload_blob(
+        "prices/sheetdrop.json", b'{"schema_changes": "rescue"}')
+    first = drop_and_run(settings, "prices/v1.xlsx", workbook([1.5, 2.25]))
+    second = drop_and_run(settings, "prices/v2.xlsx", workbook([1.5, "n/a", 4]))
+    assert (first.status, second.status) == ("completed", "completed"), second.error
+    v1, v2 = registry.list_versions(db.connect(settings.state_dir), "prices")
+    assert json.loads(v1.tags["schema"]) == json.loads(v2.tags["schema"]) == {
+        "Item": "string", "Unit_price": "float64", "_rescued_data": "string"}
+    assert v2.tags["schema_change"] == "none"
+    assert cli.main(["show", "prices:2", "--format", "json"]) == 0
+    assert second.metrics["items.parquet:rescued_cells"] == '{"Unit_price": 1}'
+
+
+def test_rescue_reads_the_previous_types_of_each_sheet(settings: LocalSettings,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    ensure_container(blob_service(settings.storage), settings.input_container).upload_blob(
+        "books/sheetdrop.json", b'{"schema_changes": "rescue"}')
+    drop_and_run(settings, "books/a.xlsx", workbook([1.0, 2.0], sheets=("Orders", "Returns")))
+    capsys.readouterr()
+    run = drop_and_run(settings, "books/b.xlsx", workbook(["TBD", 2.0], sheets=("Orders", "Returns")))
+    assert run.status == "completed", run.error
+    for name in ("books_orders", "books_returns"):
+        latest = registry.list_versions(db.connect(settings.state_dir), name)[-1]
+        assert json.loads(latest.tags["schema"])["Unit_price"] == "int64"
+        assert cli.main(["show", f"{name}:latest", "--format", "csv"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "Item,Unit_price,_rescued_data", 'item0,,"{""Unit_price"": ""TBD""}"', "item1,2,"] * 2

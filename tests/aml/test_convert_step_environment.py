@@ -18,9 +18,13 @@ ROOT = Path(__file__).resolve().parents[2]
 PROJECT_PYTHON = ROOT / ".venv" / "bin" / "python"
 FIXTURES = ROOT / "tests" / "workbooks"
 CONVERT = (
-    "import sys; sys.path.insert(0, {step!r}); from convert import convert_workbook; "
-    "convert_workbook(sys.argv[1], sys.argv[2], workers=2)"
+    "import sys; sys.path.insert(0, {step!r}); from convert import convert_workbook; from read_options import parse; "
+    "options = parse(sys.argv[3], 'sheetdrop.json') if len(sys.argv) > 3 else None; "
+    "convert_workbook(sys.argv[1], sys.argv[2], workers=2, options=options)"
 ).format(step=str(ROOT / "step_scripts"))
+#: Read options that take every path of the column rules with a type asked for.
+HINTED = ('{"mixed_columns": "rescue", "types": {"n": "string", "x": "float", "code": "int", "when": "date", '
+          '"at": "time", "spent": "duration", "ok": "bool", "ratio": "int"}}')
 # Every column rule: numbers, text, dates, times, durations, booleans, errors, mixed columns, a header
 # row below an empty row, a leading empty column; 3,000 rows, so that cells come after the first rows.
 GENERATE = """
@@ -58,10 +62,11 @@ def readers(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def _convert(python: Path | str, src: Path, out: Path, path: Path | None = None) -> list[Path]:
+def _convert(python: Path | str, src: Path, out: Path, path: Path | None = None, options: str | None = None,
+             ) -> list[Path]:
     env = {"PYTHONPATH": str(path)} if path else {}
-    proc = subprocess.run([str(python), "-c", CONVERT, str(src), str(out)], capture_output=True, text=True,
-                          env={**_base_env(), **env}, timeout=300)
+    proc = subprocess.run([str(python), "-c", CONVERT, str(src), str(out), *([options] if options else [])],
+                          capture_output=True, text=True, env={**_base_env(), **env}, timeout=300)
     assert proc.returncode == 0, proc.stderr
     return sorted(out.glob("*.parquet"))
 
@@ -72,15 +77,23 @@ def _base_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 
 
-@pytest.mark.parametrize("name", ["sample.xlsm", "sample.xls", "sample.ods", "sample.xlsb", "generated.xlsx"])
-def test_same_tables_as_under_the_project_pyarrow(readers: Path, tmp_path: Path, name: str) -> None:
+@pytest.mark.parametrize(("name", "options"), [
+    ("sample.xlsm", None), ("sample.xls", None), ("sample.ods", None), ("sample.xlsb", None),
+    ("generated.xlsx", None), ("generated.xlsx", HINTED),
+    # A title block, a two-row header under a merged cell, a rescued cell, a date type, a dropped footer.
+    ("finance", (ROOT / "samples" / "finance" / "sheetdrop.json").read_text()),
+])
+def test_same_tables_as_under_the_project_pyarrow(readers: Path, tmp_path: Path, name: str, options: str | None,
+                                                  ) -> None:
     assert pa.__version__.startswith("23."), pa.__version__  # the environment this test is about
     src = FIXTURES / name
     if name == "generated.xlsx":
         src = tmp_path / name
         subprocess.run([str(PROJECT_PYTHON), "-c", GENERATE, str(src)], check=True, timeout=120)
-    here = _convert(sys.executable, src, tmp_path / "aml", readers)
-    project = _convert(PROJECT_PYTHON, src, tmp_path / "project")
+    elif name == "finance":
+        src = ROOT / "samples" / "finance" / "q3-2026-report.xlsx"
+    here = _convert(sys.executable, src, tmp_path / "aml", readers, options)
+    project = _convert(PROJECT_PYTHON, src, tmp_path / "project", options=options)
     assert [p.name for p in here] == [p.name for p in project] and here
     for a, b in zip(here, project, strict=True):
         left, right = pq.read_table(a), pq.read_table(b)

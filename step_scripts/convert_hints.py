@@ -1,0 +1,82 @@
+"""Which cells fit a column's type, for a type the folder's options ask for (``"types"``) or one a
+column keeps (``"mixed_columns": "rescue"``, ``"schema_changes": "rescue"``).
+
+A cell fits when it is of the type's kind, or text that reads as one exactly: a plain decimal number
+(``12.5``, ``-3``, ``1E+20``: no thousands separators, no currency), ``TRUE``/``FALSE``, an ISO date
+or date and time (``2026-07-01``, ``2026-07-01 09:30:00``), a time of day ``09:30[:00]``, a duration
+``[-]250:10:10``. An ``int`` takes whole numbers only, a ``date`` dates without a time of day, a
+``datetime`` no bare time of day. A cell that does not fit is left out of the column and kept as
+text in ``_rescued_data`` (``convert_table``), never dropped. README, "Read options".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+Cell = tuple[str, Any]
+
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?)?")
+_TIME = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
+_DURATION = re.compile(r"(-?)(\d+):(\d{2}):(\d{2})")
+_BOOLS = {"true": True, "false": False}
+INT64_BOUND = 2.0**63
+
+
+def convert(cell: Cell, target: str) -> Any:
+    """The cell as a value of the target's Arrow type (float for numbers, datetime for dates, time,
+    timedelta, bool), or None when it does not fit. ``cell`` kinds: number, text, bool, datetime,
+    time (a datetime on day 0), duration."""
+    kind, value = cell
+    if kind == "text":
+        kind, value = _read_text(value.strip(), target)
+        if kind is None:
+            return None
+    if target in ("number", "float", "int"):
+        if kind != "number":
+            return None
+        return value if target != "int" or (float(value).is_integer() and abs(value) < INT64_BOUND) else None
+    if target in ("datetime", "date"):
+        if kind != "datetime":
+            return None
+        return value if target == "datetime" or value.time() == dt.time() else None
+    if target == "time":
+        return value.time() if kind == "time" else None
+    return value if kind == target else None
+
+
+def _read_text(text: str, target: str) -> tuple[str | None, Any]:
+    if target in ("number", "float", "int") and _NUMBER.fullmatch(text):
+        return "number", float(text)
+    if target == "bool" and text.lower() in _BOOLS:
+        return "bool", _BOOLS[text.lower()]
+    if target in ("datetime", "date") and _DATETIME.fullmatch(text):
+        return "datetime", dt.datetime.fromisoformat(text)
+    if target == "time" and (m := _TIME.fullmatch(text)) and int(m[1]) < 24 and int(m[2]) < 60 and int(m[3] or 0) < 60:
+        return "time", dt.datetime.combine(dt.date(1899, 12, 31), dt.time(int(m[1]), int(m[2]), int(m[3] or 0)))
+    if target == "duration" and (m := _DURATION.fullmatch(text)) and int(m[3]) < 60 and int(m[4]) < 60:
+        value = dt.timedelta(hours=int(m[2]), minutes=int(m[3]), seconds=int(m[4]))
+        return "duration", -value if m[1] else value
+    return None, None
+
+
+def misfits(native: pa.Array, kind: str, target: str, day_zero: pa.Array | None) -> dict[int, Any]:
+    """Rows of a native array of the target's kind whose value may still not fit it (a fraction in an
+    ``int`` column, a time of day in a date column...), with their values; :func:`convert` decides.
+    ``day_zero``: for dates, where they fall on the date system's day 0 (times of day)."""
+    valid = pc.is_valid(native)
+    if target == "int":
+        odd = pc.or_(pc.not_equal(pc.floor(native), native), pc.greater_equal(pc.abs(native), INT64_BOUND))
+    elif kind == "datetime" and day_zero is not None and target in ("datetime", "date", "time"):
+        midnight = pc.equal(pc.floor_temporal(native, unit="day"), native)
+        odd = {"datetime": day_zero, "time": pc.invert(day_zero),
+               "date": pc.or_(day_zero, pc.invert(midnight))}[target]
+    else:
+        return {}
+    rows = pc.indices_nonzero(pc.and_(valid, pc.fill_null(odd, False))).to_pylist()
+    return {r: native[r].as_py() for r in rows}

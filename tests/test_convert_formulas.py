@@ -1,0 +1,45 @@
+"""Formulas are read as their cached values; a formula a tool saved without one (openpyxl, scripts,
+some exporters) reads as empty, and the run says so, with where and what to do."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import openpyxl
+import pyarrow.parquet as pq
+import xlsxwriter
+from convert import convert_workbook
+
+from tests.workbooks.empty_text import typed_as_text
+
+
+def test_formulas_without_cached_values_are_named_with_a_hint(tmp_path: Path) -> None:
+    src = tmp_path / "computed.xlsx"
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = "Lines"
+    sheet.append(["qty", "price", "total"])
+    for r in range(2, 10):
+        sheet.append([r, 2.5, f"=A{r}*B{r}"])
+    book.save(src)
+    out = convert_workbook(src, tmp_path / "out")[0]
+    assert pq.read_table(out.path).column("total").to_pylist() == [None] * 8
+    assert out.warnings == [
+        "8 formula cells without a saved value (C2, C3, C4, C5, C6, …) read as empty: the tool that wrote the "
+        "workbook did not calculate them; open it in Excel or LibreOffice, save it and upload it again"]
+
+
+def test_cached_values_and_cached_empty_text_are_not_reported(tmp_path: Path) -> None:
+    src = tmp_path / "cached.xlsx"
+    wb = xlsxwriter.Workbook(src)
+    ws = wb.add_worksheet()
+    ws.write_row(0, 0, ["qty", "total", "label"])
+    for r in range(1, 4):
+        ws.write_number(r, 0, r)
+        ws.write_formula(r, 1, f"=A{r + 1}*2", None, r * 2)
+        ws.write_formula(r, 2, '=""', None, "")
+    wb.close()
+    typed_as_text(src)  # saved as Excel saves a formula whose value is empty text
+    out = convert_workbook(src, tmp_path / "out")[0]
+    assert pq.read_table(out.path).to_pydict() == {"qty": [1, 2, 3], "total": [2, 4, 6], "label": [None] * 3}
+    assert out.warnings == []

@@ -1,0 +1,124 @@
+"""Which cells are the table: ``range`` (a cell range, open ended or not), ``footer`` (rows dropped at the
+end, or the data ending at the first empty row) and ``sheets`` (names or patterns to include and
+exclude); what they leave out is said, never silently lost."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import xlsxwriter
+from convert import convert_workbook
+from read_options import parse
+from rejection import WorkbookRejected
+
+
+def options(text: str):
+    return parse(text, "sales/sheetdrop.json")
+
+
+def sheet_with_totals(path: Path) -> Path:
+    """Orders with a date column, an empty row, a totals row and a note below it."""
+    wb = xlsxwriter.Workbook(path)
+    ws = wb.add_worksheet("Orders")
+    day = wb.add_format({"num_format": "yyyy-mm-dd"})
+    ws.write_row(0, 0, ["Order date", "Amount"])
+    for r, amount in enumerate([10.5, 20.25, 30.0], start=1):
+        ws.write_datetime(r, 0, dt.datetime(2026, 7, r), day)
+        ws.write_number(r, 1, amount)
+    ws.write_row(5, 0, ["TOTAL", 60.75])
+    wb.close()
+    return path
+
+
+def test_a_totals_row_is_dropped_by_footer_drop_rows(tmp_path: Path) -> None:
+    src = sheet_with_totals(tmp_path / "orders.xlsx")
+    out = convert_workbook(src, tmp_path / "out", options=options('{"footer": {"drop_rows": 1}}'))[0]
+    assert pq.read_table(out.path).to_pydict() == {
+        "Order_date": [dt.datetime(2026, 7, 1), dt.datetime(2026, 7, 2), dt.datetime(2026, 7, 3)],
+        "Amount": [10.5, 20.25, 30.0]}
+    assert out.column_types == {"Order_date": "timestamp", "Amount": "float64"}
+    assert out.warnings == []
+
+
+def test_without_the_option_a_totals_row_stays_and_is_named(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    src = sheet_with_totals(tmp_path / "orders.xlsx")
+    with caplog.at_level(logging.INFO, logger="sheetdrop.convert"):
+        out = convert_workbook(src, tmp_path / "out")[0]
+    assert pq.read_table(out.path).to_pydict() == {
+        "Order_date": ["2026-07-01", "2026-07-02", "2026-07-03", None, "TOTAL"],
+        "Amount": [10.5, 20.25, 30.0, None, 60.75]}
+    assert out.warnings == [
+        "column Order_date (A) became text: 1 of 4 cells is not a date (A6 'TOTAL'); \"mixed_columns\": \"rescue\" "
+        "keeps its type and moves them to _rescued_data",
+        "row 6 looks like a totals row (A6 'TOTAL'); \"footer\": {\"drop_rows\": 1} leaves it out"]
+    assert [r.getMessage() for r in caplog.records] == [f"warning: sheet 'Orders': {w}" for w in out.warnings]
+
+
+def test_stop_at_empty_row(tmp_path: Path) -> None:
+    src = sheet_with_totals(tmp_path / "orders.xlsx")
+    out = convert_workbook(src, tmp_path / "out", options=options('{"footer": {"stop_at_empty_row": true}}'))[0]
+    assert pq.read_table(out.path).to_pydict()["Amount"] == [10.5, 20.25, 30.0]
+    assert out.column_types == {"Order_date": "timestamp", "Amount": "float64"}
+
+
+def boxed(path: Path) -> Path:
+    """A table in C4:E6 with notes around it: left of it, above it, below it and right of it."""
+    wb = xlsxwriter.Workbook(path)
+    ws = wb.add_worksheet("Box")
+    ws.write_string(0, 0, "Prepared by finance; do not edit")
+    ws.write_string(4, 0, "note left")
+    ws.write_row(3, 2, ["id", "name", "qty"])
+    ws.write_row(4, 2, [1, "a", 5])
+    ws.write_row(5, 2, [2, "b", 6])
+    ws.write_string(4, 6, "note right")
+    ws.write_string(9, 2, "source: ERP export")
+    wb.close()
+    return path
+
+
+@pytest.mark.parametrize(("area", "table"), [
+    ("C4:E6", {"id": [1, 2], "name": ["a", "b"], "qty": [5, 6]}),
+    # To the last row: the note in C10 is a data row, and makes its column text.
+    ("C4:E", {"id": ["1", "2", None, None, None, "source: ERP export"], "name": ["a", "b", None, None, None, None],
+              "qty": [5, 6, None, None, None, None]}),
+    ("D:E", {"name": ["a", "b"], "qty": [5, 6]}),
+    ("c5:d6", {"1": [2], "a": ["b"]}),  # the first row of a range is its header
+])
+def test_range(tmp_path: Path, area: str, table: dict[str, list[object]]) -> None:
+    src = boxed(tmp_path / "box.xlsx")
+    out = convert_workbook(src, tmp_path / "out", options=options(f'{{"range": "{area}"}}'))[0]
+    assert pq.read_table(out.path).to_pydict() == table
+
+
+def test_sheets_include_and_exclude(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    src = tmp_path / "book.xlsx"
+    wb = xlsxwriter.Workbook(src)
+    for name in ("Sales 2025", "Sales 2026", "Notes", "sales archive"):
+        wb.add_worksheet(name).write_row(0, 0, ["a", "b"])
+        wb.get_worksheet_by_name(name).write_row(1, 0, [1, 2])
+    wb.close()
+    chosen = options('{"sheets": {"include": ["SALES*"], "exclude": ["*archive"]}}')
+    with caplog.at_level(logging.INFO, logger="sheetdrop.convert"):
+        outs = convert_workbook(src, tmp_path / "out", options=chosen)
+    assert [o.sheet for o in outs] == ["Sales 2025", "Sales 2026"]
+    assert outs.skipped == [("Notes", "not in sheets.include ('SALES*')"),
+                            ("sales archive", "excluded by sheets.exclude '*archive'")]
+    assert [r.getMessage() for r in caplog.records] == [
+        "skipped sheet 'Notes' of book.xlsx: not in sheets.include ('SALES*')",
+        "skipped sheet 'sales archive' of book.xlsx: excluded by sheets.exclude '*archive'"]
+
+
+def test_options_that_leave_no_sheet_reject_the_workbook_saying_why(tmp_path: Path) -> None:
+    src = tmp_path / "book.xlsx"
+    wb = xlsxwriter.Workbook(src)
+    wb.add_worksheet("Orders").write_row(0, 0, ["a", "b"])
+    wb.close()
+    with pytest.raises(WorkbookRejected) as caught:
+        convert_workbook(src, tmp_path / "out", options=options('{"sheets": {"include": ["Sales"]}}'))
+    assert (caught.value.code, caught.value.reason) == (
+        "empty", "the workbook has no visible worksheet with data ('Orders': not in sheets.include ('Sales'))")
+    assert not (tmp_path / "out").exists()

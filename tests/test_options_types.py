@@ -1,0 +1,70 @@
+"""Type hints (``types``): a hinted column has the hinted type; cells of that kind stay, text that reads as
+one exactly is converted, and every other cell is kept as text in ``_rescued_data`` (never dropped)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import xlsxwriter
+from convert import convert_workbook
+from read_options import parse
+
+from tests.workbooks.cells import write
+
+HINTS = {"Qty": "int", "Price": "float", "Code": "string", "Day": "date", "Stamp": "datetime", "Paid": "bool",
+         "Opens": "time", "Took": "duration"}
+
+
+def test_each_type_hint(tmp_path: Path) -> None:
+    rows = [  # a value of the type, text that reads as one, a cell that does not fit
+        [7, 1.25, 5, dt.datetime(2026, 7, 1), dt.datetime(2026, 7, 1, 10), True, dt.time(9, 30),
+         dt.timedelta(hours=250, minutes=10, seconds=10)],
+        ["12", "3.5", "x", "2026-07-02", "2026-07-02 11:30:00", "false", "17:45", "1:30:00"],
+        [2.5, "abc", True, dt.datetime(2026, 7, 3, 9, 30), dt.time(9, 30), 1, "noon", "later"],
+    ]
+    src = tmp_path / "hints.xlsx"
+    wb = xlsxwriter.Workbook(src)
+    ws = wb.add_worksheet("Items")
+    ws.write_row(0, 0, list(HINTS))
+    for r, row in enumerate(rows, start=1):
+        for c, value in enumerate(row):
+            write(ws, wb, r, c, value)
+    wb.close()
+    out = convert_workbook(src, tmp_path / "out", options=parse(json.dumps({"types": HINTS}), "sheetdrop.json"))[0]
+    assert out.column_types == {"Qty": "int64", "Price": "float64", "Code": "string", "Day": "date",
+                                "Stamp": "timestamp", "Paid": "bool", "Opens": "time", "Took": "duration",
+                                "_rescued_data": "string"}
+    got = pq.read_table(out.path).to_pydict()
+    assert got == {
+        "Qty": [7, 12, None], "Price": [1.25, 3.5, None], "Code": ["5", "x", "TRUE"],
+        "Day": [dt.date(2026, 7, 1), dt.date(2026, 7, 2), None],
+        "Stamp": [dt.datetime(2026, 7, 1, 10), dt.datetime(2026, 7, 2, 11, 30), None],
+        "Paid": [True, False, None], "Opens": [dt.time(9, 30), dt.time(17, 45), None],
+        "Took": [dt.timedelta(hours=250, minutes=10, seconds=10), dt.timedelta(hours=1, minutes=30), None],
+        "_rescued_data": [None, None, got["_rescued_data"][2]]}
+    # Every cell that did not fit, readable back with its column, as Excel shows it.
+    assert json.loads(got["_rescued_data"][2]) == {
+        "Qty": "2.5", "Price": "abc", "Day": "2026-07-03 09:30:00", "Stamp": "09:30:00", "Paid": "1",
+        "Opens": "noon", "Took": "later"}
+    assert out.rescued == {"Qty": 1, "Price": 1, "Day": 1, "Stamp": 1, "Paid": 1, "Opens": 1, "Took": 1}
+    assert out.warnings[0] == "column Qty (A): 1 cell did not fit int64 and is in _rescued_data (A4 '2.5')"
+    assert len(out.warnings) == 7
+
+
+def test_a_hint_names_a_column_as_written_in_any_case_and_a_hint_naming_none_is_said(tmp_path: Path) -> None:
+    src = tmp_path / "prices.xlsx"
+    wb = xlsxwriter.Workbook(src)
+    ws = wb.add_worksheet()
+    ws.write_row(0, 0, ["Unit price", "Units"])
+    ws.write_row(1, 0, [3, 1])
+    ws.write_row(2, 0, [4, 2])
+    wb.close()
+    chosen = parse('{"types": {"unit PRICE": "float", "Discount": "float"}}', "sales/sheetdrop.json")
+    out = convert_workbook(src, tmp_path / "out", options=chosen)[0]
+    assert out.column_types == {"Unit_price": "float64", "Units": "int64", "_rescued_data": "string"}
+    assert pq.read_table(out.path).to_pydict() == {"Unit_price": [3.0, 4.0], "Units": [1, 2],
+                                                    "_rescued_data": [None, None]}
+    assert out.warnings == ["types: no column named 'Discount' (the columns are Unit_price, Units)"]
