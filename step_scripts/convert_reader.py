@@ -157,7 +157,10 @@ class Reader:
                 sheet.warnings[:0] = shape.warnings
                 if sheet.header.titles or sheet.header.count != 1:
                     self.notes.append(f"sheet {task.name!r}: {sheet.header.describe()}")
-            return Skip(task.name, "empty") if sheet is None else sheet
+            if sheet is None:
+                return Skip(task.name, f"no values in range {self.job.options.range}" if self.job.options.range
+                            else "empty")
+            return sheet
         except SheetSkipped as exc:
             return Skip(task.name, str(exc))
         except BaseException as exc:  # a reader error (or panic) is a verdict on the file

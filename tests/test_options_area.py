@@ -112,13 +112,17 @@ def test_sheets_include_and_exclude(tmp_path: Path, caplog: pytest.LogCaptureFix
         "skipped sheet 'sales archive' of book.xlsx: excluded by sheets.exclude '*archive'"]
 
 
-def test_options_that_leave_no_sheet_reject_the_workbook_saying_why(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("text", "why"), [
+    ('{"sheets": {"include": ["Sales"]}}', "not in sheets.include ('Sales')"),
+    ('{"range": "F10:H20"}', "no values in range F10:H20"),
+])
+def test_options_that_leave_no_sheet_reject_the_workbook_saying_why(tmp_path: Path, text: str, why: str) -> None:
     src = tmp_path / "book.xlsx"
     wb = xlsxwriter.Workbook(src)
     wb.add_worksheet("Orders").write_row(0, 0, ["a", "b"])
     wb.close()
     with pytest.raises(WorkbookRejected) as caught:
-        convert_workbook(src, tmp_path / "out", options=options('{"sheets": {"include": ["Sales"]}}'))
+        convert_workbook(src, tmp_path / "out", options=options(text))
     assert (caught.value.code, caught.value.reason) == (
-        "empty", "the workbook has no visible worksheet with data ('Orders': not in sheets.include ('Sales'))")
+        "empty", f"the workbook has no visible worksheet with data ('Orders': {why})")
     assert not (tmp_path / "out").exists()
