@@ -94,18 +94,21 @@ def cmd_convert(args: argparse.Namespace, settings: LocalSettings | None) -> int
 
 
 def _wait_for_runs(settings: LocalSettings, versions: list[tuple[str, str]], timeout: float = 300.0) -> list[str]:
-    """Wait until each dropped blob version's run has ended (matched by etag: an earlier run of
-    the same name, from an earlier session, does not count); return the blobs still without one."""
-    from sheetdrop_local import db, runstore
+    """Wait until each dropped blob version's run has ended, or the trigger skipped it (an options
+    file, a lock file...): matched by etag, so an earlier run of the same name, from an earlier
+    session, does not count; return the blobs still without either."""
+    from sheetdrop_local import db, lineage, runstore
 
     conn = db.connect(settings.state_dir)
+    claims = lineage.claims_reader(settings, lineage.quick_service(settings))
     pending = set(versions)
     deadline = time.monotonic() + timeout
     while pending and time.monotonic() < deadline:
         for blob, etag in list(pending):
             runs = [runstore.get(conn, run_id) for run_id in runstore.find_by_source(
                 conn, settings.input_container, blob, etag)]
-            if any(r is not None and r.status in runstore.ENDED for r in runs):
+            if any(r is not None and r.status in runstore.ENDED for r in runs) or (
+                    not runs and lineage.skipped_reason(claims, settings.input_container, blob, etag)):
                 pending.discard((blob, etag))
         time.sleep(0.25)
     if pending:

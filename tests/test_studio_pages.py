@@ -10,8 +10,9 @@ from html import unescape
 
 import pyarrow.parquet as pq
 import pytest
+from conftest import SAMPLE
 from convert import CONVERTER_VERSION
-from history import make_history
+from history import deliver_and_run, make_history, upload
 from starlette.testclient import TestClient
 
 from sheetdrop.settings import StorageSettings
@@ -172,3 +173,18 @@ def test_pages_still_answer_when_storage_is_down(settings: LocalSettings, histor
     dataset = client.get("/datasets/sales_orders")
     assert dataset.status_code == 200
     assert "storage is unreachable: the schema and preview need Azurite" in text(dataset.text)
+
+
+def test_a_run_page_shows_the_read_options_the_header_found_and_the_warnings(
+        client: TestClient, settings: LocalSettings) -> None:
+    finance = SAMPLE.parent / "finance"
+    upload(settings, "finance/sheetdrop.json", (finance / "sheetdrop.json").read_bytes())
+    upload(settings, "finance/q3.xlsx", (finance / "q3-2026-report.xlsx").read_bytes())
+    deliver_and_run(settings)
+    [run] = [r for r in runstore.list_runs(db.connect(settings.state_dir)) if r.source_blob == "finance/q3.xlsx"]
+    shown = text(client.get(f"/runs/{run.run_id}").text)
+    assert 'read_options {"file": "finance/sheetdrop.json", "text":' in shown
+    assert "Report header in rows 4-5 (joined); title rows 1, 2 skipped finance:1 12 8" in shown
+    assert "Skipped sheets Sheet Reason Notes excluded by sheets.exclude 'Notes'" in shown
+    assert "column Unit_price (F): 1 cell did not fit float64 and is in _rescued_data (F13 'n/a')" in shown
+    assert "Last_order date" in shown and "_rescued_data string 11 null" in shown
