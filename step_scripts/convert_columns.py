@@ -1,9 +1,12 @@
-"""The column rules: a sheet as read → the table that is written (pure pyarrow).
+"""The column rules: one column as read → the array that is written (pure pyarrow).
 
 A column as read (:class:`ColumnRead`) holds the values of its native kind in one Arrow array and the
 cells of other kinds by row (``foreign``). One kind over the column → typed (int64 when all numbers
-are whole up to 2**53); several → text, each cell as Excel shows it (:func:`texts`); error cells and
-empty text → null. README.md, "The converter", says the rules in prose.
+are whole up to 2**53); several → text, each cell as Excel shows it (:func:`texts`), with the cells
+that made it text named; error cells and empty text → null. A type the folder's options ask for, or a
+majority kind kept (``rescue``), keeps the cells that fit it (``convert_hints``) and hands back the
+others. README.md, "The converter", says the rules in prose; the table around the columns is
+``convert_table``.
 """
 
 from __future__ import annotations
