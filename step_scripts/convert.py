@@ -217,7 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     options["include_hidden"] = options["include_hidden"] or args.include_hidden
     try:
         if args.options is not None:
-            options["options"] = parse(args.options.read_text(encoding="utf-8"), str(args.options))
+            # Read as the Function reads the folder's file: bytes that are not UTF-8 make the JSON invalid.
+            text = args.options.read_bytes().decode("utf-8", errors="replace")
+            options["options"] = parse(text, str(args.options))
     except (OSError, OptionsError) as exc:
         print(f"error: options: {exc}", file=sys.stderr)
         return 2

@@ -166,11 +166,12 @@ EXAMPLES = 3
 
 
 def finish_column(col: ColumnRead, date1904: bool, start: int = 0, end: int | None = None, want: str | None = None,
-                  rescue: bool = False) -> Finished:
+                  read_text: bool = False, rescue: bool = False) -> Finished:
     """The column rules on one column over the data rows [start, end). ``want``: the type the folder's
-    options ask for (a ``read_options.ColumnType`` or a kind); ``rescue``: a column of several kinds
-    keeps its majority kind. Cells that do not fit a wanted or kept type are null there and listed in
-    ``rescued``; with neither, several kinds make text, each cell as Excel shows it."""
+    options ask for (a ``read_options.ColumnType`` or a kind), ``read_text`` when text that reads as
+    it fits it too; ``rescue``: a column of several kinds keeps its majority kind. Cells that do not
+    fit a wanted or kept type are null there and listed in ``rescued``; with neither, several kinds
+    make text, each cell as Excel shows it."""
     if end is None:
         end = len(col.native) if col.native is not None else max(col.foreign, default=-1) + 1
     native = col.native.slice(start, end - start) if col.native is not None else None
@@ -179,7 +180,7 @@ def finish_column(col: ColumnRead, date1904: bool, start: int = 0, end: int | No
     n_errors = sum(1 for cell in foreign.values() if cell[0] == "error")
     counts = _kind_counts(native, col.kind, foreign, date1904)
     size = end - start
-    target = {"string": "text", "bool": "bool"}.get(want or "", want)
+    target = "text" if want == "string" else want
     if target is None and len(counts) == 1:
         target = next(iter(counts))
     elif target is None and counts and rescue:
@@ -187,7 +188,8 @@ def finish_column(col: ColumnRead, date1904: bool, start: int = 0, end: int | No
     if target is None and not counts:
         return Finished(pa.nulls(size, pa.string()), "string", n_errors)
     if target is not None and target != "text":
-        array, name, left = _conform(native, col.kind, foreign, size, target, date1904)
+        array, name, left = _conform(native, col.kind, foreign, size, target, date1904,
+                                     read_text and want is not None)
         rows = sorted(left)
         shown = cell_texts([left[r] for r in rows], date1904)
         return Finished(array, name, n_errors, dict(zip(rows, shown, strict=True)))
@@ -197,7 +199,7 @@ def finish_column(col: ColumnRead, date1904: bool, start: int = 0, end: int | No
         rows = sorted(foreign)
         shown = pa.array(cell_texts([foreign[r] for r in rows], date1904), pa.string())
         out = pc.replace_with_mask(out, pc.is_in(pa.array(range(size)), pa.array(rows)), shown)
-    mixed = _mixed(native, col.kind, foreign, counts, out) if target is None else None
+    mixed = _mixed(native, col.kind, foreign, counts, out, date1904) if target is None else None
     return Finished(_typed(out, "text", "text", size), "string", n_errors, mixed=mixed)
 
 
@@ -226,21 +228,29 @@ def _day_zero(native: pa.Array, date1904: bool) -> pa.Array:
 
 
 def _mixed(native: pa.Array | None, kind: str | None, foreign: dict[int, Cell], counts: dict[str, int],
-           shown: pa.Array) -> Mixed:
+           shown: pa.Array, date1904: bool) -> Mixed:
     """Which cells made a column text: those not of its majority kind, the first few with their text."""
     majority = max(counts, key=lambda k: (counts[k], -_KIND_ORDER.index(k)))
     rows = [r for r, cell in sorted(foreign.items()) if is_value(cell) and cell[0] != majority][:EXAMPLES]
-    if native is not None and kind is not None and kind != majority and not (kind == "datetime" and majority == "time"):
-        present = pc.fill_null(pc.not_equal(native, ""), False) if kind == "text" else pc.is_valid(native)
-        rows = sorted(rows + pc.indices_nonzero(present).slice(0, EXAMPLES).to_pylist())[:EXAMPLES]
+    if native is not None and kind is not None:
+        if kind == "text":
+            odd = pc.fill_null(pc.not_equal(native, ""), False) if majority != "text" else None
+        elif kind == "datetime":  # dates and times of day share the native array
+            zero = pc.fill_null(_day_zero(native, date1904), False)
+            odd = {"time": pc.and_(pc.is_valid(native), pc.invert(zero)), "datetime": zero}.get(
+                majority, pc.is_valid(native))
+        else:
+            odd = pc.is_valid(native) if kind != majority else None
+        if odd is not None:
+            rows = sorted(rows + pc.indices_nonzero(odd).slice(0, EXAMPLES).to_pylist())[:EXAMPLES]
     return Mixed(majority, sum(counts.values()) - counts[majority], sum(counts.values()),
                  [(r, shown[r].as_py()) for r in rows])
 
 
 def _conform(native: pa.Array | None, native_kind: str | None, foreign: dict[int, Cell], size: int, target: str,
-             date1904: bool) -> tuple[pa.Array, str, dict[int, Cell]]:
+             date1904: bool, read_text: bool) -> tuple[pa.Array, str, dict[int, Cell]]:
     """The column as ``target``: native values of its kind as they are, every other cell converted when
-    it reads as one (``convert_hints.convert``), else left out: (array, type name, row → cell left out)."""
+    it fits (``convert_hints.convert``), else left out: (array, type name, row → cell left out)."""
     family = FAMILY.get(target, target)
     if native is not None and native_kind in (family, "datetime" if family == "time" else family):
         values = _typed(native, native_kind, family, size)
@@ -260,16 +270,19 @@ def _conform(native: pa.Array | None, native_kind: str | None, foreign: dict[int
     placed: dict[int, Any] = {}
     left: dict[int, Cell] = {}
     for r, cell in candidates.items():
-        value = convert(_split_time(cell, date1904), target)
+        value = convert(_split_time(cell, date1904), target, read_text)
         if value is None:
             left[r] = cell
         else:
             placed[r] = value
     if placed:  # cells of this type that came back on their own (a column read under another type)
         listed = values.to_pylist()
+        kind = values.type
+        if target == "int":  # as Python ints: a whole number from text may need all 64 bits
+            listed, kind = [None if v is None else int(v) for v in listed], pa.int64()
         for r, v in placed.items():
             listed[r] = v
-        values = pa.array(listed, values.type)
+        values = pa.array(listed, kind)
     array, name = _narrow(values, target)
     return array, name, left
 

@@ -7,11 +7,14 @@ becomes a data row that turns every column into text. So, unless the folder's op
 
 * the title block is at most :data:`MAX_TITLE_ROWS` rows at the top, each holding one or two values,
   every one text or a date;
-* the header is the first row after it holding at least two values, all distinct texts, more values
-  than any title row, with a row holding values under at least two of its columns;
-* it is separated from the title block by an empty row, or every title row holds a single value;
-* with ``"header_rows": n`` it is the last of the n header rows: the rows right above it that looked
-  like titles (a group name merged across columns) are the header's upper rows.
+* the header is the first row after it holding at least two values, all distinct texts, and more
+  values than any title row; a row of more texts right below it is the header instead (the first
+  one named groups of columns, and names may repeat from group to group);
+* the next row holding values has values under at least two of the header's columns;
+* an empty row separates the title block from the header, or every title row holds a single value
+  and one of those values under the header is not text (a number, a date...);
+* with ``"header_rows": n`` the header found is the last of the n header rows: the rows right above
+  it that looked like titles (a group name merged across columns) are its upper rows.
 
 The first title block for which such a header follows wins; without one the header is the first row
 holding a value, as it always was. Pure Python: the reader decides before it parses the sheet which
@@ -73,10 +76,14 @@ def _is_title(row: Mapping[int, Cell]) -> bool:
     return 1 <= len(values) <= 2 and all(kind in ("text", "datetime", "time") for kind, _ in values)
 
 
-def _is_header(row: Mapping[int, Cell]) -> bool:
+def _is_names(row: Mapping[int, Cell]) -> bool:
     values = _values(row)
-    names = {" ".join(str(value).split()).casefold() for kind, value in values if kind == "text"}
-    return len(values) >= 2 and len(names) == len(values)
+    return len(values) >= 2 and all(kind == "text" for kind, _ in values)
+
+
+def _is_header(row: Mapping[int, Cell]) -> bool:
+    names = {" ".join(str(value).split()).casefold() for _, value in _values(row)}
+    return _is_names(row) and len(names) == len(_values(row))
 
 
 def find_header(grid: Grid, header_rows: int | None) -> HeaderChoice | None:
@@ -92,19 +99,25 @@ def find_header(grid: Grid, header_rows: int | None) -> HeaderChoice | None:
         titles, header = filled[:j], filled[j]
         if not _is_title(grid[titles[-1]]):
             break
-        row = grid[header]
         widest = max(len(_values(grid[t])) for t in titles)
-        apart = header > titles[-1] + 1 or widest == 1
-        below = next((r for r in filled[j + 1:] if r > header), None)
-        under = below is not None and sum(is_value(grid[below].get(c)) for c in row if is_value(row[c])) >= 2
-        if _is_header(row) and len(_values(row)) > widest and apart and under:
-            # The row found names every column: with more header rows, it is their last, and the rows
-            # right above it (which looked like titles: a merged group name or two) are their first.
-            upper = 0
-            while upper < count - 1 and header - upper - 1 in titles:
-                upper += 1
-            first = header - upper
-            return HeaderChoice(first, count, tuple(t for t in titles if t < first))
+        if not _is_header(grid[header]) or len(_values(grid[header])) <= widest:
+            continue
+        # The row that names every column is the header's last: this one, or a row of more names
+        # right below it (this one then names groups of columns).
+        last = header
+        while last - header < max(count - 1, 1) and _is_names(grid.get(last + 1, {})) and (
+                len(_values(grid[last + 1])) > len(_values(grid[last]))):
+            last += 1
+        below = next((r for r in filled if r > last), None)
+        under = [grid[below][c] for c in grid[last] if below is not None and is_value(grid[below].get(c))]
+        # Right under a title, a row of names needs a typed column under it: text under text may as
+        # well be a table whose header names one column.
+        apart = header > titles[-1] + 1 or (widest == 1 and any(kind != "text" for kind, _ in under))
+        if len(under) >= 2 and apart:
+            first = last - (count - 1)
+            while first < header and not all(r in titles for r in range(first, header)):
+                first += 1
+            return HeaderChoice(first, count, tuple(r for r in filled if r < first))
     return HeaderChoice(filled[0], count)
 
 

@@ -1,10 +1,11 @@
 """Which cells fit a column's type, for a type the folder's options ask for (``"types"``) or one a
 column keeps (``"mixed_columns": "rescue"``, ``"schema_changes": "rescue"``).
 
-A cell fits when it is of the type's kind, or text that reads as one exactly: a plain decimal number
-(``12.5``, ``-3``, ``1E+20``: no thousands separators, no currency), ``TRUE``/``FALSE``, an ISO date
-or date and time (``2026-07-01``, ``2026-07-01 09:30:00``), a time of day ``09:30[:00]``, a duration
-``[-]250:10:10``. An ``int`` takes whole numbers only, a ``date`` dates without a time of day, a
+A cell fits when it is of the type's kind, or, for a type asked for by name, text that reads as one
+exactly: a plain decimal number (``12.5``, ``-3``, ``1E+20``: no thousands separators, no currency),
+``TRUE``/``FALSE``, an ISO date or date and time (``2026-07-01``, ``2026-07-01 09:30:00``), a time of
+day ``09:30[:00]``, a duration ``[-]250:10:10``. A kept type takes its own kind only (``00123`` stays
+text, in ``_rescued_data``). An ``int`` takes whole numbers only, a ``date`` dates without a time of day, a
 ``datetime`` no bare time of day. A cell that does not fit is left out of the column and kept as
 text in ``_rescued_data`` (``convert_table``), never dropped. README, "Read options".
 """
@@ -12,6 +13,7 @@ text in ``_rescued_data`` (``convert_table``), never dropped. README, "Read opti
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from typing import Any
 
@@ -20,6 +22,7 @@ import pyarrow.compute as pc
 
 Cell = tuple[str, Any]
 
+_INTEGER = re.compile(r"[+-]?\d+")
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?)?")
 _TIME = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
@@ -28,19 +31,22 @@ _BOOLS = {"true": True, "false": False}
 INT64_BOUND = 2.0**63
 
 
-def convert(cell: Cell, target: str) -> Any:
-    """The cell as a value of the target's Arrow type (float for numbers, datetime for dates, time,
-    timedelta, bool), or None when it does not fit. ``cell`` kinds: number, text, bool, datetime,
-    time (a datetime on day 0), duration."""
+def convert(cell: Cell, target: str, read_text: bool = True) -> Any:
+    """The cell as a value of the target's Arrow type (float for numbers, int for ``int``, datetime
+    for dates, time, timedelta, bool), or None when it does not fit. ``cell`` kinds: number, text,
+    bool, datetime, time (a datetime on day 0), duration. ``read_text``: text that reads as the type
+    fits too (a type the options ask for by name; a kept majority takes its own kind only)."""
     kind, value = cell
     if kind == "text":
-        kind, value = _read_text(value.strip(), target)
+        kind, value = _read_text(value.strip(), target) if read_text else (None, None)
         if kind is None:
             return None
     if target in ("number", "float", "int"):
-        if kind != "number":
+        if kind != "number" or not math.isfinite(value):
             return None
-        return value if target != "int" or (float(value).is_integer() and abs(value) < INT64_BOUND) else None
+        if target != "int":
+            return float(value)
+        return int(value) if float(value).is_integer() and -INT64_BOUND <= value < INT64_BOUND else None
     if target in ("datetime", "date"):
         if kind != "datetime":
             return None
@@ -51,12 +57,17 @@ def convert(cell: Cell, target: str) -> Any:
 
 
 def _read_text(text: str, target: str) -> tuple[str | None, Any]:
+    if target == "int" and _INTEGER.fullmatch(text):
+        return "number", int(text)  # exactly: past 2**53 a float would change it
     if target in ("number", "float", "int") and _NUMBER.fullmatch(text):
         return "number", float(text)
     if target == "bool" and text.lower() in _BOOLS:
         return "bool", _BOOLS[text.lower()]
     if target in ("datetime", "date") and _DATETIME.fullmatch(text):
-        return "datetime", dt.datetime.fromisoformat(text)
+        try:
+            return "datetime", dt.datetime.fromisoformat(text)
+        except ValueError:  # 2026-02-30: the shape of a date, not a date
+            return None, None
     if target == "time" and (m := _TIME.fullmatch(text)) and int(m[1]) < 24 and int(m[2]) < 60 and int(m[3] or 0) < 60:
         return "time", dt.datetime.combine(dt.date(1899, 12, 31), dt.time(int(m[1]), int(m[2]), int(m[3] or 0)))
     if target == "duration" and (m := _DURATION.fullmatch(text)) and int(m[3]) < 60 and int(m[4]) < 60:

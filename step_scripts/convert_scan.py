@@ -166,6 +166,9 @@ class SheetScan:
     def __init__(self) -> None:
         self.counts = SheetCounts()
         self.tail = b""
+        #: Whether the cells carry a namespace prefix (<x:c>): the quick look for formulas without a
+        #: value only knows the usual spelling.
+        self.prefixed = False
 
     def feed(self, chunk: bytes) -> None:
         # Each count looks at the chunk, plus the few bytes around its start where a pattern may have
@@ -194,8 +197,9 @@ class SheetScan:
     def _formulas_and_merges(self, chunk: bytes) -> None:
         """What only the whole sheet tells: merged areas (written after the cells) and formulas without
         a value. Matches are taken where they end past the previous chunk's tail, so none counts twice."""
-        merges = len(self.counts.merges) < MAX_MERGES and self._has(chunk, b"<mergeCell")
-        if not merges and not any(self._has(chunk, end) for end in _UNCACHED_ENDS):
+        merges = len(self.counts.merges) < MAX_MERGES and self._has(chunk, b"mergeCell")
+        self.prefixed = self.prefixed or self._has(chunk, b":sheetData")
+        if not merges and not self.prefixed and not any(self._has(chunk, end) for end in _UNCACHED_ENDS):
             return
         data, seam = self.tail + chunk, len(self.tail)
         counts = self.counts

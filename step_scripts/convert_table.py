@@ -120,7 +120,7 @@ def build_table(columns: list[ColumnRead], date1904: bool, threads: int = 1, sha
     """The table a sheet as read holds; None when no cell (in the range) holds a value."""
     shape = shape or Shape()
     options = shape.options
-    columns = clip(columns, options)
+    whole, columns = columns, clip(columns, options)
     choice = shape.header or find_header(grid(columns), options.header_rows)
     if choice is None or not columns:
         return None
@@ -129,7 +129,7 @@ def build_table(columns: list[ColumnRead], date1904: bool, threads: int = 1, sha
     end = 1 + max([r for m in present for r in _rows(m)[1:]] + [
         r for c in columns for r, cell in c.foreign.items() if cell != ("text", "")], default=choice.first)
     end = max(_footer(columns, present, choice.data, end, options), choice.data)
-    names = header_names(columns, choice, shape.merges, date1904)
+    names = header_names(columns, choice, shape.merges, date1904, whole)
     keep = [bool(name) or any(choice.data <= r < end and cell != ("text", "") for r, cell in col.foreign.items())
             or (mask is not None and pc.any(mask.slice(choice.data, end - choice.data)).as_py())
             for col, name, mask in zip(columns, names, present, strict=True)]
@@ -143,7 +143,7 @@ def build_table(columns: list[ColumnRead], date1904: bool, threads: int = 1, sha
     # Columns side by side: pyarrow's kernels run without the GIL.
     with ThreadPoolExecutor(max(1, threads), "sheetdrop-column") as pool:
         done: list[Finished] = list(pool.map(
-            lambda col, want: finish_column(col, date1904, choice.data, end, want, rescue), columns, wants))
+            lambda col, want: finish_column(col, date1904, choice.data, end, *want, rescue=rescue), columns, wants))
     arrays, final_names = [d.array for d in done], list(final)
     types = {n: d.type for n, d in zip(final, done, strict=True)}
     for col, name, item in zip(columns, final, done, strict=True):
@@ -155,6 +155,9 @@ def build_table(columns: list[ColumnRead], date1904: bool, threads: int = 1, sha
         arrays.append(_rescued_column([d.rescued for d in done], final, end - choice.data))
         types[final_names[-1]] = "string"
     warnings += _totals(columns, choice, end, options)
+    if end == choice.data:
+        warnings.append(f"no data rows ({choice.describe()}" + (
+            f"; read options: {', '.join(_shaping(options))})" if _shaping(options) else ")"))
     table = pa.Table.from_arrays(arrays, names=final_names)
     return SheetTable(table, types, {n: a.null_count for n, a in zip(final_names, arrays, strict=True)},
                       {n: d.errors for n, d in zip(final, done, strict=True)}, choice, warnings, rescued)
@@ -175,9 +178,11 @@ def _footer(columns: list[ColumnRead], present: list[pa.Array | None], start: in
                    if start <= r < end and cell != ("text", "")})
     if rows:
         held = pc.or_(held, pc.is_in(pa.array(range(end - start)), pa.array(rows)))
-    if options.stop_at_empty_row and not pc.all(held).as_py():
-        end = start + pc.index(held, False).as_py()
-        held = held.slice(0, end - start)
+    if options.stop_at_empty_row and pc.any(held).as_py():
+        first = pc.index(held, True).as_py()  # empty rows right under the header are not the end
+        gap = pc.index(held.slice(first), False).as_py()
+        if gap >= 0:
+            held = held.slice(0, first + gap)
     filled = pc.indices_nonzero(held).to_pylist()
     if options.footer_rows:
         filled = filled[:-options.footer_rows]
@@ -185,15 +190,17 @@ def _footer(columns: list[ColumnRead], present: list[pa.Array | None], start: in
 
 
 def header_names(columns: list[ColumnRead], choice: HeaderChoice, merges: tuple[tuple[int, int, int, int], ...],
-                 date1904: bool) -> list[str | None]:
+                 date1904: bool, whole: list[ColumnRead] | None = None) -> list[str | None]:
     """Each column's name: its header cells as Excel shows them, joined with spaces (a name repeated
-    down the rows once); with several header rows an upper cell names every column it is merged across."""
+    down the rows once); with several header rows an upper cell names every column it is merged across
+    (its own column may be outside the range: ``whole`` has every column)."""
     rows = range(choice.first, choice.data)
     cells = {(r, c.index): cell for c in columns for r in rows if (cell := cell_at(c, r)) is not None}
+    by_index = {c.index: c for c in whole or columns}
     if len(rows) > 1:
         for r0, c0, r1, c1 in merges:
-            top = cells.get((r0, c0))
-            if top is not None and r0 in rows:
+            top = cell_at(by_index[c0], r0) if c0 in by_index and r0 in rows else None
+            if top is not None:
                 for r in range(r0, min(r1, rows[-1]) + 1):
                     for c in range(c0, c1 + 1):
                         cells.setdefault((r, c), top)
@@ -210,21 +217,31 @@ def header_names(columns: list[ColumnRead], choice: HeaderChoice, merges: tuple[
     return names
 
 
-def _wants(names: list[str | None], final: list[str], shape: Shape) -> tuple[list[str | None], list[str]]:
-    """The type each column is asked for: the options' ``types`` by name (as in the header, or as
-    written; any letter case), else the previous version's type when ``schema_changes`` is ``rescue``."""
+def _wants(names: list[str | None], final: list[str], shape: Shape,
+           ) -> tuple[list[tuple[str | None, bool]], list[str]]:
+    """The type each column is asked for, and whether text that reads as one fits it: the options'
+    ``types`` by name (as in the header, or as written; any letter case), else the previous
+    version's type when ``schema_changes`` is ``rescue`` (its own kind only)."""
     asked = {" ".join(key.split()).casefold(): (key, kind) for key, kind in shape.options.types.items()}
     keep = shape.previous if shape.options.schema_changes == "rescue" else {}
-    wants: list[str | None] = []
+    wants: list[tuple[str | None, bool]] = []
     used: set[str] = set()
     for name, written in zip(names, final, strict=True):
         found = asked.get(" ".join((name or "").split()).casefold()) or asked.get(written.casefold())
         if found:
             used.add(found[0])
-        wants.append(found[1] if found else KEEP.get(keep.get(written, "")))
+        wants.append((found[1], True) if found else (KEEP.get(keep.get(written, "")), False))
     missing = [key for key in shape.options.types if key not in used]
     warnings = [f"types: no column named {key!r} (the columns are {', '.join(final)})" for key in missing]
     return wants, warnings
+
+
+def _shaping(options: ReadOptions) -> list[str]:
+    """The options that decide which rows are data, as a person would look them up."""
+    found = [f"range {options.range}"] if options.range else []
+    found += [f"header_rows {options.header_rows}"] if options.header_rows is not None else []
+    found += [f"footer.drop_rows {options.footer_rows}"] if options.footer_rows else []
+    return found + (["footer.stop_at_empty_row"] if options.stop_at_empty_row else [])
 
 
 def _ref(col: ColumnRead, row: int) -> str:

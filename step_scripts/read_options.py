@@ -105,7 +105,7 @@ def parse(text: str, file: str) -> ReadOptions:
         return OptionsError(f"{file}: {key}: {problem}")
 
     try:
-        data = json.loads(text)
+        data = json.loads(text.removeprefix("\ufeff"))  # Notepad saves UTF-8 with a byte-order mark
     except ValueError as exc:
         raise OptionsError(f"{file}: not valid JSON ({exc})") from None
     if not isinstance(data, dict):

@@ -61,8 +61,30 @@ def test_without_the_option_a_totals_row_stays_and_is_named(tmp_path: Path, capl
 def test_stop_at_empty_row(tmp_path: Path) -> None:
     src = sheet_with_totals(tmp_path / "orders.xlsx")
     out = convert_workbook(src, tmp_path / "out", options=options('{"footer": {"stop_at_empty_row": true}}'))[0]
-    assert pq.read_table(out.path).to_pydict()["Amount"] == [10.5, 20.25, 30.0]
+    assert pq.read_table(out.path).to_pydict() == {
+        "Order_date": [dt.datetime(2026, 7, 1), dt.datetime(2026, 7, 2), dt.datetime(2026, 7, 3)],
+        "Amount": [10.5, 20.25, 30.0]}
     assert out.column_types == {"Order_date": "timestamp", "Amount": "float64"}
+
+
+def test_stop_at_empty_row_looks_past_empty_rows_under_the_header(tmp_path: Path) -> None:
+    src = tmp_path / "spaced.xlsx"
+    wb = xlsxwriter.Workbook(src)
+    ws = wb.add_worksheet()
+    ws.write_row(0, 0, ["id", "name"])
+    ws.write_row(2, 0, [1, "a"])
+    ws.write_row(3, 0, [2, "b"])
+    ws.write_string(5, 0, "note: figures are provisional")
+    wb.close()
+    out = convert_workbook(src, tmp_path / "out", options=options('{"footer": {"stop_at_empty_row": true}}'))[0]
+    assert pq.read_table(out.path).to_pydict() == {"id": [None, 1, 2], "name": [None, "a", "b"]}
+
+
+def test_options_that_leave_no_data_rows_say_so(tmp_path: Path) -> None:
+    src = sheet_with_totals(tmp_path / "orders.xlsx")
+    out = convert_workbook(src, tmp_path / "out", options=options('{"footer": {"drop_rows": 9}}'))[0]
+    assert (out.rows, out.column_types) == (0, {"Order_date": "string", "Amount": "string"})
+    assert out.warnings == ["no data rows (header in row 1; read options: footer.drop_rows 9)"]
 
 
 def boxed(path: Path) -> Path:

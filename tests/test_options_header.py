@@ -91,6 +91,13 @@ def cells(*rows: dict[int, object]) -> dict[int, dict[int, tuple[str, object]]]:
     (cells({0: "Report", 2: "Q3"}, {0: "a", 1: "b", 2: "c"}, {0: 1, 1: 2, 2: 3}), HeaderChoice(0, 1)),
     # Nothing under the candidate's columns: not a table.
     (cells({0: "Report"}, {}, {0: "a", 1: "b"}), HeaderChoice(0, 1)),
+    # A header naming one column over rows of text: a table, not a title (nothing typed under it).
+    (cells({0: "Name"}, {0: "Alice", 1: "Paris", 2: "x"}, {0: "Bob", 1: "London", 2: "y"}), HeaderChoice(0, 1)),
+    # The same over numbers, right under the title: a title.
+    (cells({0: "Report"}, {0: "a", 1: "b"}, {0: 1, 1: 2}), HeaderChoice(1, 1, (0,))),
+    # Group names right under the title, the names of every column under them: the last is the header.
+    (cells({0: "Report"}, {1: "Units", 3: "Revenue"}, {0: "Region", 1: "Jul", 2: "Aug", 3: "Jul", 4: "Aug"},
+           {0: "North", 1: 1, 2: 2, 3: 3, 4: 4}), HeaderChoice(2, 1, (0, 1))),
     # Six title rows: more than a title block.
     (cells(*[{0: f"line {i}"} for i in range(6)], {}, {0: "a", 1: "b"}, {0: 1, 1: 2}), HeaderChoice(0, 1)),
 ])
@@ -125,3 +132,22 @@ def test_without_header_rows_the_upper_row_of_a_two_row_header_is_taken_for_a_ti
     out = convert_workbook(src, tmp_path / "out")[0]
     assert list(pq.read_table(out.path).to_pydict()) == ["Region", "Rep", "Jul", "Aug", "Sep", "Order_date"]
     assert out.header == "header in row 5; title rows 1, 2, 4 skipped"
+
+
+def test_two_header_rows_under_a_title_without_an_empty_row(tmp_path: Path) -> None:
+    src = tmp_path / "groups.xlsx"
+    wb = xlsxwriter.Workbook(src)
+    ws = wb.add_worksheet()
+    ws.write_string(0, 0, "ACME report")
+    ws.merge_range(1, 1, 1, 2, "Units", wb.add_format())
+    ws.merge_range(1, 3, 1, 4, "Revenue", wb.add_format())
+    ws.write_row(2, 0, ["Region", "Jul", "Aug", "Jul", "Aug"])
+    ws.write_row(3, 0, ["North", 1, 2, 10.5, 20.5])
+    wb.close()
+    out = convert_workbook(src, tmp_path / "out", options=options('{"header_rows": 2}'))[0]
+    assert pq.read_table(out.path).to_pydict() == {
+        "Region": ["North"], "Units_Jul": [1], "Units_Aug": [2], "Revenue_Jul": [10.5], "Revenue_Aug": [20.5]}
+    assert out.header == "header in rows 2-3 (joined); title row 1 skipped"
+    # A range that starts inside a merged group name still names its columns with it.
+    out = convert_workbook(src, tmp_path / "cut", options=options('{"header_rows": 2, "range": "C2:E4"}'))[0]
+    assert list(pq.read_table(out.path).to_pydict()) == ["Units_Aug", "Revenue_Jul", "Revenue_Aug"]

@@ -59,3 +59,33 @@ def test_by_default_such_columns_are_text_and_the_cells_that_made_them_text_are_
         "keeps its type and moves them to _rescued_data",
         "column Shipped (B) became text: 1 of 5 cells is not a date (B6 'TBD'); \"mixed_columns\": \"rescue\" "
         "keeps its type and moves them to _rescued_data"]
+
+
+def test_rescue_keeps_its_kind_only_so_text_keeps_its_leading_zeros(tmp_path: Path) -> None:
+    src = tmp_path / "codes.xlsx"
+    wb = xlsxwriter.Workbook(src)
+    ws = wb.add_worksheet()
+    ws.write_row(0, 0, ["Code", "Flag"])
+    for r, (code, flag) in enumerate([(1, True), (2, False), ("00123", "TRUE"), (4, True)], start=1):
+        ws.write(r, 0, code)
+        ws.write(r, 1, flag)
+    wb.close()
+    out = convert_workbook(src, tmp_path / "out", options=parse('{"mixed_columns": "rescue"}', "sheetdrop.json"))[0]
+    assert pq.read_table(out.path).to_pydict() == {
+        "Code": [1, 2, None, 4], "Flag": [True, False, None, True],
+        "_rescued_data": [None, None, '{"Code": "00123", "Flag": "TRUE"}', None]}
+
+
+def test_the_cells_that_made_a_date_column_text_are_named_when_they_are_times_of_day(tmp_path: Path) -> None:
+    src = tmp_path / "when.xlsx"
+    wb = xlsxwriter.Workbook(src)
+    ws = wb.add_worksheet()
+    ws.write_string(0, 0, "When")
+    for r in range(1, 4):
+        ws.write_datetime(r, 0, dt.datetime(2026, 7, r), wb.add_format({"num_format": "yyyy-mm-dd"}))
+    ws.write_datetime(4, 0, dt.time(9, 30), wb.add_format({"num_format": "hh:mm"}))
+    wb.close()
+    out = convert_workbook(src, tmp_path / "out")[0]
+    assert out.warnings == [
+        "column When (A) became text: 1 of 4 cells is not a date (A5 '09:30:00'); \"mixed_columns\": \"rescue\" "
+        "keeps its type and moves them to _rescued_data"]

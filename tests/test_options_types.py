@@ -68,3 +68,24 @@ def test_a_hint_names_a_column_as_written_in_any_case_and_a_hint_naming_none_is_
     assert pq.read_table(out.path).to_pydict() == {"Unit_price": [3.0, 4.0], "Units": [1, 2],
                                                     "_rescued_data": [None, None]}
     assert out.warnings == ["types: no column named 'Discount' (the columns are Unit_price, Units)"]
+
+
+def test_text_is_read_exactly_or_rescued(tmp_path: Path) -> None:
+    # Whole numbers past 2**53 stay exact; the shape of a date that is no date, and a number past
+    # the doubles, do not fit: rescued, never an error.
+    src = tmp_path / "exact.xlsx"
+    wb = xlsxwriter.Workbook(src)
+    ws = wb.add_worksheet()
+    ws.write_row(0, 0, ["Id", "Due", "Ratio"])
+    ws.write_row(1, 0, ["1234567890123456789", "2026-02-30", "1e400"])
+    ws.write_row(2, 0, ["9007199254740993", "2026-02-28", "0.5"])
+    ws.write_row(3, 0, ["99999999999999999999", "2026-13-01", "-1E-3"])
+    wb.close()
+    chosen = parse('{"types": {"Id": "int", "Due": "date", "Ratio": "float"}}', "sheetdrop.json")
+    out = convert_workbook(src, tmp_path / "out", options=chosen)[0]
+    assert pq.read_table(out.path).to_pydict() == {
+        "Id": [1234567890123456789, 9007199254740993, None],
+        "Due": [None, dt.date(2026, 2, 28), None],
+        "Ratio": [None, 0.5, -0.001],
+        "_rescued_data": ['{"Due": "2026-02-30", "Ratio": "1e400"}', None,
+                          '{"Id": "99999999999999999999", "Due": "2026-13-01"}']}

@@ -55,6 +55,10 @@ def test_every_mistake_names_the_file_the_key_and_what_is_allowed(text: str, mes
     assert str(error.value) == message
 
 
+def test_a_byte_order_mark_is_no_mistake() -> None:
+    assert parse('\ufeff{"header_rows": 2}', "sales/sheetdrop.json").header_rows == 2
+
+
 def test_ranges() -> None:
     assert parse_range("B3:H200") == CellRange(1, 2, 7, 199)
     assert parse_range("B3") == CellRange(1, 2, None, None)

@@ -89,7 +89,8 @@ def test_a_sheet_that_is_gone_is_named(settings: LocalSettings) -> None:
         Path(run.log_path or "").read_text()
 
 
-def test_rescue_keeps_the_previous_types_and_rescues_what_does_not_fit(settings: LocalSettings) -> None:
+def test_rescue_keeps_the_previous_types_and_rescues_what_does_not_fit(settings: LocalSettings,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
     ensure_container(blob_service(settings.storage), settings.input_container).upload_blob(
         "prices/sheetdrop.json", b'{"schema_changes": "rescue"}')
     first = drop_and_run(settings, "prices/v1.xlsx", workbook([1.5, 2.25]))
@@ -99,8 +100,11 @@ def test_rescue_keeps_the_previous_types_and_rescues_what_does_not_fit(settings:
     assert json.loads(v1.tags["schema"]) == json.loads(v2.tags["schema"]) == {
         "Item": "string", "Unit_price": "float64", "_rescued_data": "string"}
     assert v2.tags["schema_change"] == "none"
-    assert cli.main(["show", "prices:2", "--format", "json"]) == 0
     assert second.metrics["items.parquet:rescued_cells"] == '{"Unit_price": 1}'
+    capsys.readouterr()
+    assert cli.main(["show", "prices:2", "--format", "csv"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "Item,Unit_price,_rescued_data", "item0,1.5,", 'item1,,"{""Unit_price"": ""n/a""}"', "item2,4.0,"]
 
 
 def test_rescue_reads_the_previous_types_of_each_sheet(settings: LocalSettings,
