@@ -263,7 +263,7 @@ def check(columns: list[ColumnRead], head: Head, expected: SheetCounts | None,
     of numbers, of booleans, and of text holding what a number or boolean would be rendered as."""
     import pyarrow as pa
     import pyarrow.compute as pc
-    from convert_columns import column_letter, header_row
+    from convert_columns import column_letter, header_row, row_mask
 
     h = header_row(columns)
     bools = texts = 0
@@ -297,7 +297,7 @@ def check(columns: list[ColumnRead], head: Head, expected: SheetCounts | None,
             # with its subtype (a column of numbers or booleans), that cell is taken from the first.
             dates = {r: c for r, c in again[col.index].foreign.items() if c[0] in ("datetime", "duration")}
             if dates and col.native is not None:
-                mask = pa.array([r in dates for r in range(len(col.native))])
+                mask = row_mask(len(col.native), list(dates))
                 col.native = pc.if_else(mask, pa.scalar(None, col.native.type), col.native)
                 col.foreign.update(dates)
             col.foreign.update({r: c for r, c in again[col.index].foreign.items() if r == h})
