@@ -15,18 +15,20 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
 from convert_guard import Inspection, quick_inspect
 from convert_job import Job, Outcome, SheetResult, Skip, job_from_json, to_json
-from convert_package import normalize, patch_errors
+from convert_package import SHEET_ONLY, Piece, SheetPieces, normalize, one_sheet_parts, patch_errors
 from convert_scan import SheetCounts, deep_check
-from convert_sheet import FastexcelBook, NeedsPatch, SheetSkipped, Task, XlsBook, check, head_types, xls_globals
+from convert_sheet import FastexcelBook, NeedsPatch, SheetSkipped, Task, XlsBook, check, head_types, merge, xls_globals
 from rejection import OUT_OF_MEMORY, WorkbookRejected
 
 #: Address space a parse takes per byte of sheet XML (measured 1.9 on 100k rows x 20 columns), and
@@ -74,13 +76,23 @@ class Reader:
         self.path, self.reading = self._prepare()
         tasks, skipped = self._plan()
         self.alone = len(tasks) == 1  # then the column rules run on every core
-        self.scan = _Scan(self.job, self.inspection)
-        self.scan.start()
+        pieces = {t.index: self._pieces(t) for t in tasks}
         # xls and ods: one stream their reader parses whole, one thread.
-        threads = parallel(self.job.cores, [t.size for t in tasks], self.limits.max_memory_bytes) if (
-            self.reading.sheets is not None) else 1
+        threads = parallel(self.job.cores, [size for sizes in pieces.values() for size in sizes],
+                           self.limits.max_memory_bytes) if self.reading.sheets is not None else 1
         with ThreadPoolExecutor(threads, "sheetdrop") as pool:
-            tables = list(pool.map(self._table, tasks))  # in sheet order, as a one-by-one read gives them
+            self.pool = pool
+            # The heads first: a piece's parse waits for its sheet's types.
+            self.cuts = {t.part: _Cut(pool.submit(head_types, self.path, self.reading, t, self.limits)) for t in tasks
+                         if len(pieces[t.index]) > 1}
+            self.scan = _Scan(self.job, self.inspection, {t.part: SheetPieces(
+                lambda t=t: one_sheet_parts(self.path, self.reading, t.part, self.limits), t.part or "",
+                self.staging / f"piece-{t.index}{self.path.suffix}", pieces[t.index][0],
+                lambda piece, t=t: self._cut(t, piece)) for t in tasks if t.part in self.cuts})
+            self.scan.start()
+            # In sheet order, as a one-by-one read gives them; a sheet in pieces waits here for them.
+            reads = [None if t.part in self.cuts else pool.submit(self._table, t) for t in tasks]
+            tables = [self._table(t) if read is None else read.result() for t, read in zip(tasks, reads, strict=True)]
             self.scan.wait()  # nothing is written before the scan has passed
             for item in tables:
                 if isinstance(item, WorkbookRejected):
@@ -105,6 +117,33 @@ class Reader:
             return self.staging / f"normalized.{fmt}", quick_inspect(self.staging / f"normalized.{fmt}", self.limits)
         os.symlink(self.src.resolve(), self.staging / f"input.{fmt}")
         return self.staging / f"input.{fmt}", inspection
+
+    def _pieces(self, task: Task) -> list[int]:
+        """The sizes of XML a sheet is parsed in: whole, or in pieces cut as the scan inflates it and
+        parsed at once (the reader parses a sheet on one core, and inflates it once more), each of
+        ``piece_bytes``, or four times the workbook's other parts, which every piece parses again."""
+        if self.reading.fmt not in ("xlsx", "xlsm") or self.job.cores < 2:
+            return [task.size]
+        others = sum(i.file_size for name, i in self.reading.entries.items() if not name.startswith(SHEET_ONLY))
+        size = max(self.limits.piece_bytes, 4 * others, 1)
+        return [size] * math.ceil(task.size / size) if task.size >= 2 * size else [task.size]
+
+    def _cut(self, task: Task, piece: Piece | None) -> None:
+        """On the scan's thread: a piece written (parsed at once), or the last."""
+        cut = self.cuts[task.part]
+        with self.scan.counted:
+            if piece is None:
+                cut.done = True
+            else:
+                cut.loads.append(self.pool.submit(self._piece, task, cut.head, piece))
+            self.scan.counted.notify_all()
+
+    def _piece(self, task: Task, head: Future[Any], piece: Piece) -> tuple[int, list[Any], int]:
+        try:
+            book = FastexcelBook(piece.path, self.reading, self.job.include_hidden)
+            return piece.first, *book.load(task, head.result().types, first=piece.first)
+        finally:
+            piece.path.unlink(missing_ok=True)
 
     def _plan(self) -> tuple[list[Task], list[Skip]]:
         """The sheets to read: as the guard lists them (xlsx, xlsm, xlsb), or as the reader does."""
@@ -139,7 +178,7 @@ class Reader:
         try:
             try:
                 columns, date1904 = (self.xls.read(task), self.xls.date1904) if self.xls else (
-                    self._read(task), self.reading.date1904)
+                    self._read_pieces(task) if task.part in self.cuts else self._read(task), self.reading.date1904)
             except BaseException as exc:
                 book = self._xlrd(exc, f"sheet {task.name!r} ")
                 columns, date1904 = book.read(task), book.date1904
@@ -160,11 +199,36 @@ class Reader:
         self.notes.append(f"{what}read by xlrd: {' '.join(str(exc).split())[:200]}")
         return XlsBook(self.path)
 
-    def _read(self, task: Task) -> list[Any]:
-        """One sheet read whole, once (twice when the count check proves a silent coercion)."""
+    def _book(self) -> FastexcelBook:
         if not hasattr(self.books, "book"):  # a fastexcel reader cannot be shared between threads
             self.books.book = FastexcelBook(self.path, self.reading, self.job.include_hidden)
-        book, path, inspection = self.books.book, self.path, self.reading
+        return self.books.book
+
+    def _read_pieces(self, task: Task) -> list[Any]:
+        """A sheet read once in pieces, merged as one read (:func:`convert_sheet.merge`); read whole if a
+        piece could not be cut or read."""
+        cut = self.cuts[task.part]
+        try:
+            with self.scan.counted:
+                self.scan.counted.wait_for(lambda: cut.done or self.scan.done.is_set())
+            self.scan.wait()
+            if not cut.done or self.scan.pieces[task.part].whole:
+                raise ValueError("no row to cut the sheet at, or rows out of order")
+            columns = merge([load.result() for load in cut.loads])
+            self.notes.append(f"sheet {task.name!r}: read in {len(cut.loads)} pieces at once")
+        except BaseException as exc:
+            if not recoverable(exc):
+                raise
+            self.notes.append(f"sheet {task.name!r} read whole: {' '.join(str(exc).split())[:200]}")
+            return self.pool.submit(self._read, task).result()
+        columns, notes = check(columns, cut.head.result(), self.scan.counts_for(task.part), lambda types, only: (
+            self.pool.submit(lambda: self._book().load(task, types, only=only)[0]).result()), task.name)
+        self.notes.extend(notes)
+        return columns
+
+    def _read(self, task: Task) -> list[Any]:
+        """One sheet read whole, once (twice when the count check proves a silent coercion)."""
+        book, path, inspection = self._book(), self.path, self.reading
         try:
             head = head_types(path, inspection, task, self.limits, book if inspection.fmt in ("xls", "ods") else None)
             columns = book.load(task, head.types)[0]
@@ -232,13 +296,23 @@ def classify(exc: BaseException) -> WorkbookRejected:
                                        "in Excel or LibreOffice, save it again and re-upload")
 
 
-class _Scan(threading.Thread):
-    """The bounded scan of every part the quick guard deferred. A rejection ends the process at once
-    with that rejection as its outcome: it wins over whatever a reader was doing."""
+@dataclass
+class _Cut:
+    """A sheet parsed in pieces: its head's types, the parses of the pieces written so far."""
 
-    def __init__(self, job: Job, inspection: Inspection) -> None:
+    head: Future[Any]
+    loads: list[Future[tuple[int, list[Any], int]]] = field(default_factory=list)
+    done: bool = False  # the last piece is written
+
+
+class _Scan(threading.Thread):
+    """The bounded scan of every part the quick guard deferred, cutting the sheets of ``pieces`` as it
+    inflates them. A rejection ends the process at once with that rejection as its outcome: it wins
+    over whatever a reader was doing."""
+
+    def __init__(self, job: Job, inspection: Inspection, pieces: dict[str | None, SheetPieces]) -> None:
         super().__init__(name="sheetdrop-scan", daemon=True)
-        self.job, self.inspection = job, inspection
+        self.job, self.inspection, self.pieces = job, inspection, pieces
         entries = inspection.entries
         self.parts = {s.part: entries[s.part].filename for s in inspection.sheets or []
                       if s.part in entries and inspection.fmt in ("xlsx", "xlsm")}
@@ -249,11 +323,12 @@ class _Scan(threading.Thread):
 
     def run(self) -> None:
         with contextlib.suppress(OSError, AttributeError):  # nice values are per thread: the parses keep their cores
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+            if not self.pieces:  # (unless they wait for the pieces it cuts)
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
         names = {self.parts[s.part]: s.name for s in self.inspection.sheets or [] if s.part in self.parts}
         try:
             deep_check(Path(self.job.src), self.inspection.deferred, names, self.job.limits,
-                       self.inspection.inflated, self._counted)
+                       self.inspection.inflated, self._counted, {self.parts[p]: w for p, w in self.pieces.items()})
         except WorkbookRejected as exc:
             finish(self.job, Outcome(rejected=exc.to_wire()))
         except BaseException as exc:  # handed to the threads that wait for the verdict

@@ -14,10 +14,13 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from convert_job import Limits
 from rejection import WorkbookRejected
+
+if TYPE_CHECKING:
+    from convert_package import SheetPieces
 
 EXCEL_MAX_ROWS = 1_048_576
 EXCEL_MAX_COLS = 16_384
@@ -196,10 +199,12 @@ class SheetScan:
 
 
 def deep_check(path: Path, deferred: list[zipfile.ZipInfo], sheets: dict[str, str], limits: Limits,
-               inflated: int = 0, counted: Callable[[str, SheetCounts], None] | None = None) -> dict[str, SheetCounts]:
+               inflated: int = 0, counted: Callable[[str, SheetCounts], None] | None = None,
+               pieces: dict[str, SheetPieces] | None = None) -> dict[str, SheetCounts]:
     """Inflate every deferred part once (bounded) and scan the sheet parts among them. ``sheets`` maps a
     sheet part's zip name to the sheet's name. Returns the counts per part, each also handed to
-    ``counted`` as soon as it is known."""
+    ``counted`` as soon as it is known. The sheets of ``pieces`` (by zip name) are cut as they are
+    inflated."""
     counts: dict[str, SheetCounts] = {}
     if not deferred:
         return counts
@@ -210,7 +215,12 @@ def deep_check(path: Path, deferred: list[zipfile.ZipInfo], sheets: dict[str, st
     with zf, path.open("rb") as fh:
         for info in deferred:
             scan = SheetScan() if info.filename in sheets else None
-            inflated += inflate_entry(fh, info, limits, inflated, scan.feed if scan else None, zf)
+            cut = (pieces or {}).get(info.filename)
+            sink = None if scan is None else scan.feed if cut is None else (
+                lambda chunk, scanned=scan.feed, cutting=cut.feed: (scanned(chunk), cutting(chunk)))
+            inflated += inflate_entry(fh, info, limits, inflated, sink, zf)
+            if cut is not None:
+                cut.finish()
             if scan is not None:
                 counts[info.filename] = scan.finish(sheets[info.filename], limits)
                 if counted is not None:

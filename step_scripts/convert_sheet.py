@@ -211,14 +211,15 @@ class FastexcelBook:
         return rows, strict[0].index if strict else 0
 
     def load(self, task: Task, types: dict[int, tuple[str, str]], rows: int | None = None,
-             every: str | None = None, only: list[int] | None = None) -> tuple[list[ColumnRead], int]:
+             every: str | None = None, only: list[int] | None = None, first: int = 0) -> tuple[list[ColumnRead], int]:
         """The sheet's columns (``only`` these) as read with these types (or ``every`` column as one),
-        and its number of rows."""
+        and its number of rows; in a piece (:class:`convert_package.Piece`), from its ``first`` row."""
         dtypes = every or {i: types.get(i, DEFAULT)[0] for i in range(MAX_COLUMNS)}
         try:
-            # skip_rows=0: rows counted from the sheet's first, whatever columns are read.
-            sheet = self.reader.load_sheet(task.name, header_row=None, skip_rows=0, dtypes=dtypes, n_rows=rows,
-                                           use_columns=only)
+            # skip_rows=0: rows counted from the sheet's first (a piece's: the row before it, which it
+            # lacks, taken as the header), whatever columns are read.
+            sheet = self.reader.load_sheet(task.name, header_row=first - 1 if first else None, skip_rows=0,
+                                           dtypes=dtypes, n_rows=rows, use_columns=only)
         except Exception as exc:
             text = str(exc)
             if "Unsupported cell error value" in text:
@@ -237,8 +238,8 @@ class FastexcelBook:
         foreign: list[dict[int, Cell]] = [{} for _ in infos]
         date1904 = self.inspection.date1904
         for err in errors.errors if errors is not None else []:
-            row, col = err.position
-            foreign[at[col]][row] = original(err.detail, date1904)
+            row, col = err.offset_position
+            foreign[at[col]][first + row] = original(err.detail, date1904)
         columns = []
         for j, info in enumerate(infos):
             dtype, kind = (every, None) if every else types.get(info.absolute_index, DEFAULT)
@@ -247,6 +248,34 @@ class FastexcelBook:
                 native = serial_timestamps(native.cast(pa.int64()), date1904)
             columns.append(ColumnRead(info.absolute_index, native, kind, foreign[j]))
         return columns, batch.num_rows
+
+
+def merge(reads: list[tuple[int, list[ColumnRead], int]]) -> list[ColumnRead]:
+    """A sheet read in pieces (first row, columns, rows read) as one read: each piece's rows run up to
+    the next one's first (rows past it would be out of order: ValueError), a column a piece lacks is
+    empty there, and the columns run from the first to the last any piece has, as in one read."""
+    import pyarrow as pa
+    from convert_columns import ColumnRead
+
+    ends = [first for first, _, _ in reads[1:]] + [reads[-1][0] + reads[-1][2]]
+    if any(first + rows > end for (first, _, rows), end in zip(reads, ends, strict=True)):
+        raise ValueError("rows out of order across pieces")
+    pieces = [{c.index: c for c in columns} for _, columns, _ in reads]
+    found = {i: c for piece in pieces for i, c in piece.items()}
+    merged = []
+    for index in range(min(found), max(found) + 1) if found else ():
+        # A column no piece has holds no value: its type cannot matter.
+        kind, dtype = (found[index].kind, found[index].native.type) if index in found else ("number", pa.float64())
+        arrays: list[pa.Array] = []
+        foreign: dict[int, Cell] = {}
+        for piece, (first, _, _), end in zip(pieces, reads, ends, strict=True):
+            col = piece.get(index)
+            held = len(col.native) if col else 0
+            arrays += [col.native] if col else []
+            arrays.append(pa.nulls(end - first - held, dtype))
+            foreign.update(col.foreign if col else {})
+        merged.append(ColumnRead(index, pa.concat_arrays(arrays), kind, foreign))
+    return merged
 
 
 #: Cells reported at once by a second read (each is a Python object of ~300 bytes): a second read of
