@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 from convert_guard import Inspection, parse_xml, rels_of, resolve
 from convert_job import Limits
-from convert_scan import inflate_entry
+from convert_scan import cell_kinds, inflate_entry
 
 _SHEET_DATA = re.compile(rb"<((?:\w+:)?)sheetData\b")
 _ROOT = re.compile(rb"<((?:\w+:)?worksheet)\b")
@@ -101,11 +101,12 @@ class Piece:
 
 class SheetPieces:
     """A sheet's XML, fed as it is inflated, cut at row starts into packages of about ``size`` bytes,
-    each handed to ``ready`` once written, then ``ready(None)``. Every piece keeps the XML before the
-    rows (the reader needs no more) and ends its sheet; a row starting a piece carries its number (a
-    row without one continues the count of the row before it). Where no such cut is found within a few
-    pieces' size, or rows are out of order at a cut (invalid OOXML, and a piece would hide the earlier
-    row), the sheet is to be read ``whole``: nothing more is kept or written."""
+    each handed to ``ready`` once written, then ``ready(None)``; its boolean and text cells counted on
+    the way. Every piece keeps the XML before the rows (the reader needs no more) and ends its sheet;
+    a row starting a piece carries its number (a row without one continues the count of the row before
+    it). Where no such cut is found within a few pieces' size, or rows are out of order at a cut
+    (invalid OOXML, and a piece would hide the earlier row), the sheet is to be read ``whole``:
+    nothing more is kept or written."""
 
     def __init__(self, parts: Callable[[], bytes], part: str, stem: Path, size: int,
                  ready: Callable[[Piece | None], None]) -> None:
@@ -114,7 +115,7 @@ class SheetPieces:
         self.buffer = bytearray()
         self.prolog: bytes | None = None
         self.rows: re.Pattern[bytes] | None = None
-        self.first = self.written = 0
+        self.first = self.written = self.bools = self.texts = 0
         self.after, self.whole = size, False
 
     def feed(self, chunk: bytes) -> None:
@@ -155,17 +156,19 @@ class SheetPieces:
             self.whole, self.rows, self.buffer = True, None, bytearray()
             return False
         with memoryview(self.buffer) as view:
-            self._write([view[:at], self.closing])
+            self._write([view[:at], self.closing], at)
         del self.buffer[:at]
         self.first, self.after = row - 1, self.size
         return True
 
     def finish(self) -> None:
         if not self.whole:
-            self._write([self.buffer])
+            self._write([self.buffer], len(self.buffer))
         self.ready(None)
 
-    def _write(self, rows: list[bytes | memoryview]) -> None:
+    def _write(self, rows: list[bytes | memoryview], end: int) -> None:
+        bools, texts = cell_kinds(self.buffer, end)
+        self.bools, self.texts = self.bools + bools, self.texts + texts
         path = self.stem.with_name(f"{self.stem.stem}-{self.written}{self.stem.suffix}")
         self.parts = self.parts if isinstance(self.parts, bytes) else self.parts()
         with path.open("w+b") as fh:

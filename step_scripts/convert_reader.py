@@ -27,7 +27,7 @@ from typing import Any, NoReturn
 from convert_guard import Inspection, quick_inspect
 from convert_job import Job, Outcome, SheetResult, Skip, job_from_json, to_json
 from convert_package import SHEET_ONLY, Piece, SheetPieces, normalize, one_sheet_parts, patch_errors
-from convert_scan import SheetCounts, deep_check
+from convert_scan import SheetCounts, area_checked, deep_check
 from convert_sheet import FastexcelBook, NeedsPatch, SheetSkipped, Task, XlsBook, check, head_types, merge, xls_globals
 from rejection import OUT_OF_MEMORY, WorkbookRejected
 
@@ -212,16 +212,22 @@ class Reader:
             with self.scan.counted:
                 self.scan.counted.wait_for(lambda: cut.done or self.scan.done.is_set())
             self.scan.wait()
-            if not cut.done or self.scan.pieces[task.part].whole:
+            pieces = self.scan.pieces[task.part]
+            if not cut.done or pieces.whole:
                 raise ValueError("no row to cut the sheet at, or rows out of order")
-            columns = merge([load.result() for load in cut.loads])
+            reads = [load.result() for load in cut.loads]
+            columns = merge(reads)
             self.notes.append(f"sheet {task.name!r}: read in {len(cut.loads)} pieces at once")
         except BaseException as exc:
             if not recoverable(exc):
                 raise
             self.notes.append(f"sheet {task.name!r} read whole: {' '.join(str(exc).split())[:200]}")
             return self.pool.submit(self._read, task).result()
-        columns, notes = check(columns, cut.head.result(), self.scan.counts_for(task.part), lambda types, only: (
+        # The sheet's area as the pieces hold values (the scan measures a sheet read whole).
+        counts = area_checked(task.name, SheetCounts(pieces.bools, pieces.texts, max(
+            (first + rows for first, _, rows in reads if rows), default=0), max(
+            (c.index + 1 for c in columns), default=0)), self.limits)
+        columns, notes = check(columns, cut.head.result(), counts, lambda types, only: (
             self.pool.submit(lambda: self._book().load(task, types, only=only)[0]).result()), task.name)
         self.notes.extend(notes)
         return columns

@@ -184,18 +184,26 @@ class SheetScan:
         self.tail = chunk[-4096:] if len(chunk) >= 4096 else (self.tail + chunk)[-4096:]
 
     def finish(self, sheet: str, limits: Limits) -> SheetCounts:
-        rows, columns = self.counts.rows, self.counts.columns
-        if rows > EXCEL_MAX_ROWS or columns > EXCEL_MAX_COLS:
-            raise WorkbookRejected("corrupt", f"sheet {sheet!r} refers to cells beyond Excel's grid; the file is "
-                                              "damaged")
-        if rows * max(columns, 1) > limits.max_cells:
-            raise WorkbookRejected(
-                "too-large",
-                f"sheet {sheet!r} spans {rows} rows x {columns} columns ({rows * columns:,} cells), above the "
-                f"{limits.max_cells:,}-cell limit; delete stray cells far from the data (Ctrl+End shows the last "
-                "one) and save again",
-            )
-        return self.counts
+        return area_checked(sheet, self.counts, limits)
+
+
+def area_checked(sheet: str, counts: SheetCounts, limits: Limits) -> SheetCounts:
+    rows, columns = counts.rows, counts.columns
+    if rows > EXCEL_MAX_ROWS or columns > EXCEL_MAX_COLS:
+        raise WorkbookRejected("corrupt", f"sheet {sheet!r} refers to cells beyond Excel's grid; the file is damaged")
+    if rows * max(columns, 1) > limits.max_cells:
+        raise WorkbookRejected(
+            "too-large",
+            f"sheet {sheet!r} spans {rows} rows x {columns} columns ({rows * columns:,} cells), above the "
+            f"{limits.max_cells:,}-cell limit; delete stray cells far from the data (Ctrl+End shows the last "
+            "one) and save again",
+        )
+    return counts
+
+
+def cell_kinds(xml: bytes | bytearray, end: int | None = None) -> tuple[int, int]:
+    """The boolean and the text cells in ``xml[:end]`` (whole elements), as :class:`SheetScan` counts them."""
+    return xml.count(b't="b"', 0, end), sum(xml.count(pattern, 0, end) for pattern in TEXT_TYPES)
 
 
 def deep_check(path: Path, deferred: list[zipfile.ZipInfo], sheets: dict[str, str], limits: Limits,
@@ -203,8 +211,7 @@ def deep_check(path: Path, deferred: list[zipfile.ZipInfo], sheets: dict[str, st
                pieces: dict[str, SheetPieces] | None = None) -> dict[str, SheetCounts]:
     """Inflate every deferred part once (bounded) and scan the sheet parts among them. ``sheets`` maps a
     sheet part's zip name to the sheet's name. Returns the counts per part, each also handed to
-    ``counted`` as soon as it is known. The sheets of ``pieces`` (by zip name) are cut as they are
-    inflated."""
+    ``counted`` as soon as it is known. The sheets of ``pieces`` (by zip name) are cut instead."""
     counts: dict[str, SheetCounts] = {}
     if not deferred:
         return counts
@@ -214,11 +221,10 @@ def deep_check(path: Path, deferred: list[zipfile.ZipInfo], sheets: dict[str, st
         raise WorkbookRejected("corrupt", f"the workbook's zip container is damaged ({exc})") from exc
     with zf, path.open("rb") as fh:
         for info in deferred:
-            scan = SheetScan() if info.filename in sheets else None
+            # A sheet in pieces is measured and counted by them.
             cut = (pieces or {}).get(info.filename)
-            sink = None if scan is None else scan.feed if cut is None else (
-                lambda chunk, scanned=scan.feed, cutting=cut.feed: (scanned(chunk), cutting(chunk)))
-            inflated += inflate_entry(fh, info, limits, inflated, sink, zf)
+            scan = SheetScan() if info.filename in sheets and cut is None else None
+            inflated += inflate_entry(fh, info, limits, inflated, cut.feed if cut else scan.feed if scan else None, zf)
             if cut is not None:
                 cut.finish()
             if scan is not None:

@@ -18,7 +18,7 @@ ROWS = 4000
 LATE = 1200  # after the first 1000 rows, which choose the types
 
 
-def _workbook(path: Path, inline: bool) -> Path:
+def _workbook(path: Path, inline: bool, rows: int = ROWS) -> Path:
     """Every row after LATE holds, within a row or two, each thing a seam must not change: text and
     booleans among numbers (the booleans silently read as numbers, caught by the counts), kinds
     alternating, error cells, blank rows; a column no early piece holds."""
@@ -26,7 +26,7 @@ def _workbook(path: Path, inline: bool) -> Path:
     day = wb.add_format({"num_format": "yyyy-mm-dd"})
     ws = wb.add_worksheet("Data")
     ws.write_row(0, 0, ["id", "amount", "late bool", "switch", "errors", "code"])
-    for r in range(1, ROWS + 1):
+    for r in range(1, rows + 1):
         late = r > LATE
         if late and r % 7 == 0:
             continue  # a blank row
@@ -132,3 +132,16 @@ def test_a_sheet_in_pieces_that_declares_entities_is_unsafe(tmp_path: Path) -> N
         convert_workbook(src, tmp_path / "o", limits=Limits(piece_bytes=1), workers=2)
     assert info.value.code == "unsafe" and "sheet1.xml" in info.value.reason
     assert not (tmp_path / "o").exists()
+
+
+def test_a_sheet_in_pieces_is_measured_as_if_read_whole(tmp_path: Path) -> None:
+    # Past the first MiB (which the head's check measures: 5,000 rows x 7), the sheet is 8001 x 7 cells.
+    src = _workbook(tmp_path / "big.xlsx", inline=True, rows=8000)
+    refused = set()
+    for size in (1024**3, 1):
+        with pytest.raises(WorkbookRejected) as info:
+            convert_workbook(src, tmp_path / "o", limits=Limits(piece_bytes=size, max_cells=50_000), workers=2)
+        refused.add((info.value.code, info.value.reason))
+    assert refused == {("too-large", "sheet 'Data' spans 8001 rows x 7 columns (56,007 cells), above the 50,000-cell "
+                                     "limit; delete stray cells far from the data (Ctrl+End shows the last one) and "
+                                     "save again")}
