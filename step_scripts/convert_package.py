@@ -101,15 +101,14 @@ class Piece:
 
 class SheetPieces:
     """A sheet's XML, fed as it is inflated, cut at row starts into packages of about ``size`` bytes,
-    each handed to ``ready`` once written, then ``ready(None)``; its boolean and text cells counted on
-    the way. Every piece keeps the XML before the rows (the reader needs no more) and ends its sheet;
-    a row starting a piece carries its number (a row without one continues the count of the row before
-    it). Where no such cut is found within a few pieces' size, or rows are out of order at a cut
-    (invalid OOXML, and a piece would hide the earlier row), the sheet is to be read ``whole``:
-    nothing more is kept or written."""
+    each handed to ``ready`` once written; its boolean and text cells counted on the way. Every piece
+    keeps the XML before the rows (the reader needs no more) and ends its sheet; a row starting a piece
+    carries its number (a row without one continues the count of the row before it). Where no such cut
+    is found within a few pieces' size, or rows are out of order at a cut (invalid OOXML, and a piece
+    would hide the earlier row), the sheet is to be read ``whole``: nothing more is kept or written."""
 
     def __init__(self, parts: Callable[[], bytes], part: str, stem: Path, size: int,
-                 ready: Callable[[Piece | None], None]) -> None:
+                 ready: Callable[[Piece], None]) -> None:
         self.part, self.stem, self.size, self.ready = part, stem, size, ready
         self.parts: Callable[[], bytes] | bytes = parts  # made when the first piece is written
         self.buffer = bytearray()
@@ -164,7 +163,6 @@ class SheetPieces:
     def finish(self) -> None:
         if not self.whole:
             self._write([self.buffer], len(self.buffer))
-        self.ready(None)
 
     def _write(self, rows: list[bytes | memoryview], end: int) -> None:
         bools, texts = cell_kinds(self.buffer, end)

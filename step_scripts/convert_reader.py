@@ -20,7 +20,6 @@ import os
 import sys
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -83,15 +82,17 @@ class Reader:
         with ThreadPoolExecutor(threads, "sheetdrop") as pool:
             self.pool = pool
             # The heads first: a piece's parse waits for its sheet's types.
-            self.cuts = {t.part: _Cut(pool.submit(head_types, self.path, self.reading, t, self.limits)) for t in tasks
-                         if len(pieces[t.index]) > 1}
+            self.heads = {t.part: pool.submit(head_types, self.path, self.reading, t, self.limits) for t in tasks
+                          if len(pieces[t.index]) > 1}
+            self.loads: dict[str | None, list[Future[tuple[int, list[Any], int]]]] = {p: [] for p in self.heads}
             self.scan = _Scan(self.job, self.inspection, {t.part: SheetPieces(
                 lambda t=t: one_sheet_parts(self.path, self.reading, t.part, self.limits), t.part or "",
                 self.staging / f"piece-{t.index}{self.path.suffix}", pieces[t.index][0],
-                lambda piece, t=t: self._cut(t, piece)) for t in tasks if t.part in self.cuts})
+                lambda piece, t=t: self.loads[t.part].append(pool.submit(self._piece, t, piece)))
+                for t in tasks if t.part in self.heads})
             self.scan.start()
             # In sheet order, as a one-by-one read gives them; a sheet in pieces waits here for them.
-            reads = [None if t.part in self.cuts else pool.submit(self._table, t) for t in tasks]
+            reads = [None if t.part in self.heads else pool.submit(self._table, t) for t in tasks]
             tables = [self._table(t) if read is None else read.result() for t, read in zip(tasks, reads, strict=True)]
             self.scan.wait()  # nothing is written before the scan has passed
             for item in tables:
@@ -128,20 +129,10 @@ class Reader:
         size = max(self.limits.piece_bytes, 4 * others, 1)
         return [size] * math.ceil(task.size / size) if task.size >= 2 * size else [task.size]
 
-    def _cut(self, task: Task, piece: Piece | None) -> None:
-        """On the scan's thread: a piece written (parsed at once), or the last."""
-        cut = self.cuts[task.part]
-        with self.scan.counted:
-            if piece is None:
-                cut.done = True
-            else:
-                cut.loads.append(self.pool.submit(self._piece, task, cut.head, piece))
-            self.scan.counted.notify_all()
-
-    def _piece(self, task: Task, head: Future[Any], piece: Piece) -> tuple[int, list[Any], int]:
+    def _piece(self, task: Task, piece: Piece) -> tuple[int, list[Any], int]:
         try:
             book = FastexcelBook(piece.path, self.reading, self.job.include_hidden)
-            return piece.first, *book.load(task, head.result().types, first=piece.first)
+            return piece.first, *book.load(task, self.heads[task.part].result().types, first=piece.first)
         finally:
             piece.path.unlink(missing_ok=True)
 
@@ -178,7 +169,7 @@ class Reader:
         try:
             try:
                 columns, date1904 = (self.xls.read(task), self.xls.date1904) if self.xls else (
-                    self._read_pieces(task) if task.part in self.cuts else self._read(task), self.reading.date1904)
+                    self._read_pieces(task) if task.part in self.heads else self._read(task), self.reading.date1904)
             except BaseException as exc:
                 book = self._xlrd(exc, f"sheet {task.name!r} ")
                 columns, date1904 = book.read(task), book.date1904
@@ -207,17 +198,14 @@ class Reader:
     def _read_pieces(self, task: Task) -> list[Any]:
         """A sheet read once in pieces, merged as one read (:func:`convert_sheet.merge`); read whole if a
         piece could not be cut or read."""
-        cut = self.cuts[task.part]
         try:
-            with self.scan.counted:
-                self.scan.counted.wait_for(lambda: cut.done or self.scan.done.is_set())
-            self.scan.wait()
+            self.scan.wait()  # every piece written
             pieces = self.scan.pieces[task.part]
-            if not cut.done or pieces.whole:
+            if pieces.whole:
                 raise ValueError("no row to cut the sheet at, or rows out of order")
-            reads = [load.result() for load in cut.loads]
+            reads = [load.result() for load in self.loads[task.part]]
             columns = merge(reads)
-            self.notes.append(f"sheet {task.name!r}: read in {len(cut.loads)} pieces at once")
+            self.notes.append(f"sheet {task.name!r}: read in {len(reads)} pieces at once")
         except BaseException as exc:
             if not recoverable(exc):
                 raise
@@ -227,7 +215,7 @@ class Reader:
         counts = area_checked(task.name, SheetCounts(pieces.bools, pieces.texts, max(
             (first + rows for first, _, rows in reads if rows), default=0), max(
             (c.index + 1 for c in columns), default=0)), self.limits)
-        columns, notes = check(columns, cut.head.result(), counts, lambda types, only: (
+        columns, notes = check(columns, self.heads[task.part].result(), counts, lambda types, only: (
             self.pool.submit(lambda: self._book().load(task, types, only=only)[0]).result()), task.name)
         self.notes.extend(notes)
         return columns
@@ -300,15 +288,6 @@ def classify(exc: BaseException) -> WorkbookRejected:
                                              "upload it again")
     return WorkbookRejected("corrupt", f"the workbook could not be read ({' '.join(text.split())[:300]}); open it "
                                        "in Excel or LibreOffice, save it again and re-upload")
-
-
-@dataclass
-class _Cut:
-    """A sheet parsed in pieces: its head's types, the parses of the pieces written so far."""
-
-    head: Future[Any]
-    loads: list[Future[tuple[int, list[Any], int]]] = field(default_factory=list)
-    done: bool = False  # the last piece is written
 
 
 class _Scan(threading.Thread):

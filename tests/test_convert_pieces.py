@@ -83,9 +83,8 @@ def _pieces(xml: bytes, size: int, tmp: Path) -> tuple[list[tuple[int, bytes]], 
     got: list[tuple[int, bytes]] = []
 
     def ready(piece) -> None:
-        if piece is not None:
-            with zipfile.ZipFile(piece.path) as z:
-                got.append((piece.first, z.read("s.xml")))
+        with zipfile.ZipFile(piece.path) as z:
+            got.append((piece.first, z.read("s.xml")))
 
     cut = SheetPieces(lambda: b"", "s.xml", tmp / "piece.xlsx", size, ready)
     for at in range(0, len(xml), 7):  # chunks cut anywhere
