@@ -3,12 +3,14 @@ parquet files and ``outcome.json`` go into the job's staging folder. ``convert.p
 address-space limit and a timeout: the Rust readers abort the whole process when an allocation fails.
 
 The quick guard (``convert_guard``) classifies the file and lists its sheets; the bounded scan
-(``convert_scan``) runs on a thread of its own at a lower CPU priority while the sheets are read once
-each (``convert_sheet``), as many at once as the cores and the memory limit allow (the parse runs in
-Rust, without the GIL). Nothing is written before the scan has passed, and a scan rejection wins over
-whatever the readers made of the file. Then each sheet goes through the column rules
-(``convert_columns``) into a parquet file. pyarrow is imported after the first parse: imported during
-it, it would add its 60 MiB to the parse's peak.
+(``convert_scan``) runs on a thread of its own while the sheets are read once each (``convert_sheet``),
+as many at once as the cores and the memory limit allow (the parse runs in Rust, without the GIL). A
+large xlsx/xlsm sheet is read in pieces parsed at once, cut from the scan's inflate
+(``convert_package.SheetPieces``) and merged as one read; otherwise the scan runs at a lower CPU
+priority. Nothing is written before the scan has passed, and a scan rejection wins over whatever the
+readers made of the file. Then each sheet goes through the column rules (``convert_columns``) into a
+parquet file. pyarrow is imported after the first parse: imported during it, it would add its 60 MiB
+to the parse's peak.
 """
 
 from __future__ import annotations

@@ -260,21 +260,17 @@ def merge(reads: list[tuple[int, list[ColumnRead], int]]) -> list[ColumnRead]:
     ends = [first for first, _, _ in reads[1:]] + [reads[-1][0] + reads[-1][2]]
     if any(first + rows > end for (first, _, rows), end in zip(reads, ends, strict=True)):
         raise ValueError("rows out of order across pieces")
-    pieces = [{c.index: c for c in columns} for _, columns, _ in reads]
-    found = {i: c for piece in pieces for i, c in piece.items()}
+    pieces = [({c.index: c for c in cols}, end - first) for (first, cols, _), end in zip(reads, ends, strict=True)]
+    found = {i: c for columns, _ in pieces for i, c in columns.items()}
     merged = []
     for index in range(min(found), max(found) + 1) if found else ():
         # A column no piece has holds no value: its type cannot matter.
         kind, dtype = (found[index].kind, found[index].native.type) if index in found else ("number", pa.float64())
-        arrays: list[pa.Array] = []
-        foreign: dict[int, Cell] = {}
-        for piece, (first, _, _), end in zip(pieces, reads, ends, strict=True):
-            col = piece.get(index)
-            held = len(col.native) if col else 0
-            arrays += [col.native] if col else []
-            arrays.append(pa.nulls(end - first - held, dtype))
-            foreign.update(col.foreign if col else {})
-        merged.append(ColumnRead(index, pa.concat_arrays(arrays), kind, foreign))
+        held = [(columns.get(index), rows) for columns, rows in pieces]
+        native = pa.concat_arrays([array for col, rows in held for array in (
+            [col.native, pa.nulls(rows - len(col.native), dtype)] if col else [pa.nulls(rows, dtype)])])
+        foreign = {r: cell for col, _ in held if col for r, cell in col.foreign.items()}
+        merged.append(ColumnRead(index, native, kind, foreign))
     return merged
 
 
