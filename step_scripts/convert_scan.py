@@ -183,11 +183,9 @@ class SheetScan:
             counts.columns = max(counts.columns, col_number(last.group(1)))
         self.tail = chunk[-4096:] if len(chunk) >= 4096 else (self.tail + chunk)[-4096:]
 
-    def finish(self, sheet: str, limits: Limits) -> SheetCounts:
-        return area_checked(sheet, self.counts, limits)
-
 
 def area_checked(sheet: str, counts: SheetCounts, limits: Limits) -> SheetCounts:
+    """The counts of a sheet whose area (rows x columns holding values) the reader may allocate."""
     rows, columns = counts.rows, counts.columns
     if rows > EXCEL_MAX_ROWS or columns > EXCEL_MAX_COLS:
         raise WorkbookRejected("corrupt", f"sheet {sheet!r} refers to cells beyond Excel's grid; the file is damaged")
@@ -228,7 +226,7 @@ def deep_check(path: Path, deferred: list[zipfile.ZipInfo], sheets: dict[str, st
             if cut is not None:
                 cut.finish()
             if scan is not None:
-                counts[info.filename] = scan.finish(sheets[info.filename], limits)
+                counts[info.filename] = area_checked(sheets[info.filename], scan.counts, limits)
                 if counted is not None:
                     counted(info.filename, counts[info.filename])
     return counts

@@ -24,7 +24,7 @@ import convert_xlsb
 from convert_guard import Inspection
 from convert_job import Limits
 from convert_package import head_package, read_head, sheet_head
-from convert_scan import SheetCounts, SheetScan
+from convert_scan import SheetCounts, SheetScan, area_checked
 from rejection import WorkbookRejected
 
 if TYPE_CHECKING:  # pyarrow (under convert_columns) is imported while the first sheet is parsed
@@ -173,7 +173,7 @@ def head_types(path: Path, inspection: Inspection, task: Task, limits: Limits, b
             # refused before a reader tries to allocate its range.
             scan = SheetScan()
             scan.feed(head)
-            scan.finish(task.name, limits)
+            area_checked(task.name, scan.counts, limits)
             cut = sheet_head(head, HEAD_ROWS)
         if cut is None:
             return Head()
