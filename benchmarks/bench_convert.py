@@ -13,7 +13,7 @@ converter (``git archive <commit> step_scripts | tar -x -C DIR``). It prints med
 (above 1: sheetdrop is faster), sheetdrop's peak RSS / the other's. On a shared VM compare ratios
 within one run, never across runs.
 
-Options: --shapes uniform-100k,numeric-text-100k,... --repeat 5 --repeat-large 3 --pandas uniform-100k
+Options: --shapes uniform-100k,numeric-text-100k,... --repeat 7 --repeat-large 3 --pandas uniform-100k
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def run_once(cmd: list[str]) -> tuple[float, int] | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shapes", default=",".join(SHAPES))
-    parser.add_argument("--repeat", type=int, default=5, help="runs per contender on 100k-row shapes")
+    parser.add_argument("--repeat", type=int, default=7, help="runs per contender on 100k-row shapes")
     parser.add_argument("--repeat-large", type=int, default=3, help="runs per contender on 500k rows")
     parser.add_argument("--pandas", default="uniform-100k", help="shapes pandas+openpyxl runs on (once each)")
     parser.add_argument("--baseline", type=Path, help="another step_scripts/ folder, timed as contender 'baseline'")
