@@ -13,7 +13,7 @@ converter (``git archive <commit> step_scripts | tar -x -C DIR``). It prints med
 (above 1: sheetdrop is faster), sheetdrop's peak RSS / the other's. On a shared VM compare ratios
 within one run, never across runs.
 
-Options: --shapes uniform-100k,numeric-text-100k,... --repeat 5 --repeat-large 3 --pandas uniform-100k
+Options: --shapes uniform-100k,numeric-text-100k,... --repeat 7 --repeat-large 3 --pandas uniform-100k
 """
 
 from __future__ import annotations
@@ -40,9 +40,13 @@ SHAPES = {
     "3-sheets-50k": (50_000, 3, "uniform"),
     "uniform-500k": (500_000, 1, "uniform"),
 }
+# pyarrow refuses an object column mixing numbers and text (numeric-text): as a pandas user would,
+# such columns are written as text.
 PANDAS = (
     "import sys, pandas as pd\n"
     "for i, df in enumerate(pd.read_excel(sys.argv[1], engine='openpyxl', sheet_name=None).values()):\n"
+    "    mixed = [c for c in df.columns[df.dtypes == object] if df[c].map(type).nunique() > 1]\n"
+    "    df[mixed] = df[mixed].astype('string')\n"
     "    df.to_parquet(f'{sys.argv[2]}/{i}.parquet')\n"
 )
 POLARS = (
@@ -52,27 +56,31 @@ POLARS = (
 )
 
 
-def run_once(cmd: list[str]) -> tuple[float, int]:
-    """Wall time and peak RSS (bytes) of one process tree, measured by a fresh wrapper."""
+def run_once(cmd: list[str]) -> tuple[float, int] | None:
+    """Wall time and peak RSS (bytes) of one process tree, measured by a fresh wrapper; None when the
+    process failed (its last line of error output is printed)."""
     # A wrapper process per run, so RUSAGE_CHILDREN covers only this run's descendants.
     wrapper = (
         "import resource, subprocess, sys, time\n"
         "t = time.perf_counter()\n"
-        "r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+        "r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)\n"
         "w = time.perf_counter() - t\n"
         "print(w, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, r.returncode)\n"
+        "sys.stderr.buffer.write(r.stderr)\n"
     )
-    out = subprocess.run([sys.executable, "-c", wrapper, *cmd], capture_output=True, text=True, check=True)
-    wall, rss, rc = out.stdout.split()
-    if rc != "0":
-        raise RuntimeError(f"{cmd[:3]} failed with {rc}")
-    return float(wall), int(rss) * 1024
+    out = subprocess.run([sys.executable, "-c", wrapper, *cmd], capture_output=True, text=True)
+    fields = out.stdout.split()
+    if out.returncode or len(fields) != 3 or fields[2] != "0":
+        tail = (out.stderr.strip().splitlines() or ["no output"])[-1]
+        print(f"  failed ({' '.join(fields[2:]) or out.returncode}): {' '.join(cmd[:2])}...: {tail[:200]}", flush=True)
+        return None
+    return float(fields[0]), int(fields[1]) * 1024
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shapes", default=",".join(SHAPES))
-    parser.add_argument("--repeat", type=int, default=5, help="runs per contender on 100k-row shapes")
+    parser.add_argument("--repeat", type=int, default=7, help="runs per contender on 100k-row shapes")
     parser.add_argument("--repeat-large", type=int, default=3, help="runs per contender on 500k rows")
     parser.add_argument("--pandas", default="uniform-100k", help="shapes pandas+openpyxl runs on (once each)")
     parser.add_argument("--baseline", type=Path, help="another step_scripts/ folder, timed as contender 'baseline'")
@@ -111,20 +119,29 @@ def main() -> None:
         for _ in range(args.repeat_large if rows * sheets > 200_000 else args.repeat):
             for name, cmd_for in contenders.items():
                 runs[name].append(_timed(cmd_for, src))
-        results = {name: (statistics.median(w for w, _ in r), max(m for _, m in r)) for name, r in runs.items()}
+        results = {name: (statistics.median(w for w, _ in ok), max(m for _, m in ok)) if (
+            ok := [x for x in r if x is not None]) else None for name, r in runs.items()}
         mine = results["sheetdrop"]
-        for name, (wall, rss) in results.items():
-            speed = "" if name == "sheetdrop" else f"{wall / mine[0]:.2f}x"
-            memory = "" if name == "sheetdrop" else f"{mine[1] / rss:.2f}"
+        for name, result in results.items():
+            if result is None:
+                rows_out.append((shape, name, None, None, "", ""))
+                print(f"{shape:<18}{name:<17}  failed", flush=True)
+                continue
+            wall, rss = result
+            speed = "" if name == "sheetdrop" or mine is None else f"{wall / mine[0]:.2f}x"
+            memory = "" if name == "sheetdrop" or mine is None else f"{mine[1] / rss:.2f}"
             rows_out.append((shape, name, wall, rss, speed, memory))
             print(f"{shape:<18}{name:<17}{wall:>8.2f} s{rss / 1024**2:>8.0f} MiB{speed:>9}{memory:>7}", flush=True)
     print(f"load average at end {os.getloadavg()[0]:.2f}")
     print("\nshape | contender | median s | peak RSS MiB | other/sheetdrop time | sheetdrop/other RSS")
     for shape, name, wall, rss, speed, memory in rows_out:
-        print(f"{shape} | {name} | {wall:.2f} | {rss / 1024**2:.0f} | {speed} | {memory}")
+        if wall is None:
+            print(f"{shape} | {name} | failed | | |")
+        else:
+            print(f"{shape} | {name} | {wall:.2f} | {rss / 1024**2:.0f} | {speed} | {memory}")
 
 
-def _timed(cmd_for, src: Path) -> tuple[float, int]:
+def _timed(cmd_for, src: Path) -> tuple[float, int] | None:
     out = Path(tempfile.mkdtemp(prefix="bench-out-"))
     try:
         return run_once(cmd_for(src, out))

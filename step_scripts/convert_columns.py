@@ -25,6 +25,7 @@ _SPARK_UNSAFE = " ,;{}()\n\t\r=."
 #: Day 0 of each date system, as the reader maps serial numbers (1900: serial 0 is 1899-12-31).
 EPOCH = {False: dt.datetime(1899, 12, 31), True: dt.datetime(1904, 1, 1)}
 _MS_PER_DAY = 86_400_000
+_POWERS = pa.array([float(10**i) for i in range(23)])  # exact as doubles
 _ARROW_TYPES = {"number": pa.float64(), "text": pa.string(), "bool": pa.bool_(), "datetime": pa.timestamp("us"),
                 "time": pa.time64("us"), "duration": pa.duration("us")}
 
@@ -70,12 +71,7 @@ def texts(values: pa.Array, kind: str, date1904: bool) -> pa.Array:
     if kind == "number":
         # The shortest text that reads back as the same number; past 15 significant digits (Excel's
         # precision) the number nearest at 15. Never -0; exponents as Excel writes them (1E+20).
-        values = values.cast(pa.float64())
-        out = values.cast(pa.string())
-        long = pc.fill_null(pc.match_substring_regex(out, r"[1-9](?:\.?\d){15}"), False)
-        if pc.any(long).as_py():
-            cut = pa.array(list(map(float, map("%.15g".__mod__, values.filter(long).to_pylist()))), pa.float64())
-            out = pc.replace_with_mask(out, long, cut.cast(pa.string()))
+        out = at_15_digits(values.cast(pa.float64())).cast(pa.string())
         out = pc.replace_substring(out, "e", "E")
         return pc.if_else(pc.equal(out, "-0"), "0", out)
     if kind == "bool":
@@ -89,6 +85,30 @@ def texts(values: pa.Array, kind: str, date1904: bool) -> pa.Array:
     if kind == "duration":
         return pa.array([None if v is None else _duration_text(v) for v in values.to_pylist()], pa.string())
     return values.cast(pa.string())
+
+
+def at_15_digits(values: pa.Array) -> pa.Array:
+    """Numbers rounded to 15 significant digits, each as ``float("%.15g" % x)``: r = round(x * 10**k)
+    with 15 digits before the point, then r / 10**k. With 10**k exact (|k| <= 22) each step rounds
+    once: x * 10**k is off by half its last bit at most, and a half (n + 0.5) lies on the same grid of
+    bits, so r is right unless the product is exactly a half; r / 10**k is the double nearest r's
+    decimal. Exact halves, |k| > 22 and a misjudged exponent (|r| outside (10**14, 10**15]) go through
+    Python's correctly rounded formatting; zero and inf stay as they are."""
+    plain = pc.or_(pc.equal(values, 0), pc.invert(pc.is_finite(values)))
+    k = pc.subtract(14, pc.floor(pc.log10(pc.if_else(plain, 1.0, pc.abs(values)))).cast(pa.int64()))
+    scale = pc.take(_POWERS, pc.min_element_wise(pc.abs(k), len(_POWERS) - 1))
+    up = pc.greater_equal(k, 0)
+    scaled = pc.if_else(up, pc.multiply(values, scale), pc.divide(values, scale))
+    r = pc.round(scaled)
+    near_half = pc.equal(pc.subtract(scaled, pc.floor(scaled)), 0.5)
+    size = pc.abs(r)
+    unsure = pc.and_not(pc.or_(pc.or_(near_half, pc.greater(pc.abs(k), len(_POWERS) - 1)),
+                               pc.or_(pc.less_equal(size, 1e14), pc.greater(size, 1e15))), plain)
+    out = pc.if_else(plain, values, pc.if_else(up, pc.divide(r, scale), pc.multiply(r, scale)))
+    if pc.any(unsure).as_py():
+        exact = [float(f"{x:.15g}") for x in values.filter(unsure).to_pylist()]
+        out = pc.replace_with_mask(out, unsure, pa.array(exact, pa.float64()))
+    return out
 
 
 def _duration_text(value: dt.timedelta) -> str:
@@ -198,7 +218,7 @@ def finish_column(col: ColumnRead, date1904: bool, start: int = 0, end: int | No
     if foreign:
         rows = sorted(foreign)
         shown = pa.array(cell_texts([foreign[r] for r in rows], date1904), pa.string())
-        out = pc.replace_with_mask(out, pc.is_in(pa.array(range(size)), pa.array(rows)), shown)
+        out = pc.replace_with_mask(out, row_mask(size, rows), shown)
     mixed = _mixed(native, col.kind, foreign, counts, out, date1904) if target is None else None
     return Finished(_typed(out, "text", "text", size), "string", n_errors, mixed=mixed)
 
@@ -258,8 +278,7 @@ def _conform(native: pa.Array | None, native_kind: str | None, foreign: dict[int
         odd = misfits(native, native_kind, target, zero)
         candidates = {r: (native_kind, v) for r, v in odd.items()}
         if odd:
-            values = pc.if_else(pc.is_in(pa.array(range(size)), pa.array(list(odd))), pa.scalar(None, values.type),
-                                values)
+            values = pc.if_else(row_mask(size, list(odd)), pa.scalar(None, values.type), values)
     else:
         values = pa.nulls(size, _ARROW_TYPES[family])
         candidates = {}
@@ -289,6 +308,14 @@ def _conform(native: pa.Array | None, native_kind: str | None, foreign: dict[int
 
 def _split_time(cell: Cell, date1904: bool) -> Cell:
     return (_foreign_kind(cell, date1904), cell[1]) if cell[0] == "datetime" else cell
+
+
+def row_mask(size: int, rows: list[int]) -> pa.Array:
+    """A boolean array of ``size`` set at ``rows`` (built in C: a column has ~100k rows, few set)."""
+    flags = bytearray(size)
+    for r in rows:
+        flags[r] = 1
+    return pa.Array.from_buffers(pa.uint8(), size, [None, pa.py_buffer(flags)]).cast(pa.bool_())
 
 
 def _typed(native: pa.Array | None, native_kind: str | None, kind: str, size: int) -> pa.Array:

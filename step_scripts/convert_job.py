@@ -39,6 +39,8 @@ class Limits:
     #: Address space of the reader process, shared by the sheets it parses at once.
     max_memory_bytes: int = _default("SHEETDROP_READER_MEMORY_MB", 1024**2)
     timeout_seconds: float = _default("SHEETDROP_READER_TIMEOUT_S", 1.0)
+    #: A sheet of at least two pieces' XML is parsed in pieces of about this size, at once.
+    piece_bytes: int = 8 * 1024**2
 
 
 @dataclass(frozen=True)

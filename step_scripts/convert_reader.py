@@ -3,31 +3,34 @@ parquet files and ``outcome.json`` go into the job's staging folder. ``convert.p
 address-space limit and a timeout: the Rust readers abort the whole process when an allocation fails.
 
 The quick guard (``convert_guard``) classifies the file and lists its sheets; the bounded scan
-(``convert_scan``) runs on a thread of its own at a lower CPU priority while the sheets are read once
-each (``convert_sheet``), as many at once as the cores and the memory limit allow (the parse runs in
-Rust, without the GIL). Nothing is written before the scan has passed, and a scan rejection wins over
-whatever the readers made of the file. Then each sheet goes through the column rules
-(``convert_columns``) into a parquet file. pyarrow is imported after the first parse: imported during
-it, it would add its 60 MiB to the parse's peak.
+(``convert_scan``) runs on a thread of its own while the sheets are read once each (``convert_sheet``),
+as many at once as the cores and the memory limit allow (the parse runs in Rust, without the GIL). A
+large xlsx/xlsm sheet is read in pieces parsed at once, cut from the scan's inflate
+(``convert_package.SheetPieces``) and merged as one read; otherwise the scan runs at a lower CPU
+priority. Nothing is written before the scan has passed, and a scan rejection wins over whatever the
+readers made of the file. Then each sheet goes through the column rules (``convert_columns``) into a
+parquet file. pyarrow is imported after the first parse: imported during it, it would add its 60 MiB
+to the parse's peak.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NoReturn
 
 from convert_guard import Inspection, quick_inspect
-from convert_header import Shape
+from convert_header import HeaderChoice, Shape
 from convert_job import Job, Outcome, SheetResult, Skip, job_from_json, to_json
-from convert_package import normalize, patch_errors
-from convert_scan import SheetCounts, deep_check
-from convert_sheet import FastexcelBook, NeedsPatch, SheetSkipped, Task, XlsBook, check, head_types, xls_globals
+from convert_package import SHEET_ONLY, Piece, SheetPieces, normalize, one_sheet_parts, patch_errors
+from convert_scan import SheetCounts, area_checked, deep_check, scan_sheet
+from convert_sheet import FastexcelBook, NeedsPatch, SheetSkipped, Task, XlsBook, check, head_types, merge, xls_globals
 from rejection import OUT_OF_MEMORY, WorkbookRejected
 
 #: Address space a parse takes per byte of sheet XML (measured 1.9 on 100k rows x 20 columns), and
@@ -75,13 +78,25 @@ class Reader:
         self.path, self.reading = self._prepare()
         tasks, skipped = self._plan()
         self.alone = len(tasks) == 1  # then the column rules run on every core
-        self.scan = _Scan(self.job, self.inspection)
-        self.scan.start()
+        pieces = {t.index: self._pieces(t) for t in tasks}
         # xls and ods: one stream their reader parses whole, one thread.
-        threads = parallel(self.job.cores, [t.size for t in tasks], self.limits.max_memory_bytes) if (
-            self.reading.sheets is not None) else 1
+        threads = parallel(self.job.cores, [size for sizes in pieces.values() for size in sizes],
+                           self.limits.max_memory_bytes) if self.reading.sheets is not None else 1
         with ThreadPoolExecutor(threads, "sheetdrop") as pool:
-            tables = list(pool.map(self._table, tasks))  # in sheet order, as a one-by-one read gives them
+            self.pool = pool
+            # The heads first: a piece's parse waits for its sheet's types.
+            self.heads = {t.part: pool.submit(head_types, self.path, self.reading, t, self.limits,
+                                              options=self.job.options) for t in tasks if len(pieces[t.index]) > 1}
+            self.loads: dict[str | None, list[Future[tuple[int, list[Any], int]]]] = {p: [] for p in self.heads}
+            self.scan = _Scan(self.job, self.inspection, {t.part: SheetPieces(
+                lambda t=t: one_sheet_parts(self.path, self.reading, t.part, self.limits), t.part or "",
+                self.staging / f"piece-{t.index}{self.path.suffix}", pieces[t.index][0],
+                lambda piece, t=t: self.loads[t.part].append(pool.submit(self._piece, t, piece)))
+                for t in tasks if t.part in self.heads})
+            self.scan.start()
+            # In sheet order, as a one-by-one read gives them; a sheet in pieces waits here for them.
+            reads = [None if t.part in self.heads else pool.submit(self._table, t) for t in tasks]
+            tables = [self._table(t) if read is None else read.result() for t, read in zip(tasks, reads, strict=True)]
             self.scan.wait()  # nothing is written before the scan has passed
             for item in tables:
                 if isinstance(item, WorkbookRejected):
@@ -106,6 +121,23 @@ class Reader:
             return self.staging / f"normalized.{fmt}", quick_inspect(self.staging / f"normalized.{fmt}", self.limits)
         os.symlink(self.src.resolve(), self.staging / f"input.{fmt}")
         return self.staging / f"input.{fmt}", inspection
+
+    def _pieces(self, task: Task) -> list[int]:
+        """The sizes of XML a sheet is parsed in: whole, or in pieces cut as the scan inflates it and
+        parsed at once (the reader parses a sheet on one core, and inflates it once more), each of
+        ``piece_bytes``, or four times the workbook's other parts, which every piece parses again."""
+        if self.reading.fmt not in ("xlsx", "xlsm") or self.job.cores < 2:
+            return [task.size]
+        others = sum(i.file_size for name, i in self.reading.entries.items() if not name.startswith(SHEET_ONLY))
+        size = max(self.limits.piece_bytes, 4 * others, 1)
+        return [size] * math.ceil(task.size / size) if task.size >= 2 * size else [task.size]
+
+    def _piece(self, task: Task, piece: Piece) -> tuple[int, list[Any], int]:
+        try:
+            book = FastexcelBook(piece.path, self.reading, self.job.include_hidden)
+            return piece.first, *book.load(task, self.heads[task.part].result().types, first=piece.first)
+        finally:
+            piece.path.unlink(missing_ok=True)
 
     def _plan(self) -> tuple[list[Task], list[Skip]]:
         """The sheets to read: as the guard lists them (xlsx, xlsm, xlsb), or as the reader does."""
@@ -146,20 +178,20 @@ class Reader:
             shape = Shape(self.job.options, previous=self.job.previous.get(task.name, {}))
             try:
                 columns, date1904 = (self.xls.read(task), self.xls.date1904) if self.xls else (
-                    self._read(task, shape), self.reading.date1904)
+                    self._read_pieces(task, shape) if task.part in self.heads else self._read(task, shape),
+                    self.reading.date1904)
             except BaseException as exc:
                 book = self._xlrd(exc, f"sheet {task.name!r} ")
                 columns, date1904 = book.read(task), book.date1904
             from convert_table import build_table
 
             sheet = build_table(columns, date1904, self.job.cores if self.alone else 1, shape)
-            if sheet is not None:
-                sheet.warnings[:0] = shape.warnings
-                if sheet.header.titles or sheet.header.count != 1:
-                    self.notes.append(f"sheet {task.name!r}: {sheet.header.describe()}")
             if sheet is None:
                 return Skip(task.name, f"no values in range {self.job.options.range}" if self.job.options.range
                             else "empty")
+            sheet.warnings[:0] = shape.warnings
+            if sheet.header.titles or sheet.header.count != 1:
+                self.notes.append(f"sheet {task.name!r}: {sheet.header.describe()}")
             return sheet
         except SheetSkipped as exc:
             return Skip(task.name, str(exc))
@@ -174,12 +206,43 @@ class Reader:
         self.notes.append(f"{what}read by xlrd: {' '.join(str(exc).split())[:200]}")
         return XlsBook(self.path)
 
-    def _read(self, task: Task, shape: Shape) -> list[Any]:
-        """One sheet read whole, once (twice when the count check proves a silent coercion); what its
-        first rows and the scan tell about its table goes into ``shape``."""
+    def _book(self) -> FastexcelBook:
         if not hasattr(self.books, "book"):  # a fastexcel reader cannot be shared between threads
             self.books.book = FastexcelBook(self.path, self.reading, self.job.include_hidden)
-        book, path, inspection = self.books.book, self.path, self.reading
+        return self.books.book
+
+    def _read_pieces(self, task: Task, shape: Shape) -> list[Any]:
+        """A sheet read once in pieces, merged as one read (:func:`convert_sheet.merge`); read whole if a
+        piece could not be cut or read (measured and counted by a scan of its own then)."""
+        try:
+            self.scan.wait()  # every piece written
+            pieces = self.scan.pieces[task.part]
+            if pieces.whole:
+                raise ValueError("no row to cut the sheet at, or rows out of order")
+            reads = [load.result() for load in self.loads[task.part]]
+            columns = merge(reads)
+            self.notes.append(f"sheet {task.name!r}: read in {len(reads)} pieces at once")
+        except BaseException as exc:
+            if not recoverable(exc):
+                raise
+            self.notes.append(f"sheet {task.name!r} read whole: {' '.join(str(exc).split())[:200]}")
+            counts = scan_sheet(self.path, self.reading.entries[task.part or ""], task.name, self.limits)
+            return self.pool.submit(self._read, task, shape, counts).result()
+        # The sheet's area as the pieces hold values (the scan measures a sheet read whole).
+        counts = area_checked(task.name, SheetCounts(pieces.bools, pieces.texts, max(
+            (first + rows for first, _, rows in reads if rows), default=0), max(
+            (c.index + 1 for c in columns), default=0), pieces.marks), self.limits)
+        head = self.heads[task.part].result()
+        columns, notes = check(columns, head, counts, lambda types, only: (
+            self.pool.submit(lambda: self._book().load(task, types, only=only)[0]).result()), task.name)
+        self.notes.extend(notes)
+        _learn(shape, head.choice, counts)
+        return columns
+
+    def _read(self, task: Task, shape: Shape, counts: SheetCounts | None = None) -> list[Any]:
+        """One sheet read whole, once (twice when the count check proves a silent coercion); what its
+        first rows and the scan (or ``counts``) tell about its table goes into ``shape``."""
+        book, path, inspection = self._book(), self.path, self.reading
         try:
             head = head_types(path, inspection, task, self.limits, book if inspection.fmt in ("xls", "ods") else None,
                               self.job.options)
@@ -193,19 +256,11 @@ class Reader:
             book = FastexcelBook(path, inspection, self.job.include_hidden)
             head = head_types(path, inspection, task, self.limits, options=self.job.options)
             columns = book.load(task, head.types)[0]
-        counts = self.scan.counts_for(task.part)
+        counts = counts or self.scan.counts_for(task.part)
         columns, notes = check(columns, head, counts, lambda types, only: book.load(task, types, only=only)[0],
                                task.name)
         self.notes.extend(notes)
-        shape.header = head.choice
-        if counts is not None:
-            shape.merges = tuple(counts.merges)
-            if counts.uncached:
-                shape.warnings.append(
-                    f"{counts.uncached} formula cell{'s' if counts.uncached > 1 else ''} without a saved value "
-                    f"({', '.join(counts.uncached_at)}{', …' if counts.uncached > len(counts.uncached_at) else ''}) "
-                    "read as empty: the tool that wrote the workbook did not calculate them; open it in Excel or "
-                    "LibreOffice, save it and upload it again")
+        _learn(shape, head.choice, counts)
         return columns
 
     def _write(self, task: Task, sheet: Any) -> SheetResult | Skip:
@@ -237,6 +292,21 @@ class Reader:
                            sheet.warnings, sheet.rescued)
 
 
+def _learn(shape: Shape, header: HeaderChoice | None, counts: SheetCounts | None) -> None:
+    """What the first rows and the whole sheet's XML tell about its table: the header, merged cells,
+    formulas without a value (a warning)."""
+    shape.header = header
+    if counts is not None:
+        marks = counts.marks
+        shape.merges = tuple(marks.merges)
+        if marks.uncached:
+            shape.warnings.append(
+                f"{marks.uncached} formula cell{'s' if marks.uncached > 1 else ''} without a saved value "
+                f"({', '.join(marks.uncached_at)}{', …' if marks.uncached > len(marks.uncached_at) else ''}) "
+                "read as empty: the tool that wrote the workbook did not calculate them; open it in Excel or "
+                "LibreOffice, save it and upload it again")
+
+
 def parallel(cores: int, sizes: list[int], memory: int) -> int:
     """Sheets parsed at once: as many as the cores, as long as that many of the largest fit in the
     reader's address space (each parse takes ``PARSE_FACTOR`` times its XML)."""
@@ -263,12 +333,13 @@ def classify(exc: BaseException) -> WorkbookRejected:
 
 
 class _Scan(threading.Thread):
-    """The bounded scan of every part the quick guard deferred. A rejection ends the process at once
-    with that rejection as its outcome: it wins over whatever a reader was doing."""
+    """The bounded scan of every part the quick guard deferred, cutting the sheets of ``pieces`` as it
+    inflates them. A rejection ends the process at once with that rejection as its outcome: it wins
+    over whatever a reader was doing."""
 
-    def __init__(self, job: Job, inspection: Inspection) -> None:
+    def __init__(self, job: Job, inspection: Inspection, pieces: dict[str | None, SheetPieces]) -> None:
         super().__init__(name="sheetdrop-scan", daemon=True)
-        self.job, self.inspection = job, inspection
+        self.job, self.inspection, self.pieces = job, inspection, pieces
         entries = inspection.entries
         self.parts = {s.part: entries[s.part].filename for s in inspection.sheets or []
                       if s.part in entries and inspection.fmt in ("xlsx", "xlsm")}
@@ -279,11 +350,12 @@ class _Scan(threading.Thread):
 
     def run(self) -> None:
         with contextlib.suppress(OSError, AttributeError):  # nice values are per thread: the parses keep their cores
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+            if not self.pieces:  # (unless they wait for the pieces it cuts)
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
         names = {self.parts[s.part]: s.name for s in self.inspection.sheets or [] if s.part in self.parts}
         try:
             deep_check(Path(self.job.src), self.inspection.deferred, names, self.job.limits,
-                       self.inspection.inflated, self._counted)
+                       self.inspection.inflated, self._counted, {self.parts[p]: w for p, w in self.pieces.items()})
         except WorkbookRejected as exc:
             finish(self.job, Outcome(rejected=exc.to_wire()))
         except BaseException as exc:  # handed to the threads that wait for the verdict

@@ -14,10 +14,13 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from convert_job import Limits
 from rejection import WorkbookRejected
+
+if TYPE_CHECKING:
+    from convert_package import SheetPieces
 
 EXCEL_MAX_ROWS = 1_048_576
 EXCEL_MAX_COLS = 16_384
@@ -52,9 +55,7 @@ class SheetCounts:
     texts: int = 0  # cells of type s, str or inlineStr
     rows: int = 0  # the last row holding a value
     columns: int = 0  # the last column holding a value
-    merges: list[tuple[int, int, int, int]] = field(default_factory=list)  # zero-based, inclusive
-    uncached: int = 0  # formula cells without a cached value
-    uncached_at: list[str] = field(default_factory=list)  # the first few of them
+    marks: SheetMarks = field(default_factory=lambda: SheetMarks())
 
 
 def col_number(letters: bytes) -> int:
@@ -156,6 +157,38 @@ def inflate_entry(fh: BinaryIO, info: zipfile.ZipInfo, limits: Limits, total_bef
     return produced
 
 
+class SheetMarks:
+    """What only the whole sheet's XML tells the table: merged areas (written after the cells) and
+    formula cells without a value, fed chunk by chunk (by the scan, or by the cutter of a sheet read in
+    pieces). A match counts where it ends past the previous chunk's tail, so none counts twice."""
+
+    def __init__(self) -> None:
+        self.merges: list[tuple[int, int, int, int]] = []  # zero-based, inclusive
+        self.uncached = 0
+        self.uncached_at: list[str] = []  # the first few
+        self.tail = b""
+        # Cells with a namespace prefix (<x:c>): the quick look below only knows the usual spelling.
+        self.prefixed = False
+
+    def feed(self, chunk: bytes) -> None:
+        merges = len(self.merges) < MAX_MERGES and self._has(chunk, b"mergeCell")
+        self.prefixed = self.prefixed or self._has(chunk, b":sheetData")
+        if merges or self.prefixed or any(self._has(chunk, end) for end in _UNCACHED_ENDS):
+            data, seam = self.tail + chunk, len(self.tail)
+            for m in _MERGE.finditer(data) if merges else ():
+                if m.end() > seam:
+                    self.merges.append((int(m[2]) - 1, col_number(m[1]) - 1, int(m[4]) - 1, col_number(m[3]) - 1))
+            for m in _UNCACHED.finditer(data):
+                if m.end() > seam and not (m[3] and b't="str"' in m[1]):
+                    self.uncached += 1
+                    if len(self.uncached_at) < 5:
+                        self.uncached_at.append(m[2].decode())
+        self.tail = chunk[-4096:] if len(chunk) >= 4096 else (self.tail + chunk)[-4096:]
+
+    def _has(self, chunk: bytes, pattern: bytes) -> bool:
+        return pattern in chunk or pattern in self.tail[1 - len(pattern):] + chunk[:len(pattern) - 1]
+
+
 class SheetScan:
     """Streaming scan of one sheet's XML. The reader allocates ``rows x columns`` of the range holding
     values (one value at XFD1048576 asks for ~17 billion cells); the declared ``<dimension>`` is not
@@ -166,9 +199,6 @@ class SheetScan:
     def __init__(self) -> None:
         self.counts = SheetCounts()
         self.tail = b""
-        #: Whether the cells carry a namespace prefix (<x:c>): the quick look for formulas without a
-        #: value only knows the usual spelling.
-        self.prefixed = False
 
     def feed(self, chunk: bytes) -> None:
         # Each count looks at the chunk, plus the few bytes around its start where a pattern may have
@@ -186,7 +216,7 @@ class SheetScan:
             if valued.search(self.tail + chunk if len(chunk) < 65536 else chunk):
                 counts.columns = col_number(letters)
                 break
-        self._formulas_and_merges(chunk)
+        counts.marks.feed(chunk)
         end = self.tail[-4096:] + chunk[-16384:] if len(chunk) < 16384 else chunk[-16384:]
         last = next(iter(deque(_VALUED_CELL.finditer(end), maxlen=1)), None)
         if last is not None:
@@ -194,47 +224,42 @@ class SheetScan:
             counts.columns = max(counts.columns, col_number(last.group(1)))
         self.tail = chunk[-4096:] if len(chunk) >= 4096 else (self.tail + chunk)[-4096:]
 
-    def _formulas_and_merges(self, chunk: bytes) -> None:
-        """What only the whole sheet tells: merged areas (written after the cells) and formulas without
-        a value. Matches are taken where they end past the previous chunk's tail, so none counts twice."""
-        merges = len(self.counts.merges) < MAX_MERGES and self._has(chunk, b"mergeCell")
-        self.prefixed = self.prefixed or self._has(chunk, b":sheetData")
-        if not merges and not self.prefixed and not any(self._has(chunk, end) for end in _UNCACHED_ENDS):
-            return
-        data, seam = self.tail + chunk, len(self.tail)
-        counts = self.counts
-        for m in _MERGE.finditer(data) if merges else ():
-            if m.end() > seam:
-                counts.merges.append((int(m[2]) - 1, col_number(m[1]) - 1, int(m[4]) - 1, col_number(m[3]) - 1))
-        for m in _UNCACHED.finditer(data):
-            if m.end() > seam and not (m[3] and b't="str"' in m[1]):
-                counts.uncached += 1
-                if len(counts.uncached_at) < 5:
-                    counts.uncached_at.append(m[2].decode())
 
-    def _has(self, chunk: bytes, pattern: bytes) -> bool:
-        return pattern in chunk or pattern in self.tail[1 - len(pattern):] + chunk[:len(pattern) - 1]
+def area_checked(sheet: str, counts: SheetCounts, limits: Limits) -> SheetCounts:
+    """The counts of a sheet whose area (rows x columns holding values) the reader may allocate."""
+    rows, columns = counts.rows, counts.columns
+    if rows > EXCEL_MAX_ROWS or columns > EXCEL_MAX_COLS:
+        raise WorkbookRejected("corrupt", f"sheet {sheet!r} refers to cells beyond Excel's grid; the file is damaged")
+    if rows * max(columns, 1) > limits.max_cells:
+        raise WorkbookRejected(
+            "too-large",
+            f"sheet {sheet!r} spans {rows} rows x {columns} columns ({rows * columns:,} cells), above the "
+            f"{limits.max_cells:,}-cell limit; delete stray cells far from the data (Ctrl+End shows the last "
+            "one) and save again",
+        )
+    return counts
 
-    def finish(self, sheet: str, limits: Limits) -> SheetCounts:
-        rows, columns = self.counts.rows, self.counts.columns
-        if rows > EXCEL_MAX_ROWS or columns > EXCEL_MAX_COLS:
-            raise WorkbookRejected("corrupt", f"sheet {sheet!r} refers to cells beyond Excel's grid; the file is "
-                                              "damaged")
-        if rows * max(columns, 1) > limits.max_cells:
-            raise WorkbookRejected(
-                "too-large",
-                f"sheet {sheet!r} spans {rows} rows x {columns} columns ({rows * columns:,} cells), above the "
-                f"{limits.max_cells:,}-cell limit; delete stray cells far from the data (Ctrl+End shows the last "
-                "one) and save again",
-            )
-        return self.counts
+
+def cell_kinds(xml: bytes | bytearray, end: int | None = None) -> tuple[int, int]:
+    """The boolean and the text cells in ``xml[:end]`` (whole elements), as :class:`SheetScan` counts them."""
+    return xml.count(b't="b"', 0, end), sum(xml.count(pattern, 0, end) for pattern in TEXT_TYPES)
+
+
+def scan_sheet(path: Path, info: zipfile.ZipInfo, name: str, limits: Limits) -> SheetCounts:
+    """One sheet part inflated (bounded) and scanned on its own: for a sheet the scan left to its
+    cutter and that is read whole after all."""
+    scan = SheetScan()
+    with path.open("rb") as fh:
+        inflate_entry(fh, info, limits, 0, scan.feed)
+    return area_checked(name, scan.counts, limits)
 
 
 def deep_check(path: Path, deferred: list[zipfile.ZipInfo], sheets: dict[str, str], limits: Limits,
-               inflated: int = 0, counted: Callable[[str, SheetCounts], None] | None = None) -> dict[str, SheetCounts]:
+               inflated: int = 0, counted: Callable[[str, SheetCounts], None] | None = None,
+               pieces: dict[str, SheetPieces] | None = None) -> dict[str, SheetCounts]:
     """Inflate every deferred part once (bounded) and scan the sheet parts among them. ``sheets`` maps a
     sheet part's zip name to the sheet's name. Returns the counts per part, each also handed to
-    ``counted`` as soon as it is known."""
+    ``counted`` as soon as it is known. The sheets of ``pieces`` (by zip name) are cut instead."""
     counts: dict[str, SheetCounts] = {}
     if not deferred:
         return counts
@@ -244,10 +269,14 @@ def deep_check(path: Path, deferred: list[zipfile.ZipInfo], sheets: dict[str, st
         raise WorkbookRejected("corrupt", f"the workbook's zip container is damaged ({exc})") from exc
     with zf, path.open("rb") as fh:
         for info in deferred:
-            scan = SheetScan() if info.filename in sheets else None
-            inflated += inflate_entry(fh, info, limits, inflated, scan.feed if scan else None, zf)
+            # A sheet in pieces is measured and counted by them.
+            cut = (pieces or {}).get(info.filename)
+            scan = SheetScan() if info.filename in sheets and cut is None else None
+            inflated += inflate_entry(fh, info, limits, inflated, cut.feed if cut else scan.feed if scan else None, zf)
+            if cut is not None:
+                cut.finish()
             if scan is not None:
-                counts[info.filename] = scan.finish(sheets[info.filename], limits)
+                counts[info.filename] = area_checked(sheets[info.filename], scan.counts, limits)
                 if counted is not None:
                     counted(info.filename, counts[info.filename])
     return counts

@@ -25,7 +25,7 @@ from convert_guard import Inspection
 from convert_header import HeaderChoice, find_header
 from convert_job import Limits
 from convert_package import head_package, read_head, sheet_head
-from convert_scan import SheetCounts, SheetScan
+from convert_scan import SheetCounts, SheetScan, area_checked
 from read_options import ReadOptions
 from rejection import WorkbookRejected
 
@@ -193,7 +193,7 @@ def head_types(path: Path, inspection: Inspection, task: Task, limits: Limits, b
             # refused before a reader tries to allocate its range.
             scan = SheetScan()
             scan.feed(head)
-            scan.finish(task.name, limits)
+            area_checked(task.name, scan.counts, limits)
             cut = sheet_head(head, HEAD_ROWS)
         if cut is None:
             return Head()
@@ -232,14 +232,15 @@ class FastexcelBook:
         return rows, strict[0].index if strict else 0
 
     def load(self, task: Task, types: dict[int, tuple[str, str]], rows: int | None = None,
-             every: str | None = None, only: list[int] | None = None) -> tuple[list[ColumnRead], int]:
+             every: str | None = None, only: list[int] | None = None, first: int = 0) -> tuple[list[ColumnRead], int]:
         """The sheet's columns (``only`` these) as read with these types (or ``every`` column as one),
-        and its number of rows."""
+        and its number of rows; in a piece (:class:`convert_package.Piece`), from its ``first`` row."""
         dtypes = every or {i: types.get(i, DEFAULT)[0] for i in range(MAX_COLUMNS)}
         try:
-            # skip_rows=0: rows counted from the sheet's first, whatever columns are read.
-            sheet = self.reader.load_sheet(task.name, header_row=None, skip_rows=0, dtypes=dtypes, n_rows=rows,
-                                           use_columns=only)
+            # skip_rows=0: rows counted from the sheet's first (a piece's: the row before it, which it
+            # lacks, taken as the header), whatever columns are read.
+            sheet = self.reader.load_sheet(task.name, header_row=first - 1 if first else None, skip_rows=0,
+                                           dtypes=dtypes, n_rows=rows, use_columns=only)
         except Exception as exc:
             text = str(exc)
             if "Unsupported cell error value" in text:
@@ -258,8 +259,8 @@ class FastexcelBook:
         foreign: list[dict[int, Cell]] = [{} for _ in infos]
         date1904 = self.inspection.date1904
         for err in errors.errors if errors is not None else []:
-            row, col = err.position
-            foreign[at[col]][row] = original(err.detail, date1904)
+            row, col = err.offset_position
+            foreign[at[col]][first + row] = original(err.detail, date1904)
         columns = []
         for j, info in enumerate(infos):
             dtype, kind = (every, None) if every else types.get(info.absolute_index, DEFAULT)
@@ -268,6 +269,30 @@ class FastexcelBook:
                 native = serial_timestamps(native.cast(pa.int64()), date1904)
             columns.append(ColumnRead(info.absolute_index, native, kind, foreign[j]))
         return columns, batch.num_rows
+
+
+def merge(reads: list[tuple[int, list[ColumnRead], int]]) -> list[ColumnRead]:
+    """A sheet read in pieces (first row, columns, rows read) as one read: each piece's rows run up to
+    the next one's first (rows past it would be out of order: ValueError), a column a piece lacks is
+    empty there, and the columns run from the first to the last any piece has, as in one read."""
+    import pyarrow as pa
+    from convert_columns import ColumnRead
+
+    ends = [first for first, _, _ in reads[1:]] + [reads[-1][0] + reads[-1][2]]
+    if any(first + rows > end for (first, _, rows), end in zip(reads, ends, strict=True)):
+        raise ValueError("rows out of order across pieces")
+    pieces = [({c.index: c for c in cols}, end - first) for (first, cols, _), end in zip(reads, ends, strict=True)]
+    found = {i: c for columns, _ in pieces for i, c in columns.items()}
+    merged = []
+    for index in range(min(found), max(found) + 1) if found else ():
+        # A column no piece has holds no value: its type cannot matter.
+        kind, dtype = (found[index].kind, found[index].native.type) if index in found else ("number", pa.float64())
+        held = [(columns.get(index), rows) for columns, rows in pieces]
+        native = pa.concat_arrays([array for col, rows in held for array in (
+            [col.native, pa.nulls(rows - len(col.native), dtype)] if col else [pa.nulls(rows, dtype)])])
+        foreign = {r: cell for col, _ in held if col for r, cell in col.foreign.items()}
+        merged.append(ColumnRead(index, native, kind, foreign))
+    return merged
 
 
 #: Cells reported at once by a second read (each is a Python object of ~300 bytes): a second read of
@@ -285,7 +310,7 @@ def check(columns: list[ColumnRead], head: Head, expected: SheetCounts | None,
     would be rendered as."""
     import pyarrow as pa
     import pyarrow.compute as pc
-    from convert_columns import column_letter
+    from convert_columns import column_letter, row_mask
 
     bools = texts = 0
     for col in columns:
@@ -320,7 +345,7 @@ def check(columns: list[ColumnRead], head: Head, expected: SheetCounts | None,
             # with its subtype (a column of numbers or booleans), that cell is taken from the first.
             dates = {r: c for r, c in again[col.index].foreign.items() if c[0] in ("datetime", "duration")}
             if dates and col.native is not None:
-                mask = pa.array([r in dates for r in range(len(col.native))])
+                mask = row_mask(len(col.native), list(dates))
                 col.native = pc.if_else(mask, pa.scalar(None, col.native.type), col.native)
                 col.foreign.update(dates)
             col.foreign.update({r: c for r, c in again[col.index].foreign.items() if r in head.above})

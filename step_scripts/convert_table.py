@@ -21,6 +21,7 @@ from convert_columns import (
     cell_texts,
     column_letter,
     finish_column,
+    row_mask,
     safe_name,
     unique_names,
 )
@@ -177,7 +178,7 @@ def _footer(columns: list[ColumnRead], present: list[pa.Array | None], start: in
     rows = sorted({r - start for col in columns for r, cell in col.foreign.items()
                    if start <= r < end and cell != ("text", "")})
     if rows:
-        held = pc.or_(held, pc.is_in(pa.array(range(end - start)), pa.array(rows)))
+        held = pc.or_(held, row_mask(end - start, rows))
     if options.stop_at_empty_row and pc.any(held).as_py():
         first = pc.index(held, True).as_py()  # empty rows right under the header are not the end
         gap = pc.index(held.slice(first), False).as_py()

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import random
 import zipfile
 from pathlib import Path
 
 import openpyxl
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import xlsxwriter
@@ -81,6 +83,23 @@ def test_a_numeric_column_with_one_text_cell_keeps_every_digit(tmp_path: Path, w
         "WARNING", f"warning: sheet 'Sheet1': column ratio (A) became text: 1 of 2000 cells is not a number "
                    f"(A{where + 1} 'n/a'); \"mixed_columns\": \"rescue\" keeps its type and moves them to "
                    "_rescued_data")]
+
+
+def test_numbers_cut_to_15_digits_without_python_formatting_are_the_same() -> None:
+    """``at_15_digits`` rounds with Arrow kernels where that provably gives what Python's correctly
+    rounded formatting gives: numbers near a half at the 15th digit, near a power of ten, and beyond
+    the exact powers of ten included."""
+    from convert_columns import at_15_digits
+
+    rnd = random.Random(11)
+    values = [1234567890123.125, -1234567890123.125, 0.1 + 0.2, 999999999999999.9, 9.999999999999999e5,
+              1e15 - 1, 1e14 + 0.5, 123456789012345678.0, 6.02214076e-23, 0.652027207027097, 5e-324,
+              1.7976931348623157e308, 0.0, -0.0, float("inf")]
+    values += [rnd.random() * 10 ** rnd.randint(-40, 40) * rnd.choice((1, -1)) for _ in range(20_000)]
+    values += [10.0 ** rnd.randint(-30, 30) * (1 + rnd.choice((1, -1)) * rnd.random() * 1e-13) for _ in range(2_000)]
+    values += [(n + 0.5 + rnd.choice((1, -1)) * rnd.random() * 1e-3) / 10**9 for n in range(10**14, 10**14 + 2_000)]
+    got = at_15_digits(pa.array(values, pa.float64())).to_pylist()
+    assert [repr(v) for v in got] == [repr(float(f"{v:.15g}")) for v in values]
 
 
 def _ods(path: Path, rows: list[list[str]]) -> Path:
