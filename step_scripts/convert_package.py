@@ -110,7 +110,7 @@ class SheetPieces:
     100k rows): a row numbered before its piece's first, which no tool writes, would be lost."""
 
     def __init__(self, parts: Callable[[], bytes], part: str, stem: Path, size: int,
-                 ready: Callable[[Piece], None]) -> None:
+                 ready: Callable[[Piece], None], marks: SheetMarks | None = None) -> None:
         self.part, self.stem, self.size, self.ready = part, stem, size, ready
         self.parts: Callable[[], bytes] | bytes = parts  # made when the first piece is written
         self.buffer = bytearray()
@@ -118,7 +118,7 @@ class SheetPieces:
         self.rows: re.Pattern[bytes] | None = None
         self.first = self.written = self.bools = self.texts = 0
         self.after, self.whole = size, False
-        self.marks = SheetMarks()  # merged cells, formulas without a value
+        self.marks = marks or SheetMarks()  # merged cells, formulas without a value
 
     def feed(self, chunk: bytes) -> None:
         self.marks.feed(chunk)

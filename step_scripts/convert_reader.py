@@ -29,7 +29,7 @@ from convert_guard import Inspection, quick_inspect
 from convert_header import HeaderChoice, Shape
 from convert_job import Job, Outcome, SheetResult, Skip, job_from_json, to_json
 from convert_package import SHEET_ONLY, Piece, SheetPieces, normalize, one_sheet_parts, patch_errors
-from convert_scan import SheetCounts, area_checked, deep_check, scan_sheet
+from convert_scan import SheetCounts, SheetMarks, area_checked, deep_check, scan_sheet
 from convert_sheet import FastexcelBook, NeedsPatch, SheetSkipped, Task, XlsBook, check, head_types, merge, xls_globals
 from rejection import OUT_OF_MEMORY, WorkbookRejected
 
@@ -71,6 +71,8 @@ class Reader:
         self.src = Path(job.src)
         self.inspection = quick_inspect(self.src, job.limits)
         self.notes: list[str] = []
+        # Merged cells name the columns of a header of several rows; the scan looks for them then only.
+        self.merges = job.options.multirow_header
         self.books = threading.local()
         self.xls: XlsBook | None = None
 
@@ -91,8 +93,8 @@ class Reader:
             self.scan = _Scan(self.job, self.inspection, {t.part: SheetPieces(
                 lambda t=t: one_sheet_parts(self.path, self.reading, t.part, self.limits), t.part or "",
                 self.staging / f"piece-{t.index}{self.path.suffix}", pieces[t.index][0],
-                lambda piece, t=t: self.loads[t.part].append(pool.submit(self._piece, t, piece)))
-                for t in tasks if t.part in self.heads})
+                lambda piece, t=t: self.loads[t.part].append(pool.submit(self._piece, t, piece)),
+                SheetMarks(self.merges)) for t in tasks if t.part in self.heads})
             self.scan.start()
             # In sheet order, as a one-by-one read gives them; a sheet in pieces waits here for them.
             reads = [None if t.part in self.heads else pool.submit(self._table, t) for t in tasks]
@@ -226,7 +228,8 @@ class Reader:
             if not recoverable(exc):
                 raise
             self.notes.append(f"sheet {task.name!r} read whole: {' '.join(str(exc).split())[:200]}")
-            counts = scan_sheet(self.path, self.reading.entries[task.part or ""], task.name, self.limits)
+            counts = scan_sheet(self.path, self.reading.entries[task.part or ""], task.name, self.limits,
+                                self.merges)
             return self.pool.submit(self._read, task, shape, counts).result()
         # The sheet's area as the pieces hold values (the scan measures a sheet read whole).
         counts = area_checked(task.name, SheetCounts(pieces.bools, pieces.texts, max(
@@ -355,7 +358,8 @@ class _Scan(threading.Thread):
         names = {self.parts[s.part]: s.name for s in self.inspection.sheets or [] if s.part in self.parts}
         try:
             deep_check(Path(self.job.src), self.inspection.deferred, names, self.job.limits,
-                       self.inspection.inflated, self._counted, {self.parts[p]: w for p, w in self.pieces.items()})
+                       self.inspection.inflated, self._counted, {self.parts[p]: w for p, w in self.pieces.items()},
+                       self.job.options.multirow_header)
         except WorkbookRejected as exc:
             finish(self.job, Outcome(rejected=exc.to_wire()))
         except BaseException as exc:  # handed to the threads that wait for the verdict

@@ -158,27 +158,35 @@ def inflate_entry(fh: BinaryIO, info: zipfile.ZipInfo, limits: Limits, total_bef
 
 
 class SheetMarks:
-    """What only the whole sheet's XML tells the table: merged areas (written after the cells) and
-    formula cells without a value, fed chunk by chunk (by the scan, or by the cutter of a sheet read in
-    pieces). A match counts where it ends past the previous chunk's tail, so none counts twice."""
+    """What only the whole sheet's XML tells the table: formula cells without a value, and (asked for
+    with ``merges``: a header of several rows) merged areas, written after the cells. Fed chunk by
+    chunk, by the scan or by the cutter of a sheet read in pieces; a match counts where it ends past
+    the previous chunk's tail, so none counts twice. Each search is a pass over the sheet on the
+    scan's thread, which feeds the pieces: formulas are looked for only in a sheet whose first chunk
+    has one (a sheet of formulas has them from its first rows; one computed last, under a long
+    export, may go unreported)."""
 
-    def __init__(self) -> None:
+    def __init__(self, merges: bool = False) -> None:
+        self.want_merges = merges
         self.merges: list[tuple[int, int, int, int]] = []  # zero-based, inclusive
         self.uncached = 0
         self.uncached_at: list[str] = []  # the first few
         self.tail = b""
-        # Cells with a namespace prefix (<x:c>): the quick look below only knows the usual spelling.
-        self.prefixed = False
+        self.formulas: bool | None = None  # decided on the first chunk
+        self.prefixed = False  # cells as <x:c>: the quick look for endings only knows the usual spelling
 
     def feed(self, chunk: bytes) -> None:
-        merges = len(self.merges) < MAX_MERGES and self._has(chunk, b"mergeCell")
-        self.prefixed = self.prefixed or self._has(chunk, b":sheetData")
-        if merges or self.prefixed or any(self._has(chunk, end) for end in _UNCACHED_ENDS):
+        if self.formulas is None:
+            self.prefixed = b":sheetData" in chunk
+            self.formulas = self.prefixed or b"<f" in chunk
+        merges = self.want_merges and len(self.merges) < MAX_MERGES and self._has(chunk, b"mergeCell")
+        uncached = self.formulas and (self.prefixed or any(self._has(chunk, end) for end in _UNCACHED_ENDS))
+        if merges or uncached:
             data, seam = self.tail + chunk, len(self.tail)
             for m in _MERGE.finditer(data) if merges else ():
                 if m.end() > seam:
                     self.merges.append((int(m[2]) - 1, col_number(m[1]) - 1, int(m[4]) - 1, col_number(m[3]) - 1))
-            for m in _UNCACHED.finditer(data):
+            for m in _UNCACHED.finditer(data) if uncached else ():
                 if m.end() > seam and not (m[3] and b't="str"' in m[1]):
                     self.uncached += 1
                     if len(self.uncached_at) < 5:
@@ -196,8 +204,8 @@ class SheetScan:
     count. C-speed passes only; rows are taken to come in order (a hostile file with rows out of order
     is left to the reader's memory limit)."""
 
-    def __init__(self) -> None:
-        self.counts = SheetCounts()
+    def __init__(self, merges: bool = False) -> None:
+        self.counts = SheetCounts(marks=SheetMarks(merges))
         self.tail = b""
 
     def feed(self, chunk: bytes) -> None:
@@ -245,10 +253,10 @@ def cell_kinds(xml: bytes | bytearray, end: int | None = None) -> tuple[int, int
     return xml.count(b't="b"', 0, end), sum(xml.count(pattern, 0, end) for pattern in TEXT_TYPES)
 
 
-def scan_sheet(path: Path, info: zipfile.ZipInfo, name: str, limits: Limits) -> SheetCounts:
+def scan_sheet(path: Path, info: zipfile.ZipInfo, name: str, limits: Limits, merges: bool = False) -> SheetCounts:
     """One sheet part inflated (bounded) and scanned on its own: for a sheet the scan left to its
     cutter and that is read whole after all."""
-    scan = SheetScan()
+    scan = SheetScan(merges)
     with path.open("rb") as fh:
         inflate_entry(fh, info, limits, 0, scan.feed)
     return area_checked(name, scan.counts, limits)
@@ -256,10 +264,11 @@ def scan_sheet(path: Path, info: zipfile.ZipInfo, name: str, limits: Limits) -> 
 
 def deep_check(path: Path, deferred: list[zipfile.ZipInfo], sheets: dict[str, str], limits: Limits,
                inflated: int = 0, counted: Callable[[str, SheetCounts], None] | None = None,
-               pieces: dict[str, SheetPieces] | None = None) -> dict[str, SheetCounts]:
+               pieces: dict[str, SheetPieces] | None = None, merges: bool = False) -> dict[str, SheetCounts]:
     """Inflate every deferred part once (bounded) and scan the sheet parts among them. ``sheets`` maps a
     sheet part's zip name to the sheet's name. Returns the counts per part, each also handed to
-    ``counted`` as soon as it is known. The sheets of ``pieces`` (by zip name) are cut instead."""
+    ``counted`` as soon as it is known. The sheets of ``pieces`` (by zip name) are cut instead.
+    ``merges``: note each sheet's merged cells too (:class:`SheetMarks`)."""
     counts: dict[str, SheetCounts] = {}
     if not deferred:
         return counts
@@ -271,7 +280,7 @@ def deep_check(path: Path, deferred: list[zipfile.ZipInfo], sheets: dict[str, st
         for info in deferred:
             # A sheet in pieces is measured and counted by them.
             cut = (pieces or {}).get(info.filename)
-            scan = SheetScan() if info.filename in sheets and cut is None else None
+            scan = SheetScan(merges) if info.filename in sheets and cut is None else None
             inflated += inflate_entry(fh, info, limits, inflated, cut.feed if cut else scan.feed if scan else None, zf)
             if cut is not None:
                 cut.finish()

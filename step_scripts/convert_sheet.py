@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import convert_xlsb
 from convert_guard import Inspection
-from convert_header import HeaderChoice, find_header
+from convert_header import WINDOW, HeaderChoice, find_header
 from convert_job import Limits
 from convert_package import head_package, read_head, sheet_head
 from convert_scan import SheetCounts, SheetScan, area_checked
@@ -136,32 +136,35 @@ def _cell(value: Any) -> Cell | None:
 
 def choose_types(rows: list[list[Any]], first_column: int, first_row: int = 0,
                  options: ReadOptions | None = None) -> Head:
-    """From the kinds in the rows below the header (``convert_header.find_header``, inside the options'
-    range): numbers → float, text → string, booleans → boolean, dates, times or durations → duration
-    (a number, text or boolean among them is reported), dates next to durations → float (each
-    reported with its subtype), any other mix → duration (all but the dates reported)."""
+    """From the kinds in the rows below the header (``convert_header.find_header`` on the first rows
+    holding values, inside the options' range): numbers → float, text → string, booleans → boolean,
+    dates, times or durations → duration (a number, text or boolean among them is reported), dates
+    next to durations → float (each reported with its subtype), any other mix → duration (all but the
+    dates reported)."""
     options = options or ReadOptions()
     area = options.cell_range()
+    low, high = (area.first_col, area.last_col) if area else (0, None)
+    kept = [(first_row + i, row) for i, row in enumerate(rows) if not area or (
+        area.first_row <= first_row + i and (area.last_row is None or first_row + i <= area.last_row))]
     grid: dict[int, dict[int, Cell]] = {}
-    for i, row in enumerate(rows):
-        r = first_row + i
-        if area and (r < area.first_row or (area.last_row is not None and r > area.last_row)):
-            continue
-        for j, value in enumerate(row):
-            c = first_column + j
-            if area and (c < area.first_col or (area.last_col is not None and c > area.last_col)):
-                continue
-            if (cell := _cell(value)) is not None:
-                grid.setdefault(r, {})[c] = cell
+    for r, row in kept:
+        if len(grid) == WINDOW:
+            break
+        cells = {c: cell for j, value in enumerate(row) if (cell := _cell(value)) is not None
+                 and low <= (c := first_column + j) and (high is None or c <= high)}
+        if cells:
+            grid[r] = cells
     choice = find_header(grid, options.header_rows)
     if choice is None:
         return Head()
     kinds: dict[int, set[str]] = {}
-    for r, cells in grid.items():
+    for r, row in kept:
         if r >= choice.data:
-            for c, (kind, _) in cells.items():
-                kinds.setdefault(c, set()).add("datetime" if kind == "time" else kind)
-    above = {r: dict(cells) for r, cells in grid.items() if r < choice.data}
+            for j, value in enumerate(row):
+                kind = _kind(value)
+                if kind and low <= first_column + j and (high is None or first_column + j <= high):
+                    kinds.setdefault(first_column + j, set()).add(kind)
+    above = {r: cells for r, cells in grid.items() if r < choice.data}
     return Head({column: _dtype(found) for column, found in kinds.items()}, choice, above)
 
 

@@ -74,6 +74,11 @@ class ReadOptions:
             return f"not in sheets.include ({', '.join(map(repr, self.include))})"
         return None
 
+    @property
+    def multirow_header(self) -> bool:
+        """Whether the header has several rows (whose upper cells may be merged across columns)."""
+        return (self.header_rows or 1) > 1
+
     def cell_range(self) -> CellRange | None:
         return parse_range(self.range) if self.range else None
 
