@@ -20,6 +20,7 @@ from convert_job import Limits
 from convert_scan import SheetMarks, cell_kinds, inflate_entry
 
 _SHEET_DATA = re.compile(rb"<((?:\w+:)?)sheetData\b")
+_ROW_NUMBER = re.compile(rb'<(?:\w+:)?row\b[^>]*?\sr="(\d+)"')
 _ROOT = re.compile(rb"<((?:\w+:)?worksheet)\b")
 #: The error values calamine 0.36 knows in an xlsx cell of type "e" (it refuses any other).
 KNOWN_ERRORS = (b"#DIV/0!", b"#N/A", b"#NAME?", b"#NULL!", b"#NUM!", b"#REF!", b"#VALUE!")
@@ -54,6 +55,33 @@ def read_head(src: Path, info: zipfile.ZipInfo, limit: int) -> bytes:
     (zipfile inflates no more than it is asked for)."""
     with zipfile.ZipFile(src) as package, package.open(info) as part:
         return part.read(limit)
+
+
+def rows_from(src: Path, info: zipfile.ZipInfo, first_row: int, limit: int) -> bytes | None:
+    """The sheet's XML before its rows, then its rows from ``first_row`` (from 0) on, ``limit`` bytes
+    of them at most: the first rows of a range that starts past :func:`read_head`'s bytes (inflated
+    up to there, no further). None: no numbered row there."""
+    prolog: bytes | None = None
+    kept, pending = bytearray(), b""
+    with zipfile.ZipFile(src) as package, package.open(info) as part:
+        while len(kept) < limit and (chunk := part.read(1 << 20)):
+            if kept:
+                kept += chunk
+                continue
+            data, pending = pending + chunk, b""
+            if prolog is None:
+                opened = _SHEET_DATA.search(data)
+                end = data.find(b">", opened.end()) if opened else -1
+                if end < 0:
+                    pending = data[-limit:]
+                    continue
+                prolog, data = data[:end + 1], data[end + 1:]
+            start = next((m.start() for m in _ROW_NUMBER.finditer(data) if int(m[1]) > first_row), None)
+            if start is None:
+                pending = data[-4096:]  # a row start cut by the chunk's end is found again
+            else:
+                kept += data[start:]
+    return prolog + bytes(kept[:limit]) if prolog is not None and kept else None
 
 
 def sheet_head(xml: bytes, rows: int) -> bytes | None:

@@ -24,7 +24,7 @@ import convert_xlsb
 from convert_guard import Inspection
 from convert_header import WINDOW, HeaderChoice, find_header
 from convert_job import Limits
-from convert_package import head_package, read_head, sheet_head
+from convert_package import head_package, read_head, rows_from, sheet_head
 from convert_scan import SheetCounts, SheetScan, area_checked
 from read_options import ReadOptions
 from rejection import WorkbookRejected
@@ -180,37 +180,49 @@ def _dtype(kinds: set[str]) -> tuple[str, str]:
 
 def head_types(path: Path, inspection: Inspection, task: Task, limits: Limits, book: FastexcelBook | None = None,
                options: ReadOptions | None = None) -> Head:
-    """:func:`choose_types` on the sheet's first rows: as python-calamine reads them from a package of
-    those rows alone (xlsx, xlsm, xlsb: milliseconds, no pyarrow), or as ``book`` reads them (xls and
-    ods, which its reader has parsed whole anyway)."""
-    import python_calamine
-
+    """:func:`choose_types` on the sheet's first rows (of the options' range): as python-calamine reads
+    them from a package of those rows alone (xlsx, xlsm, xlsb: milliseconds, no pyarrow), or as
+    ``book`` reads them (xls and ods, which its reader has parsed whole anyway)."""
+    area = options.cell_range() if options else None
+    first = area.first_row if area else 0
     try:
         if book is not None:
-            return choose_types(*book.head_rows(task), 0, options)
-        head = read_head(path, inspection.entries[task.part or ""], HEAD_BYTES)
-        if inspection.fmt == "xlsb":
-            cut = convert_xlsb.sheet_head(head, HEAD_ROWS)
-        else:
-            # The scan's area check, before any parse: a small sheet with one value far away is
-            # refused before a reader tries to allocate its range.
-            scan = SheetScan()
-            scan.feed(head)
-            area_checked(task.name, scan.counts, limits)
-            cut = sheet_head(head, HEAD_ROWS)
-        if cut is None:
-            return Head()
-        sheet = python_calamine.CalamineWorkbook.from_filelike(
-            io.BytesIO(head_package(path, inspection, task.part or "", cut, limits))).get_sheet_by_name(task.name)
-        rows = sheet.to_python(nrows=HEAD_ROWS)
+            return choose_types(*book.head_rows(task, first), first, options)
+        info = inspection.entries[task.part or ""]
+        head = _calamine_head(path, inspection, task, limits, read_head(path, info, HEAD_BYTES), options)
+        if head.choice is None and first and inspection.fmt != "xlsb":
+            # A range that starts past the first rows: its own first rows, or every column would be
+            # read with the default type and its text reported cell by cell.
+            deep = rows_from(path, info, first, HEAD_BYTES)
+            head = _calamine_head(path, inspection, task, limits, deep, options) if deep else head
+        return head
     except WorkbookRejected:
         raise
     except Exception as exc:
         if "Unsupported cell error value" in str(exc):
             raise NeedsPatch(str(exc)) from exc
         return Head()  # the parse itself will tell what is wrong
+
+
+def _calamine_head(path: Path, inspection: Inspection, task: Task, limits: Limits, xml: bytes,
+                   options: ReadOptions | None) -> Head:
+    import python_calamine
+
+    if inspection.fmt == "xlsb":
+        cut = convert_xlsb.sheet_head(xml, HEAD_ROWS)
+    else:
+        # The scan's area check, before any parse: a small sheet with one value far away is refused
+        # before a reader tries to allocate its range.
+        scan = SheetScan()
+        scan.feed(xml)
+        area_checked(task.name, scan.counts, limits)
+        cut = sheet_head(xml, HEAD_ROWS)
+    if cut is None:
+        return Head()
+    sheet = python_calamine.CalamineWorkbook.from_filelike(
+        io.BytesIO(head_package(path, inspection, task.part or "", cut, limits))).get_sheet_by_name(task.name)
     start = sheet.start or (0, 0)
-    return choose_types(rows, start[1], start[0], options)
+    return choose_types(sheet.to_python(nrows=HEAD_ROWS), start[1], start[0], options)
 
 
 class FastexcelBook:
@@ -222,15 +234,15 @@ class FastexcelBook:
         self.inspection, self.include_hidden = inspection, include_hidden
         self.reader = fastexcel.read_excel(str(path))
 
-    def head_rows(self, task: Task) -> tuple[list[list[Any]], int]:
-        """The first rows' values with their kinds, from two small reads under types that report every
-        cell but dates (``duration``) and every date with its subtype (``float``)."""
-        strict = self.load(task, {}, HEAD_ROWS, "duration")[0]
-        dates = {c.index: c.foreign for c in self.load(task, {}, HEAD_ROWS, "float")[0]}
+    def head_rows(self, task: Task, first: int = 0) -> tuple[list[list[Any]], int]:
+        """The first rows' values (from row ``first``) with their kinds, from two small reads under types
+        that report every cell but dates (``duration``) and every date with its subtype (``float``)."""
+        strict = self.load(task, {}, HEAD_ROWS, "duration", first=first)[0]
+        dates = {c.index: c.foreign for c in self.load(task, {}, HEAD_ROWS, "float", first=first)[0]}
         rows: list[list[Any]] = [[None] * len(strict) for _ in range(len(strict[0].native) if strict else 0)]
         for j, col in enumerate(strict):
             for r, present in enumerate(col.native.is_valid().to_pylist()):
-                cell = col.foreign.get(r) or (dates[col.index].get(r) if present else None)
+                cell = col.foreign.get(first + r) or (dates[col.index].get(first + r) if present else None)
                 rows[r][j] = cell[1] if cell and cell[0] != "error" else None
         return rows, strict[0].index if strict else 0
 

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import xlsxwriter
 from convert import convert_workbook
+from convert_header import HeaderChoice
 from read_options import parse
 from rejection import WorkbookRejected
 
@@ -148,3 +149,28 @@ def test_options_that_leave_no_sheet_reject_the_workbook_saying_why(tmp_path: Pa
     assert (caught.value.code, caught.value.reason) == (
         "empty", f"the workbook has no visible worksheet with data ('Orders': {why})")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_range_far_down_the_sheet_is_typed_from_its_own_first_rows(tmp_path: Path) -> None:
+    # Its first rows, not the sheet's (which hold another table): text columns are read as text.
+    from convert_guard import quick_inspect
+    from convert_job import Limits
+    from convert_sheet import Task, head_types
+
+    src = tmp_path / "deep.xlsx"
+    wb = xlsxwriter.Workbook(src, {"constant_memory": True})
+    ws = wb.add_worksheet("Log")
+    for r in range(3000):
+        ws.write_row(r, 0, [r, r * 2])  # an older table above the one the folder wants
+    ws.write_row(3000, 0, ["code", "city"])
+    for r in range(3001, 3400):
+        ws.write_row(r, 0, [f"{r:05d}", "Lyon"])
+    wb.close()
+    chosen = options('{"range": "A3001:B"}')
+    inspection = quick_inspect(src)
+    [sheet] = inspection.sheets or []
+    head = head_types(src, inspection, Task(0, sheet.name, sheet.part), Limits(), options=chosen)
+    assert (head.types, head.choice) == ({0: ("string", "text"), 1: ("string", "text")}, HeaderChoice(3000, 1))
+    out = convert_workbook(src, tmp_path / "out", options=chosen)[0]
+    table = pq.read_table(out.path).to_pydict()
+    assert (table["code"][:2], table["city"][-1], out.rows) == (["03001", "03002"], "Lyon", 399)
