@@ -21,6 +21,7 @@ import math
 import os
 import sys
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NoReturn
@@ -71,8 +72,9 @@ class Reader:
         self.src = Path(job.src)
         self.inspection = quick_inspect(self.src, job.limits)
         self.notes: list[str] = []
-        # Merged cells name the columns of a header of several rows; the scan looks for them then only.
-        self.merges = job.options.multirow_header
+        # What the scan (or a sheet's cutter) looks for besides the counts: merged cells name the
+        # columns of a header of several rows; formulas without a value count inside the range.
+        self.marks = lambda: SheetMarks(job.options.multirow_header, job.options.cell_range())
         self.books = threading.local()
         self.xls: XlsBook | None = None
 
@@ -94,7 +96,7 @@ class Reader:
                 lambda t=t: one_sheet_parts(self.path, self.reading, t.part, self.limits), t.part or "",
                 self.staging / f"piece-{t.index}{self.path.suffix}", pieces[t.index][0],
                 lambda piece, t=t: self.loads[t.part].append(pool.submit(self._piece, t, piece)),
-                SheetMarks(self.merges)) for t in tasks if t.part in self.heads})
+                self.marks()) for t in tasks if t.part in self.heads}, self.marks)
             self.scan.start()
             # In sheet order, as a one-by-one read gives them; a sheet in pieces waits here for them.
             reads = [None if t.part in self.heads else pool.submit(self._table, t) for t in tasks]
@@ -137,7 +139,8 @@ class Reader:
     def _piece(self, task: Task, piece: Piece) -> tuple[int, list[Any], int]:
         try:
             book = FastexcelBook(piece.path, self.reading, self.job.include_hidden)
-            return piece.first, *book.load(task, self.heads[task.part].result().types, first=piece.first)
+            return piece.first, *book.load(task, self.heads[task.part].result().types, first=piece.first,
+                                           lacks_before=True)
         finally:
             piece.path.unlink(missing_ok=True)
 
@@ -229,7 +232,7 @@ class Reader:
                 raise
             self.notes.append(f"sheet {task.name!r} read whole: {' '.join(str(exc).split())[:200]}")
             counts = scan_sheet(self.path, self.reading.entries[task.part or ""], task.name, self.limits,
-                                self.merges)
+                                self.marks())
             return self.pool.submit(self._read, task, shape, counts).result()
         # The sheet's area as the pieces hold values (the scan measures a sheet read whole).
         counts = area_checked(task.name, SheetCounts(pieces.bools, pieces.texts, max(
@@ -340,9 +343,10 @@ class _Scan(threading.Thread):
     inflates them. A rejection ends the process at once with that rejection as its outcome: it wins
     over whatever a reader was doing."""
 
-    def __init__(self, job: Job, inspection: Inspection, pieces: dict[str | None, SheetPieces]) -> None:
+    def __init__(self, job: Job, inspection: Inspection, pieces: dict[str | None, SheetPieces],
+                 marks: Callable[[], SheetMarks]) -> None:
         super().__init__(name="sheetdrop-scan", daemon=True)
-        self.job, self.inspection, self.pieces = job, inspection, pieces
+        self.job, self.inspection, self.pieces, self.marks = job, inspection, pieces, marks
         entries = inspection.entries
         self.parts = {s.part: entries[s.part].filename for s in inspection.sheets or []
                       if s.part in entries and inspection.fmt in ("xlsx", "xlsm")}
@@ -359,7 +363,7 @@ class _Scan(threading.Thread):
         try:
             deep_check(Path(self.job.src), self.inspection.deferred, names, self.job.limits,
                        self.inspection.inflated, self._counted, {self.parts[p]: w for p, w in self.pieces.items()},
-                       self.job.options.multirow_header)
+                       self.marks)
         except WorkbookRejected as exc:
             finish(self.job, Outcome(rejected=exc.to_wire()))
         except BaseException as exc:  # handed to the threads that wait for the verdict

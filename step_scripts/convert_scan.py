@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from convert_job import Limits
+from read_options import CellRange
 from rejection import WorkbookRejected
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ _VALUED_CELL = re.compile(_CELL_AT + rb"([A-Z]{1,3})(\d+)" + _HOLDS_VALUE)
 # three letters can widen the area past column Z.
 _WIDE_REF = re.compile(rb'r="([A-Z]{2,3})\d')
 TEXT_TYPES = (b't="s"', b't="str"', b't="inlineStr"')
+_REF = re.compile(rb"([A-Z]{1,3})(\d+)")
 _MERGE = re.compile(rb'<(?:\w+:)?mergeCell\s+ref="([A-Z]{1,3})(\d+):([A-Z]{1,3})(\d+)"')
 # A formula cell without a cached value: the tool that wrote it did not compute it, so a reader sees
 # an empty cell (an empty <v> in a t="str" cell is a cached empty string).
@@ -162,12 +164,13 @@ class SheetMarks:
     with ``merges``: a header of several rows) merged areas, written after the cells. Fed chunk by
     chunk, by the scan or by the cutter of a sheet read in pieces; a match counts where it ends past
     the previous chunk's tail, so none counts twice. Each search is a pass over the sheet on the
-    scan's thread, which feeds the pieces: formulas are looked for only in a sheet whose first chunk
-    has one (a sheet of formulas has them from its first rows; one computed last, under a long
-    export, may go unreported)."""
+    scan's thread, which feeds the pieces: formulas are looked for in every chunk of a sheet read by
+    a range (``area``: only the formulas inside it count), else only in a sheet whose first chunk has
+    one (a sheet of formulas has them from its first rows; one computed last, under a long export,
+    may go unreported)."""
 
-    def __init__(self, merges: bool = False) -> None:
-        self.want_merges = merges
+    def __init__(self, merges: bool = False, area: CellRange | None = None) -> None:
+        self.want_merges, self.area = merges, area
         self.merges: list[tuple[int, int, int, int]] = []  # zero-based, inclusive
         self.uncached = 0
         self.uncached_at: list[str] = []  # the first few
@@ -178,7 +181,7 @@ class SheetMarks:
     def feed(self, chunk: bytes) -> None:
         if self.formulas is None:
             self.prefixed = b":sheetData" in chunk
-            self.formulas = self.prefixed or b"<f" in chunk
+            self.formulas = self.prefixed or self.area is not None or b"<f" in chunk
         merges = self.want_merges and len(self.merges) < MAX_MERGES and self._has(chunk, b"mergeCell")
         uncached = self.formulas and (self.prefixed or any(self._has(chunk, end) for end in _UNCACHED_ENDS))
         if merges or uncached:
@@ -187,7 +190,7 @@ class SheetMarks:
                 if m.end() > seam:
                     self.merges.append((int(m[2]) - 1, col_number(m[1]) - 1, int(m[4]) - 1, col_number(m[3]) - 1))
             for m in _UNCACHED.finditer(data) if uncached else ():
-                if m.end() > seam and not (m[3] and b't="str"' in m[1]):
+                if m.end() > seam and not (m[3] and b't="str"' in m[1]) and self._inside(m[2]):
                     self.uncached += 1
                     if len(self.uncached_at) < 5:
                         self.uncached_at.append(m[2].decode())
@@ -195,6 +198,14 @@ class SheetMarks:
 
     def _has(self, chunk: bytes, pattern: bytes) -> bool:
         return pattern in chunk or pattern in self.tail[1 - len(pattern):] + chunk[:len(pattern) - 1]
+
+    def _inside(self, ref: bytes) -> bool:
+        if self.area is None:
+            return True
+        letters, row = _REF.fullmatch(ref).groups()  # type: ignore[union-attr] # the pattern matched it
+        column, row_index, area = col_number(letters) - 1, int(row) - 1, self.area
+        return area.first_col <= column and (area.last_col is None or column <= area.last_col) and (
+            area.first_row <= row_index and (area.last_row is None or row_index <= area.last_row))
 
 
 class SheetScan:
@@ -204,8 +215,8 @@ class SheetScan:
     count. C-speed passes only; rows are taken to come in order (a hostile file with rows out of order
     is left to the reader's memory limit)."""
 
-    def __init__(self, merges: bool = False) -> None:
-        self.counts = SheetCounts(marks=SheetMarks(merges))
+    def __init__(self, marks: SheetMarks | None = None) -> None:
+        self.counts = SheetCounts(marks=marks or SheetMarks())
         self.tail = b""
 
     def feed(self, chunk: bytes) -> None:
@@ -253,10 +264,10 @@ def cell_kinds(xml: bytes | bytearray, end: int | None = None) -> tuple[int, int
     return xml.count(b't="b"', 0, end), sum(xml.count(pattern, 0, end) for pattern in TEXT_TYPES)
 
 
-def scan_sheet(path: Path, info: zipfile.ZipInfo, name: str, limits: Limits, merges: bool = False) -> SheetCounts:
+def scan_sheet(path: Path, info: zipfile.ZipInfo, name: str, limits: Limits, marks: SheetMarks) -> SheetCounts:
     """One sheet part inflated (bounded) and scanned on its own: for a sheet the scan left to its
     cutter and that is read whole after all."""
-    scan = SheetScan(merges)
+    scan = SheetScan(marks)
     with path.open("rb") as fh:
         inflate_entry(fh, info, limits, 0, scan.feed)
     return area_checked(name, scan.counts, limits)
@@ -264,11 +275,12 @@ def scan_sheet(path: Path, info: zipfile.ZipInfo, name: str, limits: Limits, mer
 
 def deep_check(path: Path, deferred: list[zipfile.ZipInfo], sheets: dict[str, str], limits: Limits,
                inflated: int = 0, counted: Callable[[str, SheetCounts], None] | None = None,
-               pieces: dict[str, SheetPieces] | None = None, merges: bool = False) -> dict[str, SheetCounts]:
+               pieces: dict[str, SheetPieces] | None = None,
+               marks: Callable[[], SheetMarks] = SheetMarks) -> dict[str, SheetCounts]:
     """Inflate every deferred part once (bounded) and scan the sheet parts among them. ``sheets`` maps a
     sheet part's zip name to the sheet's name. Returns the counts per part, each also handed to
     ``counted`` as soon as it is known. The sheets of ``pieces`` (by zip name) are cut instead.
-    ``merges``: note each sheet's merged cells too (:class:`SheetMarks`)."""
+    ``marks``: what each sheet's :class:`SheetMarks` looks for."""
     counts: dict[str, SheetCounts] = {}
     if not deferred:
         return counts
@@ -280,7 +292,7 @@ def deep_check(path: Path, deferred: list[zipfile.ZipInfo], sheets: dict[str, st
         for info in deferred:
             # A sheet in pieces is measured and counted by them.
             cut = (pieces or {}).get(info.filename)
-            scan = SheetScan(merges) if info.filename in sheets and cut is None else None
+            scan = SheetScan(marks()) if info.filename in sheets and cut is None else None
             inflated += inflate_entry(fh, info, limits, inflated, cut.feed if cut else scan.feed if scan else None, zf)
             if cut is not None:
                 cut.finish()

@@ -123,6 +123,7 @@ class Head:
     types: dict[int, tuple[str, str]] = field(default_factory=dict)
     choice: HeaderChoice | None = None
     above: dict[int, dict[int, Cell]] = field(default_factory=dict)
+    seen: int = 0  # rows of the range the first rows held
 
 
 def _cell(value: Any) -> Cell | None:
@@ -158,14 +159,18 @@ def choose_types(rows: list[list[Any]], first_column: int, first_row: int = 0,
     if choice is None:
         return Head()
     kinds: dict[int, set[str]] = {}
-    for r, row in kept:
-        if r >= choice.data:
-            for j, value in enumerate(row):
-                kind = _kind(value)
-                if kind and low <= first_column + j and (high is None or first_column + j <= high):
-                    kinds.setdefault(first_column + j, set()).add(kind)
+    rows_in = {r for r, _ in kept}
+    for i, row in enumerate(rows):
+        if first_row + i < choice.data:
+            continue
+        for j, value in enumerate(row):
+            # A column outside the range is read too (and dropped): typed from its rows below the
+            # header, so that nothing of it is coerced silently, which the count check would read again.
+            inside = low <= first_column + j and (high is None or first_column + j <= high)
+            if (first_row + i in rows_in or not inside) and (kind := _kind(value)):
+                kinds.setdefault(first_column + j, set()).add(kind)
     above = {r: cells for r, cells in grid.items() if r < choice.data}
-    return Head({column: _dtype(found) for column, found in kinds.items()}, choice, above)
+    return Head({column: _dtype(found) for column, found in kinds.items()}, choice, above, len(kept))
 
 
 def _dtype(kinds: set[str]) -> tuple[str, str]:
@@ -189,16 +194,16 @@ def head_types(path: Path, inspection: Inspection, task: Task, limits: Limits, b
         if book is not None:
             return choose_types(*book.head_rows(task, first), first, options)
         info = inspection.entries[task.part or ""]
-        head = _calamine_head(path, inspection, task, limits, read_head(path, info, HEAD_BYTES), options)
-        if head.choice is None and first and inspection.fmt != "xlsb":
-            # A range that starts past the first rows: its own first rows, or every column would be
-            # read with the default type and its text reported cell by cell.
-            deep = rows_from(path, info, first, HEAD_BYTES)
-            head = _calamine_head(path, inspection, task, limits, deep, options) if deep else head
+        # A range that starts further down: its own first rows (the sheet's first MiB may hold none of
+        # them, or too few to find its header in).
+        deep = rows_from(path, info, first, HEAD_BYTES) if first and inspection.fmt != "xlsb" else None
+        head = _calamine_head(path, inspection, task, limits, deep or read_head(path, info, HEAD_BYTES), options)
+        if first and deep is None and head.seen < WINDOW:
+            head.choice, head.above = None, {}  # the table's own rows decide its header
         return head
-    except WorkbookRejected:
+    except (WorkbookRejected, KeyboardInterrupt, SystemExit, MemoryError):
         raise
-    except Exception as exc:
+    except BaseException as exc:  # python-calamine's panics are BaseExceptions
         if "Unsupported cell error value" in str(exc):
             raise NeedsPatch(str(exc)) from exc
         return Head()  # the parse itself will tell what is wrong
@@ -247,9 +252,11 @@ class FastexcelBook:
         return rows, strict[0].index if strict else 0
 
     def load(self, task: Task, types: dict[int, tuple[str, str]], rows: int | None = None,
-             every: str | None = None, only: list[int] | None = None, first: int = 0) -> tuple[list[ColumnRead], int]:
+             every: str | None = None, only: list[int] | None = None, first: int = 0, lacks_before: bool = False,
+             ) -> tuple[list[ColumnRead], int]:
         """The sheet's columns (``only`` these) as read with these types (or ``every`` column as one),
-        and its number of rows; in a piece (:class:`convert_package.Piece`), from its ``first`` row."""
+        and its number of rows; from its ``first`` row (in a piece, :class:`convert_package.Piece`,
+        which ``lacks_before`` that row: one there is out of order, a ValueError)."""
         dtypes = every or {i: types.get(i, DEFAULT)[0] for i in range(MAX_COLUMNS)}
         try:
             # skip_rows=0: rows counted from the sheet's first (a piece's: the row before it, which it
@@ -263,6 +270,8 @@ class FastexcelBook:
             if "not a valid worksheet" in text or "chartsheet" in text.lower():
                 raise SheetSkipped("chart sheet") from exc
             raise
+        if lacks_before and any(info.column_name_from != "generated" for info in sheet.selected_columns):
+            raise ValueError(f"row {first} is in the piece that starts at row {first + 1}: rows out of order")
         if self.inspection.sheets is None and sheet.visible != "visible" and not self.include_hidden:
             raise SheetSkipped(f"{'hidden' if sheet.visible == 'hidden' else 'veryHidden'} sheet")
         import pyarrow as pa

@@ -9,6 +9,7 @@ import openpyxl
 import pyarrow.parquet as pq
 import xlsxwriter
 from convert import convert_workbook
+from read_options import parse
 
 from tests.workbooks.empty_text import typed_as_text
 
@@ -43,3 +44,23 @@ def test_cached_values_and_cached_empty_text_are_not_reported(tmp_path: Path) ->
     out = convert_workbook(src, tmp_path / "out")[0]
     assert pq.read_table(out.path).to_pydict() == {"qty": [1, 2, 3], "total": [2, 4, 6], "label": [None] * 3}
     assert out.warnings == []
+
+
+def test_with_a_range_the_formulas_counted_are_the_tables_wherever_it_is(tmp_path: Path) -> None:
+    # The table starts past the sheet's first MiB (a range points at it); a column of formulas beside
+    # it, outside the range, is not the table's.
+    src = tmp_path / "deep.xlsx"
+    book = openpyxl.Workbook()
+    sheet = book.active
+    for r in range(1, 30001):
+        sheet.append([r, r * 2, r * 3, f"=A{r}*2"])
+    sheet.append(["qty", "price", "total"])
+    for r in range(30002, 30012):
+        sheet.append([r, 2.5, f"=A{r}*B{r}"])
+    book.save(src)
+    chosen = parse('{"range": "A30001:C"}', "sheetdrop.json")
+    out = convert_workbook(src, tmp_path / "out", options=chosen)[0]
+    assert (out.rows, out.column_types["total"]) == (10, "string")
+    assert out.warnings == [
+        "10 formula cells without a saved value (C30002, C30003, C30004, C30005, C30006, …) read as empty: the tool "
+        "that wrote the workbook did not calculate them; open it in Excel or LibreOffice, save it and upload it again"]

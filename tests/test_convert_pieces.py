@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import zipfile
 from pathlib import Path
 
@@ -176,3 +177,38 @@ def test_a_report_read_in_pieces_keeps_its_header_merges_and_formula_warnings(tm
     assert out.warnings == [
         f"{ROWS} formula cells without a saved value (D5, D6, D7, D8, D9, …) read as empty: the tool that wrote "
         "the workbook did not calculate them; open it in Excel or LibreOffice, save it and upload it again"]
+
+
+def test_a_row_out_of_order_at_the_start_of_a_piece_is_not_lost(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                                ) -> None:
+    # Rows P+1, P where a piece starts at P+1: row P would be the piece's header row (the row before
+    # it, which a piece lacks) and vanish; the sheet is read whole instead.
+    src = tmp_path / "ids.xlsx"
+    wb = xlsxwriter.Workbook(src)
+    ws = wb.add_worksheet("Data")
+    ws.write_row(0, 0, ["id", "v"])
+    for r in range(1, 6001):
+        ws.write_row(r, 0, [r, 7])
+    wb.close()
+    with zipfile.ZipFile(src) as z:
+        parts = {i.filename: z.read(i.filename) for i in z.infolist()}
+    xml = parts["xl/worksheets/sheet1.xml"]
+    size = 4 * sum(len(data) for name, data in parts.items() if not name.startswith("xl/worksheets/"))
+    firsts: list[int] = []
+    cut = SheetPieces(lambda: b"", "xl/worksheets/sheet1.xml", tmp_path / "p.xlsx", size,
+                      lambda piece: (firsts.append(piece.first), piece.path.unlink()))
+    cut.feed(xml)
+    cut.finish()
+    at = firsts[2] + 1  # the row (from 1) the third piece starts at
+    this, after = (re.search(rb'<row r="%d".*?</row>' % n, xml)[0] for n in (at, at + 1))
+    parts["xl/worksheets/sheet1.xml"] = xml.replace(this + after, after + this)
+    with zipfile.ZipFile(src, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in parts.items():
+            z.writestr(name, data)
+    with caplog.at_level(logging.INFO, logger="sheetdrop.convert"):
+        out = convert_workbook(src, tmp_path / "out", limits=Limits(piece_bytes=1), workers=2)[0]
+    ids = pq.read_table(out.path).column("id").to_pylist()
+    assert sorted(ids) == list(range(1, 6001)) and out.null_counts == {"id": 0, "v": 0}
+    # The cut falls before row at + 1, which now comes first: row at is then right after the cut.
+    assert f"ids.xlsx: sheet 'Data' read whole: row {at} is in the piece that starts at row {at + 1}: rows out of " \
+           "order" in [r.getMessage() for r in caplog.records]

@@ -174,3 +174,44 @@ def test_a_range_far_down_the_sheet_is_typed_from_its_own_first_rows(tmp_path: P
     out = convert_workbook(src, tmp_path / "out", options=chosen)[0]
     table = pq.read_table(out.path).to_pydict()
     assert (table["code"][:2], table["city"][-1], out.rows) == (["03001", "03002"], "Lyon", 399)
+
+
+def test_a_range_that_starts_where_the_first_rows_end_finds_its_header_in_its_own_rows(tmp_path: Path) -> None:
+    # The sheet's first 1000 rows hold one row of the range: its own rows decide its header and types.
+    src = tmp_path / "late.xlsx"
+    wb = xlsxwriter.Workbook(src, {"constant_memory": True})
+    ws = wb.add_worksheet()
+    for r in range(997):
+        ws.write_row(r, 0, [r, r * 2, r * 3])
+    ws.write_string(999, 0, "Sales by region")
+    ws.write_row(1001, 0, ["Region", "Units", "Price"])
+    for r in range(1002, 1500):
+        ws.write_row(r, 0, [f"region {r % 7}", r, r / 4])
+    wb.close()
+    out = convert_workbook(src, tmp_path / "out", options=options('{"range": "A1000:C"}'))[0]
+    assert out.header == "header in row 1002; title row 1000 skipped"
+    assert out.column_types == {"Region": "string", "Units": "int64", "Price": "float64"}
+
+
+def test_a_column_left_out_by_the_range_is_not_read_twice(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    src = tmp_path / "flags.xlsx"
+    wb = xlsxwriter.Workbook(src, {"constant_memory": True})
+    ws = wb.add_worksheet()
+    ws.write_row(0, 0, ["a", "b", "flag"])
+    for r in range(1, 1500):
+        ws.write_row(r, 0, [r, f"t{r % 13}", r % 2 == 0])
+    wb.close()
+    with caplog.at_level(logging.INFO, logger="sheetdrop.convert"):
+        out = convert_workbook(src, tmp_path / "out", options=options('{"range": "A:B"}'))[0]
+    assert out.column_types == {"a": "int64", "b": "string"}
+    assert caplog.records == []  # its booleans typed as such: nothing silently coerced, no second read
+
+
+@pytest.mark.parametrize("name", ["sample.xls", "sample.ods"])
+def test_a_range_past_every_sheet_is_empty_not_corrupt(name: str, tmp_path: Path) -> None:
+    src = Path(__file__).parent / "workbooks" / name
+    with pytest.raises(WorkbookRejected) as caught:
+        convert_workbook(src, tmp_path / "out", options=options('{"range": "A60:B"}'))
+    assert (caught.value.code, caught.value.reason) == ("empty", (
+        "the workbook has no visible worksheet with data ('Data': no values in range A60:B; 'Secret': hidden "
+        "sheet; 'Blank': no values in range A60:B)"))
