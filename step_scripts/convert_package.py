@@ -135,7 +135,9 @@ class SheetPieces:
     is found within a few pieces' size, or rows are out of order at a cut (invalid OOXML, and a piece
     would hide the earlier row), the sheet is to be read ``whole``: nothing more is kept or written.
     Rows are not checked for order inside a piece (a Python pass over every row number costs 0.2 s per
-    100k rows): a row numbered before its piece's first, which no tool writes, would be lost."""
+    100k rows): the row right before a piece's first, if the piece holds it, sends the sheet to a
+    whole read (``FastexcelBook.load``'s ``lacks_before``); one numbered earlier still, which no tool
+    writes, would be lost."""
 
     def __init__(self, parts: Callable[[], bytes], part: str, stem: Path, size: int,
                  ready: Callable[[Piece], None], marks: SheetMarks | None = None) -> None:
