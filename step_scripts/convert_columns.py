@@ -198,7 +198,9 @@ def finish_column(col: ColumnRead, date1904: bool, start: int = 0, end: int | No
     foreign = {r - start: (_foreign_kind(cell, date1904), cell[1]) for r, cell in col.foreign.items()
                if start <= r < end}
     n_errors = sum(1 for cell in foreign.values() if cell[0] == "error")
-    counts = _kind_counts(native, col.kind, foreign, date1904)
+    # Where a date column's values fall on day 0 (times of day): computed once, read three ways below.
+    zero = _day_zero(native, date1904) if native is not None and col.kind == "datetime" else None
+    counts = _kind_counts(native, col.kind, foreign, zero)
     size = end - start
     target = "text" if want == "string" else want
     if target is None and len(counts) == 1:
@@ -208,7 +210,7 @@ def finish_column(col: ColumnRead, date1904: bool, start: int = 0, end: int | No
     if target is None and not counts:
         return Finished(pa.nulls(size, pa.string()), "string", n_errors)
     if target is not None and target != "text":
-        array, name, left = _conform(native, col.kind, foreign, size, target, date1904,
+        array, name, left = _conform(native, col.kind, foreign, size, target, date1904, zero,
                                      read_text and want is not None)
         rows = sorted(left)
         shown = cell_texts([left[r] for r in rows], date1904)
@@ -219,19 +221,18 @@ def finish_column(col: ColumnRead, date1904: bool, start: int = 0, end: int | No
         rows = sorted(foreign)
         shown = pa.array(cell_texts([foreign[r] for r in rows], date1904), pa.string())
         out = pc.replace_with_mask(out, row_mask(size, rows), shown)
-    mixed = _mixed(native, col.kind, foreign, counts, out, date1904) if target is None else None
+    mixed = _mixed(native, col.kind, foreign, counts, out, zero) if target is None else None
     return Finished(_typed(out, "text", "text", size), "string", n_errors, mixed=mixed)
 
 
-def _kind_counts(native: pa.Array | None, kind: str | None, foreign: dict[int, Cell], date1904: bool,
+def _kind_counts(native: pa.Array | None, kind: str | None, foreign: dict[int, Cell], zero: pa.Array | None,
                  ) -> dict[str, int]:
     """Cells holding a value, by kind (a date column's times of day, on day 0, counted as times)."""
     counts: dict[str, int] = {}
     if native is not None and kind is not None and native.null_count < len(native):
         if kind == "text":
             counts["text"] = pc.sum(pc.not_equal(native, "")).as_py() or 0
-        elif kind == "datetime":
-            zero = _day_zero(native, date1904)
+        elif zero is not None:
             counts["time"] = pc.sum(zero).as_py() or 0
             counts["datetime"] = len(native) - native.null_count - counts["time"]
         else:
@@ -248,16 +249,16 @@ def _day_zero(native: pa.Array, date1904: bool) -> pa.Array:
 
 
 def _mixed(native: pa.Array | None, kind: str | None, foreign: dict[int, Cell], counts: dict[str, int],
-           shown: pa.Array, date1904: bool) -> Mixed:
+           shown: pa.Array, zero: pa.Array | None) -> Mixed:
     """Which cells made a column text: those not of its majority kind, the first few with their text."""
     majority = max(counts, key=lambda k: (counts[k], -_KIND_ORDER.index(k)))
     rows = [r for r, cell in sorted(foreign.items()) if is_value(cell) and cell[0] != majority][:EXAMPLES]
     if native is not None and kind is not None:
         if kind == "text":
             odd = pc.fill_null(pc.not_equal(native, ""), False) if majority != "text" else None
-        elif kind == "datetime":  # dates and times of day share the native array
-            zero = pc.fill_null(_day_zero(native, date1904), False)
-            odd = {"time": pc.and_(pc.is_valid(native), pc.invert(zero)), "datetime": zero}.get(
+        elif zero is not None:  # dates and times of day share the native array
+            on_zero = pc.fill_null(zero, False)
+            odd = {"time": pc.and_(pc.is_valid(native), pc.invert(on_zero)), "datetime": on_zero}.get(
                 majority, pc.is_valid(native))
         else:
             odd = pc.is_valid(native) if kind != majority else None
@@ -268,13 +269,12 @@ def _mixed(native: pa.Array | None, kind: str | None, foreign: dict[int, Cell], 
 
 
 def _conform(native: pa.Array | None, native_kind: str | None, foreign: dict[int, Cell], size: int, target: str,
-             date1904: bool, read_text: bool) -> tuple[pa.Array, str, dict[int, Cell]]:
+             date1904: bool, zero: pa.Array | None, read_text: bool) -> tuple[pa.Array, str, dict[int, Cell]]:
     """The column as ``target``: native values of its kind as they are, every other cell converted when
     it fits (``convert_hints.convert``), else left out: (array, type name, row → cell left out)."""
     family = FAMILY.get(target, target)
     if native is not None and native_kind in (family, "datetime" if family == "time" else family):
         values = _typed(native, native_kind, family, size)
-        zero = _day_zero(native, date1904) if native_kind == "datetime" else None
         odd = misfits(native, native_kind, target, zero)
         candidates = {r: (native_kind, v) for r, v in odd.items()}
         if odd:
