@@ -16,11 +16,15 @@ param location string
 @description('Object id of the person (or CI principal) running azd: granted what publishing the pipeline needs. azd sets AZURE_PRINCIPAL_ID.')
 param principalId string = ''
 
+// main.parameters.json maps it from ${AZURE_PRINCIPAL_TYPE}, which azd substitutes with its own login:
+// ServicePrincipal after `azd auth login --client-id` (CI), User otherwise (Azure/azure-dev,
+// pkg/infra/provisioning/current_principal_id_provider.go). A role assignment whose principalType does
+// not match the principal fails with UnmatchedPrincipalType.
 @allowed([
   'User'
   'ServicePrincipal'
 ])
-@description('Kind of principalId: User for a person, ServicePrincipal for CI.')
+@description('Kind of principalId: User for a person, ServicePrincipal for CI. azd sets AZURE_PRINCIPAL_TYPE.')
 param principalType string = 'User'
 
 @description('Container the Function watches (app setting INPUT_CONTAINER).')
@@ -145,6 +149,7 @@ module rbac 'app/rbac.bicep' = {
   scope: rg
   params: {
     storageAccountName: storage.outputs.name
+    inputContainerName: inputContainerName
     workspaceName: azureml.outputs.workspaceName
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     functionPrincipalId: functionApp.outputs.identityPrincipalId

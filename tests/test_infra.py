@@ -42,6 +42,8 @@ ACCOUNT_CONTRIBUTOR = "17d1049b-9a84-46fb-8f53-869881c3d3ab"
 BLOB_READER = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"
 DATA_SCIENTIST = "f6c7c914-8db3-469d-8ca1-694a8f32e121"
 METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"
+TABLE_CONTRIBUTOR = "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3"
+BLOB_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
 
 
 @cache
@@ -348,10 +350,12 @@ EXPECTED_ROLES = {
     ("functionPrincipalId", BLOB_OWNER, "storage"),
     ("functionPrincipalId", QUEUE_CONTRIBUTOR, "storage"),
     ("functionPrincipalId", ACCOUNT_CONTRIBUTOR, "storage"),
+    ("functionPrincipalId", TABLE_CONTRIBUTOR, "storage"),
     ("functionPrincipalId", DATA_SCIENTIST, "workspace"),
     ("functionPrincipalId", METRICS_PUBLISHER, "applicationInsights"),
     ("computePrincipalId", BLOB_READER, "storage"),
     ("deployerPrincipalId", DATA_SCIENTIST, "workspace"),
+    ("deployerPrincipalId", BLOB_CONTRIBUTOR, "inputContainer"),
 }
 
 
@@ -371,6 +375,9 @@ def role_assignments() -> dict[str, tuple[str, str, str]]:
             principal, scope = body["properties"]["principalId"], body["scope"]
             # A deterministic name from the same three: re-deploying finds the same assignment.
             assert expr(body["name"]) == f"guid({scope}.id, {principal}, {role_id})", name
+            # The managed identities are service principals; the deployer is whatever azd reports.
+            expected_type = "deployerPrincipalType" if principal == "deployerPrincipalId" else "ServicePrincipal"
+            assert body["properties"]["principalType"] == expected_type, name
             found[name] = (principal, role_id, scope)
     return found
 
@@ -379,9 +386,14 @@ def test_each_role_assignment_names_the_right_role_for_the_right_principal_and_s
     assert set(role_assignments().values()) == EXPECTED_ROLES
     rbac = bicep("app/rbac.bicep")
     existing = {name: resource_body(rbac, name)["name"] for name, res in rbac["resources"].items() if res["existing"]}
-    assert existing == {"storage": "storageAccountName", "workspace": "workspaceName",
+    assert existing == {"storage": "storageAccountName", "blobService": "default",
+                        "inputContainer": "inputContainerName", "workspace": "workspaceName",
                         "applicationInsights": "applicationInsightsName"}
+    # The input container, narrowest scope for uploading: storage -> blobServices/default -> containers/<input>.
+    assert resource_body(rbac, "blobService")["parent"] == "storage"
+    assert resource_body(rbac, "inputContainer")["parent"] == "blobService"
     params = bicep("main.bicep")["modules"]["rbac"]["config"]["params"]
+    assert params["inputContainerName"] == "inputContainerName"
     assert expr(params["functionPrincipalId"]) == "functionApp.outputs.identityPrincipalId"
     assert expr(params["computePrincipalId"]) == "azureml.outputs.computePrincipalId"
     assert params["deployerPrincipalId"] == "principalId"
@@ -397,13 +409,34 @@ def test_role_ids_match_the_table_in_docs() -> None:
             table.setdefault(cells[2][1:37], []).append((cells[0], cells[1], cells[3]))
     names = {BLOB_OWNER: "Storage Blob Data Owner", QUEUE_CONTRIBUTOR: "Storage Queue Data Contributor",
              ACCOUNT_CONTRIBUTOR: "Storage Account Contributor", BLOB_READER: "Storage Blob Data Reader",
-             DATA_SCIENTIST: "AzureML Data Scientist", METRICS_PUBLISHER: "Monitoring Metrics Publisher"}
+             DATA_SCIENTIST: "AzureML Data Scientist", METRICS_PUBLISHER: "Monitoring Metrics Publisher",
+             TABLE_CONTRIBUTOR: "Storage Table Data Contributor", BLOB_CONTRIBUTOR: "Storage Blob Data Contributor"}
     who = {"functionPrincipalId": "Function identity", "computePrincipalId": "Cluster identity",
            "deployerPrincipalId": "Person"}
-    for principal, role_id, _scope in EXPECTED_ROLES:
+    where = {"storage": "storage account", "workspace": "workspace", "applicationInsights": "Application Insights",
+             "inputContainer": "input container"}
+    for principal, role_id, scope in EXPECTED_ROLES:
         rows = table.get(role_id)
         assert rows, f"{role_id} is not in docs/azureml.md's role table"
-        assert any(who[principal] in row[0] and names[role_id] in row[1] for row in rows), (principal, role_id, rows)
+        assert any(who[principal] in row[0] and names[role_id] in row[1] and row[2].startswith(where[scope])
+                   for row in rows), (principal, role_id, scope, rows)
+
+
+def test_principal_type_is_azds_login_kind_for_every_deployer_assignment() -> None:
+    """azd substitutes ${AZURE_PRINCIPAL_TYPE} with User or ServicePrincipal (Azure/azure-dev,
+    pkg/infra/provisioning/current_principal_id_provider.go, CurrentPrincipalType; bicep_provider.go,
+    evalParamEnvSubst); a hard-coded 'User' fails a service principal's assignment (UnmatchedPrincipalType)."""
+    parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert parameters["principalType"]["value"] == "${AZURE_PRINCIPAL_TYPE}"
+    assert parameters["principalId"]["value"] == "${AZURE_PRINCIPAL_ID}"
+    main = bicep("main.bicep")
+    allowed = [d["argument"] for d in main["parameters"]["principalType"]["decorators"] if d["type"] == "allowed"]
+    assert allowed == [["User", "ServicePrincipal"]]
+    assert main["modules"]["rbac"]["config"]["params"]["deployerPrincipalType"] == "principalType"
+    deployer = [name for name, (principal, _, _) in role_assignments().items() if principal == "deployerPrincipalId"]
+    assert len(deployer) == 2  # role_assignments() holds each one's principalType to deployerPrincipalType
+    text = "\n".join(p.read_text() for p in BICEP_FILES)
+    assert "principalType: 'User'" not in text
 
 
 # -- hooks ----------------------------------------------------------------------------------------------
