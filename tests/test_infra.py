@@ -620,6 +620,19 @@ def test_workbook_shows_what_the_issue_asks_for() -> None:
     assert diagnostics["logAnalyticsDestinationType"] == "Dedicated"
 
 
+def test_workbook_finds_a_run_under_any_id_azureml_reports_it_with() -> None:
+    """AmlRunStatusChangedEvent has RunId, ParentRunId and RootRunId (learn: azure-monitor/reference/tables/
+    amlrunstatuschangedevent); whether a v1 pipeline run or a v2 batch job emits events under its own id or only
+    through its step runs is not documented, so each run's status is looked up under all three."""
+    joined = {name: query for name, query in workbook_queries().items() if "AmlRunStatusChangedEvent" in query}
+    assert set(joined) == {"in-flight", "runs", "run-failures"}
+    for name, query in joined.items():
+        assert "mv-expand run_id = pack_array(RunId, ParentRunId, RootRunId) to typeof(string)" in query, name
+        assert "summarize arg_max(TimeGenerated, Status) by run_id" in query, name
+        assert "join kind=leftouter status on run_id" in query, name
+        assert "by RunId" not in query, name
+
+
 @pytest.mark.parametrize("name", sorted(workbook_queries()))
 def test_workbook_queries_read_only_fields_the_function_logs(name: str) -> None:
     query = workbook_queries()[name]
@@ -713,3 +726,15 @@ def test_the_v2_variant_is_one_parameter_and_sets_what_the_v2_backend_reads() ->
     parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
     assert parameters["batchEndpointUrl"]["value"] == "${AZUREML_BATCH_ENDPOINT_URL}"
     assert parameters["azuremlApi"]["value"] == "${SHEETDROP_AZUREML_API=azureml}"
+
+
+def test_outcome_traces_are_never_sampled() -> None:
+    """The host reads logging.applicationInsights.samplingSettings.ExcludedTypes (azure-functions-host,
+    src/WebJobs.Script/Config/ApplicationInsightsLoggerOptionsSetup.cs, ApplySamplingSettings) into the
+    adaptive sampling processor's ExcludedTypes (azure-webjobs-sdk, TelemetryProcessorExtensions.cs);
+    recognized types: Dependency, Event, Exception, PageView, Request, Trace (learn:
+    azure-functions/functions-host-json). The Python worker's log records arrive as traces."""
+    host = json.loads(next(p for p in (REPO / "function" / "host.json", REPO / "host.json") if p.is_file()).read_text())
+    sampling = host["logging"]["applicationInsights"]["samplingSettings"]
+    excluded = {t.strip() for t in sampling["excludedTypes"].split(";")}
+    assert "Trace" in excluded and excluded <= {"Dependency", "Event", "Exception", "PageView", "Request", "Trace"}
