@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bicep_eval import Deployment, Scope
 from pycep import BicepParser
 
 from sheetdrop import telemetry
-from sheetdrop.settings import CONNECTION, SettingsError, load_settings
+from sheetdrop.settings import BACKENDS, CONNECTION, SettingsError, load_settings
 from sheetdrop.submit import SubmitResult
 from sheetdrop.trigger import BlobVersion, handle_blob
 from sheetdrop_local.settings import LocalSettings
@@ -209,6 +210,8 @@ SAMPLE = {
     "inputDatastoreName": "sheetdrop_input",
     "experimentName": "sheetdrop-extract",
     "azuremlApi": "azureml",
+    # function.bicep's own variable (test_azureml_v2_reaches_the_function_only_with_its_url evaluates it).
+    "backend": "azureml",
     "batchEndpointUrl": "https://sheetdrop-extract.westeurope.inference.ml.azure.com/jobs",
     "subscription().subscriptionId": "s",
     "resource_group().name": "rg-dev",  # resourceGroup().name as pycep writes it
@@ -704,28 +707,58 @@ def test_a_record_survives_any_blob_name() -> None:
     assert "\n" not in telemetry.message(values)
 
 
-def test_the_v2_variant_is_one_parameter_and_sets_what_the_v2_backend_reads() -> None:
+V1_URL = SAMPLE["pipelineEndpointUrl"]
+V2_URL = SAMPLE["batchEndpointUrl"]
+
+
+def deployed_settings(**params: str) -> tuple[dict[str, str], Scope]:
+    """The Function's app settings as a provision of main.bicep with these parameters writes them."""
+    main = Scope(INFRA / "main.bicep", {"environmentName": "dev", "location": "westeurope", **params},
+                 Deployment("sub-1", "tenant-1", "westeurope"))
+    function = main.resolve("functionApp").child()
+    return function.eval(resource_body(function.tree, "appSettings")["properties"]), main
+
+
+@pytest.mark.parametrize(("params", "backend"), [
+    ({}, "azureml"),
+    ({"azuremlApi": "azureml", "pipelineEndpointUrl": V1_URL}, "azureml"),
+    # The first provision of `azd env set SHEETDROP_AZUREML_API azureml-v2 && azd up`: no batch URL yet.
+    ({"azuremlApi": "azureml-v2"}, "azureml"),
+    ({"azuremlApi": "azureml-v2", "pipelineEndpointUrl": V1_URL}, "azureml"),
+    ({"azuremlApi": "azureml-v2", "batchEndpointUrl": V2_URL}, "azureml-v2"),
+    ({"azuremlApi": "azureml-v2", "pipelineEndpointUrl": V1_URL, "batchEndpointUrl": V2_URL}, "azureml-v2"),
+    # Back to v1 after v2: the v1 URL was kept all along.
+    ({"azuremlApi": "azureml", "pipelineEndpointUrl": V1_URL, "batchEndpointUrl": V2_URL}, "azureml"),
+], ids=["default", "v1", "v2-before-publish", "v1-switching", "v2", "v2-after-v1", "back-to-v1"])
+def test_azureml_v2_reaches_the_function_only_with_its_url(params: dict[str, str], backend: str) -> None:
+    settings, main = deployed_settings(**params)
+    assert settings["SHEETDROP_BACKEND"] == backend
+    loaded = load_in_azure(settings)
+    if backend == "azureml-v2":
+        assert not isinstance(loaded, Exception), loaded
+        assert loaded.backend == "azureml-v2" and loaded.azureml_v2.endpoint_url == V2_URL
+        # The workspace the Function looks jobs up in is the one the azureml module creates.
+        assert loaded.azureml_v2.workspace == main.outputs()["AZUREML_WORKSPACE"]
+        assert loaded.azureml_v2.managed_identity_client_id == settings["AZUREML_MANAGED_IDENTITY_CLIENT_ID"]
+    elif params.get("pipelineEndpointUrl"):
+        # A v1 deployment that is switching keeps submitting to v1 until the v2 URL exists.
+        assert not isinstance(loaded, Exception), loaded
+        assert loaded.backend == "azureml" and loaded.azureml.endpoint_id == "e1"
+    else:
+        # Nothing published yet: the Function names what is missing, never azureml-v2.
+        assert isinstance(loaded, SettingsError) and "AZUREML_PIPELINE_ENDPOINT_URL" in str(loaded)
+
+
+def test_the_v2_variant_is_one_parameter_mapped_from_the_azd_environment() -> None:
     main = bicep("main.bicep")
     assert expr(main["parameters"]["azuremlApi"]["default"]) == "azureml"
-    allowed = main["parameters"]["azuremlApi"]["decorators"]
-    assert any("azureml-v2" in json.dumps(d) for d in allowed)
-    settings = app_settings()
-    assert expr(settings["SHEETDROP_BACKEND"]) == "azuremlApi"
-    v1 = load_in_azure(resolved(settings))
-    assert v1.backend == "azureml" and v1.azureml_v2 is None
-    SAMPLE["azuremlApi"] = "azureml-v2"
-    try:
-        v2 = load_in_azure(resolved(settings))
-    finally:
-        SAMPLE["azuremlApi"] = "azureml"
-    assert not isinstance(v2, Exception), v2
-    assert v2.backend == "azureml-v2" and v2.azureml_v2 is not None
-    assert (v2.azureml_v2.endpoint_url, v2.azureml_v2.workspace, v2.azureml_v2.resource_group) == (
-        SAMPLE["batchEndpointUrl"], "mlw-abc", "rg-dev")
-    assert v2.azureml_v2.managed_identity_client_id == SAMPLE["identity.properties.clientId"]
+    allowed = [d["argument"] for d in main["parameters"]["azuremlApi"]["decorators"] if d["type"] == "allowed"]
+    # The choices are the Function's deployable backends (sheetdrop/settings.py: all but the dev host's local).
+    assert allowed == [[b for b in BACKENDS if b != "local"]]
     parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
     assert parameters["batchEndpointUrl"]["value"] == "${AZUREML_BATCH_ENDPOINT_URL}"
     assert parameters["azuremlApi"]["value"] == "${SHEETDROP_AZUREML_API=azureml}"
+    assert parameters["workspaceGeneration"]["value"] == "${SHEETDROP_WORKSPACE_GENERATION}"
 
 
 def test_outcome_traces_are_never_sampled() -> None:
