@@ -3,8 +3,8 @@
 Neither the Bicep compiler nor azd runs here, so every .bicep file is parsed with pycep-parser and the
 parsed template is held against the code: the Function's app settings against what the Functions host,
 the blob extension and sheetdrop/settings.py read; the role assignments against docs/azureml.md; the
-monitoring workbook's queries against the records sheetdrop/telemetry.py writes; the hooks are run
-with stand-ins for az, azd, make and the AzureML interpreter.
+monitoring workbook's queries against the records sheetdrop/telemetry.py writes. The azd hooks run in
+tests/test_azd_hooks.py.
 """
 
 from __future__ import annotations
@@ -12,10 +12,7 @@ from __future__ import annotations
 import ast
 import json
 import logging
-import os
 import re
-import shutil
-import subprocess
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
@@ -34,7 +31,6 @@ from sheetdrop_local.settings import LocalSettings
 REPO = Path(__file__).resolve().parent.parent
 INFRA = REPO / "infra"
 BICEP_FILES = sorted(INFRA.rglob("*.bicep"))
-HOOKS = sorted((INFRA / "hooks").glob("*.sh"))
 
 # Built-in role definition ids (learn: role-based-access-control/built-in-roles; docs/azureml.md).
 BLOB_OWNER = "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"
@@ -121,13 +117,23 @@ def test_modules_and_loaded_files_exist() -> None:
     json.loads((INFRA / "main.parameters.json").read_text())
 
 
-def test_azure_yaml_runs_the_hooks_and_deploys_the_repository_root() -> None:
+def test_azure_yaml_runs_python_hooks_deploys_the_function_folder_and_refuses_an_older_azd() -> None:
     text = (REPO / "azure.yaml").read_text()
-    assert re.search(r"^\s+project: \.$", text, re.MULTILINE) and "host: function" in text
+    assert re.search(r"^    project: \./function$", text, re.MULTILINE) and "host: function" in text
     assert "language: python" in text
-    for hook in ("postprovision", "postdeploy"):
-        assert re.search(rf"^  {hook}:\n(    .*\n)*?\s+run: bash infra/hooks/{hook}\.sh$", text, re.MULTILINE), hook
-        assert (INFRA / "hooks" / f"{hook}.sh").is_file()
+    # azd refuses the project before doing anything when older than the first azd that runs .py hooks.
+    assert re.search(r'^requiredVersions:\n  azd: ">=1\.23\.15"$', text, re.MULTILINE)
+    for hook in ("preprovision", "postprovision", "postdeploy"):
+        block = re.search(rf"^  {hook}:\n((?:    .*\n)+)", text, re.MULTILINE)
+        assert block, hook
+        assert f"    run: infra/hooks/{hook}.py\n" in block.group(1) and "    kind: python\n" in block.group(1)
+        # One hook for every OS: no posix/windows variant, no shell.
+        assert "posix:" not in block.group(1) and "windows:" not in block.group(1) and "shell:" not in block.group(1)
+        assert (INFRA / "hooks" / f"{hook}.py").is_file()
+    # azd looks for requirements.txt/pyproject.toml from a hook's folder upwards and installs what it finds
+    # first: this empty file keeps it from installing the repository's pyproject.toml.
+    requirements = (INFRA / "hooks" / "requirements.txt").read_text()
+    assert not [line for line in requirements.splitlines() if line.strip() and not line.startswith("#")]
     # azd finds the app by this tag; the service is the one azure.yaml names.
     assert "'azd-service-name': 'function'" in (INFRA / "app" / "function.bicep").read_text()
 
@@ -440,155 +446,6 @@ def test_principal_type_is_azds_login_kind_for_every_deployer_assignment() -> No
     assert len(deployer) == 2  # role_assignments() holds each one's principalType to deployerPrincipalType
     text = "\n".join(p.read_text() for p in BICEP_FILES)
     assert "principalType: 'User'" not in text
-
-
-# -- hooks ----------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("path", HOOKS, ids=lambda p: p.name)
-def test_hooks_are_strict_bash_that_passes_shellcheck(path: Path) -> None:
-    subprocess.run(["bash", "-n", str(path)], check=True)
-    shellcheck = shutil.which("shellcheck")
-    assert shellcheck, "shellcheck is not installed: apt-get install -y shellcheck (.ci/run does)"
-    result = subprocess.run([shellcheck, "-x", str(path.relative_to(REPO))], cwd=REPO, capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
-    text = path.read_text()
-    if path.name != "lib.sh":  # sourced, not run
-        assert text.startswith("#!/usr/bin/env bash\n") and "\nset -euo pipefail\n" in text
-        assert os.access(path, os.X_OK)
-    assert "set -x" not in text
-
-
-def test_shellcheck_fails_a_broken_script(tmp_path: Path) -> None:
-    if not shutil.which("shellcheck"):
-        pytest.fail("shellcheck is not installed: apt-get install -y shellcheck")
-    bad = tmp_path / "bad.sh"
-    bad.write_text("#!/usr/bin/env bash\nrm -rf $1/*\n")
-    assert subprocess.run(["shellcheck", str(bad)], capture_output=True).returncode != 0
-
-
-AZ_STUB = r"""#!/usr/bin/env bash
-# Stand-in for the Azure CLI: records each call, answers from files in $STUB_DIR.
-printf '%s\n' "$*" >> "$STUB_DIR/az.calls"
-case "$*" in
-  "functionapp show"*) echo "func-abc-d4e5f6.westeurope-01.azurewebsites.net" ;;
-  "functionapp keys list"*)
-    n=$(cat "$STUB_DIR/keys.n" 2>/dev/null || echo 0); echo $((n + 1)) > "$STUB_DIR/keys.n"
-    if [ "$n" -ge "${STUB_KEY_AFTER:-0}" ]; then echo "s3cr3t-blobs-key"; fi ;;
-  "eventgrid system-topic event-subscription show"*) [ -f "$STUB_DIR/subscribed" ] || exit 3 ;;
-  "eventgrid system-topic event-subscription create"*) touch "$STUB_DIR/subscribed" ;;
-  "functionapp config appsettings list"*) cat "$STUB_DIR/url" 2>/dev/null || true ;;
-  "functionapp config appsettings set"*)
-    all="$*"; all=${all##*AZUREML_PIPELINE_ENDPOINT_URL=}; echo "${all%% *}" > "$STUB_DIR/url" ;;
-esac
-"""
-AZD_STUB = r"""#!/usr/bin/env bash
-printf '%s\n' "$*" >> "$STUB_DIR/azd.calls"
-case "$1 $2" in
-  "env get-value") grep "^$3=" "$STUB_DIR/azd.env" | cut -d= -f2- ;;
-  "env set") echo "$3=$4" >> "$STUB_DIR/azd.env" ;;
-esac
-"""
-PUBLISH_STUB = r"""#!/usr/bin/env bash
-printf '%s\n' "$*" >> "$STUB_DIR/publish.calls"
-echo "published pipeline: p1"
-echo "AZUREML_PIPELINE_ENDPOINT_ID=e1"
-echo "AZUREML_PIPELINE_ENDPOINT_URL=https://westeurope.api.azureml.ms/pipelines/v1.0/subscriptions/sub/resourceGroups/rg-dev/providers/Microsoft.MachineLearningServices/workspaces/mlw-abc/PipelineRuns/PipelineEndpointSubmit/Id/e1"
-"""
-AZD_ENV = {"AZUREML_SUBSCRIPTION_ID": "sub", "AZURE_RESOURCE_GROUP": "rg-dev", "AZURE_FUNCTION_APP_NAME": "func-abc",
-           "AZUREML_WORKSPACE": "mlw-abc", "AZUREML_COMPUTE": "sheetdrop-cpu", "INPUT_DATASTORE": "sheetdrop_input",
-           "AZUREML_PIPELINE_ENDPOINT_NAME": "sheetdrop-extract", "EVENTGRID_SYSTEM_TOPIC_NAME": "evgt-abc",
-           "INPUT_CONTAINER": "input"}
-
-
-@pytest.fixture
-def stubs(tmp_path: Path) -> dict[str, Any]:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    tools = {"az": AZ_STUB, "azd": AZD_STUB, "make": "#!/usr/bin/env bash\n", "publish": PUBLISH_STUB}
-    for name, text in tools.items():
-        (bin_dir / name).write_text(text)
-        (bin_dir / name).chmod(0o755)
-    (tmp_path / "azd.env").write_text("".join(f"{k}={v}\n" for k, v in AZD_ENV.items()))
-    # Only the stand-ins and the basic tools: the hooks read the azd environment through `azd env get-value`.
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "STUB_DIR": str(tmp_path), "HOME": str(tmp_path),
-           "SHEETDROP_AML_PYTHON": str(bin_dir / "publish"), "SHEETDROP_KEY_ATTEMPTS": "3"}
-    return {"dir": tmp_path, "env": env}
-
-
-def run_hook(name: str, stubs: dict[str, Any], **extra: str) -> subprocess.CompletedProcess[str]:
-    # sleep is the one wait in the hooks: a no-op here.
-    (stubs["dir"] / "bin" / "sleep").write_text("#!/usr/bin/env bash\n")
-    (stubs["dir"] / "bin" / "sleep").chmod(0o755)
-    return subprocess.run(["bash", str(INFRA / "hooks" / name)], env={**stubs["env"], **extra}, capture_output=True,
-                          text=True, timeout=60)
-
-
-def calls(stubs: dict[str, Any], tool: str) -> list[str]:
-    path = stubs["dir"] / f"{tool}.calls"
-    return path.read_text().splitlines() if path.exists() else []
-
-
-def test_postprovision_publishes_as_the_person_and_writes_the_endpoint_url_once(stubs: dict[str, Any]) -> None:
-    first = run_hook("postprovision.sh", stubs)
-    assert first.returncode == 0, first.stderr
-    publish = calls(stubs, "publish")
-    assert publish == ["-m pipeline.publish --auth az --subscription-id sub --resource-group rg-dev --workspace "
-                       "mlw-abc --compute sheetdrop-cpu --input-datastore sheetdrop_input --endpoint-name "
-                       "sheetdrop-extract"]
-    url = (stubs["dir"] / "url").read_text().strip()
-    assert url.endswith("/workspaces/mlw-abc/PipelineRuns/PipelineEndpointSubmit/Id/e1")
-    assert load_settings({"SHEETDROP_BACKEND": "azureml", "INPUT_STORAGE__blobServiceUri": "https://a.blob.x",
-                          "AZUREML_PIPELINE_ENDPOINT_URL": url}).azureml.workspace == "mlw-abc"
-    assert f"env set AZUREML_PIPELINE_ENDPOINT_URL {url}" in calls(stubs, "azd")
-    assert all("--subscription sub" in call for call in calls(stubs, "az"))
-    # Again: published again (a new default version), the app setting left alone.
-    second = run_hook("postprovision.sh", stubs)
-    assert second.returncode == 0, second.stderr
-    assert len(calls(stubs, "publish")) == 2
-    assert sum("appsettings set" in call for call in calls(stubs, "az")) == 1
-    assert "already set" in second.stdout
-
-
-def test_postprovision_stops_when_publish_prints_no_url(stubs: dict[str, Any]) -> None:
-    failing = "#!/usr/bin/env bash\necho 'error: auth: `az` is not logged in' >&2\n"
-    (stubs["dir"] / "bin" / "publish").write_text(failing)
-    result = run_hook("postprovision.sh", stubs)
-    assert result.returncode != 0 and "printed no AZUREML_PIPELINE_ENDPOINT_URL" in result.stderr
-    assert not any("appsettings set" in call for call in calls(stubs, "az"))
-
-
-def test_postdeploy_subscribes_blob_created_of_the_input_container_to_the_real_host(stubs: dict[str, Any]) -> None:
-    first = run_hook("postdeploy.sh", stubs, STUB_KEY_AFTER="2")  # the key appears on the third look
-    assert first.returncode == 0, first.stderr
-    (create,) = [call for call in calls(stubs, "az") if "event-subscription create" in call]
-    function_name = re.search(r'function_name\("(\w+)"\)\s*@app\.blob_trigger', (REPO / "function_app.py").read_text())
-    assert function_name
-    endpoint = ("https://func-abc-d4e5f6.westeurope-01.azurewebsites.net/runtime/webhooks/blobs?functionName="
-                f"Host.Functions.{function_name.group(1)}&code=s3cr3t-blobs-key")
-    assert f"--endpoint {endpoint} " in create
-    assert "--endpoint-type webhook" in create and "--system-topic-name evgt-abc" in create
-    assert "--included-event-types Microsoft.Storage.BlobCreated --subject-begins-with " \
-           "/blobServices/default/containers/input/ " in create
-    assert "s3cr3t" not in first.stdout + first.stderr
-    # Again: the same subscription updated, not a second one.
-    second = run_hook("postdeploy.sh", stubs)
-    assert second.returncode == 0, second.stderr
-    (update,) = [call for call in calls(stubs, "az") if "event-subscription update" in call]
-    assert update.replace(" update ", " create ") == create
-    assert len([call for call in calls(stubs, "az") if "event-subscription create" in call]) == 1
-
-
-def test_postdeploy_gives_up_without_the_key(stubs: dict[str, Any]) -> None:
-    result = run_hook("postdeploy.sh", stubs, STUB_KEY_AFTER="99")
-    assert result.returncode != 0 and "no blobs_extension system key" in result.stderr
-    assert not any("event-subscription" in call for call in calls(stubs, "az"))
-
-
-def test_hooks_stop_when_the_azd_environment_lacks_a_value(stubs: dict[str, Any]) -> None:
-    (stubs["dir"] / "azd.env").write_text("")
-    result = run_hook("postdeploy.sh", stubs)
-    assert result.returncode != 0 and "is not in the azd environment" in result.stderr
 
 
 # -- the workbook against the log records ---------------------------------------------------------------
