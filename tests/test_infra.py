@@ -431,6 +431,27 @@ def test_role_ids_match_the_table_in_docs() -> None:
                    for row in rows), (principal, role_id, scope, rows)
 
 
+#: What `sheetdrop smoke` is to confirm in a real workspace, per backend (issue 22), by the names it prints.
+REAL_WORKSPACE_ITEMS = {
+    "azureml.md": ["mount-layout", "output-path", "tags-kept", "per-run-overhead", "workbook-finds-run"],
+    "azureml-v2.md": ["mount-layout", "output-path", "tags-kept", "job-name-kept", "job-identity", "per-run-overhead",
+                      "workbook-finds-run"],
+}
+
+
+@pytest.mark.parametrize("doc", sorted(REAL_WORKSPACE_ITEMS))
+def test_docs_list_exactly_what_only_a_real_workspace_confirms(doc: str) -> None:
+    text = (REPO / "docs" / doc).read_text()
+    heading = "\n## What only a real workspace confirms\n"
+    assert text.count(heading) == 1, doc
+    section = text[text.index(heading):]
+    rows = [line.split("|") for line in section.splitlines() if re.match(r"\| `[a-z-]+` \|", line)]
+    assert [row[1].strip().strip("`") for row in rows] == REAL_WORKSPACE_ITEMS[doc]
+    # Each says what is assumed and what the smoke run looks at.
+    assert all(len(row) == 5 and row[2].strip() and row[3].strip() for row in rows), rows
+    assert "**unconfirmed**" in text[:text.index(heading)] and "sheetdrop smoke" in section
+
+
 def test_principal_type_is_azds_login_kind_for_every_deployer_assignment() -> None:
     """azd substitutes ${AZURE_PRINCIPAL_TYPE} with User or ServicePrincipal (Azure/azure-dev,
     pkg/infra/provisioning/current_principal_id_provider.go, CurrentPrincipalType; bicep_provider.go,
