@@ -125,7 +125,7 @@ def wanted_settings(api: str, url: str) -> dict[str, str]:
         settings.update(AZUREML_SUBSCRIPTION_ID=value("AZUREML_SUBSCRIPTION_ID"),
                         AZUREML_RESOURCE_GROUP=value("AZURE_RESOURCE_GROUP"),
                         AZUREML_WORKSPACE=value("AZUREML_WORKSPACE"))
-    # Last in the dict and in the same single update as the URL.
+    # Written in the same single update as the URL: the app never holds this backend without it.
     settings["SHEETDROP_BACKEND"] = api
     return settings
 
