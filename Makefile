@@ -16,23 +16,27 @@ setup-aml: $(AML_VENV)/.installed
 # AzureML SDK v2 (azure-ai-ml): `sheetdrop publish --v2` and tests/aml2.
 setup-aml2: $(AML2_VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt step_scripts/requirements.txt pyproject.toml
+$(VENV)/.installed: function/requirements.txt requirements-dev.txt step/requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
 	$(VENV)/bin/pip install --quiet --no-deps -e .
 	touch $@
 
-$(AML_VENV)/.installed: requirements-aml.txt
+# The project is installed editable without its dependencies (--no-deps), so that its packages import by
+# their one name each (pyproject.toml maps them to their folders) beside the AzureML SDK.
+$(AML_VENV)/.installed: requirements-aml.txt pyproject.toml
 	$(PYTHON) -m venv $(AML_VENV)
 	$(AML_VENV)/bin/pip install --quiet --upgrade pip
 	$(AML_VENV)/bin/pip install --quiet -r requirements-aml.txt
+	$(AML_VENV)/bin/pip install --quiet --no-deps -e .
 	touch $@
 
-$(AML2_VENV)/.installed: requirements-aml2.txt
+$(AML2_VENV)/.installed: requirements-aml2.txt pyproject.toml
 	$(PYTHON) -m venv $(AML2_VENV)
 	$(AML2_VENV)/bin/pip install --quiet --upgrade pip
 	$(AML2_VENV)/bin/pip install --quiet -r requirements-aml2.txt
+	$(AML2_VENV)/bin/pip install --quiet --no-deps -e .
 	touch $@
 
 node_modules/.installed: package.json package-lock.json

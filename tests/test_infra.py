@@ -118,9 +118,9 @@ def test_modules_and_loaded_files_exist() -> None:
     json.loads((INFRA / "main.parameters.json").read_text())
 
 
-def test_azure_yaml_runs_the_hooks_and_deploys_the_repository_root() -> None:
+def test_azure_yaml_runs_the_hooks_and_deploys_the_function_folder() -> None:
     text = (REPO / "azure.yaml").read_text()
-    assert re.search(r"^\s+project: \.$", text, re.MULTILINE) and "host: function" in text
+    assert re.search(r"^\s+project: \./function$", text, re.MULTILINE) and "host: function" in text
     assert "language: python" in text
     for hook in ("postprovision", "postdeploy"):
         assert re.search(rf"^  {hook}:\n(    .*\n)*?\s+run: bash infra/hooks/{hook}\.sh$", text, re.MULTILINE), hook
@@ -221,7 +221,7 @@ LITERALS = {f"{CONNECTION}__credential": "managedidentity",
 def names_read_by_settings_module() -> set[str]:
     """Every app setting name sheetdrop/settings.py spells: its string constants and f-strings (with
     CONNECTION put in) shaped like a setting name; each one is read from the environment there."""
-    trees = [ast.parse((REPO / "sheetdrop" / module).read_text()) for module in ("settings.py",)]
+    trees = [ast.parse((REPO / "function" / "sheetdrop" / module).read_text()) for module in ("settings.py",)]
     names = set()
     for node in (node for tree in trees for node in ast.walk(tree)):
         if isinstance(node, ast.JoinedStr):
@@ -310,7 +310,7 @@ def test_without_the_endpoint_url_the_function_names_what_is_missing() -> None:
 
 
 def test_the_trigger_connection_is_the_prefix_the_template_sets() -> None:
-    tree = ast.parse((REPO / "function_app.py").read_text())
+    tree = ast.parse((REPO / "function" / "function_app.py").read_text())
     connections = {kw.value.value for node in ast.walk(tree) if isinstance(node, ast.Call)
                    for kw in node.keywords if kw.arg == "connection" and isinstance(kw.value, ast.Constant)}
     assert connections == {CONNECTION}
@@ -526,7 +526,8 @@ def test_postdeploy_subscribes_blob_created_of_the_input_container_to_the_real_h
     first = run_hook("postdeploy.sh", stubs, STUB_KEY_AFTER="2")  # the key appears on the third look
     assert first.returncode == 0, first.stderr
     (create,) = [call for call in calls(stubs, "az") if "event-subscription create" in call]
-    function_name = re.search(r'function_name\("(\w+)"\)\s*@app\.blob_trigger', (REPO / "function_app.py").read_text())
+    app_source = (REPO / "function" / "function_app.py").read_text()
+    function_name = re.search(r'function_name\("(\w+)"\)\s*@app\.blob_trigger', app_source)
     assert function_name
     endpoint = ("https://func-abc-d4e5f6.westeurope-01.azurewebsites.net/runtime/webhooks/blobs?functionName="
                 f"Host.Functions.{function_name.group(1)}&code=s3cr3t-blobs-key")
