@@ -20,23 +20,27 @@ setup-aml2: $(AML2_VENV)/.installed
 # PyPI's azure-cli, whose parser checks every `az` call of the azd hooks (tests/test_azd_hooks.py).
 setup-azcli: $(AZCLI_VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt step_scripts/requirements.txt pyproject.toml
+$(VENV)/.installed: function/requirements.txt requirements-dev.txt step/requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
 	$(VENV)/bin/pip install --quiet --no-deps -e .
 	touch $@
 
-$(AML_VENV)/.installed: requirements-aml.txt
+# The project is installed editable without its dependencies (--no-deps), so that its packages import by
+# their one name each (pyproject.toml maps them to their folders) beside the AzureML SDK.
+$(AML_VENV)/.installed: requirements-aml.txt pyproject.toml
 	$(PYTHON) -m venv $(AML_VENV)
 	$(AML_VENV)/bin/pip install --quiet --upgrade pip
 	$(AML_VENV)/bin/pip install --quiet -r requirements-aml.txt
+	$(AML_VENV)/bin/pip install --quiet --no-deps -e .
 	touch $@
 
-$(AML2_VENV)/.installed: requirements-aml2.txt
+$(AML2_VENV)/.installed: requirements-aml2.txt pyproject.toml
 	$(PYTHON) -m venv $(AML2_VENV)
 	$(AML2_VENV)/bin/pip install --quiet --upgrade pip
 	$(AML2_VENV)/bin/pip install --quiet -r requirements-aml2.txt
+	$(AML2_VENV)/bin/pip install --quiet --no-deps -e .
 	touch $@
 
 $(AZCLI_VENV)/.installed: requirements-azcli.txt

@@ -5,12 +5,12 @@ numeric 100k x 20 with one text cell near the end of 6 columns; numeric-only 100
 50k (uniform); uniform 500k x 20.
 
 Contenders, each a whole process timed from outside, taking turns within every repetition so that
-the VM's noise falls on all of them alike: sheetdrop (``step_scripts/convert.py IN OUT``), polars
+the VM's noise falls on all of them alike: sheetdrop (``python -m sheetdrop_step IN OUT``), polars
 with full inference (``infer_schema_length=None``), polars by default, pandas + openpyxl (once, on
 the shapes of ``--pandas``: it takes ~40 s on 100k rows), and with ``--baseline DIR`` another
-converter (``git archive <commit> step_scripts | tar -x -C DIR``). It prints medians, the peak RSS
-(the largest resident set of any process of a run) and ratios: the other's time / sheetdrop's
-(above 1: sheetdrop is faster), sheetdrop's peak RSS / the other's. On a shared VM compare ratios
+converter (a step snapshot of another commit, or its ``step_scripts/`` folder before the move). It
+prints medians, the peak RSS (the largest resident set of any process of a run) and ratios: the other's
+time / sheetdrop's (above 1: sheetdrop is faster), sheetdrop's peak RSS / the other's. On a shared VM compare ratios
 within one run, never across runs.
 
 Options: --shapes uniform-100k,numeric-text-100k,... --repeat 7 --repeat-large 3 --pandas uniform-100k
@@ -31,7 +31,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".cache"
-CONVERT = HERE.parent / "step_scripts" / "convert.py"
+#: Another converter, from a folder holding the package (a step snapshot: step/ + sheetdrop_contract/).
+BASELINE = "import sys; sys.path.insert(0, sys.argv.pop(1)); from sheetdrop_step.convert import main; sys.exit(main())"
 # name: (rows, sheets, workbook shape)
 SHAPES = {
     "uniform-100k": (100_000, 1, "uniform"),
@@ -83,7 +84,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7, help="runs per contender on 100k-row shapes")
     parser.add_argument("--repeat-large", type=int, default=3, help="runs per contender on 500k rows")
     parser.add_argument("--pandas", default="uniform-100k", help="shapes pandas+openpyxl runs on (once each)")
-    parser.add_argument("--baseline", type=Path, help="another step_scripts/ folder, timed as contender 'baseline'")
+    parser.add_argument("--baseline", type=Path, help="another converter, timed as contender 'baseline': a step "
+                        "snapshot folder, or a step_scripts/ folder from before the move to step/")
     args = parser.parse_args()
 
     # Run as a script, this folder is sys.path[0]: the sibling module imports as is.
@@ -91,15 +93,17 @@ def main() -> None:
 
     py = sys.executable
     contenders = {
-        "sheetdrop": lambda s, o: [py, str(CONVERT), str(s), str(o)],
+        "sheetdrop": lambda s, o: [py, "-m", "sheetdrop_step", str(s), str(o)],
         "polars full": lambda s, o: [py, "-c", POLARS.format("None"), str(s), str(o)],
         "polars default": lambda s, o: [py, "-c", POLARS.format(100), str(s), str(o)],
     }
     if args.baseline:
-        baseline = args.baseline.resolve() / "convert.py"
-        contenders["baseline"] = lambda s, o: [py, str(baseline), str(s), str(o)]
-    sys.path.insert(0, str(CONVERT.parent))
-    from convert import usable_cores
+        folder = args.baseline.resolve()
+        if (folder / "convert.py").exists():  # the layout before step/: a script among its modules
+            contenders["baseline"] = lambda s, o: [py, str(folder / "convert.py"), str(s), str(o)]
+        else:
+            contenders["baseline"] = lambda s, o: [py, "-P", "-c", BASELINE, str(folder), str(s), str(o)]
+    from sheetdrop_step.convert import usable_cores
 
     print(f"machine: {platform.machine()}, usable cores {usable_cores()}, {platform.python_implementation()} "
           f"{platform.python_version()}, load average at start {os.getloadavg()[0]:.2f}")

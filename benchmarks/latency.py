@@ -3,7 +3,7 @@
 Starts its own Azurite and dev host (default poll interval, two runner workers), drops the
 workbook N times under new names, and measures per drop: how long until the dev host noticed it
 (the run's submission time) and until its datasets were registered (the run's end). As a
-baseline measured in the same run it times the conversion alone (``python step_scripts/convert.py``,
+baseline measured in the same run it times the conversion alone (``python -m sheetdrop_step``,
 a whole process), so the ratio shows what the storage, the trigger and the runner add.
 
     .venv/bin/python benchmarks/latency.py [--rows 10000] [--drops 7]
@@ -26,7 +26,6 @@ from sheetdrop.storage import blob_service, ensure_container
 from sheetdrop_local import db, runstore
 from sheetdrop_local.azurite import Azurite, free_port
 from sheetdrop_local.devhost import DevHost
-from sheetdrop_local.runner import STEP_DIR
 from sheetdrop_local.settings import load_local_settings
 
 
@@ -43,7 +42,7 @@ def main() -> int:
         baseline = []
         for i in range(args.drops):
             started = time.perf_counter()
-            subprocess.run([sys.executable, str(STEP_DIR / "convert.py"), str(workbook), str(root / f"out{i}")],
+            subprocess.run([sys.executable, "-m", "sheetdrop_step", str(workbook), str(root / f"out{i}")],
                            check=True, stdout=subprocess.DEVNULL)
             baseline.append(time.perf_counter() - started)
 

@@ -21,16 +21,15 @@ from azureml.data.datapath import DataPath, DataPathComputeBinding
 from azureml.pipeline.core import Pipeline, PipelineData, PipelineParameter
 from azureml.pipeline.steps import PythonScriptStep
 
-from step_scripts import contract
+from pipeline import snapshot
+from sheetdrop_contract import contract
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-SOURCE_DIRECTORY = REPO_ROOT / contract.SOURCE_DIRECTORY
-STEP_REQUIREMENTS = SOURCE_DIRECTORY / "requirements.txt"
+STEP_REQUIREMENTS = snapshot.STEP_DIR / "requirements.txt"
 ENVIRONMENT_NAME = "sheetdrop-extract"
 #: The step's interpreter; the same minor version the project and its tests use.
 PYTHON_VERSION = "3.11"
-#: What the step needs only inside AzureML (step_scripts/azureml_context.py): the run context and
-#: Dataset.Tabular, which needs azureml-dataprep. Kept out of step_scripts/requirements.txt because
+#: What the step needs only inside AzureML (sheetdrop_step/azureml_context.py): the run context and
+#: Dataset.Tabular, which needs azureml-dataprep. Kept out of step/requirements.txt because
 #: the local runner installs that file and must not pull azureml.
 AZUREML_STEP_PACKAGES = ("azureml-core>=1.57", "azureml-dataset-runtime>=1.57")
 
@@ -58,24 +57,14 @@ class ExtractPipeline(StepParts):
     environment: Environment
 
 
-def read_requirements(path: Path = STEP_REQUIREMENTS) -> list[str]:
-    """Requirement lines of a pip requirements file, without comments and blank lines."""
-    requirements = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        requirement = line.split(" #", 1)[0].strip()
-        if requirement and not requirement.startswith("#"):
-            requirements.append(requirement)
-    return requirements
-
-
 def build_environment(requirements: Path = STEP_REQUIREMENTS, name: str = ENVIRONMENT_NAME) -> Environment:
-    """The step's AzureML Environment, from step_scripts/' own requirements (not the Function's)."""
+    """The step's AzureML Environment, from step/requirements.txt (not the Function's)."""
     # Not Environment.from_pip_requirements: it copies comment lines into the conda specification as
     # if they were packages. Not CondaDependencies.create: it adds --find-links/--extra-index-url options.
     # The default CondaDependencies already carries azureml-defaults (run history, mounts).
     dependencies = CondaDependencies()
     dependencies.set_python_version(PYTHON_VERSION)
-    for package in [*read_requirements(requirements), *AZUREML_STEP_PACKAGES]:
+    for package in [*snapshot.read_requirements(requirements), *AZUREML_STEP_PACKAGES]:
         dependencies.add_pip_package(package)
     # _skip_defaults: a plain Environment(name) carries an EXAMPLE_ENV_VAR into every run.
     environment = Environment(name=name, _skip_defaults=True)
@@ -103,10 +92,11 @@ def build_step_parts(
     environment: Environment,
     input_datastore: Any,
     output_datastore: Any,
+    source_directory: Path,
     step_settings: Mapping[str, str] | None = None,
-    source_directory: Path = SOURCE_DIRECTORY,
 ) -> StepParts:
-    """The PythonScriptStep with its parameters and output; no Pipeline (no workspace) needed."""
+    """The PythonScriptStep with its parameters and output; no Pipeline (no workspace) needed.
+    ``source_directory``: the step's snapshot as :func:`pipeline.snapshot.assemble` made it."""
     # Every submission assigns its own blob; the default only has to be a well-formed DataPath
     # on the input datastore so that validation and publishing accept the parameter.
     input_parameter = PipelineParameter(
@@ -155,9 +145,9 @@ def build_pipeline(
     environment: Environment,
     input_datastore: Any,
     output_datastore: Any,
+    source_directory: Path,
     step_settings: Mapping[str, str] | None = None,
     description: str = "sheetdrop: Excel workbook -> parquet -> registered datasets",
-    source_directory: Path = SOURCE_DIRECTORY,
     _workflow_provider: Any = None,
     _service_endpoint: str | None = None,
 ) -> ExtractPipeline:

@@ -18,8 +18,10 @@ import argparse
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from azureml.core import Datastore, Workspace
@@ -27,7 +29,7 @@ from azureml.core.compute import AmlCompute, ComputeTarget
 from azureml.core.compute_target import ComputeTargetException
 from azureml.pipeline.core import PipelineEndpoint
 
-from pipeline import build
+from pipeline import build, snapshot
 from pipeline.workspace import SetupError, add_connection_arguments, connect
 
 DEFAULT_ENDPOINT_NAME = "sheetdrop-extract"
@@ -118,7 +120,7 @@ def publish_behind_endpoint(
 def git_version() -> str | None:
     try:
         out = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
-                             check=True, cwd=build.REPO_ROOT)
+                             check=True, cwd=snapshot.REPO)
     except (OSError, subprocess.CalledProcessError):
         return None
     return out.stdout.strip() or None
@@ -153,18 +155,21 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     output_datastore = Datastore.get(workspace, args.output_datastore)
     compute = get_or_create_compute(workspace, args.compute, args.vm_size, args.max_nodes)
-    built = build.build_pipeline(
-        workspace,
-        compute_target=compute,
-        environment=build.build_environment(),
-        input_datastore=input_datastore,
-        output_datastore=output_datastore,
-        # The step's limits travel with the published pipeline (SHEETDROP_MAX_CELLS, …), as the
-        # step runconfig's environment variables.
-        step_settings=os.environ,
-    )
-    result = publish_behind_endpoint(workspace, built.pipeline, endpoint_name=args.endpoint_name,
-                                     version=git_version())
+    # The step's source: the snapshot the local runner runs too (pipeline.snapshot); publishing uploads it.
+    with tempfile.TemporaryDirectory(prefix="sheetdrop-step-") as tmp:
+        built = build.build_pipeline(
+            workspace,
+            compute_target=compute,
+            environment=build.build_environment(),
+            input_datastore=input_datastore,
+            output_datastore=output_datastore,
+            source_directory=snapshot.assemble(Path(tmp) / "snapshot"),
+            # The step's limits travel with the published pipeline (SHEETDROP_MAX_CELLS, …), as the
+            # step runconfig's environment variables.
+            step_settings=os.environ,
+        )
+        result = publish_behind_endpoint(workspace, built.pipeline, endpoint_name=args.endpoint_name,
+                                         version=git_version())
     print(f"published pipeline: {result.pipeline_id}")
     print(f"pipeline endpoint {'created' if result.created else 'updated (new default version)'}: "
           f"{args.endpoint_name}")

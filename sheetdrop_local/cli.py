@@ -84,12 +84,10 @@ def _report_run(settings: LocalSettings, version: tuple[str, str], timeout: floa
 
 
 def cmd_convert(args: argparse.Namespace, settings: LocalSettings | None) -> int:
-    from sheetdrop_local.runner import STEP_DIR
-
     # The step's own converter, in its own process: the same code AzureML runs, and a reader
     # that aborts cannot take the CLI down with it.
     options = ["--options", str(args.options)] if args.options else []
-    return subprocess.run([sys.executable, str(STEP_DIR / "convert.py"), str(args.input), str(args.outdir), *options],
+    return subprocess.run([sys.executable, "-m", "sheetdrop_step", str(args.input), str(args.outdir), *options],
                           check=False).returncode
 
 

@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 from typing import Literal, get_args
 from urllib.parse import quote
 
-from step_scripts import contract
+from sheetdrop_contract import contract
 
 MountLayout = Literal["common-runtime", "legacy"]
 MOUNT_LAYOUTS: tuple[MountLayout, ...] = get_args(MountLayout)

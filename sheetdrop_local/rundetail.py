@@ -19,11 +19,11 @@ from posixpath import basename
 from typing import TYPE_CHECKING, Any
 
 from sheetdrop.storage import storage_unreachable
+from sheetdrop_contract import contract
 from sheetdrop_local import lineage, parquetview, registry
 from sheetdrop_local.registry import DatasetVersion
 from sheetdrop_local.runstore import Run
 from sheetdrop_local.settings import LocalSettings
-from step_scripts import contract
 
 if TYPE_CHECKING:
     from azure.storage.blob import BlobServiceClient

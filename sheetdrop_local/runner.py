@@ -3,10 +3,10 @@
 For each run: a step run id; the input blob staged at its mount path and the PipelineData folder
 left for the step to create, in today's common-runtime layout or the legacy one
 (:mod:`sheetdrop_local.mounts`); the run's definition written in AzureML's shape (its output's
-datastore path, ``azureml/<step run id>/extracted``); ``step_scripts/extract.py`` run in a
-subprocess with the argv of the one step contract; its log kept; the output uploaded to the output
-datastore's container at that path; then, in one transaction, the step's dataset registrations
-applied and the run marked completed.
+datastore path, ``azureml/<step run id>/extracted``); the step's entry script ``extract.py``, from
+the snapshot AzureML is given (:mod:`pipeline.snapshot`), run in a subprocess with the argv of the one
+step contract; its log kept; the output uploaded to the output datastore's container at that path;
+then, in one transaction, the step's dataset registrations applied and the run marked completed.
 """
 
 from __future__ import annotations
@@ -23,21 +23,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import step_scripts
+from pipeline import snapshot
 from sheetdrop.storage import blob_service, ensure_container, storage_unreachable
+from sheetdrop_contract import contract
 from sheetdrop_local import db, registry, runstore
 from sheetdrop_local.mounts import MountError, StepMounts, step_mounts, step_mounts_v2
 from sheetdrop_local.recovery import StorageRestarts
 from sheetdrop_local.runstore import Run, RunStatus
 from sheetdrop_local.settings import LocalSettings
-from step_scripts import contract
 
 if TYPE_CHECKING:
     from azure.storage.blob import BlobServiceClient
 
 log = logging.getLogger("sheetdrop.runner")
 
-STEP_DIR = Path(step_scripts.__file__).resolve().parent
 #: What the step's process inherits: enough to run Python, none of the storage settings (the
 #: step reaches storage only through its mounts, as in AzureML, so it never sees a key).
 STEP_ENV_KEEP = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "SYSTEMROOT")
@@ -62,7 +61,8 @@ class LocalRunner:
     conn: sqlite3.Connection
     service: BlobServiceClient
     python: str = sys.executable
-    step_dir: Path = STEP_DIR
+    #: The step's snapshot; by default the one assembled from the checkout under <state>/snapshots.
+    step_dir: Path | None = None
     keep_mounts: bool = False
     max_attempts: int = 3
     requeue_delay: float = 10.0
@@ -207,13 +207,14 @@ class LocalRunner:
             env[contract.JOB_API_ENV] = "v2"  # as the command component's environment sets it
         env["SHEETDROP_LOCAL_RUN"] = str(run_file)
         env["PYTHONUNBUFFERED"] = "1"
+        step_dir = self.step_dir or snapshot.built(self.settings.state_dir / "snapshots")
         with open(log_path, "w", encoding="utf-8") as handle:
             handle.write(f"$ {contract.SCRIPT_NAME} {' '.join(argv)}\n")
             handle.flush()
             try:
                 proc = subprocess.run(
-                    [self.python, str(self.step_dir / contract.SCRIPT_NAME), *argv],
-                    cwd=self.step_dir, env=env, stdout=handle, stderr=subprocess.STDOUT,
+                    [self.python, str(step_dir / contract.SCRIPT_NAME), *argv],
+                    cwd=step_dir, env=env, stdout=handle, stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL, timeout=self.settings.step_timeout, check=False,
                 )
             except subprocess.TimeoutExpired as exc:

@@ -19,8 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loopback import LoopbackService, Recorded, Reply
-
-from step_scripts import contract
+from sheetdrop_contract import contract
 
 SUBSCRIPTION = "00000000-1111-2222-3333-444444444444"
 RESOURCE_GROUP = "rg-sheetdrop"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline import snapshot
 from sheetdrop.settings import get_settings
 from sheetdrop_local import backend
 from sheetdrop_local.azurite import Azurite, free_port
@@ -27,6 +28,12 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def step_snapshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The step's snapshot as publish uploads it and the local runner runs it (pipeline.snapshot)."""
+    return snapshot.built(tmp_path_factory.mktemp("snapshots"))
 
 
 @pytest.fixture

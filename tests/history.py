@@ -5,7 +5,6 @@ file (skipped). For the tests of what the CLI and the studio show."""
 from __future__ import annotations
 
 from conftest import REPO, SAMPLE
-
 from sheetdrop.storage import blob_service, ensure_container
 from sheetdrop_local import db, runstore
 from sheetdrop_local.devhost import DevHost

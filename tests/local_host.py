@@ -13,7 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from conftest import REPO
-
 from sheetdrop.storage import blob_service
 from sheetdrop_local.azurite import free_port
 from sheetdrop_local.settings import LocalSettings, load_local_settings

@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bicep_eval import Deployment, Scope
 
+from bicep_eval import Deployment, Scope
 from sheetdrop.settings import load_settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -42,8 +42,7 @@ AZCLI_PYTHON = REPO / ".venv-azcli" / "bin" / "python"
 PUBLISHER_PYTHON = {"pipeline.publish": REPO / ".venv-aml" / "bin" / "python",
                     "pipeline.v2.publish": REPO / ".venv-aml2" / "bin" / "python"}
 #: What the post-provision hook digests (infra/hooks/postprovision.py, SOURCES), copied with the hooks.
-SOURCES = ("pipeline", "step", "step_scripts", "function/sheetdrop_contract", "requirements-aml.txt",
-           "requirements-aml2.txt")
+SOURCES = ("pipeline", "step", "function/sheetdrop_contract", "requirements-aml.txt", "requirements-aml2.txt")
 KEY = "s3cr3t-blobs-extension-key"
 #: The object id azd's login reports (AZURE_PRINCIPAL_ID).
 DEPLOYER = "11111111-1111-1111-1111-111111111111"
@@ -326,8 +325,7 @@ def test_v1_up_publishes_as_the_deployer_wires_the_function_and_subscribes_the_r
     assert azd.parameters()["pipelineEndpointUrl"] == url
     (subscription,) = azd.event_subscriptions().values()
     function_name = re.search(r'function_name\("(\w+)"\)\s*@app\.blob_trigger',
-                              next(p for p in (REPO / "function" / "function_app.py", REPO / "function_app.py")
-                                   if p.is_file()).read_text())
+                              (REPO / "function" / "function_app.py").read_text())
     assert function_name
     host = azd.cloud()["groups"]["rg-dev"]["apps"][values["AZURE_FUNCTION_APP_NAME"]]["defaultHostName"]
     assert subscription["destination"]["endpointUrl"] == (

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from clock import FakeClock
 
+from clock import FakeClock
 from sheetdrop.claims import POISONED_INDEX, ClaimState, ClaimStore, claim_blob_name
 from sheetdrop.storage import blob_service, ensure_container
 from sheetdrop_local.settings import LocalSettings

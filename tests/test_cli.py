@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import SAMPLE
 
+from conftest import SAMPLE
 from sheetdrop_local import cli, db, registry, runstore
 from sheetdrop_local.azurite import free_port
 from sheetdrop_local.settings import LocalSettings

@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
-from history import make_history
 
+from history import make_history
 from sheetdrop_local import cli, db, registry, runstore
 from sheetdrop_local.azurite import free_port
 from sheetdrop_local.settings import LocalSettings

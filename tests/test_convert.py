@@ -9,14 +9,14 @@ import sys
 import zipfile
 from pathlib import Path
 
-import contract
-import convert
 import openpyxl
 import pyarrow.parquet as pq
 import xlsxwriter
-from convert import convert_workbook
 
-STEP = Path(__file__).resolve().parents[1] / "step_scripts"
+from sheetdrop_contract import contract
+from sheetdrop_step import convert
+from sheetdrop_step.convert import convert_workbook
+
 FIXTURES = Path(__file__).resolve().parent / "workbooks"
 
 
@@ -186,7 +186,8 @@ def test_error_cells_become_null_and_are_counted(tmp_path: Path) -> None:
 
 def test_column_rules_unit() -> None:
     import pyarrow as pa
-    from convert_columns import ColumnRead, finish_column
+
+    from sheetdrop_step.convert_columns import ColumnRead, finish_column
 
     assert finish_column(ColumnRead(0, pa.array([1.0, None, 3.0]), "number"), False).type == "int64"
     beyond_exact_integers = pa.array([1.0, 2**60 * 1.0])
@@ -311,13 +312,15 @@ def test_script_mode_success_and_rejection(tmp_path: Path) -> None:
     wb = xlsxwriter.Workbook(src)
     wb.add_worksheet().write_column(0, 0, ["a", 1])
     wb.close()
-    ok = subprocess.run([sys.executable, STEP / "convert.py", src, tmp_path / "out"], capture_output=True, text=True)
+    ok = subprocess.run([sys.executable, "-m", "sheetdrop_step", src, tmp_path / "out"], capture_output=True,
+                        text=True)
     assert ok.returncode == 0, ok.stderr
     assert (tmp_path / "out" / "sheet1.parquet").exists()
 
     bad = tmp_path / "bad.xlsx"
     bad.write_text("a,b\n1,2\n")
-    rej = subprocess.run([sys.executable, STEP / "convert.py", bad, tmp_path / "o2"], capture_output=True, text=True)
+    rej = subprocess.run([sys.executable, "-m", "sheetdrop_step", bad, tmp_path / "o2"], capture_output=True,
+                         text=True)
     assert rej.returncode != 0
     assert rej.stderr.count("\n") == 1
     assert rej.stderr.startswith("error: not-a-workbook: ")

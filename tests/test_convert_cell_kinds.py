@@ -19,10 +19,10 @@ import fastexcel
 import pyarrow.parquet as pq
 import pytest
 import xlsxwriter
-from convert import convert_workbook
-from convert_columns import column_letter
-from convert_sheet import original
 
+from sheetdrop_step.convert import convert_workbook
+from sheetdrop_step.convert_columns import column_letter
+from sheetdrop_step.convert_sheet import original
 from tests.workbooks.empty_text import typed_as_text
 
 VALUES: dict[str, object] = {

@@ -15,8 +15,8 @@ import openpyxl
 import pyarrow.parquet as pq
 import pytest
 import xlsxwriter
-from convert import convert_workbook
 
+from sheetdrop_step.convert import convert_workbook
 from tests.workbooks.make_xls import CellError as XlsError
 from tests.workbooks.make_xls import write_xls
 from tests.workbooks.make_xlsb import CellError as XlsbError

@@ -8,9 +8,9 @@ from pathlib import Path
 import openpyxl
 import pyarrow.parquet as pq
 import xlsxwriter
-from convert import convert_workbook
-from read_options import parse
 
+from sheetdrop_contract.read_options import parse
+from sheetdrop_step.convert import convert_workbook
 from tests.workbooks.empty_text import typed_as_text
 
 

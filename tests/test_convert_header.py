@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import xlsxwriter
-from convert import convert_workbook
 
+from sheetdrop_step.convert import convert_workbook
 from tests.workbooks.empty_text import typed_as_text
 
 

@@ -15,7 +15,8 @@ import openpyxl
 import pyarrow.parquet as pq
 import pytest
 import xlsxwriter
-from convert import convert_workbook
+
+from sheetdrop_step.convert import convert_workbook
 
 
 def canonical(path: Path) -> Path:

@@ -13,9 +13,10 @@ import openpyxl
 import pyarrow.parquet as pq
 import pytest
 import xlsxwriter
-from convert import Limits, WorkbookRejected, convert_workbook
-from convert_package import SheetPieces
-from read_options import parse
+
+from sheetdrop_contract.read_options import parse
+from sheetdrop_step.convert import Limits, WorkbookRejected, convert_workbook
+from sheetdrop_step.convert_package import SheetPieces
 
 ROWS = 4000
 LATE = 1200  # after the first 1000 rows, which choose the types

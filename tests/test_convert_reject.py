@@ -10,7 +10,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import xlsxwriter
-from convert import Limits, WorkbookRejected, convert_workbook
+
+from sheetdrop_step.convert import Limits, WorkbookRejected, convert_workbook
 
 FIXTURES = Path(__file__).resolve().parent / "workbooks"
 
@@ -215,7 +216,7 @@ def test_format_comes_from_content_not_extension(tmp_path: Path, name: str) -> N
 
 
 def test_xlsb_is_recognised_from_content(tmp_path: Path) -> None:
-    from convert_guard import inspect_workbook
+    from sheetdrop_step.convert_guard import inspect_workbook
 
     # No library here writes .xlsb; the package layout is enough to classify it.
     src = tmp_path / "book.bin"

@@ -10,9 +10,10 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 import xlsxwriter
-from convert_columns import ColumnRead
-from convert_scan import TEXT_TYPES, SheetScan
-from convert_sheet import Head, check
+
+from sheetdrop_step.convert_columns import ColumnRead
+from sheetdrop_step.convert_scan import TEXT_TYPES, SheetScan
+from sheetdrop_step.convert_sheet import Head, check
 
 
 def test_counts_and_area_do_not_depend_on_the_chunks(tmp_path: Path) -> None:
@@ -35,8 +36,8 @@ def test_counts_and_area_do_not_depend_on_the_chunks(tmp_path: Path) -> None:
 
 
 def test_a_second_read_takes_the_suspect_columns_in_groups(monkeypatch: pytest.MonkeyPatch) -> None:
-    import convert_sheet
-    from convert_scan import SheetCounts
+    from sheetdrop_step import convert_sheet
+    from sheetdrop_step.convert_scan import SheetCounts
 
     monkeypatch.setattr(convert_sheet, "STRICT_CELLS", 8)  # 4 rows: two columns per read
     columns = [

@@ -13,9 +13,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import xlrd
-from convert import convert_workbook
-from convert_guard import inspect_workbook
 
+from sheetdrop_step.convert import convert_workbook
+from sheetdrop_step.convert_guard import inspect_workbook
 from tests.workbooks.make_xls import BrokenFormula, CellError, Chart, write_xls
 
 ROWS = [["id", "amount", "code"], *[[i, i * 1.5, f"{i:04d}"] for i in range(1, 41)]]

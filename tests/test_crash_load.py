@@ -27,8 +27,8 @@ from pathlib import Path
 import openpyxl
 import pyarrow.parquet as pq
 import pytest
-from local_host import host_env, reachable, start_host, stop_azurite, wait_for
 
+from local_host import host_env, reachable, start_host, stop_azurite, wait_for
 from sheetdrop.storage import blob_service, ensure_container
 from sheetdrop_local import db, events, registry, runstore
 from sheetdrop_local.settings import LocalSettings

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 
 from conftest import SAMPLE
-
 from sheetdrop.storage import blob_service, ensure_container
 from sheetdrop_local import db, runstore
 from sheetdrop_local.devhost import DevHost

@@ -9,9 +9,9 @@ import threading
 import time
 
 import pytest
+
 from clock import FakeClock
 from conftest import SAMPLE
-
 from sheetdrop.storage import blob_service, ensure_container
 from sheetdrop_local import db, events, runstore
 from sheetdrop_local.azurite import Azurite, free_port

@@ -12,8 +12,8 @@ from pathlib import Path
 import openpyxl
 import pyarrow.parquet as pq
 import pytest
-from conftest import SAMPLE
 
+from conftest import SAMPLE
 from sheetdrop.storage import blob_service, ensure_container
 from sheetdrop_local import backend, db, registry, runstore
 from sheetdrop_local.devhost import DevHost

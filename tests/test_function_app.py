@@ -5,8 +5,8 @@ from __future__ import annotations
 import azure.functions as func
 import azurefunctions.extensions.bindings.blob as blob_ext
 from azurefunctions.extensions.bindings.blob import BlobClientConverter
-from conftest import SAMPLE
 
+from conftest import SAMPLE
 from sheetdrop.storage import blob_service, ensure_container
 from sheetdrop_local import db, runstore
 from sheetdrop_local.functions_host import DevContext, blob_client_argument, indexed_timer, indexed_trigger

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from conftest import SAMPLE
 from local_host import host_env, reachable, start_host, stop_azurite, wait_for
-
 from sheetdrop.claims import ClaimState
 from sheetdrop.storage import blob_service, ensure_container
 from sheetdrop.trigger import claim_store

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bicep_eval import Deployment, Scope
 from pycep import BicepParser
 
+from bicep_eval import Deployment, Scope
 from sheetdrop import telemetry
 from sheetdrop.settings import BACKENDS, CONNECTION, SettingsError, load_settings
 from sheetdrop.submit import SubmitResult
@@ -234,7 +234,7 @@ LITERALS = {f"{CONNECTION}__credential": "managedidentity",
 def names_read_by_settings_module() -> set[str]:
     """Every app setting name sheetdrop/settings.py spells: its string constants and f-strings (with
     CONNECTION put in) shaped like a setting name; each one is read from the environment there."""
-    trees = [ast.parse((REPO / "sheetdrop" / module).read_text()) for module in ("settings.py",)]
+    trees = [ast.parse((REPO / "function" / "sheetdrop" / module).read_text()) for module in ("settings.py",)]
     names = set()
     for node in (node for tree in trees for node in ast.walk(tree)):
         if isinstance(node, ast.JoinedStr):
@@ -323,7 +323,7 @@ def test_without_the_endpoint_url_the_function_names_what_is_missing() -> None:
 
 
 def test_the_trigger_connection_is_the_prefix_the_template_sets() -> None:
-    tree = ast.parse((REPO / "function_app.py").read_text())
+    tree = ast.parse((REPO / "function" / "function_app.py").read_text())
     connections = {kw.value.value for node in ast.walk(tree) if isinstance(node, ast.Call)
                    for kw in node.keywords if kw.arg == "connection" and isinstance(kw.value, ast.Constant)}
     assert connections == {CONNECTION}
@@ -647,7 +647,7 @@ def test_outcome_traces_are_never_sampled() -> None:
     adaptive sampling processor's ExcludedTypes (azure-webjobs-sdk, TelemetryProcessorExtensions.cs);
     recognized types: Dependency, Event, Exception, PageView, Request, Trace (learn:
     azure-functions/functions-host-json). The Python worker's log records arrive as traces."""
-    host = json.loads(next(p for p in (REPO / "function" / "host.json", REPO / "host.json") if p.is_file()).read_text())
+    host = json.loads((REPO / "function" / "host.json").read_text())
     sampling = host["logging"]["applicationInsights"]["samplingSettings"]
     excluded = {t.strip() for t in sampling["excludedTypes"].split(";")}
     assert "Trace" in excluded and excluded <= {"Dependency", "Event", "Exception", "PageView", "Request", "Trace"}

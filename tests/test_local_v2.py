@@ -8,15 +8,15 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLE
-from schema_changes import CHANGE_TAG
-from test_end_to_end import run_all, upload
 
+from conftest import SAMPLE
 from sheetdrop.settings import SettingsError
 from sheetdrop.storage import blob_service
 from sheetdrop_local import backend, db, registry
 from sheetdrop_local.devhost import DevHost
 from sheetdrop_local.settings import LocalSettings, load_local_settings
+from sheetdrop_step.schema_changes import CHANGE_TAG
+from test_end_to_end import run_all, upload
 
 #: Tags that differ between two runs of the same workbook by design.
 PER_RUN = {"run_id"}

@@ -3,7 +3,7 @@ import hashlib
 import pytest
 
 from sheetdrop.naming import dataset_name, dataset_source, skip_reason
-from step_scripts.contract import MAX_NAME, slug
+from sheetdrop_contract.contract import MAX_NAME, slug
 
 
 @pytest.mark.parametrize("name", ["a.xlsx", "A.XLSX", "f/b.xlsm", "old.xls", "bin.XLSB", "calc.ods"])

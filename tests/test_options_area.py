@@ -11,10 +11,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import xlsxwriter
-from convert import convert_workbook
-from convert_header import HeaderChoice
-from read_options import parse
-from rejection import WorkbookRejected
+
+from sheetdrop_contract.read_options import parse
+from sheetdrop_step.convert import convert_workbook
+from sheetdrop_step.convert_header import HeaderChoice
+from sheetdrop_step.rejection import WorkbookRejected
 
 
 def options(text: str):
@@ -153,9 +154,9 @@ def test_options_that_leave_no_sheet_reject_the_workbook_saying_why(tmp_path: Pa
 
 def test_a_range_far_down_the_sheet_is_typed_from_its_own_first_rows(tmp_path: Path) -> None:
     # Its first rows, not the sheet's (which hold another table): text columns are read as text.
-    from convert_guard import quick_inspect
-    from convert_job import Limits
-    from convert_sheet import Task, head_types
+    from sheetdrop_step.convert_guard import quick_inspect
+    from sheetdrop_step.convert_job import Limits
+    from sheetdrop_step.convert_sheet import Task, head_types
 
     src = tmp_path / "deep.xlsx"
     wb = xlsxwriter.Workbook(src, {"constant_memory": True})

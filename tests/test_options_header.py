@@ -11,9 +11,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import xlsxwriter
-from convert import convert_workbook
-from convert_header import HeaderChoice, find_header
-from read_options import parse
+
+from sheetdrop_contract.read_options import parse
+from sheetdrop_step.convert import convert_workbook
+from sheetdrop_step.convert_header import HeaderChoice, find_header
 
 
 def options(text: str):

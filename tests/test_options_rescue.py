@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import xlsxwriter
-from convert import convert_workbook
-from read_options import parse
+
+from sheetdrop_contract.read_options import parse
+from sheetdrop_step.convert import convert_workbook
 
 
 def mixed(path: Path) -> Path:

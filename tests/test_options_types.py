@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import xlsxwriter
-from convert import convert_workbook
-from read_options import parse
 
+from sheetdrop_contract.read_options import parse
+from sheetdrop_step.convert import convert_workbook
 from tests.workbooks.cells import write
 
 HINTS = {"Qty": "int", "Price": "float", "Code": "string", "Day": "date", "Stamp": "datetime", "Paid": "bool",

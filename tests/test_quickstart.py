@@ -18,7 +18,6 @@ from pathlib import Path
 
 from conftest import REPO
 from local_host import host_env, wait_for
-
 from sheetdrop_local.azurite import free_port, port_open
 
 

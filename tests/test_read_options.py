@@ -6,15 +6,15 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import SAMPLE
 
+from conftest import SAMPLE
 from sheetdrop import options
 from sheetdrop.storage import blob_service, ensure_container
+from sheetdrop_contract.read_options import CellRange, OptionsError, ReadOptions, parse, parse_range
 from sheetdrop_local import cli, db, registry, runstore
 from sheetdrop_local.devhost import DevHost
 from sheetdrop_local.runner import LocalRunner
 from sheetdrop_local.settings import LocalSettings
-from step_scripts.read_options import CellRange, OptionsError, ReadOptions, parse, parse_range
 
 
 def test_a_full_file_parses() -> None:

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+
 from azureml_standin import TOKEN, AzureMLStandIn
 from clock import FakeClock
 from conftest import REPO, SAMPLE
 from loopback import serve
-
 from sheetdrop.claims import RELEASED_RETRY_AFTER, ClaimState
 from sheetdrop.settings import get_settings
 from sheetdrop.storage import blob_service, ensure_container

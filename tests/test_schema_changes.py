@@ -9,13 +9,13 @@ from pathlib import Path
 
 import openpyxl
 import pytest
-from schema_changes import SchemaChange, compare
 
 from sheetdrop.storage import blob_service, ensure_container
 from sheetdrop_local import cli, db, registry, runstore
 from sheetdrop_local.devhost import DevHost
 from sheetdrop_local.runner import LocalRunner
 from sheetdrop_local.settings import LocalSettings
+from sheetdrop_step.schema_changes import SchemaChange, compare
 
 
 def workbook(prices: list[object], sheets: tuple[str, ...] = ("Items",)) -> bytes:

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from sheetdrop.settings import SettingsError, load_settings
+from sheetdrop_contract import contract
 from sheetdrop_local.azurite import AZURITE_KEY
 from sheetdrop_local.settings import load_local_settings
-from step_scripts import contract
 
 REPO = Path(__file__).resolve().parent.parent
 AZURE = {"SHEETDROP_BACKEND": "azureml", "INPUT_STORAGE__blobServiceUri": "https://acct.blob.core.windows.net",
@@ -107,7 +107,7 @@ def test_a_required_azureml_setting_names_itself_and_the_fix() -> None:
 
 def test_the_claims_give_up_when_the_host_does() -> None:
     """host.json's poisonBlobThreshold and CLAIM_MAX_FAILURES' default are one number."""
-    host = json.loads((REPO / "host.json").read_text())
+    host = json.loads((REPO / "function" / "host.json").read_text())
     assert host["extensions"]["blobs"]["poisonBlobThreshold"] == load_local_settings({}).claim_max_failures
 
 
@@ -115,7 +115,7 @@ def test_the_readme_lists_every_setting() -> None:
     readme = (REPO / "README.md").read_text()
     table = readme[readme.index("## Configuration"):readme.index("## CLI")]
     names = set()
-    for module in ("sheetdrop/settings.py", "sheetdrop_local/settings.py"):
+    for module in ("function/sheetdrop/settings.py", "sheetdrop_local/settings.py"):
         tree = ast.parse((REPO / module).read_text())
         names |= {node.value for node in ast.walk(tree) if isinstance(node, ast.Constant) and
                   isinstance(node.value, str) and re.fullmatch(r"[A-Z][A-Z0-9_]{3,}", node.value)}
@@ -126,10 +126,11 @@ def test_the_readme_lists_every_setting() -> None:
 
 #: Modules that may read the process environment: the settings readers, and the step's runtime
 #: markers (which run it is in), which are not settings.
-ENVIRONMENT_READERS = {"sheetdrop/settings.py", "sheetdrop_local/settings.py", "step_scripts/step_context.py",
-                       "step_scripts/convert.py", "step_scripts/extract.py",
+ENVIRONMENT_READERS = {"function/sheetdrop/settings.py", "sheetdrop_local/settings.py",
+                       "step/sheetdrop_step/step_context.py", "step/sheetdrop_step/convert.py",
+                       "step/sheetdrop_step/extract.py",
                        # the v2 job's own variables (workspace, MLflow run, identity), set by AzureML
-                       "step_scripts/azureml_v2_context.py"}
+                       "step/sheetdrop_step/azureml_v2_context.py"}
 
 
 def _reads_environment(tree: ast.AST) -> list[int]:
@@ -143,7 +144,7 @@ def _reads_environment(tree: ast.AST) -> list[int]:
 
 def test_no_other_module_reads_the_environment_for_a_setting() -> None:
     found = {}
-    for folder in ("sheetdrop", "sheetdrop_local", "step_scripts", "pipeline"):
+    for folder in ("function", "sheetdrop_local", "step", "pipeline"):
         for path in sorted((REPO / folder).rglob("*.py")):
             rel = path.relative_to(REPO).as_posix()
             lines = _reads_environment(ast.parse(path.read_text()))

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import REPO, SAMPLE
 
+from conftest import SAMPLE
+from sheetdrop_contract import contract
 from sheetdrop_local.mounts import MOUNT_LAYOUTS, MountLayout, step_mounts
-from step_scripts import contract
 
 SOURCE = contract.source_tags("input", "sales/q3.xlsx", '"0x1"')
 
@@ -28,9 +28,9 @@ def test_the_output_path_comes_from_the_run(reference: dict[str, str] | None, ex
     assert contract.resolve_output(references, "extracted", "step-1", "ws") == expected
 
 
-def run_step(tmp_path: Path, workbook: Path, dataset: str = "sales", datastore: str = "workspaceblobstore",
-             local_run: bool = True, extra_env: dict[str, str] | None = None, layout: MountLayout = "common-runtime",
-             argument_datastore: str | None = None, read_options: str = "{}",
+def run_step(snapshot: Path, tmp_path: Path, workbook: Path, dataset: str = "sales",
+             datastore: str = "workspaceblobstore", local_run: bool = True, extra_env: dict[str, str] | None = None,
+             layout: MountLayout = "common-runtime", argument_datastore: str | None = None, read_options: str = "{}",
              ) -> tuple[subprocess.CompletedProcess[str], Path, Path]:
     """The step as the local runner starts it: mounts in ``layout``, the run's definition in run.json."""
     step_run = str(uuid.uuid4())
@@ -49,15 +49,15 @@ def run_step(tmp_path: Path, workbook: Path, dataset: str = "sales", datastore: 
     argv = [str(a) for a in contract.step_arguments(
         str(mounts.input_file), str(mounts.output_dir), argument_datastore or datastore, dataset,
         contract.source_version(**{k.removeprefix("source_"): v for k, v in SOURCE.items()}), read_options)]
-    proc = subprocess.run([sys.executable, str(REPO / "step_scripts" / "extract.py"), *argv],
+    proc = subprocess.run([sys.executable, str(snapshot / contract.SCRIPT_NAME), *argv],
                           capture_output=True, text=True, env=env, cwd=tmp_path, check=False)
     return proc, mounts.output_dir, outbox
 
 
 @pytest.mark.parametrize("layout", MOUNT_LAYOUTS)
-def test_step_creates_its_output_dir_writes_parquet_and_reports_registrations(tmp_path: Path,
+def test_step_creates_its_output_dir_writes_parquet_and_reports_registrations(step_snapshot: Path, tmp_path: Path,
                                                                              layout: MountLayout) -> None:
-    proc, output, outbox = run_step(tmp_path, SAMPLE, layout=layout)
+    proc, output, outbox = run_step(step_snapshot, tmp_path, SAMPLE, layout=layout)
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in output.iterdir()) == ["orders.parquet", "products.parquet", "targets.parquet"]
     orders = pq.read_table(output / "orders.parquet")
@@ -84,21 +84,21 @@ def test_step_creates_its_output_dir_writes_parquet_and_reports_registrations(tm
     assert json.loads(metrics["targets.parquet:column_types"])["September"] == "string"
 
 
-def test_the_common_runtime_mount_has_no_datastore_in_its_path(tmp_path: Path) -> None:
-    _, output, _ = run_step(tmp_path, SAMPLE)
+def test_the_common_runtime_mount_has_no_datastore_in_its_path(step_snapshot: Path, tmp_path: Path) -> None:
+    _, output, _ = run_step(step_snapshot, tmp_path, SAMPLE)
     assert "mounts" not in output.parts and "workspaceblobstore" not in output.parts
     assert output.parts[-4:] == ("cap", "data-capability", "wd", "extracted")
 
 
-def test_step_outside_any_run_converts_and_registers_nothing(tmp_path: Path) -> None:
-    proc, output, outbox = run_step(tmp_path, SAMPLE, local_run=False)
+def test_step_outside_any_run_converts_and_registers_nothing(step_snapshot: Path, tmp_path: Path) -> None:
+    proc, output, outbox = run_step(step_snapshot, tmp_path, SAMPLE, local_run=False)
     assert proc.returncode == 0, proc.stderr
     assert "not registered" in proc.stdout
     assert (output / "products.parquet").exists() and not outbox.exists()
 
 
-def test_step_with_a_wrong_datastore_name_fails_clearly(tmp_path: Path) -> None:
-    proc, _, outbox = run_step(tmp_path, SAMPLE, argument_datastore="otherstore")
+def test_step_with_a_wrong_datastore_name_fails_clearly(step_snapshot: Path, tmp_path: Path) -> None:
+    proc, _, outbox = run_step(step_snapshot, tmp_path, SAMPLE, argument_datastore="otherstore")
     assert proc.returncode == 3
     assert proc.stderr.strip().splitlines()[-1] == (
         "error: output-path: the run definition puts output 'extracted' on datastore 'workspaceblobstore', but "
@@ -106,19 +106,19 @@ def test_step_with_a_wrong_datastore_name_fails_clearly(tmp_path: Path) -> None:
     assert not outbox.exists()
 
 
-def test_a_bad_source_version_is_an_argument_error(tmp_path: Path) -> None:
+def test_a_bad_source_version_is_an_argument_error(step_snapshot: Path, tmp_path: Path) -> None:
     argv = [str(a) for a in contract.step_arguments("in.xlsx", str(tmp_path / "out"), "ws", "x", "not json", "{}")]
-    proc = subprocess.run([sys.executable, str(REPO / "step_scripts" / "extract.py"), *argv],
+    proc = subprocess.run([sys.executable, str(step_snapshot / contract.SCRIPT_NAME), *argv],
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 3
     assert proc.stderr.strip() == "error: arguments: --source_version is not JSON: 'not json'"
 
 
-def test_step_rejects_a_file_that_is_not_a_workbook(tmp_path: Path) -> None:
+def test_step_rejects_a_file_that_is_not_a_workbook(step_snapshot: Path, tmp_path: Path) -> None:
     fake = tmp_path / "upload" / "prices.xlsx"
     fake.parent.mkdir()
     fake.write_text("sku,price\nA,1\n")
-    proc, output, outbox = run_step(tmp_path, fake)
+    proc, output, outbox = run_step(step_snapshot, tmp_path, fake)
     assert proc.returncode != 0
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: not-a-workbook: ")
@@ -126,20 +126,20 @@ def test_step_rejects_a_file_that_is_not_a_workbook(tmp_path: Path) -> None:
     assert not any(output.glob("*.parquet"))
 
 
-def test_step_limits_are_settings_and_a_bad_one_is_named(tmp_path: Path) -> None:
-    proc, output, outbox = run_step(tmp_path / "a", SAMPLE, extra_env={"SHEETDROP_MAX_CELLS": "500"})
+def test_step_limits_are_settings_and_a_bad_one_is_named(step_snapshot: Path, tmp_path: Path) -> None:
+    proc, output, outbox = run_step(step_snapshot, tmp_path / "a", SAMPLE, extra_env={"SHEETDROP_MAX_CELLS": "500"})
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines()[-1].startswith("error: too-large: ")
     assert not outbox.exists() and not any(output.glob("*.parquet"))
-    proc, _, _ = run_step(tmp_path / "b", SAMPLE, extra_env={"SHEETDROP_MAX_FILE_MB": "lots"})
+    proc, _, _ = run_step(step_snapshot, tmp_path / "b", SAMPLE, extra_env={"SHEETDROP_MAX_FILE_MB": "lots"})
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines()[-1] == (
         "error: settings: SHEETDROP_MAX_FILE_MB='lots' is not a number (largest workbook accepted, MiB)")
 
 
 def test_every_step_setting_in_the_contract_reaches_the_converter() -> None:
-    import convert
-    from convert_guard import Limits
+    from sheetdrop_step import convert
+    from sheetdrop_step.convert_guard import Limits
 
     assert convert.options_from_env({}) == {"include_hidden": False, "limits": Limits()}
     changed = convert.options_from_env({"SHEETDROP_INCLUDE_HIDDEN": "yes", "SHEETDROP_MAX_FILE_MB": "2",

@@ -19,9 +19,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
 from conftest import REPO, SAMPLE
 from local_host import host_env, stop_azurite, wait_for
-
 from sheetdrop_local.azurite import free_port
 
 CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"

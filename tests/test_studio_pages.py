@@ -10,16 +10,16 @@ from html import unescape
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import SAMPLE
-from convert import CONVERTER_VERSION
-from history import deliver_and_run, make_history, upload
 from starlette.testclient import TestClient
 
+from conftest import SAMPLE
+from history import deliver_and_run, make_history, upload
 from sheetdrop.settings import StorageSettings
 from sheetdrop_local import db, lineage, registry, runstore, snippets
 from sheetdrop_local.azurite import AZURITE_KEY
 from sheetdrop_local.settings import LocalSettings
 from sheetdrop_local.studio.app import create_app
+from sheetdrop_step.convert import CONVERTER_VERSION
 
 
 @pytest.fixture

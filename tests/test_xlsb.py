@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from convert import Limits, WorkbookRejected, convert_workbook
-from convert_guard import inspect_workbook
 
+from sheetdrop_step.convert import Limits, WorkbookRejected, convert_workbook
+from sheetdrop_step.convert_guard import inspect_workbook
 from tests.workbooks.make_xlsb import (
     BRT_BEGIN_BOOK,
     SAMPLE_HEADER,
@@ -251,8 +251,7 @@ def test_xlsb_far_corner_cell_is_too_large_not_a_crash(tmp_path: Path) -> None:
 
 
 def test_xlsb_records_are_read_only_as_far_as_needed() -> None:
-    import convert_xlsb
-
+    from sheetdrop_step import convert_xlsb
     from tests.workbooks.make_xlsb import BRT_WB_PROP, BRT_WS_DIM, record
 
     prop = record(BRT_WB_PROP, struct.pack("<II", 1, 0))
@@ -265,7 +264,7 @@ def test_xlsb_records_are_read_only_as_far_as_needed() -> None:
 def test_xlsb_sheet_part_with_an_unsupported_compression_method_is_corrupt(tmp_path: Path) -> None:
     import zipfile
 
-    import convert_guard
+    from sheetdrop_step import convert_guard
 
     # A sheet part above the quick-check size (so only the xlsb head check opens it), then its
     # compression method patched to deflate64 (9), which zipfile cannot read.

@@ -30,10 +30,9 @@ from hooklib import README, ROOT, HookError, az, az_json, main, set_values, tool
 
 PUBLISHED = "SHEETDROP_PUBLISHED"
 API = "SHEETDROP_AZUREML_API"
-#: What the publishers build from: a change under one of these is a new version to publish.
-#: (step_scripts/ until the step moves to step/ and function/sheetdrop_contract/, LAYOUT of issue 19.)
-SOURCES = ("pipeline", "step", "step_scripts", "function/sheetdrop_contract", "requirements-aml.txt",
-           "requirements-aml2.txt")
+#: What the publishers build from (the step's snapshot is step/ + function/sheetdrop_contract/,
+#: pipeline/snapshot.py): a change under one of these is a new version to publish.
+SOURCES = ("pipeline", "step", "function/sheetdrop_contract", "requirements-aml.txt", "requirements-aml2.txt")
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import os
 import sys
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +26,10 @@ from typing import Any
 from azure.ai.ml import load_batch_endpoint, load_component
 from azure.ai.ml.entities._load_functions import load_pipeline_component_batch_deployment
 
-from step_scripts import contract
+from pipeline import snapshot
+from sheetdrop_contract import contract
 
 HERE = Path(__file__).resolve().parent
-STEP_DIR = HERE.parent.parent / contract.SOURCE_DIRECTORY
 COMPONENT, PIPELINE, ENDPOINT, DEPLOYMENT = (HERE / f"{n}.yml" for n in ("component", "pipeline", "endpoint",
                                                                             "deployment"))
 
@@ -40,27 +41,22 @@ class Published:
     deployment: str
 
 
-def source_hash(step_dir: Path = STEP_DIR) -> str:
-    """What the components are made of: this folder's YAML and the step's Python files and requirements."""
-    digest = hashlib.sha256()
-    files = sorted([*HERE.glob("*.yml"), *step_dir.glob("*.py"), step_dir / "requirements.txt"])
-    for path in files:
+def source_hash() -> str:
+    """What the components are made of: this folder's YAML and the step's snapshot."""
+    digest = hashlib.sha256(snapshot.digest().encode())
+    for path in sorted(HERE.glob("*.yml")):
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
 
 
-def read_requirements(path: Path) -> list[str]:
-    """Requirement lines of a pip requirements file (what conda.yml must carry for the step)."""
-    lines = (line.split(" #", 1)[0].strip() for line in path.read_text(encoding="utf-8").splitlines())
-    return [line for line in lines if line and not line.startswith("#")]
-
-
 def definitions(*, version: str, endpoint_name: str, compute: str, output_datastore: str,
-                step_settings: Mapping[str, str]) -> tuple[Any, Any, Any]:
-    """The pipeline component (its step inside), the endpoint and the deployment, as azure-ai-ml objects."""
+                step_settings: Mapping[str, str], code: Path) -> tuple[Any, Any, Any]:
+    """The pipeline component (its step inside), the endpoint and the deployment, as azure-ai-ml objects.
+    ``code``: the step's snapshot as :func:`pipeline.snapshot.assemble` made it (what gets uploaded)."""
     pipeline = load_component(PIPELINE, params_override=[{"version": version}])
     step = pipeline.jobs["extract"].component
     step.version = version
+    step.code = str(code)
     # The step checks its output's datastore against --output_datastore, so both name the same one.
     step.command = step.command.replace("--output_datastore workspaceblobstore",
                                         f"--output_datastore {output_datastore}")
@@ -135,9 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     # `az login` is all a person needs, as for the v1 publisher's default (--auth az).
     ml_client = MLClient(AzureCliCredential(), args.subscription_id, args.resource_group, args.workspace)
     ensure_compute(ml_client, args.compute, args.vm_size, args.max_nodes)
-    parts = definitions(version=source_hash(), endpoint_name=args.endpoint_name, compute=args.compute,
-                        output_datastore=args.output_datastore, step_settings=os.environ)
-    result = publish(ml_client, *parts)
+    with tempfile.TemporaryDirectory(prefix="sheetdrop-step-") as tmp:
+        parts = definitions(version=source_hash(), endpoint_name=args.endpoint_name, compute=args.compute,
+                            output_datastore=args.output_datastore, step_settings=os.environ,
+                            code=snapshot.assemble(Path(tmp) / "snapshot"))
+        result = publish(ml_client, *parts)
     print(f"component version: {result.component_version}; default deployment: {result.deployment}")
     print(f"AZUREML_BATCH_ENDPOINT_URL={result.endpoint_url}")
     return 0

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
 from loopback import LoopbackService, forbid_network, serve
 
 try:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import azureml_context
 import pytest
 from azureml.core import Dataset, Datastore, Run
-from contract import OutputPathError, Registration
+
+from sheetdrop_contract.contract import OutputPathError, Registration
+from sheetdrop_step import azureml_context
 
 
 @dataclass
@@ -178,7 +179,7 @@ def test_offline_run_is_not_an_azureml_context(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_step_picks_the_azureml_context_inside_a_run(sdk: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    import step_context
+    from sheetdrop_step import step_context
 
     monkeypatch.delenv(step_context.LOCAL_RUN_ENV, raising=False)
     monkeypatch.setenv("AZUREML_RUN_ID", "step-run-1")

@@ -18,10 +18,11 @@ ROOT = Path(__file__).resolve().parents[2]
 PROJECT_PYTHON = ROOT / ".venv" / "bin" / "python"
 FIXTURES = ROOT / "tests" / "workbooks"
 CONVERT = (
-    "import sys; sys.path.insert(0, {step!r}); from convert import convert_workbook; from read_options import parse; "
+    "import sys; from sheetdrop_step.convert import convert_workbook; "
+    "from sheetdrop_contract.read_options import parse; "
     "options = parse(sys.argv[3], 'sheetdrop.json') if len(sys.argv) > 3 else None; "
     "convert_workbook(sys.argv[1], sys.argv[2], workers=2, options=options)"
-).format(step=str(ROOT / "step_scripts"))
+)
 #: Read options that take every path of the column rules with a type asked for.
 HINTED = ('{"mixed_columns": "rescue", "types": {"n": "string", "x": "float", "code": "int", "when": "date", '
           '"at": "time", "spent": "duration", "ok": "bool", "ratio": "int"}}')

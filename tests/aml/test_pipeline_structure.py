@@ -8,6 +8,7 @@ DryRunServiceCaller), so the assertions are on the module, graph and endpoint en
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,8 +18,8 @@ from azureml.pipeline.core import PipelineData, PipelineParameter
 from azureml.pipeline.core._aeva_provider import _AevaWorkflowProvider
 from azureml.pipeline.core._restclients.aeva.dryrun_service_caller import DryRunServiceCaller
 
-from pipeline import build, publish
-from step_scripts import contract
+from pipeline import build, publish, snapshot
+from sheetdrop_contract import contract
 
 COMPUTE = ("sheetdrop-cpu", "AmlCompute")
 
@@ -35,7 +36,7 @@ class SnapshotUploader:
 
 
 @pytest.fixture
-def dry_run(offline_workspace: Any) -> dict[str, Any]:
+def dry_run(offline_workspace: Any, step_snapshot: Path) -> dict[str, Any]:
     caller = DryRunServiceCaller()
     uploader = SnapshotUploader()
     provider = _AevaWorkflowProvider(caller, uploader, offline_workspace)
@@ -44,6 +45,7 @@ def dry_run(offline_workspace: Any) -> dict[str, Any]:
         "caller": caller,
         "uploader": uploader,
         "provider": provider,
+        "snapshot": step_snapshot,
         "input": AzureBlobDatastore(offline_workspace, "sheetdrop_input", "input", "stsheetdrop"),
         "output": AzureBlobDatastore(offline_workspace, "workspaceblobstore", "azureml-blobstore-1", "stmlws"),
     }
@@ -53,7 +55,7 @@ def build_it(dry_run: dict[str, Any], step_settings: dict[str, str] | None = Non
     return build.build_pipeline(
         dry_run["workspace"], compute_target=COMPUTE, environment=build.build_environment(),
         input_datastore=dry_run["input"], output_datastore=dry_run["output"], step_settings=step_settings,
-        _workflow_provider=dry_run["provider"])
+        source_directory=dry_run["snapshot"], _workflow_provider=dry_run["provider"])
 
 
 def argument_tokens(arguments: list[Any]) -> list[str]:
@@ -89,7 +91,7 @@ def test_parameters_output_and_step(dry_run: dict[str, Any]) -> None:
 
     step = built.step
     assert step._script_name == contract.SCRIPT_NAME
-    assert step._source_directory == str(build.REPO_ROOT / contract.SOURCE_DIRECTORY)
+    assert step._source_directory == str(dry_run["snapshot"])
     assert step._allow_reuse is False
     assert step._runconfig.environment is built.environment
     assert set(built.pipeline.graph.params) == {contract.INPUT_PARAMETER, contract.DATASET_NAME_PARAMETER,
@@ -121,7 +123,7 @@ def test_what_the_service_would_receive(dry_run: dict[str, Any]) -> None:
     assert outputs[contract.OUTPUT_NAME].data_store_name == "workspaceblobstore"
     assert outputs[contract.OUTPUT_NAME].data_store_mode == "mount"
     assert module.is_deterministic is False  # allow_reuse=False as the service sees it
-    assert dry_run["uploader"].directories == [str(build.REPO_ROOT / contract.SOURCE_DIRECTORY)]
+    assert dry_run["uploader"].directories == [str(dry_run["snapshot"])]
 
     pipeline_entity = caller._pipeline_entities[published.id]
     graph_interface = caller._graph_interfaces[pipeline_entity.graph_id]
@@ -138,7 +140,7 @@ def test_what_the_service_would_receive(dry_run: dict[str, Any]) -> None:
 def test_environment_from_the_step_requirements() -> None:
     environment = build.build_environment()
     pip = list(environment.python.conda_dependencies.pip_packages)
-    for requirement in build.read_requirements():
+    for requirement in snapshot.read_requirements():
         assert requirement in pip
     assert not any(p.startswith("#") or p.startswith("--") for p in pip)
     assert {"azureml-core>=1.57", "azureml-dataset-runtime>=1.57"} <= set(pip)

@@ -15,14 +15,14 @@ import pytest
 from azureml.pipeline.core._restclients.aeva import models as aeva_models
 from azureml.pipeline.core._restclients.aeva.aml_pipelines_api10 import AMLPipelinesAPI10
 from azureml.pipeline.core._restclients.aeva.models import LegacyDataPath, PipelineSubmissionInfo
-from loopback import LoopbackService
 from msrest import Deserializer, Serializer
 
+from loopback import LoopbackService
 from sheetdrop.settings import load_settings
 from sheetdrop.submit import SubmitError, SubmitRequest
 from sheetdrop.submit.azureml import TOKEN_SCOPE, AzureMLBackend, Workspace
 from sheetdrop.submit.retry import Retrier, RetryPolicy
-from step_scripts import contract
+from sheetdrop_contract import contract
 from tests.aml.conftest import RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE
 
 ENDPOINT_ID = "0f7c1d2e-3a4b-4c5d-8e9f-a0b1c2d3e4f5"

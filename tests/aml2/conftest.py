@@ -9,6 +9,7 @@ import importlib.util
 from collections.abc import Iterator
 
 import pytest
+
 from loopback import LoopbackService, forbid_network, serve
 
 try:

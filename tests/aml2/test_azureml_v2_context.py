@@ -9,14 +9,14 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import azureml_v2_context
 import pytest
-import step_context
 from azure.ai.ml import Output
 from azure.ai.ml.entities import Data
 from azure.core.exceptions import ResourceNotFoundError
-from contract import OutputPathError, Registration
 from mlflow.tracking import MlflowClient
+
+from sheetdrop_contract.contract import OutputPathError, Registration
+from sheetdrop_step import azureml_v2_context, step_context
 
 SOURCE = {"source_container": "input", "source_blob": "sales/q1.xlsx", "source_etag": "0x8DC"}
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shlex
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -16,17 +17,17 @@ from azure.core.exceptions import ResourceNotFoundError
 
 from pipeline.v2 import publish
 from sheetdrop.submit.azureml_v2 import shell_safe_json
-from step_scripts import contract
+from sheetdrop_contract import contract
 
 
-def parts(**overrides: Any) -> tuple[Any, Any, Any]:
-    values = {"version": "1a2b", "endpoint_name": "sheetdrop-extract", "compute": "sheetdrop-cpu",
+def parts(code: Path, **overrides: Any) -> tuple[Any, Any, Any]:
+    values = {"code": code, "version": "1a2b", "endpoint_name": "sheetdrop-extract", "compute": "sheetdrop-cpu",
               "output_datastore": "workspaceblobstore", "step_settings": {}} | overrides
     return publish.definitions(**values)
 
 
-def test_the_component_is_the_step_contract() -> None:
-    pipeline, _, _ = parts(step_settings={"SHEETDROP_MAX_CELLS": "1000", "UNRELATED": "x"})
+def test_the_component_is_the_step_contract(step_snapshot: Path) -> None:
+    pipeline, _, _ = parts(step_snapshot, step_settings={"SHEETDROP_MAX_CELLS": "1000", "UNRELATED": "x"})
     assert isinstance(pipeline, PipelineComponent)
     step = pipeline.jobs["extract"].component
     assert isinstance(step, CommandComponent)
@@ -45,20 +46,21 @@ def test_the_component_is_the_step_contract() -> None:
         "${{inputs.input_datapath}}", "${{outputs.extracted}}", "workspaceblobstore", "${{inputs.dataset_name}}",
         "${{inputs.source_version}}", "${{inputs.read_options}}"]
     assert step.environment_variables == {contract.JOB_API_ENV: "v2", "SHEETDROP_MAX_CELLS": "1000"}
-    assert (publish.STEP_DIR / contract.SCRIPT_NAME).exists() and step.code.endswith("step_scripts")
+    assert step.code == str(step_snapshot) and (step_snapshot / contract.SCRIPT_NAME).exists()
 
 
 def test_the_step_environment_carries_the_step_requirements() -> None:
-    from pipeline.v2.publish import read_requirements
+    from pipeline.snapshot import STEP_DIR, read_requirements
 
     conda = yaml.safe_load((publish.HERE / "conda.yml").read_text())
     pip = next(d["pip"] for d in conda["dependencies"] if isinstance(d, dict))
-    assert set(read_requirements(publish.STEP_DIR / "requirements.txt")) <= set(pip)
+    assert set(read_requirements(STEP_DIR / "requirements.txt")) <= set(pip)
     assert "python=3.11" in conda["dependencies"]
 
 
-def test_endpoint_and_deployment() -> None:
-    _, endpoint, deployment = parts(endpoint_name="sd-extract", compute="cpu2", output_datastore="outstore")
+def test_endpoint_and_deployment(step_snapshot: Path) -> None:
+    _, endpoint, deployment = parts(step_snapshot, endpoint_name="sd-extract", compute="cpu2",
+                                    output_datastore="outstore")
     assert isinstance(endpoint, BatchEndpoint) and isinstance(deployment, PipelineComponentBatchDeployment)
     assert (endpoint.name, endpoint.auth_mode) == ("sd-extract", "aad_token")
     assert (deployment.endpoint_name, deployment.type) == ("sd-extract", "pipeline")
@@ -69,8 +71,8 @@ def test_endpoint_and_deployment() -> None:
     assert rest.properties.deployment_configuration.settings["default_datastore"] == "outstore"
 
 
-def test_the_output_datastore_reaches_the_argv() -> None:
-    pipeline, _, _ = parts(output_datastore="outstore")
+def test_the_output_datastore_reaches_the_argv(step_snapshot: Path) -> None:
+    pipeline, _, _ = parts(step_snapshot, output_datastore="outstore")
     argv = shlex.split(pipeline.jobs["extract"].component.command)
     assert argv[argv.index("--output_datastore") + 1] == "outstore"
 
@@ -131,12 +133,12 @@ class FakeMLClient:
         return Poller(deployment)
 
 
-def test_publishing_twice_changes_nothing_the_second_time() -> None:
+def test_publishing_twice_changes_nothing_the_second_time(step_snapshot: Path) -> None:
     client = FakeMLClient()
     version = publish.source_hash()
-    first = publish.publish(client, *parts(version=version))
+    first = publish.publish(client, *parts(step_snapshot, version=version))
     calls_first = list(client.calls)
-    second = publish.publish(client, *parts(version=version))
+    second = publish.publish(client, *parts(step_snapshot, version=version))
 
     assert first == second == publish.Published(version, "https://sheetdrop-extract.westeurope.inference.ml.azure.com"
                                                 "/jobs", "extract")

@@ -19,8 +19,8 @@ from azure.ai.ml._restclient.v2020_09_01_dataplanepreview.models import (
     UriFileJobInput,
 )
 from azure.identity import ManagedIdentityCredential
-from loopback import LoopbackService, Recorded, Reply
 
+from loopback import LoopbackService, Recorded, Reply
 from sheetdrop.settings import load_settings
 from sheetdrop.submit import SubmitError, SubmitRequest
 from sheetdrop.submit.azureml_v2 import (
@@ -32,7 +32,7 @@ from sheetdrop.submit.azureml_v2 import (
     source_key,
 )
 from sheetdrop.submit.retry import Retrier, RetryPolicy
-from step_scripts import contract
+from sheetdrop_contract import contract
 from tests.aml2.conftest import ENDPOINT, RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE
 
 IDENTITY_HEADER = "identity-header-secret"

@@ -1,0 +1,166 @@
+"""What the Function does with a new blob: qualify it, claim it, name its dataset, submit its run.
+
+``function_app.py`` only unpacks the binding and calls :func:`handle_blob`.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sheetdrop import options as folder_options
+from sheetdrop.claims import Acquired, ClaimState, ClaimStore
+from sheetdrop.naming import DatasetNames, dataset_source, skip_reason
+from sheetdrop.settings import Settings, get_settings
+from sheetdrop.submit import Backend, SubmitRequest
+from sheetdrop.submit.backends import get_backend
+from sheetdrop.telemetry import log_outcome
+from sheetdrop_contract import contract
+
+log = logging.getLogger("sheetdrop.trigger")
+
+
+@dataclass(frozen=True)
+class BlobVersion:
+    container: str
+    name: str
+    etag: str
+    size: int | None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+#: skipped: not a workbook; duplicate: claimed by another delivery; recovered: a claim taken over
+#: whose run already existed; poisoned: given up on this version.
+Action = Literal["skipped", "duplicate", "submitted", "recovered", "poisoned"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    action: Action
+    reason: str | None = None
+    run_id: str | None = None
+    url: str | None = None
+
+
+@functools.cache
+def claim_store(settings: Settings) -> ClaimStore:
+    from sheetdrop.storage import blob_service, ensure_container
+
+    container = ensure_container(blob_service(settings.storage), settings.claims_container)
+    return ClaimStore(container, stale_after=settings.claim_stale_seconds, max_failures=settings.claim_max_failures)
+
+
+@functools.cache
+def dataset_names(settings: Settings) -> DatasetNames:
+    return DatasetNames(claim_store(settings).container)
+
+
+def build_request(blob: BlobVersion, settings: Settings, invocation_id: str | None, dataset: str,
+                  read_options: str = "{}") -> SubmitRequest:
+    tags = contract.source_tags(blob.container, blob.name, blob.etag)
+    if invocation_id:
+        tags[contract.INVOCATION_TAG] = invocation_id
+    return SubmitRequest(
+        experiment_name=settings.experiment_name,
+        datastore_name=settings.input_datastore,
+        relative_path=blob.name,
+        dataset_name=dataset,
+        description=f"Extract {blob.container}/{blob.name} into dataset {dataset}",
+        source_container=blob.container,
+        source_blob=blob.name,
+        source_etag=blob.etag,
+        tags=tags,
+        read_options=read_options,
+    )
+
+
+def _record_skipped(blob: BlobVersion, reason: str, settings: Settings | None, claims: ClaimStore | None) -> None:
+    """Best effort, so that a person can see why their upload made no run; skipping itself must
+    never fail an invocation."""
+    try:
+        store = claims or claim_store(settings or get_settings())
+        store.record_skipped(blob.container, blob.name, blob.etag, reason)
+    except Exception as exc:
+        log.warning("could not record that %s/%s was skipped: %s: %s", blob.container, blob.name,
+                    exc.__class__.__name__, exc)
+
+
+def logs_outcome(handler: Callable[..., Outcome]) -> Callable[..., Outcome]:
+    """One structured outcome record (:mod:`sheetdrop.telemetry`) per delivery, whatever happens."""
+
+    @functools.wraps(handler)
+    def logged(blob: BlobVersion, **kwargs: Any) -> Outcome:
+        where = {"container": blob.container, "blob": blob.name, "etag": blob.etag, "started": time.monotonic(),
+                 "invocation_id": kwargs.get("invocation_id")}
+        try:
+            outcome = handler(blob, **kwargs)
+        except Exception as exc:
+            log_outcome(log, "failed", reason=f"{exc.__class__.__name__}: {exc}", **where)
+            raise
+        log_outcome(log, outcome.action, run_id=outcome.run_id, run_url=outcome.url, reason=outcome.reason, **where)
+        return outcome
+
+    return logged
+
+
+@logs_outcome
+def handle_blob(
+    blob: BlobVersion,
+    *,
+    invocation_id: str | None = None,
+    settings: Settings | None = None,
+    backend: Backend | None = None,
+    claims: ClaimStore | None = None,
+) -> Outcome:
+    reason = skip_reason(blob.name, blob.size)
+    if reason:
+        log.info("skipped %s/%s: %s", blob.container, blob.name, reason)
+        _record_skipped(blob, reason, settings, claims)
+        return Outcome("skipped", reason=reason)
+    settings = settings or get_settings()
+    claims = claims or claim_store(settings)
+    got = claims.acquire(blob.container, blob.name, blob.etag, invocation_id)
+    if not isinstance(got, Acquired):
+        log.info("already claimed %s/%s (etag %s): %s", blob.container, blob.name, blob.etag, got.reason)
+        return Outcome("duplicate", reason=got.reason)
+
+    backend = backend or get_backend(settings)
+    try:
+        from sheetdrop.storage import blob_service
+
+        container = blob_service(settings.storage).get_container_client(blob.container)
+        options, parameter = folder_options.for_blob(container, blob.name)
+        # A dataset name the folder's options ask for is taken as is: two folders may mean to share it.
+        dataset = contract.slug(options.dataset, "workbook") if options.dataset else \
+            dataset_names(settings).name_for(dataset_source(blob.name))
+        request = build_request(blob, settings, invocation_id, dataset, parameter)
+        if got.check_existing:
+            # The invocation that held the claim before may have died after its submission reached
+            # the service, or lost the answer: a run tagged with this version means nothing is left to do.
+            existing = backend.find_runs(blob.container, blob.name, blob.etag)
+            if existing:
+                claims.mark_submitted(got.claim, existing[0])
+                log.info("recovered %s/%s: run %s already existed", blob.container, blob.name, existing[0])
+                return Outcome("recovered", run_id=existing[0])
+        result = backend.submit(request)
+    except Exception as exc:
+        claim = claims.release(got.claim, f"{exc.__class__.__name__}: {exc}")
+        if claim.state == ClaimState.POISONED:
+            # Returning normally stops the host's retries: the input stays untouched, and a new
+            # upload (a new etag) is new work.
+            log.error("poisoned %s/%s (etag %s) after %d failed attempts: %s",
+                      blob.container, blob.name, blob.etag, claim.failures, claim.last_error)
+            return Outcome("poisoned", reason=claim.last_error)
+        raise
+    if not claims.mark_submitted(got.claim, result.run_id):
+        log.warning("run %s submitted but its claim changed meanwhile", result.run_id)
+    log.info(
+        "submitted %s/%s (etag %s) as run %s for dataset %s%s",
+        blob.container, blob.name, blob.etag, result.run_id, request.dataset_name,
+        f" — {result.url}" if result.url else "",
+    )
+    return Outcome("submitted", run_id=result.run_id, url=result.url)

@@ -1,0 +1,125 @@
+"""The step's context inside an AzureML v2 job: MLflow for tags and metrics, azure-ai-ml for the job's
+output and the data assets.
+
+Imported by :func:`step_context.get_context` only when the component says so (``SHEETDROP_JOB_API=v2``
+in its environment) and AzureML started the process (``AZUREML_RUN_ID``). Every fact used here, and
+what only a real workspace confirms, is in docs/azureml-v2.md.
+
+One data asset version per sheet, of type ``uri_file`` on the parquet file itself (not ``mltable``):
+the sheet is one file, so the asset is exactly that sheet's version; registering it reads nothing
+(an ``mltable`` asset needs an MLTable file on the datastore first, and the output reaches the
+datastore only as files close or when the step ends); and it points at the same datastore path the
+v1 step registers, so both backends' versions load the same way.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from sheetdrop_contract.contract import Registration, datastore_uri, resolve_output_v2
+from sheetdrop_step.schema_changes import same_base
+
+#: MLflow's limits: tag values are cut rather than failing a run over a long column-type map.
+MAX_TAG_VALUE = 5000
+#: The tag MLflow keeps the parent (pipeline) run's id in, for a step run.
+PARENT_RUN_TAG = "mlflow.parentRunId"
+
+
+def metric_key(name: str) -> str:
+    """MLflow accepts letters, digits, ``_ - . /`` and spaces in keys; v1's ``<file>:<what>`` becomes
+    ``<file>/<what>``."""
+    return name.replace(":", "/")
+
+
+class AzureMLV2Context:
+    def __init__(self, ml_client: Any, mlflow_client: Any, step_run_id: str) -> None:
+        self.ml_client = ml_client
+        self.mlflow = mlflow_client
+        self.step_run_id = step_run_id
+        tags = mlflow_client.get_run(step_run_id).data.tags
+        # The pipeline job the batch endpoint made is what the Function logged and the claim holds; a
+        # command job started on its own has no parent.
+        self.parent_run_id: str | None = tags.get(PARENT_RUN_TAG)
+        self.run_id: str = self.parent_run_id or step_run_id
+        self._registered: list[str] = []
+
+    def start(self, source: dict[str, str]) -> None:
+        if not source:
+            return
+        # As in v1: the Function's recovery may search by these whether or not the service kept the
+        # invocation's tags; on the pipeline job (what people open) and on the step's own job.
+        for run in {self.run_id, self.step_run_id}:
+            for key, value in source.items():
+                self.mlflow.set_tag(run, key, value)
+
+    def output_path(self, name: str, datastore: str) -> str:
+        # From the job the service runs, never from the mount path (AZURE_ML_OUTPUT_<name> is the mount).
+        job = self.ml_client.jobs.get(self.step_run_id)
+        outputs = {key: {"uri": getattr(output, "path", None)} for key, output in (job.outputs or {}).items()}
+        return resolve_output_v2(outputs, name, self.step_run_id, datastore)
+
+    def previous_tags(self, name: str) -> dict[str, str] | None:
+        try:
+            return dict(self.ml_client.data.get(name, label="latest").tags or {})
+        except Exception:  # the SDK raises ResourceNotFoundError (or a service error) for an unknown name
+            return None
+
+    def previous_names(self, base: str) -> list[str]:
+        try:
+            names = sorted({data.name for data in self.ml_client.data.list()})
+        except Exception:  # only feeds a warning; never fail a run over it
+            return []
+        candidates = [n for n in names if n == base or n.startswith(f"{base}_")]
+        return [n for n in candidates if same_base(n, self.previous_tags(n) or {}, base)]
+
+    def log_metric(self, name: str, value: float | int | str) -> None:
+        # MLflow metrics are numbers; the converter's text results (column types) become tags, which
+        # studio shows on the job next to the metrics.
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            self.mlflow.log_metric(self.step_run_id, metric_key(name), float(value))
+        else:
+            self.mlflow.set_tag(self.step_run_id, metric_key(name), str(value)[:MAX_TAG_VALUE])
+
+    def register(self, registration: Registration) -> str:
+        from azure.ai.ml.constants import AssetTypes
+        from azure.ai.ml.entities import Data
+
+        # No version: azure-ai-ml takes the next one (Data._auto_increment_version), as v1's
+        # create_new_version did.
+        data = Data(name=registration.name, type=AssetTypes.URI_FILE, description=registration.description,
+                    path=datastore_uri(registration.datastore, registration.relative_path),
+                    tags=registration.tags)
+        registered = self.ml_client.data.create_or_update(data)
+        reference = f"{registered.name}:{registered.version}"
+        self._registered.append(reference)
+        return reference
+
+    def complete(self) -> None:
+        if self._registered:
+            self.mlflow.set_tag(self.run_id, "datasets", ", ".join(self._registered)[:MAX_TAG_VALUE])
+
+
+def _credential() -> Any:
+    # A batch endpoint's job runs as the identity that invoked it; inside the job that is the
+    # on-behalf-of credential, else the compute's managed identity (DEFAULT_IDENTITY_CLIENT_ID names a
+    # user-assigned one). docs/azureml-v2.md, "The step's identity".
+    if os.environ.get("AZUREML_OBO_ENABLED"):
+        from azure.ai.ml.identity import AzureMLOnBehalfOfCredential
+
+        return AzureMLOnBehalfOfCredential()
+    from azure.identity import ManagedIdentityCredential
+
+    return ManagedIdentityCredential(client_id=os.environ.get("DEFAULT_IDENTITY_CLIENT_ID") or None)
+
+
+def azureml_v2_context() -> AzureMLV2Context:
+    from azure.ai.ml import MLClient
+    from mlflow.tracking import MlflowClient
+
+    # The workspace the job runs in, from the variables AzureML sets in every job (azure-ai-ml's own
+    # Spark credential reads the same three).
+    client = MLClient(_credential(), os.environ["AZUREML_ARM_SUBSCRIPTION"], os.environ["AZUREML_ARM_RESOURCEGROUP"],
+                      os.environ["AZUREML_ARM_WORKSPACE_NAME"])
+    # MLflow is pointed at the workspace by AzureML (MLFLOW_TRACKING_URI, MLFLOW_RUN_ID).
+    return AzureMLV2Context(client, MlflowClient(), os.environ.get("MLFLOW_RUN_ID") or os.environ["AZUREML_RUN_ID"])

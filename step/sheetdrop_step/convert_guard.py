@@ -1,0 +1,326 @@
+"""The quick guard: what kind of file this is (from its bytes, never its name) and whether a reader may
+be started on it; milliseconds. The file size, the zip directory (entry count, declared sizes and
+ratios, encryption), every small part inflated with bounds (``convert_scan.inflate_entry``), and the
+package read the way its relationships describe it, whatever tool wrote it: entry names with
+backslashes, the workbook part wherever ``_rels/.rels`` points (``convert_package.normalize`` then
+rewrites it for the reader). The sheets and large parts are left to the bounded scan (``deferred``).
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sheetdrop_step import convert_xlsb
+from sheetdrop_step.convert_job import Limits
+from sheetdrop_step.convert_scan import QUICK_ENTRY_BYTES, bomb_reason, check_prolog, inflate_entry
+from sheetdrop_step.rejection import WorkbookRejected
+
+OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
+XLSX_MAIN_TYPES = {
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml": "xlsx",
+    "application/vnd.ms-excel.sheet.macroEnabled.main+xml": "xlsm",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.template.main+xml": "xlsx",
+    "application/vnd.ms-excel.template.macroEnabled.main+xml": "xlsm",
+}
+ODS_MIMETYPES = {b"application/vnd.oasis.opendocument.spreadsheet",
+                 b"application/vnd.oasis.opendocument.spreadsheet-template"}
+OFFICE_DOCUMENT = "/officeDocument"
+#: The first bytes of an .xlsb sheet part: its dimension record comes first.
+XLSB_HEAD_BYTES = 64 * 1024
+# An OLE directory entry named Workbook or Book in any letter case (UTF-16LE, NUL-terminated).
+_OLE_WORKBOOK = re.compile(rb"(?:w\0o\0r\0k\0)?b\0o\0o\0k\0\0\0", re.IGNORECASE)
+
+
+@dataclass
+class SheetInfo:
+    """What the guard learned about one sheet of an xlsx/xlsm without parsing it."""
+
+    name: str
+    state: str = "visible"  # visible | hidden | veryHidden
+    kind: str = "worksheet"  # worksheet | chartsheet | dialogsheet | macrosheet
+    part: str | None = None  # zip entry name of the sheet
+
+
+@dataclass
+class Inspection:
+    fmt: str  # xlsx | xlsm | xlsb | xls | ods
+    sheets: list[SheetInfo] | None = None  # known for xlsx/xlsm only
+    date1904: bool = False
+    deferred: list[zipfile.ZipInfo] = field(default_factory=list)  # left for the bounded scan
+    inflated: int = 0  # bytes inflated so far, against max_uncompressed_bytes
+    entries: dict[str, zipfile.ZipInfo] = field(default_factory=dict)  # by normalized name
+    small: dict[str, bytes] = field(default_factory=dict)  # the package's own small parts, as inflated
+    workbook_part: str = "xl/workbook.xml"
+
+    @property
+    def canonical(self) -> bool:
+        """Whether the reader finds the workbook part where it looks for it."""
+        return self.workbook_part == "xl/workbook.xml" and rels_of(self.workbook_part) in self.entries
+
+
+def rels_of(part: str) -> str:
+    folder, name = posixpath.split(part)
+    return posixpath.join(folder, "_rels", name + ".rels")
+
+
+def quick_inspect(path: Path, limits: Limits | None = None) -> Inspection:
+    """The cheap checks: enough to start a memory- and time-limited reader safely."""
+    limits = limits or Limits()
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise WorkbookRejected("not-a-workbook", f"the file cannot be opened ({exc.strerror})") from exc
+    if size == 0:
+        raise WorkbookRejected("not-a-workbook", "the file is empty (0 bytes); upload the workbook again")
+    if size > limits.max_file_bytes:
+        raise WorkbookRejected("too-large", f"the file is {size / 1024**2:.0f} MiB, above the "
+                                            f"{limits.max_file_bytes / 1024**2:.0f} MiB limit; split the workbook "
+                                            "or raise the limit")
+    with path.open("rb") as fh:
+        head = fh.read(8)
+    if head.startswith(OLE_MAGIC):
+        return _inspect_ole(path)
+    if head[:4] in ZIP_MAGICS:
+        return _inspect_zip(path, limits)
+    raise WorkbookRejected("not-a-workbook", _describe_non_workbook(path))
+
+
+def inspect_workbook(path: Path, limits: Limits | None = None) -> Inspection:
+    """Classify the file from its content and run every check, the bounded scan included."""
+    from sheetdrop_step.convert_scan import deep_check
+
+    limits = limits or Limits()
+    inspection = quick_inspect(path, limits)
+    parts = {s.part: s.name for s in inspection.sheets or [] if s.part}
+    deep_check(path, inspection.deferred, {inspection.entries[p].filename: n for p, n in parts.items()
+                                           if p in inspection.entries}, limits, inspection.inflated)
+    return inspection
+
+
+def _describe_non_workbook(path: Path) -> str:
+    with path.open("rb") as fh:
+        head = fh.read(2048)
+    start = head.lstrip().lower()
+    kind = next((k for hit, k in ((head.startswith(b"%PDF"), "a PDF document"),
+                                  (start.startswith((b"<!doctype html", b"<html")), "an HTML page"),
+                                  (start.startswith(b"<?xml"), "an XML file"),
+                                  (_looks_like_text(head), "a text file (CSV or similar)")) if hit),
+                "not a spreadsheet")
+    return (f"the file is {kind}, not an Excel or OpenDocument workbook, whatever its extension; open it in Excel or "
+            "LibreOffice and save it as .xlsx")
+
+
+def _looks_like_text(head: bytes) -> bool:
+    """Text in UTF-8 or a one-byte code page (a CSV from Excel on Windows): nearly every character
+    printable. Random binary without a NUL byte is not (about a quarter of its bytes are controls)."""
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # A character cut at the end of the 2 KB is still UTF-8; anything else may be a code page.
+        text = head[:exc.start].decode("utf-8") if exc.start >= len(head) - 3 else head.decode("latin-1")
+    printable = sum(ch.isprintable() or ch in "\t\r\n" for ch in text)
+    return bool(text) and printable >= 0.97 * len(text)
+
+
+def _inspect_ole(path: Path) -> Inspection:
+    # A compound file is an .xls, an encrypted OOXML package or another Office file. Its directory
+    # entries (128 bytes each, after the 512-byte header) hold UTF-16LE stream names, which compare
+    # case-insensitively ([MS-CFB] 2.6.4): an .xls may call its stream WORKBOOK or BOOK.
+    with path.open("rb") as fh:
+        data = fh.read(64 * 1024**2)
+    if "EncryptedPackage".encode("utf-16-le") in data or "EncryptionInfo".encode("utf-16-le") in data:
+        raise WorkbookRejected("encrypted", "the workbook is password-protected; save it without a password and "
+                                            "upload it again")
+    for m in _OLE_WORKBOOK.finditer(data):
+        # A name starts a directory entry, and the entry's name length (bytes, NUL included) follows it.
+        if m.start() % 128 == 0 and data[m.start() + 64:m.start() + 66] == len(m.group(0)).to_bytes(2, "little"):
+            return Inspection(fmt="xls")
+    raise WorkbookRejected("not-a-workbook", "the file is an Office document of another kind (e.g. Word or "
+                                             "PowerPoint), not a workbook; upload the Excel file instead")
+
+
+def _inspect_zip(path: Path, limits: Limits) -> Inspection:
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise WorkbookRejected("corrupt", f"the workbook's zip container is damaged or truncated ({exc}); save it "
+                                          "again and re-upload") from exc
+    with zf, path.open("rb") as fh:
+        infos = [i for i in zf.infolist() if not i.is_dir()]
+        _check_declared(infos, limits)
+        # Some tools write entry names with backslashes or a leading slash; the package means the same.
+        entries = {i.filename.replace("\\", "/").lstrip("/"): i for i in infos}
+        inspection = Inspection(fmt="?", entries=entries)
+
+        def inflate(name: str) -> None:
+            chunks: list[bytes] = []
+            inspection.inflated += inflate_entry(fh, entries[name], limits, inspection.inflated, chunks.append, zf)
+            inspection.small[name] = b"".join(chunks)
+
+        # The package's own description first: which parts are its workbook and its sheets.
+        for name in ("mimetype", "[Content_Types].xml", "_rels/.rels"):
+            if name in entries and entries[name].file_size <= QUICK_ENTRY_BYTES:
+                inflate(name)
+        inspection.fmt = _zip_format(inspection)
+        for name in (inspection.workbook_part, rels_of(inspection.workbook_part)):
+            if name in entries and name not in inspection.small and entries[name].file_size <= QUICK_ENTRY_BYTES:
+                inflate(name)
+        if inspection.fmt in ("xlsx", "xlsm"):
+            _xlsx_sheets(inspection)
+        elif inspection.fmt == "xlsb":
+            inspection.sheets = [SheetInfo(name, state, _kind(target), target) for name, state, target in (
+                (n, st, _targets(inspection).get(rel)) for n, st, rel in convert_xlsb.sheets(
+                    inspection.small.get(inspection.workbook_part, b"")))]
+        sheet_parts = {s.part for s in inspection.sheets or []} | {"content.xml"}
+        for name, info in entries.items():
+            if name in inspection.small:
+                continue
+            if name in sheet_parts or info.file_size > QUICK_ENTRY_BYTES or name.startswith("xl/worksheets/"):
+                inspection.deferred.append(info)
+            else:
+                inspection.inflated += inflate_entry(fh, info, limits, inspection.inflated, None, zf)
+        if inspection.fmt == "xlsb":
+            _xlsb_checks(zf, inspection, limits)
+        return inspection
+
+
+def _zip_format(inspection: Inspection) -> str:
+    small, names = inspection.small, inspection.entries
+    if "mimetype" in names:
+        mimetype = small.get("mimetype", b"").strip()
+        if mimetype in ODS_MIMETYPES and "content.xml" in names:
+            return "ods"
+        raise WorkbookRejected("not-a-workbook", f"the file is an OpenDocument file of another kind "
+                                                 f"({mimetype.decode(errors='replace')[:100]}), not a spreadsheet")
+    if "[Content_Types].xml" in names:
+        if "[Content_Types].xml" not in small:
+            raise WorkbookRejected("unsafe", "part '[Content_Types].xml' is implausibly large for what it describes")
+        content_types = small["[Content_Types].xml"].decode("utf-8", errors="replace")
+        inspection.workbook_part = _office_document(small) or inspection.workbook_part
+        for ctype, fmt in XLSX_MAIN_TYPES.items():
+            if ctype in content_types:
+                return fmt
+        if "sheet.binary.macroEnabled.main" in content_types or "xl/workbook.bin" in names:
+            inspection.workbook_part = "xl/workbook.bin"
+            return "xlsb"
+        if inspection.workbook_part in names:
+            return "xlsx"
+        if "word/document.xml" in names or "ppt/presentation.xml" in names:
+            raise WorkbookRejected("not-a-workbook", "the file is a Word or PowerPoint document, not a workbook; "
+                                                     "upload the Excel file")
+        if any(n.startswith("xl/") for n in names):
+            raise WorkbookRejected("corrupt", "the workbook package has no workbook part; save it again in Excel "
+                                              "and re-upload")
+    raise WorkbookRejected("not-a-workbook", "the file is a zip archive but not an Excel or OpenDocument workbook; "
+                                             "upload the .xlsx/.ods file itself")
+
+
+def _office_document(small: dict[str, bytes]) -> str | None:
+    """The main part, as the package-level relationships name it."""
+    if "_rels/.rels" not in small:
+        return None
+    for rel in parse_xml("_rels/.rels", small["_rels/.rels"]):
+        if rel.get("Type", "").endswith(OFFICE_DOCUMENT):
+            return resolve("", rel.get("Target", ""))
+    return None
+
+
+def resolve(base_part: str, target: str) -> str:
+    """A relationship target as a zip entry name: absolute, or relative to the source part's folder."""
+    target = target.replace("\\", "/")
+    joined = target.lstrip("/") if target.startswith("/") else posixpath.join(posixpath.dirname(base_part), target)
+    return posixpath.normpath(joined).lstrip("/")
+
+
+def _check_declared(infos: list[zipfile.ZipInfo], limits: Limits) -> None:
+    if len(infos) > limits.max_entries:
+        raise WorkbookRejected("unsafe", f"the workbook package has {len(infos)} parts, more than a workbook ever "
+                                         "needs")
+    declared = sum(i.file_size for i in infos)
+    if declared > limits.max_uncompressed_bytes:
+        raise WorkbookRejected("too-large" if declared < 10 * limits.max_uncompressed_bytes else "unsafe",
+                               f"the workbook declares {declared / 1024**2:.0f} MiB of uncompressed content, above "
+                               f"the {limits.max_uncompressed_bytes / 1024**2:.0f} MiB limit")
+    for info in infos:
+        if info.flag_bits & 0x1:
+            raise WorkbookRejected("encrypted", "the workbook's parts are encrypted; save it without a password and "
+                                                "re-upload")
+        if info.file_size > limits.ratio_floor_bytes and info.file_size > limits.max_entry_ratio * max(
+                info.compress_size, 1):
+            raise WorkbookRejected("unsafe", bomb_reason(info.filename, info.file_size, info.compress_size))
+
+
+def parse_xml(name: str, data: bytes) -> Any:
+    import defusedxml.ElementTree as DET
+    from defusedxml import DefusedXmlException
+
+    check_prolog(name, data[:4096])
+    try:
+        return DET.fromstring(data)
+    except DefusedXmlException as exc:
+        raise WorkbookRejected("unsafe", f"part {name!r} uses XML entities or DTDs "
+                                         f"({exc.__class__.__name__})") from exc
+    except Exception as exc:  # ParseError and friends
+        raise WorkbookRejected("corrupt", f"part {name!r} of the workbook is not valid XML ({exc})") from exc
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def _targets(inspection: Inspection) -> dict[str, str]:
+    """The workbook part's relationships: id → zip entry name."""
+    part, small = inspection.workbook_part, inspection.small
+    if rels_of(part) not in small:
+        return {}
+    return {rel.get("Id", ""): resolve(part, rel.get("Target", ""))
+            for rel in parse_xml(rels_of(part), small[rels_of(part)])}
+
+
+def _kind(target: str | None) -> str:
+    return next((k for k in ("chartsheet", "dialogsheet", "macrosheet") if target and f"/{k}s/" in target),
+                "worksheet")
+
+
+def _xlsx_sheets(inspection: Inspection) -> None:
+    part, small = inspection.workbook_part, inspection.small
+    if part not in small:
+        if part in inspection.entries:
+            raise WorkbookRejected("unsafe", "the workbook part is implausibly large for what it describes")
+        raise WorkbookRejected("corrupt", f"the workbook package has no {part}; save it again in Excel and re-upload")
+    targets = _targets(inspection)
+    sheets: list[SheetInfo] = []
+    for el in parse_xml(part, small[part]).iter():
+        tag = _local(el.tag)
+        if tag == "workbookPr":
+            inspection.date1904 = el.get("date1904", "0").lower() in ("1", "true")
+        elif tag == "sheet":
+            target = targets.get(next((v for k, v in el.attrib.items() if _local(k) == "id"), ""))
+            sheets.append(SheetInfo(el.get("name", ""), el.get("state", "visible"), _kind(target), target))
+    inspection.sheets = sheets
+
+
+def _xlsb_checks(zf: zipfile.ZipFile, inspection: Inspection, limits: Limits) -> None:
+    """The date system and each sheet's declared area, from the start of the binary parts (the XML scan
+    does not apply to BIFF12)."""
+    inspection.date1904 = convert_xlsb.date1904(inspection.small.get("xl/workbook.bin", b""))
+    for name, info in inspection.entries.items():
+        if not (name.startswith("xl/worksheets/") and name.endswith(".bin")):
+            continue
+        try:
+            with zf.open(info) as part:
+                head = part.read(XLSB_HEAD_BYTES)  # bounded: a few records, whatever the ratio
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, RuntimeError) as exc:
+            # NotImplementedError: a compression method zipfile lacks (deflate64); RuntimeError: encryption.
+            raise WorkbookRejected("corrupt", f"the workbook part {name} cannot be read ({exc})") from exc
+        cells = convert_xlsb.sheet_area(head)
+        if cells is not None and cells > limits.max_cells:
+            raise WorkbookRejected("too-large", f"a sheet ({name}) declares {cells:,} cells, above the "
+                                                f"{limits.max_cells:,}-cell limit; delete stray cells far from the "
+                                                "data (Ctrl+End shows the last one) and save again")

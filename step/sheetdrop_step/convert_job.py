@@ -1,0 +1,111 @@
+"""What crosses the boundary between ``convert.py`` (the parent) and ``convert_reader.py`` (the reader
+process): a Job in, an Outcome out, both plain dataclasses carried as JSON (never pickle: the reader
+process handles hostile files, so what it sends back is data to check, not code to run).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from sheetdrop_contract.read_options import ReadOptions
+
+
+def _default(setting: str, unit: float = 1) -> Any:
+    """A step setting's default, from the contract, read when a Limits is made without it (the reader
+    process is given every limit: it never loads the contract)."""
+
+    def factory() -> Any:
+        from sheetdrop_contract.contract import STEP_DEFAULTS
+
+        return type(unit)(STEP_DEFAULTS[setting] * unit)
+
+    return field(default_factory=factory)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Configurable bounds; the defaults suit a step with a few GiB of memory. Those that are step
+    settings take their defaults from the contract."""
+
+    max_file_bytes: int = _default("SHEETDROP_MAX_FILE_MB", 1024**2)
+    max_uncompressed_bytes: int = 4 * 1024**3  # all zip entries together, as inflated
+    max_entry_ratio: float = 200.0  # uncompressed/compressed, for entries above ratio_floor_bytes
+    ratio_floor_bytes: int = 8 * 1024**2
+    max_entries: int = 10_000
+    #: The area (rows x columns holding values) a reader would allocate, per sheet.
+    max_cells: int = _default("SHEETDROP_MAX_CELLS")
+    #: Address space of the reader process, shared by the sheets it parses at once.
+    max_memory_bytes: int = _default("SHEETDROP_READER_MEMORY_MB", 1024**2)
+    timeout_seconds: float = _default("SHEETDROP_READER_TIMEOUT_S", 1.0)
+    #: A sheet of at least two pieces' XML is parsed in pieces of about this size, at once.
+    piece_bytes: int = 8 * 1024**2
+
+
+@dataclass(frozen=True)
+class Job:
+    src: str  # the workbook
+    staging: str  # where the reader writes its parquet files and its outcome
+    source: str  # recorded in the parquet metadata
+    version: str  # converter version, recorded in the parquet metadata
+    include_hidden: bool
+    limits: Limits
+    cores: int  # sheets parsed at once, at most
+    options: ReadOptions = field(default_factory=ReadOptions)  # the folder's read options
+    #: By sheet name, the column types its dataset's previous version has (``"schema_changes": "rescue"``).
+    previous: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SheetResult:
+    index: int
+    sheet: str
+    file: str  # in staging
+    rows: int
+    columns: int
+    bytes: int
+    column_types: dict[str, str]
+    null_counts: dict[str, int]
+    error_counts: dict[str, int]
+    header: str  # where the header was found (HeaderChoice.describe)
+    warnings: list[str]
+    rescued: dict[str, int]  # column → cells moved to _rescued_data
+
+
+@dataclass(frozen=True)
+class Skip:
+    sheet: str
+    why: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    sheets: list[SheetResult] = field(default_factory=list)
+    skipped: list[Skip] = field(default_factory=list)
+    rejected: dict[str, str] | None = None  # WorkbookRejected.to_wire()
+    notes: list[str] = field(default_factory=list)  # how sheets were read, for the log
+
+
+def to_json(obj: Job | Outcome) -> str:
+    return json.dumps(asdict(obj), ensure_ascii=False)
+
+
+def job_from_json(text: str) -> Job:
+    data = json.loads(text)
+    options = {**data["options"], "include": tuple(data["options"]["include"]),
+               "exclude": tuple(data["options"]["exclude"])}
+    return Job(**{**data, "limits": Limits(**data["limits"]), "options": ReadOptions(**options)})
+
+
+def outcome_from_json(text: str) -> Outcome:
+    """The reader's answer, checked field by field (a wrong shape raises ValueError)."""
+    data: Any = json.loads(text)
+    if not isinstance(data, dict) or set(data) != {f.name for f in fields(Outcome)}:
+        raise ValueError("not an outcome")
+    return Outcome(
+        sheets=[SheetResult(**item) for item in data["sheets"]],
+        skipped=[Skip(**item) for item in data["skipped"]],
+        rejected=data["rejected"],
+        notes=[str(n) for n in data["notes"]],
+    )

@@ -1,0 +1,406 @@
+"""The reader process: ``python convert_reader.py`` with a Job (``convert_job``, JSON) on stdin; the
+parquet files and ``outcome.json`` go into the job's staging folder. ``convert.py`` starts it under an
+address-space limit and a timeout: the Rust readers abort the whole process when an allocation fails.
+
+The quick guard (``convert_guard``) classifies the file and lists its sheets; the bounded scan
+(``convert_scan``) runs on a thread of its own while the sheets are read once each (``convert_sheet``),
+as many at once as the cores and the memory limit allow (the parse runs in Rust, without the GIL). A
+large xlsx/xlsm sheet is read in pieces parsed at once, cut from the scan's inflate
+(``convert_package.SheetPieces``) and merged as one read; otherwise the scan runs at a lower CPU
+priority. Nothing is written before the scan has passed, and a scan rejection wins over whatever the
+readers made of the file. Then each sheet goes through the column rules (``convert_columns``) into a
+parquet file. pyarrow is imported after the first parse: imported during it, it would add its 60 MiB
+to the parse's peak.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import sys
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, NoReturn
+
+from sheetdrop_step.convert_guard import Inspection, quick_inspect
+from sheetdrop_step.convert_header import HeaderChoice, Shape
+from sheetdrop_step.convert_job import Job, Outcome, SheetResult, Skip, job_from_json, to_json
+from sheetdrop_step.convert_package import SHEET_ONLY, Piece, SheetPieces, normalize, one_sheet_parts, patch_errors
+from sheetdrop_step.convert_scan import SheetCounts, SheetMarks, area_checked, deep_check, scan_sheet
+from sheetdrop_step.convert_sheet import (
+    FastexcelBook,
+    NeedsPatch,
+    SheetSkipped,
+    Task,
+    XlsBook,
+    check,
+    head_types,
+    merge,
+    xls_globals,
+)
+from sheetdrop_step.rejection import OUT_OF_MEMORY, WorkbookRejected
+
+#: Address space a parse takes per byte of sheet XML (measured 1.9 on 100k rows x 20 columns), and
+#: what the process holds before any (interpreter, pyarrow, thread stacks and malloc arenas).
+PARSE_FACTOR = 2.5
+BASELINE_BYTES = 512 * 1024**2
+_FINISHING = threading.Lock()
+
+
+def main() -> None:
+    # pyarrow imports numpy when installed (0.15 s, 16 MiB) and pandas the first time it converts a
+    # Python value (0.4 s): nothing this process needs. Hidden (an import of a module that sys.modules
+    # holds as None fails), the process is also the same whether or not the environment has them.
+    sys.modules.update({"numpy": None, "pandas": None})
+    job = job_from_json(sys.stdin.read())
+    try:
+        outcome = Reader(job).run()
+    except BaseException as exc:  # a reader's failure outside any one sheet is a verdict on the file too
+        outcome = Outcome(rejected=classify(exc).to_wire())
+    finish(job, outcome)
+
+
+def finish(job: Job, outcome: Outcome) -> NoReturn:
+    """Write the outcome and end the process (from any thread; the first caller wins). Everything is
+    written and closed by then; skipping the interpreter's teardown (~0.1 s) ends it sooner."""
+    _FINISHING.acquire()
+    path = Path(job.staging) / "outcome.json"
+    path.with_suffix(".tmp").write_text(to_json(outcome), encoding="utf-8")
+    os.replace(path.with_suffix(".tmp"), path)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+class Reader:
+    def __init__(self, job: Job) -> None:
+        self.job, self.staging, self.limits = job, Path(job.staging), job.limits
+        self.src = Path(job.src)
+        self.inspection = quick_inspect(self.src, job.limits)
+        self.notes: list[str] = []
+        # What the scan (or a sheet's cutter) looks for besides the counts: merged cells name the
+        # columns of a header of several rows; formulas without a value count inside the range.
+        self.marks = lambda: SheetMarks(job.options.multirow_header, job.options.cell_range())
+        self.books = threading.local()
+        self.xls: XlsBook | None = None
+
+    def run(self) -> Outcome:
+        self.path, self.reading = self._prepare()
+        tasks, skipped = self._plan()
+        self.alone = len(tasks) == 1  # then the column rules run on every core
+        pieces = {t.index: self._pieces(t) for t in tasks}
+        # xls and ods: one stream their reader parses whole, one thread.
+        threads = parallel(self.job.cores, [size for sizes in pieces.values() for size in sizes],
+                           self.limits.max_memory_bytes) if self.reading.sheets is not None else 1
+        with ThreadPoolExecutor(threads, "sheetdrop") as pool:
+            self.pool = pool
+            # The heads first: a piece's parse waits for its sheet's types.
+            self.heads = {t.part: pool.submit(head_types, self.path, self.reading, t, self.limits,
+                                              options=self.job.options) for t in tasks if len(pieces[t.index]) > 1}
+            self.loads: dict[str | None, list[Future[tuple[int, list[Any], int]]]] = {p: [] for p in self.heads}
+            self.scan = _Scan(self.job, self.inspection, {t.part: SheetPieces(
+                lambda t=t: one_sheet_parts(self.path, self.reading, t.part, self.limits), t.part or "",
+                self.staging / f"piece-{t.index}{self.path.suffix}", pieces[t.index][0],
+                lambda piece, t=t: self.loads[t.part].append(pool.submit(self._piece, t, piece)),
+                self.marks()) for t in tasks if t.part in self.heads}, self.marks)
+            self.scan.start()
+            # In sheet order, as a one-by-one read gives them; a sheet in pieces waits here for them.
+            reads = [None if t.part in self.heads else pool.submit(self._table, t) for t in tasks]
+            tables = [self._table(t) if read is None else read.result() for t, read in zip(tasks, reads, strict=True)]
+            self.scan.wait()  # nothing is written before the scan has passed
+            for item in tables:
+                if isinstance(item, WorkbookRejected):
+                    raise item
+            outcomes = list(pool.map(self._write, tasks, tables))
+        results = []
+        for item in outcomes:
+            (skipped if isinstance(item, Skip) else results).append(item)
+        if not results:
+            detail = "; ".join(f"{s.sheet!r}: {s.why}" for s in skipped[:10])
+            raise WorkbookRejected("empty", "the workbook has no visible worksheet with data" + (
+                f" ({detail})" if detail else ""))
+        return Outcome(sheets=results, skipped=skipped, notes=self.notes)
+
+    def _prepare(self) -> tuple[Path, Inspection]:
+        """The file the reader opens, and its inspection. fastexcel picks its parser from the extension:
+        it gets a link named after the content. A package whose workbook part is not where the reader
+        looks is rewritten (``convert_package.normalize``)."""
+        inspection, fmt = self.inspection, self.inspection.fmt
+        if fmt in ("xlsx", "xlsm") and not inspection.canonical:
+            normalize(self.src, inspection, self.staging / f"normalized.{fmt}", self.limits)
+            return self.staging / f"normalized.{fmt}", quick_inspect(self.staging / f"normalized.{fmt}", self.limits)
+        os.symlink(self.src.resolve(), self.staging / f"input.{fmt}")
+        return self.staging / f"input.{fmt}", inspection
+
+    def _pieces(self, task: Task) -> list[int]:
+        """The sizes of XML a sheet is parsed in: whole, or in pieces cut as the scan inflates it and
+        parsed at once (the reader parses a sheet on one core, and inflates it once more), each of
+        ``piece_bytes``, or four times the workbook's other parts, which every piece parses again."""
+        if self.reading.fmt not in ("xlsx", "xlsm") or self.job.cores < 2:
+            return [task.size]
+        others = sum(i.file_size for name, i in self.reading.entries.items() if not name.startswith(SHEET_ONLY))
+        size = max(self.limits.piece_bytes, 4 * others, 1)
+        return [size] * math.ceil(task.size / size) if task.size >= 2 * size else [task.size]
+
+    def _piece(self, task: Task, piece: Piece) -> tuple[int, list[Any], int]:
+        try:
+            book = FastexcelBook(piece.path, self.reading, self.job.include_hidden)
+            return piece.first, *book.load(task, self.heads[task.part].result().types, first=piece.first,
+                                           lacks_before=True)
+        finally:
+            piece.path.unlink(missing_ok=True)
+
+    def _plan(self) -> tuple[list[Task], list[Skip]]:
+        """The sheets to read: as the guard lists them (xlsx, xlsm, xlsb), or as the reader does."""
+        tasks, skipped = [], []
+        if self.reading.fmt in ("xls", "ods"):
+            for i, name in enumerate(self._sheet_names()):
+                why = self.job.options.excludes(name)
+                (skipped.append(Skip(name, why)) if why else tasks.append(Task(i, name)))
+            return tasks, skipped
+        for index, sheet in enumerate(self.reading.sheets or []):
+            if why := self.job.options.excludes(sheet.name):
+                skipped.append(Skip(sheet.name, why))
+            elif sheet.kind != "worksheet":
+                skipped.append(Skip(sheet.name, sheet.kind.replace("sheet", " sheet")))
+            elif sheet.state != "visible" and not self.job.include_hidden:
+                skipped.append(Skip(sheet.name, f"{sheet.state} sheet"))
+            else:
+                info = self.reading.entries.get(sheet.part or "")
+                tasks.append(Task(index, sheet.name, sheet.part, info.file_size if info else 0))
+        return tasks, skipped
+
+    def _sheet_names(self) -> list[str]:
+        import fastexcel
+
+        try:
+            if self.reading.fmt == "xls":
+                untrusted, self.reading.date1904 = xls_globals(self.path)
+                if untrusted:
+                    raise ValueError("a substream inside a worksheet (an embedded chart), or not BIFF8")
+            return fastexcel.read_excel(str(self.path)).sheet_names
+        except BaseException as exc:
+            self.xls = self._xlrd(exc, "")
+            return self.xls.names
+
+    def _table(self, task: Task) -> Any:
+        """The sheet's table (column rules applied), a Skip, or the rejection its reading ended in."""
+        try:
+            shape = Shape(self.job.options, previous=self.job.previous.get(task.name, {}))
+            try:
+                columns, date1904 = (self.xls.read(task), self.xls.date1904) if self.xls else (
+                    self._read_pieces(task, shape) if task.part in self.heads else self._read(task, shape),
+                    self.reading.date1904)
+            except BaseException as exc:
+                book = self._xlrd(exc, f"sheet {task.name!r} ")
+                columns, date1904 = book.read(task), book.date1904
+            from sheetdrop_step.convert_table import build_table
+
+            sheet = build_table(columns, date1904, self.job.cores if self.alone else 1, shape)
+            if sheet is None:
+                return Skip(task.name, f"no values in range {self.job.options.range}" if self.job.options.range
+                            else "empty")
+            sheet.warnings[:0] = shape.warnings
+            if sheet.header.titles or sheet.header.count != 1:
+                self.notes.append(f"sheet {task.name!r}: {sheet.header.describe()}")
+            return sheet
+        except SheetSkipped as exc:
+            return Skip(task.name, str(exc))
+        except BaseException as exc:  # a reader error (or panic) is a verdict on the file
+            self.scan.wait()  # the scan's verdict comes first: the file may be a bomb the reader choked on
+            return classify(exc)
+
+    def _xlrd(self, exc: BaseException, what: str) -> XlsBook:
+        """xlrd, for an .xls that calamine failed on (else ``exc`` again)."""
+        if self.reading.fmt != "xls" or self.xls is not None or not recoverable(exc):
+            raise exc
+        self.notes.append(f"{what}read by xlrd: {' '.join(str(exc).split())[:200]}")
+        return XlsBook(self.path)
+
+    def _book(self) -> FastexcelBook:
+        if not hasattr(self.books, "book"):  # a fastexcel reader cannot be shared between threads
+            self.books.book = FastexcelBook(self.path, self.reading, self.job.include_hidden)
+        return self.books.book
+
+    def _read_pieces(self, task: Task, shape: Shape) -> list[Any]:
+        """A sheet read once in pieces, merged as one read (:func:`convert_sheet.merge`); read whole if a
+        piece could not be cut or read (measured and counted by a scan of its own then)."""
+        try:
+            self.scan.wait()  # every piece written
+            pieces = self.scan.pieces[task.part]
+            if pieces.whole:
+                raise ValueError("no row to cut the sheet at, or rows out of order")
+            reads = [load.result() for load in self.loads[task.part]]
+            columns = merge(reads)
+            self.notes.append(f"sheet {task.name!r}: read in {len(reads)} pieces at once")
+        except BaseException as exc:
+            if not recoverable(exc):
+                raise
+            self.notes.append(f"sheet {task.name!r} read whole: {' '.join(str(exc).split())[:200]}")
+            counts = scan_sheet(self.path, self.reading.entries[task.part or ""], task.name, self.limits,
+                                self.marks())
+            return self.pool.submit(self._read, task, shape, counts).result()
+        # The sheet's area as the pieces hold values (the scan measures a sheet read whole).
+        counts = area_checked(task.name, SheetCounts(pieces.bools, pieces.texts, max(
+            (first + rows for first, _, rows in reads if rows), default=0), max(
+            (c.index + 1 for c in columns), default=0), pieces.marks), self.limits)
+        head = self.heads[task.part].result()
+        columns, notes = check(columns, head, counts, lambda types, only: (
+            self.pool.submit(lambda: self._book().load(task, types, only=only)[0]).result()), task.name)
+        self.notes.extend(notes)
+        _learn(shape, head.choice, counts)
+        return columns
+
+    def _read(self, task: Task, shape: Shape, counts: SheetCounts | None = None) -> list[Any]:
+        """One sheet read whole, once (twice when the count check proves a silent coercion); what its
+        first rows and the scan (or ``counts``) tell about its table goes into ``shape``."""
+        book, path, inspection = self._book(), self.path, self.reading
+        try:
+            head = head_types(path, inspection, task, self.limits, book if inspection.fmt in ("xls", "ods") else None,
+                              self.job.options)
+            columns = book.load(task, head.types)[0]
+        except NeedsPatch:
+            # Error values the reader refuses (#SPILL!, #CALC!...): a copy with each made #N/A, read instead.
+            path = self.staging / f"patched-{task.index}{path.suffix}"
+            count = patch_errors(self.path, inspection, task.part or "", path, self.limits)
+            self.notes.append(f"sheet {task.name!r}: {count} error values the reader does not know read as #N/A")
+            inspection = quick_inspect(path, self.limits)
+            book = FastexcelBook(path, inspection, self.job.include_hidden)
+            head = head_types(path, inspection, task, self.limits, options=self.job.options)
+            columns = book.load(task, head.types)[0]
+        counts = counts or self.scan.counts_for(task.part)
+        columns, notes = check(columns, head, counts, lambda types, only: book.load(task, types, only=only)[0],
+                               task.name)
+        self.notes.extend(notes)
+        _learn(shape, head.choice, counts)
+        return columns
+
+    def _write(self, task: Task, sheet: Any) -> SheetResult | Skip:
+        if isinstance(sheet, Skip):
+            return sheet
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = sheet.table.replace_schema_metadata({
+            "sheetdrop.source": self.job.source, "sheetdrop.sheet": task.name,
+            "sheetdrop.converter_version": self.job.version,
+            "sheetdrop.column_types": json.dumps(sheet.types, ensure_ascii=False),
+            "sheetdrop.nulls": json.dumps(sheet.nulls, ensure_ascii=False),
+            "sheetdrop.errors": json.dumps(sheet.errors, ensure_ascii=False),
+            "sheetdrop.rows": str(sheet.table.num_rows),
+            "sheetdrop.header": sheet.header.describe(),
+            "sheetdrop.rescued": json.dumps(sheet.rescued, ensure_ascii=False),
+            "sheetdrop.warnings": json.dumps(sheet.warnings, ensure_ascii=False),
+        })
+        path = self.staging / f"sheet-{task.index}.parquet"
+        text = [f.name for f in table.schema if pa.types.is_string(f.type)]
+        # Dictionaries pay off for repeated text (cities, codes), not for numbers and timestamps; the
+        # statistics of long text columns cost more than they give a reader. Fixed writer options and no
+        # timestamps anywhere keep reruns byte-identical.
+        pq.write_table(table, path, compression="zstd", compression_level=1, version="2.6", use_dictionary=text,
+                       write_statistics=[f.name for f in table.schema if f.name not in text], store_schema=True)
+        return SheetResult(task.index, task.name, path.name, table.num_rows, table.num_columns,
+                           path.stat().st_size, sheet.types, sheet.nulls, sheet.errors, sheet.header.describe(),
+                           sheet.warnings, sheet.rescued)
+
+
+def _learn(shape: Shape, header: HeaderChoice | None, counts: SheetCounts | None) -> None:
+    """What the first rows and the whole sheet's XML tell about its table: the header, merged cells,
+    formulas without a value (a warning)."""
+    shape.header = header
+    if counts is not None:
+        marks = counts.marks
+        shape.merges = tuple(marks.merges)
+        if marks.uncached:
+            shape.warnings.append(
+                f"{marks.uncached} formula cell{'s' if marks.uncached > 1 else ''} without a saved value "
+                f"({', '.join(marks.uncached_at)}{', …' if marks.uncached > len(marks.uncached_at) else ''}) "
+                "read as empty: the tool that wrote the workbook did not calculate them; open it in Excel or "
+                "LibreOffice, save it and upload it again")
+
+
+def parallel(cores: int, sizes: list[int], memory: int) -> int:
+    """Sheets parsed at once: as many as the cores, as long as that many of the largest fit in the
+    reader's address space (each parse takes ``PARSE_FACTOR`` times its XML)."""
+    need = int(max(sizes, default=0) * PARSE_FACTOR) or 1
+    return max(1, min(cores, len(sizes), (memory - BASELINE_BYTES) // need))
+
+
+def recoverable(exc: BaseException) -> bool:
+    """A reader's failure that another reader may not share (calamine's panics are BaseExceptions)."""
+    return not isinstance(exc, MemoryError | WorkbookRejected | SheetSkipped | KeyboardInterrupt | SystemExit)
+
+
+def classify(exc: BaseException) -> WorkbookRejected:
+    if isinstance(exc, WorkbookRejected):
+        return exc
+    if isinstance(exc, MemoryError):
+        return WorkbookRejected("too-large", OUT_OF_MEMORY)
+    text = f"{exc.__class__.__name__}: {exc}"
+    if "password" in text.lower() or "encrypt" in text.lower():
+        return WorkbookRejected("encrypted", "the workbook is password-protected; save it without a password and "
+                                             "upload it again")
+    return WorkbookRejected("corrupt", f"the workbook could not be read ({' '.join(text.split())[:300]}); open it "
+                                       "in Excel or LibreOffice, save it again and re-upload")
+
+
+class _Scan(threading.Thread):
+    """The bounded scan of every part the quick guard deferred, cutting the sheets of ``pieces`` as it
+    inflates them. A rejection ends the process at once with that rejection as its outcome: it wins
+    over whatever a reader was doing."""
+
+    def __init__(self, job: Job, inspection: Inspection, pieces: dict[str | None, SheetPieces],
+                 marks: Callable[[], SheetMarks]) -> None:
+        super().__init__(name="sheetdrop-scan", daemon=True)
+        self.job, self.inspection, self.pieces, self.marks = job, inspection, pieces, marks
+        entries = inspection.entries
+        self.parts = {s.part: entries[s.part].filename for s in inspection.sheets or []
+                      if s.part in entries and inspection.fmt in ("xlsx", "xlsm")}
+        self.counts: dict[str, SheetCounts] = {}
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+        self.counted = threading.Condition()
+
+    def run(self) -> None:
+        with contextlib.suppress(OSError, AttributeError):  # nice values are per thread: the parses keep their cores
+            if not self.pieces:  # (unless they wait for the pieces it cuts)
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        names = {self.parts[s.part]: s.name for s in self.inspection.sheets or [] if s.part in self.parts}
+        try:
+            deep_check(Path(self.job.src), self.inspection.deferred, names, self.job.limits,
+                       self.inspection.inflated, self._counted, {self.parts[p]: w for p, w in self.pieces.items()},
+                       self.marks)
+        except WorkbookRejected as exc:
+            finish(self.job, Outcome(rejected=exc.to_wire()))
+        except BaseException as exc:  # handed to the threads that wait for the verdict
+            self.error = exc
+        finally:
+            self.done.set()
+            with self.counted:
+                self.counted.notify_all()
+
+    def _counted(self, part: str, counts: SheetCounts) -> None:
+        with self.counted:
+            self.counts[part] = counts
+            self.counted.notify_all()
+
+    def wait(self) -> None:
+        self.done.wait()
+        if self.error is not None:
+            raise self.error
+
+    def counts_for(self, part: str | None) -> SheetCounts | None:
+        """A sheet's counts, as soon as the scan has them (the scan goes on with the other parts)."""
+        name = self.parts.get(part or "")
+        if name is None:
+            return None
+        with self.counted:
+            self.counted.wait_for(lambda: name in self.counts or self.done.is_set())
+        if name not in self.counts:
+            self.wait()
+        return self.counts.get(name)
+

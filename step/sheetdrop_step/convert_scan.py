@@ -1,0 +1,303 @@
+"""The bounded scan: every zip part the quick guard left alone, inflated once with bounds, and each
+sheet's XML measured by its actual cells (the readers inflate without bounds and allocate a sheet's
+whole range). It also counts each sheet's boolean and text cells for the count check
+(``convert_sheet.check``).
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+import zipfile
+import zlib
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+
+from sheetdrop_contract.read_options import CellRange
+from sheetdrop_step.convert_job import Limits
+from sheetdrop_step.rejection import WorkbookRejected
+
+if TYPE_CHECKING:
+    from sheetdrop_step.convert_package import SheetPieces
+
+EXCEL_MAX_ROWS = 1_048_576
+EXCEL_MAX_COLS = 16_384
+CHUNK = 1 << 20
+#: Parts up to this declared size are inflated by the quick guard; larger ones (and the sheets) here.
+QUICK_ENTRY_BYTES = 1024**2
+_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # zipfile.structFileHeader
+_DTD = re.compile(rb"<!(DOCTYPE|ENTITY)", re.IGNORECASE)
+# A cell that holds something (a value or inline text), with its reference: cells that are only
+# styled take no room in the reader, so they do not widen the area.
+_HOLDS_VALUE = rb'"[^>]*>(?:<(?:\w+:)?f\b[^>]*(?:/>|>[^<]*</(?:\w+:)?f>))?<(?:\w+:)?(?:v|is)\b'
+_CELL_AT = rb'<(?:\w+:)?c\b[^>]*?\br="'
+_VALUED_CELL = re.compile(_CELL_AT + rb"([A-Z]{1,3})(\d+)" + _HOLDS_VALUE)
+# Literal prefix first, so that re skips quickly to the candidates: only references of two or
+# three letters can widen the area past column Z.
+_WIDE_REF = re.compile(rb'r="([A-Z]{2,3})\d')
+TEXT_TYPES = (b't="s"', b't="str"', b't="inlineStr"')
+_REF = re.compile(rb"([A-Z]{1,3})(\d+)")
+_MERGE = re.compile(rb'<(?:\w+:)?mergeCell\s+ref="([A-Z]{1,3})(\d+):([A-Z]{1,3})(\d+)"')
+# A formula cell without a cached value: the tool that wrote it did not compute it, so a reader sees
+# an empty cell (an empty <v> in a t="str" cell is a cached empty string).
+_UNCACHED = re.compile(rb'<(?:\w+:)?c\b([^>]*?\br="([A-Z]{1,3}\d+)"[^>]*)>(?:<(?:\w+:)?f\b[^>]*/>|<(?:\w+:)?f\b[^>]*>'
+                       rb'[^<]*</(?:\w+:)?f>)(<(?:\w+:)?v\s*/>|<(?:\w+:)?v></(?:\w+:)?v>)?</(?:\w+:)?c>')
+_UNCACHED_ENDS = (b"</f></c>", b"/></c>", b"<v></v></c>")
+MAX_MERGES = 10_000
+
+
+@dataclass
+class SheetCounts:
+    """What the scan learned about one sheet part."""
+
+    bools: int = 0  # cells of type t="b"
+    texts: int = 0  # cells of type s, str or inlineStr
+    rows: int = 0  # the last row holding a value
+    columns: int = 0  # the last column holding a value
+    marks: SheetMarks = field(default_factory=lambda: SheetMarks())
+
+
+def col_number(letters: bytes) -> int:
+    n = 0
+    for ch in letters:
+        n = n * 26 + (ch - 64)
+    return n
+
+
+def bomb_reason(name: str, size: int, compressed: int) -> str:
+    return (f"part {name!r} expands from {compressed} bytes to {size} bytes ({size / max(compressed, 1):.0f}:1), "
+            "the signature of a zip bomb; the file was not opened")
+
+
+def check_prolog(name: str, head: bytes) -> None:
+    # Workbook XML never needs a DTD; refusing any DOCTYPE/ENTITY outright means entity expansion
+    # cannot happen in a reader that does not defend against it.
+    text = head.decode("utf-16", errors="ignore").encode() if head[:2] in (b"\xff\xfe", b"\xfe\xff") else head
+    if _DTD.search(text):
+        raise WorkbookRejected("unsafe", f"part {name!r} declares a DTD or XML entities (entity-expansion attack "
+                                         "pattern); the file was not opened")
+
+
+def inflate_entry(fh: BinaryIO, info: zipfile.ZipInfo, limits: Limits, total_before: int,
+                  sink: Callable[[bytes], None] | None, zf: zipfile.ZipFile | None = None) -> int:
+    """Inflate one entry once, with bounds, feeding ``sink``; returns the bytes produced. Headers can
+    lie: the ratio and total limits apply to the bytes as they come out, CRC and size are checked at
+    the end, XML prologs for DTDs. Deflate is inflated from the raw stream (``zipfile`` stops at the
+    declared size), so a part inflating far beyond its declared size is told apart from damage."""
+    name = info.filename
+    produced = crc = 0
+    head = b""
+
+    def emit(chunk: bytes) -> None:
+        nonlocal produced, crc, head
+        produced += len(chunk)
+        if len(head) < 4096:
+            head += chunk[: 4096 - len(head)]
+        if produced > limits.ratio_floor_bytes and produced > limits.max_entry_ratio * max(info.compress_size, 1):
+            raise WorkbookRejected("unsafe", bomb_reason(name, produced, info.compress_size))
+        if produced > 2 * info.file_size + QUICK_ENTRY_BYTES:
+            raise WorkbookRejected("unsafe", f"part {name!r} inflates to more than {produced} bytes although its "
+                                             f"headers declare {info.file_size}: a zip bomb that lies about its size; "
+                                             "the file was not opened")
+        if total_before + produced > limits.max_uncompressed_bytes:
+            raise WorkbookRejected("unsafe" if produced > 10 * max(info.file_size, 1) else "too-large",
+                                   f"the workbook inflates to more than "
+                                   f"{limits.max_uncompressed_bytes / 1024**2:.0f} MiB")
+        crc = zlib.crc32(chunk, crc)
+        if sink is not None:
+            sink(chunk)
+
+    def damaged(detail: object) -> WorkbookRejected:
+        return WorkbookRejected("corrupt", f"part {name!r} of the workbook is damaged ({detail}); save it again and "
+                                           "re-upload")
+
+    try:
+        if info.compress_type in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            fh.seek(info.header_offset)
+            local = fh.read(_LOCAL_HEADER.size)
+            if len(local) != _LOCAL_HEADER.size or local[:4] != b"PK\x03\x04":
+                raise damaged("bad local header")
+            fields = _LOCAL_HEADER.unpack(local)
+            fh.seek(info.header_offset + _LOCAL_HEADER.size + fields[10] + fields[11])
+            left = info.compress_size
+            inflater = zlib.decompressobj(-15) if info.compress_type == zipfile.ZIP_DEFLATED else None
+            while left > 0 and not (inflater is not None and inflater.eof):
+                raw = fh.read(min(CHUNK, left))
+                if not raw:
+                    raise damaged("truncated")
+                left -= len(raw)
+                if inflater is None:
+                    emit(raw)
+                    continue
+                while raw and not inflater.eof:  # max_length bounds each step: 1 MiB of a bomb is 1 GiB
+                    out = inflater.decompress(raw, CHUNK)
+                    if out:
+                        emit(out)
+                    raw = inflater.unconsumed_tail
+            while inflater is not None and not inflater.eof:
+                out = inflater.decompress(b"", CHUNK)
+                if not out:
+                    raise damaged("truncated deflate stream")
+                emit(out)
+        else:  # rare methods (bzip2, lzma): zipfile's reader, still bounded chunk by chunk
+            with (zf or zipfile.ZipFile(fh)).open(info) as stream:
+                while chunk := stream.read(CHUNK):
+                    emit(chunk)
+    except WorkbookRejected:
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
+        raise damaged(exc) from exc
+    except NotImplementedError as exc:
+        raise WorkbookRejected("corrupt", f"part {name!r} uses an unsupported zip compression ({exc})") from exc
+    if produced != info.file_size or crc != info.CRC:
+        raise damaged("CRC or size mismatch: Bad CRC-32")
+    if name.lower().endswith((".xml", ".rels", ".vml")):
+        check_prolog(name, head)
+    return produced
+
+
+class SheetMarks:
+    """What only the whole sheet's XML tells the table: formula cells without a value, and (asked for
+    with ``merges``: a header of several rows) merged areas, written after the cells. Fed chunk by
+    chunk, by the scan or by the cutter of a sheet read in pieces; a match counts where it ends past
+    the previous chunk's tail, so none counts twice. Each search is a pass over the sheet on the
+    scan's thread, which feeds the pieces: formulas are looked for in every chunk of a sheet read by
+    a range (``area``: only the formulas inside it count), else only in a sheet whose first chunk has
+    one (a sheet of formulas has them from its first rows; one computed last, under a long export,
+    may go unreported)."""
+
+    def __init__(self, merges: bool = False, area: CellRange | None = None) -> None:
+        self.want_merges, self.area = merges, area
+        self.merges: list[tuple[int, int, int, int]] = []  # zero-based, inclusive
+        self.uncached = 0
+        self.uncached_at: list[str] = []  # the first few
+        self.tail = b""
+        self.formulas: bool | None = None  # decided on the first chunk
+        self.prefixed = False  # cells as <x:c>: the quick look for endings only knows the usual spelling
+
+    def feed(self, chunk: bytes) -> None:
+        if self.formulas is None:
+            self.prefixed = b":sheetData" in chunk
+            self.formulas = self.prefixed or self.area is not None or b"<f" in chunk
+        merges = self.want_merges and len(self.merges) < MAX_MERGES and self._has(chunk, b"mergeCell")
+        uncached = self.formulas and (self.prefixed or any(self._has(chunk, end) for end in _UNCACHED_ENDS))
+        if merges or uncached:
+            data, seam = self.tail + chunk, len(self.tail)
+            for m in _MERGE.finditer(data) if merges else ():
+                if m.end() > seam:
+                    self.merges.append((int(m[2]) - 1, col_number(m[1]) - 1, int(m[4]) - 1, col_number(m[3]) - 1))
+            for m in _UNCACHED.finditer(data) if uncached else ():
+                if m.end() > seam and not (m[3] and b't="str"' in m[1]) and self._inside(m[2]):
+                    self.uncached += 1
+                    if len(self.uncached_at) < 5:
+                        self.uncached_at.append(m[2].decode())
+        self.tail = chunk[-4096:] if len(chunk) >= 4096 else (self.tail + chunk)[-4096:]
+
+    def _has(self, chunk: bytes, pattern: bytes) -> bool:
+        return pattern in chunk or pattern in self.tail[1 - len(pattern):] + chunk[:len(pattern) - 1]
+
+    def _inside(self, ref: bytes) -> bool:
+        if self.area is None:
+            return True
+        letters, row = _REF.fullmatch(ref).groups()  # type: ignore[union-attr] # the pattern matched it
+        column, row_index, area = col_number(letters) - 1, int(row) - 1, self.area
+        return area.first_col <= column and (area.last_col is None or column <= area.last_col) and (
+            area.first_row <= row_index and (area.last_row is None or row_index <= area.last_row))
+
+
+class SheetScan:
+    """Streaming scan of one sheet's XML. The reader allocates ``rows x columns`` of the range holding
+    values (one value at XFD1048576 asks for ~17 billion cells); the declared ``<dimension>`` is not
+    trusted either way (Gnumeric declares A1:XFD1048576 for a few cells): only cells holding a value
+    count. C-speed passes only; rows are taken to come in order (a hostile file with rows out of order
+    is left to the reader's memory limit)."""
+
+    def __init__(self, marks: SheetMarks | None = None) -> None:
+        self.counts = SheetCounts(marks=marks or SheetMarks())
+        self.tail = b""
+
+    def feed(self, chunk: bytes) -> None:
+        # Each count looks at the chunk, plus the few bytes around its start where a pattern may have
+        # been cut (fewer than the pattern's length on each side, so nothing is counted twice).
+        counts = self.counts
+        for pattern, attr in ((b't="b"', "bools"), *((p, "texts") for p in TEXT_TYPES)):
+            seam = self.tail[-len(pattern) + 1:] + chunk[:len(pattern) - 1]
+            setattr(counts, attr, getattr(counts, attr) + chunk.count(pattern) + seam.count(pattern))
+        wide = set(_WIDE_REF.findall(chunk)) | set(_WIDE_REF.findall(self.tail[-256:] + chunk[:256]))
+        for letters in sorted(wide, key=col_number, reverse=True):
+            if col_number(letters) <= counts.columns:
+                break
+            # A wider column than seen so far counts only if one of its cells holds a value.
+            valued = re.compile(_CELL_AT + letters + rb"\d+" + _HOLDS_VALUE)
+            if valued.search(self.tail + chunk if len(chunk) < 65536 else chunk):
+                counts.columns = col_number(letters)
+                break
+        counts.marks.feed(chunk)
+        end = self.tail[-4096:] + chunk[-16384:] if len(chunk) < 16384 else chunk[-16384:]
+        last = next(iter(deque(_VALUED_CELL.finditer(end), maxlen=1)), None)
+        if last is not None:
+            counts.rows = max(counts.rows, int(last.group(2)))
+            counts.columns = max(counts.columns, col_number(last.group(1)))
+        self.tail = chunk[-4096:] if len(chunk) >= 4096 else (self.tail + chunk)[-4096:]
+
+
+def area_checked(sheet: str, counts: SheetCounts, limits: Limits) -> SheetCounts:
+    """The counts of a sheet whose area (rows x columns holding values) the reader may allocate."""
+    rows, columns = counts.rows, counts.columns
+    if rows > EXCEL_MAX_ROWS or columns > EXCEL_MAX_COLS:
+        raise WorkbookRejected("corrupt", f"sheet {sheet!r} refers to cells beyond Excel's grid; the file is damaged")
+    if rows * max(columns, 1) > limits.max_cells:
+        raise WorkbookRejected(
+            "too-large",
+            f"sheet {sheet!r} spans {rows} rows x {columns} columns ({rows * columns:,} cells), above the "
+            f"{limits.max_cells:,}-cell limit; delete stray cells far from the data (Ctrl+End shows the last "
+            "one) and save again",
+        )
+    return counts
+
+
+def cell_kinds(xml: bytes | bytearray, end: int | None = None) -> tuple[int, int]:
+    """The boolean and the text cells in ``xml[:end]`` (whole elements), as :class:`SheetScan` counts them."""
+    return xml.count(b't="b"', 0, end), sum(xml.count(pattern, 0, end) for pattern in TEXT_TYPES)
+
+
+def scan_sheet(path: Path, info: zipfile.ZipInfo, name: str, limits: Limits, marks: SheetMarks) -> SheetCounts:
+    """One sheet part inflated (bounded) and scanned on its own: for a sheet the scan left to its
+    cutter and that is read whole after all."""
+    scan = SheetScan(marks)
+    with path.open("rb") as fh:
+        inflate_entry(fh, info, limits, 0, scan.feed)
+    return area_checked(name, scan.counts, limits)
+
+
+def deep_check(path: Path, deferred: list[zipfile.ZipInfo], sheets: dict[str, str], limits: Limits,
+               inflated: int = 0, counted: Callable[[str, SheetCounts], None] | None = None,
+               pieces: dict[str, SheetPieces] | None = None,
+               marks: Callable[[], SheetMarks] = SheetMarks) -> dict[str, SheetCounts]:
+    """Inflate every deferred part once (bounded) and scan the sheet parts among them. ``sheets`` maps a
+    sheet part's zip name to the sheet's name. Returns the counts per part, each also handed to
+    ``counted`` as soon as it is known. The sheets of ``pieces`` (by zip name) are cut instead.
+    ``marks``: what each sheet's :class:`SheetMarks` looks for."""
+    counts: dict[str, SheetCounts] = {}
+    if not deferred:
+        return counts
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise WorkbookRejected("corrupt", f"the workbook's zip container is damaged ({exc})") from exc
+    with zf, path.open("rb") as fh:
+        for info in deferred:
+            # A sheet in pieces is measured and counted by them.
+            cut = (pieces or {}).get(info.filename)
+            scan = SheetScan(marks()) if info.filename in sheets and cut is None else None
+            inflated += inflate_entry(fh, info, limits, inflated, cut.feed if cut else scan.feed if scan else None, zf)
+            if cut is not None:
+                cut.finish()
+            if scan is not None:
+                counts[info.filename] = area_checked(sheets[info.filename], scan.counts, limits)
+                if counted is not None:
+                    counted(info.filename, counts[info.filename])
+    return counts

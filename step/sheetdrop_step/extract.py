@@ -1,0 +1,178 @@
+"""The extract pipeline's PythonScriptStep: workbook in, parquet + registered datasets out.
+
+A thin wrapper: argument parsing, the run context and registration. The
+conversion itself is :mod:`convert`. Arguments, tags and settings follow :mod:`contract`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from sheetdrop_contract import read_options
+from sheetdrop_contract.contract import (
+    ARGUMENTS,
+    OUTPUT_NAME,
+    OutputPathError,
+    Registration,
+    StepSettingError,
+    parse_source_version,
+    read_step_settings,
+)
+from sheetdrop_step import schema_changes
+from sheetdrop_step.convert import CONVERTER_VERSION, convert_workbook, options_from_env
+from sheetdrop_step.rejection import WorkbookRejected
+from sheetdrop_step.step_context import StepContext, get_context
+
+
+def dataset_name_for(base: str, sheet_slug: str, sheet_count: int) -> str:
+    """One sheet keeps the workbook's dataset name; several get ``_<sheet>`` each."""
+    return base if sheet_count == 1 else f"{base}_{sheet_slug}"
+
+
+def _previous_types(context: StepContext, base: str) -> dict[str, dict[str, str]]:
+    """By sheet name, the column types of the latest version of each dataset this workbook feeds."""
+    found = {}
+    for name in context.previous_names(base):
+        tags = context.previous_tags(name) or {}
+        schema = schema_changes.previous_schema(tags)
+        if schema is not None and "sheet" in tags:
+            found[tags["sheet"]] = schema
+    return found
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    for name in ARGUMENTS:
+        parser.add_argument(f"--{name}", required=True)
+    return parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace, source: dict[str, str], options: read_options.ReadOptions) -> int:
+    started = time.monotonic()
+    context = get_context()
+    context.start(source)
+    # AzureML does not create the PipelineData folder; the step has to.
+    os.makedirs(args.output_extract, exist_ok=True)
+    # From the run, never from the mount path: the mount layout is the runtime's business.
+    relative_dir = context.output_path(OUTPUT_NAME, args.output_datastore)
+    outdir = Path(args.output_extract)
+
+    workbook = Path(args.input_extract)
+    source_name = source.get("source_blob", workbook.name)
+    limits = options_from_env()
+    # In the step's log, so that a person can see which settings reached the step.
+    print(f"settings: {json.dumps(read_step_settings(os.environ), sort_keys=True)}", flush=True)
+    if options.file:
+        print(f"read options: {options.file}", flush=True)
+    previous = _previous_types(context, args.dataset_name) if options.schema_changes == "rescue" else {}
+    sheets = convert_workbook(workbook, outdir, source=source_name, options=options, previous=previous, **limits)
+    planned = []
+    changes: dict[str, str] = {}
+    for sheet in sheets:
+        name = dataset_name_for(args.dataset_name, sheet.slug, len(sheets))
+        previous = schema_changes.previous_schema(context.previous_tags(name) or {})
+        if previous is not None and schema_changes.compare(previous, sheet.column_types):
+            changes[name] = schema_changes.compare(previous, sheet.column_types).describe()
+        tags = {
+            **source,
+            "run_id": context.run_id,
+            "sheet": sheet.sheet,
+            "rows": str(sheet.rows),
+            "columns": str(sheet.columns),
+            "converter_version": CONVERTER_VERSION,
+            # Which workbook-level name a sheet's dataset belongs to (several sheets: <base>_<sheet>).
+            schema_changes.BASE_TAG: args.dataset_name,
+            **schema_changes.schema_tags(sheet.column_types, previous),
+        }
+        planned.append((sheet, name, tags))
+    if changes and options.schema_changes == "fail":
+        for sheet in sheets:  # no new version, and nothing left for one
+            sheet.path.unlink(missing_ok=True)
+        raise schema_changes.SchemaChanged(
+            f"{'; '.join(f'{name}: {change}' for name, change in changes.items())} (the folder's options say "
+            "\"schema_changes\": \"fail\"; change them to \"evolve\" to accept the new columns)")
+    registered = []
+    for sheet, name, tags in planned:
+        file_path = sheet.path.relative_to(outdir).as_posix()
+        registered.append(context.register(Registration(
+            name=name, datastore=args.output_datastore, relative_path=f"{relative_dir}/{file_path}",
+            description=f"Sheet '{sheet.sheet}' of {source_name}", tags=tags,
+        )))
+        # The converter's per-column decisions, readable next to the run (studio / sheetdrop runs).
+        context.log_metric(f"{file_path}:column_types", json.dumps(sheet.column_types, sort_keys=True))
+        context.log_metric(f"{file_path}:error_cells", sheet.errors)
+        context.log_metric(f"{file_path}:header", sheet.header)
+        if sheet.warnings:
+            context.log_metric(f"{file_path}:warnings", json.dumps(sheet.warnings, ensure_ascii=False))
+        if sheet.rescued:
+            context.log_metric(f"{file_path}:rescued_cells", json.dumps(sheet.rescued, sort_keys=True))
+    for name, change in changes.items():
+        print(f"warning: {name}: columns changed since its previous version: {change}", flush=True)
+    if changes:
+        context.log_metric("schema_changes", json.dumps(changes, sort_keys=True))
+    gone = sorted(set(context.previous_names(args.dataset_name)) - {name for _, name, _ in planned})
+    if gone:
+        # A sheet removed from the workbook simply stops getting versions: say so.
+        print(f"warning: no new version for {', '.join(gone)}: the workbook no longer has that sheet", flush=True)
+        context.log_metric("datasets_without_new_version", ", ".join(gone))
+    if sheets.skipped:
+        context.log_metric("skipped_sheets", json.dumps(dict(sheets.skipped), ensure_ascii=False))
+    total_sheets = len(sheets)
+    total_rows = sum(sheet.rows for sheet in sheets)
+    total_columns = sum(sheet.columns for sheet in sheets)
+    total_bytes = sum(sheet.bytes for sheet in sheets)
+    total_nulls = sum(sheet.nulls for sheet in sheets)
+    total_errors = sum(sheet.errors for sheet in sheets)
+    context.log_metric("sheets", total_sheets)
+    context.log_metric("rows", total_rows)
+    context.log_metric("columns", total_columns)
+    context.log_metric("parquet_bytes", total_bytes)
+    context.log_metric("null_cells", total_nulls)
+    context.log_metric("error_cells", total_errors)
+    context.log_metric("seconds", round(time.monotonic() - started, 3))
+    context.complete()
+    for ref in registered:
+        print(f"dataset: {ref}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    # The converter's notes (a sheet skipped and why) belong in the step's log, as `convert.py` prints
+    # them; only ours: in AzureML the SDK's own INFO logging would drown them.
+    notes = logging.StreamHandler(sys.stderr)
+    notes.setFormatter(logging.Formatter("%(message)s"))
+    logging.getLogger("sheetdrop").addHandler(notes)
+    logging.getLogger("sheetdrop").setLevel(logging.INFO)
+    args = parse_args(argv)
+    try:
+        source = parse_source_version(args.source_version)
+    except ValueError as exc:
+        print(f"error: arguments: {exc}", file=sys.stderr)
+        return 3
+    try:
+        options = read_options.from_parameter(args.read_options)
+    except read_options.OptionsError as exc:
+        # Before anything is converted: fixing the file and uploading the workbook again is new work.
+        print(f"error: options: {exc}", file=sys.stderr)
+        return 3
+    try:
+        return run(args, source, options)
+    except WorkbookRejected as exc:
+        print(f"error: {exc.code}: {exc.reason}", file=sys.stderr)
+        return 2
+    except OutputPathError as exc:
+        print(f"error: output-path: {exc}", file=sys.stderr)
+        return 3
+    except StepSettingError as exc:
+        print(f"error: settings: {exc}", file=sys.stderr)
+        return 3
+    except schema_changes.SchemaChanged as exc:
+        print(f"error: schema: {exc}", file=sys.stderr)
+        return 2
+
