@@ -189,17 +189,24 @@ def cmd_ui(args: argparse.Namespace, settings: LocalSettings) -> int:
 
 
 def cmd_publish(args: argparse.Namespace, settings: LocalSettings | None) -> int:
+    from pipeline import PUBLISHERS
     from sheetdrop_local import REPO
 
-    # --v2 first: the batch endpoint publisher (azure-ai-ml, .venv-aml2); otherwise the v1 one.
-    v2 = args.rest[:1] == ["--v2"]
-    venv, module, rest = (".venv-aml2", "pipeline.v2.publish", args.rest[1:]) if v2 else \
-        (".venv-aml", "pipeline.publish", args.rest)
-    python = REPO / venv / "bin" / "python"
-    if not python.exists():
-        print(f"error: the AzureML environment is missing: run `make setup-aml{'2' if v2 else ''}`", file=sys.stderr)
+    # `--backend NAME` (or `--v2`, for azureml-v2) first; the rest is the publisher's own.
+    rest, backend = list(args.rest), "azureml"
+    if rest[:1] == ["--v2"]:
+        rest, backend = rest[1:], "azureml-v2"
+    elif rest[:1] == ["--backend"] and len(rest) > 1:
+        rest, backend = rest[2:], rest[1]
+    if backend not in PUBLISHERS:
+        print(f"error: no publisher for backend {backend!r}: one of {', '.join(PUBLISHERS)}", file=sys.stderr)
         return 2
-    return subprocess.run([str(python), "-m", module, *rest], cwd=REPO, check=False).returncode
+    publisher = PUBLISHERS[backend]
+    python = REPO / publisher.venv / "bin" / "python"
+    if not python.exists():
+        print(f"error: the AzureML environment is missing: run `make {publisher.setup}`", file=sys.stderr)
+        return 2
+    return subprocess.run([str(python), "-m", publisher.module, *rest], cwd=REPO, check=False).returncode
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -272,11 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--options", type=Path, metavar="FILE",
                    help="read options as a folder's sheetdrop.json gives them (README, 'Read options')")
 
-    p = command("publish", "publish the extract pipeline to AzureML (uses .venv-aml; --v2: a batch endpoint, "
-                ".venv-aml2)", cmd_publish, no_settings=True)
+    p = command("publish", "publish the extract step to AzureML (v1 by default, in .venv-aml; --v2 or --backend "
+                "azureml-v2: a batch endpoint, in .venv-aml2)", cmd_publish, no_settings=True)
     p.add_argument("rest", nargs=argparse.REMAINDER, metavar="ARGS",
-                   help="[--v2] arguments for python -m pipeline.publish, or pipeline.v2.publish with --v2 "
-                        "(`sheetdrop publish [--v2] --help` lists them)")
+                   help="[--v2 | --backend NAME] then the publisher's own arguments (`sheetdrop publish [--v2] "
+                        "--help` lists them)")
     return parser
 
 

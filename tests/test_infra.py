@@ -219,9 +219,12 @@ LITERALS = {f"{CONNECTION}__credential": "managedidentity",
 
 
 def names_read_by_settings_module() -> set[str]:
-    """Every app setting name sheetdrop/settings.py spells: its string constants and f-strings (with
-    CONNECTION put in) shaped like a setting name; each one is read from the environment there."""
-    trees = [ast.parse((REPO / "function" / "sheetdrop" / module).read_text()) for module in ("settings.py",)]
+    """Every app setting name sheetdrop/settings.py and the backends' own configuration modules spell: their
+    string constants and f-strings (with CONNECTION put in) shaped like a setting name; each one is read from
+    the environment there."""
+    modules = [REPO / "function" / "sheetdrop" / "settings.py",
+               *sorted((REPO / "function" / "sheetdrop" / "submit").glob("*/configuration.py"))]
+    trees = [ast.parse(module.read_text()) for module in modules]
     names = set()
     for node in (node for tree in trees for node in ast.walk(tree)):
         if isinstance(node, ast.JoinedStr):
@@ -273,10 +276,10 @@ def test_every_app_setting_the_template_sets_is_read_and_every_required_one_is_s
     assert loaded.backend == "azureml"
     assert loaded.storage.account_url == SAMPLE["storage.properties.primaryEndpoints.blob"]
     client_id = SAMPLE["identity.properties.clientId"]
-    assert loaded.storage.client_id == loaded.azureml.managed_identity_client_id == client_id
+    assert loaded.storage.client_id == loaded.backend_settings.managed_identity_client_id == client_id
     assert (loaded.input_container, loaded.claims_container, loaded.input_datastore, loaded.experiment_name) == (
         "input", "sheetdrop-claims", "sheetdrop_input", "sheetdrop-extract")
-    assert loaded.azureml.endpoint_id == "e1"
+    assert loaded.backend_settings.endpoint_id == "e1"
 
 
 def test_identity_and_endpoints_come_from_the_resources_the_template_creates() -> None:
@@ -503,7 +506,7 @@ def test_postprovision_publishes_as_the_person_and_writes_the_endpoint_url_once(
     url = (stubs["dir"] / "url").read_text().strip()
     assert url.endswith("/workspaces/mlw-abc/PipelineRuns/PipelineEndpointSubmit/Id/e1")
     assert load_settings({"SHEETDROP_BACKEND": "azureml", "INPUT_STORAGE__blobServiceUri": "https://a.blob.x",
-                          "AZUREML_PIPELINE_ENDPOINT_URL": url}).azureml.workspace == "mlw-abc"
+                          "AZUREML_PIPELINE_ENDPOINT_URL": url}).backend_settings.workspace == "mlw-abc"
     assert f"env set AZUREML_PIPELINE_ENDPOINT_URL {url}" in calls(stubs, "azd")
     assert all("--subscription sub" in call for call in calls(stubs, "az"))
     # Again: published again (a new default version), the app setting left alone.
@@ -667,17 +670,17 @@ def test_the_v2_variant_is_one_parameter_and_sets_what_the_v2_backend_reads() ->
     settings = app_settings()
     assert expr(settings["SHEETDROP_BACKEND"]) == "azuremlApi"
     v1 = load_in_azure(resolved(settings))
-    assert v1.backend == "azureml" and v1.azureml_v2 is None
+    assert v1.backend == "azureml" and v1.backend_settings.endpoint_id == "e1"
     SAMPLE["azuremlApi"] = "azureml-v2"
     try:
         v2 = load_in_azure(resolved(settings))
     finally:
         SAMPLE["azuremlApi"] = "azureml"
     assert not isinstance(v2, Exception), v2
-    assert v2.backend == "azureml-v2" and v2.azureml_v2 is not None
-    assert (v2.azureml_v2.endpoint_url, v2.azureml_v2.workspace, v2.azureml_v2.resource_group) == (
+    assert v2.backend == "azureml-v2"
+    assert (v2.backend_settings.endpoint_url, v2.backend_settings.workspace, v2.backend_settings.resource_group) == (
         SAMPLE["batchEndpointUrl"], "mlw-abc", "rg-dev")
-    assert v2.azureml_v2.managed_identity_client_id == SAMPLE["identity.properties.clientId"]
+    assert v2.backend_settings.managed_identity_client_id == SAMPLE["identity.properties.clientId"]
     parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
     assert parameters["batchEndpointUrl"]["value"] == "${AZUREML_BATCH_ENDPOINT_URL}"
     assert parameters["azuremlApi"]["value"] == "${SHEETDROP_AZUREML_API=azureml}"

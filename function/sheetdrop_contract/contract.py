@@ -207,7 +207,7 @@ def slug(text: str, fallback: str) -> str:
 # -- AzureML v2 (batch endpoint -> pipeline component -> this step as a command component) -------------
 
 #: Set to "v2" in the command component's environment: the step then reports to the v2 context (MLflow
-#: and data assets) instead of azureml-core's Run (step_context.get_context).
+#: and data assets) instead of azureml-core's Run (sheetdrop_step.contexts).
 JOB_API_ENV = "SHEETDROP_JOB_API"
 #: A datastore path as v2 jobs and data assets write it (azure-ai-ml's SHORT_URI_FORMAT).
 DATASTORE_URI = re.compile(r"^azureml://datastores/(?P<datastore>[^/]+)/paths/(?P<path>.+)$")

@@ -25,9 +25,9 @@ from sheetdrop_contract.contract import (
     read_step_settings,
 )
 from sheetdrop_step import schema_changes
+from sheetdrop_step.contexts import StepContext, get_context
 from sheetdrop_step.convert import CONVERTER_VERSION, convert_workbook, options_from_env
 from sheetdrop_step.rejection import WorkbookRejected
-from sheetdrop_step.step_context import StepContext, get_context
 
 
 def dataset_name_for(base: str, sheet_slug: str, sheet_count: int) -> str:
