@@ -12,8 +12,7 @@ from typing import Any
 
 from azureml.core import Dataset, Datastore, Run
 
-from sheetdrop_contract.contract import Registration, resolve_output
-from sheetdrop_step.schema_changes import same_base
+from sheetdrop_contract.contract import Registration, fed_by, resolve_output
 
 
 def _is_offline(run: Any) -> bool:
@@ -58,8 +57,7 @@ class AzureMLContext:
             datasets = Dataset.get_all(self.workspace)
         except Exception:  # only feeds a warning; never fail a run over it
             return []
-        return [name for name, dataset in datasets.items()
-                if (name == base or name.startswith(f"{base}_")) and same_base(name, dict(dataset.tags or {}), base)]
+        return [name for name, dataset in datasets.items() if fed_by(name, dict(dataset.tags or {}), base)]
 
     def output_path(self, name: str, datastore: str) -> str:
         definition = self.run.get_details().get("runDefinition") or {}

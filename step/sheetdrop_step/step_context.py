@@ -20,11 +20,11 @@ from typing import Protocol
 from sheetdrop_contract.contract import (
     JOB_API_ENV,
     Registration,
+    fed_by,
     output_relative_path,
     resolve_output,
     resolve_output_v2,
 )
-from sheetdrop_step.schema_changes import same_base
 
 LOCAL_RUN_ENV = "SHEETDROP_LOCAL_RUN"
 
@@ -91,7 +91,7 @@ class LocalContext:
         return self._previous.get(name)
 
     def previous_names(self, base: str) -> list[str]:
-        return [name for name, tags in self._previous.items() if same_base(name, tags, base)]
+        return [name for name, tags in self._previous.items() if fed_by(name, tags, base)]
 
     def log_metric(self, name: str, value: float | int | str) -> None:
         self._metrics[name] = value
