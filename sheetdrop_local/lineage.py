@@ -95,7 +95,7 @@ def activity(conn: sqlite3.Connection, settings: LocalSettings, service: BlobSer
     run of ``sales/…``); blob versions without a run feed no dataset."""
     entries: list[Entry] = []
     if status in (None, *runstore.RunStatus):
-        for run in _runs(conn, status, limit if dataset is None else None):
+        for run in runstore.list_runs(conn, limit if dataset is None else None, status=status):
             outputs = registry.for_run(conn, run.run_id)
             if dataset is None or dataset == run.dataset_name or dataset in {v.name for v in outputs}:
                 entries.append(Entry(run.status, run.source_container, run.source_blob, run.source_etag,
@@ -110,16 +110,6 @@ def activity(conn: sqlite3.Connection, settings: LocalSettings, service: BlobSer
             note = UNREACHABLE_NOTE
     entries.sort(key=lambda e: e.at, reverse=True)
     return Activity(entries[:limit], note)
-
-
-def _runs(conn: sqlite3.Connection, status: str | None, limit: int | None) -> list[Run]:
-    sql, params = "SELECT * FROM runs", []
-    if status:
-        sql, params = sql + " WHERE status = ?", [status]
-    sql += " ORDER BY submitted_at DESC"
-    if limit is not None:
-        sql, params = sql + " LIMIT ?", [*params, limit]
-    return [Run.from_row(row) for row in conn.execute(sql, params)]
 
 
 def _without_run(settings: LocalSettings, service: BlobServiceClient, status: str | None, limit: int) -> list[Entry]:
@@ -163,19 +153,18 @@ def find_run(conn: sqlite3.Connection, ref: str) -> Run:
     """A run by its id, a unique beginning of it (as the tables show: 8 characters), or ``latest``."""
     ref = ref.strip()
     if ref == "latest":
-        row = conn.execute("SELECT * FROM runs ORDER BY submitted_at DESC LIMIT 1").fetchone()
-        if row is None:
+        newest = runstore.list_runs(conn, 1)
+        if not newest:
             raise RunNotFound("no runs yet")
-        return Run.from_row(row)
-    rows = conn.execute("SELECT * FROM runs WHERE run_id = ? OR run_id LIKE ? ESCAPE '\\' ORDER BY submitted_at",
-                        (ref, ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")).fetchall()
-    exact = [row for row in rows if row["run_id"] == ref]
-    if exact or len(rows) == 1:
-        return Run.from_row((exact or rows)[0])
-    if not rows or not ref:
+        return newest[0]
+    runs = runstore.with_id_prefix(conn, ref)
+    exact = [run for run in runs if run.run_id == ref]
+    if exact or len(runs) == 1:
+        return (exact or runs)[0]
+    if not runs or not ref:
         raise RunNotFound(f"no run {ref!r} (see `sheetdrop runs`)")
-    raise RunNotFound(f"{ref!r} is the beginning of {len(rows)} run ids; give more of it: "
-                      + ", ".join(row["run_id"] for row in rows[:5]))
+    raise RunNotFound(f"{ref!r} is the beginning of {len(runs)} run ids; give more of it: "
+                      + ", ".join(run.run_id for run in runs[:5]))
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from sheetdrop.storage import storage_unreachable
-from sheetdrop_local import db, lineage, parquetview, registry, rundetail, snippets
+from sheetdrop_local import db, lineage, parquetview, registry, rundetail, runstore, snippets
 from sheetdrop_local.cli_read import clock, ref, short, when
 from sheetdrop_local.settings import LocalSettings
 
@@ -61,8 +61,7 @@ def create_app(settings: LocalSettings) -> Starlette:
         limit = _int_param(request, "limit", 100)
         with connection() as conn:
             found = lineage.activity(conn, settings, service, limit=limit, status=status, dataset=dataset)
-            names = sorted({v.name for v in registry.list_versions(conn)} | {
-                row["dataset_name"] for row in conn.execute("SELECT DISTINCT dataset_name FROM runs")})
+            names = sorted({v.name for v in registry.list_versions(conn)} | runstore.dataset_names(conn))
         return page(request, "runs.html", activity=found, status=status, dataset=dataset, names=names,
                     refresh=REFRESH_BUSY if found.in_progress else REFRESH_IDLE)
 
