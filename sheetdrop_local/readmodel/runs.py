@@ -1,11 +1,8 @@
-"""What the CLI and the local studio show, read in one place: the run list (runs, and the blob
-versions that got none: skipped or poisoned), a run with what it made, and where a dataset version
-lives. Read-only: nothing here writes to the run store, the registry or storage.
-"""
+"""The run list (runs, and the blob versions that got none: skipped or poisoned), a run by its id,
+and a run's step log."""
 
 from __future__ import annotations
 
-import dataclasses
 import sqlite3
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -13,41 +10,18 @@ from typing import TYPE_CHECKING
 from sheetdrop.claims import ClaimState, ClaimStore
 from sheetdrop.storage import storage_unreachable
 from sheetdrop_local import registry, runstore
+from sheetdrop_local.readmodel.locations import claims_reader
 from sheetdrop_local.registry import DatasetVersion
-from sheetdrop_local.runstore import Run
+from sheetdrop_local.runstore import Run, RunStatus
 from sheetdrop_local.settings import LocalSettings
 
 if TYPE_CHECKING:
     from azure.storage.blob import BlobServiceClient
 
 #: Every status a row of the run list can have.
-STATUSES = ("queued", "running", "completed", "failed", "skipped", "poisoned")
-IN_PROGRESS = ("queued", "running")
+STATUSES = (*(status.value for status in RunStatus), "skipped", "poisoned")
+IN_PROGRESS = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
 UNREACHABLE_NOTE = "storage is unreachable, so skipped and poisoned blob versions are not listed"
-
-
-def quick_service(settings: LocalSettings) -> BlobServiceClient:
-    """A storage client for reads a person waits for: no retries and a short connect timeout, so
-    that a stopped Azurite is an error within a second, not after 20 s of back-off."""
-    from azure.storage.blob import BlobServiceClient
-
-    from sheetdrop.storage import blob_service
-
-    options = {"retry_total": 0, "connection_timeout": 3, "read_timeout": 30}
-    if settings.storage.connection_string:
-        return BlobServiceClient.from_connection_string(settings.storage.connection_string, **options)
-    return blob_service(dataclasses.replace(settings.storage, retry_total=0))
-
-
-def storage_endpoint(settings: LocalSettings) -> str:
-    """The blob endpoint, for messages: never the connection string itself, which carries a key."""
-    parts = dict(part.split("=", 1) for part in (settings.storage.connection_string or "").split(";") if "=" in part)
-    return parts.get("BlobEndpoint") or settings.storage.describe()
-
-
-def claims_reader(settings: LocalSettings, service: BlobServiceClient) -> ClaimStore:
-    return ClaimStore(service.get_container_client(settings.claims_container),
-                      stale_after=settings.claim_stale_seconds, max_failures=settings.claim_max_failures)
 
 
 @dataclass(frozen=True)
@@ -94,7 +68,7 @@ def activity(conn: sqlite3.Connection, settings: LocalSettings, service: BlobSer
     dataset name, or one of the versions registered (``sales`` and ``sales_orders`` both find a
     run of ``sales/…``); blob versions without a run feed no dataset."""
     entries: list[Entry] = []
-    if status in (None, *runstore.RunStatus):
+    if status in (None, *RunStatus):
         for run in runstore.list_runs(conn, limit if dataset is None else None, status=status):
             outputs = registry.for_run(conn, run.run_id)
             if dataset is None or dataset == run.dataset_name or dataset in {v.name for v in outputs}:
@@ -150,7 +124,7 @@ class RunNotFound(LookupError):
 
 
 def find_run(conn: sqlite3.Connection, ref: str) -> Run:
-    """A run by its id, a unique beginning of it (as the tables show: 8 characters), or ``latest``."""
+    """A run by its id, a unique beginning of it (as the tables show: ``labels.short``), or ``latest``."""
     ref = ref.strip()
     if ref == "latest":
         newest = runstore.list_runs(conn, 1)
@@ -167,38 +141,6 @@ def find_run(conn: sqlite3.Connection, ref: str) -> Run:
                       + ", ".join(run.run_id for run in runs[:5]))
 
 
-@dataclass(frozen=True)
-class Location:
-    """Where a registered version's parquet is: the datastore it is registered on, and the storage
-    container that plays that datastore in the embedded default."""
-
-    datastore: str
-    container: str
-    path: str
-    #: The blob's URL (no credentials in it).
-    url: str
-
-    @property
-    def blob_path(self) -> str:
-        return f"{self.container}/{self.path}"
-
-
-def location(settings: LocalSettings, version: DatasetVersion, service: BlobServiceClient) -> Location:
-    container = settings.local_container_for(version.datastore)
-    url = service.get_blob_client(container, version.relative_path).url
-    return Location(version.datastore, container, version.relative_path, url)
-
-
-def resolve_version(conn: sqlite3.Connection, ref: str) -> DatasetVersion:
-    """``NAME``, ``NAME:latest`` or ``NAME:VERSION``; a version that is not a number is a ValueError."""
-    name, _, version = ref.partition(":")
-    if version in ("", "latest"):
-        return registry.get(conn, name)
-    if not version.isdigit():
-        raise ValueError(f"NAME[:VERSION|:latest] with a version number, not {ref!r}")
-    return registry.get(conn, name, int(version))
-
-
 def step_log(settings: LocalSettings, run: Run, limit: int = 2_000_000) -> str | None:
     """The step's log (``std_log.txt``), its last ``limit`` characters; None before the step started."""
     path = run.log_path or str(settings.state_dir / "runs" / run.run_id / "std_log.txt")
@@ -208,3 +150,9 @@ def step_log(settings: LocalSettings, run: Run, limit: int = 2_000_000) -> str |
     except FileNotFoundError:
         return None
     return text if len(text) <= limit else f"[… {len(text) - limit} characters before]\n{text[-limit:]}"
+
+
+def dataset_names(conn: sqlite3.Connection) -> list[str]:
+    """Every dataset name a run list can be filtered by: registered ones, and the names runs were
+    submitted for (a workbook whose runs all failed registered nothing)."""
+    return sorted({v.name for v in registry.list_versions(conn)} | runstore.dataset_names(conn))
