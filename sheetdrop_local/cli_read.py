@@ -23,6 +23,7 @@ from sheetdrop_local.settings import LocalSettings
 
 if TYPE_CHECKING:
     from sheetdrop_local.readmodel.rundetail import RunDetail
+    from sheetdrop_local.registry import DatasetVersion
 
 
 def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
@@ -85,8 +86,14 @@ def _detail_json(detail: RunDetail, settings: LocalSettings) -> dict[str, Any]:
                     "rows": s.rows, "nulls": s.nulls, "errors": s.errors, "warnings": s.warnings,
                     "columns": [c.__dict__ for c in s.columns], "metrics": s.metrics, "note": s.note}
                    for s in detail.sheets],
-        "outputs": [{**v.as_dict(), "container": settings.local_container_for(v.datastore)} for v in detail.outputs],
+        "outputs": [_version_json(v, settings) for v in detail.outputs],
     }
+
+
+def _version_json(version: DatasetVersion, settings: LocalSettings) -> dict[str, Any]:
+    """A version as ``datasets --json`` and ``runs show --json`` print it, with the container that plays
+    its datastore."""
+    return {**version.as_dict(), "container": settings.local_container_for(version.datastore)}
 
 
 def _pairs(values: dict[str, Any]) -> list[str]:
@@ -162,8 +169,7 @@ def cmd_datasets(args: argparse.Namespace, settings: LocalSettings) -> int:
     if args.name and not versions:
         raise registry.DatasetNotFound(f"no dataset {args.name!r} (see `sheetdrop datasets`)")
     if args.json:
-        print(json.dumps([v.as_dict() | {"container": settings.local_container_for(v.datastore)} for v in versions],
-                         indent=2, sort_keys=True))
+        print(json.dumps([_version_json(v, settings) for v in versions], indent=2, sort_keys=True))
         return 0
     rows = [{
         "name": v.name, "version": v.version, "run": short(v.run_id), "rows": v.tags.get("rows", ""),
