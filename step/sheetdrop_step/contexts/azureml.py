@@ -10,8 +10,7 @@ import contextlib
 from collections.abc import Mapping
 from typing import Any
 
-from sheetdrop_contract.contract import Registration, resolve_output
-from sheetdrop_step.schema_changes import same_base
+from sheetdrop_contract.contract import Registration, fed_by, resolve_output
 
 
 def open_context(env: Mapping[str, str]) -> AzureMLContext | None:
@@ -65,8 +64,7 @@ class AzureMLContext:
             datasets = Dataset.get_all(self.workspace)
         except Exception:  # only feeds a warning; never fail a run over it
             return []
-        return [name for name, dataset in datasets.items()
-                if (name == base or name.startswith(f"{base}_")) and same_base(name, dict(dataset.tags or {}), base)]
+        return [name for name, dataset in datasets.items() if fed_by(name, dict(dataset.tags or {}), base)]
 
     def output_path(self, name: str, datastore: str) -> str:
         definition = self.run.get_details().get("runDefinition") or {}

@@ -10,8 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sheetdrop_contract.contract import Registration, resolve_output, resolve_output_v2
-from sheetdrop_step.schema_changes import same_base
+from sheetdrop_contract.contract import Registration, fed_by, resolve_output, resolve_output_v2
 
 LOCAL_RUN_ENV = "SHEETDROP_LOCAL_RUN"
 
@@ -54,7 +53,7 @@ class LocalContext:
         return self._previous.get(name)
 
     def previous_names(self, base: str) -> list[str]:
-        return [name for name, tags in self._previous.items() if same_base(name, tags, base)]
+        return [name for name, tags in self._previous.items() if fed_by(name, tags, base)]
 
     def log_metric(self, name: str, value: float | int | str) -> None:
         self._metrics[name] = value
