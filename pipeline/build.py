@@ -28,7 +28,7 @@ STEP_REQUIREMENTS = snapshot.STEP_DIR / "requirements.txt"
 ENVIRONMENT_NAME = "sheetdrop-extract"
 #: The step's interpreter; the same minor version the project and its tests use.
 PYTHON_VERSION = "3.11"
-#: What the step needs only inside AzureML (sheetdrop_step/azureml_context.py): the run context and
+#: What the step needs only inside AzureML (sheetdrop_step/contexts/azureml.py): the run context and
 #: Dataset.Tabular, which needs azureml-dataprep. Kept out of step/requirements.txt because
 #: the local runner installs that file and must not pull azureml.
 AZUREML_STEP_PACKAGES = ("azureml-core>=1.57", "azureml-dataset-runtime>=1.57")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from sheetdrop.settings import SettingsError
 from sheetdrop_local.cli_read import cmd_datasets, cmd_logs, cmd_runs, cmd_show
+from sheetdrop_local.readmodel.runs import STATUSES
 from sheetdrop_local.settings import LocalSettings, load_local_settings
 
 
@@ -51,11 +52,13 @@ def _report_run(settings: LocalSettings, version: tuple[str, str], timeout: floa
     """Wait for the run of one dropped blob version and say how it ended: exit 0 if it completed,
     1 if it failed, was skipped or poisoned, or did not end in time."""
     from sheetdrop.claims import ClaimState
-    from sheetdrop_local import cli_read, db, lineage, registry, runstore
+    from sheetdrop_local import db, registry, runstore
+    from sheetdrop_local.readmodel import locations, runs
+    from sheetdrop_local.readmodel.labels import ref, short
 
     print(f"waiting up to {timeout:.0f} s for its run (the dev host must be running: `make run`)", flush=True)
     conn = db.connect(settings.state_dir)
-    claims = lineage.claims_reader(settings, lineage.quick_service(settings))
+    claims = locations.claims_reader(settings, locations.quick_service(settings))
     where = (settings.input_container, *version)
     deadline = time.monotonic() + timeout
     while True:
@@ -65,7 +68,7 @@ def _report_run(settings: LocalSettings, version: tuple[str, str], timeout: floa
             break
         if run is None:
             # No run (yet): the trigger may have decided there will be none.
-            skipped = lineage.skipped_reason(claims, *where)
+            skipped = runs.skipped_reason(claims, *where)
             claim = claims.read(*where)
             if skipped or (claim and claim.state == ClaimState.POISONED):
                 print(f"no run: {'skipped: ' + skipped if skipped else 'poisoned: ' + str(claim.last_error)}")
@@ -76,10 +79,10 @@ def _report_run(settings: LocalSettings, version: tuple[str, str], timeout: floa
             return 1
         time.sleep(0.25)
     if run.status == runstore.RunStatus.FAILED:
-        print(f"run {cli_read.short(run.run_id)} failed: {run.error}")
+        print(f"run {short(run.run_id)} failed: {run.error}")
         return 1
-    made = ", ".join(cli_read.ref(v) for v in registry.for_run(conn, run.run_id))
-    print(f"run {cli_read.short(run.run_id)} completed in {run.seconds or 0:.1f} s: {made}")
+    made = ", ".join(ref(v) for v in registry.for_run(conn, run.run_id))
+    print(f"run {short(run.run_id)} completed in {run.seconds or 0:.1f} s: {made}")
     return 0
 
 
@@ -95,18 +98,19 @@ def _wait_for_runs(settings: LocalSettings, versions: list[tuple[str, str]], tim
     """Wait until each dropped blob version's run has ended, or the trigger skipped it (an options
     file, a lock file...): matched by etag, so an earlier run of the same name, from an earlier
     session, does not count; return the blobs still without either."""
-    from sheetdrop_local import db, lineage, runstore
+    from sheetdrop_local import db, runstore
+    from sheetdrop_local.readmodel import locations, runs
 
     conn = db.connect(settings.state_dir)
-    claims = lineage.claims_reader(settings, lineage.quick_service(settings))
+    claims = locations.claims_reader(settings, locations.quick_service(settings))
     pending = set(versions)
     deadline = time.monotonic() + timeout
     while pending and time.monotonic() < deadline:
         for blob, etag in list(pending):
-            runs = [runstore.get(conn, run_id) for run_id in runstore.find_by_source(
+            found = [runstore.get(conn, run_id) for run_id in runstore.find_by_source(
                 conn, settings.input_container, blob, etag)]
-            if any(r is not None and r.status in runstore.ENDED for r in runs) or (
-                    not runs and lineage.skipped_reason(claims, settings.input_container, blob, etag)):
+            if any(r is not None and r.status in runstore.ENDED for r in found) or (
+                    not found and runs.skipped_reason(claims, settings.input_container, blob, etag)):
                 pending.discard((blob, etag))
         time.sleep(0.25)
     if pending:
@@ -189,17 +193,24 @@ def cmd_ui(args: argparse.Namespace, settings: LocalSettings) -> int:
 
 
 def cmd_publish(args: argparse.Namespace, settings: LocalSettings | None) -> int:
+    from pipeline import PUBLISHERS
     from sheetdrop_local import REPO
 
-    # --v2 first: the batch endpoint publisher (azure-ai-ml, .venv-aml2); otherwise the v1 one.
-    v2 = args.rest[:1] == ["--v2"]
-    venv, module, rest = (".venv-aml2", "pipeline.v2.publish", args.rest[1:]) if v2 else \
-        (".venv-aml", "pipeline.publish", args.rest)
-    python = REPO / venv / "bin" / "python"
-    if not python.exists():
-        print(f"error: the AzureML environment is missing: run `make setup-aml{'2' if v2 else ''}`", file=sys.stderr)
+    # `--backend NAME` (or `--v2`, for azureml-v2) first; the rest is the publisher's own.
+    rest, backend = list(args.rest), "azureml"
+    if rest[:1] == ["--v2"]:
+        rest, backend = rest[1:], "azureml-v2"
+    elif rest[:1] == ["--backend"] and len(rest) > 1:
+        rest, backend = rest[2:], rest[1]
+    if backend not in PUBLISHERS:
+        print(f"error: no publisher for backend {backend!r}: one of {', '.join(PUBLISHERS)}", file=sys.stderr)
         return 2
-    return subprocess.run([str(python), "-m", module, *rest], cwd=REPO, check=False).returncode
+    publisher = PUBLISHERS[backend]
+    python = REPO / publisher.venv / "bin" / "python"
+    if not python.exists():
+        print(f"error: the AzureML environment is missing: run `make {publisher.setup}`", file=sys.stderr)
+        return 2
+    return subprocess.run([str(python), "-m", publisher.module, *rest], cwd=REPO, check=False).returncode
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -235,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="wait (up to S seconds, default 120) for the run and print how it ended; exit 1 if it failed")
 
     p = command("runs", "list pipeline runs, newest first; skipped and poisoned blob versions too", cmd_runs)
-    p.add_argument("--status", choices=lineage_statuses(), help="only rows with this status")
+    p.add_argument("--status", choices=STATUSES, help="only rows with this status")
     p.add_argument("--dataset", metavar="NAME",
                    help="only runs that feed this dataset (the folder's name, or a sheet's: sales, sales_orders)")
     p.add_argument("--limit", type=int, default=50, metavar="N", help="at most N rows (default 50)")
@@ -272,18 +283,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--options", type=Path, metavar="FILE",
                    help="read options as a folder's sheetdrop.json gives them (README, 'Read options')")
 
-    p = command("publish", "publish the extract pipeline to AzureML (uses .venv-aml; --v2: a batch endpoint, "
-                ".venv-aml2)", cmd_publish, no_settings=True)
+    p = command("publish", "publish the extract step to AzureML (v1 by default, in .venv-aml; --v2 or --backend "
+                "azureml-v2: a batch endpoint, in .venv-aml2)", cmd_publish, no_settings=True)
     p.add_argument("rest", nargs=argparse.REMAINDER, metavar="ARGS",
-                   help="[--v2] arguments for python -m pipeline.publish, or pipeline.v2.publish with --v2 "
-                        "(`sheetdrop publish [--v2] --help` lists them)")
+                   help="[--v2 | --backend NAME] then the publisher's own arguments (`sheetdrop publish [--v2] "
+                        "--help` lists them)")
     return parser
-
-
-def lineage_statuses() -> tuple[str, ...]:
-    from sheetdrop_local.lineage import STATUSES
-
-    return STATUSES
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -316,7 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from sheetdrop.storage import storage_unreachable
 
         if storage_unreachable(exc):
-            from sheetdrop_local.lineage import storage_endpoint
+            from sheetdrop_local.readmodel.locations import storage_endpoint
 
             print(f"error: storage-unreachable: nothing answers at {storage_endpoint(settings) if settings else '?'}; "
                   "is Azurite running? (`make run` starts it, or `sheetdrop host --azurite`)", file=sys.stderr)

@@ -1,4 +1,5 @@
-"""Where the local runner puts a step's input and output: AzureML's mount layouts, reproduced.
+"""Where the local runner puts a step's input and output: the mounts an emulation (``sheetdrop_local.emulations``)
+lays out, and blob names made into paths inside them.
 
 Today's AzureML (the common runtime) mounts a job's data under
 ``<job root>/cap/data-capability/wd/<name>`` and says so in ``AZUREML_CR_DATA_CAPABILITY_PATH``;
@@ -15,8 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Literal, get_args
 from urllib.parse import quote
-
-from sheetdrop_contract import contract
 
 MountLayout = Literal["common-runtime", "legacy"]
 MOUNT_LAYOUTS: tuple[MountLayout, ...] = get_args(MountLayout)
@@ -58,37 +57,3 @@ def safe_join(base: Path, relative_path: str) -> Path:
     if not path.resolve().is_relative_to(base.resolve()):
         raise MountError(f"the input path {relative_path!r} would leave the run's mount folder")
     return path
-
-
-def step_mounts(layout: MountLayout, root: Path, step_run_id: str, input_datastore: str, relative_path: str,
-                output_datastore: str) -> StepMounts:
-    if layout == "legacy":
-        mounts = root / "mounts"
-        input_file = safe_join(mounts / input_datastore, relative_path)
-        output_dir = mounts / output_datastore / contract.output_relative_path(step_run_id)
-        env = {}
-        roots: tuple[Path, ...] = (mounts,)
-    else:
-        job = root / "cr" / "j" / step_run_id
-        work = job / "cap" / "data-capability" / "wd"
-        input_file = safe_join(work / contract.INPUT_PARAMETER, relative_path)
-        output_dir = work / contract.OUTPUT_NAME
-        env = {"AZUREML_CR_DATA_CAPABILITY_PATH": str(work)}
-        roots = (root / "cr",)
-    env |= {f"AZUREML_DATAREFERENCE_{contract.INPUT_PARAMETER}": str(input_file),
-            f"AZUREML_DATAREFERENCE_{contract.OUTPUT_NAME}": str(output_dir)}
-    return StepMounts(input_file, output_dir, env, roots)
-
-
-def step_mounts_v2(root: Path, job_name: str, relative_path: str) -> StepMounts:
-    """A v2 command job's mounts under the common runtime: a ``uri_file`` input mounted as the file
-    itself inside ``wd/INPUT_<input name>/``, a ``uri_folder`` output at ``wd/<output name>``, and the
-    ``AZURE_ML_INPUT_<name>`` / ``AZURE_ML_OUTPUT_<name>`` variables that name them (docs/azureml-v2.md,
-    "Where the step writes")."""
-    work = root / "cr" / "j" / job_name / "cap" / "data-capability" / "wd"
-    input_file = safe_join(work / f"INPUT_{contract.INPUT_PARAMETER}", PurePosixPath(relative_path).name or "input")
-    output_dir = work / contract.OUTPUT_NAME
-    env = {"AZUREML_CR_DATA_CAPABILITY_PATH": str(work),
-           f"AZURE_ML_INPUT_{contract.INPUT_PARAMETER}": str(input_file),
-           f"AZURE_ML_OUTPUT_{contract.OUTPUT_NAME}": str(output_dir)}
-    return StepMounts(input_file, output_dir, env, (root / "cr",))

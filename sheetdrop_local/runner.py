@@ -27,7 +27,8 @@ from pipeline import snapshot
 from sheetdrop.storage import blob_service, ensure_container, storage_unreachable
 from sheetdrop_contract import contract
 from sheetdrop_local import db, registry, runstore
-from sheetdrop_local.mounts import MountError, StepMounts, step_mounts, step_mounts_v2
+from sheetdrop_local.emulations import emulation
+from sheetdrop_local.mounts import MountError, StepMounts
 from sheetdrop_local.recovery import StorageRestarts
 from sheetdrop_local.runstore import Run, RunStatus
 from sheetdrop_local.settings import LocalSettings
@@ -73,10 +74,6 @@ class LocalRunner:
         return cls(settings=settings, conn=db.connect(settings.state_dir), service=blob_service(settings.storage))
 
     @property
-    def _v2(self) -> bool:
-        return self.settings.step_api == "azureml-v2"
-
-    @property
     def runs_dir(self) -> Path:
         return self.settings.state_dir / "runs"
 
@@ -99,9 +96,7 @@ class LocalRunner:
         try:
             self._delete_abandoned_outputs(run)
             try:
-                mounts = step_mounts_v2(root, run.step_run_id, run.relative_path) if self._v2 else \
-                    step_mounts(self.settings.mount_layout, root, run.step_run_id, run.datastore_name,
-                                run.relative_path, self.settings.output_datastore)
+                mounts = emulation(self.settings.step_api).mounts(self.settings, root, run)
             except MountError as exc:
                 raise RunFailed(str(exc)) from exc
             # Where AzureML keeps a PipelineData: the runner knows it as the service does, and
@@ -188,11 +183,8 @@ class LocalRunner:
         run_file.write_text(json.dumps({
             "run_id": run.run_id,
             "step_run_id": run.step_run_id,
-            **(self._v2_job(run.step_run_id, output_path) if self._v2 else {
-                # The part of AzureML's run definition the step reads (RunConfiguration.data_references).
-                "runDefinition": {"dataReferences": {contract.OUTPUT_NAME: {
-                    "dataStoreName": self.settings.output_datastore, "mode": "Mount",
-                    "pathOnDataStore": output_path, "pathOnCompute": None, "overwrite": False}}}}),
+            # What the run or job says of itself where the step looks (the emulated AzureML's shape).
+            **emulation(self.settings.step_api).run_spec(self.settings, run.step_run_id, output_path),
             "outbox": str(outbox),
             # What AzureML's registry would answer the step about the versions it follows.
             "previousVersions": registry.latest_by_prefix(self.conn, run.dataset_name),
@@ -202,9 +194,7 @@ class LocalRunner:
             contract.source_version(run.source_container, run.source_blob, run.source_etag), run.read_options)]
         # The step's own settings (SHEETDROP_MAX_CELLS, …) pass; storage settings never do.
         env = {k: v for k, v in os.environ.items() if k in STEP_ENV_KEEP or k in contract.STEP_SETTING_NAMES}
-        env |= mounts.env
-        if self._v2:
-            env[contract.JOB_API_ENV] = "v2"  # as the command component's environment sets it
+        env |= mounts.env | emulation(self.settings.step_api).STEP_ENV
         env["SHEETDROP_LOCAL_RUN"] = str(run_file)
         env["PYTHONUNBUFFERED"] = "1"
         step_dir = self.step_dir or snapshot.built(self.settings.state_dir / "snapshots")
@@ -227,12 +217,6 @@ class LocalRunner:
         if not outbox.exists():
             raise RunFailed(f"the step exited 0 but reported no result; see {log_path}")
         return json.loads(outbox.read_text(encoding="utf-8"))
-
-    def _v2_job(self, job_name: str, output_path: str) -> dict[str, Any]:
-        """The part of a v2 job the step reads: its output's datastore URI (Job.outputs[name].path)."""
-        uri = contract.datastore_uri(self.settings.output_datastore, f"{output_path}/")
-        return {"job": {"name": job_name, "outputs": {contract.OUTPUT_NAME: {
-            "type": "uri_folder", "mode": "rw_mount", "uri": uri}}}}
 
     def _upload(self, output_dir: Path, output_path: str) -> list[str]:
         container = ensure_container(self.service, self.settings.local_output_container)

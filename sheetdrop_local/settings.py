@@ -13,11 +13,8 @@ from pathlib import Path
 
 from sheetdrop.settings import CONNECTION, Settings, SettingsError, container_name, load_settings, number, text
 from sheetdrop_local.azurite import azurite_connection_string
+from sheetdrop_local.emulations import EMULATIONS
 from sheetdrop_local.mounts import MOUNT_LAYOUTS, MountLayout
-
-#: Which AzureML step contract the local runner reproduces, named by the SHEETDROP_BACKEND value of
-#: the cloud path it stands in for: v1's PythonScriptStep or v2's command component.
-STEP_APIS = ("azureml", "azureml-v2")
 
 
 @dataclass(frozen=True)
@@ -32,7 +29,8 @@ class LocalSettings(Settings):
     step_timeout: float
     #: Where the runner mounts a step's data: today's AzureML layout, or the 2020 one.
     mount_layout: MountLayout
-    #: azureml (v1: runDefinition, PipelineData) or azureml-v2 (v2: the job's outputs, INPUT_<name> mounts).
+    #: Which AzureML step the local runner reproduces (sheetdrop_local.emulations): azureml (v1: runDefinition,
+    #: PipelineData) or azureml-v2 (v2: the job's outputs, INPUT_<name> mounts).
     step_api: str
     #: The local studio's port and address (loopback unless told otherwise).
     ui_port: int
@@ -73,7 +71,7 @@ def load_local_settings(env: Mapping[str, str] | None = None) -> LocalSettings:
         mount_layout=text(env, "LOCAL_MOUNT_LAYOUT", "common-runtime", check=lambda value: None
                           if value in MOUNT_LAYOUTS else f"one of {', '.join(MOUNT_LAYOUTS)}"),  # type: ignore[arg-type]
         step_api=text(env, "LOCAL_STEP_API", "azureml", check=lambda value: None
-                      if value in STEP_APIS else f"one of {', '.join(STEP_APIS)}"),
+                      if value in EMULATIONS else f"one of {', '.join(EMULATIONS)}"),
         ui_port=number(env, "SHEETDROP_UI_PORT", 8765, minimum=1, kind=int),
         ui_bind=text(env, "SHEETDROP_UI_BIND", "127.0.0.1"),
     )

@@ -101,5 +101,5 @@ class AzureMLStandIn:
 
     @staticmethod
     def _start_step(run: dict[str, Any]) -> None:
-        # What step_scripts/azureml_context.py's start() does with the parameter (tested in tests/aml).
+        # What sheetdrop_step/contexts/azureml.py's start() does with the parameter (tested in tests/aml).
         run["tags"].update(contract.parse_source_version(run["parameters"][contract.SOURCE_PARAMETER]))

@@ -319,7 +319,7 @@ def test_v1_up_publishes_as_the_deployer_wires_the_function_and_subscribes_the_r
                        "sheetdrop-cpu", "--input-datastore", "sheetdrop_input", "--endpoint-name", "sheetdrop-extract"]
     url = values["AZUREML_PIPELINE_ENDPOINT_URL"]
     settings = function_settings(azd)
-    assert settings.backend == "azureml" and settings.azureml.workspace == values["AZUREML_WORKSPACE"]
+    assert settings.backend == "azureml" and settings.backend_settings.workspace == values["AZUREML_WORKSPACE"]
     assert azd.app_settings()["AZUREML_PIPELINE_ENDPOINT_URL"] == url
     # The URL waits in the azd environment for the next provision (infra/main.parameters.json).
     assert azd.parameters()["pipelineEndpointUrl"] == url
@@ -374,8 +374,9 @@ def test_v2_in_one_command_publishes_v2_and_wires_the_function(azd: Azd, tmp_pat
                        values["AZUREML_BATCH_ENDPOINT_NAME"]]
     settings = function_settings(azd)
     assert settings.backend == "azureml-v2"
-    assert settings.azureml_v2.endpoint_url == values["AZUREML_BATCH_ENDPOINT_URL"]
-    assert (settings.azureml_v2.subscription_id, settings.azureml_v2.resource_group, settings.azureml_v2.workspace) == (
+    v2 = settings.backend_settings
+    assert v2.endpoint_url == values["AZUREML_BATCH_ENDPOINT_URL"]
+    assert (v2.subscription_id, v2.resource_group, v2.workspace) == (
         azd.subscription, "rg-dev", values["AZUREML_WORKSPACE"])
     # The provision before the publish left the app on azureml; one write then brought URL and backend together.
     history = azd.cloud()["settings_history"]
@@ -427,7 +428,7 @@ def test_down_then_up_works_with_a_new_workspace_name(azd: Azd, tmp_path: Path, 
     assert "is gone (azd down)" in azd.printed[-3]
     # Published into the new workspace; the Function points there, not at the old URL.
     assert azd.calls("publish")[-1][azd.calls("publish")[-1].index("--workspace") + 1] == values["AZUREML_WORKSPACE"]
-    assert function_settings(azd).azureml.workspace == values["AZUREML_WORKSPACE"]
+    assert function_settings(azd).backend_settings.workspace == values["AZUREML_WORKSPACE"]
     assert values["AZUREML_PIPELINE_ENDPOINT_URL"] != first["AZUREML_PIPELINE_ENDPOINT_URL"]
     assert len(azd.event_subscriptions()) == 1
     # And the up after that changes nothing.

@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from types import SimpleNamespace
 
 import pytest
+from azure.identity import ManagedIdentityCredential
 
 from sheetdrop.settings import SettingsError, load_settings
-from sheetdrop.submit.azureml import AzureMLBackend, runs_filter, submit_url
+from sheetdrop.submit import azureml
+from sheetdrop.submit.azureml import runs_filter, submit_url
 from sheetdrop.submit.retry import RetryPolicy, backoff_delay, parse_retry_after
+from sheetdrop.submit.workspace import Workspace
 
 BASE = {"SHEETDROP_BACKEND": "azureml", "INPUT_STORAGE__blobServiceUri": "https://st.blob.core.windows.net"}
 URL = ("https://westeurope.api.azureml.ms/pipelines/v1.0/subscriptions/sub-1/resourceGroups/rg-1/providers/"
        "Microsoft.MachineLearningServices/workspaces/ws-1/PipelineRuns/PipelineEndpointSubmit/Id/ep-1")
-CREDENTIAL = SimpleNamespace(get_token=lambda *scopes: SimpleNamespace(token="t"))
+#: The Function's credential type; nothing here asks it for a token.
+CREDENTIAL = ManagedIdentityCredential()
 
 
 def test_endpoint_url_setting_is_taken_apart() -> None:
-    backend = AzureMLBackend.from_settings(load_settings({**BASE, "AZUREML_PIPELINE_ENDPOINT_URL": URL}), CREDENTIAL)
+    backend = azureml.create(load_settings({**BASE, "AZUREML_PIPELINE_ENDPOINT_URL": URL}), CREDENTIAL)
     assert backend.base_url == "https://westeurope.api.azureml.ms"
     assert (backend.workspace.subscription_id, backend.workspace.resource_group, backend.workspace.name) == (
         "sub-1", "rg-1", "ws-1")
@@ -28,12 +31,12 @@ def test_endpoint_url_setting_is_taken_apart() -> None:
 
 
 def test_parts_settings_build_the_same_url() -> None:
-    backend = AzureMLBackend.from_settings(load_settings({
+    backend = azureml.create(load_settings({
         **BASE, "AZUREML_SUBSCRIPTION_ID": "sub-1", "AZUREML_RESOURCE_GROUP": "rg-1", "AZUREML_WORKSPACE": "ws-1",
         "AZUREML_PIPELINE_ENDPOINT_ID": "ep-1", "AZUREML_REGION": "West Europe",
         "AZUREML_SUBMIT_DEADLINE_SECONDS": "90"}), CREDENTIAL)
     assert backend.submit_url == URL
-    assert backend.retrier.policy.deadline_seconds == 90
+    assert backend.service.retrier.policy.deadline_seconds == 90
 
 
 @pytest.mark.parametrize(("env", "named"), [
@@ -46,12 +49,10 @@ def test_parts_settings_build_the_same_url() -> None:
 ])
 def test_missing_settings_are_named(env: dict[str, str], named: str) -> None:
     with pytest.raises(SettingsError, match=named):
-        AzureMLBackend.from_settings(load_settings({**BASE, **env}), CREDENTIAL)
+        azureml.create(load_settings({**BASE, **env}), CREDENTIAL)
 
 
 def test_path_segments_are_escaped() -> None:
-    from sheetdrop.submit.azureml import Workspace
-
     url = submit_url("https://x", Workspace("s", "r", "w"), "a/b")
     assert url.endswith("/PipelineEndpointSubmit/Id/a%2Fb")
 

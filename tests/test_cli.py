@@ -122,3 +122,15 @@ def test_publish_v2_hands_everything_to_the_v2_environment() -> None:
     # Without a workspace it stops before asking Azure for anything, with one line.
     env_free = sheetdrop("publish", "--v2", "--subscription-id", "", "--resource-group", "", "--workspace", "")
     assert env_free.returncode == 2 and env_free.stderr.startswith("error: no workspace: set --subscription-id")
+
+
+def test_publish_picks_the_publisher_by_backend_name() -> None:
+    from sheetdrop_local import REPO
+
+    if not (REPO / ".venv-aml2" / "bin" / "python").exists():
+        pytest.skip(".venv-aml2 is built by `make setup-aml2` (make test builds it before this suite)")
+    named = sheetdrop("publish", "--backend", "azureml-v2", "--help")
+    assert named.returncode == 0 and named.stdout.startswith("usage: python -m pipeline.v2.publish")
+    unknown = sheetdrop("publish", "--backend", "local", "--help")
+    assert (unknown.returncode, unknown.stderr) == (2, "error: no publisher for backend 'local': one of azureml, "
+                                                       "azureml-v2\n")

@@ -23,8 +23,9 @@ from pycep import BicepParser
 
 from bicep_eval import Deployment, Scope
 from sheetdrop import telemetry
-from sheetdrop.settings import BACKENDS, CONNECTION, SettingsError, load_settings
+from sheetdrop.settings import CONNECTION, SettingsError, load_settings
 from sheetdrop.submit import SubmitResult
+from sheetdrop.submit.backends import DEPLOYED
 from sheetdrop.trigger import BlobVersion, handle_blob
 from sheetdrop_local.settings import LocalSettings
 
@@ -232,9 +233,12 @@ LITERALS = {f"{CONNECTION}__credential": "managedidentity",
 
 
 def names_read_by_settings_module() -> set[str]:
-    """Every app setting name sheetdrop/settings.py spells: its string constants and f-strings (with
-    CONNECTION put in) shaped like a setting name; each one is read from the environment there."""
-    trees = [ast.parse((REPO / "function" / "sheetdrop" / module).read_text()) for module in ("settings.py",)]
+    """Every app setting name sheetdrop/settings.py and the backends' own configuration modules spell: their
+    string constants and f-strings (with CONNECTION put in) shaped like a setting name; each one is read from
+    the environment there."""
+    modules = [REPO / "function" / "sheetdrop" / "settings.py",
+               *sorted((REPO / "function" / "sheetdrop" / "submit").glob("*/configuration.py"))]
+    trees = [ast.parse(module.read_text()) for module in modules]
     names = set()
     for node in (node for tree in trees for node in ast.walk(tree)):
         if isinstance(node, ast.JoinedStr):
@@ -286,10 +290,10 @@ def test_every_app_setting_the_template_sets_is_read_and_every_required_one_is_s
     assert loaded.backend == "azureml"
     assert loaded.storage.account_url == SAMPLE["storage.properties.primaryEndpoints.blob"]
     client_id = SAMPLE["identity.properties.clientId"]
-    assert loaded.storage.client_id == loaded.azureml.managed_identity_client_id == client_id
+    assert loaded.storage.client_id == loaded.backend_settings.managed_identity_client_id == client_id
     assert (loaded.input_container, loaded.claims_container, loaded.input_datastore, loaded.experiment_name) == (
         "input", "sheetdrop-claims", "sheetdrop_input", "sheetdrop-extract")
-    assert loaded.azureml.endpoint_id == "e1"
+    assert loaded.backend_settings.endpoint_id == "e1"
 
 
 def test_identity_and_endpoints_come_from_the_resources_the_template_creates() -> None:
@@ -616,14 +620,14 @@ def test_azureml_v2_reaches_the_function_only_with_its_url(params: dict[str, str
     loaded = load_in_azure(settings)
     if backend == "azureml-v2":
         assert not isinstance(loaded, Exception), loaded
-        assert loaded.backend == "azureml-v2" and loaded.azureml_v2.endpoint_url == V2_URL
+        assert loaded.backend == "azureml-v2" and loaded.backend_settings.endpoint_url == V2_URL
         # The workspace the Function looks jobs up in is the one the azureml module creates.
-        assert loaded.azureml_v2.workspace == main.outputs()["AZUREML_WORKSPACE"]
-        assert loaded.azureml_v2.managed_identity_client_id == settings["AZUREML_MANAGED_IDENTITY_CLIENT_ID"]
+        assert loaded.backend_settings.workspace == main.outputs()["AZUREML_WORKSPACE"]
+        assert loaded.backend_settings.managed_identity_client_id == settings["AZUREML_MANAGED_IDENTITY_CLIENT_ID"]
     elif params.get("pipelineEndpointUrl"):
         # A v1 deployment that is switching keeps submitting to v1 until the v2 URL exists.
         assert not isinstance(loaded, Exception), loaded
-        assert loaded.backend == "azureml" and loaded.azureml.endpoint_id == "e1"
+        assert loaded.backend == "azureml" and loaded.backend_settings.endpoint_id == "e1"
     else:
         # Nothing published yet: the Function names what is missing, never azureml-v2.
         assert isinstance(loaded, SettingsError) and "AZUREML_PIPELINE_ENDPOINT_URL" in str(loaded)
@@ -633,8 +637,8 @@ def test_the_v2_variant_is_one_parameter_mapped_from_the_azd_environment() -> No
     main = bicep("main.bicep")
     assert expr(main["parameters"]["azuremlApi"]["default"]) == "azureml"
     allowed = [d["argument"] for d in main["parameters"]["azuremlApi"]["decorators"] if d["type"] == "allowed"]
-    # The choices are the Function's deployable backends (sheetdrop/settings.py: all but the dev host's local).
-    assert allowed == [[b for b in BACKENDS if b != "local"]]
+    # The choices are the Function's deployed backends (sheetdrop/submit/backends.py, DEPLOYED).
+    assert allowed == [list(DEPLOYED)]
     parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
     assert parameters["batchEndpointUrl"]["value"] == "${AZUREML_BATCH_ENDPOINT_URL}"
     assert parameters["azuremlApi"]["value"] == "${SHEETDROP_AZUREML_API=azureml}"

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from sheetdrop.settings import SettingsError, load_settings
+from sheetdrop.submit.azureml import AzureMLSettings
+from sheetdrop.submit.azureml_v2 import AzureMLV2Settings
 from sheetdrop_contract import contract
 from sheetdrop_local.azurite import AZURITE_KEY
 from sheetdrop_local.settings import load_local_settings
@@ -41,7 +43,7 @@ def test_identity_based_connection_in_azure() -> None:
     settings = load_settings({**AZURE, "INPUT_STORAGE__clientId": "abc", "WEBSITE_INSTANCE_ID": "0a1b"})
     assert settings.storage.connection_string is None
     assert (settings.storage.account_url, settings.storage.client_id) == ("https://acct.blob.core.windows.net", "abc")
-    assert settings.azureml is not None and settings.azureml.endpoint_id == "e1"
+    assert isinstance(settings.backend_settings, AzureMLSettings) and settings.backend_settings.endpoint_id == "e1"
 
 
 @pytest.mark.parametrize(("env", "message"), [
@@ -115,8 +117,10 @@ def test_the_readme_lists_every_setting() -> None:
     readme = (REPO / "README.md").read_text()
     table = readme[readme.index("## Configuration"):readme.index("## CLI")]
     names = set()
-    for module in ("function/sheetdrop/settings.py", "sheetdrop_local/settings.py"):
-        tree = ast.parse((REPO / module).read_text())
+    modules = [REPO / "function" / "sheetdrop" / "settings.py", REPO / "sheetdrop_local" / "settings.py",
+               *(REPO / "function" / "sheetdrop" / "submit").glob("*/configuration.py")]
+    for module in modules:
+        tree = ast.parse(module.read_text())
         names |= {node.value for node in ast.walk(tree) if isinstance(node, ast.Constant) and
                   isinstance(node.value, str) and re.fullmatch(r"[A-Z][A-Z0-9_]{3,}", node.value)}
     names |= set(contract.STEP_SETTING_NAMES)
@@ -127,10 +131,10 @@ def test_the_readme_lists_every_setting() -> None:
 #: Modules that may read the process environment: the settings readers, and the step's runtime
 #: markers (which run it is in), which are not settings.
 ENVIRONMENT_READERS = {"function/sheetdrop/settings.py", "sheetdrop_local/settings.py",
-                       "step/sheetdrop_step/step_context.py", "step/sheetdrop_step/convert.py",
+                       "step/sheetdrop_step/contexts/__init__.py", "step/sheetdrop_step/convert.py",
                        "step/sheetdrop_step/extract.py",
                        # the v2 job's own variables (workspace, MLflow run, identity), set by AzureML
-                       "step/sheetdrop_step/azureml_v2_context.py"}
+                       "step/sheetdrop_step/contexts/azureml_v2.py"}
 
 
 def _reads_environment(tree: ast.AST) -> list[int]:
@@ -164,11 +168,11 @@ V2 = {"SHEETDROP_BACKEND": "azureml-v2", "INPUT_STORAGE__blobServiceUri": "https
 
 def test_the_v2_backend_reads_its_endpoint_and_workspace() -> None:
     settings = load_settings({**V2, "AZUREML_BATCH_DEPLOYMENT": "blue", "WEBSITE_INSTANCE_ID": "0a1b"})
-    assert settings.azureml is None and settings.azureml_v2 is not None
-    v2 = settings.azureml_v2
+    v2 = settings.backend_settings
+    assert isinstance(v2, AzureMLV2Settings)
     assert (v2.endpoint_url, v2.deployment, v2.workspace, v2.arm_url) == (
         V2["AZUREML_BATCH_ENDPOINT_URL"], "blue", "ws", "https://management.azure.com")
-    assert load_settings(AZURE).azureml_v2 is None
+    assert isinstance(load_settings(AZURE).backend_settings, AzureMLSettings)
 
 
 @pytest.mark.parametrize(("env", "message"), [

@@ -13,7 +13,8 @@ import pytest
 
 from conftest import SAMPLE
 from sheetdrop_contract import contract
-from sheetdrop_local.mounts import MOUNT_LAYOUTS, MountLayout, step_mounts
+from sheetdrop_local.emulations.azureml import step_mounts
+from sheetdrop_local.mounts import MOUNT_LAYOUTS, MountLayout
 
 SOURCE = contract.source_tags("input", "sales/q3.xlsx", '"0x1"')
 

@@ -13,10 +13,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal, TypeVar, get_args
-
-Backend = Literal["azureml", "azureml-v2", "local"]
-BACKENDS: tuple[Backend, ...] = get_args(Backend)
+from typing import Any, TypeVar
 
 #: The blob trigger's ``connection``: an identity-based prefix (INPUT_STORAGE__blobServiceUri …)
 #: in Azure, or a connection string in INPUT_STORAGE itself locally.
@@ -27,16 +24,6 @@ CONNECTION = "INPUT_STORAGE"
 #: laptops and CI machines too. Sources: docs/azureml.md, "Telling Azure from a laptop".
 AZURE_MARKERS = ("WEBSITE_INSTANCE_ID", "WEBSITE_SITE_NAME", "WEBSITE_SKU", "WEBSITE_POD_NAME")
 CORE_TOOLS_MARKER = "FUNCTIONS_CORETOOLS_ENVIRONMENT"
-
-REGIONAL_API_URL = "https://{region}.api.azureml.ms"
-STUDIO_URL = "https://ml.azure.com"
-#: The REST URL `python -m pipeline.publish` prints (PipelineEndpoint.endpoint), taken apart.
-ENDPOINT_URL_PATTERN = re.compile(
-    r"^(?P<base>https?://[^/]+)/pipelines/v1\.0/subscriptions/(?P<subscription_id>[^/]+)"
-    r"/resourceGroups/(?P<resource_group>[^/]+)/providers/Microsoft\.MachineLearningServices"
-    r"/workspaces/(?P<workspace>[^/]+)/PipelineRuns/PipelineEndpointSubmit/Id/(?P<endpoint_id>[^/?#]+)/?$",
-    re.IGNORECASE,
-)
 
 T = TypeVar("T")
 
@@ -118,41 +105,9 @@ class StorageSettings:
 
 
 @dataclass(frozen=True)
-class AzureMLSettings:
-    """Where the Function submits: a workspace's PipelineEndpoint, and how."""
-
-    base_url: str
-    subscription_id: str
-    resource_group: str
-    workspace: str
-    endpoint_id: str
-    studio_url: str
-    #: Total time for a submission and its retries; the Function times out at 5 minutes.
-    submit_deadline_seconds: float
-    managed_identity_client_id: str | None
-
-
-@dataclass(frozen=True)
-class AzureMLV2Settings:
-    """Where the Function submits with AzureML v2: a batch endpoint's pipeline deployment (docs/azureml-v2.md)."""
-
-    #: The endpoint's scoring URI, https://<endpoint>.<region>.inference.ml.azure.com/jobs.
-    endpoint_url: str
-    #: A deployment other than the endpoint's default one (sent as azureml-model-deployment), or None.
-    deployment: str | None
-    #: The workspace: where lost-answer recovery looks the job up (ARM jobs API) and studio links point.
-    subscription_id: str
-    resource_group: str
-    workspace: str
-    arm_url: str
-    studio_url: str
-    submit_deadline_seconds: float
-    managed_identity_client_id: str | None
-
-
-@dataclass(frozen=True)
 class Settings:
-    backend: Backend
+    #: SHEETDROP_BACKEND: a backend registered in sheetdrop.submit.backends.
+    backend: str
     input_container: str
     input_datastore: str
     output_datastore: str
@@ -161,23 +116,25 @@ class Settings:
     claims_container: str
     claim_stale_seconds: float
     claim_max_failures: int
-    azureml: AzureMLSettings | None
-    azureml_v2: AzureMLV2Settings | None
+    #: The chosen backend's own settings, read by its plug-in (its ``read_settings``), or None.
+    backend_settings: Any
 
 
-def _backend(env: Mapping[str, str]) -> Backend:
+def _backend(env: Mapping[str, str]) -> str:
+    from sheetdrop.submit import backends
+
     value = env.get("SHEETDROP_BACKEND", "").strip().lower()
+    others = " or ".join(name for name in backends.DEPLOYED if name != backends.DEFAULT)
     if running_in_azure(env) and value in ("", "local"):
         raise SettingsError(
-            f"app setting SHEETDROP_BACKEND is {'local' if value else 'not set'} in Azure: set it to azureml "
-            "(or azureml-v2) "
-            "(the local backend exists only under the dev host, `sheetdrop host`)")
+            f"app setting SHEETDROP_BACKEND is {'local' if value else 'not set'} in Azure: set it to "
+            f"{backends.DEFAULT} (or {others}) (the local backend exists only under the dev host, `sheetdrop host`)")
     if not value:
-        raise SettingsError("app setting SHEETDROP_BACKEND is not set: set it to azureml "
+        raise SettingsError(f"app setting SHEETDROP_BACKEND is not set: set it to {backends.DEFAULT} "
                             "(the dev host, `sheetdrop host`, sets local itself)")
-    if value not in BACKENDS:
-        raise SettingsError(f"app setting SHEETDROP_BACKEND={value!r} is not one of {', '.join(BACKENDS)}")
-    return value  # type: ignore[return-value]
+    if value not in backends.names():
+        raise SettingsError(f"app setting SHEETDROP_BACKEND={value!r} is not one of {', '.join(backends.names())}")
+    return value
 
 
 def _storage(env: Mapping[str, str]) -> StorageSettings:
@@ -196,94 +153,9 @@ def _storage(env: Mapping[str, str]) -> StorageSettings:
                            client_id=env.get(f"{CONNECTION}__clientId", "").strip() or None, retry_total=retries)
 
 
-def _azureml(env: Mapping[str, str]) -> AzureMLSettings:
-    how = "or set AZUREML_PIPELINE_ENDPOINT_URL to the REST URL `python -m pipeline.publish` prints"
-    endpoint_url = env.get("AZUREML_PIPELINE_ENDPOINT_URL", "").strip()
-    if endpoint_url:
-        match = ENDPOINT_URL_PATTERN.match(endpoint_url)
-        if not match:
-            raise SettingsError(
-                f"app setting AZUREML_PIPELINE_ENDPOINT_URL={endpoint_url!r} is not a PipelineEndpoint submit URL "
-                "(https://<region>.api.azureml.ms/pipelines/v1.0/subscriptions/<id>/resourceGroups/<rg>/providers/"
-                "Microsoft.MachineLearningServices/workspaces/<ws>/PipelineRuns/PipelineEndpointSubmit/Id/"
-                "<endpoint id>): copy the 'REST URL' that `python -m pipeline.publish` prints")
-        parts = match.groupdict()
-    else:
-        def required(name: str, what: str) -> str:
-            value = env.get(name, "").strip()
-            if not value:
-                raise SettingsError(f"app setting {name} is not set: {what}, {how}")
-            return value
-
-        parts = {
-            "subscription_id": required("AZUREML_SUBSCRIPTION_ID", "the AzureML workspace's subscription id"),
-            "resource_group": required("AZUREML_RESOURCE_GROUP", "the AzureML workspace's resource group"),
-            "workspace": required("AZUREML_WORKSPACE", "the AzureML workspace's name"),
-            "endpoint_id": required("AZUREML_PIPELINE_ENDPOINT_ID",
-                                    "the PipelineEndpoint id that `python -m pipeline.publish` prints"),
-        }
-        api_url = env.get("AZUREML_API_URL", "").strip()
-        if api_url:
-            parts["base"] = text(env, "AZUREML_API_URL", check=url)
-        else:
-            region = required("AZUREML_REGION", "the workspace's region (e.g. westeurope), which selects "
-                              "https://<region>.api.azureml.ms; a private-link workspace sets AZUREML_API_URL instead")
-            parts["base"] = REGIONAL_API_URL.format(region=region.lower().replace(" ", ""))
-    return AzureMLSettings(
-        base_url=parts["base"].rstrip("/"),
-        subscription_id=parts["subscription_id"],
-        resource_group=parts["resource_group"],
-        workspace=parts["workspace"],
-        endpoint_id=parts["endpoint_id"],
-        studio_url=text(env, "AZUREML_STUDIO_URL", STUDIO_URL, check=url),
-        submit_deadline_seconds=number(env, "AZUREML_SUBMIT_DEADLINE_SECONDS", 120.0, minimum=1),
-        managed_identity_client_id=env.get("AZUREML_MANAGED_IDENTITY_CLIENT_ID", "").strip() or None,
-    )
-
-
-# -- SHEETDROP_BACKEND=azureml-v2: a batch endpoint (docs/azureml-v2.md) --------------------------------
-
-ARM_URL = "https://management.azure.com"
-#: A batch endpoint's scoring URI: https://<endpoint>.<region>.inference.ml.azure.com/jobs (docs/azureml-v2.md).
-#: Any host and leading path are accepted (sovereign clouds, private link), but the path must end in /jobs.
-SCORING_URI_PATTERN = re.compile(r"^https?://[^/\s]+(/[^\s?#]*)?/jobs/?$", re.IGNORECASE)
-#: Deployment names: letters, digits and -, starting with a letter (the SDK's batch deployment name rule).
-DEPLOYMENT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,31}")
-
-
-def _required_v2(env: Mapping[str, str], name: str, what: str) -> str:
-    value = env.get(name, "").strip()
-    if not value:
-        raise SettingsError(f"app setting {name} is not set: {what} (SHEETDROP_BACKEND=azureml-v2)")
-    return value
-
-
-def _azureml_v2(env: Mapping[str, str]) -> AzureMLV2Settings:
-    endpoint_url = _required_v2(env, "AZUREML_BATCH_ENDPOINT_URL",
-                             "the batch endpoint's scoring URI that `sheetdrop publish --v2` prints")
-    if not SCORING_URI_PATTERN.match(endpoint_url):
-        raise SettingsError(
-            f"app setting AZUREML_BATCH_ENDPOINT_URL={endpoint_url!r} is not a batch endpoint scoring URI "
-            "(https://<endpoint>.<region>.inference.ml.azure.com/jobs): copy the one `sheetdrop publish --v2` prints")
-    deployment = env.get("AZUREML_BATCH_DEPLOYMENT", "").strip() or None
-    if deployment is not None and not DEPLOYMENT_NAME.fullmatch(deployment):
-        raise SettingsError(f"app setting AZUREML_BATCH_DEPLOYMENT={deployment!r} is not a deployment name "
-                            "(letters, digits and -, starting with a letter, at most 32)")
-    return AzureMLV2Settings(
-        endpoint_url=endpoint_url.rstrip("/"),
-        deployment=deployment,
-        # Recovery after a lost answer reads the workspace's jobs through ARM, so the workspace is needed too.
-        subscription_id=_required_v2(env, "AZUREML_SUBSCRIPTION_ID", "the AzureML workspace's subscription id"),
-        resource_group=_required_v2(env, "AZUREML_RESOURCE_GROUP", "the AzureML workspace's resource group"),
-        workspace=_required_v2(env, "AZUREML_WORKSPACE", "the AzureML workspace's name"),
-        arm_url=text(env, "AZUREML_ARM_URL", ARM_URL, check=url).rstrip("/"),
-        studio_url=text(env, "AZUREML_STUDIO_URL", STUDIO_URL, check=url),
-        submit_deadline_seconds=number(env, "AZUREML_SUBMIT_DEADLINE_SECONDS", 120.0, minimum=1),
-        managed_identity_client_id=env.get("AZUREML_MANAGED_IDENTITY_CLIENT_ID", "").strip() or None,
-    )
-
-
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    from sheetdrop.submit import backends
+
     env = dict(os.environ if env is None else env)
     backend = _backend(env)
     return Settings(
@@ -300,8 +172,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         # host.json's poisonBlobThreshold, so the claim is poisoned when the host gives up (a test
         # keeps the two equal).
         claim_max_failures=number(env, "CLAIM_MAX_FAILURES", 3, minimum=1, kind=int),
-        azureml=_azureml(env) if backend == "azureml" else None,
-        azureml_v2=_azureml_v2(env) if backend == "azureml-v2" else None,
+        backend_settings=backends.read_settings(backend, env),
     )
 
 

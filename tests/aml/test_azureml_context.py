@@ -9,7 +9,11 @@ import pytest
 from azureml.core import Dataset, Datastore, Run
 
 from sheetdrop_contract.contract import OutputPathError, Registration
-from sheetdrop_step import azureml_context
+from sheetdrop_step import contexts
+from sheetdrop_step.contexts import azureml as azureml_context
+
+#: What AzureML sets in every run it starts.
+IN_A_RUN = {"AZUREML_RUN_ID": "step-run-1"}
 
 
 @dataclass
@@ -97,7 +101,7 @@ def sdk(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
 
 
 def test_registers_a_new_version_on_the_exact_datastore_path(sdk: dict[str, Any]) -> None:
-    context = azureml_context.azureml_context()
+    context = azureml_context.open_context(IN_A_RUN)
     assert context is not None
     assert context.run_id == "pipeline-run-1"  # the pipeline run: what the Function logged and the claim holds
     assert context.output_path("extracted", "workspaceblobstore") == "azureml/step-run-1/extracted"
@@ -120,7 +124,7 @@ def test_registers_a_new_version_on_the_exact_datastore_path(sdk: dict[str, Any]
 
 
 def test_the_step_tags_its_runs_with_the_blob_version_first(sdk: dict[str, Any]) -> None:
-    context = azureml_context.azureml_context()
+    context = azureml_context.open_context(IN_A_RUN)
     assert context is not None
     context.start(SOURCE)
     assert sdk["parent"].tags == {"azureml.pipelineid": "p-1", **SOURCE}
@@ -139,7 +143,7 @@ def test_the_step_tags_its_runs_with_the_blob_version_first(sdk: dict[str, Any])
 def test_a_run_definition_that_disagrees_is_an_error(sdk: dict[str, Any], reference: dict[str, str],
                                                       message: str) -> None:
     sdk["run"].details = {"runDefinition": {"dataReferences": {"extracted": reference}}}
-    context = azureml_context.azureml_context()
+    context = azureml_context.open_context(IN_A_RUN)
     assert context is not None
     with pytest.raises(OutputPathError) as error:
         context.output_path("extracted", "workspaceblobstore")
@@ -148,13 +152,13 @@ def test_a_run_definition_that_disagrees_is_an_error(sdk: dict[str, Any], refere
 
 def test_without_a_data_reference_the_rule_stands_in(sdk: dict[str, Any]) -> None:
     sdk["run"].details = {"runDefinition": {}}
-    context = azureml_context.azureml_context()
+    context = azureml_context.open_context(IN_A_RUN)
     assert context is not None
     assert context.output_path("extracted", "workspaceblobstore") == "azureml/step-run-1/extracted"
 
 
 def test_metrics_and_run_tags(sdk: dict[str, Any]) -> None:
-    context = azureml_context.azureml_context()
+    context = azureml_context.open_context(IN_A_RUN)
     assert context is not None
     context.start(SOURCE)
     context.log_metric("rows", 10)
@@ -175,15 +179,11 @@ def test_offline_run_is_not_an_azureml_context(monkeypatch: pytest.MonkeyPatch) 
     # The real Run.get_context() outside AzureML: an offline run, so the step uses no AzureML context.
     for name in ("AZUREML_RUN_ID", "AZUREML_RUN_TOKEN", "AZUREML_SERVICE_ENDPOINT", "AZUREML_ARM_SUBSCRIPTION"):
         monkeypatch.delenv(name, raising=False)
-    assert azureml_context.azureml_context() is None
+    assert azureml_context.open_context(IN_A_RUN) is None
 
 
 def test_step_picks_the_azureml_context_inside_a_run(sdk: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    from sheetdrop_step import step_context
-
-    monkeypatch.delenv(step_context.LOCAL_RUN_ENV, raising=False)
-    monkeypatch.setenv("AZUREML_RUN_ID", "step-run-1")
-    assert isinstance(step_context.get_context(), azureml_context.AzureMLContext)
+    assert isinstance(contexts.get_context(IN_A_RUN), azureml_context.AzureMLContext)
 
 
 def test_previous_versions_come_from_the_registry(sdk: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -198,7 +198,7 @@ def test_previous_versions_come_from_the_registry(sdk: dict[str, Any], monkeypat
 
     monkeypatch.setattr(Dataset, "get_by_name", staticmethod(get_by_name))
     monkeypatch.setattr(Dataset, "get_all", staticmethod(lambda ws: {n: get_by_name(ws, n) for n in known}))
-    context = azureml_context.azureml_context()
+    context = azureml_context.open_context(IN_A_RUN)
     assert context is not None
     assert context.previous_tags("sales") == known["sales"]
     assert context.previous_tags("unknown") is None

@@ -19,9 +19,10 @@ from msrest import Deserializer, Serializer
 
 from loopback import LoopbackService
 from sheetdrop.settings import load_settings
-from sheetdrop.submit import SubmitError, SubmitRequest
-from sheetdrop.submit.azureml import TOKEN_SCOPE, AzureMLBackend, Workspace
+from sheetdrop.submit import SubmitError, SubmitRequest, azureml
+from sheetdrop.submit.azureml import TOKEN_SCOPE, AzureMLBackend
 from sheetdrop.submit.retry import Retrier, RetryPolicy
+from sheetdrop.submit.workspace import Workspace
 from sheetdrop_contract import contract
 from tests.aml.conftest import RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE
 
@@ -86,9 +87,9 @@ def backend(loopback: LoopbackService, monkeypatch: pytest.MonkeyPatch) -> tuple
         "AZUREML_API_URL": loopback.url,
     })
     # The real credential chain the Function uses: DefaultAzureCredential -> managed identity (App Service).
-    backend = AzureMLBackend.from_settings(settings)
+    backend = azureml.create(settings)
     waits = Waits()
-    backend.retrier = Retrier(RetryPolicy(deadline_seconds=60, base_delay=0.5, max_delay=4), sleep=waits)
+    backend.service.retrier = Retrier(RetryPolicy(deadline_seconds=60, base_delay=0.5, max_delay=4), sleep=waits)
     return backend, waits
 
 
@@ -157,7 +158,7 @@ def test_submission_matches_the_sdk_route_models_and_token(backend: tuple[AzureM
 def test_studio_url_has_the_sdk_portal_form() -> None:
     from azureml.core._portal import HasRunPortal, HasWorkspacePortal
 
-    from sheetdrop.submit.azureml import studio_run_url
+    from sheetdrop.submit.workspace import studio_run_url
 
     expected = ("https://ml.azure.com" + HasRunPortal.RUN_PATH.format(RUN_ID)
                 + HasWorkspacePortal.WORKSPACE_FMT.format(SUBSCRIPTION, RESOURCE_GROUP, WORKSPACE))
@@ -219,7 +220,7 @@ def test_client_errors_fail_at_once_naming_the_cause(backend: tuple[AzureMLBacke
 
 def test_retries_stop_at_the_deadline(backend: tuple[AzureMLBackend, Waits], loopback: LoopbackService) -> None:
     backend_, waits = backend
-    backend_.retrier = Retrier(RetryPolicy(deadline_seconds=30), sleep=waits)
+    backend_.service.retrier = Retrier(RetryPolicy(deadline_seconds=30), sleep=waits)
     loopback.script(SUBMIT_PATH_PART, (429, {"Retry-After": "3600"}, {}), accepted())
 
     with pytest.raises(SubmitError, match="after the 30s budget"):

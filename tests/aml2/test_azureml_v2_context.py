@@ -16,7 +16,9 @@ from azure.core.exceptions import ResourceNotFoundError
 from mlflow.tracking import MlflowClient
 
 from sheetdrop_contract.contract import OutputPathError, Registration
-from sheetdrop_step import azureml_v2_context, step_context
+from sheetdrop_step import contexts
+from sheetdrop_step.contexts import azureml_v2 as azureml_v2_context
+from sheetdrop_step.contexts.standalone import StandaloneContext
 
 SOURCE = {"source_container": "input", "source_blob": "sales/q1.xlsx", "source_etag": "0x8DC"}
 
@@ -126,9 +128,6 @@ def test_a_job_output_elsewhere_fails_the_run(tracking: tuple[MlflowClient, str,
 def test_the_step_picks_the_v2_context_only_when_the_component_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
     made: list[str] = []
     monkeypatch.setattr(azureml_v2_context, "azureml_v2_context", lambda: made.append("v2") or "v2-context")
-    monkeypatch.delenv(step_context.LOCAL_RUN_ENV, raising=False)
-    monkeypatch.setenv("AZUREML_RUN_ID", "step-1")
-    monkeypatch.setenv("SHEETDROP_JOB_API", "v2")
-    assert step_context.get_context() == "v2-context" and made == ["v2"]
-    monkeypatch.delenv("AZUREML_RUN_ID")
-    assert isinstance(step_context.get_context(), step_context.StandaloneContext)
+    assert contexts.get_context({"AZUREML_RUN_ID": "step-1", "SHEETDROP_JOB_API": "v2"}) == "v2-context"
+    assert made == ["v2"]
+    assert isinstance(contexts.get_context({"SHEETDROP_JOB_API": "v2"}), StandaloneContext)

@@ -22,7 +22,7 @@ from azure.identity import ManagedIdentityCredential
 
 from loopback import LoopbackService, Recorded, Reply
 from sheetdrop.settings import load_settings
-from sheetdrop.submit import SubmitError, SubmitRequest
+from sheetdrop.submit import SubmitError, SubmitRequest, azureml_v2
 from sheetdrop.submit.azureml_v2 import (
     ARM_SCOPE,
     INVOKE_SCOPE,
@@ -129,9 +129,9 @@ def backend(service: Service) -> tuple[AzureMLV2Backend, Waits]:
         "AZUREML_SUBSCRIPTION_ID": SUBSCRIPTION, "AZUREML_RESOURCE_GROUP": RESOURCE_GROUP,
         "AZUREML_WORKSPACE": WORKSPACE})
     # The Function's own credential chain: DefaultAzureCredential -> managed identity (App Service protocol).
-    backend = AzureMLV2Backend.from_settings(settings)
+    backend = azureml_v2.create(settings)
     waits = Waits()
-    backend.retrier = Retrier(RetryPolicy(deadline_seconds=60, base_delay=0.5, max_delay=4), sleep=waits)
+    backend.service.retrier = Retrier(RetryPolicy(deadline_seconds=60, base_delay=0.5, max_delay=4), sleep=waits)
     return backend, waits
 
 

@@ -130,8 +130,9 @@ def test_azd_zips_the_folders_code_and_nothing_a_local_run_left(dirtied: Path) -
     entries = azd_function_zip_entries(dirtied)
     expected = [name for name in code_files(FOLDER) if name not in (".funcignore", "local.settings.example.json")]
     assert entries == expected
-    assert {"function_app.py", "host.json", "requirements.txt", "sheetdrop/trigger.py", "sheetdrop/submit/azureml.py",
-            "sheetdrop_contract/contract.py", "sheetdrop_contract/read_options.py"} <= set(entries)
+    assert {"function_app.py", "host.json", "requirements.txt", "sheetdrop/trigger.py",
+            "sheetdrop/submit/azureml/client.py", "sheetdrop_contract/contract.py",
+            "sheetdrop_contract/read_options.py"} <= set(entries)
 
 
 def test_core_tools_zips_the_same_files_as_azd(dirtied: Path) -> None:

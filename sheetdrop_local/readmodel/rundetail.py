@@ -1,5 +1,6 @@
-"""One run as studio shows it: parameters and tags, the step's log, a table per sheet, metrics, and the
-dataset versions it registered — the lineage blob → run → dataset versions in one object.
+"""One run as the studio and ``sheetdrop runs show`` show it: parameters and tags, the step's log, a
+table per sheet, metrics, and the dataset versions it registered — the lineage blob → run → dataset
+versions in one object.
 
 Built from what the run left: its run store row, its metrics (the step's ``log_metric``), its
 registrations, its log (a skipped sheet is a line there), and each output's parquet footer (the
@@ -20,7 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 from sheetdrop.storage import storage_unreachable
 from sheetdrop_contract import contract
-from sheetdrop_local import lineage, parquetview, registry
+from sheetdrop_local import registry
+from sheetdrop_local.readmodel import parquetview
+from sheetdrop_local.readmodel.locations import location
+from sheetdrop_local.readmodel.runs import step_log
 from sheetdrop_local.registry import DatasetVersion
 from sheetdrop_local.runstore import Run
 from sheetdrop_local.settings import LocalSettings
@@ -137,7 +141,7 @@ def _warnings_of(metrics: dict[str, Any]) -> list[str]:
 def run_detail(conn: sqlite3.Connection, settings: LocalSettings, run: Run,
                service: BlobServiceClient | None = None) -> RunDetail:
     """``service``: read each output's parquet footer (per-column counts); None reads nothing from storage."""
-    log = lineage.step_log(settings, run)
+    log = step_log(settings, run)
     step_settings, skipped, warnings = _notes(log)
     run_metrics, per_file = _split_metrics(run.metrics)
     outputs = registry.for_run(conn, run.run_id)
@@ -164,7 +168,7 @@ def _read_columns(settings: LocalSettings, service: BlobServiceClient, sheet: Sh
     from azure.core.exceptions import AzureError
 
     assert sheet.dataset is not None
-    where = lineage.location(settings, sheet.dataset, service)
+    where = location(settings, sheet.dataset, service)
     try:
         info = parquetview.read_info(service.get_blob_client(where.container, where.path))
     except (AzureError, OSError, ValueError) as exc:

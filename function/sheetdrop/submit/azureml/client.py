@@ -1,4 +1,4 @@
-"""AzureML submit backend: run the published extract pipeline through its PipelineEndpoint REST API.
+"""The v1 backend's client: run the published extract pipeline through its PipelineEndpoint REST API.
 
 The Function side of the cloud path. It imports nothing of azureml (cold start, and
 the azureml packages pin an azure-identity the Functions blob extension cannot use):
@@ -21,21 +21,17 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote
 
 import requests
 
-from sheetdrop.settings import STUDIO_URL
 from sheetdrop.submit import SubmitError, SubmitRequest, SubmitResult
-from sheetdrop.submit.retry import Retrier, RetryExhausted, RetryPolicy
+from sheetdrop.submit.service import AlreadyStarted, ServiceClient, service_error
+from sheetdrop.submit.workspace import STUDIO_URL, Workspace, studio_run_url
 from sheetdrop_contract import contract
-
-if TYPE_CHECKING:
-    from sheetdrop.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -45,53 +41,19 @@ TOKEN_SCOPE = "https://management.core.windows.net//.default"
 #: The header azureml-pipeline-core's generated client sends with PipelineSubmissionInfo.
 SUBMIT_CONTENT_TYPE = "application/json-patch+json; charset=utf-8"
 
-WORKSPACE_SCOPE = (
-    "subscriptions/{subscription_id}/resourceGroups/{resource_group}/providers/"
-    "Microsoft.MachineLearningServices/workspaces/{workspace}"
-)
-SUBMIT_ROUTE = "/pipelines/v1.0/" + WORKSPACE_SCOPE + "/PipelineRuns/PipelineEndpointSubmit/Id/{endpoint_id}"
-RUNS_QUERY_ROUTE = "/history/v1.0/" + WORKSPACE_SCOPE + "/experiments/{experiment}/runs:query"
+#: Tags every submission with its own id: a person (or a later recovery) can tell a duplicate made by a
+#: retried POST from a resubmission.
 SUBMISSION_TAG = "sheetdrop_submission_id"
-#: Server errors after which the request may have been carried out all the same.
-AMBIGUOUS_STATUSES = (500, 502, 504)
 MAX_QUERY_PAGES = 20
 
 
-class TokenCredential(Protocol):
-    def get_token(self, *scopes: str, **kwargs: Any) -> Any: ...
-
-
-@dataclass(frozen=True)
-class Workspace:
-    subscription_id: str
-    resource_group: str
-    name: str
-
-    def scope(self) -> dict[str, str]:
-        return {"subscription_id": self.subscription_id, "resource_group": self.resource_group,
-                "workspace": self.name}
-
-
-def _segment(value: str) -> str:
-    return quote(value, safe="")
-
-
 def submit_url(base_url: str, workspace: Workspace, endpoint_id: str) -> str:
-    path = SUBMIT_ROUTE.format(**{k: _segment(v) for k, v in workspace.scope().items()},
-                               endpoint_id=_segment(endpoint_id))
-    return base_url.rstrip("/") + path
+    return f"{base_url.rstrip('/')}/pipelines/v1.0/{workspace.path()}/PipelineRuns/PipelineEndpointSubmit/Id/" \
+        f"{quote(endpoint_id, safe='')}"
 
 
 def runs_query_url(base_url: str, workspace: Workspace, experiment: str) -> str:
-    path = RUNS_QUERY_ROUTE.format(**{k: _segment(v) for k, v in workspace.scope().items()},
-                                   experiment=_segment(experiment))
-    return base_url.rstrip("/") + path
-
-
-def studio_run_url(run_id: str, workspace: Workspace, studio_url: str = STUDIO_URL) -> str:
-    """The run's page in AzureML studio, in the form azureml-core's HasRunPortal builds."""
-    return (f"{studio_url.rstrip('/')}/runs/{run_id}?wsid=/subscriptions/{workspace.subscription_id}"
-            f"/resourcegroups/{workspace.resource_group}/workspaces/{workspace.name}")
+    return f"{base_url.rstrip('/')}/history/v1.0/{workspace.path()}/experiments/{quote(experiment, safe='')}/runs:query"
 
 
 def submission_body(request: SubmitRequest, submission_id: str) -> dict[str, Any]:
@@ -142,49 +104,15 @@ def runs_filter(tags: dict[str, str]) -> str | None:
     return exprs[0] if len(exprs) == 1 else "(" + " and ".join(exprs) + ")"
 
 
-def _service_error(response: requests.Response) -> str:
-    """The service's own words: ErrorResponse {"error": {"code", "message"}} or the raw body."""
-    try:
-        payload = response.json()
-    except ValueError:
-        return " ".join(response.text.split())[:500]
-    error = payload.get("error") if isinstance(payload, dict) else None
-    if isinstance(error, dict):
-        code, message = error.get("code"), error.get("message")
-        return f"{code}: {message}" if code else str(message)
-    return json.dumps(payload)[:500]
-
-
 @dataclass
 class AzureMLBackend:
     base_url: str
     workspace: Workspace
     endpoint_id: str
     experiment_name: str
-    credential: TokenCredential
+    service: ServiceClient
     input_datastore: str = ""
     studio_url: str = STUDIO_URL
-    retrier: Retrier = field(default_factory=Retrier)
-    session: requests.Session = field(default_factory=requests.Session)
-    new_id: Callable[[], str] = field(default=lambda: str(uuid.uuid4()))
-
-    # -- construction -----------------------------------------------------------------------------
-
-    @classmethod
-    def from_settings(cls, settings: Settings, credential: TokenCredential | None = None) -> AzureMLBackend:
-        aml = settings.azureml
-        if aml is None:
-            raise SubmitError("SHEETDROP_BACKEND is not azureml: no AzureML settings were read")
-        return cls(
-            base_url=aml.base_url,
-            workspace=Workspace(aml.subscription_id, aml.resource_group, aml.workspace),
-            endpoint_id=aml.endpoint_id,
-            experiment_name=settings.experiment_name,
-            credential=credential or _default_credential(aml.managed_identity_client_id),
-            input_datastore=settings.input_datastore,
-            studio_url=aml.studio_url,
-            retrier=Retrier(RetryPolicy(deadline_seconds=aml.submit_deadline_seconds)),
-        )
 
     # -- submit -----------------------------------------------------------------------------------
 
@@ -193,12 +121,12 @@ class AzureMLBackend:
         return submit_url(self.base_url, self.workspace, self.endpoint_id)
 
     def submit(self, request: SubmitRequest) -> SubmitResult:
-        body = submission_body(request, self.new_id())
+        body = submission_body(request, self.service.new_id())
         data = json.dumps(body).encode("utf-8")
         what = f"submit {request.source_container}/{request.source_blob} to PipelineEndpoint {self.endpoint_id}"
         try:
             response = self._post(self.submit_url, data, SUBMIT_CONTENT_TYPE, what,
-                                  before_retry=lambda: self._already_started(request))
+                                  look_first=lambda: self._existing_run(request))
         except AlreadyStarted as started:
             url = studio_run_url(started.run_id, self.workspace, self.studio_url)
             log.warning("%s: an earlier attempt had started run %s although its answer was lost; not submitting "
@@ -235,7 +163,7 @@ class AzureMLBackend:
                 # The experiment does not exist yet: nothing was ever submitted to it.
                 return found
             if response.status_code >= 400:
-                raise SubmitError(f"{what}: {self._status_cause(response.status_code)}: {_service_error(response)}")
+                raise SubmitError(f"{what}: {self._status_cause(response.status_code)}: {service_error(response)}")
             page = response.json()
             for run in page.get("value") or []:
                 tags = run.get("tags") or {}
@@ -248,48 +176,20 @@ class AzureMLBackend:
                 break
         return found
 
+    def _existing_run(self, request: SubmitRequest) -> str | None:
+        """Before a submission is sent again: a POST whose answer was lost may have started the run."""
+        runs = self.find_runs(request.source_container, request.source_blob, request.source_etag)
+        return runs[0] if runs else None
+
     # -- HTTP -------------------------------------------------------------------------------------
 
-    def _already_started(self, request: SubmitRequest) -> None:
-        """Before a submission is sent again: a POST whose answer was lost (dropped connection,
-        timeout, 5xx) may have started the run all the same, and a second POST would start a second."""
-        runs = self.find_runs(request.source_container, request.source_blob, request.source_etag)
-        if runs:
-            raise AlreadyStarted(runs[0])
-
     def _post(self, url: str, data: bytes, content_type: str, what: str,
-              before_retry: Callable[[], None] | None = None) -> requests.Response:
-        # Whether the previous attempt may have reached the service and done its work: a dropped
-        # connection, a timeout, or 500/502/504. 429/503/408 say the request was not processed.
-        ambiguous = False
-
-        def send(timeout: tuple[float, float]) -> requests.Response:
-            nonlocal ambiguous
-            if ambiguous and before_retry is not None:
-                before_retry()
-            headers = {"Authorization": f"Bearer {self._token()}", "Content-Type": content_type,
-                       "Accept": "application/json", "x-ms-client-request-id": self.new_id()}
-            try:
-                response = self.session.post(url, data=data, headers=headers, timeout=timeout)
-            except (requests.ConnectionError, requests.Timeout):
-                ambiguous = True
-                raise
-            # Once an attempt may have started the run, every later resend checks first.
-            ambiguous = ambiguous or response.status_code in AMBIGUOUS_STATUSES
-            return response
-
-        try:
-            return self.retrier.call(send, what)
-        except RetryExhausted as exc:
-            raise SubmitError(f"{exc} (AzureML at {self.base_url} kept failing; the blob will be retried "
-                              "by the trigger)") from exc
-
-    def _token(self) -> str:
-        return entra_token(self.credential, TOKEN_SCOPE)
+              look_first: Callable[[], str | None] | None = None) -> requests.Response:
+        return self.service.send("POST", url, scope=TOKEN_SCOPE, what=what, data=data, look_first=look_first,
+                                 headers={"Content-Type": content_type})
 
     def _status_cause(self, status: int) -> str:
-        ws = self.workspace
-        where = f"workspace {ws.name} (resource group {ws.resource_group}, subscription {ws.subscription_id})"
+        where = self.workspace.describe()
         if status == 401:
             return (f"HTTP 401: the token was not accepted by {where}: the identity's token is for the wrong "
                     "tenant or audience, or has expired")
@@ -303,7 +203,7 @@ class AzureMLBackend:
 
     def _explain(self, response: requests.Response, request: SubmitRequest) -> str:
         status = response.status_code
-        detail = _service_error(response)
+        detail = service_error(response)
         cause = self._status_cause(status)
         if status == 400:
             if "datastore" in detail.lower() or "data store" in detail.lower():
@@ -316,29 +216,3 @@ class AzureMLBackend:
                          f"{contract.DATASET_NAME_PARAMETER!r}, i.e. was published by `python -m pipeline.publish`")
         return (f"AzureML refused to run {request.source_container}/{request.source_blob} "
                 f"(PipelineEndpoint {self.endpoint_id}): {cause}. Service said: {detail}")
-
-
-def entra_token(credential: TokenCredential, scope: str) -> str:
-    try:
-        return credential.get_token(scope).token
-    except Exception as exc:  # azure-identity raises several types; all mean "no token"
-        raise SubmitError(
-            f"could not get a Microsoft Entra token for {scope} from {type(credential).__name__}: {exc}. "
-            "In Azure, enable the Function app's managed identity (for a user-assigned identity set "
-            "AZUREML_MANAGED_IDENTITY_CLIENT_ID); locally, run `az login`") from exc
-
-
-class AlreadyStarted(Exception):
-    """An earlier attempt started the run (or job) although its answer was lost: do not submit again."""
-
-    def __init__(self, run_id: str) -> None:
-        super().__init__(run_id)
-        self.run_id = run_id
-
-
-def _default_credential(managed_identity_client_id: str | None) -> TokenCredential:
-    from azure.identity import DefaultAzureCredential
-
-    if managed_identity_client_id:
-        return DefaultAzureCredential(managed_identity_client_id=managed_identity_client_id)
-    return DefaultAzureCredential()

@@ -1,8 +1,8 @@
 """The step's context inside an AzureML v2 job: MLflow for tags and metrics, azure-ai-ml for the job's
 output and the data assets.
 
-Imported by :func:`step_context.get_context` only when the component says so (``SHEETDROP_JOB_API=v2``
-in its environment) and AzureML started the process (``AZUREML_RUN_ID``). Every fact used here, and
+Chosen only when the component says so (``SHEETDROP_JOB_API=v2`` in its environment) and AzureML started the
+process (``AZUREML_RUN_ID``); azure-ai-ml and MLflow are imported only then. Every fact used here, and
 what only a real workspace confirms, is in docs/azureml-v2.md.
 
 One data asset version per sheet, of type ``uri_file`` on the parquet file itself (not ``mltable``):
@@ -15,10 +15,17 @@ v1 step registers, so both backends' versions load the same way.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
-from sheetdrop_contract.contract import Registration, datastore_uri, resolve_output_v2
-from sheetdrop_step.schema_changes import same_base
+from sheetdrop_contract.contract import (
+    JOB_API_ENV,
+    Registration,
+    datastore_uri,
+    fed_by,
+    named_like_a_sheet_of,
+    resolve_output_v2,
+)
 
 #: MLflow's limits: tag values are cut rather than failing a run over a long column-type map.
 MAX_TAG_VALUE = 5000
@@ -70,8 +77,9 @@ class AzureMLV2Context:
             names = sorted({data.name for data in self.ml_client.data.list()})
         except Exception:  # only feeds a warning; never fail a run over it
             return []
-        candidates = [n for n in names if n == base or n.startswith(f"{base}_")]
-        return [n for n in candidates if same_base(n, self.previous_tags(n) or {}, base)]
+        # The name first: asking for the tags is a request per dataset.
+        candidates = [n for n in names if named_like_a_sheet_of(n, base)]
+        return [n for n in candidates if fed_by(n, self.previous_tags(n) or {}, base)]
 
     def log_metric(self, name: str, value: float | int | str) -> None:
         # MLflow metrics are numbers; the converter's text results (column types) become tags, which
@@ -111,6 +119,10 @@ def _credential() -> Any:
     from azure.identity import ManagedIdentityCredential
 
     return ManagedIdentityCredential(client_id=os.environ.get("DEFAULT_IDENTITY_CLIENT_ID") or None)
+
+
+def open_context(env: Mapping[str, str]) -> AzureMLV2Context | None:
+    return azureml_v2_context() if env.get("AZUREML_RUN_ID") and env.get(JOB_API_ENV) == "v2" else None
 
 
 def azureml_v2_context() -> AzureMLV2Context:

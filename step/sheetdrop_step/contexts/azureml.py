@@ -1,25 +1,27 @@
-"""The step's context inside an AzureML run: run history, the workspace's datastores, Dataset registration.
+"""The step's context inside an AzureML v1 run: run history, the workspace's datastores, Dataset registration.
 
-Imported by :func:`step_context.get_context` only when AzureML started the process
-(``AZUREML_RUN_ID`` is set); whether it is really an AzureML run is decided by
-``Run.get_context()`` itself, which answers an offline run otherwise.
+azureml-core is imported only when AzureML started the process (``AZUREML_RUN_ID`` is set); whether it is
+really an AzureML run is decided by ``Run.get_context()`` itself, which answers an offline run otherwise.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from typing import Any
 
-from azureml.core import Dataset, Datastore, Run
-
-from sheetdrop_contract.contract import Registration, resolve_output
-from sheetdrop_step.schema_changes import same_base
+from sheetdrop_contract.contract import Registration, fed_by, resolve_output
 
 
-def _is_offline(run: Any) -> bool:
+def open_context(env: Mapping[str, str]) -> AzureMLContext | None:
+    # AzureML sets AZUREML_RUN_ID for every run it starts; only then is azureml imported.
+    if not env.get("AZUREML_RUN_ID"):
+        return None
+    from azureml.core import Run
     from azureml.core.run import _OfflineRun
 
-    return isinstance(run, _OfflineRun)
+    run = Run.get_context()
+    return None if isinstance(run, _OfflineRun) else AzureMLContext(run)
 
 
 class AzureMLContext:
@@ -48,18 +50,21 @@ class AzureMLContext:
         self.run.set_tags(source)
 
     def previous_tags(self, name: str) -> dict[str, str] | None:
+        from azureml.core import Dataset
+
         try:
             return dict(Dataset.get_by_name(self.workspace, name).tags or {})
         except Exception:  # the SDK raises a service error for an unknown name: no previous version
             return None
 
     def previous_names(self, base: str) -> list[str]:
+        from azureml.core import Dataset
+
         try:
             datasets = Dataset.get_all(self.workspace)
         except Exception:  # only feeds a warning; never fail a run over it
             return []
-        return [name for name, dataset in datasets.items()
-                if (name == base or name.startswith(f"{base}_")) and same_base(name, dict(dataset.tags or {}), base)]
+        return [name for name, dataset in datasets.items() if fed_by(name, dict(dataset.tags or {}), base)]
 
     def output_path(self, name: str, datastore: str) -> str:
         definition = self.run.get_details().get("runDefinition") or {}
@@ -69,11 +74,15 @@ class AzureMLContext:
         self.run.log(name, value)
 
     def _datastore(self, name: str) -> Any:
+        from azureml.core import Datastore
+
         if name not in self._datastores:
             self._datastores[name] = Datastore.get(self.workspace, name)
         return self._datastores[name]
 
     def register(self, registration: Registration) -> str:
+        from azureml.core import Dataset
+
         datastore = self._datastore(registration.datastore)
         # validate=False: validating reads the datastore path, which a mounted output reaches only as
         # its files close, an uploaded one only when the step ends (docs/azureml.md, "Registering").
@@ -94,10 +103,3 @@ class AzureMLContext:
             self.parent.tag("datasets", ", ".join(self._registered))
         # Metrics are batched in the background; the process may exit right after the step returns.
         self.run.flush()
-
-
-def azureml_context() -> AzureMLContext | None:
-    run = Run.get_context()
-    if _is_offline(run):
-        return None
-    return AzureMLContext(run)

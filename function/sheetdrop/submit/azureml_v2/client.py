@@ -1,4 +1,4 @@
-"""AzureML v2 submit backend: invoke the batch endpoint that deploys the extract pipeline component.
+"""The v2 backend's client: invoke the batch endpoint that deploys the extract pipeline component.
 
 Imports nothing of azure-ai-ml (cold start, and it is heavy): the request is built here to the
 service's contract, which tests/aml2 checks against azure-ai-ml's own ``BatchEndpointOperations.invoke``
@@ -18,32 +18,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote
 
 import requests
 
-from sheetdrop.settings import STUDIO_URL
 from sheetdrop.submit import SubmitError, SubmitRequest, SubmitResult
-from sheetdrop.submit.azureml import (
-    AMBIGUOUS_STATUSES,
-    SUBMISSION_TAG,
-    AlreadyStarted,
-    TokenCredential,
-    Workspace,
-    _default_credential,
-    _service_error,
-    entra_token,
-    studio_run_url,
-)
-from sheetdrop.submit.retry import Retrier, RetryExhausted, RetryPolicy
+from sheetdrop.submit.service import AlreadyStarted, ServiceClient, service_error
+from sheetdrop.submit.workspace import STUDIO_URL, Workspace, studio_run_url
 from sheetdrop_contract import contract
-
-if TYPE_CHECKING:
-    from sheetdrop.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +47,8 @@ SOURCE_KEY_PROPERTY = "sheetdrop_source_key"
 #: The batch job's own property that names the experiment (what invoke(experiment_name=) sends).
 EXPERIMENT_PROPERTY = "experimentName"
 MAX_LIST_PAGES = 20
+#: As in v1: each invocation's own id, among the job's tags.
+SUBMISSION_TAG = "sheetdrop_submission_id"
 
 
 def source_key(container: str, blob: str, etag: str) -> str:
@@ -74,12 +60,6 @@ def job_name(container: str, blob: str, etag: str) -> str:
     """The job's name: one per blob version (lowercase letters, digits and -; a job name must be unique
     in the workspace). A resend after a lost answer asks for the same name."""
     return f"sheetdrop-{source_key(container, blob, etag)}"
-
-
-def datastore_uri(datastore: str, path: str) -> str:
-    """An input on a datastore, in the short form azure-ai-ml passes through unchanged
-    (``azureml://datastores/<name>/paths/<path>``, SHORT_URI_REGEX_FORMAT)."""
-    return f"azureml://datastores/{datastore}/paths/{path}"
 
 
 def shell_safe_json(text: str) -> str:
@@ -97,7 +77,7 @@ def invocation_body(request: SubmitRequest, name: str, submission_id: str) -> di
                    request.source_container, request.source_blob, request.source_etag)),
                contract.READ_OPTIONS_PARAMETER: shell_safe_json(request.read_options)}
     inputs: dict[str, Any] = {contract.INPUT_PARAMETER: {
-        "jobInputType": "UriFile", "uri": datastore_uri(request.datastore_name, request.relative_path)}}
+        "jobInputType": "UriFile", "uri": contract.datastore_uri(request.datastore_name, request.relative_path)}}
     inputs |= {key: {"jobInputType": "Literal", "value": value} for key, value in literal.items()}
     tags = {**request.tags,
             **contract.source_tags(request.source_container, request.source_blob, request.source_etag),
@@ -113,10 +93,7 @@ def invocation_body(request: SubmitRequest, name: str, submission_id: str) -> di
 
 
 def jobs_url(arm_url: str, workspace: Workspace, name: str | None = None) -> str:
-    ws = {k: quote(v, safe="") for k, v in workspace.scope().items()}
-    path = (f"/subscriptions/{ws['subscription_id']}/resourceGroups/{ws['resource_group']}/providers/"
-            f"Microsoft.MachineLearningServices/workspaces/{ws['workspace']}/jobs")
-    return arm_url.rstrip("/") + path + (f"/{quote(name, safe='')}" if name else "")
+    return f"{arm_url.rstrip('/')}/{workspace.path()}/jobs" + (f"/{quote(name, safe='')}" if name else "")
 
 
 @dataclass
@@ -124,69 +101,28 @@ class AzureMLV2Backend:
     endpoint_url: str
     workspace: Workspace
     experiment_name: str
-    credential: TokenCredential
+    service: ServiceClient
     deployment: str | None = None
     arm_url: str = "https://management.azure.com"
     studio_url: str = STUDIO_URL
-    retrier: Retrier = field(default_factory=Retrier)
-    session: requests.Session = field(default_factory=requests.Session)
-    new_id: Callable[[], str] = field(default=lambda: str(uuid.uuid4()))
-
-    @classmethod
-    def from_settings(cls, settings: Settings, credential: TokenCredential | None = None) -> AzureMLV2Backend:
-        aml = settings.azureml_v2
-        if aml is None:
-            raise SubmitError("SHEETDROP_BACKEND is not azureml-v2: no batch endpoint settings were read")
-        return cls(
-            endpoint_url=aml.endpoint_url,
-            workspace=Workspace(aml.subscription_id, aml.resource_group, aml.workspace),
-            experiment_name=settings.experiment_name,
-            credential=credential or _default_credential(aml.managed_identity_client_id),
-            deployment=aml.deployment,
-            arm_url=aml.arm_url,
-            studio_url=aml.studio_url,
-            retrier=Retrier(RetryPolicy(deadline_seconds=aml.submit_deadline_seconds)),
-        )
 
     # -- submit -----------------------------------------------------------------------------------
 
     def submit(self, request: SubmitRequest) -> SubmitResult:
         name = job_name(request.source_container, request.source_blob, request.source_etag)
-        data = json.dumps(invocation_body(request, name, self.new_id())).encode("utf-8")
-        headers = {"Content-Type": "application/json", "Accept": "application/json",
-                   # One id for every attempt of this submission, as the SDK's own resend loop keeps it.
-                   REPEATABILITY_HEADER: self.new_id()}
+        data = json.dumps(invocation_body(request, name, self.service.new_id())).encode("utf-8")
+        # One repeatability id for every attempt of this submission, as the SDK's own resend loop keeps it.
+        headers = {"Content-Type": "application/json", REPEATABILITY_HEADER: self.service.new_id()}
         if self.deployment:
             headers[DEPLOYMENT_HEADER] = self.deployment
         what = f"invoke batch endpoint {self.endpoint_url} for {request.source_container}/{request.source_blob}"
-        ambiguous = False
-
-        def send(timeout: tuple[float, float]) -> requests.Response:
-            nonlocal ambiguous
-            if ambiguous:
-                # The last attempt may have created the job although its answer was lost: look before resending.
-                found = self.find_runs(request.source_container, request.source_blob, request.source_etag)
-                if found:
-                    raise AlreadyStarted(found[0])
-            try:
-                response = self.session.post(self.endpoint_url, data=data, timeout=timeout, headers={
-                    **headers, "Authorization": f"Bearer {self._token(INVOKE_SCOPE)}",
-                    "x-ms-client-request-id": self.new_id()})
-            except (requests.ConnectionError, requests.Timeout):
-                ambiguous = True
-                raise
-            ambiguous = ambiguous or response.status_code in AMBIGUOUS_STATUSES
-            return response
-
         try:
-            response = self.retrier.call(send, what)
+            response = self.service.send("POST", self.endpoint_url, scope=INVOKE_SCOPE, what=what, data=data,
+                                         headers=headers, look_first=lambda: self._existing_job(request))
         except AlreadyStarted as started:
             log.warning("%s: an earlier attempt had created job %s although its answer was lost; not invoking "
                         "again", what, started.run_id)
             return self._result(started.run_id)
-        except RetryExhausted as exc:
-            raise SubmitError(f"{exc} (the batch endpoint kept failing; the blob will be retried by the trigger)") \
-                from exc
         if response.status_code == 409:
             # The name is taken: this blob version's job exists already (a resend the service refused).
             log.warning("%s: job %s exists already (HTTP 409); taking it as this version's job", what, name)
@@ -194,7 +130,7 @@ class AzureMLV2Backend:
         if response.status_code >= 400:
             raise SubmitError(f"AzureML refused to run {request.source_container}/{request.source_blob} "
                               f"(batch endpoint {self.endpoint_url}): {self._cause(response.status_code)}. "
-                              f"Service said: {_service_error(response)}")
+                              f"Service said: {service_error(response)}")
         try:
             returned = response.json()["name"]
         except (ValueError, KeyError, TypeError) as exc:
@@ -207,6 +143,11 @@ class AzureMLV2Backend:
         log.info("AzureML v2 job %s submitted for %s/%s (etag %s): %s", returned, request.source_container,
                  request.source_blob, request.source_etag, result.url)
         return result
+
+    def _existing_job(self, request: SubmitRequest) -> str | None:
+        """Before an invocation is sent again: one whose answer was lost may have created the job."""
+        found = self.find_runs(request.source_container, request.source_blob, request.source_etag)
+        return found[0] if found else None
 
     def _result(self, job: str) -> SubmitResult:
         return SubmitResult(run_id=job, url=studio_run_url(job, self.workspace, self.studio_url))
@@ -221,7 +162,7 @@ class AzureMLV2Backend:
         if response.status_code == 200:
             return [name]
         if response.status_code != 404:
-            raise SubmitError(f"{what}: {self._cause(response.status_code)}: {_service_error(response)}")
+            raise SubmitError(f"{what}: {self._cause(response.status_code)}: {service_error(response)}")
         key = source_key(source_container, source_blob, source_etag)
         found: list[str] = []
         url: str | None = jobs_url(self.arm_url, self.workspace)
@@ -231,7 +172,7 @@ class AzureMLV2Backend:
                 break
             response = self._get(url, params, what)
             if response.status_code >= 400:
-                raise SubmitError(f"{what}: {self._cause(response.status_code)}: {_service_error(response)}")
+                raise SubmitError(f"{what}: {self._cause(response.status_code)}: {service_error(response)}")
             page = response.json()
             for job in page.get("value") or []:
                 # Checked here too: the filter is the service's, the claim is ours.
@@ -243,22 +184,10 @@ class AzureMLV2Backend:
     # -- HTTP -------------------------------------------------------------------------------------
 
     def _get(self, url: str, params: dict[str, str] | None, what: str) -> requests.Response:
-        def send(timeout: tuple[float, float]) -> requests.Response:
-            return self.session.get(url, params=params, timeout=timeout, headers={
-                "Authorization": f"Bearer {self._token(ARM_SCOPE)}", "Accept": "application/json",
-                "x-ms-client-request-id": self.new_id()})
-
-        try:
-            return self.retrier.call(send, what)
-        except RetryExhausted as exc:
-            raise SubmitError(f"{exc} (AzureML kept failing; the blob will be retried by the trigger)") from exc
-
-    def _token(self, scope: str) -> str:
-        return entra_token(self.credential, scope)
+        return self.service.send("GET", url, scope=ARM_SCOPE, what=what, params=params)
 
     def _cause(self, status: int) -> str:
-        ws = self.workspace
-        where = f"workspace {ws.name} (resource group {ws.resource_group}, subscription {ws.subscription_id})"
+        where = self.workspace.describe()
         causes = {
             400: "HTTP 400: the invocation was rejected; check that the endpoint's default deployment is the "
                  "sheetdrop pipeline component (`sheetdrop publish --v2`), whose inputs are "

@@ -1,0 +1,66 @@
+"""Where the step reports to: one plug-in per place a step runs, chosen when the step starts.
+
+Each plug-in is a module here with ``open_context(env)``: the context when the step runs there, else None,
+deciding from its environment without importing anything heavy first. :data:`CONTEXTS` asks them in order;
+run by hand, the step only prints (:mod:`standalone`). Adding a place is its module plus one line below.
+
+Each context tells the step where its output lives on its datastore from the run or job (never from the
+mount path, which depends on the runtime: docs/azureml.md, "Where the step writes") and registers the
+dataset versions.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Mapping
+from typing import Protocol
+
+from sheetdrop_contract.contract import Registration
+
+#: In the order asked: the local runner's (it says so explicitly), then AzureML v2's, then v1's.
+CONTEXTS = (
+    "sheetdrop_step.contexts.local",
+    "sheetdrop_step.contexts.azureml_v2",
+    "sheetdrop_step.contexts.azureml",
+)
+
+
+class StepContext(Protocol):
+    #: The pipeline run's id: what the Function logged, the claim holds and datasets are tagged with.
+    run_id: str
+
+    def start(self, source: dict[str, str]) -> None:
+        """Tag the run with the blob version it reads, first thing (run history is searched by it)."""
+        ...
+
+    def output_path(self, name: str, datastore: str) -> str:
+        """The output's path on its datastore (see :func:`contract.resolve_output`)."""
+        ...
+
+    def previous_tags(self, name: str) -> dict[str, str] | None:
+        """The tags of the dataset's latest version, if it has one."""
+        ...
+
+    def previous_names(self, base: str) -> list[str]:
+        """Datasets whose latest version came from a workbook named ``base``."""
+        ...
+
+    def log_metric(self, name: str, value: float | int | str) -> None: ...
+
+    def register(self, registration: Registration) -> str:
+        """Register a dataset version; return how to refer to it (``name:version`` or a note)."""
+        ...
+
+    def complete(self) -> None: ...
+
+
+def get_context(env: Mapping[str, str] | None = None) -> StepContext:
+    from sheetdrop_step.contexts.standalone import StandaloneContext
+
+    env = os.environ if env is None else env
+    for module in CONTEXTS:
+        context = importlib.import_module(module).open_context(env)
+        if context is not None:
+            return context
+    return StandaloneContext()

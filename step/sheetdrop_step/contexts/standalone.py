@@ -1,0 +1,37 @@
+"""Run by hand (no AzureML run, no local runner): the step converts and says what it would have registered."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sheetdrop_contract.contract import Registration, output_relative_path
+
+
+@dataclass
+class StandaloneContext:
+    """Run by hand: nothing to register with; say what would have been registered."""
+
+    run_id: str = "standalone"
+
+    def start(self, source: dict[str, str]) -> None:
+        pass
+
+    def output_path(self, name: str, datastore: str) -> str:
+        return output_relative_path(self.run_id, name)
+
+    def previous_tags(self, name: str) -> dict[str, str] | None:
+        return None
+
+    def previous_names(self, base: str) -> list[str]:
+        return []
+
+    def log_metric(self, name: str, value: float | int | str) -> None:
+        print(f"metric {name}={value}")
+
+    def register(self, registration: Registration) -> str:
+        print(f"not registered (no AzureML run, no local runner): {registration.name} -> "
+              f"{registration.datastore}/{registration.relative_path}")
+        return f"{registration.name} (not registered)"
+
+    def complete(self) -> None:
+        pass
