@@ -192,6 +192,21 @@ def cmd_ui(args: argparse.Namespace, settings: LocalSettings) -> int:
     return 0
 
 
+def cmd_backfill(args: argparse.Namespace, settings: LocalSettings | None) -> int:
+    from sheetdrop_local import backfill
+
+    if args.max_in_flight < 0:
+        print("error: usage: --max-in-flight takes 0 (no limit) or more", file=sys.stderr)
+        return 2
+    try:
+        since = backfill.parse_since(args.since) if args.since else None
+    except ValueError as exc:
+        print(f"error: usage: {exc}", file=sys.stderr)
+        return 2
+    return backfill.command(args.prefix, since, dry_run=args.dry_run, yes=args.yes, max_in_flight=args.max_in_flight,
+                            azure=args.azure, env_file=args.env_file, out=sys.stdout)
+
+
 def cmd_publish(args: argparse.Namespace, settings: LocalSettings | None) -> int:
     from pipeline import PUBLISHERS
     from sheetdrop_local import REPO
@@ -244,6 +259,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="blob name (default: the file's name); its folder names the dataset: sales/q3.xlsx feeds sales")
     p.add_argument("--wait", type=float, nargs="?", const=120.0, metavar="S",
                    help="wait (up to S seconds, default 120) for the run and print how it ended; exit 1 if it failed")
+
+    p = command("backfill", "convert the workbooks already in the input container (versions no run has taken "
+                "yet), once each", cmd_backfill, no_settings=True)
+    p.add_argument("--prefix", default="", metavar="P", help="only blobs whose names start with P (a folder: sales/)")
+    p.add_argument("--since", metavar="T", help="only blobs written at or after T (2026-11-30, 2026-11-30T08:00; UTC)")
+    p.add_argument("--dry-run", action="store_true", help="say what it would convert and start, start nothing")
+    p.add_argument("--max-in-flight", type=int, default=4, metavar="N",
+                   help="at most N of its runs unfinished at once (default 4; 0: no limit)")
+    p.add_argument("--azure", action="store_true",
+                   help="the deployed app (`azd up`), with your Azure CLI login, instead of the local one")
+    p.add_argument("--env-file", type=Path, metavar="FILE",
+                   help="with --azure: the output of `azd env get-values` (default: ask azd)")
+    p.add_argument("--yes", action="store_true", help="with --azure: do not ask before starting many runs")
 
     p = command("runs", "list pipeline runs, newest first; skipped and poisoned blob versions too", cmd_runs)
     p.add_argument("--status", choices=STATUSES, help="only rows with this status")
