@@ -159,6 +159,7 @@ module rbac 'app/rbac.bicep' = {
   params: {
     storageAccountName: storage.outputs.name
     inputContainerName: inputContainerName
+    claimsContainerName: claimsContainerName
     workspaceName: azureml.outputs.workspaceName
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     functionPrincipalId: functionApp.outputs.identityPrincipalId

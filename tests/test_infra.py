@@ -371,6 +371,7 @@ EXPECTED_ROLES = {
     ("computePrincipalId", BLOB_READER, "storage"),
     ("deployerPrincipalId", DATA_SCIENTIST, "workspace"),
     ("deployerPrincipalId", BLOB_CONTRIBUTOR, "inputContainer"),
+    ("deployerPrincipalId", BLOB_CONTRIBUTOR, "claimsContainer"),
 }
 
 
@@ -402,13 +403,15 @@ def test_each_role_assignment_names_the_right_role_for_the_right_principal_and_s
     rbac = bicep("app/rbac.bicep")
     existing = {name: resource_body(rbac, name)["name"] for name, res in rbac["resources"].items() if res["existing"]}
     assert existing == {"storage": "storageAccountName", "blobService": "default",
-                        "inputContainer": "inputContainerName", "workspace": "workspaceName",
-                        "applicationInsights": "applicationInsightsName"}
-    # The input container, narrowest scope for uploading: storage -> blobServices/default -> containers/<input>.
+                        "inputContainer": "inputContainerName", "claimsContainer": "claimsContainerName",
+                        "workspace": "workspaceName", "applicationInsights": "applicationInsightsName"}
+    # The containers, narrowest scope for uploading and claiming: storage -> blobServices/default -> containers/<c>.
     assert resource_body(rbac, "blobService")["parent"] == "storage"
-    assert resource_body(rbac, "inputContainer")["parent"] == "blobService"
+    assert resource_body(rbac, "inputContainer")["parent"] == resource_body(rbac, "claimsContainer")["parent"] == \
+        "blobService"
     params = bicep("main.bicep")["modules"]["rbac"]["config"]["params"]
     assert params["inputContainerName"] == "inputContainerName"
+    assert params["claimsContainerName"] == "claimsContainerName"
     assert expr(params["functionPrincipalId"]) == "functionApp.outputs.identityPrincipalId"
     assert expr(params["computePrincipalId"]) == "azureml.outputs.computePrincipalId"
     assert params["deployerPrincipalId"] == "principalId"
@@ -429,7 +432,7 @@ def test_role_ids_match_the_table_in_docs() -> None:
     who = {"functionPrincipalId": "Function identity", "computePrincipalId": "Cluster identity",
            "deployerPrincipalId": "Person"}
     where = {"storage": "storage account", "workspace": "workspace", "applicationInsights": "Application Insights",
-             "inputContainer": "input container"}
+             "inputContainer": "input container", "claimsContainer": "claims container"}
     for principal, role_id, scope in EXPECTED_ROLES:
         rows = table.get(role_id)
         assert rows, f"{role_id} is not in docs/azureml.md's role table"
@@ -470,7 +473,7 @@ def test_principal_type_is_azds_login_kind_for_every_deployer_assignment() -> No
     assert allowed == [["User", "ServicePrincipal"]]
     assert main["modules"]["rbac"]["config"]["params"]["deployerPrincipalType"] == "principalType"
     deployer = [name for name, (principal, _, _) in role_assignments().items() if principal == "deployerPrincipalId"]
-    assert len(deployer) == 2  # role_assignments() holds each one's principalType to deployerPrincipalType
+    assert len(deployer) == 3  # role_assignments() holds each one's principalType to deployerPrincipalType
     text = "\n".join(p.read_text() for p in BICEP_FILES)
     assert "principalType: 'User'" not in text
 

@@ -4,6 +4,8 @@
 param storageAccountName string
 @description('The container the Function watches: the person running azd may upload into it.')
 param inputContainerName string
+@description('The claims container: `sheetdrop backfill --azure`, run as the person, claims through it.')
+param claimsContainerName string
 param workspaceName string
 param applicationInsightsName string
 param functionPrincipalId string
@@ -29,6 +31,11 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01'
 resource inputContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
   parent: blobService
   name: inputContainerName
+}
+
+resource claimsContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
+  parent: blobService
+  name: claimsContainerName
 }
 
 resource workspace 'Microsoft.MachineLearningServices/workspaces@2024-04-01' existing = {
@@ -123,7 +130,7 @@ resource computeBlobReader 'Microsoft.Authorization/roleAssignments@2022-04-01' 
   }
 }
 
-// The person (or CI principal) running azd: Storage Blob Data Contributor on the input container only, so
+// The person (or CI principal) running azd: Storage Blob Data Contributor on the input container, so
 // that `az storage blob upload --auth-mode login` into it works with shared keys off: management roles
 // such as Owner grant no data access ("Even though you are the account owner, you need explicit
 // permissions to perform data operations", azure-docs storage/blobs/authorize-data-operations-cli.md;
@@ -131,6 +138,19 @@ resource computeBlobReader 'Microsoft.Authorization/roleAssignments@2022-04-01' 
 resource deployerBlobContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(deployerPrincipalId)) {
   name: guid(inputContainer.id, deployerPrincipalId, 'ba92f5b4-2d11-453d-a403-e96b0029c9fe')
   scope: inputContainer
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', 'ba92f5b4-2d11-453d-a403-e96b0029c9fe')
+    principalId: deployerPrincipalId
+    principalType: deployerPrincipalType
+  }
+}
+
+// The same principal: Storage Blob Data Contributor on the claims container, which `sheetdrop backfill
+// --azure` (signed in as the person) reads and writes as the trigger does: one claim per blob version.
+// Two containers rather than the account, which also holds the host's storage and deployment package.
+resource deployerClaimsContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(deployerPrincipalId)) {
+  name: guid(claimsContainer.id, deployerPrincipalId, 'ba92f5b4-2d11-453d-a403-e96b0029c9fe')
+  scope: claimsContainer
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', 'ba92f5b4-2d11-453d-a403-e96b0029c9fe')
     principalId: deployerPrincipalId
