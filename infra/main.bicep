@@ -188,6 +188,8 @@ output AZURE_TENANT_ID string = tenant().tenantId
 output AZURE_RESOURCE_GROUP string = rg.name
 output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
+// The input account's blob endpoint as the cloud spells it (sovereign clouds too): `sheetdrop backfill --azure`.
+output AZURE_STORAGE_BLOB_ENDPOINT string = storage.outputs.blobEndpoint
 output EVENTGRID_SYSTEM_TOPIC_NAME string = storage.outputs.systemTopicName
 output INPUT_CONTAINER string = inputContainerName
 output CLAIMS_CONTAINER string = claimsContainerName

@@ -50,8 +50,13 @@ def app_settings(values: Mapping[str, str]) -> dict[str, str]:
     account = values.get("AZURE_STORAGE_ACCOUNT_NAME", "").strip()
     if not account:
         raise DeployedError("the azd environment has no AZURE_STORAGE_ACCOUNT_NAME: run `azd up` first")
+    backend = values.get("SHEETDROP_AZUREML_API", "").strip() or "azureml"
+    if backend == "azureml-v2" and not values.get("AZUREML_BATCH_ENDPOINT_URL", "").strip():
+        # The template's own rule (infra/app/function.bicep): v2 only together with its batch URL, so until the
+        # post-provision hook has published v2 the app still submits to v1, and so does this.
+        backend = "azureml"
     settings = {
-        "SHEETDROP_BACKEND": values.get("SHEETDROP_AZUREML_API", "").strip() or "azureml",
+        "SHEETDROP_BACKEND": backend,
         "INPUT_STORAGE__blobServiceUri": values.get("AZURE_STORAGE_BLOB_ENDPOINT", "").strip()
         or f"https://{account}.blob.core.windows.net",
     }

@@ -346,6 +346,8 @@ def test_names_flow_from_one_parameter_of_main_bicep() -> None:
     assert modules["functionApp"]["pipelineEndpointUrl"] == "pipelineEndpointUrl"
     outputs = {name: expr(out["value"]) for name, out in main["outputs"].items()}
     assert outputs["INPUT_CONTAINER"] == "inputContainerName"
+    # sheetdrop_local/deployed.py turns it into the Function's INPUT_STORAGE__blobServiceUri.
+    assert outputs["AZURE_STORAGE_BLOB_ENDPOINT"] == "storage.outputs.blobEndpoint"
     assert outputs["INPUT_DATASTORE"] == "inputDatastoreName"
     assert outputs["AZUREML_COMPUTE"] == "computeName"
     # The URL the hook stores in the azd environment comes back as the parameter on every provision.
