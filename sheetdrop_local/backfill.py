@@ -8,7 +8,8 @@ makes no second run; a backfill killed midway is resumed by running it again (it
 a claim its dead process left is given back first); Ctrl-C stops it between submissions.
 
 Runs are submitted no faster than ``--max-in-flight`` of them are unfinished at once, as the backend reports
-them, so a large backfill neither floods the cluster's queue nor outruns the workspace's core quota.
+them (its ``ended(run_ids)``), so a large backfill neither floods the cluster's queue nor outruns the workspace's
+core quota.
 """
 
 from __future__ import annotations
@@ -116,18 +117,23 @@ def _duration(seconds: float) -> str:
 
 
 def run(plan: Plan, settings: Settings, claims: ClaimStore, backend: Backend, *, max_in_flight: int,
-        out: TextIO, unfinished: Callable[[list[str]], int] | None = None, every: float = 2.0,
+        out: TextIO, ended: Callable[[list[str]], set[str]] | None = None, every: float = 2.0, poll: float = 1.0,
         clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> Progress:
-    """Deliver every planned version; ``unfinished`` counts this backfill's runs not yet ended (None: no cap)."""
+    """Deliver every planned version; ``ended`` says which of this backfill's open runs have ended (None: no cap)."""
     progress = Progress(len(plan.found), clock)
     shown = clock()
+    open_runs: list[str] = []
     for found in plan.found:
-        while unfinished is not None and max_in_flight > 0 and unfinished(progress.run_ids) >= max_in_flight:
-            sleep(1.0)
+        while ended is not None and max_in_flight > 0 and len(open_runs) >= max_in_flight:
+            done = ended(open_runs)
+            open_runs = [run_id for run_id in open_runs if run_id not in done]
+            if len(open_runs) >= max_in_flight:
+                sleep(poll)
         what = _deliver(found, settings, claims, backend)
         progress.count(what.action)
         if what.run_id:
             progress.run_ids.append(what.run_id)
+            open_runs.append(what.run_id)
         if clock() - shown >= every:
             print(progress.line(), file=out, flush=True)
             shown = clock()
@@ -221,13 +227,14 @@ def command(prefix: str, since: float | None, *, dry_run: bool, yes: bool, max_i
             print("not started (pass --yes to skip this question)", file=out)
             return 1
     backend = get_backend(settings)
-    unfinished = getattr(backend, "unfinished", None)
-    if unfinished is None:
-        print(f"note: the {settings.backend} backend cannot count unfinished runs; --max-in-flight is not applied",
+    ended = getattr(backend, "ended", None)
+    if ended is None and max_in_flight:
+        print(f"note: the {settings.backend} backend cannot say which runs ended; --max-in-flight is not applied",
               file=out)
     try:
-        progress = run(planned, settings, claims, backend, max_in_flight=max_in_flight, out=out,
-                       unfinished=unfinished)
+        # A cloud backend is asked every 5 s (one request per open run), the local run store every second.
+        progress = run(planned, settings, claims, backend, max_in_flight=max_in_flight, out=out, ended=ended,
+                       poll=5.0 if azure else 1.0)
     except KeyboardInterrupt:
         print("stopped: what was submitted runs on; `sheetdrop backfill` again goes on where this one stopped",
               file=out)

@@ -187,18 +187,16 @@ def dataset_names(conn: sqlite3.Connection) -> set[str]:
     return {row["dataset_name"] for row in conn.execute("SELECT DISTINCT dataset_name FROM runs")}
 
 
-def count_unfinished(conn: sqlite3.Connection, run_ids: list[str]) -> int:
-    """How many of ``run_ids`` have not ended (queued or running)."""
-    if not run_ids:
-        return 0
+def ended_of(conn: sqlite3.Connection, run_ids: list[str]) -> set[str]:
+    """Those of ``run_ids`` that have ended."""
     ended = [str(status) for status in ENDED]
-    total = 0
+    found: set[str] = set()
     for start in range(0, len(run_ids), 500):  # SQLite's limit on variables per statement
         chunk = run_ids[start:start + 500]
-        total += conn.execute(
-            f"SELECT COUNT(*) FROM runs WHERE run_id IN ({', '.join('?' * len(chunk))}) "
-            f"AND status NOT IN ({', '.join('?' * len(ended))})", (*chunk, *ended)).fetchone()[0]
-    return total
+        found |= {row[0] for row in conn.execute(
+            f"SELECT run_id FROM runs WHERE run_id IN ({', '.join('?' * len(chunk))}) "
+            f"AND status IN ({', '.join('?' * len(ended))})", (*chunk, *ended))}
+    return found
 
 
 def find_by_source(conn: sqlite3.Connection, container: str, blob: str, etag: str) -> list[str]:

@@ -174,16 +174,17 @@ def test_the_pace_waits_for_unfinished_runs(settings: LocalSettings) -> None:
     container = blob_service(settings.storage).get_container_client(settings.input_container)
     claims = claim_store(settings)
     planned = backfill.plan(container, claims)
-    seen: list[int] = []
+    asked: list[list[str]] = []
 
-    def unfinished(run_ids: list[str]) -> int:
-        seen.append(len(run_ids))
-        return len(run_ids) - len(seen) // 3  # one of them ends every third look
+    def ended(run_ids: list[str]) -> set[str]:
+        asked.append(list(run_ids))
+        return set(run_ids) if len(asked) % 3 == 0 else set()  # the open run ends at every third look
 
     from sheetdrop.submit.backends import get_backend
 
     progress = backfill.run(planned, settings, claims, get_backend(settings), max_in_flight=1, out=io.StringIO(),
-                            unfinished=unfinished, sleep=lambda _: None)
+                            ended=ended, sleep=lambda _: None)
     assert progress.counts == {"submitted": 3}
     assert runs_per_version(settings, versions) == dict.fromkeys(versions, 1)
-    assert len(seen) > 3  # it waited before the second and the third
+    # Before the second and the third submission it looked until the one open run had ended, and only at it.
+    assert [len(ids) for ids in asked] == [1, 1, 1, 1, 1, 1]

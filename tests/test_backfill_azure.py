@@ -135,3 +135,26 @@ def test_the_deployed_settings_follow_the_templates_rule_for_v2(tmp_path: Path) 
     assert deployed.app_settings(published)["SHEETDROP_BACKEND"] == "azureml-v2"
     with pytest.raises(deployed.DeployedError, match="no AZURE_STORAGE_ACCOUNT_NAME: run `azd up` first"):
         deployed.app_settings({})
+
+
+def test_the_v1_backend_says_which_runs_ended(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a cloud backfill's pace asks: RunOperations.get_workspace_run's route, RunDto.status."""
+    from sheetdrop.settings import load_settings
+    from sheetdrop.submit import SubmitRequest, azureml
+
+    with serve() as service:
+        aml = AzureMLStandIn(service)
+        for key, value in aml.env().items():  # the Function's credential: a managed identity the stand-in serves
+            monkeypatch.setenv(key, value)
+        backend = azureml.create(load_settings({**aml.env(), "INPUT_STORAGE__blobServiceUri": "https://x.blob.x"}))
+        runs = [backend.submit(SubmitRequest("sheetdrop-extract", "sheetdrop_input", f"sales/q{i}.xlsx", "sales", "",
+                                             "input", f"sales/q{i}.xlsx", f'"0x{i}"')).run_id for i in range(2)]
+        assert backend.ended(runs) == set()
+        aml.finish(runs[0])
+        assert backend.ended([*runs, "no-such-run"]) == {runs[0], "no-such-run"}
+        aml.finish(runs[1], "Canceled")
+        assert backend.ended(runs) == set(runs)
+        gets = [r for r in service.requests if r.method == "GET" and "/history/v1.0/" in r.path]
+        assert gets[0].path == (f"/history/v1.0/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}/providers/"
+                                f"Microsoft.MachineLearningServices/workspaces/{WORKSPACE}/runs/{runs[0]}")
+        assert {r.headers["authorization"] for r in gets} == {f"Bearer {TOKEN}"}
