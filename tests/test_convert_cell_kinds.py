@@ -19,10 +19,10 @@ import fastexcel
 import pyarrow.parquet as pq
 import pytest
 import xlsxwriter
+from xlsxwriter.utility import xl_col_to_name
 
-from sheetdrop_step.convert import convert_workbook
-from sheetdrop_step.convert_columns import column_letter
-from sheetdrop_step.convert_sheet import original
+from sheetdrop_step.converter import convert_workbook
+from sheetdrop_step.converter._reading.fastexcel import original
 from tests.workbooks.empty_text import typed_as_text
 
 VALUES: dict[str, object] = {
@@ -149,7 +149,7 @@ def test_every_kind_in_a_column_of_every_other(tmp_path: Path, at: int, gaps: se
     # (a boolean or numeric text among numbers, a number among text...) are caught by the counts, and
     # the columns that can hide one are read again: numbers, booleans, text holding what looks like a
     # rendered number, date or boolean.
-    again = [column_letter(c) for c, (base, intruder) in enumerate(pairs) if base in ("number", "bool") or (
+    again = [xl_col_to_name(c) for c, (base, intruder) in enumerate(pairs) if base in ("number", "bool") or (
         base == "text" and intruder not in ("text", "error"))]
     assert notes == ([] if at < 1000 else [
         f"pairs.xlsx: sheet 'Sheet1': columns {', '.join(again)} read again with every cell checked: the first "

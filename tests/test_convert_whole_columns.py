@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 import xlsxwriter
 
-from sheetdrop_step.convert import convert_workbook
+from sheetdrop_step.converter import convert_workbook
 
 ROWS = 1400  # past the first 1,000 rows, which choose how each column is read
 
@@ -224,7 +224,7 @@ def _replace_sheet(src: Path, dst: Path, sheet: bytes, declared: int | None = No
 
 
 def _rejected(src: Path, out: Path):
-    from sheetdrop_step.convert import WorkbookRejected
+    from sheetdrop_step.converter import WorkbookRejected
 
     with pytest.raises(WorkbookRejected) as info:
         convert_workbook(src, out)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sheetdrop_step.convert import CONVERTER_VERSION
+from sheetdrop_step.converter import CONVERTER_VERSION
 from tests.converter_digests.cases import DIGESTS, compute
 
 #: The version the digests were made with: output may change only with a new one (and new digests).

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import xlsxwriter
 
 from sheetdrop_contract.read_options import parse
-from sheetdrop_step.convert import convert_workbook
+from sheetdrop_step.converter import convert_workbook
 from tests.workbooks.cells import write
 
 HINTS = {"Qty": "int", "Price": "float", "Code": "string", "Day": "date", "Stamp": "datetime", "Paid": "bool",

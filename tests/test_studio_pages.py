@@ -19,7 +19,7 @@ from sheetdrop_local import db, lineage, registry, runstore, snippets
 from sheetdrop_local.azurite import AZURITE_KEY
 from sheetdrop_local.settings import LocalSettings
 from sheetdrop_local.studio.app import create_app
-from sheetdrop_step.convert import CONVERTER_VERSION
+from sheetdrop_step.converter import CONVERTER_VERSION
 
 
 @pytest.fixture

@@ -50,7 +50,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    from sheetdrop_step import convert as entry
+    from sheetdrop_step import converter as entry
 
     real = entry.convert_workbook
 

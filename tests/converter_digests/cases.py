@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from sheetdrop_contract.read_options import ReadOptions, parse
-from sheetdrop_step.convert import Limits, WorkbookRejected, convert_workbook
+from sheetdrop_step.converter import Limits, WorkbookRejected, convert_workbook
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent

@@ -1,155 +1,28 @@
 """The column rules: one column as read → the array that is written (pure pyarrow).
 
-A column as read (:class:`ColumnRead`) holds the values of its native kind in one Arrow array and the
+A column as read (``cells.ColumnRead``) holds the values of its native kind in one Arrow array and the
 cells of other kinds by row (``foreign``). One kind over the column → typed (int64 when all numbers
-are whole up to 2**53); several → text, each cell as Excel shows it (:func:`texts`), with the cells
+are whole up to 2**53); several → text, each cell as Excel shows it (``text.texts``), with the cells
 that made it text named; error cells and empty text → null. A type the folder's options ask for, or a
-majority kind kept (``rescue``), keeps the cells that fit it (``convert_hints``) and hands back the
-others. README.md, "The converter", says the rules in prose; the table around the columns is
-``convert_table``.
+majority kind kept (``rescue``), keeps the cells that fit it (``hints``) and hands back the others.
+README.md, "The converter", says the rules in prose; the table around the columns is ``_table.build``.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sheetdrop_step.convert_header import is_value
-from sheetdrop_step.convert_hints import convert, misfits
+from sheetdrop_step.converter._columns.arrays import ARROW_TYPES, row_mask
+from sheetdrop_step.converter._columns.cells import EPOCH, Cell, ColumnRead
+from sheetdrop_step.converter._columns.hints import convert, misfits
+from sheetdrop_step.converter._columns.text import cell_texts, texts
+from sheetdrop_step.converter._table.header import is_value
 
 MAX_EXACT_INT = 2**53
-_SPARK_UNSAFE = " ,;{}()\n\t\r=."
-#: Day 0 of each date system, as the reader maps serial numbers (1900: serial 0 is 1899-12-31).
-EPOCH = {False: dt.datetime(1899, 12, 31), True: dt.datetime(1904, 1, 1)}
-_MS_PER_DAY = 86_400_000
-_POWERS = pa.array([float(10**i) for i in range(23)])  # exact as doubles
-_ARROW_TYPES = {"number": pa.float64(), "text": pa.string(), "bool": pa.bool_(), "datetime": pa.timestamp("us"),
-                "time": pa.time64("us"), "duration": pa.duration("us")}
-
-Cell = tuple[str, Any]  # (kind, value): number float, text str, bool, datetime, duration timedelta, error str
-
-
-@dataclass
-class ColumnRead:
-    index: int  # absolute column index, 0 = A
-    native: pa.Array | None  # values of the native kind, null elsewhere (one entry per row read)
-    kind: str | None  # the native kind: number | text | bool | datetime | duration
-    foreign: dict[int, Cell] = field(default_factory=dict)  # row → a cell of another kind
-
-
-def serial_datetime(days: float, date1904: bool) -> dt.datetime:
-    """An Excel serial number as the reader maps it (the 1900 system's phantom 1900-02-29 skipped)."""
-    ms = round(days * _MS_PER_DAY)
-    if not date1904 and ms >= 60 * _MS_PER_DAY:
-        ms -= _MS_PER_DAY
-    return EPOCH[date1904] + dt.timedelta(milliseconds=ms)
-
-
-def serial_timestamps(ms: pa.Array, date1904: bool) -> pa.Array:
-    """:func:`serial_datetime` on a column of serial numbers in milliseconds (int64)."""
-    if not date1904:
-        late = pc.greater_equal(ms, 60 * _MS_PER_DAY)
-        ms = pc.if_else(late, pc.subtract(ms, _MS_PER_DAY), ms)
-    epoch = int(EPOCH[date1904].replace(tzinfo=dt.UTC).timestamp() * 1000)
-    return pc.add(ms, epoch).cast(pa.timestamp("ms"))
-
-
-def column_letter(index: int) -> str:
-    letters = ""
-    index += 1
-    while index:
-        index, rem = divmod(index - 1, 26)
-        letters = chr(65 + rem) + letters
-    return letters
-
-
-def texts(values: pa.Array, kind: str, date1904: bool) -> pa.Array:
-    """Cells of one kind as Excel shows them, as text (vectorized; null stays null)."""
-    if kind == "number":
-        # The shortest text that reads back as the same number; past 15 significant digits (Excel's
-        # precision) the number nearest at 15. Never -0; exponents as Excel writes them (1E+20).
-        out = at_15_digits(values.cast(pa.float64())).cast(pa.string())
-        out = pc.replace_substring(out, "e", "E")
-        return pc.if_else(pc.equal(out, "-0"), "0", out)
-    if kind == "bool":
-        return pc.if_else(values, "TRUE", "FALSE")
-    if kind == "datetime":  # and times of day: on day 0
-        stamps = pc.round_temporal(values.cast(pa.timestamp("ms")), unit="second").cast(pa.timestamp("s"))
-        day = pc.floor_temporal(stamps, unit="day")
-        epoch = pa.scalar(EPOCH[date1904], pa.timestamp("s"))
-        return pc.if_else(pc.equal(day, epoch), pc.strftime(stamps, "%H:%M:%S"), pc.if_else(
-            pc.equal(stamps, day), pc.strftime(stamps, "%Y-%m-%d"), pc.strftime(stamps, "%Y-%m-%d %H:%M:%S")))
-    if kind == "duration":
-        return pa.array([None if v is None else _duration_text(v) for v in values.to_pylist()], pa.string())
-    return values.cast(pa.string())
-
-
-def at_15_digits(values: pa.Array) -> pa.Array:
-    """Numbers rounded to 15 significant digits, each as ``float("%.15g" % x)``: r = round(x * 10**k)
-    with 15 digits before the point, then r / 10**k. With 10**k exact (|k| <= 22) each step rounds
-    once: x * 10**k is off by half its last bit at most, and a half (n + 0.5) lies on the same grid of
-    bits, so r is right unless the product is exactly a half; r / 10**k is the double nearest r's
-    decimal. Exact halves, |k| > 22 and a misjudged exponent (|r| outside (10**14, 10**15]) go through
-    Python's correctly rounded formatting; zero and inf stay as they are."""
-    plain = pc.or_(pc.equal(values, 0), pc.invert(pc.is_finite(values)))
-    k = pc.subtract(14, pc.floor(pc.log10(pc.if_else(plain, 1.0, pc.abs(values)))).cast(pa.int64()))
-    scale = pc.take(_POWERS, pc.min_element_wise(pc.abs(k), len(_POWERS) - 1))
-    up = pc.greater_equal(k, 0)
-    scaled = pc.if_else(up, pc.multiply(values, scale), pc.divide(values, scale))
-    r = pc.round(scaled)
-    near_half = pc.equal(pc.subtract(scaled, pc.floor(scaled)), 0.5)
-    size = pc.abs(r)
-    unsure = pc.and_not(pc.or_(pc.or_(near_half, pc.greater(pc.abs(k), len(_POWERS) - 1)),
-                               pc.or_(pc.less_equal(size, 1e14), pc.greater(size, 1e15))), plain)
-    out = pc.if_else(plain, values, pc.if_else(up, pc.divide(r, scale), pc.multiply(r, scale)))
-    if pc.any(unsure).as_py():
-        exact = [float(f"{x:.15g}") for x in values.filter(unsure).to_pylist()]
-        out = pc.replace_with_mask(out, unsure, pa.array(exact, pa.float64()))
-    return out
-
-
-def _duration_text(value: dt.timedelta) -> str:
-    seconds = round(value.total_seconds())
-    sign, seconds = ("-" if seconds < 0 else ""), abs(seconds)
-    return f"{sign}{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
-def cell_texts(cells: list[Cell], date1904: bool) -> list[str | None]:
-    """Single cells as :func:`texts` shows them (a time of day is a date on day 0), error cells None."""
-    cells = [("datetime", v) if k == "time" else (k, v) for k, v in cells]
-    out: list[str | None] = [None] * len(cells)
-    for kind in {k for k, _ in cells} - {"error"}:
-        at = [i for i, (k, _) in enumerate(cells) if k == kind]
-        values = pa.array([cells[i][1] for i in at], pa.timestamp("ms") if kind == "datetime" else _ARROW_TYPES[kind])
-        for i, text in zip(at, texts(values, kind, date1904).to_pylist(), strict=True):
-            out[i] = text or None
-    return out
-
-
-def safe_name(raw: str | None, absolute_index: int) -> str:
-    """Trimmed, and without the characters Spark refuses in parquet column names."""
-    name = " ".join((raw or "").split())
-    name = "".join("_" if ch in _SPARK_UNSAFE or ord(ch) < 32 else ch for ch in name)
-    name = "_".join(part for part in name.split("_") if part) if name.strip("_") else ""
-    return name or f"column_{column_letter(absolute_index)}"
-
-
-def unique_names(names: list[str]) -> list[str]:
-    # Spark resolves columns case-insensitively, so "Amount" and "amount" collide.
-    seen: set[str] = set()
-    out: list[str] = []
-    for name in names:
-        candidate, n = name, 0
-        while candidate.lower() in seen:
-            n += 1
-            candidate = f"{name}_{n}"
-        seen.add(candidate.lower())
-        out.append(candidate)
-    return out
 
 
 def _foreign_kind(cell: Cell, date1904: bool) -> str:
@@ -272,7 +145,7 @@ def _mixed(native: pa.Array | None, kind: str | None, foreign: dict[int, Cell], 
 def _conform(native: pa.Array | None, native_kind: str | None, foreign: dict[int, Cell], size: int, target: str,
              date1904: bool, zero: pa.Array | None, read_text: bool) -> tuple[pa.Array, str, dict[int, Cell]]:
     """The column as ``target``: native values of its kind as they are, every other cell converted when
-    it fits (``convert_hints.convert``), else left out: (array, type name, row → cell left out)."""
+    it fits (``hints.convert``), else left out: (array, type name, row → cell left out)."""
     family = FAMILY.get(target, target)
     if native is not None and native_kind in (family, "datetime" if family == "time" else family):
         values = _typed(native, native_kind, family, size)
@@ -281,7 +154,7 @@ def _conform(native: pa.Array | None, native_kind: str | None, foreign: dict[int
         if odd:
             values = pc.if_else(row_mask(size, list(odd)), pa.scalar(None, values.type), values)
     else:
-        values = pa.nulls(size, _ARROW_TYPES[family])
+        values = pa.nulls(size, ARROW_TYPES[family])
         candidates = {}
         if native is not None and native_kind is not None:
             held = native.to_pylist()
@@ -311,17 +184,9 @@ def _split_time(cell: Cell, date1904: bool) -> Cell:
     return (_foreign_kind(cell, date1904), cell[1]) if cell[0] == "datetime" else cell
 
 
-def row_mask(size: int, rows: list[int]) -> pa.Array:
-    """A boolean array of ``size`` set at ``rows`` (built in C: a column has ~100k rows, few set)."""
-    flags = bytearray(size)
-    for r in rows:
-        flags[r] = 1
-    return pa.Array.from_buffers(pa.uint8(), size, [None, pa.py_buffer(flags)]).cast(pa.bool_())
-
-
 def _typed(native: pa.Array | None, native_kind: str | None, kind: str, size: int) -> pa.Array:
     if native is None or native_kind not in (kind, "datetime" if kind == "time" else kind):
-        return pa.nulls(size, _ARROW_TYPES[kind])
+        return pa.nulls(size, ARROW_TYPES[kind])
     if kind == "text":
         # A copy starting at offset 0: pyarrow 23 (the step's AzureML environment) builds an invalid
         # array from if_else on a sliced string array.
@@ -331,7 +196,7 @@ def _typed(native: pa.Array | None, native_kind: str | None, kind: str, size: in
         micros = pc.subtract(native.cast(pa.timestamp("us")).cast(pa.int64()),
                              pc.floor_temporal(native, unit="day").cast(pa.timestamp("us")).cast(pa.int64()))
         return micros.cast(pa.time64("us"))
-    return native.cast(_ARROW_TYPES[kind])
+    return native.cast(ARROW_TYPES[kind])
 
 
 def _narrow(values: pa.Array, kind: str) -> tuple[pa.Array, str]:
@@ -346,14 +211,3 @@ def _narrow(values: pa.Array, kind: str) -> tuple[pa.Array, str]:
             pc.max(pc.abs(valid)).as_py() <= MAX_EXACT_INT):
         return values.cast(pa.int64()), "int64"
     return values, "float64"
-
-
-def column_from_cells(index: int, cells: list[Cell | None]) -> ColumnRead:
-    """A column from cells read one by one: native when its values are of one kind."""
-    kinds = {c[0] for c in cells if c is not None and c[0] != "error"}
-    if len(kinds) != 1:
-        return ColumnRead(index, None, None, {r: c for r, c in enumerate(cells) if c is not None})
-    kind = kinds.pop()
-    native = pa.array([c[1] if c is not None and c[0] == kind else None for c in cells],
-                      pa.timestamp("ms") if kind == "datetime" else _ARROW_TYPES[kind])
-    return ColumnRead(index, native, kind, {r: c for r, c in enumerate(cells) if c is not None and c[0] == "error"})

@@ -7,7 +7,7 @@ exactly: a plain decimal number (``12.5``, ``-3``, ``1E+20``: no thousands separ
 day ``09:30[:00]``, a duration ``[-]250:10:10``. A kept type takes its own kind only (``00123`` stays
 text, in ``_rescued_data``). An ``int`` takes whole numbers only, a ``date`` dates without a time of day, a
 ``datetime`` no bare time of day. A cell that does not fit is left out of the column and kept as
-text in ``_rescued_data`` (``convert_table``), never dropped. README, "Read options".
+text in ``_rescued_data`` (``_table.build``), never dropped. README, "Read options".
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-Cell = tuple[str, Any]
+from sheetdrop_step.converter._columns.cells import Cell
 
 _INTEGER = re.compile(r"[+-]?\d+")
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")

@@ -16,18 +16,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sheetdrop_contract.read_options import ReadOptions
-from sheetdrop_step.convert_columns import (
-    Cell,
-    ColumnRead,
-    Finished,
-    cell_texts,
-    column_letter,
-    finish_column,
-    row_mask,
-    safe_name,
-    unique_names,
-)
-from sheetdrop_step.convert_header import WINDOW, HeaderChoice, Shape, find_header, is_value
+from sheetdrop_step.converter._columns.cells import ColumnRead, column_letter
+from sheetdrop_step.converter._columns.rules import Finished, finish_column
+from sheetdrop_step.converter._table.area import cell_at, clip, first_last, footer, grid, values_mask
+from sheetdrop_step.converter._table.header import HeaderChoice, Shape, find_header, is_value
+from sheetdrop_step.converter._table.names import header_names, safe_name, unique_names
 
 RESCUED = "_rescued_data"
 #: A schema tag's type name → the type asked for (``"schema_changes": "rescue"`` keeps it).
@@ -51,72 +44,6 @@ class SheetTable:
     rescued: dict[str, int] = field(default_factory=dict)  # column → cells in _rescued_data
 
 
-def _present(col: ColumnRead) -> pa.Array | None:
-    """Where the native array holds a value (non-empty text for text)."""
-    if col.native is None:
-        return None
-    if col.kind == "text":
-        return pc.fill_null(pc.not_equal(col.native, ""), False)
-    return pc.is_valid(col.native)
-
-
-def _rows(mask: pa.Array | None) -> list[int]:
-    """The first and the last row of a mask that are set ([] when none is)."""
-    if mask is None or not pc.any(mask).as_py():
-        return []
-    return [pc.index(mask, True).as_py(), pc.indices_nonzero(mask)[-1].as_py()]
-
-
-def header_row(columns: list[ColumnRead]) -> int | None:
-    """The first row holding a value that is not empty text (None: no such row)."""
-    rows = [r for c in columns for r in _rows(_present(c))[:1]]
-    rows += [r for c in columns for r, cell in c.foreign.items() if is_value(cell)]
-    return min(rows, default=None)
-
-
-def cell_at(col: ColumnRead, row: int) -> Cell | None:
-    cell = col.foreign.get(row)
-    if cell is None and col.native is not None and row < len(col.native) and col.native[row].is_valid:
-        cell = (col.kind or "text", col.native[row].as_py())
-    return cell
-
-
-def grid(columns: list[ColumnRead]) -> dict[int, dict[int, Cell]]:
-    """The table's first rows as :func:`convert_header.find_header` reads them."""
-    top = header_row(columns)
-    if top is None:
-        return {}
-    rows: dict[int, dict[int, Cell]] = {}
-    for col in columns:
-        for r in range(top, top + WINDOW):
-            cell = cell_at(col, r)
-            if is_value(cell):
-                rows.setdefault(r, {})[col.index] = cell
-    return rows
-
-
-def clip(columns: list[ColumnRead], options: ReadOptions) -> list[ColumnRead]:
-    """The columns and rows inside the options' ``range``."""
-    area = options.cell_range()
-    if area is None:
-        return columns
-    kept = []
-    for col in columns:
-        if col.index < area.first_col or (area.last_col is not None and col.index > area.last_col):
-            continue
-        native = col.native
-        if native is not None:
-            if area.last_row is not None:
-                native = native.slice(0, area.last_row + 1)
-            if area.first_row:
-                head = pa.nulls(min(area.first_row, len(native)), native.type)
-                native = pa.concat_arrays([head, native.slice(area.first_row)])
-        foreign = {r: c for r, c in col.foreign.items()
-                   if r >= area.first_row and (area.last_row is None or r <= area.last_row)}
-        kept.append(ColumnRead(col.index, native, col.kind, foreign))
-    return kept
-
-
 def build_table(columns: list[ColumnRead], date1904: bool, threads: int = 1, shape: Shape | None = None,
                 ) -> SheetTable | None:
     """The table a sheet as read holds; None when no cell (in the range) holds a value."""
@@ -126,11 +53,11 @@ def build_table(columns: list[ColumnRead], date1904: bool, threads: int = 1, sha
     choice = shape.header or find_header(grid(columns), options.header_rows)
     if choice is None or not columns:
         return None
-    present = [_present(c) for c in columns]
+    present = [values_mask(c) for c in columns]
     # Error cells occupy their row (they are counted); empty text does not.
-    end = 1 + max([r for m in present for r in _rows(m)[1:]] + [
+    end = 1 + max([r for m in present for r in first_last(m)[1:]] + [
         r for c in columns for r, cell in c.foreign.items() if cell != ("text", "")], default=choice.first)
-    end = max(_footer(columns, present, choice.data, end, options), choice.data)
+    end = max(footer(columns, present, choice.data, end, options), choice.data)
     names = header_names(columns, choice, shape.merges, date1904, whole)
     keep = [bool(name) or any(choice.data <= r < end and cell != ("text", "") for r, cell in col.foreign.items())
             or (mask is not None and pc.any(mask.slice(choice.data, end - choice.data)).as_py())
@@ -163,60 +90,6 @@ def build_table(columns: list[ColumnRead], date1904: bool, threads: int = 1, sha
     table = pa.Table.from_arrays(arrays, names=final_names)
     return SheetTable(table, types, {n: a.null_count for n, a in zip(final_names, arrays, strict=True)},
                       {n: d.errors for n, d in zip(final, done, strict=True)}, choice, warnings, rescued)
-
-
-def _footer(columns: list[ColumnRead], present: list[pa.Array | None], start: int, end: int,
-            options: ReadOptions) -> int:
-    """Where the data ends: before the first empty row (``stop_at_empty_row``), before the last
-    ``drop_rows`` rows holding values, then after the last row holding one."""
-    if not (options.stop_at_empty_row or options.footer_rows) or end <= start:
-        return end
-    held = pa.array([False] * (end - start), pa.bool_())
-    for mask in present:
-        if mask is not None:
-            part = mask.slice(start, end - start)
-            held = pc.or_(held, pa.concat_arrays([part, pa.array([False] * (end - start - len(part)), pa.bool_())]))
-    rows = sorted({r - start for col in columns for r, cell in col.foreign.items()
-                   if start <= r < end and cell != ("text", "")})
-    if rows:
-        held = pc.or_(held, row_mask(end - start, rows))
-    if options.stop_at_empty_row and pc.any(held).as_py():
-        first = pc.index(held, True).as_py()  # empty rows right under the header are not the end
-        gap = pc.index(held.slice(first), False).as_py()
-        if gap >= 0:
-            held = held.slice(0, first + gap)
-    filled = pc.indices_nonzero(held).to_pylist()
-    if options.footer_rows:
-        filled = filled[:-options.footer_rows]
-    return start + (filled[-1] + 1 if filled else 0)
-
-
-def header_names(columns: list[ColumnRead], choice: HeaderChoice, merges: tuple[tuple[int, int, int, int], ...],
-                 date1904: bool, whole: list[ColumnRead] | None = None) -> list[str | None]:
-    """Each column's name: its header cells as Excel shows them, joined with spaces (a name repeated
-    down the rows once); with several header rows an upper cell names every column it is merged across
-    (its own column may be outside the range: ``whole`` has every column)."""
-    rows = range(choice.first, choice.data)
-    cells = {(r, c.index): cell for c in columns for r in rows if (cell := cell_at(c, r)) is not None}
-    by_index = {c.index: c for c in whole or columns}
-    if len(rows) > 1:
-        for r0, c0, r1, c1 in merges:
-            top = cell_at(by_index[c0], r0) if c0 in by_index and r0 in rows else None
-            if top is not None:
-                for r in range(r0, min(r1, rows[-1]) + 1):
-                    for c in range(c0, c1 + 1):
-                        cells.setdefault((r, c), top)
-    keys = sorted(cells)
-    shown = dict(zip(keys, cell_texts([cells[k] for k in keys], date1904), strict=True))
-    names: list[str | None] = []
-    for col in columns:
-        parts: list[str] = []
-        for r in rows:
-            text = shown.get((r, col.index))
-            if text and (not parts or parts[-1] != text):
-                parts.append(text)
-        names.append(" ".join(parts) or None)
-    return names
 
 
 def _wants(names: list[str | None], final: list[str], shape: Shape,
