@@ -1,17 +1,29 @@
-"""Columns as Arrow arrays: serial numbers as timestamps, row masks, a column from single cells, and
-each kind's Arrow type."""
+"""Columns as Arrow arrays: a column type's Arrow type, serial numbers as timestamps, row masks, a column
+from single cells."""
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sheetdrop_contract.column_types import AUTO, ColumnType
 from sheetdrop_step.converter._columns.cells import EPOCH, MS_PER_DAY, Cell, ColumnRead
 
-ARROW_TYPES = {"number": pa.float64(), "text": pa.string(), "bool": pa.bool_(), "datetime": pa.timestamp("us"),
-               "time": pa.time64("us"), "duration": pa.duration("us")}
+#: Dates and times as the readers give them (milliseconds), before a column type's own resolution.
+READ_TIMESTAMPS = pa.timestamp("ms")
+
+
+@functools.cache
+def arrow_type(column_type: ColumnType) -> pa.DataType:
+    return pa.type_for_alias(column_type.arrow)
+
+
+def cells_type(kind: str) -> pa.DataType:
+    """The Arrow type a kind's cells are held in as read: its type's, or the readers' timestamps."""
+    return READ_TIMESTAMPS if kind == "datetime" else arrow_type(AUTO[kind])
 
 
 def serial_timestamps(ms: pa.Array, date1904: bool) -> pa.Array:
@@ -20,7 +32,7 @@ def serial_timestamps(ms: pa.Array, date1904: bool) -> pa.Array:
         late = pc.greater_equal(ms, 60 * MS_PER_DAY)
         ms = pc.if_else(late, pc.subtract(ms, MS_PER_DAY), ms)
     epoch = int(EPOCH[date1904].replace(tzinfo=dt.UTC).timestamp() * 1000)
-    return pc.add(ms, epoch).cast(pa.timestamp("ms"))
+    return pc.add(ms, epoch).cast(READ_TIMESTAMPS)
 
 
 def row_mask(size: int, rows: list[int]) -> pa.Array:
@@ -37,6 +49,5 @@ def column_from_cells(index: int, cells: list[Cell | None]) -> ColumnRead:
     if len(kinds) != 1:
         return ColumnRead(index, None, None, {r: c for r, c in enumerate(cells) if c is not None})
     kind = kinds.pop()
-    native = pa.array([c[1] if c is not None and c[0] == kind else None for c in cells],
-                      pa.timestamp("ms") if kind == "datetime" else ARROW_TYPES[kind])
+    native = pa.array([c[1] if c is not None and c[0] == kind else None for c in cells], cells_type(kind))
     return ColumnRead(index, native, kind, {r: c for r, c in enumerate(cells) if c is not None and c[0] == "error"})

@@ -16,7 +16,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sheetdrop_step.converter._columns.arrays import ARROW_TYPES, row_mask
+from sheetdrop_contract.column_types import AUTO, BY_OPTION, TEXT, ColumnType
+from sheetdrop_step.converter._columns.arrays import arrow_type, row_mask
 from sheetdrop_step.converter._columns.cells import EPOCH, Cell, ColumnRead
 from sheetdrop_step.converter._columns.hints import convert, misfits
 from sheetdrop_step.converter._columns.text import cell_texts, texts
@@ -52,20 +53,19 @@ class Mixed:
     first: list[tuple[int, str]]  # the first few of the others: (data row, text)
 
 
-#: Target → the kind whose cells it keeps; "number" narrows to int64 when it can, "int" and "float" not.
-FAMILY = {"int": "number", "float": "number", "date": "datetime"}
 #: Ties for the majority go to the kind listed first.
 _KIND_ORDER = ("number", "datetime", "time", "duration", "bool", "text")
 EXAMPLES = 3
 
 
-def finish_column(col: ColumnRead, date1904: bool, start: int = 0, end: int | None = None, want: str | None = None,
-                  read_text: bool = False, rescue: bool = False) -> Finished:
+def finish_column(col: ColumnRead, date1904: bool, start: int = 0, end: int | None = None,
+                  want: ColumnType | None = None, read_text: bool = False, rescue: bool = False) -> Finished:
     """The column rules on one column over the data rows [start, end). ``want``: the type the folder's
-    options ask for (a ``read_options.ColumnType`` or a kind), ``read_text`` when text that reads as
-    it fits it too; ``rescue``: a column of several kinds keeps its majority kind. Cells that do not
-    fit a wanted or kept type are null there and listed in ``rescued``; with neither, several kinds
-    make text, each cell as Excel shows it."""
+    options ask for or the previous version has, ``read_text`` when text that reads as it fits it too;
+    ``rescue``: a column of several kinds keeps its majority kind. Cells that do not fit a wanted or
+    kept type are null there and listed in ``rescued``; with neither, several kinds make text, each
+    cell as Excel shows it. A type from the column's own cells (one kind, or the majority kept) is its
+    kind's type, numbers narrowed to int64 when every one is whole up to 2**53; a wanted one is as it is."""
     if end is None:
         end = len(col.native) if col.native is not None else max(col.foreign, default=-1) + 1
     native = col.native.slice(start, end - start) if col.native is not None else None
@@ -76,27 +76,28 @@ def finish_column(col: ColumnRead, date1904: bool, start: int = 0, end: int | No
     zero = _day_zero(native, date1904) if native is not None and col.kind == "datetime" else None
     counts = _kind_counts(native, col.kind, foreign, zero)
     size = end - start
-    target = "text" if want == "string" else want
+    target = want
     if target is None and len(counts) == 1:
-        target = next(iter(counts))
+        target = AUTO[next(iter(counts))]
     elif target is None and counts and rescue:
-        target = max(counts, key=lambda k: (counts[k], -_KIND_ORDER.index(k)))
+        target = AUTO[max(counts, key=lambda k: (counts[k], -_KIND_ORDER.index(k)))]
     if target is None and not counts:
-        return Finished(pa.nulls(size, pa.string()), "string", n_errors)
-    if target is not None and target != "text":
-        array, name, left = _conform(native, col.kind, foreign, size, target, date1904, zero,
-                                     read_text and want is not None)
+        return Finished(pa.nulls(size, arrow_type(TEXT)), TEXT.name, n_errors)
+    if target is not None and target.kind != TEXT.kind:
+        array, left = _conform(native, col.kind, foreign, size, target, date1904, zero,
+                               read_text and want is not None)
+        array, name = _narrowed(array, target) if want is None else (array.cast(arrow_type(target)), target.name)
         rows = sorted(left)
         shown = cell_texts([left[r] for r in rows], date1904)
         return Finished(array, name, n_errors, dict(zip(rows, shown, strict=True)))
     # Text: each cell as Excel shows it.
-    out = texts(native, col.kind or "text", date1904) if native is not None else pa.nulls(size, pa.string())
+    out = texts(native, col.kind or TEXT.kind, date1904) if native is not None else pa.nulls(size, pa.string())
     if foreign:
         rows = sorted(foreign)
         shown = pa.array(cell_texts([foreign[r] for r in rows], date1904), pa.string())
         out = pc.replace_with_mask(out, row_mask(size, rows), shown)
     mixed = _mixed(native, col.kind, foreign, counts, out, zero) if target is None else None
-    return Finished(_typed(out, "text", "text", size), "string", n_errors, mixed=mixed)
+    return Finished(_typed(out, TEXT.kind, TEXT.kind, size), TEXT.name, n_errors, mixed=mixed)
 
 
 def _kind_counts(native: pa.Array | None, kind: str | None, foreign: dict[int, Cell], zero: pa.Array | None,
@@ -142,19 +143,20 @@ def _mixed(native: pa.Array | None, kind: str | None, foreign: dict[int, Cell], 
                  [(r, shown[r].as_py()) for r in rows])
 
 
-def _conform(native: pa.Array | None, native_kind: str | None, foreign: dict[int, Cell], size: int, target: str,
-             date1904: bool, zero: pa.Array | None, read_text: bool) -> tuple[pa.Array, str, dict[int, Cell]]:
-    """The column as ``target``: native values of its kind as they are, every other cell converted when
-    it fits (``hints.convert``), else left out: (array, type name, row → cell left out)."""
-    family = FAMILY.get(target, target)
-    if native is not None and native_kind in (family, "datetime" if family == "time" else family):
-        values = _typed(native, native_kind, family, size)
+def _conform(native: pa.Array | None, native_kind: str | None, foreign: dict[int, Cell], size: int,
+             target: ColumnType, date1904: bool, zero: pa.Array | None, read_text: bool,
+             ) -> tuple[pa.Array, dict[int, Cell]]:
+    """The column as ``target``'s kind: native values of its kind as they are, every other cell
+    converted when it fits (``hints.convert``), else left out: (array, row → cell left out)."""
+    kind = target.kind
+    if native is not None and native_kind in (kind, _native(kind)):
+        values = _typed(native, native_kind, kind, size)
         odd = misfits(native, native_kind, target, zero)
         candidates = {r: (native_kind, v) for r, v in odd.items()}
         if odd:
             values = pc.if_else(row_mask(size, list(odd)), pa.scalar(None, values.type), values)
     else:
-        values = pa.nulls(size, ARROW_TYPES[family])
+        values = pa.nulls(size, arrow_type(AUTO[kind]))
         candidates = {}
         if native is not None and native_kind is not None:
             held = native.to_pylist()
@@ -170,44 +172,48 @@ def _conform(native: pa.Array | None, native_kind: str | None, foreign: dict[int
             placed[r] = value
     if placed:  # cells of this type that came back on their own (a column read under another type)
         listed = values.to_pylist()
-        kind = values.type
-        if target == "int":  # as Python ints: a whole number from text may need all 64 bits
-            listed, kind = [None if v is None else int(v) for v in listed], pa.int64()
+        held_as = values.type
+        if pa.types.is_integer(arrow_type(target)):  # as Python ints: a whole number from text may need 64 bits
+            listed, held_as = [None if v is None else int(v) for v in listed], arrow_type(target)
         for r, v in placed.items():
             listed[r] = v
-        values = pa.array(listed, kind)
-    array, name = _narrow(values, target)
-    return array, name, left
+        values = pa.array(listed, held_as)
+    return values, left
 
 
 def _split_time(cell: Cell, date1904: bool) -> Cell:
     return (_foreign_kind(cell, date1904), cell[1]) if cell[0] == "datetime" else cell
 
 
+def _native(kind: str) -> str:
+    """The kind the readers give a kind's cells as: a time of day is a date on day 0."""
+    return "datetime" if kind == "time" else kind
+
+
 def _typed(native: pa.Array | None, native_kind: str | None, kind: str, size: int) -> pa.Array:
-    if native is None or native_kind not in (kind, "datetime" if kind == "time" else kind):
-        return pa.nulls(size, ARROW_TYPES[kind])
-    if kind == "text":
+    """Native values of ``kind`` (as read) in its type's Arrow type; nulls for another kind's."""
+    arrow = arrow_type(AUTO[kind])
+    if native is None or native_kind not in (kind, _native(kind)):
+        return pa.nulls(size, arrow)
+    if kind == TEXT.kind:
         # A copy starting at offset 0: pyarrow 23 (the step's AzureML environment) builds an invalid
         # array from if_else on a sliced string array.
-        native = pa.concat_arrays([native.cast(pa.string())])
-        return pc.if_else(pc.equal(native, ""), pa.scalar(None, pa.string()), native)
-    if kind == "time":
-        micros = pc.subtract(native.cast(pa.timestamp("us")).cast(pa.int64()),
-                             pc.floor_temporal(native, unit="day").cast(pa.timestamp("us")).cast(pa.int64()))
-        return micros.cast(pa.time64("us"))
-    return native.cast(ARROW_TYPES[kind])
+        native = pa.concat_arrays([native.cast(arrow)])
+        return pc.if_else(pc.equal(native, ""), pa.scalar(None, arrow), native)
+    if kind == "time":  # the time since its day's midnight
+        stamps = pa.timestamp(arrow.unit)
+        since = pc.subtract(native.cast(stamps).cast(pa.int64()),
+                            pc.floor_temporal(native, unit="day").cast(stamps).cast(pa.int64()))
+        return since.cast(arrow)
+    return native.cast(arrow)
 
 
-def _narrow(values: pa.Array, kind: str) -> tuple[pa.Array, str]:
-    if kind == "int":
-        return values.cast(pa.int64()), "int64"
-    if kind == "date":
-        return values.cast(pa.date32()), "date"
-    if kind != "number":
-        return values, {"text": "string", "datetime": "timestamp", "float": "float64"}.get(kind, kind)
-    valid = values.drop_null()
-    if len(valid) and pc.all(pc.equal(pc.floor(valid), valid)).as_py() and (
-            pc.max(pc.abs(valid)).as_py() <= MAX_EXACT_INT):
-        return values.cast(pa.int64()), "int64"
-    return values, "float64"
+def _narrowed(values: pa.Array, target: ColumnType) -> tuple[pa.Array, str]:
+    """A type from the column's own cells: numbers as int64 when every one is whole up to 2**53."""
+    whole = BY_OPTION["int"]
+    if target.kind == whole.kind:
+        valid = values.drop_null()
+        if len(valid) and pc.all(pc.equal(pc.floor(valid), valid)).as_py() and (
+                pc.max(pc.abs(valid)).as_py() <= MAX_EXACT_INT):
+            return values.cast(arrow_type(whole)), whole.name
+    return values.cast(arrow_type(target)), target.name

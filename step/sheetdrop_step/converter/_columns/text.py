@@ -1,15 +1,18 @@
-"""Cells as Excel shows them, as text: in a text column, in ``_rescued_data``, in header names. Numbers
-at Excel's 15 significant digits, booleans ``TRUE``/``FALSE``, dates, times of day and durations as
-their formats show them."""
+"""Cells as Excel shows them, as text: in a text column, in ``_rescued_data``, in header names; each
+kind as the ``text`` of its type in the vocabulary (``sheetdrop_contract.column_types``) says: numbers
+at Excel's 15 significant digits (General), booleans ``TRUE``/``FALSE``, durations ``[h]:mm:ss``, dates
+by the date, datetime and time types' patterns (a date on day 0 is a time of day; at midnight, a date)."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sheetdrop_step.converter._columns.arrays import ARROW_TYPES
+from sheetdrop_contract.column_types import AUTO, BY_OPTION
+from sheetdrop_step.converter._columns.arrays import READ_TIMESTAMPS, cells_type
 from sheetdrop_step.converter._columns.cells import EPOCH, Cell
 
 _POWERS = pa.array([float(10**i) for i in range(23)])  # exact as doubles
@@ -17,23 +20,44 @@ _POWERS = pa.array([float(10**i) for i in range(23)])  # exact as doubles
 
 def texts(values: pa.Array, kind: str, date1904: bool) -> pa.Array:
     """Cells of one kind as Excel shows them, as text (vectorized; null stays null)."""
-    if kind == "number":
-        # The shortest text that reads back as the same number; past 15 significant digits (Excel's
-        # precision) the number nearest at 15. Never -0; exponents as Excel writes them (1E+20).
-        out = at_15_digits(values.cast(pa.float64())).cast(pa.string())
-        out = pc.replace_substring(out, "e", "E")
-        return pc.if_else(pc.equal(out, "-0"), "0", out)
-    if kind == "bool":
-        return pc.if_else(values, "TRUE", "FALSE")
     if kind == "datetime":  # and times of day: on day 0
-        stamps = pc.round_temporal(values.cast(pa.timestamp("ms")), unit="second").cast(pa.timestamp("s"))
-        day = pc.floor_temporal(stamps, unit="day")
-        epoch = pa.scalar(EPOCH[date1904], pa.timestamp("s"))
-        return pc.if_else(pc.equal(day, epoch), pc.strftime(stamps, "%H:%M:%S"), pc.if_else(
-            pc.equal(stamps, day), pc.strftime(stamps, "%Y-%m-%d"), pc.strftime(stamps, "%Y-%m-%d %H:%M:%S")))
-    if kind == "duration":
-        return pa.array([None if v is None else _duration_text(v) for v in values.to_pylist()], pa.string())
+        return _dates(values, date1904)
+    return _RENDER[AUTO[kind].text](values)
+
+
+def _numbers(values: pa.Array) -> pa.Array:
+    # The shortest text that reads back as the same number; past 15 significant digits (Excel's
+    # precision) the number nearest at 15. Never -0; exponents as Excel writes them (1E+20).
+    out = at_15_digits(values.cast(pa.float64())).cast(pa.string())
+    out = pc.replace_substring(out, "e", "E")
+    return pc.if_else(pc.equal(out, "-0"), "0", out)
+
+
+def _bools(values: pa.Array) -> pa.Array:
+    true, false = AUTO["bool"].text.split("/")
+    return pc.if_else(values, true, false)
+
+
+def _dates(values: pa.Array, date1904: bool) -> pa.Array:
+    stamps = pc.round_temporal(values.cast(READ_TIMESTAMPS), unit="second").cast(pa.timestamp("s"))
+    day = pc.floor_temporal(stamps, unit="day")
+    epoch = pa.scalar(EPOCH[date1904], pa.timestamp("s"))
+    time, date, stamp = (BY_OPTION[option].text for option in ("time", "date", "datetime"))
+    return pc.if_else(pc.equal(day, epoch), pc.strftime(stamps, time), pc.if_else(
+        pc.equal(stamps, day), pc.strftime(stamps, date), pc.strftime(stamps, stamp)))
+
+
+def _durations(values: pa.Array) -> pa.Array:
+    return pa.array([None if v is None else _duration_text(v) for v in values.to_pylist()], pa.string())
+
+
+def _as_written(values: pa.Array) -> pa.Array:
     return values.cast(pa.string())
+
+
+#: A type's ``text`` (Excel's format) → how a column of its cells is shown.
+_RENDER: dict[str, Callable[[pa.Array], pa.Array]] = {
+    "General": _numbers, "TRUE/FALSE": _bools, "[h]:mm:ss": _durations, "@": _as_written}
 
 
 def at_15_digits(values: pa.Array) -> pa.Array:
@@ -72,7 +96,7 @@ def cell_texts(cells: list[Cell], date1904: bool) -> list[str | None]:
     out: list[str | None] = [None] * len(cells)
     for kind in {k for k, _ in cells} - {"error"}:
         at = [i for i, (k, _) in enumerate(cells) if k == kind]
-        values = pa.array([cells[i][1] for i in at], pa.timestamp("ms") if kind == "datetime" else ARROW_TYPES[kind])
+        values = pa.array([cells[i][1] for i in at], cells_type(kind))
         for i, text in zip(at, texts(values, kind, date1904).to_pylist(), strict=True):
             out[i] = text or None
     return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from sheetdrop_step.converter._columns.cells import ColumnRead, column_letter
-from sheetdrop_step.converter._reading.fastexcel import DEFAULT
+from sheetdrop_step.converter._reading.fastexcel import ALL_BUT_DATES, DEFAULT
 from sheetdrop_step.converter._reading.head import HEAD_ROWS, Head
 from sheetdrop_step.converter._safety.scan import SheetCounts
 
@@ -39,25 +39,25 @@ def check(columns: list[ColumnRead], head: Head, expected: SheetCounts | None,
                     not col.native[r].is_valid):
                 continue
             # Read as its column's type (a TRUE over numbers is 1.0): from here on the cell as it is.
-            dtype = head.types.get(col.index, DEFAULT)[0]
-            bools -= dtype == "boolean"
-            texts -= dtype == "string"
+            kind = head.types.get(col.index, DEFAULT)[1]
+            bools -= kind == "bool"
+            texts -= kind == "text"
             col.foreign[r] = cell
     seen = observed(columns, head.types)
     if expected is None or (expected.bools, expected.texts) == (seen[0] + bools, seen[1] + texts):
         return columns, []
 
     def suspect(col: ColumnRead) -> bool:
-        dtype, native = head.types.get(col.index, DEFAULT)[0], col.native
-        if native is None or dtype == "duration":
+        (dtype, kind), native = head.types.get(col.index, DEFAULT), col.native
+        if native is None or dtype == ALL_BUT_DATES:
             return False
-        return dtype != "string" or bool(pc.any(pc.match_substring_regex(native, r"^(-?\d|true$|false$)")).as_py())
+        return kind != "text" or bool(pc.any(pc.match_substring_regex(native, r"^(-?\d|true$|false$)")).as_py())
 
     again = {c.index: c for c in columns}
     suspects = [c.index for c in columns if suspect(c)]
     size = max(1, STRICT_CELLS // max(1, len(columns[0].native) if columns and columns[0].native is not None else 1))
     for group in (suspects[i:i + size] for i in range(0, len(suspects), size)):
-        strict = {i: ("duration", "duration" if head.types.get(i, DEFAULT)[1] == "duration" else "datetime")
+        strict = {i: (ALL_BUT_DATES, "duration" if head.types.get(i, DEFAULT)[1] == "duration" else "datetime")
                   for i in group}
         for col in strict_read(strict, group):
             # A second read as durations cannot tell a date from a duration; where the first reported one
@@ -80,9 +80,9 @@ def observed(columns: list[ColumnRead], types: dict[int, tuple[str, str]]) -> tu
     bools = texts = 0
     for col in columns:
         held = len(col.native) - col.native.null_count if col.native is not None else 0
-        dtype = types.get(col.index, DEFAULT)[0]
-        bools += held if dtype == "boolean" else 0
-        texts += held if dtype == "string" else 0
+        kind = types.get(col.index, DEFAULT)[1]
+        bools += held if kind == "bool" else 0
+        texts += held if kind == "text" else 0
         for kind, _ in col.foreign.values():
             bools += kind == "bool"
             texts += kind == "text"

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from sheetdrop_contract.column_types import AUTO
 from sheetdrop_step.converter._columns.cells import MS_PER_DAY, Cell, ColumnRead, serial_datetime
 from sheetdrop_step.converter._reading.task import NeedsPatch, SheetSkipped, Task
 from sheetdrop_step.converter._safety.guard import Inspection
@@ -24,7 +25,11 @@ from sheetdrop_step.converter._safety.guard import Inspection
 #: installed fastexcel is outside it.
 FASTEXCEL_VERSIONS = ((0, 21), (0, 22))
 MAX_COLUMNS = 16_384
-DEFAULT = ("float", "number")  # a column with nothing in the first rows
+#: The dtypes under which fastexcel reports (as errors, with their originals) every cell but a date,
+#: dates coming back as serial days in milliseconds, their subtype (date or duration) lost; and
+#: every date, with its subtype.
+ALL_BUT_DATES, DATES = "duration", "float"
+DEFAULT = (AUTO["number"].reader, "number")  # a column with nothing in the first rows
 _ISO_DURATION = re.compile(r"P(?:(\d+)D)?T?(?:(\d+)H)?(?:(\d+)M)?(?:([\d.]+)S)?$")
 _EXCEL_DATETIME = re.compile(r"value: ([^,]+), datetime_type: (\w+), is_1904: (\w+)")
 _ESCAPE = re.compile(r"\\(u\{[0-9a-fA-F]+\}|.)")
@@ -33,15 +38,14 @@ _ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "0": "\0"}
 
 def dtype_for(kinds: set[str]) -> tuple[str, str]:
     """The dtype to read a column with whose first rows hold these kinds, and the kind of its native
-    values: one kind natively; dates next to durations → float (each reported with its subtype); any
-    other mix → duration (all but the dates reported)."""
+    values: one kind natively, as its type says (``column_types``); dates next to durations → float
+    (each reported with its subtype); any other mix → duration (all but the dates reported)."""
     if len(kinds) == 1:
         kind = next(iter(kinds))
-        return {"number": DEFAULT, "text": ("string", "text"), "bool": ("boolean", "bool")}.get(
-            kind, ("duration", kind))
+        return AUTO[kind].reader, kind
     if {"datetime", "duration"} <= kinds:
-        return DEFAULT
-    return "duration", "duration" if "duration" in kinds else "datetime"
+        return DATES, "number"
+    return ALL_BUT_DATES, "duration" if "duration" in kinds else "datetime"
 
 
 def original(detail: str, date1904: bool) -> Cell:
@@ -99,8 +103,8 @@ class FastexcelBook:
     def head_rows(self, task: Task, first: int, count: int) -> tuple[list[list[Any]], int]:
         """The values of ``count`` rows from row ``first``, with their kinds, from two small reads under
         types that report every cell but dates (``duration``) and every date with its subtype (``float``)."""
-        strict = self.load(task, {}, count, "duration", first=first)[0]
-        dates = {c.index: c.foreign for c in self.load(task, {}, count, "float", first=first)[0]}
+        strict = self.load(task, {}, count, ALL_BUT_DATES, first=first)[0]
+        dates = {c.index: c.foreign for c in self.load(task, {}, count, DATES, first=first)[0]}
         rows: list[list[Any]] = [[None] * len(strict) for _ in range(len(strict[0].native) if strict else 0)]
         for j, col in enumerate(strict):
             for r, present in enumerate(col.native.is_valid().to_pylist()):
@@ -147,7 +151,7 @@ class FastexcelBook:
         for j, info in enumerate(infos):
             dtype, kind = (every, None) if every else types.get(info.absolute_index, DEFAULT)
             native = batch.column(j)
-            if dtype == "duration" and kind == "datetime":
+            if dtype == ALL_BUT_DATES and kind == "datetime":
                 native = serial_timestamps(native.cast(pa.int64()), date1904)
             columns.append(ColumnRead(info.absolute_index, native, kind, foreign[j]))
         return columns, batch.num_rows

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sheetdrop_contract.column_types import AUTO, BY_NAME, BY_OPTION, TEXT, ColumnType
 from sheetdrop_contract.read_options import ReadOptions
+from sheetdrop_step.converter._columns.arrays import arrow_type
 from sheetdrop_step.converter._columns.cells import ColumnRead, column_letter
 from sheetdrop_step.converter._columns.rules import Finished, finish_column
 from sheetdrop_step.converter._table.area import cell_at, clip, first_last, footer, grid, values_mask
@@ -23,13 +25,6 @@ from sheetdrop_step.converter._table.header import HeaderChoice, Shape, find_hea
 from sheetdrop_step.converter._table.names import header_names, safe_name, unique_names
 
 RESCUED = "_rescued_data"
-#: A schema tag's type name → the type asked for (``"schema_changes": "rescue"`` keeps it).
-KEEP = {"int64": "int", "float64": "float", "string": "string", "timestamp": "datetime", "date": "date",
-        "bool": "bool", "time": "time", "duration": "duration"}
-#: A kind as "1 cell is not …" and "2 cells are not …" say it.
-KIND_NAMES = {"number": ("a number", "numbers"), "text": ("text", "text"), "datetime": ("a date", "dates"),
-              "time": ("a time of day", "times of day"), "duration": ("a duration", "durations"),
-              "bool": ("a boolean", "booleans")}
 _TOTALS = re.compile(r"^\s*(grand\s+|sub-?)?totals?\b", re.IGNORECASE)
 
 
@@ -82,7 +77,7 @@ def build_table(columns: list[ColumnRead], date1904: bool, threads: int = 1, sha
         # Always there when cells can be rescued, so that the schema does not depend on the data.
         final_names = unique_names([*final, RESCUED])
         arrays.append(_rescued_column([d.rescued for d in done], final, end - choice.data))
-        types[final_names[-1]] = "string"
+        types[final_names[-1]] = TEXT.name  # JSON text
     warnings += _totals(columns, choice, end, options)
     if end == choice.data:
         warnings.append(f"no data rows ({choice.describe()}" + (
@@ -93,19 +88,19 @@ def build_table(columns: list[ColumnRead], date1904: bool, threads: int = 1, sha
 
 
 def _wants(names: list[str | None], final: list[str], shape: Shape,
-           ) -> tuple[list[tuple[str | None, bool]], list[str]]:
+           ) -> tuple[list[tuple[ColumnType | None, bool]], list[str]]:
     """The type each column is asked for, and whether text that reads as one fits it: the options'
     ``types`` by name (as in the header, or as written; any letter case), else the previous
     version's type when ``schema_changes`` is ``rescue`` (its own kind only)."""
     asked = {" ".join(key.split()).casefold(): (key, kind) for key, kind in shape.options.types.items()}
     keep = shape.previous if shape.options.schema_changes == "rescue" else {}
-    wants: list[tuple[str | None, bool]] = []
+    wants: list[tuple[ColumnType | None, bool]] = []
     used: set[str] = set()
     for name, written in zip(names, final, strict=True):
         found = asked.get(" ".join((name or "").split()).casefold()) or asked.get(written.casefold())
         if found:
             used.add(found[0])
-        wants.append((found[1], True) if found else (KEEP.get(keep.get(written, "")), False))
+        wants.append((BY_OPTION[found[1]], True) if found else (BY_NAME.get(keep.get(written, "")), False))
     missing = [key for key in shape.options.types if key not in used]
     warnings = [f"types: no column named {key!r} (the columns are {', '.join(final)})" for key in missing]
     return wants, warnings
@@ -132,7 +127,7 @@ def _column_warnings(col: ColumnRead, name: str, item: Finished, data: int, kind
     if item.mixed is not None and item.mixed.majority != "text":
         mixed = item.mixed
         seen = ", ".join(f"{_ref(col, data + r)} {text!r}" for r, text in mixed.first)
-        one, many = KIND_NAMES[mixed.majority]
+        one, many = AUTO[mixed.majority].called
         out.append(f"column {name} ({column_letter(col.index)}) became text: {mixed.others} of {_cells(mixed.values)} "
                    f"{f'is not {one}' if mixed.others == 1 else f'are not {many}'} ({seen}); "
                    f'"mixed_columns": "rescue" keeps its type and moves them to {RESCUED}')
@@ -150,11 +145,11 @@ def _rescued_column(rescued: list[dict[int, str]], names: list[str], size: int) 
         for r, text in cells.items():
             rows.setdefault(r, {})[name] = text
     if not rows:
-        return pa.nulls(size, pa.string())
+        return pa.nulls(size, arrow_type(TEXT))
     listed: list[str | None] = [None] * size
     for r, found in rows.items():
         listed[r] = json.dumps(found, ensure_ascii=False)
-    return pa.array(listed, pa.string())
+    return pa.array(listed, arrow_type(TEXT))
 
 
 def _totals(columns: list[ColumnRead], choice: HeaderChoice, end: int, options: ReadOptions) -> list[str]:

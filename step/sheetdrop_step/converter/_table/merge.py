@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from sheetdrop_contract.column_types import AUTO
+from sheetdrop_step.converter._columns.arrays import arrow_type
 from sheetdrop_step.converter._columns.cells import ColumnRead
 
 
@@ -19,7 +21,8 @@ def merge(reads: list[tuple[int, list[ColumnRead], int]]) -> list[ColumnRead]:
     merged = []
     for index in range(min(found), max(found) + 1) if found else ():
         # A column no piece has holds no value: its type cannot matter.
-        kind, dtype = (found[index].kind, found[index].native.type) if index in found else ("number", pa.float64())
+        kind, dtype = (found[index].kind, found[index].native.type) if index in found else (
+            "number", arrow_type(AUTO["number"]))
         held = [(columns.get(index), rows) for columns, rows in pieces]
         native = pa.concat_arrays([array for col, rows in held for array in (
             [col.native, pa.nulls(rows - len(col.native), dtype)] if col else [pa.nulls(rows, dtype)])])
