@@ -1,5 +1,5 @@
 """Types are decided over the whole column: a sheet's first 1,000 rows choose how each column is read
-(``convert_sheet``), and whatever sits after them must still come out as the column rules say. Each
+(``_reading.head``), and whatever sits after them must still come out as the column rules say. Each
 sheet here puts something after those rows; every conversion is run twice, byte-identical.
 """
 
