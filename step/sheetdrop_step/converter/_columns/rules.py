@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from sheetdrop_contract.column_types import AUTO, BY_OPTION, TEXT, ColumnType
 from sheetdrop_step.converter._columns.arrays import arrow_type, row_mask
 from sheetdrop_step.converter._columns.cells import EPOCH, Cell, ColumnRead
-from sheetdrop_step.converter._columns.hints import convert, misfits
+from sheetdrop_step.converter._columns.hints import FITS, convert, misfits
 from sheetdrop_step.converter._columns.text import cell_texts, texts
 from sheetdrop_step.converter._table.header import is_value
 
@@ -173,8 +173,10 @@ def _conform(native: pa.Array | None, native_kind: str | None, foreign: dict[int
     if placed:  # cells of this type that came back on their own (a column read under another type)
         listed = values.to_pylist()
         held_as = values.type
-        if pa.types.is_integer(arrow_type(target)):  # as Python ints: a whole number from text may need 64 bits
-            listed, held_as = [None if v is None else int(v) for v in listed], arrow_type(target)
+        if kind == "number" and arrow_type(target) != held_as:
+            # A number type a double cannot hold exactly (int64: a whole number from text may need all
+            # 64 bits) is built in its own type, each native value as the type's rule holds it.
+            listed, held_as = [None if v is None else FITS[target.option](v) for v in listed], arrow_type(target)
         for r, v in placed.items():
             listed[r] = v
         values = pa.array(listed, held_as)

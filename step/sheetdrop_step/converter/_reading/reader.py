@@ -69,6 +69,10 @@ def finish(job: Job, outcome: Outcome) -> NoReturn:
 
 
 class Reader:
+    """One workbook's reading: its sheets planned (as the guard lists them, or the reader), each read
+    once (whole, or in pieces at once), checked against the scan's counts, shaped into its table and
+    written; the scan's verdict first."""
+
     def __init__(self, job: Job) -> None:
         self.job, self.staging, self.limits = job, Path(job.staging), job.limits
         self.src = Path(job.src)

@@ -20,7 +20,7 @@ from typing import Protocol
 from sheetdrop_contract.read_options import CellRange
 from sheetdrop_step.converter._job import Limits
 from sheetdrop_step.converter._rejection import WorkbookRejected
-from sheetdrop_step.converter._safety.guard import Inspection, quick_inspect
+from sheetdrop_step.converter._safety.guard import Inspection
 from sheetdrop_step.converter._safety.parts import inflate_entry
 
 EXCEL_MAX_ROWS = 1_048_576
@@ -212,16 +212,6 @@ def deep_check(path: Path, deferred: list[zipfile.ZipInfo], sheets: dict[str, st
                 if counted is not None:
                     counted(info.filename, counts[info.filename])
     return counts
-
-
-def inspect_workbook(path: Path, limits: Limits | None = None) -> Inspection:
-    """Classify the file from its content and run every check, the bounded scan included."""
-    limits = limits or Limits()
-    inspection = quick_inspect(path, limits)
-    parts = {s.part: s.name for s in inspection.sheets or [] if s.part}
-    deep_check(path, inspection.deferred, {inspection.entries[p].filename: n for p, n in parts.items()
-                                           if p in inspection.entries}, limits, inspection.inflated)
-    return inspection
 
 
 class ScanThread(threading.Thread):
