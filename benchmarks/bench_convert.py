@@ -31,8 +31,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".cache"
-#: Another converter, from a folder holding the package (a step snapshot: step/ + sheetdrop_contract/).
-BASELINE = "import sys; sys.path.insert(0, sys.argv.pop(1)); from sheetdrop_step.convert import main; sys.exit(main())"
+#: Another converter, from a folder holding the package (a step snapshot: step/ + sheetdrop_contract/), run
+#: as ``python -m sheetdrop_step`` runs it, whatever its modules are called inside.
+BASELINE = ("import runpy, sys; sys.path.insert(0, sys.argv.pop(1)); sys.argv[0] = 'sheetdrop_step'; "
+            "runpy.run_module('sheetdrop_step', run_name='__main__', alter_sys=True)")
 # name: (rows, sheets, workbook shape)
 SHAPES = {
     "uniform-100k": (100_000, 1, "uniform"),
@@ -103,7 +105,7 @@ def main() -> None:
             contenders["baseline"] = lambda s, o: [py, str(folder / "convert.py"), str(s), str(o)]
         else:
             contenders["baseline"] = lambda s, o: [py, "-P", "-c", BASELINE, str(folder), str(s), str(o)]
-    from sheetdrop_step.convert import usable_cores
+    from sheetdrop_step.converter import usable_cores
 
     print(f"machine: {platform.machine()}, usable cores {usable_cores()}, {platform.python_implementation()} "
           f"{platform.python_version()}, load average at start {os.getloadavg()[0]:.2f}")

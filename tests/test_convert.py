@@ -14,8 +14,7 @@ import pyarrow.parquet as pq
 import xlsxwriter
 
 from sheetdrop_contract import contract
-from sheetdrop_step import convert
-from sheetdrop_step.convert import convert_workbook
+from sheetdrop_step.converter import CONVERTER_VERSION, convert_workbook
 
 FIXTURES = Path(__file__).resolve().parent / "workbooks"
 
@@ -187,7 +186,8 @@ def test_error_cells_become_null_and_are_counted(tmp_path: Path) -> None:
 def test_column_rules_unit() -> None:
     import pyarrow as pa
 
-    from sheetdrop_step.convert_columns import ColumnRead, finish_column
+    from sheetdrop_step.converter._columns.cells import ColumnRead
+    from sheetdrop_step.converter._columns.rules import finish_column
 
     assert finish_column(ColumnRead(0, pa.array([1.0, None, 3.0]), "number"), False).type == "int64"
     beyond_exact_integers = pa.array([1.0, 2**60 * 1.0])
@@ -303,7 +303,7 @@ def test_reruns_are_byte_identical_and_carry_metadata(tmp_path: Path) -> None:
     meta = pq.read_schema(first[1].path).metadata
     assert meta[b"sheetdrop.source"] == b"input/sales/d.xlsx"
     assert meta[b"sheetdrop.sheet"] == b"Two"
-    assert meta[b"sheetdrop.converter_version"] == convert.CONVERTER_VERSION.encode()
+    assert meta[b"sheetdrop.converter_version"] == CONVERTER_VERSION.encode()
     assert types_of(first[1].path) == {"a": "float64", "b": "string"}
 
 

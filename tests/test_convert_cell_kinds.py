@@ -3,15 +3,16 @@
 fastexcel converts each cell to its column's type and reports, with its original value, every cell
 it could not convert (``to_arrow_with_errors``). The first test pins down, kind by kind, which cells
 it reports and which it coerces silently under each type the converter reads with: the converter's
-single read rests on exactly this table (``convert_sheet``). The second puts every kind of cell into a
-column of every other kind, among a sheet's first rows and after them: each column must come out as
-the column rules say, in one read where the first rows show the mix, and exact after them too (the
-scan's counts catch a silent coercion) but for one gap, named.
+single read rests on exactly this table (``_reading.fastexcel``, ``_reading.counts``). The second puts
+every kind of cell into a column of every other kind, among a sheet's first rows and after them: each
+column must come out as the column rules say, in one read where the first rows show the mix, and exact
+after them too (the scan's counts catch a silent coercion) but for one gap, named.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import importlib.metadata
 import logging
 from pathlib import Path
 
@@ -19,12 +20,13 @@ import fastexcel
 import pyarrow.parquet as pq
 import pytest
 import xlsxwriter
+from xlsxwriter.utility import xl_col_to_name
 
-from sheetdrop_step.convert import convert_workbook
-from sheetdrop_step.convert_columns import column_letter
-from sheetdrop_step.convert_sheet import original
+from sheetdrop_step.converter import convert_workbook
+from sheetdrop_step.converter._reading.fastexcel import FASTEXCEL_VERSIONS, original
 from tests.workbooks.empty_text import typed_as_text
 
+ROOT = Path(__file__).resolve().parent.parent
 VALUES: dict[str, object] = {
     "number": 0.652027207027097, "text": "TBD", "numeric text": "00123", "bool": True,
     "datetime": dt.datetime(2021, 1, 2, 3, 4, 5), "date": dt.datetime(2021, 1, 2), "time": dt.time(9, 30),
@@ -72,6 +74,16 @@ def write(wb: xlsxwriter.Workbook, ws: object, r: int, c: int, kind: str) -> Non
         ws.write_string(r, c, value)
     else:
         ws.write(r, c, value)
+
+
+def test_the_installed_fastexcel_is_one_whose_error_details_the_converter_reads() -> None:
+    # The error details are the text of Rust's Debug of calamine's values: a fastexcel outside the
+    # range the parser was written for may word them otherwise. The step's requirements pin that range.
+    low, high = FASTEXCEL_VERSIONS
+    installed = tuple(int(part) for part in importlib.metadata.version("fastexcel").split(".")[:2])
+    assert low <= installed < high, (installed, FASTEXCEL_VERSIONS)
+    pins = [line.split("#")[0].strip() for line in (ROOT / "step" / "requirements.txt").read_text().splitlines()]
+    assert f"fastexcel>={'.'.join(map(str, low))},<{'.'.join(map(str, high))}" in pins
 
 
 def test_what_fastexcel_reports_under_each_type(tmp_path: Path) -> None:
@@ -149,7 +161,7 @@ def test_every_kind_in_a_column_of_every_other(tmp_path: Path, at: int, gaps: se
     # (a boolean or numeric text among numbers, a number among text...) are caught by the counts, and
     # the columns that can hide one are read again: numbers, booleans, text holding what looks like a
     # rendered number, date or boolean.
-    again = [column_letter(c) for c, (base, intruder) in enumerate(pairs) if base in ("number", "bool") or (
+    again = [xl_col_to_name(c) for c, (base, intruder) in enumerate(pairs) if base in ("number", "bool") or (
         base == "text" and intruder not in ("text", "error"))]
     assert notes == ([] if at < 1000 else [
         f"pairs.xlsx: sheet 'Sheet1': columns {', '.join(again)} read again with every cell checked: the first "

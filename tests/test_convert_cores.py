@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from sheetdrop_step.convert import usable_cores
-from sheetdrop_step.convert_reader import parallel
+from sheetdrop_step.converter import usable_cores
+from sheetdrop_step.converter._reading.reader import parallel
 
 
 @pytest.mark.parametrize(("cpu_max", "v1", "cores"), [
@@ -36,7 +36,7 @@ def test_a_container_quota_caps_the_cores(tmp_path: Path, cpu_max: str | None, v
 
 def test_the_affinity_counts_not_the_machine(tmp_path: Path) -> None:
     code = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))});"
-            "from sheetdrop_step.convert import usable_cores; print(usable_cores(), os.cpu_count())")
+            "from sheetdrop_step.converter import usable_cores; print(usable_cores(), os.cpu_count())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split()[0] == "1"
 

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 import xlsxwriter
 
-from sheetdrop_step.convert import convert_workbook
+from sheetdrop_step.converter import convert_workbook
 
 DAY = dt.datetime(2021, 1, 2)
 SPENT = dt.timedelta(hours=250, minutes=10, seconds=10)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import xlsxwriter
 
-from sheetdrop_step.convert import WorkbookRejected, convert_workbook
+from sheetdrop_step.converter import WorkbookRejected, convert_workbook
 from tests.workbooks.empty_text import typed_as_text
 
 

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 import xlsxwriter
 
-from sheetdrop_step.convert import convert_workbook
+from sheetdrop_step.converter import convert_workbook
 from tests.workbooks.make_xls import CellError as XlsError
 from tests.workbooks.make_xls import write_xls
 from tests.workbooks.make_xlsb import CellError as XlsbError

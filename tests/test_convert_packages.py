@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 import xlsxwriter
 
-from sheetdrop_step.convert import convert_workbook
+from sheetdrop_step.converter import convert_workbook
 
 
 def canonical(path: Path) -> Path:

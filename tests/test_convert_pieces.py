@@ -15,8 +15,8 @@ import pytest
 import xlsxwriter
 
 from sheetdrop_contract.read_options import parse
-from sheetdrop_step.convert import Limits, WorkbookRejected, convert_workbook
-from sheetdrop_step.convert_package import SheetPieces
+from sheetdrop_step.converter import Limits, WorkbookRejected, convert_workbook
+from sheetdrop_step.converter._reading.pieces import SheetPieces
 
 ROWS = 4000
 LATE = 1200  # after the first 1000 rows, which choose the types

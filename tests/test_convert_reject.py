@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 import xlsxwriter
 
-from sheetdrop_step.convert import Limits, WorkbookRejected, convert_workbook
+from sheetdrop_step.converter import Limits, WorkbookRejected, convert_workbook
 
 FIXTURES = Path(__file__).resolve().parent / "workbooks"
 
@@ -216,14 +216,15 @@ def test_format_comes_from_content_not_extension(tmp_path: Path, name: str) -> N
 
 
 def test_xlsb_is_recognised_from_content(tmp_path: Path) -> None:
-    from sheetdrop_step.convert_guard import inspect_workbook
-
-    # No library here writes .xlsb; the package layout is enough to classify it.
+    # The package layout is enough to classify it: an .xlsb workbook without sheets is empty (read as
+    # an .xlsx, it would have no workbook part: corrupt; as anything else, not a workbook).
     src = tmp_path / "book.bin"
     with zipfile.ZipFile(src, "w") as z:
         z.writestr("[Content_Types].xml", '<?xml version="1.0"?><Types/>')
         z.writestr("xl/workbook.bin", b"\x83\x01\x00")
-    assert inspect_workbook(src).fmt == "xlsb"
+    with pytest.raises(WorkbookRejected) as rejected:
+        convert_workbook(src, tmp_path / "out")
+    assert (rejected.value.code, rejected.value.reason) == ("empty", "the workbook has no visible worksheet with data")
 
 
 def _lying_zip(path: Path, name: str, payload: bytes, declared: int) -> None:

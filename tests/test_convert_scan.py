@@ -11,9 +11,10 @@ import pyarrow as pa
 import pytest
 import xlsxwriter
 
-from sheetdrop_step.convert_columns import ColumnRead
-from sheetdrop_step.convert_scan import TEXT_TYPES, SheetScan
-from sheetdrop_step.convert_sheet import Head, check
+from sheetdrop_step.converter._columns.cells import ColumnRead
+from sheetdrop_step.converter._reading.counts import check
+from sheetdrop_step.converter._reading.head import Head
+from sheetdrop_step.converter._safety.scan import TEXT_TYPES, SheetScan
 
 
 def test_counts_and_area_do_not_depend_on_the_chunks(tmp_path: Path) -> None:
@@ -36,10 +37,10 @@ def test_counts_and_area_do_not_depend_on_the_chunks(tmp_path: Path) -> None:
 
 
 def test_a_second_read_takes_the_suspect_columns_in_groups(monkeypatch: pytest.MonkeyPatch) -> None:
-    from sheetdrop_step import convert_sheet
-    from sheetdrop_step.convert_scan import SheetCounts
+    from sheetdrop_step.converter._reading import counts
+    from sheetdrop_step.converter._safety.scan import SheetCounts
 
-    monkeypatch.setattr(convert_sheet, "STRICT_CELLS", 8)  # 4 rows: two columns per read
+    monkeypatch.setattr(counts, "STRICT_CELLS", 8)  # 4 rows: two columns per read
     columns = [
         ColumnRead(0, pa.array(["n", None, None, None]), "text"),
         ColumnRead(1, pa.array([None, 1.0, 2.0, 0.0]), "number", {0: ("text", "a")}),  # numbers

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 import xlsxwriter
 
-from sheetdrop_step.convert import convert_workbook
+from sheetdrop_step.converter import convert_workbook
 from tests.workbooks.cells import write
 
 CELLS = [  # (value written, text expected)
@@ -89,7 +89,7 @@ def test_numbers_cut_to_15_digits_without_python_formatting_are_the_same() -> No
     """``at_15_digits`` rounds with Arrow kernels where that provably gives what Python's correctly
     rounded formatting gives: numbers near a half at the 15th digit, near a power of ten, and beyond
     the exact powers of ten included."""
-    from sheetdrop_step.convert_columns import at_15_digits
+    from sheetdrop_step.converter._columns.text import at_15_digits
 
     rnd = random.Random(11)
     values = [1234567890123.125, -1234567890123.125, 0.1 + 0.2, 999999999999999.9, 9.999999999999999e5,

@@ -1,5 +1,5 @@
 """Types are decided over the whole column: a sheet's first 1,000 rows choose how each column is read
-(``convert_sheet``), and whatever sits after them must still come out as the column rules say. Each
+(``_reading.head``), and whatever sits after them must still come out as the column rules say. Each
 sheet here puts something after those rows; every conversion is run twice, byte-identical.
 """
 
@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 import xlsxwriter
 
-from sheetdrop_step.convert import convert_workbook
+from sheetdrop_step.converter import convert_workbook
 
 ROWS = 1400  # past the first 1,000 rows, which choose how each column is read
 
@@ -224,7 +224,7 @@ def _replace_sheet(src: Path, dst: Path, sheet: bytes, declared: int | None = No
 
 
 def _rejected(src: Path, out: Path):
-    from sheetdrop_step.convert import WorkbookRejected
+    from sheetdrop_step.converter import WorkbookRejected
 
     with pytest.raises(WorkbookRejected) as info:
         convert_workbook(src, out)

@@ -35,14 +35,14 @@ def loaded() -> dict[str, str]:
 def test_one_name_per_module_after_a_conversion_and_the_functions_import(tmp_path: Path) -> None:
     import function_app  # noqa: F401  (the Function's whole import graph)
     from sheetdrop_local import cli, runner  # noqa: F401
-    from sheetdrop_step.convert import convert_workbook
+    from sheetdrop_step.converter import convert_workbook
     from sheetdrop_step.extract import main  # noqa: F401
 
     assert len(convert_workbook(SAMPLE, tmp_path / "out")) == 3
     modules = loaded()
     assert twice(modules, [REPO / folder for folder in PROJECT]) == {}
-    assert {"sheetdrop_contract.contract", "sheetdrop_step.convert", "sheetdrop.trigger"} <= set(modules)
-    assert not {"contract", "convert", "read_options", "extract", "step_scripts"} & set(modules)
+    assert {"sheetdrop_contract.contract", "sheetdrop_step.converter", "sheetdrop.trigger"} <= set(modules)
+    assert not {"contract", "convert", "converter", "read_options", "extract", "step_scripts"} & set(modules)
 
 
 #: The step's process as Python starts ``python extract.py``: the script's folder first on sys.path,
@@ -72,5 +72,18 @@ def test_one_name_per_module_in_the_step_run_from_its_snapshot(tmp_path: Path, s
     # Everything of the step comes from the snapshot AzureML is given, not from the checkout.
     ours = {name: Path(file) for name, file in modules.items() if name.startswith(("sheetdrop_step",
                                                                                     "sheetdrop_contract"))}
-    assert "sheetdrop_step.convert" in ours and "sheetdrop_contract.contract" in ours
+    assert "sheetdrop_step.converter" in ours and "sheetdrop_contract.contract" in ours
     assert all(path.resolve().is_relative_to(step_snapshot.resolve()) for path in ours.values()), ours
+
+
+def test_pyproject_lists_every_package_under_its_one_name() -> None:
+    """A package folder missing from pyproject.toml imports in an editable checkout but not from a wheel."""
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = set()
+    for root in PROJECT:
+        for init in (REPO / root).rglob("__init__.py"):
+            parts = init.parent.relative_to(REPO).parts
+            found.add(".".join(parts[1:] if parts[0] in ("function", "step") else parts))
+    assert listed == found

@@ -13,9 +13,8 @@ import pytest
 import xlsxwriter
 
 from sheetdrop_contract.read_options import parse
-from sheetdrop_step.convert import convert_workbook
-from sheetdrop_step.convert_header import HeaderChoice
-from sheetdrop_step.rejection import WorkbookRejected
+from sheetdrop_step.converter import WorkbookRejected, convert_workbook
+from sheetdrop_step.converter._table.header import HeaderChoice
 
 
 def options(text: str):
@@ -154,9 +153,10 @@ def test_options_that_leave_no_sheet_reject_the_workbook_saying_why(tmp_path: Pa
 
 def test_a_range_far_down_the_sheet_is_typed_from_its_own_first_rows(tmp_path: Path) -> None:
     # Its first rows, not the sheet's (which hold another table): text columns are read as text.
-    from sheetdrop_step.convert_guard import quick_inspect
-    from sheetdrop_step.convert_job import Limits
-    from sheetdrop_step.convert_sheet import Task, head_types
+    from sheetdrop_step.converter import Limits
+    from sheetdrop_step.converter._reading.head import head_types
+    from sheetdrop_step.converter._reading.task import Task
+    from sheetdrop_step.converter._safety.guard import quick_inspect
 
     src = tmp_path / "deep.xlsx"
     wb = xlsxwriter.Workbook(src, {"constant_memory": True})

@@ -13,8 +13,8 @@ import pytest
 import xlsxwriter
 
 from sheetdrop_contract.read_options import parse
-from sheetdrop_step.convert import convert_workbook
-from sheetdrop_step.convert_header import HeaderChoice, find_header
+from sheetdrop_step.converter import convert_workbook
+from sheetdrop_step.converter._table.header import HeaderChoice, find_header
 
 
 def options(text: str):

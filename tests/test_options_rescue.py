@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import xlsxwriter
 
 from sheetdrop_contract.read_options import parse
-from sheetdrop_step.convert import convert_workbook
+from sheetdrop_step.converter import convert_workbook
 
 
 def mixed(path: Path) -> Path:

@@ -7,15 +7,27 @@ import datetime as dt
 import json
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import xlsxwriter
 
+from sheetdrop_contract.column_types import AUTO, BY_NAME, BY_OPTION, COLUMN_TYPES, OPTIONS
 from sheetdrop_contract.read_options import parse
-from sheetdrop_step.convert import convert_workbook
+from sheetdrop_step.converter import convert_workbook
 from tests.workbooks.cells import write
 
 HINTS = {"Qty": "int", "Price": "float", "Code": "string", "Day": "date", "Stamp": "datetime", "Paid": "bool",
          "Opens": "time", "Took": "duration"}
+
+
+def test_the_vocabulary_names_each_type_once_and_gives_each_kind_one_type() -> None:
+    assert len(BY_OPTION) == len(BY_NAME) == len(COLUMN_TYPES)
+    assert sorted(AUTO) == sorted({t.kind for t in COLUMN_TYPES})
+    assert sum(t.auto for t in COLUMN_TYPES) == len(AUTO)
+    for column_type in COLUMN_TYPES:
+        pa.type_for_alias(column_type.arrow)  # a type pyarrow knows by that name
+    # The one test below covers every hint: a type added to the vocabulary needs its cells there.
+    assert sorted(HINTS.values()) == sorted(OPTIONS)
 
 
 def test_each_type_hint(tmp_path: Path) -> None:
@@ -37,6 +49,9 @@ def test_each_type_hint(tmp_path: Path) -> None:
     assert out.column_types == {"Qty": "int64", "Price": "float64", "Code": "string", "Day": "date",
                                 "Stamp": "timestamp", "Paid": "bool", "Opens": "time", "Took": "duration",
                                 "_rescued_data": "string"}
+    schema = pq.read_schema(out.path)
+    assert {name: schema.field(name).type for name in HINTS} == {
+        name: pa.type_for_alias(BY_OPTION[hint].arrow) for name, hint in HINTS.items()}
     got = pq.read_table(out.path).to_pydict()
     assert got == {
         "Qty": [7, 12, None], "Price": [1.25, 3.5, None], "Code": ["5", "x", "TRUE"],

@@ -131,7 +131,8 @@ def test_the_readme_lists_every_setting() -> None:
 #: Modules that may read the process environment: the settings readers, and the step's runtime
 #: markers (which run it is in), which are not settings.
 ENVIRONMENT_READERS = {"function/sheetdrop/settings.py", "sheetdrop_local/settings.py",
-                       "step/sheetdrop_step/contexts/__init__.py", "step/sheetdrop_step/convert.py",
+                       "step/sheetdrop_step/contexts/__init__.py", "step/sheetdrop_step/converter/_entry.py",
+                       "step/sheetdrop_step/converter/_reading/launch.py",
                        "step/sheetdrop_step/extract.py",
                        # the v2 job's own variables (workspace, MLflow run, identity), set by AzureML
                        "step/sheetdrop_step/contexts/azureml_v2.py"}

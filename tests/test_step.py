@@ -139,13 +139,12 @@ def test_step_limits_are_settings_and_a_bad_one_is_named(step_snapshot: Path, tm
 
 
 def test_every_step_setting_in_the_contract_reaches_the_converter() -> None:
-    from sheetdrop_step import convert
-    from sheetdrop_step.convert_guard import Limits
+    from sheetdrop_step.converter import Limits, options_from_env
 
-    assert convert.options_from_env({}) == {"include_hidden": False, "limits": Limits()}
-    changed = convert.options_from_env({"SHEETDROP_INCLUDE_HIDDEN": "yes", "SHEETDROP_MAX_FILE_MB": "2",
-                                        "SHEETDROP_MAX_CELLS": "1000", "SHEETDROP_READER_MEMORY_MB": "512",
-                                        "SHEETDROP_READER_TIMEOUT_S": "30"})
+    assert options_from_env({}) == {"include_hidden": False, "limits": Limits()}
+    changed = options_from_env({"SHEETDROP_INCLUDE_HIDDEN": "yes", "SHEETDROP_MAX_FILE_MB": "2",
+                                "SHEETDROP_MAX_CELLS": "1000", "SHEETDROP_READER_MEMORY_MB": "512",
+                                "SHEETDROP_READER_TIMEOUT_S": "30"})
     assert changed == {"include_hidden": True, "limits": Limits(
         max_file_bytes=2 * 1024**2, max_cells=1000, max_memory_bytes=512 * 1024**2, timeout_seconds=30.0)}
     assert set(contract.STEP_SETTING_NAMES) == {"SHEETDROP_INCLUDE_HIDDEN", "SHEETDROP_MAX_FILE_MB",

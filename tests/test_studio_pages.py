@@ -21,7 +21,7 @@ from sheetdrop_local.readmodel import locations
 from sheetdrop_local.settings import LocalSettings
 from sheetdrop_local.studio import snippets
 from sheetdrop_local.studio.app import create_app
-from sheetdrop_step.convert import CONVERTER_VERSION
+from sheetdrop_step.converter import CONVERTER_VERSION
 
 
 @pytest.fixture

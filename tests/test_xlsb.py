@@ -15,8 +15,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from sheetdrop_step.convert import Limits, WorkbookRejected, convert_workbook
-from sheetdrop_step.convert_guard import inspect_workbook
+from sheetdrop_step.converter import Limits, WorkbookRejected, convert_workbook
 from tests.workbooks.make_xlsb import (
     BRT_BEGIN_BOOK,
     SAMPLE_HEADER,
@@ -94,7 +93,6 @@ def test_committed_fixture_is_what_make_xlsb_writes(tmp_path: Path) -> None:
 
 
 def test_sample_xlsb_converts_by_the_column_rules(tmp_path: Path) -> None:
-    assert inspect_workbook(FIXTURE).fmt == "xlsb"
     outs = convert_workbook(FIXTURE, tmp_path / "out")
     assert [(o.sheet, o.slug) for o in outs] == [("Data", "data"), (SAMPLE_SECOND_SHEET, "notes_ete")]
     data, notes = outs
@@ -147,7 +145,6 @@ def test_sample_xlsb_reads_the_same_in_pyxlsb(tmp_path: Path) -> None:
 def test_renamed_xlsb_still_converts_format_from_content(tmp_path: Path) -> None:
     renamed = tmp_path / "upload.xlsx"
     shutil.copy(FIXTURE, renamed)
-    assert inspect_workbook(renamed).fmt == "xlsb"
     outs = convert_workbook(renamed, tmp_path / "out")
     assert [o.sheet for o in outs] == ["Data", SAMPLE_SECOND_SHEET]
     assert outs[0].column_types == SAMPLE_TYPES
@@ -251,20 +248,20 @@ def test_xlsb_far_corner_cell_is_too_large_not_a_crash(tmp_path: Path) -> None:
 
 
 def test_xlsb_records_are_read_only_as_far_as_needed() -> None:
-    from sheetdrop_step import convert_xlsb
+    from sheetdrop_step.converter._reading import xlsb
     from tests.workbooks.make_xlsb import BRT_WB_PROP, BRT_WS_DIM, record
 
     prop = record(BRT_WB_PROP, struct.pack("<II", 1, 0))
-    assert convert_xlsb.date1904(prop) is True
-    assert convert_xlsb.date1904(prop[:-1]) is False  # an incomplete record is not guessed at
+    assert xlsb.date1904(prop) is True
+    assert xlsb.date1904(prop[:-1]) is False  # an incomplete record is not guessed at
     dim = record(BRT_WS_DIM, struct.pack("<IIII", 0, 1_048_575, 0, 16_383))
-    assert convert_xlsb.sheet_area(dim) == 1_048_576 * 16_384
+    assert xlsb.sheet_area(dim) == 1_048_576 * 16_384
 
 
 def test_xlsb_sheet_part_with_an_unsupported_compression_method_is_corrupt(tmp_path: Path) -> None:
     import zipfile
 
-    from sheetdrop_step import convert_guard
+    from sheetdrop_step.converter._safety.parts import QUICK_ENTRY_BYTES
 
     # A sheet part above the quick-check size (so only the xlsb head check opens it), then its
     # compression method patched to deflate64 (9), which zipfile cannot read.
@@ -274,7 +271,7 @@ def test_xlsb_sheet_part_with_an_unsupported_compression_method_is_corrupt(tmp_p
         for info in src.infolist():
             data = src.read(info)
             if info.filename.startswith("xl/worksheets/"):
-                out.writestr(zipfile.ZipInfo(info.filename), data + b"\0" * (convert_guard.QUICK_ENTRY_BYTES + 10))
+                out.writestr(zipfile.ZipInfo(info.filename), data + b"\0" * (QUICK_ENTRY_BYTES + 10))
             else:
                 out.writestr(info, data, compress_type=zipfile.ZIP_DEFLATED)
     raw = bytearray(path.read_bytes())

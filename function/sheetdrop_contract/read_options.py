@@ -15,9 +15,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
+from sheetdrop_contract.column_types import OPTIONS
+
 OPTIONS_FILE = "sheetdrop.json"
 
-ColumnType = Literal["int", "float", "string", "date", "datetime", "bool", "time", "duration"]
 #: What a column that holds values of more than one type becomes: text (each cell as Excel shows it),
 #: or the type of its majority (or hint) with the cells that do not fit in ``_rescued_data``.
 MixedRule = Literal["text", "rescue"]
@@ -25,7 +26,6 @@ MixedRule = Literal["text", "rescue"]
 #: and go on, fail the run (no new version), or keep the previous types and rescue what does not fit.
 SchemaRule = Literal["evolve", "fail", "rescue"]
 
-COLUMN_TYPES: tuple[ColumnType, ...] = get_args(ColumnType)
 MIXED_RULES: tuple[MixedRule, ...] = get_args(MixedRule)
 SCHEMA_RULES: tuple[SchemaRule, ...] = get_args(SchemaRule)
 KEYS = ("sheets", "range", "header_rows", "footer", "types", "mixed_columns", "schema_changes", "dataset")
@@ -58,7 +58,8 @@ class ReadOptions:
     header_rows: int | None = None
     footer_rows: int = 0
     stop_at_empty_row: bool = False
-    types: dict[str, ColumnType] = field(default_factory=dict)
+    #: Column name → a hint: an ``option`` of ``column_types.COLUMN_TYPES``.
+    types: dict[str, str] = field(default_factory=dict)
     mixed_columns: MixedRule = "text"
     schema_changes: SchemaRule = "evolve"
     dataset: str | None = None
@@ -152,10 +153,10 @@ def parse(text: str, file: str) -> ReadOptions:
     values["footer_rows"], values["stop_at_empty_row"] = drop, stop
     types = data.get("types", {})
     if not isinstance(types, dict):
-        raise bad("types", "an object of column name to one of " + ", ".join(COLUMN_TYPES))
+        raise bad("types", "an object of column name to one of " + ", ".join(OPTIONS))
     for column, kind in types.items():
-        if kind not in COLUMN_TYPES:
-            raise bad(f"types.{column}", f"{kind!r} is not one of {', '.join(COLUMN_TYPES)}")
+        if kind not in OPTIONS:
+            raise bad(f"types.{column}", f"{kind!r} is not one of {', '.join(OPTIONS)}")
     values["types"] = dict(types)
     for key, allowed in (("mixed_columns", MIXED_RULES), ("schema_changes", SCHEMA_RULES)):
         if key in data:

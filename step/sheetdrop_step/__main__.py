@@ -3,6 +3,6 @@
 
 import sys
 
-from sheetdrop_step.convert import main
+from sheetdrop_step.converter import main
 
 sys.exit(main())

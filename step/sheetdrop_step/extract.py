@@ -1,7 +1,7 @@
 """The extract pipeline's PythonScriptStep: workbook in, parquet + registered datasets out.
 
 A thin wrapper: argument parsing, the run context and registration. The
-conversion itself is :mod:`convert`. Arguments, tags and settings follow :mod:`contract`.
+conversion itself is :mod:`sheetdrop_step.converter`. Arguments, tags and settings follow :mod:`contract`.
 """
 
 from __future__ import annotations
@@ -28,8 +28,7 @@ from sheetdrop_contract.contract import (
 )
 from sheetdrop_step import schema_changes
 from sheetdrop_step.contexts import StepContext, get_context
-from sheetdrop_step.convert import CONVERTER_VERSION, convert_workbook, options_from_env
-from sheetdrop_step.rejection import WorkbookRejected
+from sheetdrop_step.converter import CONVERTER_VERSION, WorkbookRejected, convert_workbook, options_from_env
 
 
 def _previous_types(context: StepContext, base: str) -> dict[str, dict[str, str]]:
@@ -140,7 +139,7 @@ def run(args: argparse.Namespace, source: dict[str, str], options: read_options.
 
 
 def main(argv: list[str] | None = None) -> int:
-    # The converter's notes (a sheet skipped and why) belong in the step's log, as `convert.py` prints
+    # The converter's notes (a sheet skipped and why) belong in the step's log, as `python -m sheetdrop_step` prints
     # them; only ours: in AzureML the SDK's own INFO logging would drown them.
     notes = logging.StreamHandler(sys.stderr)
     notes.setFormatter(logging.Formatter("%(message)s"))

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PROJECT_PYTHON = ROOT / ".venv" / "bin" / "python"
 FIXTURES = ROOT / "tests" / "workbooks"
 CONVERT = (
-    "import sys; from sheetdrop_step.convert import convert_workbook; "
+    "import sys; from sheetdrop_step.converter import convert_workbook; "
     "from sheetdrop_contract.read_options import parse; "
     "options = parse(sys.argv[3], 'sheetdrop.json') if len(sys.argv) > 3 else None; "
     "convert_workbook(sys.argv[1], sys.argv[2], workers=2, options=options)"

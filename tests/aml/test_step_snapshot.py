@@ -38,6 +38,6 @@ def test_v1_uploads_the_assembled_snapshot_and_nothing_a_run_left(tmp_path: Path
     (folder / "sheetdrop_step" / "__pycache__" / "extract.cpython-311.pyc").write_bytes(b"\0")
     names = uploaded(folder)
     assert names == sorted(name for _, name in snapshot.files())
-    assert {"extract.py", "requirements.txt", "sheetdrop_step/extract.py", "sheetdrop_step/convert.py",
+    assert {"extract.py", "requirements.txt", "sheetdrop_step/extract.py", "sheetdrop_step/converter/__init__.py",
             "sheetdrop_contract/contract.py", "sheetdrop_contract/read_options.py"} <= set(names)
     assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc")]

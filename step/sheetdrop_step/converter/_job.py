@@ -1,6 +1,6 @@
-"""What crosses the boundary between ``convert.py`` (the parent) and ``convert_reader.py`` (the reader
-process): a Job in, an Outcome out, both plain dataclasses carried as JSON (never pickle: the reader
-process handles hostile files, so what it sends back is data to check, not code to run).
+"""What crosses the boundary between the parent (``_reading.launch``) and the reader process
+(``_reading.reader``): a Job in, an Outcome out, both plain dataclasses carried as JSON (never pickle:
+the reader process handles hostile files, so what it sends back is data to check, not code to run).
 """
 
 from __future__ import annotations

@@ -18,18 +18,17 @@ becomes a data row that turns every column into text. So, unless the folder's op
 
 The first title block for which such a header follows wins; without one the header is the first row
 holding a value, as it always was. Pure Python: the reader decides before it parses the sheet which
-rows its first rows' types come from (``convert_sheet.choose_types``), and again on the table.
+rows its first rows' types come from (``_reading.head.choose_types``), and again on the table.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from sheetdrop_contract.read_options import ReadOptions
+from sheetdrop_step.converter._columns.cells import Cell
 
-Cell = tuple[str, Any]  # (kind, value), as convert_columns has it
 #: Rows by absolute index (0 = row 1), each a mapping of absolute column index → cell.
 Grid = Mapping[int, Mapping[int, Cell]]
 
@@ -123,7 +122,7 @@ def find_header(grid: Grid, header_rows: int | None) -> HeaderChoice | None:
 
 @dataclass
 class Shape:
-    """How a table sits in its sheet and which types its columns keep (``convert_table.build_table``)."""
+    """How a table sits in its sheet and which types its columns keep (``build.build_table``)."""
 
     options: ReadOptions = field(default_factory=ReadOptions)
     #: The header as the sheet's first rows showed it before the parse (None: decided on the table).

@@ -1,6 +1,6 @@
 """The one way a workbook is refused: a code from a closed set and a reason a person can act on.
 
-Raised by the guard and the converter, carried across the reader child's boundary as
+Raised by the guard, the scan and the reader, carried across the reader process's boundary as
 ``{"rejected": code, "reason": ...}``, printed by the step as ``error: <code>: <reason>``.
 """
 

@@ -1,48 +1,40 @@
-"""The reader process: ``python convert_reader.py`` with a Job (``convert_job``, JSON) on stdin; the
-parquet files and ``outcome.json`` go into the job's staging folder. ``convert.py`` starts it under an
-address-space limit and a timeout: the Rust readers abort the whole process when an allocation fails.
+"""The reader process: ``main`` with a Job (``_job``, JSON) on stdin; the parquet files and
+``outcome.json`` go into the job's staging folder. ``launch`` starts it under an address-space limit and
+a timeout: the Rust readers abort the whole process when an allocation fails.
 
-The quick guard (``convert_guard``) classifies the file and lists its sheets; the bounded scan
-(``convert_scan``) runs on a thread of its own while the sheets are read once each (``convert_sheet``),
-as many at once as the cores and the memory limit allow (the parse runs in Rust, without the GIL). A
-large xlsx/xlsm sheet is read in pieces parsed at once, cut from the scan's inflate
-(``convert_package.SheetPieces``) and merged as one read; otherwise the scan runs at a lower CPU
-priority. Nothing is written before the scan has passed, and a scan rejection wins over whatever the
-readers made of the file. Then each sheet goes through the column rules (``convert_columns``) into a
-parquet file. pyarrow is imported after the first parse: imported during it, it would add its 60 MiB
-to the parse's peak.
+The quick guard (``_safety.guard``) classifies the file and lists its sheets; the bounded scan
+(``_safety.scan.ScanThread``) runs on a thread of its own while the sheets are read once each
+(``fastexcel``, ``xls``), as many at once as the cores and the memory limit allow (the parse runs in
+Rust, without the GIL). A large xlsx/xlsm sheet is read in pieces parsed at once, cut from the scan's
+inflate (``pieces.SheetPieces``) and merged as one read (``_table.merge``); otherwise the scan runs
+at a lower CPU priority. Nothing is written before the scan has passed, and a scan rejection wins over
+whatever the readers made of the file. Then each sheet goes through the table and column rules
+(``_table.build``) into a parquet file (``_table.write``). pyarrow is imported after the first parse:
+imported during it, it would add its 60 MiB to the parse's peak.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
 import os
 import sys
 import threading
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NoReturn
 
-from sheetdrop_step.convert_guard import Inspection, quick_inspect
-from sheetdrop_step.convert_header import HeaderChoice, Shape
-from sheetdrop_step.convert_job import Job, Outcome, SheetResult, Skip, job_from_json, to_json
-from sheetdrop_step.convert_package import SHEET_ONLY, Piece, SheetPieces, normalize, one_sheet_parts, patch_errors
-from sheetdrop_step.convert_scan import SheetCounts, SheetMarks, area_checked, deep_check, scan_sheet
-from sheetdrop_step.convert_sheet import (
-    FastexcelBook,
-    NeedsPatch,
-    SheetSkipped,
-    Task,
-    XlsBook,
-    check,
-    head_types,
-    merge,
-    xls_globals,
-)
-from sheetdrop_step.rejection import OUT_OF_MEMORY, WorkbookRejected
+from sheetdrop_step.converter._job import Job, Outcome, SheetResult, Skip, job_from_json, to_json
+from sheetdrop_step.converter._reading.counts import check
+from sheetdrop_step.converter._reading.fastexcel import FastexcelBook
+from sheetdrop_step.converter._reading.head import head_types
+from sheetdrop_step.converter._reading.packages import SHEET_ONLY, normalize, one_sheet_parts, patch_errors
+from sheetdrop_step.converter._reading.pieces import Piece, SheetPieces
+from sheetdrop_step.converter._reading.task import NeedsPatch, SheetSkipped, Task
+from sheetdrop_step.converter._reading.xls import XlsBook, xls_globals
+from sheetdrop_step.converter._rejection import OUT_OF_MEMORY, WorkbookRejected
+from sheetdrop_step.converter._safety.guard import Inspection, quick_inspect
+from sheetdrop_step.converter._safety.scan import ScanThread, SheetCounts, SheetMarks, area_checked, scan_sheet
+from sheetdrop_step.converter._table.header import HeaderChoice, Shape
 
 #: Address space a parse takes per byte of sheet XML (measured 1.9 on 100k rows x 20 columns), and
 #: what the process holds before any (interpreter, pyarrow, thread stacks and malloc arenas).
@@ -77,6 +69,10 @@ def finish(job: Job, outcome: Outcome) -> NoReturn:
 
 
 class Reader:
+    """One workbook's reading: its sheets planned (as the guard lists them, or the reader), each read
+    once (whole, or in pieces at once), checked against the scan's counts, shaped into its table and
+    written; the scan's verdict first."""
+
     def __init__(self, job: Job) -> None:
         self.job, self.staging, self.limits = job, Path(job.staging), job.limits
         self.src = Path(job.src)
@@ -102,11 +98,12 @@ class Reader:
             self.heads = {t.part: pool.submit(head_types, self.path, self.reading, t, self.limits,
                                               options=self.job.options) for t in tasks if len(pieces[t.index]) > 1}
             self.loads: dict[str | None, list[Future[tuple[int, list[Any], int]]]] = {p: [] for p in self.heads}
-            self.scan = _Scan(self.job, self.inspection, {t.part: SheetPieces(
+            self.scan = ScanThread(self.src, self.limits, self.inspection, {t.part: SheetPieces(
                 lambda t=t: one_sheet_parts(self.path, self.reading, t.part, self.limits), t.part or "",
                 self.staging / f"piece-{t.index}{self.path.suffix}", pieces[t.index][0],
                 lambda piece, t=t: self.loads[t.part].append(pool.submit(self._piece, t, piece)),
-                self.marks()) for t in tasks if t.part in self.heads}, self.marks)
+                self.marks()) for t in tasks if t.part in self.heads}, self.marks,
+                lambda exc: finish(self.job, Outcome(rejected=exc.to_wire())))
             self.scan.start()
             # In sheet order, as a one-by-one read gives them; a sheet in pieces waits here for them.
             reads = [None if t.part in self.heads else pool.submit(self._table, t) for t in tasks]
@@ -128,7 +125,7 @@ class Reader:
     def _prepare(self) -> tuple[Path, Inspection]:
         """The file the reader opens, and its inspection. fastexcel picks its parser from the extension:
         it gets a link named after the content. A package whose workbook part is not where the reader
-        looks is rewritten (``convert_package.normalize``)."""
+        looks is rewritten (``packages.normalize``)."""
         inspection, fmt = self.inspection, self.inspection.fmt
         if fmt in ("xlsx", "xlsm") and not inspection.canonical:
             normalize(self.src, inspection, self.staging / f"normalized.{fmt}", self.limits)
@@ -198,7 +195,7 @@ class Reader:
             except BaseException as exc:
                 book = self._xlrd(exc, f"sheet {task.name!r} ")
                 columns, date1904 = book.read(task), book.date1904
-            from sheetdrop_step.convert_table import build_table
+            from sheetdrop_step.converter._table.build import build_table
 
             sheet = build_table(columns, date1904, self.job.cores if self.alone else 1, shape)
             if sheet is None:
@@ -227,7 +224,7 @@ class Reader:
         return self.books.book
 
     def _read_pieces(self, task: Task, shape: Shape) -> list[Any]:
-        """A sheet read once in pieces, merged as one read (:func:`convert_sheet.merge`); read whole if a
+        """A sheet read once in pieces, merged as one read (``_table.merge``); read whole if a
         piece could not be cut or read (measured and counted by a scan of its own then)."""
         try:
             self.scan.wait()  # every piece written
@@ -235,6 +232,8 @@ class Reader:
             if pieces.whole:
                 raise ValueError("no row to cut the sheet at, or rows out of order")
             reads = [load.result() for load in self.loads[task.part]]
+            from sheetdrop_step.converter._table.merge import merge
+
             columns = merge(reads)
             self.notes.append(f"sheet {task.name!r}: read in {len(reads)} pieces at once")
         except BaseException as exc:
@@ -282,27 +281,11 @@ class Reader:
     def _write(self, task: Task, sheet: Any) -> SheetResult | Skip:
         if isinstance(sheet, Skip):
             return sheet
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+        from sheetdrop_step.converter._table.write import write_parquet
 
-        table = sheet.table.replace_schema_metadata({
-            "sheetdrop.source": self.job.source, "sheetdrop.sheet": task.name,
-            "sheetdrop.converter_version": self.job.version,
-            "sheetdrop.column_types": json.dumps(sheet.types, ensure_ascii=False),
-            "sheetdrop.nulls": json.dumps(sheet.nulls, ensure_ascii=False),
-            "sheetdrop.errors": json.dumps(sheet.errors, ensure_ascii=False),
-            "sheetdrop.rows": str(sheet.table.num_rows),
-            "sheetdrop.header": sheet.header.describe(),
-            "sheetdrop.rescued": json.dumps(sheet.rescued, ensure_ascii=False),
-            "sheetdrop.warnings": json.dumps(sheet.warnings, ensure_ascii=False),
-        })
         path = self.staging / f"sheet-{task.index}.parquet"
-        text = [f.name for f in table.schema if pa.types.is_string(f.type)]
-        # Dictionaries pay off for repeated text (cities, codes), not for numbers and timestamps; the
-        # statistics of long text columns cost more than they give a reader. Fixed writer options and no
-        # timestamps anywhere keep reruns byte-identical.
-        pq.write_table(table, path, compression="zstd", compression_level=1, version="2.6", use_dictionary=text,
-                       write_statistics=[f.name for f in table.schema if f.name not in text], store_schema=True)
+        write_parquet(sheet, path, source=self.job.source, name=task.name, version=self.job.version)
+        table = sheet.table
         return SheetResult(task.index, task.name, path.name, table.num_rows, table.num_columns,
                            path.stat().st_size, sheet.types, sheet.nulls, sheet.errors, sheet.header.describe(),
                            sheet.warnings, sheet.rescued)
@@ -346,61 +329,3 @@ def classify(exc: BaseException) -> WorkbookRejected:
                                              "upload it again")
     return WorkbookRejected("corrupt", f"the workbook could not be read ({' '.join(text.split())[:300]}); open it "
                                        "in Excel or LibreOffice, save it again and re-upload")
-
-
-class _Scan(threading.Thread):
-    """The bounded scan of every part the quick guard deferred, cutting the sheets of ``pieces`` as it
-    inflates them. A rejection ends the process at once with that rejection as its outcome: it wins
-    over whatever a reader was doing."""
-
-    def __init__(self, job: Job, inspection: Inspection, pieces: dict[str | None, SheetPieces],
-                 marks: Callable[[], SheetMarks]) -> None:
-        super().__init__(name="sheetdrop-scan", daemon=True)
-        self.job, self.inspection, self.pieces, self.marks = job, inspection, pieces, marks
-        entries = inspection.entries
-        self.parts = {s.part: entries[s.part].filename for s in inspection.sheets or []
-                      if s.part in entries and inspection.fmt in ("xlsx", "xlsm")}
-        self.counts: dict[str, SheetCounts] = {}
-        self.error: BaseException | None = None
-        self.done = threading.Event()
-        self.counted = threading.Condition()
-
-    def run(self) -> None:
-        with contextlib.suppress(OSError, AttributeError):  # nice values are per thread: the parses keep their cores
-            if not self.pieces:  # (unless they wait for the pieces it cuts)
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-        names = {self.parts[s.part]: s.name for s in self.inspection.sheets or [] if s.part in self.parts}
-        try:
-            deep_check(Path(self.job.src), self.inspection.deferred, names, self.job.limits,
-                       self.inspection.inflated, self._counted, {self.parts[p]: w for p, w in self.pieces.items()},
-                       self.marks)
-        except WorkbookRejected as exc:
-            finish(self.job, Outcome(rejected=exc.to_wire()))
-        except BaseException as exc:  # handed to the threads that wait for the verdict
-            self.error = exc
-        finally:
-            self.done.set()
-            with self.counted:
-                self.counted.notify_all()
-
-    def _counted(self, part: str, counts: SheetCounts) -> None:
-        with self.counted:
-            self.counts[part] = counts
-            self.counted.notify_all()
-
-    def wait(self) -> None:
-        self.done.wait()
-        if self.error is not None:
-            raise self.error
-
-    def counts_for(self, part: str | None) -> SheetCounts | None:
-        """A sheet's counts, as soon as the scan has them (the scan goes on with the other parts)."""
-        name = self.parts.get(part or "")
-        if name is None:
-            return None
-        with self.counted:
-            self.counted.wait_for(lambda: name in self.counts or self.done.is_set())
-        if name not in self.counts:
-            self.wait()
-        return self.counts.get(name)
-

@@ -7,7 +7,7 @@ exactly: a plain decimal number (``12.5``, ``-3``, ``1E+20``: no thousands separ
 day ``09:30[:00]``, a duration ``[-]250:10:10``. A kept type takes its own kind only (``00123`` stays
 text, in ``_rescued_data``). An ``int`` takes whole numbers only, a ``date`` dates without a time of day, a
 ``datetime`` no bare time of day. A cell that does not fit is left out of the column and kept as
-text in ``_rescued_data`` (``convert_table``), never dropped. README, "Read options".
+text in ``_rescued_data`` (``_table.build``), never dropped. README, "Read options".
 """
 
 from __future__ import annotations
@@ -15,12 +15,14 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-Cell = tuple[str, Any]
+from sheetdrop_contract.column_types import ColumnType
+from sheetdrop_step.converter._columns.cells import Cell
 
 _INTEGER = re.compile(r"[+-]?\d+")
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
@@ -31,62 +33,78 @@ _BOOLS = {"true": True, "false": False}
 INT64_BOUND = 2.0**63
 
 
-def convert(cell: Cell, target: str, read_text: bool = True) -> Any:
-    """The cell as a value of the target's Arrow type (float for numbers, int for ``int``, datetime
+def convert(cell: Cell, want: ColumnType, read_text: bool = True) -> Any:
+    """The cell as a value of the wanted type's Arrow type (float for numbers, int for ``int``, datetime
     for dates, time, timedelta, bool), or None when it does not fit. ``cell`` kinds: number, text,
     bool, datetime, time (a datetime on day 0), duration. ``read_text``: text that reads as the type
     fits too (a type the options ask for by name; a kept majority takes its own kind only)."""
     kind, value = cell
     if kind == "text":
-        kind, value = _read_text(value.strip(), target) if read_text else (None, None)
-        if kind is None:
-            return None
-    if target in ("number", "float", "int"):
-        if kind != "number" or not math.isfinite(value):
-            return None
-        if target != "int":
-            return float(value)
-        return int(value) if float(value).is_integer() and -INT64_BOUND <= value < INT64_BOUND else None
-    if target in ("datetime", "date"):
-        if kind != "datetime":
-            return None
-        return value if target == "datetime" or value.time() == dt.time() else None
-    if target == "time":
-        return value.time() if kind == "time" else None
-    return value if kind == target else None
+        kind, value = _read_text(value.strip(), want) if read_text else (None, None)
+    return FITS[want.option](value) if kind == want.kind else None
 
 
-def _read_text(text: str, target: str) -> tuple[str | None, Any]:
-    if target == "int" and _INTEGER.fullmatch(text):
+def _finite(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+def _whole(value: float) -> int | None:
+    if not math.isfinite(value):
+        return None
+    return int(value) if float(value).is_integer() and -INT64_BOUND <= value < INT64_BOUND else None
+
+
+def _midnight(value: dt.datetime) -> dt.datetime | None:
+    return value if value.time() == dt.time() else None
+
+
+def _time_of_day(value: dt.datetime) -> dt.time:
+    return value.time()
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
+#: Each type's rule for a cell of its kind (or text read as one): the value it is held as, or None
+#: when it does not fit (every type of ``column_types.COLUMN_TYPES`` has one).
+FITS: dict[str, Callable[[Any], Any]] = {
+    "int": _whole, "float": _finite, "string": _as_is, "date": _midnight, "datetime": _as_is, "bool": _as_is,
+    "time": _time_of_day, "duration": _as_is}
+
+
+def _read_text(text: str, want: ColumnType) -> tuple[str | None, Any]:
+    if want.option == "int" and _INTEGER.fullmatch(text):
         return "number", int(text)  # exactly: past 2**53 a float would change it
-    if target in ("number", "float", "int") and _NUMBER.fullmatch(text):
+    if want.kind == "number" and _NUMBER.fullmatch(text):
         return "number", float(text)
-    if target == "bool" and text.lower() in _BOOLS:
+    if want.kind == "bool" and text.lower() in _BOOLS:
         return "bool", _BOOLS[text.lower()]
-    if target in ("datetime", "date") and _DATETIME.fullmatch(text):
+    if want.kind == "datetime" and _DATETIME.fullmatch(text):
         try:
             return "datetime", dt.datetime.fromisoformat(text)
         except ValueError:  # 2026-02-30: the shape of a date, not a date
             return None, None
-    if target == "time" and (m := _TIME.fullmatch(text)) and int(m[1]) < 24 and int(m[2]) < 60 and int(m[3] or 0) < 60:
+    if want.kind == "time" and (m := _TIME.fullmatch(text)) and int(m[1]) < 24 and int(m[2]) < 60 and (
+            int(m[3] or 0) < 60):
         return "time", dt.datetime.combine(dt.date(1899, 12, 31), dt.time(int(m[1]), int(m[2]), int(m[3] or 0)))
-    if target == "duration" and (m := _DURATION.fullmatch(text)) and int(m[3]) < 60 and int(m[4]) < 60:
+    if want.kind == "duration" and (m := _DURATION.fullmatch(text)) and int(m[3]) < 60 and int(m[4]) < 60:
         value = dt.timedelta(hours=int(m[2]), minutes=int(m[3]), seconds=int(m[4]))
         return "duration", -value if m[1] else value
     return None, None
 
 
-def misfits(native: pa.Array, kind: str, target: str, day_zero: pa.Array | None) -> dict[int, Any]:
-    """Rows of a native array of the target's kind whose value may still not fit it (a fraction in an
-    ``int`` column, a time of day in a date column...), with their values; :func:`convert` decides.
+def misfits(native: pa.Array, kind: str, want: ColumnType, day_zero: pa.Array | None) -> dict[int, Any]:
+    """Rows of a native array of the wanted type's kind whose value may still not fit it (a fraction in
+    an ``int`` column, a time of day in a date column...), with their values; :func:`convert` decides.
     ``day_zero``: for dates, where they fall on the date system's day 0 (times of day)."""
     valid = pc.is_valid(native)
-    if target == "int":
+    if want.option == "int":
         odd = pc.or_(pc.not_equal(pc.floor(native), native), pc.greater_equal(pc.abs(native), INT64_BOUND))
-    elif kind == "datetime" and day_zero is not None and target in ("datetime", "date", "time"):
+    elif kind == "datetime" and day_zero is not None and want.kind in ("datetime", "time"):
         midnight = pc.equal(pc.floor_temporal(native, unit="day"), native)
         odd = {"datetime": day_zero, "time": pc.invert(day_zero),
-               "date": pc.or_(day_zero, pc.invert(midnight))}[target]
+               "date": pc.or_(day_zero, pc.invert(midnight))}[want.option]
     else:
         return {}
     rows = pc.indices_nonzero(pc.and_(valid, pc.fill_null(odd, False))).to_pylist()

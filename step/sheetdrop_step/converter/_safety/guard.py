@@ -1,24 +1,29 @@
 """The quick guard: what kind of file this is (from its bytes, never its name) and whether a reader may
 be started on it; milliseconds. The file size, the zip directory (entry count, declared sizes and
-ratios, encryption), every small part inflated with bounds (``convert_scan.inflate_entry``), and the
+ratios, encryption), every small part inflated with bounds (``parts.inflate_entry``), and the
 package read the way its relationships describe it, whatever tool wrote it: entry names with
-backslashes, the workbook part wherever ``_rels/.rels`` points (``convert_package.normalize`` then
+backslashes, the workbook part wherever ``_rels/.rels`` points (``_reading.packages.normalize`` then
 rewrites it for the reader). The sheets and large parts are left to the bounded scan (``deferred``).
 """
 
 from __future__ import annotations
 
-import posixpath
 import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from sheetdrop_step import convert_xlsb
-from sheetdrop_step.convert_job import Limits
-from sheetdrop_step.convert_scan import QUICK_ENTRY_BYTES, bomb_reason, check_prolog, inflate_entry
-from sheetdrop_step.rejection import WorkbookRejected
+from sheetdrop_step.converter._job import Limits
+from sheetdrop_step.converter._reading import xlsb
+from sheetdrop_step.converter._rejection import WorkbookRejected
+from sheetdrop_step.converter._safety.parts import (
+    QUICK_ENTRY_BYTES,
+    check_declared,
+    inflate_entry,
+    parse_xml,
+    rels_of,
+    resolve,
+)
 
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
@@ -64,11 +69,6 @@ class Inspection:
         return self.workbook_part == "xl/workbook.xml" and rels_of(self.workbook_part) in self.entries
 
 
-def rels_of(part: str) -> str:
-    folder, name = posixpath.split(part)
-    return posixpath.join(folder, "_rels", name + ".rels")
-
-
 def quick_inspect(path: Path, limits: Limits | None = None) -> Inspection:
     """The cheap checks: enough to start a memory- and time-limited reader safely."""
     limits = limits or Limits()
@@ -89,18 +89,6 @@ def quick_inspect(path: Path, limits: Limits | None = None) -> Inspection:
     if head[:4] in ZIP_MAGICS:
         return _inspect_zip(path, limits)
     raise WorkbookRejected("not-a-workbook", _describe_non_workbook(path))
-
-
-def inspect_workbook(path: Path, limits: Limits | None = None) -> Inspection:
-    """Classify the file from its content and run every check, the bounded scan included."""
-    from sheetdrop_step.convert_scan import deep_check
-
-    limits = limits or Limits()
-    inspection = quick_inspect(path, limits)
-    parts = {s.part: s.name for s in inspection.sheets or [] if s.part}
-    deep_check(path, inspection.deferred, {inspection.entries[p].filename: n for p, n in parts.items()
-                                           if p in inspection.entries}, limits, inspection.inflated)
-    return inspection
 
 
 def _describe_non_workbook(path: Path) -> str:
@@ -153,7 +141,7 @@ def _inspect_zip(path: Path, limits: Limits) -> Inspection:
                                           "again and re-upload") from exc
     with zf, path.open("rb") as fh:
         infos = [i for i in zf.infolist() if not i.is_dir()]
-        _check_declared(infos, limits)
+        check_declared(infos, limits)
         # Some tools write entry names with backslashes or a leading slash; the package means the same.
         entries = {i.filename.replace("\\", "/").lstrip("/"): i for i in infos}
         inspection = Inspection(fmt="?", entries=entries)
@@ -175,7 +163,7 @@ def _inspect_zip(path: Path, limits: Limits) -> Inspection:
             _xlsx_sheets(inspection)
         elif inspection.fmt == "xlsb":
             inspection.sheets = [SheetInfo(name, state, _kind(target), target) for name, state, target in (
-                (n, st, _targets(inspection).get(rel)) for n, st, rel in convert_xlsb.sheets(
+                (n, st, _targets(inspection).get(rel)) for n, st, rel in xlsb.sheets(
                     inspection.small.get(inspection.workbook_part, b"")))]
         sheet_parts = {s.part for s in inspection.sheets or []} | {"content.xml"}
         for name, info in entries.items():
@@ -231,45 +219,6 @@ def _office_document(small: dict[str, bytes]) -> str | None:
     return None
 
 
-def resolve(base_part: str, target: str) -> str:
-    """A relationship target as a zip entry name: absolute, or relative to the source part's folder."""
-    target = target.replace("\\", "/")
-    joined = target.lstrip("/") if target.startswith("/") else posixpath.join(posixpath.dirname(base_part), target)
-    return posixpath.normpath(joined).lstrip("/")
-
-
-def _check_declared(infos: list[zipfile.ZipInfo], limits: Limits) -> None:
-    if len(infos) > limits.max_entries:
-        raise WorkbookRejected("unsafe", f"the workbook package has {len(infos)} parts, more than a workbook ever "
-                                         "needs")
-    declared = sum(i.file_size for i in infos)
-    if declared > limits.max_uncompressed_bytes:
-        raise WorkbookRejected("too-large" if declared < 10 * limits.max_uncompressed_bytes else "unsafe",
-                               f"the workbook declares {declared / 1024**2:.0f} MiB of uncompressed content, above "
-                               f"the {limits.max_uncompressed_bytes / 1024**2:.0f} MiB limit")
-    for info in infos:
-        if info.flag_bits & 0x1:
-            raise WorkbookRejected("encrypted", "the workbook's parts are encrypted; save it without a password and "
-                                                "re-upload")
-        if info.file_size > limits.ratio_floor_bytes and info.file_size > limits.max_entry_ratio * max(
-                info.compress_size, 1):
-            raise WorkbookRejected("unsafe", bomb_reason(info.filename, info.file_size, info.compress_size))
-
-
-def parse_xml(name: str, data: bytes) -> Any:
-    import defusedxml.ElementTree as DET
-    from defusedxml import DefusedXmlException
-
-    check_prolog(name, data[:4096])
-    try:
-        return DET.fromstring(data)
-    except DefusedXmlException as exc:
-        raise WorkbookRejected("unsafe", f"part {name!r} uses XML entities or DTDs "
-                                         f"({exc.__class__.__name__})") from exc
-    except Exception as exc:  # ParseError and friends
-        raise WorkbookRejected("corrupt", f"part {name!r} of the workbook is not valid XML ({exc})") from exc
-
-
 def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
 
@@ -309,7 +258,7 @@ def _xlsx_sheets(inspection: Inspection) -> None:
 def _xlsb_checks(zf: zipfile.ZipFile, inspection: Inspection, limits: Limits) -> None:
     """The date system and each sheet's declared area, from the start of the binary parts (the XML scan
     does not apply to BIFF12)."""
-    inspection.date1904 = convert_xlsb.date1904(inspection.small.get("xl/workbook.bin", b""))
+    inspection.date1904 = xlsb.date1904(inspection.small.get("xl/workbook.bin", b""))
     for name, info in inspection.entries.items():
         if not (name.startswith("xl/worksheets/") and name.endswith(".bin")):
             continue
@@ -319,7 +268,7 @@ def _xlsb_checks(zf: zipfile.ZipFile, inspection: Inspection, limits: Limits) ->
         except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, RuntimeError) as exc:
             # NotImplementedError: a compression method zipfile lacks (deflate64); RuntimeError: encryption.
             raise WorkbookRejected("corrupt", f"the workbook part {name} cannot be read ({exc})") from exc
-        cells = convert_xlsb.sheet_area(head)
+        cells = xlsb.sheet_area(head)
         if cells is not None and cells > limits.max_cells:
             raise WorkbookRejected("too-large", f"a sheet ({name}) declares {cells:,} cells, above the "
                                                 f"{limits.max_cells:,}-cell limit; delete stray cells far from the "

@@ -1,35 +1,30 @@
 """The bounded scan: every zip part the quick guard left alone, inflated once with bounds, and each
 sheet's XML measured by its actual cells (the readers inflate without bounds and allocate a sheet's
 whole range). It also counts each sheet's boolean and text cells for the count check
-(``convert_sheet.check``).
+(``_reading.counts``), and runs on a thread of its own in the reader process (:class:`ScanThread`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
-import struct
+import threading
 import zipfile
-import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import Protocol
 
 from sheetdrop_contract.read_options import CellRange
-from sheetdrop_step.convert_job import Limits
-from sheetdrop_step.rejection import WorkbookRejected
-
-if TYPE_CHECKING:
-    from sheetdrop_step.convert_package import SheetPieces
+from sheetdrop_step.converter._job import Limits
+from sheetdrop_step.converter._rejection import WorkbookRejected
+from sheetdrop_step.converter._safety.guard import Inspection
+from sheetdrop_step.converter._safety.parts import inflate_entry
 
 EXCEL_MAX_ROWS = 1_048_576
 EXCEL_MAX_COLS = 16_384
-CHUNK = 1 << 20
-#: Parts up to this declared size are inflated by the quick guard; larger ones (and the sheets) here.
-QUICK_ENTRY_BYTES = 1024**2
-_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # zipfile.structFileHeader
-_DTD = re.compile(rb"<!(DOCTYPE|ENTITY)", re.IGNORECASE)
 # A cell that holds something (a value or inline text), with its reference: cells that are only
 # styled take no room in the reader, so they do not widen the area.
 _HOLDS_VALUE = rb'"[^>]*>(?:<(?:\w+:)?f\b[^>]*(?:/>|>[^<]*</(?:\w+:)?f>))?<(?:\w+:)?(?:v|is)\b'
@@ -65,98 +60,6 @@ def col_number(letters: bytes) -> int:
     for ch in letters:
         n = n * 26 + (ch - 64)
     return n
-
-
-def bomb_reason(name: str, size: int, compressed: int) -> str:
-    return (f"part {name!r} expands from {compressed} bytes to {size} bytes ({size / max(compressed, 1):.0f}:1), "
-            "the signature of a zip bomb; the file was not opened")
-
-
-def check_prolog(name: str, head: bytes) -> None:
-    # Workbook XML never needs a DTD; refusing any DOCTYPE/ENTITY outright means entity expansion
-    # cannot happen in a reader that does not defend against it.
-    text = head.decode("utf-16", errors="ignore").encode() if head[:2] in (b"\xff\xfe", b"\xfe\xff") else head
-    if _DTD.search(text):
-        raise WorkbookRejected("unsafe", f"part {name!r} declares a DTD or XML entities (entity-expansion attack "
-                                         "pattern); the file was not opened")
-
-
-def inflate_entry(fh: BinaryIO, info: zipfile.ZipInfo, limits: Limits, total_before: int,
-                  sink: Callable[[bytes], None] | None, zf: zipfile.ZipFile | None = None) -> int:
-    """Inflate one entry once, with bounds, feeding ``sink``; returns the bytes produced. Headers can
-    lie: the ratio and total limits apply to the bytes as they come out, CRC and size are checked at
-    the end, XML prologs for DTDs. Deflate is inflated from the raw stream (``zipfile`` stops at the
-    declared size), so a part inflating far beyond its declared size is told apart from damage."""
-    name = info.filename
-    produced = crc = 0
-    head = b""
-
-    def emit(chunk: bytes) -> None:
-        nonlocal produced, crc, head
-        produced += len(chunk)
-        if len(head) < 4096:
-            head += chunk[: 4096 - len(head)]
-        if produced > limits.ratio_floor_bytes and produced > limits.max_entry_ratio * max(info.compress_size, 1):
-            raise WorkbookRejected("unsafe", bomb_reason(name, produced, info.compress_size))
-        if produced > 2 * info.file_size + QUICK_ENTRY_BYTES:
-            raise WorkbookRejected("unsafe", f"part {name!r} inflates to more than {produced} bytes although its "
-                                             f"headers declare {info.file_size}: a zip bomb that lies about its size; "
-                                             "the file was not opened")
-        if total_before + produced > limits.max_uncompressed_bytes:
-            raise WorkbookRejected("unsafe" if produced > 10 * max(info.file_size, 1) else "too-large",
-                                   f"the workbook inflates to more than "
-                                   f"{limits.max_uncompressed_bytes / 1024**2:.0f} MiB")
-        crc = zlib.crc32(chunk, crc)
-        if sink is not None:
-            sink(chunk)
-
-    def damaged(detail: object) -> WorkbookRejected:
-        return WorkbookRejected("corrupt", f"part {name!r} of the workbook is damaged ({detail}); save it again and "
-                                           "re-upload")
-
-    try:
-        if info.compress_type in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-            fh.seek(info.header_offset)
-            local = fh.read(_LOCAL_HEADER.size)
-            if len(local) != _LOCAL_HEADER.size or local[:4] != b"PK\x03\x04":
-                raise damaged("bad local header")
-            fields = _LOCAL_HEADER.unpack(local)
-            fh.seek(info.header_offset + _LOCAL_HEADER.size + fields[10] + fields[11])
-            left = info.compress_size
-            inflater = zlib.decompressobj(-15) if info.compress_type == zipfile.ZIP_DEFLATED else None
-            while left > 0 and not (inflater is not None and inflater.eof):
-                raw = fh.read(min(CHUNK, left))
-                if not raw:
-                    raise damaged("truncated")
-                left -= len(raw)
-                if inflater is None:
-                    emit(raw)
-                    continue
-                while raw and not inflater.eof:  # max_length bounds each step: 1 MiB of a bomb is 1 GiB
-                    out = inflater.decompress(raw, CHUNK)
-                    if out:
-                        emit(out)
-                    raw = inflater.unconsumed_tail
-            while inflater is not None and not inflater.eof:
-                out = inflater.decompress(b"", CHUNK)
-                if not out:
-                    raise damaged("truncated deflate stream")
-                emit(out)
-        else:  # rare methods (bzip2, lzma): zipfile's reader, still bounded chunk by chunk
-            with (zf or zipfile.ZipFile(fh)).open(info) as stream:
-                while chunk := stream.read(CHUNK):
-                    emit(chunk)
-    except WorkbookRejected:
-        raise
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
-        raise damaged(exc) from exc
-    except NotImplementedError as exc:
-        raise WorkbookRejected("corrupt", f"part {name!r} uses an unsupported zip compression ({exc})") from exc
-    if produced != info.file_size or crc != info.CRC:
-        raise damaged("CRC or size mismatch: Bad CRC-32")
-    if name.lower().endswith((".xml", ".rels", ".vml")):
-        check_prolog(name, head)
-    return produced
 
 
 class SheetMarks:
@@ -273,9 +176,17 @@ def scan_sheet(path: Path, info: zipfile.ZipInfo, name: str, limits: Limits, mar
     return area_checked(name, scan.counts, limits)
 
 
+class Cutter(Protocol):
+    """What cuts a sheet into pieces as the scan inflates it (``_reading.pieces.SheetPieces``)."""
+
+    def feed(self, chunk: bytes) -> None: ...
+
+    def finish(self) -> None: ...
+
+
 def deep_check(path: Path, deferred: list[zipfile.ZipInfo], sheets: dict[str, str], limits: Limits,
                inflated: int = 0, counted: Callable[[str, SheetCounts], None] | None = None,
-               pieces: dict[str, SheetPieces] | None = None,
+               pieces: dict[str, Cutter] | None = None,
                marks: Callable[[], SheetMarks] = SheetMarks) -> dict[str, SheetCounts]:
     """Inflate every deferred part once (bounded) and scan the sheet parts among them. ``sheets`` maps a
     sheet part's zip name to the sheet's name. Returns the counts per part, each also handed to
@@ -301,3 +212,60 @@ def deep_check(path: Path, deferred: list[zipfile.ZipInfo], sheets: dict[str, st
                 if counted is not None:
                     counted(info.filename, counts[info.filename])
     return counts
+
+
+class ScanThread(threading.Thread):
+    """The bounded scan of every part the quick guard deferred, cutting the sheets of ``pieces`` as it
+    inflates them. A rejection goes to ``rejected`` at once (the reader process ends with it: it wins
+    over whatever a reader was doing); any other failure is handed to the threads that wait for it."""
+
+    def __init__(self, src: Path, limits: Limits, inspection: Inspection, pieces: dict[str | None, Cutter],
+                 marks: Callable[[], SheetMarks], rejected: Callable[[WorkbookRejected], None]) -> None:
+        super().__init__(name="sheetdrop-scan", daemon=True)
+        self.src, self.limits, self.inspection, self.pieces, self.marks = src, limits, inspection, pieces, marks
+        self.rejected = rejected
+        entries = inspection.entries
+        self.parts = {s.part: entries[s.part].filename for s in inspection.sheets or []
+                      if s.part in entries and inspection.fmt in ("xlsx", "xlsm")}
+        self.counts: dict[str, SheetCounts] = {}
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+        self.counted = threading.Condition()
+
+    def run(self) -> None:
+        with contextlib.suppress(OSError, AttributeError):  # nice values are per thread: the parses keep their cores
+            if not self.pieces:  # (unless they wait for the pieces it cuts)
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        names = {self.parts[s.part]: s.name for s in self.inspection.sheets or [] if s.part in self.parts}
+        try:
+            deep_check(self.src, self.inspection.deferred, names, self.limits, self.inspection.inflated,
+                       self._counted, {self.parts[p]: w for p, w in self.pieces.items()}, self.marks)
+        except WorkbookRejected as exc:
+            self.rejected(exc)
+        except BaseException as exc:  # handed to the threads that wait for the verdict
+            self.error = exc
+        finally:
+            self.done.set()
+            with self.counted:
+                self.counted.notify_all()
+
+    def _counted(self, part: str, counts: SheetCounts) -> None:
+        with self.counted:
+            self.counts[part] = counts
+            self.counted.notify_all()
+
+    def wait(self) -> None:
+        self.done.wait()
+        if self.error is not None:
+            raise self.error
+
+    def counts_for(self, part: str | None) -> SheetCounts | None:
+        """A sheet's counts, as soon as the scan has them (the scan goes on with the other parts)."""
+        name = self.parts.get(part or "")
+        if name is None:
+            return None
+        with self.counted:
+            self.counted.wait_for(lambda: name in self.counts or self.done.is_set())
+        if name not in self.counts:
+            self.wait()
+        return self.counts.get(name)

@@ -1,0 +1,42 @@
+"""The converter: a workbook in, one parquet file per sheet out, or a rejection with a reason
+(README, "The converter"). This is its one public surface; every other module here is private to it.
+
+* :func:`convert_workbook` (and :class:`Converted`, :class:`SheetOutput`: what it returns;
+  :class:`Limits`, its bounds; :func:`usable_cores`, its default for ``workers``), the version written
+  into every file (:data:`CONVERTER_VERSION`), :func:`options_from_env` (its keyword options from the
+  step settings) and :func:`main` (``python -m sheetdrop_step IN OUT``);
+* :class:`WorkbookRejected`, the one way a workbook is refused, with its :data:`CODES`.
+
+Inside, the modules are cut by what a caller asks them: ``_safety`` whether the file may be opened
+(the quick guard, the bounded scan, the zip and XML checks); ``_reading`` what the sheets hold (the
+reader process and the packages written for it, fastexcel, xls, xlsb); ``_table`` where each sheet's
+table is (header, range, footer, pieces merged, the names, the table written); ``_columns`` what
+type each column has (the column rules, type hints, rescue, cells shown as text). The type
+vocabulary they all read is ``sheetdrop_contract.column_types``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+#: The public names, by the private module each lives in; loaded when first asked for. The reader
+#: process imports this package too (its modules are inside it) and needs none of the parent's side:
+#: eagerly, subprocess, argparse and the step contract would add ~20 ms to every conversion.
+_PUBLIC = {
+    "_entry": ("CONVERTER_VERSION", "Converted", "SheetOutput", "convert_workbook", "options_from_env",
+               "usable_cores"),
+    "_job": ("Limits",),
+    "_cli": ("main",),
+    "_rejection": ("CODES", "RejectionCode", "WorkbookRejected"),
+}
+_HOME = {name: module for module, names in _PUBLIC.items() for name in names}
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
+    globals()[name] = value  # looked up once
+    return value

@@ -1,0 +1,157 @@
+"""Reading a sheet with fastexcel, into ``ColumnRead`` columns (in the reader process).
+
+fastexcel parses a sheet straight into Arrow, reporting each cell it cannot convert to its column's
+type with its exact original (:func:`original`) — but not every one (``tests/test_convert_cell_kinds.py``
+pins down which it coerces silently). So each column's type is chosen before the parse from the first
+rows (``head.choose_types``, with :func:`dtype_for` here) such that the rest comes back natively or
+reported, and what the first rows did not show is caught by the count check (``counts.check``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+from typing import Any
+
+from sheetdrop_contract.column_types import AUTO
+from sheetdrop_step.converter._columns.cells import MS_PER_DAY, Cell, ColumnRead, serial_datetime
+from sheetdrop_step.converter._reading.task import NeedsPatch, SheetSkipped, Task
+from sheetdrop_step.converter._safety.guard import Inspection
+
+#: The fastexcel releases :func:`original` reads the error details of, from the first up to (not
+#: including) the second: it parses the text of Rust's ``Debug`` of calamine's cell value, which no
+#: release promises to keep. step/requirements.txt pins the same range; a test fails when the
+#: installed fastexcel is outside it.
+FASTEXCEL_VERSIONS = ((0, 21), (0, 22))
+MAX_COLUMNS = 16_384
+#: The dtypes under which fastexcel reports (as errors, with their originals) every cell but a date,
+#: dates coming back as serial days in milliseconds, their subtype (date or duration) lost; and
+#: every date, with its subtype.
+ALL_BUT_DATES, DATES = "duration", "float"
+DEFAULT = (AUTO["number"].reader, "number")  # a column with nothing in the first rows
+_ISO_DURATION = re.compile(r"P(?:(\d+)D)?T?(?:(\d+)H)?(?:(\d+)M)?(?:([\d.]+)S)?$")
+_EXCEL_DATETIME = re.compile(r"value: ([^,]+), datetime_type: (\w+), is_1904: (\w+)")
+_ESCAPE = re.compile(r"\\(u\{[0-9a-fA-F]+\}|.)")
+_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "0": "\0"}
+
+
+def dtype_for(kinds: set[str]) -> tuple[str, str]:
+    """The dtype to read a column with whose first rows hold these kinds, and the kind of its native
+    values: one kind natively, as its type says (``column_types``); dates next to durations → float
+    (each reported with its subtype); any other mix → duration (all but the dates reported)."""
+    if len(kinds) == 1:
+        kind = next(iter(kinds))
+        return AUTO[kind].reader, kind
+    if {"datetime", "duration"} <= kinds:
+        return DATES, "number"
+    return ALL_BUT_DATES, "duration" if "duration" in kinds else "datetime"
+
+
+def original(detail: str, date1904: bool) -> Cell:
+    """The cell fastexcel could not convert, from its error detail (Rust's Debug of calamine's value;
+    :data:`FASTEXCEL_VERSIONS`)."""
+    raw = detail[detail.find("but got '") + 9:]
+    if raw.endswith("'") and (raw[:-1].endswith(")") or raw == "Empty'"):
+        raw = raw[:-1]
+    name, _, body = raw.partition("(")
+    body = body[:-1]
+    if name in ("Float", "Int"):
+        return "number", float(body)
+    if name == "Bool":
+        return "bool", body == "true"
+    if name in ("String", "DateTimeIso", "DurationIso"):
+        text = _ESCAPE.sub(_unescape, body[1:-1])
+        if name == "String":
+            return "text", text
+        if name == "DurationIso":
+            return "duration", _iso_duration(text)
+        return "datetime", dt.datetime.fromisoformat(text)
+    if name == "DateTime":
+        m = _EXCEL_DATETIME.search(body)
+        if m:
+            days = float(m.group(1))
+            if m.group(2) == "TimeDelta":
+                return "duration", dt.timedelta(milliseconds=round(days * MS_PER_DAY))
+            return "datetime", serial_datetime(days, m.group(3) == "true")
+    return "error", body or name
+
+
+def _unescape(m: re.Match[str]) -> str:
+    code = m.group(1)
+    return chr(int(code[2:-1], 16)) if code.startswith("u{") else _ESCAPES.get(code, code)
+
+
+def _iso_duration(text: str) -> dt.timedelta:
+    m = _ISO_DURATION.match(text.lstrip("-"))
+    if not m:
+        raise ValueError(f"not an ISO duration: {text!r}")
+    d, h, mi, sec = (float(g or 0) for g in m.groups())
+    value = dt.timedelta(days=d, hours=h, minutes=mi, seconds=sec)
+    return -value if text.startswith("-") else value
+
+
+class FastexcelBook:
+    """One thread's fastexcel reader on a package (a reader is not shared between threads)."""
+
+    def __init__(self, path: Path, inspection: Inspection, include_hidden: bool = True) -> None:
+        import fastexcel
+
+        self.inspection, self.include_hidden = inspection, include_hidden
+        self.reader = fastexcel.read_excel(str(path))
+
+    def head_rows(self, task: Task, first: int, count: int) -> tuple[list[list[Any]], int]:
+        """The values of ``count`` rows from row ``first``, with their kinds, from two small reads under
+        types that report every cell but dates (``duration``) and every date with its subtype (``float``)."""
+        strict = self.load(task, {}, count, ALL_BUT_DATES, first=first)[0]
+        dates = {c.index: c.foreign for c in self.load(task, {}, count, DATES, first=first)[0]}
+        rows: list[list[Any]] = [[None] * len(strict) for _ in range(len(strict[0].native) if strict else 0)]
+        for j, col in enumerate(strict):
+            for r, present in enumerate(col.native.is_valid().to_pylist()):
+                cell = col.foreign.get(first + r) or (dates[col.index].get(first + r) if present else None)
+                rows[r][j] = cell[1] if cell and cell[0] != "error" else None
+        return rows, strict[0].index if strict else 0
+
+    def load(self, task: Task, types: dict[int, tuple[str, str]], rows: int | None = None,
+             every: str | None = None, only: list[int] | None = None, first: int = 0, lacks_before: bool = False,
+             ) -> tuple[list[ColumnRead], int]:
+        """The sheet's columns (``only`` these) as read with these types (or ``every`` column as one),
+        and its number of rows; from its ``first`` row (in a piece, :class:`pieces.Piece`,
+        which ``lacks_before`` that row: one there is out of order, a ValueError)."""
+        dtypes = every or {i: types.get(i, DEFAULT)[0] for i in range(MAX_COLUMNS)}
+        try:
+            # skip_rows=0: rows counted from the sheet's first (a piece's: the row before it, which it
+            # lacks, taken as the header), whatever columns are read.
+            sheet = self.reader.load_sheet(task.name, header_row=first - 1 if first else None, skip_rows=0,
+                                           dtypes=dtypes, n_rows=rows, use_columns=only)
+        except Exception as exc:
+            text = str(exc)
+            if "Unsupported cell error value" in text:
+                raise NeedsPatch(text) from exc
+            if "not a valid worksheet" in text or "chartsheet" in text.lower():
+                raise SheetSkipped("chart sheet") from exc
+            raise
+        if lacks_before and any(info.column_name_from != "generated" for info in sheet.selected_columns):
+            raise ValueError(f"row {first} is in the piece that starts at row {first + 1}: rows out of order")
+        if self.inspection.sheets is None and sheet.visible != "visible" and not self.include_hidden:
+            raise SheetSkipped(f"{'hidden' if sheet.visible == 'hidden' else 'veryHidden'} sheet")
+        import pyarrow as pa
+
+        from sheetdrop_step.converter._columns.arrays import serial_timestamps
+
+        batch, errors = sheet.to_arrow_with_errors()
+        infos = sheet.selected_columns
+        at = {info.index: j for j, info in enumerate(infos)}  # error positions count the sheet's columns
+        foreign: list[dict[int, Cell]] = [{} for _ in infos]
+        date1904 = self.inspection.date1904
+        for err in errors.errors if errors is not None else []:
+            row, col = err.offset_position
+            foreign[at[col]][first + row] = original(err.detail, date1904)
+        columns = []
+        for j, info in enumerate(infos):
+            dtype, kind = (every, None) if every else types.get(info.absolute_index, DEFAULT)
+            native = batch.column(j)
+            if dtype == ALL_BUT_DATES and kind == "datetime":
+                native = serial_timestamps(native.cast(pa.int64()), date1904)
+            columns.append(ColumnRead(info.absolute_index, native, kind, foreign[j]))
+        return columns, batch.num_rows
