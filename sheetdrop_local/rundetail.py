@@ -75,15 +75,17 @@ class RunDetail:
     metrics: dict[str, Any]
     outputs: list[DatasetVersion]
     log: str | None
+    #: A superseded run: the version that replaced its own, and that version's run.
+    newer: lineage.Newer | None = None
 
 
 def parameters(run: Run, settings: LocalSettings) -> dict[str, str]:
     """The pipeline parameters the run was submitted with, as AzureML studio lists them."""
     values = {
         contract.DATASET_NAME_PARAMETER: run.dataset_name,
-        contract.INPUT_PARAMETER: f"{run.datastore_name}/{run.relative_path}",
+        contract.INPUT_ACCOUNT_PARAMETER: lineage.storage_endpoint(settings),
         contract.SOURCE_PARAMETER: contract.source_version(run.source_container, run.source_blob, run.source_etag),
-        "output_datastore": settings.output_datastore,
+        contract.OUTPUT_DATASTORE_PARAMETER: settings.output_datastore,
     }
     # Runs that carry read options (a later version of the run store) show them too.
     for name in ("read_options", "options"):
@@ -157,7 +159,7 @@ def run_detail(conn: sqlite3.Connection, settings: LocalSettings, run: Run,
         sheets.append(Sheet(file=file, sheet=file, dataset=None, metrics=metrics, warnings=_warnings_of(metrics)))
     return RunDetail(run=run, parameters=parameters(run, settings), step_settings=step_settings, sheets=sheets,
                      skipped_sheets=skipped, warnings=warnings + _warnings_of(run_metrics), metrics=run_metrics,
-                     outputs=outputs, log=log)
+                     outputs=outputs, log=log, newer=lineage.newer_version(conn, run))
 
 
 def _read_columns(settings: LocalSettings, service: BlobServiceClient, sheet: Sheet) -> None:

@@ -24,6 +24,8 @@ class SubmitRequest:
     tags: dict[str, str] = field(default_factory=dict)
     #: The read_options parameter (read_options.to_parameter()).
     read_options: str = "{}"
+    #: The input account's blob endpoint: where the step reads the blob version (the input_account parameter).
+    input_account: str = ""
 
 
 @dataclass(frozen=True)
