@@ -149,6 +149,7 @@ module rbac 'app/rbac.bicep' = {
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     functionPrincipalId: functionApp.outputs.identityPrincipalId
     computePrincipalId: azureml.outputs.computePrincipalId
+    azuremlApi: azuremlApi
     deployerPrincipalId: principalId
     deployerPrincipalType: principalType
   }
@@ -179,5 +180,8 @@ output AZUREML_RESOURCE_GROUP string = rg.name
 output AZUREML_WORKSPACE string = azureml.outputs.workspaceName
 output AZUREML_COMPUTE string = computeName
 output AZUREML_PIPELINE_ENDPOINT_NAME string = pipelineEndpointName
+// A batch endpoint's name is unique per region (learn: how-to-use-batch-pipeline-deployments): this deployment's
+// own, from its resource token as every other name; `sheetdrop publish --v2` reads it.
+output AZUREML_BATCH_ENDPOINT_NAME string = 'sheetdrop-${resourceToken}'
 output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.applicationInsightsName
 output WORKBOOK_ID string = workbook.outputs.id

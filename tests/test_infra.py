@@ -10,6 +10,8 @@ with stand-ins for az, azd, make and the AzureML interpreter.
 from __future__ import annotations
 
 import ast
+import base64
+import hashlib
 import json
 import logging
 import os
@@ -344,6 +346,50 @@ def test_names_flow_from_one_parameter_of_main_bicep() -> None:
     assert compute["properties"]["properties"]["scaleSettings"]["minNodeCount"] == 0
 
 
+def evaluate(template: dict[str, Any], node: Any, parameters: dict[str, str]) -> str:
+    """A Bicep string expression's value: interpolation, variables and parameters, toLower, and uniqueString
+    as what it is documented to be, "a deterministic hash string based on the values provided as parameters",
+    13 characters (learn: azure-resource-manager/bicep/bicep-functions-string#uniquestring). Its exact digits
+    are Azure's; that the name depends on them, and fits the rule, is what is checked."""
+    if isinstance(node, str):
+        if node in parameters:
+            return parameters[node]
+        if node in template.get("variables", {}):
+            return evaluate(template, template["variables"][node]["value"], parameters)
+        return re.sub(r"\$\{(\w+)\}", lambda m: evaluate(template, m[1], parameters), unquote(node))
+    if "function" in node:
+        kind, args = node["function"]["type"], [a for a in (node["function"].get("parameters") or {}).values()]
+        if kind == "to_lower":
+            return evaluate(template, args[0], parameters).lower()
+        if kind == "unique_string":
+            joined = "-".join(evaluate(template, a, parameters) for a in args)
+            digest = base64.b32encode(hashlib.sha256(joined.encode()).digest()).decode().lower()
+            return digest[:13]
+    if node.get("operator", {}).get("type") == "property_accessor":
+        operands = node["operator"]["operands"]
+        if operands["operand_1"].get("function", {}).get("type") == "subscription" and operands["operand_2"] == "id":
+            return f"/subscriptions/{parameters['subscriptionId']}"
+    raise AssertionError(f"cannot evaluate {node!r}")
+
+
+#: A batch endpoint's name: azure-ai-ml's validate_endpoint_or_deployment_name (NAME_REGEX_PATTERN, 3-32
+#: characters; constants/_endpoint.py), the rule learn: how-to-manage-quotas states.
+BATCH_ENDPOINT_NAME = re.compile(r"^[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?$")
+
+
+def test_the_batch_endpoint_name_is_the_deployments_own() -> None:
+    """Unique per region, as a batch endpoint's name must be: derived from the resource token, as every other
+    name; two environments (or regions) give two names. `sheetdrop publish --v2` reads it."""
+    main = bicep("main.bicep")
+    output = main["outputs"]["AZUREML_BATCH_ENDPOINT_NAME"]["value"]
+    names = {evaluate(main, output, {"subscriptionId": "sub-1", "environmentName": env, "location": region})
+             for env, region in (("dev", "westeurope"), ("prod", "westeurope"), ("dev", "northeurope"))}
+    assert len(names) == 3
+    for name in names:
+        assert BATCH_ENDPOINT_NAME.match(name) and 3 <= len(name) <= 32, name
+    assert "AZUREML_BATCH_ENDPOINT_NAME" in (REPO / "pipeline" / "v2" / "publish.py").read_text()
+
+
 # -- role assignments -----------------------------------------------------------------------------------
 
 #: (principal parameter of rbac.bicep, role definition id, scope symbol) — docs/azureml.md, "Role assignments".
@@ -354,6 +400,7 @@ EXPECTED_ROLES = {
     ("functionPrincipalId", DATA_SCIENTIST, "workspace"),
     ("functionPrincipalId", METRICS_PUBLISHER, "applicationInsights"),
     ("computePrincipalId", BLOB_READER, "storage"),
+    ("computePrincipalId", DATA_SCIENTIST, "workspace"),
     ("deployerPrincipalId", DATA_SCIENTIST, "workspace"),
 }
 
@@ -385,6 +432,11 @@ def test_each_role_assignment_names_the_right_role_for_the_right_principal_and_s
     assert existing == {"storage": "storageAccountName", "workspace": "workspaceName",
                         "applicationInsights": "applicationInsightsName"}
     params = bicep("main.bicep")["modules"]["rbac"]["config"]["params"]
+    # The cluster's workspace role only where its step registers as the cluster (v2; docs/azureml-v2.md).
+    condition = rbac["resources"]["computeDataScientist"]["config"]["condition"]
+    assert condition["operator"]["type"] == "equals" and set(condition["operator"]["operands"].values()) == {
+        "azuremlApi", "azureml-v2"}
+    assert params["azuremlApi"] == "azuremlApi"
     assert expr(params["functionPrincipalId"]) == "functionApp.outputs.identityPrincipalId"
     assert expr(params["computePrincipalId"]) == "azureml.outputs.computePrincipalId"
     assert params["deployerPrincipalId"] == "principalId"

@@ -90,3 +90,9 @@ def test_endpoint_and_deployment(step_snapshot: Path) -> None:
 
 def test_the_settings_make_another_version() -> None:
     assert publish.source_hash({}) == publish.source_hash({}) != publish.source_hash({"SHEETDROP_MAX_CELLS": "5"})
+
+
+def test_the_endpoint_name_is_the_one_azd_derives_else_one_per_workspace() -> None:
+    named = publish.parse_args([], {"AZUREML_BATCH_ENDPOINT_NAME": "sheetdrop-abcdefghijklm"})
+    assert named.endpoint_name == "sheetdrop-abcdefghijklm"
+    assert publish.parse_args([], {}).endpoint_name is None  # main() then derives it from the workspace
