@@ -41,6 +41,17 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
 
 
+def as_the_function(monkeypatch: pytest.MonkeyPatch, url: str, identity_header: str) -> None:
+    """This process as the Function: azure-ai-ml pointed at ``url`` (its own AZUREML_DEV_URL_MFE override) and a
+    managed identity served there by App Service's protocol (IDENTITY_ENDPOINT/IDENTITY_HEADER), nothing else."""
+    monkeypatch.setenv("AZUREML_DEV_URL_MFE", url)
+    monkeypatch.setenv("IDENTITY_ENDPOINT", f"{url}/msi/token")
+    monkeypatch.setenv("IDENTITY_HEADER", identity_header)
+    for name in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FILE",
+                 "MSI_ENDPOINT", "MSI_SECRET", "IDENTITY_SERVER_THUMBPRINT"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def loopback() -> Iterator[LoopbackService]:
     with serve() as service:
@@ -102,12 +113,7 @@ def workspace(tmp_path: Path, certificate: Certificate, tls_env: None, step_snap
     from tests.aml2.workspace import APP_SERVICE_HEADER, Workspace
 
     with serve(certificate) as service:
-        monkeypatch.setenv("AZUREML_DEV_URL_MFE", service.url)
-        monkeypatch.setenv("IDENTITY_ENDPOINT", f"{service.url}/msi/token")
-        monkeypatch.setenv("IDENTITY_HEADER", APP_SERVICE_HEADER)
-        for name in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FILE",
-                     "MSI_ENDPOINT", "MSI_SECRET", "IDENTITY_SERVER_THUMBPRINT"):
-            monkeypatch.delenv(name, raising=False)
+        as_the_function(monkeypatch, service.url, APP_SERVICE_HEADER)
         # The stand-in's MLflow tracking store is a folder (mlflow-skinny has no server here).
         monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
         yield Workspace(service, tmp_path / "workspace", step_snapshot)

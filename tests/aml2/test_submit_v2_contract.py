@@ -33,7 +33,7 @@ from sheetdrop.submit.azureml_v2 import (
 )
 from sheetdrop.submit.retry import Retrier, RetryPolicy
 from sheetdrop_contract import contract
-from tests.aml2.conftest import ENDPOINT, RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE
+from tests.aml2.conftest import ENDPOINT, RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE, as_the_function
 
 IDENTITY_HEADER = "identity-header-secret"
 TOKENS = {"https://ml.azure.com": "token-for-ml", "https://management.azure.com": "token-for-arm"}
@@ -116,12 +116,7 @@ class Waits:
 
 @pytest.fixture
 def service(loopback: LoopbackService, monkeypatch: pytest.MonkeyPatch) -> Service:
-    monkeypatch.setenv("AZUREML_DEV_URL_MFE", loopback.url)
-    monkeypatch.setenv("IDENTITY_ENDPOINT", f"{loopback.url}/msi/token")
-    monkeypatch.setenv("IDENTITY_HEADER", IDENTITY_HEADER)
-    for name in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FILE",
-                 "MSI_ENDPOINT", "MSI_SECRET", "IDENTITY_SERVER_THUMBPRINT"):
-        monkeypatch.delenv(name, raising=False)
+    as_the_function(monkeypatch, loopback.url, IDENTITY_HEADER)
     return Service(loopback)
 
 

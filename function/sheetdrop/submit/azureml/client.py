@@ -69,26 +69,10 @@ def submission_body(request: SubmitRequest, submission_id: str) -> dict[str, Any
         "Description": request.description,
         # What the SDK's own PipelineEndpoint.submit sends (docs/azureml.md, "Submission body").
         "RunSource": "SDK",
-        # Every value as the step reads it (contract.encode_argument): whether AzureML hands PythonScriptStep
-        # arguments to a shell is not documented, and encoded values mean nothing to one.
-        "ParameterAssignments": parameter_assignments(request),
+        # String parameters only (no DataPath: the step reads the blob version itself), each encoded.
+        "ParameterAssignments": request.step_parameters(),
         "tags": tags,
     }
-
-
-def parameter_assignments(request: SubmitRequest) -> dict[str, str]:
-    """The pipeline's string parameters for this blob version. The step reads the blob itself, by etag, from
-    the account in input_account (no DataPath: a mount would read whatever the blob holds by then), and tags its
-    pipeline run with source_version at its start, so run history finds the run by the blob version even if
-    the service did not keep the submission's tags."""
-    values = {
-        contract.INPUT_ACCOUNT_PARAMETER: request.input_account,
-        contract.DATASET_NAME_PARAMETER: request.dataset_name,
-        contract.SOURCE_PARAMETER: contract.source_version(
-            request.source_container, request.source_blob, request.source_etag),
-        contract.READ_OPTIONS_PARAMETER: request.read_options,
-    }
-    return {name: contract.encode_argument(value) for name, value in values.items()}
 
 
 def _odata_string(value: str) -> str:
@@ -211,7 +195,7 @@ class AzureMLBackend:
         cause = self._status_cause(status)
         if status == 400:
             cause = ("HTTP 400: the submission was rejected; check that the PipelineEndpoint's default pipeline has "
-                     f"the parameters {', '.join(parameter_assignments(request))}, i.e. was published by "
+                     f"the parameters {', '.join(request.step_parameters())}, i.e. was published by "
                      "`python -m pipeline.publish` of this version")
         return (f"AzureML refused to run {request.source_container}/{request.source_blob} "
                 f"(PipelineEndpoint {self.endpoint_id}): {cause}. Service said: {detail}")

@@ -74,17 +74,10 @@ def output_path(name: str) -> str:
 
 def literal_inputs(request: SubmitRequest, name: str, output_datastore: str) -> dict[str, str]:
     """The pipeline component's inputs for this blob version, each as the step reads it (encoded: AzureML
-    substitutes them as raw text into a command bash runs)."""
-    values = {
-        contract.INPUT_ACCOUNT_PARAMETER: request.input_account,
-        contract.DATASET_NAME_PARAMETER: request.dataset_name,
-        contract.SOURCE_PARAMETER: contract.source_version(
-            request.source_container, request.source_blob, request.source_etag),
-        contract.READ_OPTIONS_PARAMETER: request.read_options,
-        contract.OUTPUT_DATASTORE_PARAMETER: output_datastore,
-        contract.OUTPUT_PATH_PARAMETER: output_path(name),
-    }
-    return {key: contract.encode_argument(value) for key, value in values.items()}
+    substitutes them as raw text into a command bash runs): the step's parameters, and where its output goes."""
+    return {**request.step_parameters(),
+            contract.OUTPUT_DATASTORE_PARAMETER: contract.encode_argument(output_datastore),
+            contract.OUTPUT_PATH_PARAMETER: contract.encode_argument(output_path(name))}
 
 
 def invocation_body(request: SubmitRequest, name: str, submission_id: str, output_datastore: str) -> dict[str, Any]:
