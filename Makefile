@@ -4,10 +4,11 @@ PYTHON ?= python3.11
 VENV := .venv
 AML_VENV := .venv-aml
 AML2_VENV := .venv-aml2
+AZCLI_VENV := .venv-azcli
 STATE := .sheetdrop
 SAMPLE := samples/sales-2026-q3.xlsx
 
-.PHONY: setup setup-aml setup-aml2 run test test-app test-aml lint bench latency idle sample clean
+.PHONY: setup setup-aml setup-aml2 setup-azcli run test test-app test-aml lint bench latency idle sample clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -15,6 +16,9 @@ setup-aml: $(AML_VENV)/.installed
 
 # AzureML SDK v2 (azure-ai-ml): `sheetdrop publish --v2` and tests/aml2.
 setup-aml2: $(AML2_VENV)/.installed
+
+# PyPI's azure-cli, whose parser checks every `az` call of the azd hooks (tests/test_azd_hooks.py).
+setup-azcli: $(AZCLI_VENV)/.installed
 
 $(VENV)/.installed: function/requirements.txt requirements-dev.txt step/requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +43,12 @@ $(AML2_VENV)/.installed: requirements-aml2.txt step/requirements.txt pyproject.t
 	$(AML2_VENV)/bin/pip install --quiet --no-deps -e .
 	touch $@
 
+$(AZCLI_VENV)/.installed: requirements-azcli.txt
+	$(PYTHON) -m venv $(AZCLI_VENV)
+	$(AZCLI_VENV)/bin/pip install --quiet --upgrade pip
+	$(AZCLI_VENV)/bin/pip install --quiet -r requirements-azcli.txt
+	touch $@
+
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
@@ -49,7 +59,7 @@ node_modules/.installed: package.json package-lock.json
 run: setup
 	$(VENV)/bin/sheetdrop host --azurite --ui --drop $(SAMPLE) --drop-into sales
 
-test: setup setup-aml setup-aml2
+test: setup setup-aml setup-aml2 setup-azcli
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest --ignore=tests/aml --ignore=tests/aml2
 	$(AML_VENV)/bin/python -m pytest tests/aml

@@ -34,6 +34,10 @@ class LocalBackend:
     def find_runs(self, source_container: str, source_blob: str, source_etag: str) -> list[str]:
         return runstore.find_by_source(self.conn, source_container, source_blob, source_etag)
 
+    def ended(self, run_ids: list[str]) -> set[str]:
+        """Which of these runs have ended (a backfill's pace)."""
+        return runstore.ended_of(self.conn, run_ids)
+
 
 def install(settings: LocalSettings) -> None:
     """Let the Function submit to this state folder's runner. The Function reads only its own

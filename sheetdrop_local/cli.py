@@ -17,6 +17,7 @@ from pathlib import Path
 
 from sheetdrop.settings import SettingsError
 from sheetdrop_local.cli_read import cmd_datasets, cmd_logs, cmd_runs, cmd_show
+from sheetdrop_local.readmodel.runs import STATUSES
 from sheetdrop_local.settings import LocalSettings, load_local_settings
 
 
@@ -51,11 +52,13 @@ def _report_run(settings: LocalSettings, version: tuple[str, str], timeout: floa
     """Wait for the run of one dropped blob version and say how it ended: exit 0 if it completed,
     1 if it failed, was skipped or poisoned, or did not end in time."""
     from sheetdrop.claims import ClaimState
-    from sheetdrop_local import cli_read, db, lineage, registry, runstore
+    from sheetdrop_local import db, registry, runstore
+    from sheetdrop_local.readmodel import locations, runs
+    from sheetdrop_local.readmodel.labels import ref, short
 
     print(f"waiting up to {timeout:.0f} s for its run (the dev host must be running: `make run`)", flush=True)
     conn = db.connect(settings.state_dir)
-    claims = lineage.claims_reader(settings, lineage.quick_service(settings))
+    claims = locations.claims_reader(settings, locations.quick_service(settings))
     where = (settings.input_container, *version)
     deadline = time.monotonic() + timeout
     while True:
@@ -65,7 +68,7 @@ def _report_run(settings: LocalSettings, version: tuple[str, str], timeout: floa
             break
         if run is None:
             # No run (yet): the trigger may have decided there will be none.
-            skipped = lineage.skipped_reason(claims, *where)
+            skipped = runs.skipped_reason(claims, *where)
             claim = claims.read(*where)
             if skipped or (claim and claim.state == ClaimState.POISONED):
                 print(f"no run: {'skipped: ' + skipped if skipped else 'poisoned: ' + str(claim.last_error)}")
@@ -76,10 +79,10 @@ def _report_run(settings: LocalSettings, version: tuple[str, str], timeout: floa
             return 1
         time.sleep(0.25)
     if run.status in (runstore.RunStatus.FAILED, runstore.RunStatus.SUPERSEDED):
-        print(f"run {cli_read.short(run.run_id)} {run.status}: {run.error}")
+        print(f"run {short(run.run_id)} {run.status}: {run.error}")
         return 1
-    made = ", ".join(cli_read.ref(v) for v in registry.for_run(conn, run.run_id))
-    print(f"run {cli_read.short(run.run_id)} completed in {run.seconds or 0:.1f} s: {made}")
+    made = ", ".join(ref(v) for v in registry.for_run(conn, run.run_id))
+    print(f"run {short(run.run_id)} completed in {run.seconds or 0:.1f} s: {made}")
     return 0
 
 
@@ -95,18 +98,19 @@ def _wait_for_runs(settings: LocalSettings, versions: list[tuple[str, str]], tim
     """Wait until each dropped blob version's run has ended, or the trigger skipped it (an options
     file, a lock file...): matched by etag, so an earlier run of the same name, from an earlier
     session, does not count; return the blobs still without either."""
-    from sheetdrop_local import db, lineage, runstore
+    from sheetdrop_local import db, runstore
+    from sheetdrop_local.readmodel import locations, runs
 
     conn = db.connect(settings.state_dir)
-    claims = lineage.claims_reader(settings, lineage.quick_service(settings))
+    claims = locations.claims_reader(settings, locations.quick_service(settings))
     pending = set(versions)
     deadline = time.monotonic() + timeout
     while pending and time.monotonic() < deadline:
         for blob, etag in list(pending):
-            runs = [runstore.get(conn, run_id) for run_id in runstore.find_by_source(
+            found = [runstore.get(conn, run_id) for run_id in runstore.find_by_source(
                 conn, settings.input_container, blob, etag)]
-            if any(r is not None and r.status in runstore.ENDED for r in runs) or (
-                    not runs and lineage.skipped_reason(claims, settings.input_container, blob, etag)):
+            if any(r is not None and r.status in runstore.ENDED for r in found) or (
+                    not found and runs.skipped_reason(claims, settings.input_container, blob, etag)):
                 pending.discard((blob, etag))
         time.sleep(0.25)
     if pending:
@@ -188,6 +192,21 @@ def cmd_ui(args: argparse.Namespace, settings: LocalSettings) -> int:
     return 0
 
 
+def cmd_backfill(args: argparse.Namespace, settings: LocalSettings | None) -> int:
+    from sheetdrop_local import backfill
+
+    if args.max_in_flight < 0:
+        print("error: usage: --max-in-flight takes 0 (no limit) or more", file=sys.stderr)
+        return 2
+    try:
+        since = backfill.parse_since(args.since) if args.since else None
+    except ValueError as exc:
+        print(f"error: usage: {exc}", file=sys.stderr)
+        return 2
+    return backfill.command(args.prefix, since, dry_run=args.dry_run, yes=args.yes, max_in_flight=args.max_in_flight,
+                            azure=args.azure, env_file=args.env_file, out=sys.stdout)
+
+
 def cmd_publish(args: argparse.Namespace, settings: LocalSettings | None) -> int:
     from pipeline import PUBLISHERS
     from sheetdrop_local import REPO
@@ -241,8 +260,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", type=float, nargs="?", const=120.0, metavar="S",
                    help="wait (up to S seconds, default 120) for the run and print how it ended; exit 1 if it failed")
 
+    p = command("backfill", "convert the workbooks already in the input container (versions no run has taken "
+                "yet), once each", cmd_backfill, no_settings=True)
+    p.add_argument("--prefix", default="", metavar="P", help="only blobs whose names start with P (a folder: sales/)")
+    p.add_argument("--since", metavar="T", help="only blobs written at or after T (2026-11-30, 2026-11-30T08:00; UTC)")
+    p.add_argument("--dry-run", action="store_true", help="say what it would convert and start, start nothing")
+    p.add_argument("--max-in-flight", type=int, default=4, metavar="N",
+                   help="at most N of its runs unfinished at once (default 4; 0: no limit)")
+    p.add_argument("--azure", action="store_true",
+                   help="the deployed app (`azd up`), with your Azure CLI login, instead of the local one")
+    p.add_argument("--env-file", type=Path, metavar="FILE",
+                   help="with --azure: the output of `azd env get-values` (default: ask azd)")
+    p.add_argument("--yes", action="store_true", help="with --azure: do not ask before starting many runs")
+
     p = command("runs", "list pipeline runs, newest first; skipped and poisoned blob versions too", cmd_runs)
-    p.add_argument("--status", choices=lineage_statuses(), help="only rows with this status")
+    p.add_argument("--status", choices=STATUSES, help="only rows with this status")
     p.add_argument("--dataset", metavar="NAME",
                    help="only runs that feed this dataset (the folder's name, or a sheet's: sales, sales_orders)")
     p.add_argument("--limit", type=int, default=50, metavar="N", help="at most N rows (default 50)")
@@ -287,12 +319,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def lineage_statuses() -> tuple[str, ...]:
-    from sheetdrop_local.lineage import STATUSES
-
-    return STATUSES
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["publish"]:
@@ -323,7 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from sheetdrop.storage import storage_unreachable
 
         if storage_unreachable(exc):
-            from sheetdrop_local.lineage import storage_endpoint
+            from sheetdrop_local.readmodel.locations import storage_endpoint
 
             print(f"error: storage-unreachable: nothing answers at {storage_endpoint(settings) if settings else '?'}; "
                   "is Azurite running? (`make run` starts it, or `sheetdrop host --azurite`)", file=sys.stderr)

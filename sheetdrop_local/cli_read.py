@@ -1,9 +1,10 @@
 """The ``sheetdrop`` commands that look: ``runs``, ``runs show``, ``logs``, ``datasets``, ``show``.
 
-They read the local run store and registry (SQLite) and, for what lives there, storage, through a
-client that fails at once when storage is down (``lineage.quick_service``). A run is named by its
-id, the 8 characters the tables show, or ``latest``. Exit codes: 0 ok; 1 not found, a failed run,
-or storage unreachable; 2 a usage or settings error.
+What they print comes from the read model (:mod:`sheetdrop_local.readmodel`), which the studio
+shows too; how it is printed (tables, text, JSON) is here. Storage is read through a client that
+fails at once when storage is down (``locations.quick_service``). A run is named by its id, the
+characters the tables show, or ``latest``. Exit codes: 0 ok; 1 not found, a failed run, or storage
+unreachable; 2 a usage or settings error.
 """
 
 from __future__ import annotations
@@ -13,17 +14,16 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sheetdrop_local import db, lineage, registry, runstore
+from sheetdrop_local import db, registry, runstore
+from sheetdrop_local.readmodel import datasets, locations, runs
+from sheetdrop_local.readmodel.labels import ref, short, when
 from sheetdrop_local.settings import LocalSettings
 
 if TYPE_CHECKING:
+    from sheetdrop_local.readmodel.rundetail import RunDetail
     from sheetdrop_local.registry import DatasetVersion
-    from sheetdrop_local.rundetail import RunDetail
-
-SHORT_ID = 8
 
 
 def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
@@ -36,31 +36,11 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def when(ts: float | None) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S") if ts else ""
-
-
-def clock(ts: float | None, day_of: float | None) -> str:
-    """A time as its time of day when it falls on ``day_of``'s (UTC) date, in full otherwise."""
-    if not ts:
-        return ""
-    full = when(ts)
-    return full[11:] if day_of and when(day_of)[:10] == full[:10] else full
-
-
-def short(run_id: str | None) -> str:
-    return run_id[:SHORT_ID] if run_id else "-"
-
-
-def ref(version: DatasetVersion) -> str:
-    return f"{version.name}:{version.version}"
-
-
 def cmd_runs(args: argparse.Namespace, settings: LocalSettings) -> int:
     if getattr(args, "runs_command", None) == "show":
         return cmd_run_show(args, settings)
-    found = lineage.activity(db.connect(settings.state_dir), settings, lineage.quick_service(settings),
-                             limit=args.limit, status=args.status, dataset=args.dataset)
+    found = runs.activity(db.connect(settings.state_dir), settings, locations.quick_service(settings),
+                          limit=args.limit, status=args.status, dataset=args.dataset)
     if args.json:
         print(json.dumps([_entry_json(e) for e in found.entries], indent=2, sort_keys=True))
         return 0
@@ -77,18 +57,18 @@ def cmd_runs(args: argparse.Namespace, settings: LocalSettings) -> int:
     return 0
 
 
-def _reason(reason: str | None, newer: lineage.Newer | None) -> str:
+def _reason(reason: str | None, newer: runs.Newer | None) -> str:
     """A superseded run's reason names the newer version's run, once it has one."""
     if newer is None:
         return reason or ""
     return f"superseded by etag {newer.etag}: " + (f"run {short(newer.run_id)}" if newer.run_id else "no run yet")
 
 
-def _newer_json(newer: lineage.Newer | None) -> dict[str, Any]:
+def _newer_json(newer: runs.Newer | None) -> dict[str, Any]:
     return {"superseded_by": {"etag": newer.etag, "run_id": newer.run_id}} if newer else {}
 
 
-def _entry_json(entry: lineage.Entry) -> dict[str, Any]:
+def _entry_json(entry: runs.Entry) -> dict[str, Any]:
     if entry.run is not None:
         return {**entry.run.as_dict(), "datasets": [ref(v) for v in entry.outputs], **_newer_json(entry.newer)}
     return {"run_id": None, "status": entry.status, "source_container": entry.container, "source_blob": entry.blob,
@@ -96,11 +76,11 @@ def _entry_json(entry: lineage.Entry) -> dict[str, Any]:
 
 
 def cmd_run_show(args: argparse.Namespace, settings: LocalSettings) -> int:
-    from sheetdrop_local.rundetail import run_detail
+    from sheetdrop_local.readmodel.rundetail import run_detail
 
     conn = db.connect(settings.state_dir)
-    run = lineage.find_run(conn, args.run)
-    detail = run_detail(conn, settings, run, lineage.quick_service(settings))
+    run = runs.find_run(conn, args.run)
+    detail = run_detail(conn, settings, run, locations.quick_service(settings))
     if args.json:
         print(json.dumps(_detail_json(detail, settings), indent=2, sort_keys=True, default=str))
     else:
@@ -118,8 +98,14 @@ def _detail_json(detail: RunDetail, settings: LocalSettings) -> dict[str, Any]:
                     "rows": s.rows, "nulls": s.nulls, "errors": s.errors, "warnings": s.warnings,
                     "columns": [c.__dict__ for c in s.columns], "metrics": s.metrics, "note": s.note}
                    for s in detail.sheets],
-        "outputs": [{**v.as_dict(), "container": settings.local_container_for(v.datastore)} for v in detail.outputs],
+        "outputs": [_version_json(v, settings) for v in detail.outputs],
     }
+
+
+def _version_json(version: DatasetVersion, settings: LocalSettings) -> dict[str, Any]:
+    """A version as ``datasets --json`` and ``runs show --json`` print it, with the container that plays
+    its datastore."""
+    return {**version.as_dict(), "container": settings.local_container_for(version.datastore)}
 
 
 def _pairs(values: dict[str, Any]) -> list[str]:
@@ -169,18 +155,17 @@ def _detail_text(detail: RunDetail, settings: LocalSettings) -> str:
         lines += ["", "warnings", *(f"  {w}" for w in detail.warnings)]
     lines += ["", "metrics", *_pairs(detail.metrics)]
     lines += ["", "outputs (dataset versions)", table([{
-        "dataset": ref(v), "datastore": v.datastore,
-        "path": f"{settings.local_container_for(v.datastore)}/{v.relative_path}"} for v in detail.outputs],
+        "dataset": ref(v), "datastore": v.datastore, "path": locations.blob_path(settings, v)} for v in detail.outputs],
         ["dataset", "datastore", "path"])]
     return "\n".join(lines)
 
 
 def cmd_logs(args: argparse.Namespace, settings: LocalSettings) -> int:
     conn = db.connect(settings.state_dir)
-    run = lineage.find_run(conn, args.run)
+    run = runs.find_run(conn, args.run)
     printed = 0
     while True:
-        text = lineage.step_log(settings, run) or ""
+        text = runs.step_log(settings, run) or ""
         sys.stdout.write(text[printed:])
         sys.stdout.flush()
         printed = len(text)
@@ -201,14 +186,13 @@ def cmd_datasets(args: argparse.Namespace, settings: LocalSettings) -> int:
     if args.name and not versions:
         raise registry.DatasetNotFound(f"no dataset {args.name!r} (see `sheetdrop datasets`)")
     if args.json:
-        print(json.dumps([v.as_dict() | {"container": settings.local_container_for(v.datastore)} for v in versions],
-                         indent=2, sort_keys=True))
+        print(json.dumps([_version_json(v, settings) for v in versions], indent=2, sort_keys=True))
         return 0
     rows = [{
         "name": v.name, "version": v.version, "run": short(v.run_id), "rows": v.tags.get("rows", ""),
         "columns": v.tags.get("columns", ""), "sheet": v.tags.get("sheet", ""), "source": v.tags.get("source_blob", ""),
         "created": when(v.created_at), "schema_change": v.tags.get("schema_change", ""),
-        "path": f"{settings.local_container_for(v.datastore)}/{v.relative_path}",
+        "path": locations.blob_path(settings, v),
     } for v in versions]
     print(table(rows, ["name", "version", "run", "rows", "columns", "sheet", "source", "created", "schema_change",
                        "path"]))
@@ -221,15 +205,15 @@ def cmd_datasets(args: argparse.Namespace, settings: LocalSettings) -> int:
 def cmd_show(args: argparse.Namespace, settings: LocalSettings) -> int:
     from azure.core.exceptions import ResourceNotFoundError
 
-    from sheetdrop_local import parquetview
+    from sheetdrop_local.readmodel import parquetview
 
     try:
-        version = lineage.resolve_version(db.connect(settings.state_dir), args.dataset)
+        version = datasets.resolve_version(db.connect(settings.state_dir), args.dataset)
     except ValueError as exc:
         print(f"error: usage: {exc}", file=sys.stderr)
         return 2
-    service = lineage.quick_service(settings)
-    where = lineage.location(settings, version, service)
+    service = locations.quick_service(settings)
+    where = locations.location(settings, version, service)
     try:
         parquet, _ = parquetview.open_parquet(service.get_blob_client(where.container, where.path))
         # Whole numbers stay whole where a column has nulls (pandas would make the column float).

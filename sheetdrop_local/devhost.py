@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sheetdrop.claims import version_key
+from sheetdrop.reconcile import watching_since
 from sheetdrop.storage import blob_service, ensure_container, storage_unreachable
 from sheetdrop.trigger import claim_store
 from sheetdrop_local import backend, db, events, recovery, runstore
@@ -110,6 +112,10 @@ class DevHost:
         self.receipts = ReceiptStore(receipts, f"receipts/{self.container_name}")
         self.seen = self.receipts.load()
         self.events = events.events_queue(self.settings.storage)
+        # What Event Grid would announce: blobs written since the app first watched this container. What was
+        # there before is `sheetdrop backfill`'s to convert, as in Azure (the Function's sweep shares the mark).
+        claims = claim_store(get_settings())
+        self.since = watching_since(claims, self.container_name, claims.clock)
 
     def invocation_id(self) -> str:
         return f"{self.invocation_prefix}{self.instance}-{uuid.uuid4().hex[:12]}"
@@ -121,7 +127,8 @@ class DevHost:
         started = self.clock()
         for item in self.input.list_blobs():
             key = version_key(item.name, item.etag)
-            if key in self.seen or self._retry.get(key, (0, 0.0))[1] > started:
+            if key in self.seen or self._retry.get(key, (0, 0.0))[1] > started or \
+                    item.last_modified.timestamp() < math.floor(self.since):  # Last-Modified has whole seconds
                 continue
             handled += 1
             self._deliver(item.name, item.etag)

@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from sheetdrop_contract import contract
+
 if TYPE_CHECKING:
     import pyarrow as pa
     from azure.storage.blob import BlobServiceClient
@@ -72,13 +74,14 @@ def unregister_run(conn: sqlite3.Connection, run_id: str) -> list[DatasetVersion
 
 
 def latest_by_prefix(conn: sqlite3.Connection, base: str) -> dict[str, dict[str, str]]:
-    """Tags of the latest version of ``base`` and of every ``<base>_…`` dataset (what a run of a
-    workbook named ``base`` compares its sheets with)."""
+    """Tags of the latest version of every dataset named like one a workbook named ``base`` feeds
+    (``contract.named_like_a_sheet_of``): what AzureML's registry would answer the step, which
+    keeps those ``contract.fed_by`` its workbook. The plain prefix narrows the scan; the rule decides."""
     rows = conn.execute(
-        """SELECT name, tags FROM datasets d WHERE (name = ? OR substr(name, 1, ?) = ?)
+        """SELECT name, tags FROM datasets d WHERE substr(name, 1, ?) = ?
            AND version = (SELECT MAX(version) FROM datasets WHERE name = d.name)""",
-        (base, len(base) + 1, f"{base}_")).fetchall()
-    return {row["name"]: json.loads(row["tags"]) for row in rows}
+        (len(base), base)).fetchall()
+    return {row["name"]: json.loads(row["tags"]) for row in rows if contract.named_like_a_sheet_of(row["name"], base)}
 
 
 def for_run(conn: sqlite3.Connection, run_id: str) -> list[DatasetVersion]:

@@ -110,7 +110,7 @@ class LocalRunner:
             outbox = self._run_step(run, root, mounts, output_path, log_path)
             if contract.SUPERSEDED_TAG in outbox:
                 newer = outbox[contract.SUPERSEDED_TAG]
-                # The etag is kept where AzureML keeps it, among the run's tags and metrics (lineage reads it).
+                # The etag is kept where AzureML keeps it, among the run's tags and metrics (the read model reads it).
                 runstore.finish(self.conn, run.run_id, RunStatus.SUPERSEDED,
                                 metrics={**outbox.get("metrics", {}), contract.SUPERSEDED_TAG: newer},
                                 error=superseded_reason(newer), log_path=str(log_path))

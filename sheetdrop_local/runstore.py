@@ -1,4 +1,8 @@
-"""The local run store: what the local backend submitted and what became of each run."""
+"""The local run store: what the local backend submitted and what became of each run.
+
+Every SQL statement on the ``runs`` table is here; the read model (:mod:`sheetdrop_local.readmodel`)
+shapes what these return for the CLI and the studio.
+"""
 
 from __future__ import annotations
 
@@ -161,9 +165,40 @@ def get(conn: sqlite3.Connection, run_id: str) -> Run | None:
     return Run.from_row(row) if row else None
 
 
-def list_runs(conn: sqlite3.Connection, limit: int = 50) -> list[Run]:
-    rows = conn.execute("SELECT * FROM runs ORDER BY submitted_at DESC LIMIT ?", (limit,)).fetchall()
+def list_runs(conn: sqlite3.Connection, limit: int | None = 50, *, status: str | None = None) -> list[Run]:
+    """The newest ``limit`` runs (None: all), newest first; only those with ``status`` if given."""
+    sql, params = "SELECT * FROM runs", []
+    if status:
+        sql, params = sql + " WHERE status = ?", [status]
+    sql += " ORDER BY submitted_at DESC"
+    if limit is not None:
+        sql, params = sql + " LIMIT ?", [*params, limit]
+    return [Run.from_row(r) for r in conn.execute(sql, params)]
+
+
+def with_id_prefix(conn: sqlite3.Connection, prefix: str) -> list[Run]:
+    """The run whose id is ``prefix`` and those whose id begins with it, oldest first."""
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    rows = conn.execute("SELECT * FROM runs WHERE run_id = ? OR run_id LIKE ? ESCAPE '\\' ORDER BY submitted_at",
+                        (prefix, escaped + "%")).fetchall()
     return [Run.from_row(r) for r in rows]
+
+
+def dataset_names(conn: sqlite3.Connection) -> set[str]:
+    """Every workbook-level dataset name a run was submitted for."""
+    return {row["dataset_name"] for row in conn.execute("SELECT DISTINCT dataset_name FROM runs")}
+
+
+def ended_of(conn: sqlite3.Connection, run_ids: list[str]) -> set[str]:
+    """Those of ``run_ids`` that have ended."""
+    ended = [str(status) for status in ENDED]
+    found: set[str] = set()
+    for start in range(0, len(run_ids), 500):  # SQLite's limit on variables per statement
+        chunk = run_ids[start:start + 500]
+        found |= {row[0] for row in conn.execute(
+            f"SELECT run_id FROM runs WHERE run_id IN ({', '.join('?' * len(chunk))}) "
+            f"AND status IN ({', '.join('?' * len(ended))})", (*chunk, *ended))}
+    return found
 
 
 def find_by_source(conn: sqlite3.Connection, container: str, blob: str, etag: str) -> list[str]:

@@ -80,7 +80,7 @@ class AzureMLStandIn:
                     return self.submit_failures.pop(0)
                 run_id = str(uuid.uuid4())
                 body = recorded.json()
-                self.runs.append({"runId": run_id, "parentRunId": None,
+                self.runs.append({"runId": run_id, "parentRunId": None, "status": "NotStarted",
                                   "tags": {} if self.ignore_tags else dict(body.get("tags", {})),
                                   "parameters": body.get("ParameterAssignments", {})})
                 if self.steps_start_at_once:
@@ -89,11 +89,23 @@ class AzureMLStandIn:
                     self.lose_answers -= 1
                     return "drop"
             return 200, {}, {"Id": run_id, "Status": {"StatusCode": "NotStarted"}}
+        if "/history/v1.0/" in recorded.path and "/runs/" in recorded.path and recorded.method == "GET":
+            run_id = recorded.path.rsplit("/", 1)[1]
+            with self._lock:
+                found = [run for run in self.runs if run["runId"] == run_id]
+            if not found:
+                return 404, {}, {"error": {"code": "NotFound", "message": f"run {run_id}"}}
+            return 200, {}, {k: v for k, v in found[0].items() if k != "parameters"}
         if recorded.path.endswith("/runs:query"):
             with self._lock:
                 value = [{k: v for k, v in run.items() if k != "parameters"} for run in self.runs]
                 return 200, {}, {"value": value, "continuationToken": None}
         return 404, {}, {"error": {"code": "NotFound", "message": recorded.path}}
+
+    def finish(self, run_id: str, status: str = "Completed") -> None:
+        """The run reaches a last state, as run history then reports it (RunDto.status)."""
+        with self._lock:
+            next(run for run in self.runs if run["runId"] == run_id)["status"] = status
 
     def start_step(self, run_id: str) -> None:
         with self._lock:

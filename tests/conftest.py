@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from pipeline import snapshot
+from sheetdrop.reconcile import watching_since
 from sheetdrop.settings import get_settings
+from sheetdrop.trigger import claim_store
 from sheetdrop_local import backend
 from sheetdrop_local.azurite import Azurite, free_port
 from sheetdrop_local.settings import LocalSettings, load_local_settings
@@ -52,6 +54,9 @@ def env(azurite: Azurite, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> di
     for key, value in values.items():
         monkeypatch.setenv(key, value)
     get_settings.cache_clear()
+    # The app watches the test's container from its start, as a deployed app does before anything is uploaded:
+    # what the test writes is announced (tests of what was there before watching use a container of their own).
+    watching_since(claim_store(load_local_settings(values)), values["INPUT_CONTAINER"])
     yield values
     get_settings.cache_clear()
 

@@ -43,8 +43,8 @@ def test_sample_becomes_registered_datasets_readable_from_the_output_container(e
     settings = load_local_settings({**env, "LOCAL_MOUNT_LAYOUT": layout})
     backend.install(settings)
     assert settings.mount_layout == layout
+    host = DevHost(settings)  # watching from now on: it announces what is written from now on
     etag = upload(settings, "sales/2026-q3.xlsx", SAMPLE.read_bytes())
-    host = DevHost(settings)
     assert host.scan_once() == 1
     [run] = run_all(settings)
     assert run.status == "completed", run.error

@@ -3,21 +3,16 @@
 Neither the Bicep compiler nor azd runs here, so every .bicep file is parsed with pycep-parser and the
 parsed template is held against the code: the Function's app settings against what the Functions host,
 the blob extension and sheetdrop/settings.py read; the role assignments against docs/azureml.md; the
-monitoring workbook's queries against the records sheetdrop/telemetry.py writes; the hooks are run
-with stand-ins for az, azd, make and the AzureML interpreter.
+monitoring workbook's queries against the records sheetdrop/telemetry.py writes. The azd hooks run in
+tests/test_azd_hooks.py.
 """
 
 from __future__ import annotations
 
 import ast
-import base64
-import hashlib
 import json
 import logging
-import os
 import re
-import shutil
-import subprocess
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
@@ -26,16 +21,17 @@ from typing import Any
 import pytest
 from pycep import BicepParser
 
+from bicep_eval import Deployment, Scope
 from sheetdrop import telemetry
 from sheetdrop.settings import CONNECTION, SettingsError, load_settings
 from sheetdrop.submit import SubmitResult
+from sheetdrop.submit.backends import DEPLOYED
 from sheetdrop.trigger import BlobVersion, handle_blob
 from sheetdrop_local.settings import LocalSettings
 
 REPO = Path(__file__).resolve().parent.parent
 INFRA = REPO / "infra"
 BICEP_FILES = sorted(INFRA.rglob("*.bicep"))
-HOOKS = sorted((INFRA / "hooks").glob("*.sh"))
 
 # Built-in role definition ids (learn: role-based-access-control/built-in-roles; docs/azureml.md).
 BLOB_OWNER = "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"
@@ -44,6 +40,8 @@ ACCOUNT_CONTRIBUTOR = "17d1049b-9a84-46fb-8f53-869881c3d3ab"
 BLOB_READER = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"
 DATA_SCIENTIST = "f6c7c914-8db3-469d-8ca1-694a8f32e121"
 METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"
+TABLE_CONTRIBUTOR = "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3"
+BLOB_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
 
 
 @cache
@@ -120,13 +118,23 @@ def test_modules_and_loaded_files_exist() -> None:
     json.loads((INFRA / "main.parameters.json").read_text())
 
 
-def test_azure_yaml_runs_the_hooks_and_deploys_the_function_folder() -> None:
+def test_azure_yaml_runs_python_hooks_deploys_the_function_folder_and_refuses_an_older_azd() -> None:
     text = (REPO / "azure.yaml").read_text()
-    assert re.search(r"^\s+project: \./function$", text, re.MULTILINE) and "host: function" in text
+    assert re.search(r"^    project: \./function$", text, re.MULTILINE) and "host: function" in text
     assert "language: python" in text
-    for hook in ("postprovision", "postdeploy"):
-        assert re.search(rf"^  {hook}:\n(    .*\n)*?\s+run: bash infra/hooks/{hook}\.sh$", text, re.MULTILINE), hook
-        assert (INFRA / "hooks" / f"{hook}.sh").is_file()
+    # azd refuses the project before doing anything when older than the first azd that runs .py hooks.
+    assert re.search(r'^requiredVersions:\n  azd: ">=1\.23\.15"$', text, re.MULTILINE)
+    for hook in ("preprovision", "postprovision", "postdeploy"):
+        block = re.search(rf"^  {hook}:\n((?:    .*\n)+)", text, re.MULTILINE)
+        assert block, hook
+        assert f"    run: infra/hooks/{hook}.py\n" in block.group(1) and "    kind: python\n" in block.group(1)
+        # One hook for every OS: no posix/windows variant, no shell.
+        assert "posix:" not in block.group(1) and "windows:" not in block.group(1) and "shell:" not in block.group(1)
+        assert (INFRA / "hooks" / f"{hook}.py").is_file()
+    # azd looks for requirements.txt/pyproject.toml from a hook's folder upwards and installs what it finds
+    # first: this empty file keeps it from installing the repository's pyproject.toml.
+    requirements = (INFRA / "hooks" / "requirements.txt").read_text()
+    assert not [line for line in requirements.splitlines() if line.strip() and not line.startswith("#")]
     # azd finds the app by this tag; the service is the one azure.yaml names.
     assert "'azd-service-name': 'function'" in (INFRA / "app" / "function.bicep").read_text()
 
@@ -150,7 +158,9 @@ def secrets_in(text: str) -> list[str]:
 
 
 def test_no_key_sas_or_connection_string_anywhere_in_infra() -> None:
-    files = [p for p in [*INFRA.rglob("*"), REPO / "azure.yaml"] if p.is_file()]
+    # What azd leaves behind after running the hooks is not the template: its venv, Python's bytecode.
+    made = {"hooks_env", "__pycache__"}
+    files = [p for p in [*INFRA.rglob("*"), REPO / "azure.yaml"] if p.is_file() and not made & set(p.parts)]
     assert len(files) >= 12
     found = {str(p.relative_to(REPO)): secrets_in(p.read_text()) for p in files}
     assert not {name: what for name, what in found.items() if what}
@@ -209,6 +219,8 @@ SAMPLE = {
     "inputDatastoreName": "sheetdrop_input",
     "experimentName": "sheetdrop-extract",
     "azuremlApi": "azureml",
+    # function.bicep's own variable (test_azureml_v2_reaches_the_function_only_with_its_url evaluates it).
+    "backend": "azureml",
     "batchEndpointUrl": "https://sheetdrop-extract.westeurope.inference.ml.azure.com/jobs",
     "subscription().subscriptionId": "s",
     "resource_group().name": "rg-dev",  # resourceGroup().name as pycep writes it
@@ -334,6 +346,8 @@ def test_names_flow_from_one_parameter_of_main_bicep() -> None:
     assert modules["functionApp"]["pipelineEndpointUrl"] == "pipelineEndpointUrl"
     outputs = {name: expr(out["value"]) for name, out in main["outputs"].items()}
     assert outputs["INPUT_CONTAINER"] == "inputContainerName"
+    # sheetdrop_local/deployed.py turns it into the Function's INPUT_STORAGE__blobServiceUri.
+    assert outputs["AZURE_STORAGE_BLOB_ENDPOINT"] == "storage.outputs.blobEndpoint"
     assert outputs["INPUT_DATASTORE"] == "inputDatastoreName"
     assert outputs["AZUREML_COMPUTE"] == "computeName"
     # The URL the hook stores in the azd environment comes back as the parameter on every provision.
@@ -346,32 +360,6 @@ def test_names_flow_from_one_parameter_of_main_bicep() -> None:
     assert compute["properties"]["properties"]["scaleSettings"]["minNodeCount"] == 0
 
 
-def evaluate(template: dict[str, Any], node: Any, parameters: dict[str, str]) -> str:
-    """A Bicep string expression's value: interpolation, variables and parameters, toLower, and uniqueString
-    as what it is documented to be, "a deterministic hash string based on the values provided as parameters",
-    13 characters (learn: azure-resource-manager/bicep/bicep-functions-string#uniquestring). Its exact digits
-    are Azure's; that the name depends on them, and fits the rule, is what is checked."""
-    if isinstance(node, str):
-        if node in parameters:
-            return parameters[node]
-        if node in template.get("variables", {}):
-            return evaluate(template, template["variables"][node]["value"], parameters)
-        return re.sub(r"\$\{(\w+)\}", lambda m: evaluate(template, m[1], parameters), unquote(node))
-    if "function" in node:
-        kind, args = node["function"]["type"], [a for a in (node["function"].get("parameters") or {}).values()]
-        if kind == "to_lower":
-            return evaluate(template, args[0], parameters).lower()
-        if kind == "unique_string":
-            joined = "-".join(evaluate(template, a, parameters) for a in args)
-            digest = base64.b32encode(hashlib.sha256(joined.encode()).digest()).decode().lower()
-            return digest[:13]
-    if node.get("operator", {}).get("type") == "property_accessor":
-        operands = node["operator"]["operands"]
-        if operands["operand_1"].get("function", {}).get("type") == "subscription" and operands["operand_2"] == "id":
-            return f"/subscriptions/{parameters['subscriptionId']}"
-    raise AssertionError(f"cannot evaluate {node!r}")
-
-
 #: A batch endpoint's name: azure-ai-ml's validate_endpoint_or_deployment_name (NAME_REGEX_PATTERN, 3-32
 #: characters; constants/_endpoint.py), the rule learn: how-to-manage-quotas states.
 BATCH_ENDPOINT_NAME = re.compile(r"^[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?$")
@@ -380,9 +368,8 @@ BATCH_ENDPOINT_NAME = re.compile(r"^[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?$")
 def test_the_batch_endpoint_name_is_the_deployments_own() -> None:
     """Unique per region, as a batch endpoint's name must be: derived from the resource token, as every other
     name; two environments (or regions) give two names. `sheetdrop publish --v2` reads it."""
-    main = bicep("main.bicep")
-    output = main["outputs"]["AZUREML_BATCH_ENDPOINT_NAME"]["value"]
-    names = {evaluate(main, output, {"subscriptionId": "sub-1", "environmentName": env, "location": region})
+    names = {Scope(INFRA / "main.bicep", {"environmentName": env, "location": region},
+                   Deployment("sub-1", "tenant-1", region)).outputs()["AZUREML_BATCH_ENDPOINT_NAME"]
              for env, region in (("dev", "westeurope"), ("prod", "westeurope"), ("dev", "northeurope"))}
     assert len(names) == 3
     for name in names:
@@ -397,11 +384,14 @@ EXPECTED_ROLES = {
     ("functionPrincipalId", BLOB_OWNER, "storage"),
     ("functionPrincipalId", QUEUE_CONTRIBUTOR, "storage"),
     ("functionPrincipalId", ACCOUNT_CONTRIBUTOR, "storage"),
+    ("functionPrincipalId", TABLE_CONTRIBUTOR, "storage"),
     ("functionPrincipalId", DATA_SCIENTIST, "workspace"),
     ("functionPrincipalId", METRICS_PUBLISHER, "applicationInsights"),
     ("computePrincipalId", BLOB_READER, "storage"),
     ("computePrincipalId", DATA_SCIENTIST, "workspace"),
     ("deployerPrincipalId", DATA_SCIENTIST, "workspace"),
+    ("deployerPrincipalId", BLOB_CONTRIBUTOR, "inputContainer"),
+    ("deployerPrincipalId", BLOB_CONTRIBUTOR, "claimsContainer"),
 }
 
 
@@ -421,6 +411,9 @@ def role_assignments() -> dict[str, tuple[str, str, str]]:
             principal, scope = body["properties"]["principalId"], body["scope"]
             # A deterministic name from the same three: re-deploying finds the same assignment.
             assert expr(body["name"]) == f"guid({scope}.id, {principal}, {role_id})", name
+            # The managed identities are service principals; the deployer is whatever azd reports.
+            expected_type = "deployerPrincipalType" if principal == "deployerPrincipalId" else "ServicePrincipal"
+            assert body["properties"]["principalType"] == expected_type, name
             found[name] = (principal, role_id, scope)
     return found
 
@@ -429,14 +422,21 @@ def test_each_role_assignment_names_the_right_role_for_the_right_principal_and_s
     assert set(role_assignments().values()) == EXPECTED_ROLES
     rbac = bicep("app/rbac.bicep")
     existing = {name: resource_body(rbac, name)["name"] for name, res in rbac["resources"].items() if res["existing"]}
-    assert existing == {"storage": "storageAccountName", "workspace": "workspaceName",
-                        "applicationInsights": "applicationInsightsName"}
+    assert existing == {"storage": "storageAccountName", "blobService": "default",
+                        "inputContainer": "inputContainerName", "claimsContainer": "claimsContainerName",
+                        "workspace": "workspaceName", "applicationInsights": "applicationInsightsName"}
+    # The containers, narrowest scope for uploading and claiming: storage -> blobServices/default -> containers/<c>.
+    assert resource_body(rbac, "blobService")["parent"] == "storage"
+    assert resource_body(rbac, "inputContainer")["parent"] == resource_body(rbac, "claimsContainer")["parent"] == \
+        "blobService"
     params = bicep("main.bicep")["modules"]["rbac"]["config"]["params"]
     # The cluster's workspace role only where its step registers as the cluster (v2; docs/azureml-v2.md).
     condition = rbac["resources"]["computeDataScientist"]["config"]["condition"]
     assert condition["operator"]["type"] == "equals" and set(condition["operator"]["operands"].values()) == {
         "azuremlApi", "azureml-v2"}
     assert params["azuremlApi"] == "azuremlApi"
+    assert params["inputContainerName"] == "inputContainerName"
+    assert params["claimsContainerName"] == "claimsContainerName"
     assert expr(params["functionPrincipalId"]) == "functionApp.outputs.identityPrincipalId"
     assert expr(params["computePrincipalId"]) == "azureml.outputs.computePrincipalId"
     assert params["deployerPrincipalId"] == "principalId"
@@ -452,163 +452,56 @@ def test_role_ids_match_the_table_in_docs() -> None:
             table.setdefault(cells[2][1:37], []).append((cells[0], cells[1], cells[3]))
     names = {BLOB_OWNER: "Storage Blob Data Owner", QUEUE_CONTRIBUTOR: "Storage Queue Data Contributor",
              ACCOUNT_CONTRIBUTOR: "Storage Account Contributor", BLOB_READER: "Storage Blob Data Reader",
-             DATA_SCIENTIST: "AzureML Data Scientist", METRICS_PUBLISHER: "Monitoring Metrics Publisher"}
+             DATA_SCIENTIST: "AzureML Data Scientist", METRICS_PUBLISHER: "Monitoring Metrics Publisher",
+             TABLE_CONTRIBUTOR: "Storage Table Data Contributor", BLOB_CONTRIBUTOR: "Storage Blob Data Contributor"}
     who = {"functionPrincipalId": "Function identity", "computePrincipalId": "Cluster identity",
            "deployerPrincipalId": "Person"}
-    for principal, role_id, _scope in EXPECTED_ROLES:
+    where = {"storage": "storage account", "workspace": "workspace", "applicationInsights": "Application Insights",
+             "inputContainer": "input container", "claimsContainer": "claims container"}
+    for principal, role_id, scope in EXPECTED_ROLES:
         rows = table.get(role_id)
         assert rows, f"{role_id} is not in docs/azureml.md's role table"
-        assert any(who[principal] in row[0] and names[role_id] in row[1] for row in rows), (principal, role_id, rows)
+        assert any(who[principal] in row[0] and names[role_id] in row[1] and row[2].startswith(where[scope])
+                   for row in rows), (principal, role_id, scope, rows)
 
 
-# -- hooks ----------------------------------------------------------------------------------------------
+#: What `sheetdrop smoke` is to confirm in a real workspace, per backend (issue 22), by the names it prints.
+REAL_WORKSPACE_ITEMS = {
+    "azureml.md": ["mount-layout", "output-path", "tags-kept", "job-identity", "per-run-overhead",
+                   "workbook-finds-run"],
+    "azureml-v2.md": ["mount-layout", "output-path", "tags-kept", "job-name-kept", "jobs-list-inputs", "job-identity",
+                      "never-reused", "data-version-race", "per-run-overhead", "workbook-finds-run"],
+}
 
 
-@pytest.mark.parametrize("path", HOOKS, ids=lambda p: p.name)
-def test_hooks_are_strict_bash_that_passes_shellcheck(path: Path) -> None:
-    subprocess.run(["bash", "-n", str(path)], check=True)
-    shellcheck = shutil.which("shellcheck")
-    assert shellcheck, "shellcheck is not installed: apt-get install -y shellcheck (.ci/run does)"
-    result = subprocess.run([shellcheck, "-x", str(path.relative_to(REPO))], cwd=REPO, capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
-    text = path.read_text()
-    if path.name != "lib.sh":  # sourced, not run
-        assert text.startswith("#!/usr/bin/env bash\n") and "\nset -euo pipefail\n" in text
-        assert os.access(path, os.X_OK)
-    assert "set -x" not in text
+@pytest.mark.parametrize("doc", sorted(REAL_WORKSPACE_ITEMS))
+def test_docs_list_exactly_what_only_a_real_workspace_confirms(doc: str) -> None:
+    text = (REPO / "docs" / doc).read_text()
+    heading = "\n## What only a real workspace confirms\n"
+    assert text.count(heading) == 1, doc
+    section = text[text.index(heading):]
+    rows = [line.split("|") for line in section.splitlines() if re.match(r"\| `[a-z-]+` \|", line)]
+    assert [row[1].strip().strip("`") for row in rows] == REAL_WORKSPACE_ITEMS[doc]
+    # Each says what is assumed and what the smoke run looks at.
+    assert all(len(row) == 5 and row[2].strip() and row[3].strip() for row in rows), rows
+    assert "**unconfirmed**" in text[:text.index(heading)] and "sheetdrop smoke" in section
 
 
-def test_shellcheck_fails_a_broken_script(tmp_path: Path) -> None:
-    if not shutil.which("shellcheck"):
-        pytest.fail("shellcheck is not installed: apt-get install -y shellcheck")
-    bad = tmp_path / "bad.sh"
-    bad.write_text("#!/usr/bin/env bash\nrm -rf $1/*\n")
-    assert subprocess.run(["shellcheck", str(bad)], capture_output=True).returncode != 0
-
-
-AZ_STUB = r"""#!/usr/bin/env bash
-# Stand-in for the Azure CLI: records each call, answers from files in $STUB_DIR.
-printf '%s\n' "$*" >> "$STUB_DIR/az.calls"
-case "$*" in
-  "functionapp show"*) echo "func-abc-d4e5f6.westeurope-01.azurewebsites.net" ;;
-  "functionapp keys list"*)
-    n=$(cat "$STUB_DIR/keys.n" 2>/dev/null || echo 0); echo $((n + 1)) > "$STUB_DIR/keys.n"
-    if [ "$n" -ge "${STUB_KEY_AFTER:-0}" ]; then echo "s3cr3t-blobs-key"; fi ;;
-  "eventgrid system-topic event-subscription show"*) [ -f "$STUB_DIR/subscribed" ] || exit 3 ;;
-  "eventgrid system-topic event-subscription create"*) touch "$STUB_DIR/subscribed" ;;
-  "functionapp config appsettings list"*) cat "$STUB_DIR/url" 2>/dev/null || true ;;
-  "functionapp config appsettings set"*)
-    all="$*"; all=${all##*AZUREML_PIPELINE_ENDPOINT_URL=}; echo "${all%% *}" > "$STUB_DIR/url" ;;
-esac
-"""
-AZD_STUB = r"""#!/usr/bin/env bash
-printf '%s\n' "$*" >> "$STUB_DIR/azd.calls"
-case "$1 $2" in
-  "env get-value") grep "^$3=" "$STUB_DIR/azd.env" | cut -d= -f2- ;;
-  "env set") echo "$3=$4" >> "$STUB_DIR/azd.env" ;;
-esac
-"""
-PUBLISH_STUB = r"""#!/usr/bin/env bash
-printf '%s\n' "$*" >> "$STUB_DIR/publish.calls"
-echo "published pipeline: p1"
-echo "AZUREML_PIPELINE_ENDPOINT_ID=e1"
-echo "AZUREML_PIPELINE_ENDPOINT_URL=https://westeurope.api.azureml.ms/pipelines/v1.0/subscriptions/sub/resourceGroups/rg-dev/providers/Microsoft.MachineLearningServices/workspaces/mlw-abc/PipelineRuns/PipelineEndpointSubmit/Id/e1"
-"""
-AZD_ENV = {"AZUREML_SUBSCRIPTION_ID": "sub", "AZURE_RESOURCE_GROUP": "rg-dev", "AZURE_FUNCTION_APP_NAME": "func-abc",
-           "AZUREML_WORKSPACE": "mlw-abc", "AZUREML_COMPUTE": "sheetdrop-cpu", "INPUT_DATASTORE": "sheetdrop_input",
-           "AZUREML_PIPELINE_ENDPOINT_NAME": "sheetdrop-extract", "EVENTGRID_SYSTEM_TOPIC_NAME": "evgt-abc",
-           "INPUT_CONTAINER": "input"}
-
-
-@pytest.fixture
-def stubs(tmp_path: Path) -> dict[str, Any]:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    tools = {"az": AZ_STUB, "azd": AZD_STUB, "make": "#!/usr/bin/env bash\n", "publish": PUBLISH_STUB}
-    for name, text in tools.items():
-        (bin_dir / name).write_text(text)
-        (bin_dir / name).chmod(0o755)
-    (tmp_path / "azd.env").write_text("".join(f"{k}={v}\n" for k, v in AZD_ENV.items()))
-    # Only the stand-ins and the basic tools: the hooks read the azd environment through `azd env get-value`.
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "STUB_DIR": str(tmp_path), "HOME": str(tmp_path),
-           "SHEETDROP_AML_PYTHON": str(bin_dir / "publish"), "SHEETDROP_KEY_ATTEMPTS": "3"}
-    return {"dir": tmp_path, "env": env}
-
-
-def run_hook(name: str, stubs: dict[str, Any], **extra: str) -> subprocess.CompletedProcess[str]:
-    # sleep is the one wait in the hooks: a no-op here.
-    (stubs["dir"] / "bin" / "sleep").write_text("#!/usr/bin/env bash\n")
-    (stubs["dir"] / "bin" / "sleep").chmod(0o755)
-    return subprocess.run(["bash", str(INFRA / "hooks" / name)], env={**stubs["env"], **extra}, capture_output=True,
-                          text=True, timeout=60)
-
-
-def calls(stubs: dict[str, Any], tool: str) -> list[str]:
-    path = stubs["dir"] / f"{tool}.calls"
-    return path.read_text().splitlines() if path.exists() else []
-
-
-def test_postprovision_publishes_as_the_person_and_writes_the_endpoint_url_once(stubs: dict[str, Any]) -> None:
-    first = run_hook("postprovision.sh", stubs)
-    assert first.returncode == 0, first.stderr
-    publish = calls(stubs, "publish")
-    assert publish == ["-m pipeline.publish --auth az --subscription-id sub --resource-group rg-dev --workspace "
-                       "mlw-abc --compute sheetdrop-cpu --input-datastore sheetdrop_input --endpoint-name "
-                       "sheetdrop-extract"]
-    url = (stubs["dir"] / "url").read_text().strip()
-    assert url.endswith("/workspaces/mlw-abc/PipelineRuns/PipelineEndpointSubmit/Id/e1")
-    assert load_settings({"SHEETDROP_BACKEND": "azureml", "INPUT_STORAGE__blobServiceUri": "https://a.blob.x",
-                          "AZUREML_PIPELINE_ENDPOINT_URL": url}).backend_settings.workspace == "mlw-abc"
-    assert f"env set AZUREML_PIPELINE_ENDPOINT_URL {url}" in calls(stubs, "azd")
-    assert all("--subscription sub" in call for call in calls(stubs, "az"))
-    # Again: published again (a new default version), the app setting left alone.
-    second = run_hook("postprovision.sh", stubs)
-    assert second.returncode == 0, second.stderr
-    assert len(calls(stubs, "publish")) == 2
-    assert sum("appsettings set" in call for call in calls(stubs, "az")) == 1
-    assert "already set" in second.stdout
-
-
-def test_postprovision_stops_when_publish_prints_no_url(stubs: dict[str, Any]) -> None:
-    failing = "#!/usr/bin/env bash\necho 'error: auth: `az` is not logged in' >&2\n"
-    (stubs["dir"] / "bin" / "publish").write_text(failing)
-    result = run_hook("postprovision.sh", stubs)
-    assert result.returncode != 0 and "printed no AZUREML_PIPELINE_ENDPOINT_URL" in result.stderr
-    assert not any("appsettings set" in call for call in calls(stubs, "az"))
-
-
-def test_postdeploy_subscribes_blob_created_of_the_input_container_to_the_real_host(stubs: dict[str, Any]) -> None:
-    first = run_hook("postdeploy.sh", stubs, STUB_KEY_AFTER="2")  # the key appears on the third look
-    assert first.returncode == 0, first.stderr
-    (create,) = [call for call in calls(stubs, "az") if "event-subscription create" in call]
-    app_source = (REPO / "function" / "function_app.py").read_text()
-    function_name = re.search(r'function_name\("(\w+)"\)\s*@app\.blob_trigger', app_source)
-    assert function_name
-    endpoint = ("https://func-abc-d4e5f6.westeurope-01.azurewebsites.net/runtime/webhooks/blobs?functionName="
-                f"Host.Functions.{function_name.group(1)}&code=s3cr3t-blobs-key")
-    assert f"--endpoint {endpoint} " in create
-    assert "--endpoint-type webhook" in create and "--system-topic-name evgt-abc" in create
-    assert "--included-event-types Microsoft.Storage.BlobCreated --subject-begins-with " \
-           "/blobServices/default/containers/input/ " in create
-    assert "s3cr3t" not in first.stdout + first.stderr
-    # Again: the same subscription updated, not a second one.
-    second = run_hook("postdeploy.sh", stubs)
-    assert second.returncode == 0, second.stderr
-    (update,) = [call for call in calls(stubs, "az") if "event-subscription update" in call]
-    assert update.replace(" update ", " create ") == create
-    assert len([call for call in calls(stubs, "az") if "event-subscription create" in call]) == 1
-
-
-def test_postdeploy_gives_up_without_the_key(stubs: dict[str, Any]) -> None:
-    result = run_hook("postdeploy.sh", stubs, STUB_KEY_AFTER="99")
-    assert result.returncode != 0 and "no blobs_extension system key" in result.stderr
-    assert not any("event-subscription" in call for call in calls(stubs, "az"))
-
-
-def test_hooks_stop_when_the_azd_environment_lacks_a_value(stubs: dict[str, Any]) -> None:
-    (stubs["dir"] / "azd.env").write_text("")
-    result = run_hook("postdeploy.sh", stubs)
-    assert result.returncode != 0 and "is not in the azd environment" in result.stderr
+def test_principal_type_is_azds_login_kind_for_every_deployer_assignment() -> None:
+    """azd substitutes ${AZURE_PRINCIPAL_TYPE} with User or ServicePrincipal (Azure/azure-dev,
+    pkg/infra/provisioning/current_principal_id_provider.go, CurrentPrincipalType; bicep_provider.go,
+    evalParamEnvSubst); a hard-coded 'User' fails a service principal's assignment (UnmatchedPrincipalType)."""
+    parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert parameters["principalType"]["value"] == "${AZURE_PRINCIPAL_TYPE}"
+    assert parameters["principalId"]["value"] == "${AZURE_PRINCIPAL_ID}"
+    main = bicep("main.bicep")
+    allowed = [d["argument"] for d in main["parameters"]["principalType"]["decorators"] if d["type"] == "allowed"]
+    assert allowed == [["User", "ServicePrincipal"]]
+    assert main["modules"]["rbac"]["config"]["params"]["deployerPrincipalType"] == "principalType"
+    deployer = [name for name, (principal, _, _) in role_assignments().items() if principal == "deployerPrincipalId"]
+    assert len(deployer) == 3  # role_assignments() holds each one's principalType to deployerPrincipalType
+    text = "\n".join(p.read_text() for p in BICEP_FILES)
+    assert "principalType: 'User'" not in text
 
 
 # -- the workbook against the log records ---------------------------------------------------------------
@@ -641,6 +534,19 @@ def test_workbook_shows_what_the_issue_asks_for() -> None:
     diagnostics = resource_body(bicep("app/azureml.bicep"), "runEvents")["properties"]
     assert diagnostics["logs"] == [{"category": "AmlRunStatusChangedEvent", "enabled": True}]
     assert diagnostics["logAnalyticsDestinationType"] == "Dedicated"
+
+
+def test_workbook_finds_a_run_under_any_id_azureml_reports_it_with() -> None:
+    """AmlRunStatusChangedEvent has RunId, ParentRunId and RootRunId (learn: azure-monitor/reference/tables/
+    amlrunstatuschangedevent); whether a v1 pipeline run or a v2 batch job emits events under its own id or only
+    through its step runs is not documented, so each run's status is looked up under all three."""
+    joined = {name: query for name, query in workbook_queries().items() if "AmlRunStatusChangedEvent" in query}
+    assert set(joined) == {"in-flight", "runs", "run-failures"}
+    for name, query in joined.items():
+        assert "mv-expand run_id = pack_array(RunId, ParentRunId, RootRunId) to typeof(string)" in query, name
+        assert "summarize arg_max(TimeGenerated, Status) by run_id" in query, name
+        assert "join kind=leftouter status on run_id" in query, name
+        assert "by RunId" not in query, name
 
 
 @pytest.mark.parametrize("name", sorted(workbook_queries()))
@@ -714,25 +620,67 @@ def test_a_record_survives_any_blob_name() -> None:
     assert "\n" not in telemetry.message(values)
 
 
-def test_the_v2_variant_is_one_parameter_and_sets_what_the_v2_backend_reads() -> None:
+V1_URL = SAMPLE["pipelineEndpointUrl"]
+V2_URL = SAMPLE["batchEndpointUrl"]
+
+
+def deployed_settings(**params: str) -> tuple[dict[str, str], Scope]:
+    """The Function's app settings as a provision of main.bicep with these parameters writes them."""
+    main = Scope(INFRA / "main.bicep", {"environmentName": "dev", "location": "westeurope", **params},
+                 Deployment("sub-1", "tenant-1", "westeurope"))
+    function = main.resolve("functionApp").child()
+    return function.eval(resource_body(function.tree, "appSettings")["properties"]), main
+
+
+@pytest.mark.parametrize(("params", "backend"), [
+    ({}, "azureml"),
+    ({"azuremlApi": "azureml", "pipelineEndpointUrl": V1_URL}, "azureml"),
+    # The first provision of `azd env set SHEETDROP_AZUREML_API azureml-v2 && azd up`: no batch URL yet.
+    ({"azuremlApi": "azureml-v2"}, "azureml"),
+    ({"azuremlApi": "azureml-v2", "pipelineEndpointUrl": V1_URL}, "azureml"),
+    ({"azuremlApi": "azureml-v2", "batchEndpointUrl": V2_URL}, "azureml-v2"),
+    ({"azuremlApi": "azureml-v2", "pipelineEndpointUrl": V1_URL, "batchEndpointUrl": V2_URL}, "azureml-v2"),
+    # Back to v1 after v2: the v1 URL was kept all along.
+    ({"azuremlApi": "azureml", "pipelineEndpointUrl": V1_URL, "batchEndpointUrl": V2_URL}, "azureml"),
+], ids=["default", "v1", "v2-before-publish", "v1-switching", "v2", "v2-after-v1", "back-to-v1"])
+def test_azureml_v2_reaches_the_function_only_with_its_url(params: dict[str, str], backend: str) -> None:
+    settings, main = deployed_settings(**params)
+    assert settings["SHEETDROP_BACKEND"] == backend
+    loaded = load_in_azure(settings)
+    if backend == "azureml-v2":
+        assert not isinstance(loaded, Exception), loaded
+        assert loaded.backend == "azureml-v2" and loaded.backend_settings.endpoint_url == V2_URL
+        # The workspace the Function looks jobs up in is the one the azureml module creates.
+        assert loaded.backend_settings.workspace == main.outputs()["AZUREML_WORKSPACE"]
+        assert loaded.backend_settings.managed_identity_client_id == settings["AZUREML_MANAGED_IDENTITY_CLIENT_ID"]
+    elif params.get("pipelineEndpointUrl"):
+        # A v1 deployment that is switching keeps submitting to v1 until the v2 URL exists.
+        assert not isinstance(loaded, Exception), loaded
+        assert loaded.backend == "azureml" and loaded.backend_settings.endpoint_id == "e1"
+    else:
+        # Nothing published yet: the Function names what is missing, never azureml-v2.
+        assert isinstance(loaded, SettingsError) and "AZUREML_PIPELINE_ENDPOINT_URL" in str(loaded)
+
+
+def test_the_v2_variant_is_one_parameter_mapped_from_the_azd_environment() -> None:
     main = bicep("main.bicep")
     assert expr(main["parameters"]["azuremlApi"]["default"]) == "azureml"
-    allowed = main["parameters"]["azuremlApi"]["decorators"]
-    assert any("azureml-v2" in json.dumps(d) for d in allowed)
-    settings = app_settings()
-    assert expr(settings["SHEETDROP_BACKEND"]) == "azuremlApi"
-    v1 = load_in_azure(resolved(settings))
-    assert v1.backend == "azureml" and v1.backend_settings.endpoint_id == "e1"
-    SAMPLE["azuremlApi"] = "azureml-v2"
-    try:
-        v2 = load_in_azure(resolved(settings))
-    finally:
-        SAMPLE["azuremlApi"] = "azureml"
-    assert not isinstance(v2, Exception), v2
-    assert v2.backend == "azureml-v2"
-    assert (v2.backend_settings.endpoint_url, v2.backend_settings.workspace, v2.backend_settings.resource_group) == (
-        SAMPLE["batchEndpointUrl"], "mlw-abc", "rg-dev")
-    assert v2.backend_settings.managed_identity_client_id == SAMPLE["identity.properties.clientId"]
+    allowed = [d["argument"] for d in main["parameters"]["azuremlApi"]["decorators"] if d["type"] == "allowed"]
+    # The choices are the Function's deployed backends (sheetdrop/submit/backends.py, DEPLOYED).
+    assert allowed == [list(DEPLOYED)]
     parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
     assert parameters["batchEndpointUrl"]["value"] == "${AZUREML_BATCH_ENDPOINT_URL}"
     assert parameters["azuremlApi"]["value"] == "${SHEETDROP_AZUREML_API=azureml}"
+    assert parameters["workspaceGeneration"]["value"] == "${SHEETDROP_WORKSPACE_GENERATION}"
+
+
+def test_outcome_traces_are_never_sampled() -> None:
+    """The host reads logging.applicationInsights.samplingSettings.ExcludedTypes (azure-functions-host,
+    src/WebJobs.Script/Config/ApplicationInsightsLoggerOptionsSetup.cs, ApplySamplingSettings) into the
+    adaptive sampling processor's ExcludedTypes (azure-webjobs-sdk, TelemetryProcessorExtensions.cs);
+    recognized types: Dependency, Event, Exception, PageView, Request, Trace (learn:
+    azure-functions/functions-host-json). The Python worker's log records arrive as traces."""
+    host = json.loads((REPO / "function" / "host.json").read_text())
+    sampling = host["logging"]["applicationInsights"]["samplingSettings"]
+    excluded = {t.strip() for t in sampling["excludedTypes"].split(";")}
+    assert "Trace" in excluded and excluded <= {"Dependency", "Event", "Exception", "PageView", "Request", "Trace"}

@@ -52,3 +52,18 @@ def test_sanitized_names_fit_azureml() -> None:
 def test_long_names_that_share_a_beginning_stay_apart() -> None:
     first, second = slug("x" * 200 + "a", "w"), slug("x" * 200 + "b", "w")
     assert first != second and len(first) == len(second) == MAX_NAME
+
+
+def test_the_sheet_dataset_rule_names_and_recognises_alike() -> None:
+    from sheetdrop_contract.contract import BASE_TAG, fed_by, named_like_a_sheet_of, sheet_dataset_name
+
+    assert sheet_dataset_name("sales", "orders", 1) == "sales"
+    assert sheet_dataset_name("sales", "orders", 3) == "sales_orders"
+    for sheets in (1, 3):
+        name = sheet_dataset_name("sales", "orders", sheets)
+        assert named_like_a_sheet_of(name, "sales") and fed_by(name, {BASE_TAG: "sales"}, "sales")
+    # The folder sales/emea has its own dataset sales_emea: named like a sheet of sales, tagged otherwise.
+    assert named_like_a_sheet_of("sales_emea", "sales") and not fed_by("sales_emea", {BASE_TAG: "sales_emea"}, "sales")
+    assert not named_like_a_sheet_of("salesforce", "sales") and not fed_by("salesforce", {BASE_TAG: "sales"}, "sales")
+    # Versions registered before the base tag: only the bare name counts.
+    assert fed_by("sales", {}, "sales") and not fed_by("sales_orders", {}, "sales")

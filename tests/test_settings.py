@@ -158,9 +158,11 @@ def test_no_other_module_reads_the_environment_for_a_setting() -> None:
             lines = _reads_environment(ast.parse(path.read_text()))
             if lines and rel not in ENVIRONMENT_READERS:
                 found[rel] = lines
-    # The dev host and the runner hand the environment on (to the Function, to the step); they read
-    # no setting from it. pipeline/ reads the publisher's command-line defaults.
+    # The dev host and the runner hand the environment on (to the Function, to the step), deployed.py sets the
+    # credential switch for this process; they read no setting from it. pipeline/ reads the publisher's
+    # command-line defaults.
     assert set(found) <= {"sheetdrop_local/devhost.py", "sheetdrop_local/runner.py", "pipeline/publish.py",
+                          "sheetdrop_local/deployed.py",
                           "pipeline/v2/publish.py",
                           "pipeline/datastore.py", "pipeline/workspace.py"}, found
 

@@ -15,9 +15,11 @@ from starlette.testclient import TestClient
 from conftest import SAMPLE
 from history import deliver_and_run, make_history, upload
 from sheetdrop.settings import StorageSettings
-from sheetdrop_local import db, lineage, registry, runstore, snippets
+from sheetdrop_local import db, registry, runstore
 from sheetdrop_local.azurite import AZURITE_KEY
+from sheetdrop_local.readmodel import locations
 from sheetdrop_local.settings import LocalSettings
+from sheetdrop_local.studio import snippets
 from sheetdrop_local.studio.app import create_app
 from sheetdrop_step.convert import CONVERTER_VERSION
 
@@ -118,8 +120,8 @@ def test_the_studio_only_reads(client: TestClient, history: dict[str, runstore.R
 def test_snippets_load_the_version_as_shown(settings: LocalSettings, history: dict[str, runstore.Run]) -> None:
     conn = db.connect(settings.state_dir)
     version = registry.get(conn, "sales_orders", 2)
-    service = lineage.quick_service(settings)
-    where = lineage.location(settings, version, service)
+    service = locations.quick_service(settings)
+    where = locations.location(settings, version, service)
     expected = registry.load_table(version, service, where.container).to_pandas()
     for snippet in (snippets.pandas_snippet(settings, where), snippets.polars_snippet(settings, where)):
         assert AZURITE_KEY in snippet and where.path in snippet
@@ -136,7 +138,7 @@ def test_a_real_accounts_key_never_reaches_a_snippet(settings: LocalSettings) ->
     other = dataclasses.replace(settings, storage=StorageSettings(
         connection_string=f"DefaultEndpointsProtocol=https;AccountName=acct;AccountKey={secret};"
                           "EndpointSuffix=core.windows.net", account_url=None, client_id=None, retry_total=0))
-    where = lineage.Location("workspaceblobstore", "azureml-blobstore", "azureml/x/extracted/a.parquet",
+    where = locations.Location("workspaceblobstore", "azureml-blobstore", "azureml/x/extracted/a.parquet",
                              "https://acct.blob.core.windows.net/azureml-blobstore/azureml/x/extracted/a.parquet")
     for snippet in (snippets.pandas_snippet(other, where), snippets.polars_snippet(other, where)):
         assert secret not in snippet and snippets.KEY_PLACEHOLDER in snippet
@@ -147,11 +149,11 @@ def test_ranged_reads_give_the_same_rows_as_a_download(settings: LocalSettings,
                                                       history: dict[str, runstore.Run]) -> None:
     import io
 
-    from sheetdrop_local import parquetview
+    from sheetdrop_local.readmodel import parquetview
 
     version = registry.get(db.connect(settings.state_dir), "sales_orders", 1)
-    where = lineage.location(settings, version, lineage.quick_service(settings))
-    blob = lineage.quick_service(settings).get_blob_client(where.container, where.path)
+    where = locations.location(settings, version, locations.quick_service(settings))
+    blob = locations.quick_service(settings).get_blob_client(where.container, where.path)
     parquet, size = parquetview.open_parquet(blob)
     assert parquetview.head(parquet, 5).num_rows == 5
     whole = pq.read_table(io.BytesIO(blob.download_blob().readall()))

@@ -116,6 +116,10 @@ class Settings:
     claims_container: str
     claim_stale_seconds: float
     claim_max_failures: int
+    #: A version still without a claim this long after it was written has lost its event: the timer delivers it.
+    reconcile_after_seconds: float
+    #: At most this many such versions delivered per timer run (the rest wait for the next run).
+    reconcile_max_deliveries: int
     #: The chosen backend's own settings, read by its plug-in (its ``read_settings``), or None.
     backend_settings: Any
 
@@ -172,6 +176,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         # host.json's poisonBlobThreshold, so the claim is poisoned when the host gives up (a test
         # keeps the two equal).
         claim_max_failures=number(env, "CLAIM_MAX_FAILURES", 3, minimum=1, kind=int),
+        # Event Grid delivers within seconds and retries with back-off for up to 24 h; ten minutes leaves a late
+        # event room to come first (it would only meet the claim anyway).
+        reconcile_after_seconds=number(env, "RECONCILE_AFTER_SECONDS", 600.0, minimum=0),
+        reconcile_max_deliveries=number(env, "RECONCILE_MAX_DELIVERIES", 50, minimum=0, kind=int),
         backend_settings=backends.read_settings(backend, env),
     )
 

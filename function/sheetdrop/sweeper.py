@@ -1,4 +1,5 @@
-"""Deliver again what nobody else will: blob versions whose claim was abandoned.
+"""Deliver again what nobody else will: blob versions whose claim was abandoned, and (:mod:`sheetdrop.reconcile`)
+versions whose event never came.
 
 A worker that dies after claiming leaves its claim in 'submitting', and the host's own
 retry of that event arrives while the claim still looks alive, so nobody would ever
@@ -14,6 +15,7 @@ from __future__ import annotations
 import logging
 import uuid
 
+from sheetdrop.reconcile import reconcile
 from sheetdrop.settings import Settings, get_settings
 from sheetdrop.trigger import BlobVersion, Outcome, claim_store, handle_blob
 
@@ -49,4 +51,4 @@ def sweep(settings: Settings | None = None, invocation_id: str = "sweep") -> lis
         except Exception as exc:  # one failing version must not keep the others waiting
             log.error("re-delivering %s/%s failed (its claim is released; the next sweep or event retries): %s",
                       claim.container, claim.blob, exc)
-    return outcomes
+    return outcomes + reconcile(settings, claims, invocation_id)

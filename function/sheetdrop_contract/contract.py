@@ -293,6 +293,35 @@ def slug(text: str, fallback: str) -> str:
     return name or fallback
 
 
+#: On every dataset version: the workbook-level dataset name it was registered for, so that a folder's
+#: own dataset that happens to look like ``<base>_<sheet>`` (``sales/emea`` → ``sales_emea``) is not
+#: taken for a sheet of ``base``'s workbook.
+BASE_TAG = "dataset_base"
+
+
+def sheet_dataset_name(base: str, sheet_slug: str, sheet_count: int) -> str:
+    """The dataset a sheet feeds: one sheet keeps the workbook's dataset name ``base``; several get
+    ``<base>_<sheet slug>`` each. :func:`named_like_a_sheet_of` and :func:`fed_by` read names the same way."""
+    return base if sheet_count == 1 else f"{_sheet_prefix(base)}{sheet_slug}"
+
+
+def _sheet_prefix(base: str) -> str:
+    return f"{base}_"
+
+
+def named_like_a_sheet_of(name: str, base: str) -> bool:
+    """Whether ``name`` has the shape of a dataset a workbook named ``base`` feeds (``base`` or
+    ``<base>_<sheet>``): what a registry is asked for before the tags decide (:func:`fed_by`)."""
+    return name == base or name.startswith(_sheet_prefix(base))
+
+
+def fed_by(name: str, tags: Mapping[str, str], base: str) -> bool:
+    """Whether the dataset ``name``, whose latest version carries ``tags``, is one a workbook named
+    ``base`` feeds: named like one and tagged with ``base`` (a version registered before the base was
+    tagged: only the bare name counts)."""
+    return named_like_a_sheet_of(name, base) and tags.get(BASE_TAG, name) == base
+
+
 # -- AzureML v2 (batch endpoint -> pipeline component -> this step as a command component) -------------
 
 #: ``--setting SHEETDROP_JOB_API=v2`` on the command component's command line: the step then reports to the

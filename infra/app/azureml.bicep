@@ -27,9 +27,12 @@ resource inputStorage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = 
 }
 
 // The workspace's own storage (snapshots, the step's output datastore workspaceblobstore). Shared-key
-// access stays on here, as AzureML creates it: SDK v1 uploads the step's snapshot to the blob URLs the
-// service hands back (azureml/_restclient/snapshots_client.py, _upload_snapshot_files), and the system
-// datastores use the workspace's stored key. Nothing in this template or the hooks reads that key.
+// access stays on here, as AzureML creates it: "An Azure Machine Learning workspace defaults to use of a
+// shared key to access its default Azure Storage account" (learn: machine-learning/
+// how-to-disable-local-auth-storage), so the system datastore workspaceblobstore carries the key the
+// workspace stores; SDK v1 uploads the step's snapshot to the blob URLs the service hands back
+// (azureml/_restclient/snapshots_client.py, _upload_snapshot_files). Nothing in this template or the
+// hooks reads that key.
 resource workspaceStorage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   name: workspaceStorageName
   location: location
@@ -144,4 +147,5 @@ resource runEvents 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = 
 }
 
 output workspaceName string = workspace.name
+output workspaceId string = workspace.id
 output computePrincipalId string = compute.identity.principalId

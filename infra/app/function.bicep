@@ -112,9 +112,17 @@ var connectionSettings = {
   INPUT_STORAGE__clientId: identity.properties.clientId
 }
 
+// azureml-v2 is named only once its batch endpoint URL is known: the backend without its URL makes every
+// invocation a SettingsError. Until then (the first provision of `azd env set SHEETDROP_AZUREML_API
+// azureml-v2 && azd up`, before the post-provision hook has published) the app keeps azureml and, when it
+// was a v1 deployment, its v1 URL; the hook then writes the URL and azureml-v2 in one update.
+// Parenthesised so that every reader, pycep in tests/test_infra.py included, groups it as Bicep does.
+var v2Ready = (azuremlApi == 'azureml-v2') && !empty(batchEndpointUrl)
+var backend = v2Ready ? 'azureml-v2' : 'azureml'
+
 // Read by sheetdrop/settings.py.
 var sheetdropSettings = {
-  SHEETDROP_BACKEND: azuremlApi
+  SHEETDROP_BACKEND: backend
   INPUT_CONTAINER: inputContainerName
   CLAIMS_CONTAINER: claimsContainerName
   INPUT_DATASTORE: inputDatastoreName
@@ -122,13 +130,15 @@ var sheetdropSettings = {
   AZUREML_MANAGED_IDENTITY_CLIENT_ID: identity.properties.clientId
 }
 
-// Known once the pipeline is published (the post-provision hook), then kept by every provision.
+// Known once the pipeline is published (the post-provision hook), then kept by every provision, after a
+// switch to azureml-v2 too: runs submitted before the switch go on in AzureML regardless, and switching
+// back is `azd env set SHEETDROP_AZUREML_API azureml && azd up`.
 var endpointSettings = empty(pipelineEndpointUrl) ? {} : {
   AZUREML_PIPELINE_ENDPOINT_URL: pipelineEndpointUrl
 }
 
-// azureml-v2: the batch endpoint (known once `sheetdrop publish --v2` ran) and the workspace whose jobs
-// the Function looks up after a lost answer (sheetdrop/settings_v2.py).
+// azureml-v2: the batch endpoint (known once the post-provision hook published v2) and the workspace whose
+// jobs the Function looks up after a lost answer (sheetdrop/settings.py, _azureml_v2).
 var batchSettings = empty(batchEndpointUrl) ? {} : {
   AZUREML_BATCH_ENDPOINT_URL: batchEndpointUrl
   AZUREML_SUBSCRIPTION_ID: subscription().subscriptionId

@@ -30,4 +30,5 @@ resource applicationInsights 'Microsoft.Insights/components@2020-02-02' = {
 }
 
 output logAnalyticsName string = logAnalytics.name
+output logAnalyticsCustomerId string = logAnalytics.properties.customerId
 output applicationInsightsName string = applicationInsights.name

@@ -2,6 +2,10 @@
 // (learn: role-based-access-control/built-in-roles); docs/azureml.md, "Role assignments", says why.
 // tests/test_infra.py holds each (principal, role id, scope) against that table.
 param storageAccountName string
+@description('The container the Function watches: the person running azd may upload into it.')
+param inputContainerName string
+@description('The claims container: `sheetdrop backfill --azure`, run as the person, claims through it.')
+param claimsContainerName string
 param workspaceName string
 param applicationInsightsName string
 param functionPrincipalId string
@@ -10,10 +14,30 @@ param computePrincipalId string
 param azuremlApi string = 'azureml'
 @description('The person or CI principal running azd; empty: no assignment.')
 param deployerPrincipalId string
+@description('User or ServicePrincipal, as azd reports the login (main.bicep, principalType).')
+@allowed([
+  'User'
+  'ServicePrincipal'
+])
 param deployerPrincipalType string
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
+}
+
+resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' existing = {
+  parent: storage
+  name: 'default'
+}
+
+resource inputContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
+  parent: blobService
+  name: inputContainerName
+}
+
+resource claimsContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
+  parent: blobService
+  name: claimsContainerName
 }
 
 resource workspace 'Microsoft.MachineLearningServices/workspaces@2024-04-01' existing = {
@@ -55,6 +79,20 @@ resource functionAccountContributor 'Microsoft.Authorization/roleAssignments@202
   scope: storage
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', '17d1049b-9a84-46fb-8f53-869881c3d3ab')
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Function identity: Storage Table Data Contributor on the input account, which is also the host's
+// storage: the host persists its diagnostic events in tables through AzureWebJobsStorage ("No extension
+// (host only), with support for diagnostic events: Storage Blob Data Owner, Storage Table Data
+// Contributor", azure-docs includes/functions-azurewebjobsstorage-permissions.md).
+resource functionTableContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, functionPrincipalId, '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3')
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3')
     principalId: functionPrincipalId
     principalType: 'ServicePrincipal'
   }
@@ -105,6 +143,34 @@ resource computeDataScientist 'Microsoft.Authorization/roleAssignments@2022-04-0
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', 'f6c7c914-8db3-469d-8ca1-694a8f32e121')
     principalId: computePrincipalId
     principalType: 'ServicePrincipal'
+  }
+}
+
+// The person (or CI principal) running azd: Storage Blob Data Contributor on the input container, so
+// that `az storage blob upload --auth-mode login` into it works with shared keys off: management roles
+// such as Owner grant no data access ("Even though you are the account owner, you need explicit
+// permissions to perform data operations", azure-docs storage/blobs/authorize-data-operations-cli.md;
+// container scope: storage/blobs/assign-azure-role-data-access.md).
+resource deployerBlobContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(deployerPrincipalId)) {
+  name: guid(inputContainer.id, deployerPrincipalId, 'ba92f5b4-2d11-453d-a403-e96b0029c9fe')
+  scope: inputContainer
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', 'ba92f5b4-2d11-453d-a403-e96b0029c9fe')
+    principalId: deployerPrincipalId
+    principalType: deployerPrincipalType
+  }
+}
+
+// The same principal: Storage Blob Data Contributor on the claims container, which `sheetdrop backfill
+// --azure` (signed in as the person) reads and writes as the trigger does: one claim per blob version.
+// Two containers rather than the account, which also holds the host's storage and deployment package.
+resource deployerClaimsContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(deployerPrincipalId)) {
+  name: guid(claimsContainer.id, deployerPrincipalId, 'ba92f5b4-2d11-453d-a403-e96b0029c9fe')
+  scope: claimsContainer
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', 'ba92f5b4-2d11-453d-a403-e96b0029c9fe')
+    principalId: deployerPrincipalId
+    principalType: deployerPrincipalType
   }
 }
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from sheetdrop_contract import read_options
 from sheetdrop_contract.contract import (
+    BASE_TAG,
     EXIT_STORAGE_UNREACHABLE,
     OUTPUT_NAME,
     OutputPathError,
@@ -25,16 +26,12 @@ from sheetdrop_contract.contract import (
     parse_source_version,
     parse_step_arguments,
     read_step_settings,
+    sheet_dataset_name,
 )
 from sheetdrop_step import schema_changes, source
 from sheetdrop_step.contexts import StepContext, get_context
 from sheetdrop_step.convert import CONVERTER_VERSION, convert_workbook, options_from_env
 from sheetdrop_step.rejection import WorkbookRejected
-
-
-def dataset_name_for(base: str, sheet_slug: str, sheet_count: int) -> str:
-    """One sheet keeps the workbook's dataset name; several get ``_<sheet>`` each."""
-    return base if sheet_count == 1 else f"{base}_{sheet_slug}"
 
 
 def _previous_types(context: StepContext, base: str) -> dict[str, dict[str, str]]:
@@ -82,7 +79,7 @@ def run(args: argparse.Namespace, blob: dict[str, str], options: read_options.Re
     planned = []
     changes: dict[str, str] = {}
     for sheet in sheets:
-        name = dataset_name_for(args.dataset_name, sheet.slug, len(sheets))
+        name = sheet_dataset_name(args.dataset_name, sheet.slug, len(sheets))
         previous = schema_changes.previous_schema(context.previous_tags(name) or {})
         if previous is not None and schema_changes.compare(previous, sheet.column_types):
             changes[name] = schema_changes.compare(previous, sheet.column_types).describe()
@@ -93,8 +90,8 @@ def run(args: argparse.Namespace, blob: dict[str, str], options: read_options.Re
             "rows": str(sheet.rows),
             "columns": str(sheet.columns),
             "converter_version": CONVERTER_VERSION,
-            # Which workbook-level name a sheet's dataset belongs to (several sheets: <base>_<sheet>).
-            schema_changes.BASE_TAG: args.dataset_name,
+            # Which workbook-level name a sheet's dataset belongs to (contract.fed_by reads it).
+            BASE_TAG: args.dataset_name,
             **schema_changes.schema_tags(sheet.column_types, previous),
         }
         planned.append((sheet, name, tags))

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 SCHEMA_TAG = "schema"
 CHANGE_TAG = "schema_change"
-BASE_TAG = "dataset_base"
 
 
 class SchemaChanged(Exception):
@@ -55,12 +54,6 @@ def schema_tags(current: dict[str, str], previous: dict[str, str] | None) -> dic
     """The tags a new version carries about its columns."""
     change = "first version" if previous is None else compare(previous, current).describe()
     return {SCHEMA_TAG: json.dumps(current), CHANGE_TAG: change}
-
-
-def same_base(name: str, tags: dict[str, str], base: str) -> bool:
-    """Whether a dataset's latest version came from a workbook named ``base`` (versions registered
-    before the base was tagged: only the bare name counts)."""
-    return tags.get(BASE_TAG, name) == base
 
 
 def previous_schema(tags: dict[str, str]) -> dict[str, str] | None:

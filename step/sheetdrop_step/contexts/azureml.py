@@ -10,9 +10,8 @@ import contextlib
 from collections.abc import Mapping
 from typing import Any
 
-from sheetdrop_contract.contract import SUPERSEDED_TAG, Registration, resolve_output
+from sheetdrop_contract.contract import SUPERSEDED_TAG, Registration, fed_by, resolve_output
 from sheetdrop_step import source
-from sheetdrop_step.schema_changes import same_base
 
 
 def open_context(env: Mapping[str, str]) -> AzureMLContext | None:
@@ -69,8 +68,7 @@ class AzureMLContext:
             datasets = Dataset.get_all(self.workspace)
         except Exception:  # only feeds a warning; never fail a run over it
             return []
-        return [name for name, dataset in datasets.items()
-                if (name == base or name.startswith(f"{base}_")) and same_base(name, dict(dataset.tags or {}), base)]
+        return [name for name, dataset in datasets.items() if fed_by(name, dict(dataset.tags or {}), base)]
 
     def storage_credential(self) -> Any:
         # The input is read as the cluster's identity reads a datastore without credentials (docs/azureml.md,

@@ -18,9 +18,16 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from sheetdrop_contract.contract import JOB_API_ENV, SUPERSEDED_TAG, OutputPathError, Registration, datastore_uri
+from sheetdrop_contract.contract import (
+    JOB_API_ENV,
+    SUPERSEDED_TAG,
+    OutputPathError,
+    Registration,
+    datastore_uri,
+    fed_by,
+    named_like_a_sheet_of,
+)
 from sheetdrop_step import source
-from sheetdrop_step.schema_changes import same_base
 
 #: MLflow's limits: tag values are cut rather than failing a run over a long column-type map.
 MAX_TAG_VALUE = 5000
@@ -85,8 +92,9 @@ class AzureMLV2Context:
             names = sorted({data.name for data in self.ml_client.data.list()})
         except Exception:  # only feeds a warning; never fail a run over it
             return []
-        candidates = [n for n in names if n == base or n.startswith(f"{base}_")]
-        return [n for n in candidates if same_base(n, self.previous_tags(n) or {}, base)]
+        # The name first: asking for the tags is a request per dataset.
+        candidates = [n for n in names if named_like_a_sheet_of(n, base)]
+        return [n for n in candidates if fed_by(n, self.previous_tags(n) or {}, base)]
 
     def log_metric(self, name: str, value: float | int | str) -> None:
         # MLflow metrics are numbers; the converter's text results (column types) become tags, which

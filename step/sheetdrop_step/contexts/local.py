@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sheetdrop_contract.contract import SUPERSEDED_TAG, Registration, resolve_output
+from sheetdrop_contract.contract import SUPERSEDED_TAG, Registration, fed_by, resolve_output
 from sheetdrop_step import source
-from sheetdrop_step.schema_changes import same_base
 
 LOCAL_RUN_ENV = "SHEETDROP_LOCAL_RUN"
 LOCAL_STORAGE_ENV = "SHEETDROP_LOCAL_STORAGE"
@@ -70,7 +69,7 @@ class LocalContext:
         return self._previous.get(name)
 
     def previous_names(self, base: str) -> list[str]:
-        return [name for name, tags in self._previous.items() if same_base(name, tags, base)]
+        return [name for name, tags in self._previous.items() if fed_by(name, tags, base)]
 
     def log_metric(self, name: str, value: float | int | str) -> None:
         self._metrics[name] = value

@@ -45,11 +45,18 @@ SUBMIT_CONTENT_TYPE = "application/json-patch+json; charset=utf-8"
 #: retried POST from a resubmission.
 SUBMISSION_TAG = "sheetdrop_submission_id"
 MAX_QUERY_PAGES = 20
+#: A run's last states (azureml-core Run.get_status: "Completed", "Failed", "Canceled"; _restclient RunStatus).
+ENDED_STATUSES = ("Completed", "Failed", "Canceled")
 
 
 def submit_url(base_url: str, workspace: Workspace, endpoint_id: str) -> str:
     return f"{base_url.rstrip('/')}/pipelines/v1.0/{workspace.path()}/PipelineRuns/PipelineEndpointSubmit/Id/" \
         f"{quote(endpoint_id, safe='')}"
+
+
+def run_url(base_url: str, workspace: Workspace, run_id: str) -> str:
+    """One run by id (azureml-core's RunOperations.get_workspace_run route), answering a RunDto."""
+    return f"{base_url.rstrip('/')}/history/v1.0/{workspace.path()}/runs/{quote(run_id, safe='')}"
 
 
 def runs_query_url(base_url: str, workspace: Workspace, experiment: str) -> str:
@@ -162,6 +169,21 @@ class AzureMLBackend:
             token = page.get("continuationToken")
             if not token:
                 break
+        return found
+
+    def ended(self, run_ids: list[str]) -> set[str]:
+        """Which of these pipeline runs have ended (a backfill's pace): one GET each."""
+        found = set()
+        for run_id in run_ids:
+            response = self.service.send("GET", run_url(self.base_url, self.workspace, run_id), scope=TOKEN_SCOPE,
+                                         what=f"read run {run_id}")
+            if response.status_code == 404:  # a run the workspace does not have is not running either
+                found.add(run_id)
+            elif response.status_code >= 400:
+                raise SubmitError(f"read run {run_id}: {self._status_cause(response.status_code)}: "
+                                  f"{service_error(response)}")
+            elif response.json().get("status") in ENDED_STATUSES:
+                found.add(run_id)
         return found
 
     def _existing_run(self, request: SubmitRequest) -> str | None:

@@ -11,7 +11,7 @@ import json
 from urllib.parse import urlsplit
 
 from sheetdrop_local.azurite import AZURITE_ACCOUNT, AZURITE_KEY
-from sheetdrop_local.lineage import Location
+from sheetdrop_local.readmodel.locations import Location, connection_parts
 from sheetdrop_local.settings import LocalSettings
 
 KEY_PLACEHOLDER = "<account key>"
@@ -22,13 +22,8 @@ def _q(text: str) -> str:
     return json.dumps(text)
 
 
-def _connection_parts(settings: LocalSettings) -> dict[str, str]:
-    text = settings.storage.connection_string or ""
-    return dict(part.split("=", 1) for part in text.split(";") if "=" in part)
-
-
 def _account_and_key(settings: LocalSettings) -> tuple[str, str]:
-    parts = _connection_parts(settings)
+    parts = connection_parts(settings)
     account = parts.get("AccountName", AZURITE_ACCOUNT)
     key = parts.get("AccountKey", "")
     return account, key if key == AZURITE_KEY else KEY_PLACEHOLDER

@@ -1,11 +1,8 @@
-"""What the CLI and the local studio show, read in one place: the run list (runs, and the blob
-versions that got none: skipped or poisoned), a run with what it made, and where a dataset version
-lives. Read-only: nothing here writes to the run store, the registry or storage.
-"""
+"""The run list (runs, and the blob versions that got none: skipped or poisoned), a run by its id,
+and a run's step log."""
 
 from __future__ import annotations
 
-import dataclasses
 import sqlite3
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -14,41 +11,18 @@ from sheetdrop.claims import ClaimState, ClaimStore
 from sheetdrop.storage import storage_unreachable
 from sheetdrop_contract.contract import SUPERSEDED_TAG
 from sheetdrop_local import registry, runstore
+from sheetdrop_local.readmodel.locations import claims_reader
 from sheetdrop_local.registry import DatasetVersion
-from sheetdrop_local.runstore import Run
+from sheetdrop_local.runstore import Run, RunStatus
 from sheetdrop_local.settings import LocalSettings
 
 if TYPE_CHECKING:
     from azure.storage.blob import BlobServiceClient
 
 #: Every status a row of the run list can have.
-STATUSES = ("queued", "running", "completed", "failed", "superseded", "skipped", "poisoned")
-IN_PROGRESS = ("queued", "running")
+STATUSES = (*(status.value for status in RunStatus), "skipped", "poisoned")
+IN_PROGRESS = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
 UNREACHABLE_NOTE = "storage is unreachable, so skipped and poisoned blob versions are not listed"
-
-
-def quick_service(settings: LocalSettings) -> BlobServiceClient:
-    """A storage client for reads a person waits for: no retries and a short connect timeout, so
-    that a stopped Azurite is an error within a second, not after 20 s of back-off."""
-    from azure.storage.blob import BlobServiceClient
-
-    from sheetdrop.storage import blob_service
-
-    options = {"retry_total": 0, "connection_timeout": 3, "read_timeout": 30}
-    if settings.storage.connection_string:
-        return BlobServiceClient.from_connection_string(settings.storage.connection_string, **options)
-    return blob_service(dataclasses.replace(settings.storage, retry_total=0))
-
-
-def storage_endpoint(settings: LocalSettings) -> str:
-    """The blob endpoint, for messages: never the connection string itself, which carries a key."""
-    parts = dict(part.split("=", 1) for part in (settings.storage.connection_string or "").split(";") if "=" in part)
-    return parts.get("BlobEndpoint") or settings.storage.describe()
-
-
-def claims_reader(settings: LocalSettings, service: BlobServiceClient) -> ClaimStore:
-    return ClaimStore(service.get_container_client(settings.claims_container),
-                      stale_after=settings.claim_stale_seconds, max_failures=settings.claim_max_failures)
 
 
 @dataclass(frozen=True)
@@ -97,8 +71,8 @@ def activity(conn: sqlite3.Connection, settings: LocalSettings, service: BlobSer
     dataset name, or one of the versions registered (``sales`` and ``sales_orders`` both find a
     run of ``sales/…``); blob versions without a run feed no dataset."""
     entries: list[Entry] = []
-    if status in (None, *runstore.RunStatus):
-        for run in _runs(conn, status, limit if dataset is None else None):
+    if status in (None, *RunStatus):
+        for run in runstore.list_runs(conn, limit if dataset is None else None, status=status):
             outputs = registry.for_run(conn, run.run_id)
             if dataset is None or dataset == run.dataset_name or dataset in {v.name for v in outputs}:
                 entries.append(Entry(run.status, run.source_container, run.source_blob, run.source_etag,
@@ -114,16 +88,6 @@ def activity(conn: sqlite3.Connection, settings: LocalSettings, service: BlobSer
             note = UNREACHABLE_NOTE
     entries.sort(key=lambda e: e.at, reverse=True)
     return Activity(entries[:limit], note)
-
-
-def _runs(conn: sqlite3.Connection, status: str | None, limit: int | None) -> list[Run]:
-    sql, params = "SELECT * FROM runs", []
-    if status:
-        sql, params = sql + " WHERE status = ?", [status]
-    sql += " ORDER BY submitted_at DESC"
-    if limit is not None:
-        sql, params = sql + " LIMIT ?", [*params, limit]
-    return [Run.from_row(row) for row in conn.execute(sql, params)]
 
 
 def _without_run(settings: LocalSettings, service: BlobServiceClient, status: str | None, limit: int) -> list[Entry]:
@@ -182,54 +146,21 @@ class RunNotFound(LookupError):
 
 
 def find_run(conn: sqlite3.Connection, ref: str) -> Run:
-    """A run by its id, a unique beginning of it (as the tables show: 8 characters), or ``latest``."""
+    """A run by its id, a unique beginning of it (as the tables show: ``labels.short``), or ``latest``."""
     ref = ref.strip()
     if ref == "latest":
-        row = conn.execute("SELECT * FROM runs ORDER BY submitted_at DESC LIMIT 1").fetchone()
-        if row is None:
+        newest = runstore.list_runs(conn, 1)
+        if not newest:
             raise RunNotFound("no runs yet")
-        return Run.from_row(row)
-    rows = conn.execute("SELECT * FROM runs WHERE run_id = ? OR run_id LIKE ? ESCAPE '\\' ORDER BY submitted_at",
-                        (ref, ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")).fetchall()
-    exact = [row for row in rows if row["run_id"] == ref]
-    if exact or len(rows) == 1:
-        return Run.from_row((exact or rows)[0])
-    if not rows or not ref:
+        return newest[0]
+    runs = runstore.with_id_prefix(conn, ref)
+    exact = [run for run in runs if run.run_id == ref]
+    if exact or len(runs) == 1:
+        return (exact or runs)[0]
+    if not runs or not ref:
         raise RunNotFound(f"no run {ref!r} (see `sheetdrop runs`)")
-    raise RunNotFound(f"{ref!r} is the beginning of {len(rows)} run ids; give more of it: "
-                      + ", ".join(row["run_id"] for row in rows[:5]))
-
-
-@dataclass(frozen=True)
-class Location:
-    """Where a registered version's parquet is: the datastore it is registered on, and the storage
-    container that plays that datastore in the embedded default."""
-
-    datastore: str
-    container: str
-    path: str
-    #: The blob's URL (no credentials in it).
-    url: str
-
-    @property
-    def blob_path(self) -> str:
-        return f"{self.container}/{self.path}"
-
-
-def location(settings: LocalSettings, version: DatasetVersion, service: BlobServiceClient) -> Location:
-    container = settings.local_container_for(version.datastore)
-    url = service.get_blob_client(container, version.relative_path).url
-    return Location(version.datastore, container, version.relative_path, url)
-
-
-def resolve_version(conn: sqlite3.Connection, ref: str) -> DatasetVersion:
-    """``NAME``, ``NAME:latest`` or ``NAME:VERSION``; a version that is not a number is a ValueError."""
-    name, _, version = ref.partition(":")
-    if version in ("", "latest"):
-        return registry.get(conn, name)
-    if not version.isdigit():
-        raise ValueError(f"NAME[:VERSION|:latest] with a version number, not {ref!r}")
-    return registry.get(conn, name, int(version))
+    raise RunNotFound(f"{ref!r} is the beginning of {len(runs)} run ids; give more of it: "
+                      + ", ".join(run.run_id for run in runs[:5]))
 
 
 def step_log(settings: LocalSettings, run: Run, limit: int = 2_000_000) -> str | None:
@@ -241,3 +172,9 @@ def step_log(settings: LocalSettings, run: Run, limit: int = 2_000_000) -> str |
     except FileNotFoundError:
         return None
     return text if len(text) <= limit else f"[… {len(text) - limit} characters before]\n{text[-limit:]}"
+
+
+def dataset_names(conn: sqlite3.Connection) -> list[str]:
+    """Every dataset name a run list can be filtered by: registered ones, and the names runs were
+    submitted for (a workbook whose runs all failed registered nothing)."""
+    return sorted({v.name for v in registry.list_versions(conn)} | runstore.dataset_names(conn))

@@ -1,5 +1,6 @@
-"""One run as studio shows it: parameters and tags, the step's log, a table per sheet, metrics, and the
-dataset versions it registered — the lineage blob → run → dataset versions in one object.
+"""One run as the studio and ``sheetdrop runs show`` show it: parameters and tags, the step's log, a
+table per sheet, metrics, and the dataset versions it registered — the lineage blob → run → dataset
+versions in one object.
 
 Built from what the run left: its run store row, its metrics (the step's ``log_metric``), its
 registrations, its log (a skipped sheet is a line there), and each output's parquet footer (the
@@ -20,7 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 from sheetdrop.storage import storage_unreachable
 from sheetdrop_contract import contract
-from sheetdrop_local import lineage, parquetview, registry
+from sheetdrop_local import registry
+from sheetdrop_local.readmodel import parquetview
+from sheetdrop_local.readmodel.locations import location, storage_endpoint
+from sheetdrop_local.readmodel.runs import Newer, newer_version, step_log
 from sheetdrop_local.registry import DatasetVersion
 from sheetdrop_local.runstore import Run
 from sheetdrop_local.settings import LocalSettings
@@ -76,14 +80,14 @@ class RunDetail:
     outputs: list[DatasetVersion]
     log: str | None
     #: A superseded run: the version that replaced its own, and that version's run.
-    newer: lineage.Newer | None = None
+    newer: Newer | None = None
 
 
 def parameters(run: Run, settings: LocalSettings) -> dict[str, str]:
     """The pipeline parameters the run was submitted with, as AzureML studio lists them."""
     values = {
         contract.DATASET_NAME_PARAMETER: run.dataset_name,
-        contract.INPUT_ACCOUNT_PARAMETER: lineage.storage_endpoint(settings),
+        contract.INPUT_ACCOUNT_PARAMETER: storage_endpoint(settings),
         contract.SOURCE_PARAMETER: contract.source_version(run.source_container, run.source_blob, run.source_etag),
         contract.OUTPUT_DATASTORE_PARAMETER: settings.output_datastore,
     }
@@ -139,7 +143,7 @@ def _warnings_of(metrics: dict[str, Any]) -> list[str]:
 def run_detail(conn: sqlite3.Connection, settings: LocalSettings, run: Run,
                service: BlobServiceClient | None = None) -> RunDetail:
     """``service``: read each output's parquet footer (per-column counts); None reads nothing from storage."""
-    log = lineage.step_log(settings, run)
+    log = step_log(settings, run)
     step_settings, skipped, warnings = _notes(log)
     run_metrics, per_file = _split_metrics(run.metrics)
     outputs = registry.for_run(conn, run.run_id)
@@ -159,14 +163,14 @@ def run_detail(conn: sqlite3.Connection, settings: LocalSettings, run: Run,
         sheets.append(Sheet(file=file, sheet=file, dataset=None, metrics=metrics, warnings=_warnings_of(metrics)))
     return RunDetail(run=run, parameters=parameters(run, settings), step_settings=step_settings, sheets=sheets,
                      skipped_sheets=skipped, warnings=warnings + _warnings_of(run_metrics), metrics=run_metrics,
-                     outputs=outputs, log=log, newer=lineage.newer_version(conn, run))
+                     outputs=outputs, log=log, newer=newer_version(conn, run))
 
 
 def _read_columns(settings: LocalSettings, service: BlobServiceClient, sheet: Sheet) -> None:
     from azure.core.exceptions import AzureError
 
     assert sheet.dataset is not None
-    where = lineage.location(settings, sheet.dataset, service)
+    where = location(settings, sheet.dataset, service)
     try:
         info = parquetview.read_info(service.get_blob_client(where.container, where.path))
     except (AzureError, OSError, ValueError) as exc:

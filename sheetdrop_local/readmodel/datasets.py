@@ -1,0 +1,110 @@
+"""Dataset versions: a version by its reference, a dataset's history, and what a version holds (its
+schema, first rows and change from the version before, read from storage)."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sheetdrop.storage import storage_unreachable
+from sheetdrop_local import registry
+from sheetdrop_local.readmodel import parquetview
+from sheetdrop_local.readmodel.locations import Location, location
+from sheetdrop_local.registry import DatasetNotFound, DatasetVersion
+from sheetdrop_local.settings import LocalSettings
+
+if TYPE_CHECKING:
+    from azure.storage.blob import BlobServiceClient
+
+
+def resolve_version(conn: sqlite3.Connection, ref: str) -> DatasetVersion:
+    """``NAME``, ``NAME:latest`` or ``NAME:VERSION``; a version that is not a number is a ValueError."""
+    name, _, version = ref.partition(":")
+    if version in ("", "latest"):
+        return registry.get(conn, name)
+    if not version.isdigit():
+        raise ValueError(f"NAME[:VERSION|:latest] with a version number, not {ref!r}")
+    return registry.get(conn, name, int(version))
+
+
+def by_name(conn: sqlite3.Connection) -> dict[str, list[DatasetVersion]]:
+    """Every registered version, by dataset name (names sorted, versions oldest first)."""
+    found: dict[str, list[DatasetVersion]] = {}
+    for version in registry.list_versions(conn):
+        found.setdefault(version.name, []).append(version)
+    return found
+
+
+@dataclass(frozen=True)
+class History:
+    """One version of a dataset, among all of its versions."""
+
+    name: str
+    #: Newest first.
+    versions: list[DatasetVersion]
+    version: DatasetVersion
+    #: The version registered before ``version``, if any: what its schema is compared with.
+    previous: DatasetVersion | None
+
+
+def history(conn: sqlite3.Connection, name: str, wanted: str | None = None) -> History:
+    """``wanted``: a version number as text, ``latest`` or None (the latest)."""
+    versions = registry.list_versions(conn, name)
+    if not versions:
+        raise DatasetNotFound(f"no dataset {name!r}")
+    version = versions[-1] if wanted in (None, "latest") else next(
+        (v for v in versions if str(v.version) == wanted), None)
+    if version is None:
+        raise DatasetNotFound(f"{name!r} has no version {wanted!r}")
+    previous = next((v for v in reversed(versions) if v.version < version.version), None)
+    return History(name, list(reversed(versions)), version, previous)
+
+
+@dataclass(frozen=True)
+class Preview:
+    columns: list[str]
+    rows: list[list[Any]]
+
+
+@dataclass(frozen=True)
+class Content:
+    """What a version holds, as far as storage answered; ``note`` says what could not be read."""
+
+    where: Location
+    info: parquetview.TableInfo | None = None
+    preview: Preview | None = None
+    #: The schema change from the previous version; None without one, or when its parquet is gone.
+    changes: list[parquetview.Change] | None = None
+    note: str | None = None
+
+
+def content(settings: LocalSettings, service: BlobServiceClient, version: DatasetVersion,
+            previous: DatasetVersion | None, rows: int) -> Content:
+    """Where the version lives, its schema and first ``rows`` rows (from storage), and the change
+    from ``previous``; a storage problem becomes the note, not an error."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    where = location(settings, version, service)
+    info = preview = changes = None
+    try:
+        parquet, size = parquetview.open_parquet(service.get_blob_client(where.container, where.path))
+        info = parquetview.table_info(parquet, size)
+        table = parquetview.head(parquet, rows)
+        preview = Preview(table.column_names, [list(r.values()) for r in table.to_pylist()])
+        if previous is not None:
+            before = location(settings, previous, service)
+            # If the previous version's parquet is gone, the page says it could not be read.
+            with contextlib.suppress(ResourceNotFoundError):
+                changes = parquetview.schema_diff(
+                    parquetview.read_info(service.get_blob_client(before.container, before.path)), info)
+    except ResourceNotFoundError:
+        return Content(where, info, preview, changes,
+                       note=f"{where.blob_path} is not in storage (a lost output; see the run)")
+    except Exception as exc:
+        if not storage_unreachable(exc):
+            raise
+        return Content(where, info, preview, changes,
+                       note="storage is unreachable: the schema and preview need Azurite (is the dev host running?)")
+    return Content(where, info, preview, changes)
