@@ -36,7 +36,7 @@ $(AML_VENV)/.installed: requirements-aml.txt pyproject.toml
 	$(AML_VENV)/bin/pip install --quiet --no-deps -e .
 	touch $@
 
-$(AML2_VENV)/.installed: requirements-aml2.txt pyproject.toml
+$(AML2_VENV)/.installed: requirements-aml2.txt step/requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(AML2_VENV)
 	$(AML2_VENV)/bin/pip install --quiet --upgrade pip
 	$(AML2_VENV)/bin/pip install --quiet -r requirements-aml2.txt

@@ -164,6 +164,7 @@ module rbac 'app/rbac.bicep' = {
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     functionPrincipalId: functionApp.outputs.identityPrincipalId
     computePrincipalId: azureml.outputs.computePrincipalId
+    azuremlApi: azuremlApi
     deployerPrincipalId: principalId
     deployerPrincipalType: principalType
   }

@@ -78,8 +78,8 @@ def _report_run(settings: LocalSettings, version: tuple[str, str], timeout: floa
                   "see `sheetdrop runs`", file=sys.stderr)
             return 1
         time.sleep(0.25)
-    if run.status == runstore.RunStatus.FAILED:
-        print(f"run {short(run.run_id)} failed: {run.error}")
+    if run.status in (runstore.RunStatus.FAILED, runstore.RunStatus.SUPERSEDED):
+        print(f"run {short(run.run_id)} {run.status}: {run.error}")
         return 1
     made = ", ".join(ref(v) for v in registry.for_run(conn, run.run_id))
     print(f"run {short(run.run_id)} completed in {run.seconds or 0:.1f} s: {made}")

@@ -50,16 +50,27 @@ def cmd_runs(args: argparse.Namespace, settings: LocalSettings) -> int:
         "run": short(e.run_id), "status": e.status, "blob": f"{e.container}/{e.blob}", "etag": e.etag,
         "datasets": ", ".join(ref(v) for v in e.outputs), "submitted": when(e.at),
         "seconds": f"{e.seconds:.1f}" if e.seconds is not None else "",
-        "sheets": e.metric("sheets"), "rows": e.metric("rows"), "reason": e.reason or "",
+        "sheets": e.metric("sheets"), "rows": e.metric("rows"), "reason": _reason(e.reason, e.newer),
     } for e in found.entries]
     print(table(rows, ["run", "status", "blob", "etag", "datasets", "submitted", "seconds", "sheets", "rows",
                        "reason"]))
     return 0
 
 
+def _reason(reason: str | None, newer: runs.Newer | None) -> str:
+    """A superseded run's reason names the newer version's run, once it has one."""
+    if newer is None:
+        return reason or ""
+    return f"superseded by etag {newer.etag}: " + (f"run {short(newer.run_id)}" if newer.run_id else "no run yet")
+
+
+def _newer_json(newer: runs.Newer | None) -> dict[str, Any]:
+    return {"superseded_by": {"etag": newer.etag, "run_id": newer.run_id}} if newer else {}
+
+
 def _entry_json(entry: runs.Entry) -> dict[str, Any]:
     if entry.run is not None:
-        return {**entry.run.as_dict(), "datasets": [ref(v) for v in entry.outputs]}
+        return {**entry.run.as_dict(), "datasets": [ref(v) for v in entry.outputs], **_newer_json(entry.newer)}
     return {"run_id": None, "status": entry.status, "source_container": entry.container, "source_blob": entry.blob,
             "source_etag": entry.etag, "submitted_at": entry.at, "error": entry.reason, "datasets": []}
 
@@ -79,7 +90,8 @@ def cmd_run_show(args: argparse.Namespace, settings: LocalSettings) -> int:
 
 def _detail_json(detail: RunDetail, settings: LocalSettings) -> dict[str, Any]:
     return {
-        "run": detail.run.as_dict(), "parameters": detail.parameters, "step_settings": detail.step_settings,
+        "run": detail.run.as_dict(), **_newer_json(detail.newer), "parameters": detail.parameters,
+        "step_settings": detail.step_settings,
         "metrics": detail.metrics, "warnings": detail.warnings,
         "skipped_sheets": [{"sheet": s, "reason": why} for s, why in detail.skipped_sheets],
         "sheets": [{"sheet": s.sheet, "file": s.file, "dataset": ref(s.dataset) if s.dataset else None,
@@ -116,6 +128,11 @@ def _detail_text(detail: RunDetail, settings: LocalSettings) -> str:
                      f"azureml/{run.step_run_id}/extracted, container {settings.local_output_container})")
     if run.error:
         lines.append(f"  reason      {run.error}")
+    if detail.newer:
+        newer = detail.newer
+        lines.append(f"  superseded  by etag {newer.etag}: " + (
+            f"run {newer.run_id} (`sheetdrop runs show {short(newer.run_id)}`)" if newer.run_id else
+            "its run is not submitted yet"))
     lines.append(f"  log         `sheetdrop logs {short(run.run_id)}`")
     lines += ["", "parameters", *_pairs(detail.parameters), "", "tags", *_pairs(run.tags)]
     if detail.step_settings:

@@ -24,9 +24,11 @@ class RunStatus(StrEnum):
     RUNNING = "running"
     COMPLETED = "completed"
     FAILED = "failed"
+    #: The step found its blob version replaced before it read it: nothing registered (the step's own check).
+    SUPERSEDED = "superseded"
 
 
-ENDED = (RunStatus.COMPLETED, RunStatus.FAILED)
+ENDED = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.SUPERSEDED)
 
 
 @dataclass(frozen=True)
@@ -150,7 +152,7 @@ def finish(
     log_path: str | None = None,
 ) -> None:
     if status not in ENDED:
-        raise ValueError(f"a run finishes as completed or failed, not {status!r}")
+        raise ValueError(f"a run finishes as {', '.join(ENDED)}, not {status!r}")
     conn.execute(
         """UPDATE runs SET status = ?, ended_at = ?, metrics = ?, error = ?, output_path = ?, log_path = ?
            WHERE run_id = ?""",

@@ -88,7 +88,9 @@ def test_runs_show_gives_parameters_sheets_columns_and_outputs(
     assert code == 0
     assert out.startswith(f"run {q4.run_id}: completed\n")
     assert f"step run    {q4.step_run_id}" in out
-    assert "  dataset_name      sales\n" in out and "  input_datapath    sheetdrop_input/sales/2026-q4.xlsx\n" in out
+    account = dict(part.split("=", 1) for part in (settings.storage.connection_string or "").split(";") if part)[
+        "BlobEndpoint"]
+    assert "  dataset_name      sales\n" in out and f"  input_account     {account}\n" in out
     sheets = out.split("\nsheets\n")[1].split("\n\n")[0]
     assert [(r["sheet"], r["dataset"], r["rows"], r["columns"], r["nulls"], r["errors"]) for r in rows_of(sheets)] == [
         ("Orders", "sales_orders:2", "260", "9", "243", "0"), ("Products", "sales_products:2", "7", "4", "0", "0"),
@@ -114,7 +116,7 @@ def test_logs_prints_the_step_log_and_fails_for_a_failed_run(
     q4, bad = history["sales/2026-q4.xlsx"], history["sales/prices.xlsx"]
     code, out, _ = run_cli(capsys, "logs", q4.run_id)
     assert code == 0
-    assert out.startswith("$ extract.py --input_extract ")
+    assert out.startswith("$ extract.py --input_account ")
     assert "skipped sheet 'Scratch' of 2026-q4.xlsx: empty\n" in out
     assert "dataset: sales_orders" in out
     code, out, err = run_cli(capsys, "logs", bad.run_id[:8])

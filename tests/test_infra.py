@@ -360,6 +360,23 @@ def test_names_flow_from_one_parameter_of_main_bicep() -> None:
     assert compute["properties"]["properties"]["scaleSettings"]["minNodeCount"] == 0
 
 
+#: A batch endpoint's name: azure-ai-ml's validate_endpoint_or_deployment_name (NAME_REGEX_PATTERN, 3-32
+#: characters; constants/_endpoint.py), the rule learn: how-to-manage-quotas states.
+BATCH_ENDPOINT_NAME = re.compile(r"^[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?$")
+
+
+def test_the_batch_endpoint_name_is_the_deployments_own() -> None:
+    """Unique per region, as a batch endpoint's name must be: derived from the resource token, as every other
+    name; two environments (or regions) give two names. `sheetdrop publish --v2` reads it."""
+    names = {Scope(INFRA / "main.bicep", {"environmentName": env, "location": region},
+                   Deployment("sub-1", "tenant-1", region)).outputs()["AZUREML_BATCH_ENDPOINT_NAME"]
+             for env, region in (("dev", "westeurope"), ("prod", "westeurope"), ("dev", "northeurope"))}
+    assert len(names) == 3
+    for name in names:
+        assert BATCH_ENDPOINT_NAME.match(name) and 3 <= len(name) <= 32, name
+    assert "AZUREML_BATCH_ENDPOINT_NAME" in (REPO / "pipeline" / "v2" / "publish.py").read_text()
+
+
 # -- role assignments -----------------------------------------------------------------------------------
 
 #: (principal parameter of rbac.bicep, role definition id, scope symbol) — docs/azureml.md, "Role assignments".
@@ -371,6 +388,7 @@ EXPECTED_ROLES = {
     ("functionPrincipalId", DATA_SCIENTIST, "workspace"),
     ("functionPrincipalId", METRICS_PUBLISHER, "applicationInsights"),
     ("computePrincipalId", BLOB_READER, "storage"),
+    ("computePrincipalId", DATA_SCIENTIST, "workspace"),
     ("deployerPrincipalId", DATA_SCIENTIST, "workspace"),
     ("deployerPrincipalId", BLOB_CONTRIBUTOR, "inputContainer"),
     ("deployerPrincipalId", BLOB_CONTRIBUTOR, "claimsContainer"),
@@ -412,6 +430,11 @@ def test_each_role_assignment_names_the_right_role_for_the_right_principal_and_s
     assert resource_body(rbac, "inputContainer")["parent"] == resource_body(rbac, "claimsContainer")["parent"] == \
         "blobService"
     params = bicep("main.bicep")["modules"]["rbac"]["config"]["params"]
+    # The cluster's workspace role only where its step registers as the cluster (v2; docs/azureml-v2.md).
+    condition = rbac["resources"]["computeDataScientist"]["config"]["condition"]
+    assert condition["operator"]["type"] == "equals" and set(condition["operator"]["operands"].values()) == {
+        "azuremlApi", "azureml-v2"}
+    assert params["azuremlApi"] == "azuremlApi"
     assert params["inputContainerName"] == "inputContainerName"
     assert params["claimsContainerName"] == "claimsContainerName"
     assert expr(params["functionPrincipalId"]) == "functionApp.outputs.identityPrincipalId"
@@ -444,9 +467,10 @@ def test_role_ids_match_the_table_in_docs() -> None:
 
 #: What `sheetdrop smoke` is to confirm in a real workspace, per backend (issue 22), by the names it prints.
 REAL_WORKSPACE_ITEMS = {
-    "azureml.md": ["mount-layout", "output-path", "tags-kept", "per-run-overhead", "workbook-finds-run"],
-    "azureml-v2.md": ["mount-layout", "output-path", "tags-kept", "job-name-kept", "job-identity", "per-run-overhead",
-                      "workbook-finds-run"],
+    "azureml.md": ["mount-layout", "output-path", "tags-kept", "job-identity", "per-run-overhead",
+                   "workbook-finds-run"],
+    "azureml-v2.md": ["mount-layout", "output-path", "tags-kept", "job-name-kept", "jobs-list-inputs", "job-identity",
+                      "never-reused", "data-version-race", "per-run-overhead", "workbook-finds-run"],
 }
 
 

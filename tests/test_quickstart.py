@@ -70,7 +70,7 @@ def check_run_show(out: str) -> None:
 
 
 def check_logs(out: str) -> None:
-    assert out.startswith("$ extract.py --input_extract ")
+    assert out.startswith("$ extract.py --input_account ")
     assert "skipped sheet 'Scratch' of sales-2026-q4.xlsx: empty" in out
     assert "dataset: sales_targets" in out
 

@@ -141,7 +141,7 @@ def test_watching_runs_and_datasets_in_the_studio(studio: tuple[str, dict[str, s
     click(browser, By.LINK_TEXT, q3["Run"])
     until(browser, lambda d: "extract sales/2026-q3.xlsx" in d.find_element(By.TAG_NAME, "h1").text, "the run page")
     log = browser.find_element(By.ID, "log").text
-    assert log.startswith("$ extract.py --input_extract ") and "dataset: sales_orders" in log
+    assert log.startswith("$ extract.py --input_account ") and "dataset: sales_orders" in log
     versions = [a.text for a in browser.find_elements(By.CSS_SELECTOR, "#lineage a.version-link")]
     assert versions == ["sales_orders:1", "sales_products:1", "sales_targets:1"]
     sheets = browser.find_element(By.ID, "sheets").text

@@ -68,7 +68,7 @@ def test_a_run_page_has_the_lineage_sheets_metrics_and_log(
     shown = text(page.text)
     assert "extract sales/2026-q4.xlsx completed" in shown
     assert f"run {q4.run_id} completed → dataset versions sales_orders:2 sales_products:2 sales_targets:2" in shown
-    assert "dataset_name sales" in shown and "input_datapath sheetdrop_input/sales/2026-q4.xlsx" in shown
+    assert "dataset_name sales" in shown and "input_account http://127.0.0.1:" in shown
     assert "Orders sales_orders:2 260 9" in shown and "Discount float64" in shown and "Notes string 243 null" in shown
     assert "Skipped sheets Sheet Reason Scratch empty" in shown
     assert "rows 271" in shown and "sheets 3" in shown

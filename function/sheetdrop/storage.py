@@ -32,6 +32,12 @@ def blob_service(storage: StorageSettings) -> BlobServiceClient:
     return BlobServiceClient(account_url=storage.account_url, credential=credential, **retry)
 
 
+def account_url(storage: StorageSettings) -> str:
+    """The input account's blob endpoint (``https://<account>.blob.core.windows.net``), never with a key: what
+    the step reads the blob from (``input_account``)."""
+    return (storage.account_url or blob_service(storage).url).rstrip("/")
+
+
 def ensure_container(service: BlobServiceClient, name: str) -> ContainerClient:
     from azure.core.exceptions import ResourceExistsError
 

@@ -16,6 +16,7 @@ from sheetdrop import options as folder_options
 from sheetdrop.claims import Acquired, ClaimState, ClaimStore
 from sheetdrop.naming import DatasetNames, dataset_source, skip_reason
 from sheetdrop.settings import Settings, get_settings
+from sheetdrop.storage import account_url
 from sheetdrop.submit import Backend, SubmitRequest
 from sheetdrop.submit.backends import get_backend
 from sheetdrop.telemetry import log_outcome
@@ -75,6 +76,7 @@ def build_request(blob: BlobVersion, settings: Settings, invocation_id: str | No
         source_etag=blob.etag,
         tags=tags,
         read_options=read_options,
+        input_account=account_url(settings.storage),
     )
 
 

@@ -23,8 +23,8 @@ from sheetdrop.storage import storage_unreachable
 from sheetdrop_contract import contract
 from sheetdrop_local import registry
 from sheetdrop_local.readmodel import parquetview
-from sheetdrop_local.readmodel.locations import location
-from sheetdrop_local.readmodel.runs import step_log
+from sheetdrop_local.readmodel.locations import location, storage_endpoint
+from sheetdrop_local.readmodel.runs import Newer, newer_version, step_log
 from sheetdrop_local.registry import DatasetVersion
 from sheetdrop_local.runstore import Run
 from sheetdrop_local.settings import LocalSettings
@@ -79,15 +79,17 @@ class RunDetail:
     metrics: dict[str, Any]
     outputs: list[DatasetVersion]
     log: str | None
+    #: A superseded run: the version that replaced its own, and that version's run.
+    newer: Newer | None = None
 
 
 def parameters(run: Run, settings: LocalSettings) -> dict[str, str]:
     """The pipeline parameters the run was submitted with, as AzureML studio lists them."""
     values = {
         contract.DATASET_NAME_PARAMETER: run.dataset_name,
-        contract.INPUT_PARAMETER: f"{run.datastore_name}/{run.relative_path}",
+        contract.INPUT_ACCOUNT_PARAMETER: storage_endpoint(settings),
         contract.SOURCE_PARAMETER: contract.source_version(run.source_container, run.source_blob, run.source_etag),
-        "output_datastore": settings.output_datastore,
+        contract.OUTPUT_DATASTORE_PARAMETER: settings.output_datastore,
     }
     # Runs that carry read options (a later version of the run store) show them too.
     for name in ("read_options", "options"):
@@ -161,7 +163,7 @@ def run_detail(conn: sqlite3.Connection, settings: LocalSettings, run: Run,
         sheets.append(Sheet(file=file, sheet=file, dataset=None, metrics=metrics, warnings=_warnings_of(metrics)))
     return RunDetail(run=run, parameters=parameters(run, settings), step_settings=step_settings, sheets=sheets,
                      skipped_sheets=skipped, warnings=warnings + _warnings_of(run_metrics), metrics=run_metrics,
-                     outputs=outputs, log=log)
+                     outputs=outputs, log=log, newer=newer_version(conn, run))
 
 
 def _read_columns(settings: LocalSettings, service: BlobServiceClient, sheet: Sheet) -> None:

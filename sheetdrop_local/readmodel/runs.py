@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from sheetdrop.claims import ClaimState, ClaimStore
 from sheetdrop.storage import storage_unreachable
+from sheetdrop_contract.contract import SUPERSEDED_TAG
 from sheetdrop_local import registry, runstore
 from sheetdrop_local.readmodel.locations import claims_reader
 from sheetdrop_local.registry import DatasetVersion
@@ -38,6 +39,8 @@ class Entry:
     run: Run | None = None
     #: The dataset versions the run registered.
     outputs: list[DatasetVersion] = field(default_factory=list)
+    #: A superseded run: the newer version's etag and its run (None until it has one).
+    newer: Newer | None = None
 
     @property
     def run_id(self) -> str | None:
@@ -73,7 +76,8 @@ def activity(conn: sqlite3.Connection, settings: LocalSettings, service: BlobSer
             outputs = registry.for_run(conn, run.run_id)
             if dataset is None or dataset == run.dataset_name or dataset in {v.name for v in outputs}:
                 entries.append(Entry(run.status, run.source_container, run.source_blob, run.source_etag,
-                                     run.submitted_at, reason=run.error, run=run, outputs=outputs))
+                                     run.submitted_at, reason=run.error, run=run, outputs=outputs,
+                                     newer=newer_version(conn, run)))
     note = None
     if dataset is None and status in (None, "skipped", "poisoned"):
         try:
@@ -117,6 +121,24 @@ def skipped_reason(claims: ClaimStore, container: str, blob: str, etag: str) -> 
     except ResourceNotFoundError:
         return None
     return str(json.loads(data).get("reason") or "skipped")
+
+
+@dataclass(frozen=True)
+class Newer:
+    """What replaced a superseded run's blob version: its etag, and the run that converts it."""
+
+    etag: str
+    run_id: str | None
+
+
+def newer_version(conn: sqlite3.Connection, run: Run) -> Newer | None:
+    """For a superseded run, the version that replaced its own (the step recorded its etag) and that version's
+    run; None for any other run."""
+    etag = run.metrics.get(SUPERSEDED_TAG) if run.status == runstore.RunStatus.SUPERSEDED else None
+    if not etag:
+        return None
+    found = runstore.find_by_source(conn, run.source_container, run.source_blob, str(etag))
+    return Newer(str(etag), found[0] if found else None)
 
 
 class RunNotFound(LookupError):

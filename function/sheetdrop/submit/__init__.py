@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from sheetdrop_contract import contract
+
 
 @dataclass(frozen=True)
 class SubmitRequest:
@@ -24,6 +26,21 @@ class SubmitRequest:
     tags: dict[str, str] = field(default_factory=dict)
     #: The read_options parameter (read_options.to_parameter()).
     read_options: str = "{}"
+    #: The input account's blob endpoint: where the step reads the blob version (the input_account parameter).
+    input_account: str = ""
+
+    def step_parameters(self) -> dict[str, str]:
+        """The step's parameters for this blob version, each as the step reads it (``contract.encode_argument``:
+        whether the service hands them to a shell is not documented for v1, and v2's command is run by bash).
+        The step reads the blob itself, by etag, from input_account; it tags its run with source_version."""
+        values = {
+            contract.INPUT_ACCOUNT_PARAMETER: self.input_account,
+            contract.DATASET_NAME_PARAMETER: self.dataset_name,
+            contract.SOURCE_PARAMETER: contract.source_version(self.source_container, self.source_blob,
+                                                               self.source_etag),
+            contract.READ_OPTIONS_PARAMETER: self.read_options,
+        }
+        return {name: contract.encode_argument(value) for name, value in values.items()}
 
 
 @dataclass(frozen=True)

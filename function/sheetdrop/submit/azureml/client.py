@@ -76,20 +76,8 @@ def submission_body(request: SubmitRequest, submission_id: str) -> dict[str, Any
         "Description": request.description,
         # What the SDK's own PipelineEndpoint.submit sends (docs/azureml.md, "Submission body").
         "RunSource": "SDK",
-        "ParameterAssignments": {
-            contract.DATASET_NAME_PARAMETER: request.dataset_name,
-            # The step tags its pipeline run with this at its start: run history finds the run by the
-            # blob version even if the service did not keep the tags below.
-            contract.SOURCE_PARAMETER: contract.source_version(
-                request.source_container, request.source_blob, request.source_etag),
-            contract.READ_OPTIONS_PARAMETER: request.read_options,
-        },
-        "DataPathAssignments": {
-            contract.INPUT_PARAMETER: {
-                "DataStoreName": request.datastore_name,
-                "RelativePath": request.relative_path,
-            },
-        },
+        # String parameters only (no DataPath: the step reads the blob version itself), each encoded.
+        "ParameterAssignments": request.step_parameters(),
         "tags": tags,
     }
 
@@ -228,13 +216,8 @@ class AzureMLBackend:
         detail = service_error(response)
         cause = self._status_cause(status)
         if status == 400:
-            if "datastore" in detail.lower() or "data store" in detail.lower():
-                cause = (f"HTTP 400: unknown datastore: {request.datastore_name!r} is not registered in workspace "
-                         f"{self.workspace.name} (register it with `python -m pipeline.datastore`, or fix "
-                         "INPUT_DATASTORE)")
-            else:
-                cause = ("HTTP 400: the submission was rejected; check that the PipelineEndpoint's default "
-                         f"pipeline has the parameters {contract.INPUT_PARAMETER!r} (DataPath) and "
-                         f"{contract.DATASET_NAME_PARAMETER!r}, i.e. was published by `python -m pipeline.publish`")
+            cause = ("HTTP 400: the submission was rejected; check that the PipelineEndpoint's default pipeline has "
+                     f"the parameters {', '.join(request.step_parameters())}, i.e. was published by "
+                     "`python -m pipeline.publish` of this version")
         return (f"AzureML refused to run {request.source_container}/{request.source_blob} "
                 f"(PipelineEndpoint {self.endpoint_id}): {cause}. Service said: {detail}")
