@@ -5,6 +5,9 @@
   :class:`Limits`, its bounds; :func:`usable_cores`, its default for ``workers``), the version written
   into every file (:data:`CONVERTER_VERSION`), :func:`options_from_env` (its keyword options from the
   step settings) and :func:`main` (``python -m sheetdrop_step IN OUT``);
+* :func:`convert_many` (and :class:`Workbook`, one of its inputs; :func:`reader_count`, its default for
+  ``readers``): many workbooks, each converted as ``convert_workbook`` converts it, by long-lived reader
+  processes instead of a process start per workbook;
 * :class:`WorkbookRejected`, the one way a workbook is refused, with its :data:`CODES`.
 
 Inside, the modules are cut by what a caller asks them: ``_safety`` whether the file may be opened
@@ -27,6 +30,7 @@ _PUBLIC = {
     "_entry": ("CONVERTER_VERSION", "Converted", "SheetOutput", "convert_workbook", "options_from_env",
                "usable_cores"),
     "_job": ("Limits",),
+    "_batch": ("Workbook", "convert_many", "reader_count"),
     "_cli": ("main",),
     "_rejection": ("CODES", "RejectionCode", "WorkbookRejected"),
 }

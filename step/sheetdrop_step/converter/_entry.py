@@ -13,12 +13,13 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sheetdrop_contract.contract import read_step_settings, slug
 from sheetdrop_contract.read_options import ReadOptions
-from sheetdrop_step.converter._job import Job, Limits
+from sheetdrop_step.converter._job import Job, Limits, Outcome
 from sheetdrop_step.converter._reading.launch import run_reader
 
 CONVERTER_VERSION = "2.1.0"
@@ -67,14 +68,15 @@ def usable_cores(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
 def convert_workbook(
     src: Path, outdir: Path, *, source: str | None = None, include_hidden: bool = False,
     limits: Limits | None = None, workers: int | None = None, options: ReadOptions | None = None,
-    previous: dict[str, dict[str, str]] | None = None,
+    previous: dict[str, dict[str, str]] | None = None, reader: Callable[[Job], Outcome] = run_reader,
 ) -> Converted:
     """Write one ``<sheet-slug>.parquet`` per visible non-empty worksheet of ``src`` into ``outdir``.
 
     Raises :class:`WorkbookRejected` (leaving ``outdir`` untouched) when the workbook cannot be
     converted. ``workers`` caps the sheets parsed at once (default: :func:`usable_cores`); ``options``
     are the folder's read options; ``previous``, by sheet name, the column types of each sheet's
-    previous dataset version (kept with ``"schema_changes": "rescue"``).
+    previous dataset version (kept with ``"schema_changes": "rescue"``); ``reader``, the reader process that
+    reads it (a new one; ``convert_many``'s long-lived ones).
     """
     src, outdir = Path(src), Path(outdir)
     limits = limits or Limits()
@@ -85,7 +87,7 @@ def convert_workbook(
         job = Job(src=str(src.resolve()), staging=str(staging), source=source or src.name, version=CONVERTER_VERSION,
                   include_hidden=include_hidden, limits=limits, cores=workers or usable_cores(),
                   options=options or ReadOptions(), previous=previous or {})
-        outcome = run_reader(job)
+        outcome = reader(job)
         outdir.mkdir(parents=True, exist_ok=True)
         outputs = Converted()
         outputs.skipped = [(item.sheet, item.why) for item in outcome.skipped]

@@ -22,40 +22,48 @@ READER = ("-P", "-c", "from sheetdrop_step.converter._reading.reader import main
 PACKAGE_ROOT = Path(__file__).resolve().parents[3]
 
 
-def _limit(max_memory: int) -> None:
+def limit_memory(max_memory: int) -> None:
     import resource
 
     resource.setrlimit(resource.RLIMIT_AS, (max_memory, max_memory))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # an abort should not dump gigabytes of core
 
 
-def run_reader(job: Job) -> Outcome:
-    """The reader process, from start to verdict."""
-    staging, limits = Path(job.staging), job.limits
+def reader_env() -> dict[str, str]:
+    """The environment a reader process starts with."""
     # MALLOC_ARENA_MAX: glibc reserves an arena per thread (64 MiB of address space each), which
     # counts against RLIMIT_AS without holding any data. Arrow allocating from glibc too reuses what
     # the parses freed (its own jemalloc pool kept both: 3 sheets of 50k rows peaked 286 MiB, not 199).
     path = os.pathsep.join(p for p in (str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")) if p)
-    env = {**os.environ, "MALLOC_ARENA_MAX": "2", "ARROW_DEFAULT_MEMORY_POOL": "system", "PYTHONPATH": path}
+    return {**os.environ, "MALLOC_ARENA_MAX": "2", "ARROW_DEFAULT_MEMORY_POOL": "system", "PYTHONPATH": path}
+
+
+def too_slow(limits: Limits) -> WorkbookRejected:
+    return WorkbookRejected("too-large", f"reading the workbook took longer than the {limits.timeout_seconds:.0f} s "
+                                         "limit; split it into smaller workbooks")
+
+
+def run_reader(job: Job) -> Outcome:
+    """The reader process, from start to verdict."""
+    staging, limits = Path(job.staging), job.limits
     # Files, not pipes, for its output: nothing it prints can fill a pipe and block it.
     with (staging / "reader.out").open("wb") as out, (staging / "reader.err").open("wb") as err:
         proc = subprocess.Popen([sys.executable, *READER], stdin=subprocess.PIPE, stdout=out, stderr=err,
-                                env=env, preexec_fn=lambda: _limit(limits.max_memory_bytes))
+                                env=reader_env(), preexec_fn=lambda: limit_memory(limits.max_memory_bytes))
     try:
         proc.communicate(to_json(job).encode(), timeout=limits.timeout_seconds)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-        raise WorkbookRejected("too-large", f"reading the workbook took longer than the {limits.timeout_seconds:.0f} s "
-                                            "limit; split it into smaller workbooks") from None
+        raise too_slow(limits) from None
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    return _verdict(proc.returncode, staging, limits)
+    return verdict(proc.returncode, staging, limits)
 
 
-def _verdict(returncode: int, staging: Path, limits: Limits) -> Outcome:
+def verdict(returncode: int, staging: Path, limits: Limits) -> Outcome:
     try:
         outcome = outcome_from_json((staging / "outcome.json").read_text(encoding="utf-8"))
     except (OSError, ValueError, TypeError):
