@@ -154,7 +154,8 @@ def cmd_host(args: argparse.Namespace, settings: LocalSettings) -> int:
                      for path in args.drop]
             _wait_for_runs(settings, names)
             print()
-            cmd_runs(argparse.Namespace(json=False, limit=len(names) * 2, status=None, dataset=None), settings)
+            cmd_runs(argparse.Namespace(json=False, limit=len(names) * 2, status=None, dataset=None, batch=None),
+                     settings)
             print()
             cmd_datasets(argparse.Namespace(json=False, name=None), settings)
         if args.drop or studio:
@@ -277,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status", choices=STATUSES, help="only rows with this status")
     p.add_argument("--dataset", metavar="NAME",
                    help="only runs that feed this dataset (the folder's name, or a sheet's: sales, sales_orders)")
+    p.add_argument("--batch", metavar="RUN", help="the versions of this batch run, each with how it ended")
     p.add_argument("--limit", type=int, default=50, metavar="N", help="at most N rows (default 50)")
     p.add_argument("--json", action="store_true", help="print JSON (every field) for scripts")
     runs_sub = p.add_subparsers(dest="runs_command", metavar="show")

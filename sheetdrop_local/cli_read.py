@@ -39,22 +39,34 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
 def cmd_runs(args: argparse.Namespace, settings: LocalSettings) -> int:
     if getattr(args, "runs_command", None) == "show":
         return cmd_run_show(args, settings)
-    found = runs.activity(db.connect(settings.state_dir), settings, locations.quick_service(settings),
-                          limit=args.limit, status=args.status, dataset=args.dataset)
+    conn = db.connect(settings.state_dir)
+    batch = getattr(args, "batch", None)
+    if batch:
+        found_batch = runs.find_run(conn, batch)
+        if found_batch.kind != "batch":
+            raise runs.RunNotFound(f"run {short(found_batch.run_id)} is not a batch run (see `sheetdrop runs`)")
+        batch = found_batch.run_id
+    found = runs.activity(conn, settings, locations.quick_service(settings), limit=args.limit, status=args.status,
+                          dataset=args.dataset, batch=batch)
     if args.json:
         print(json.dumps([_entry_json(e) for e in found.entries], indent=2, sort_keys=True))
         return 0
     if found.note:
         print(f"note: {found.note}", file=sys.stderr)
-    rows = [{
-        "run": short(e.run_id), "status": e.status, "blob": f"{e.container}/{e.blob}", "etag": e.etag,
+    print(table([_row(e) for e in found.entries], ["run", "status", "blob", "etag", "datasets", "submitted",
+                                                   "seconds", "sheets", "rows", "reason"]))
+    return 0
+
+
+def _row(e: runs.Entry) -> dict[str, Any]:
+    return {
+        "run": short(e.run_id), "status": e.status, "etag": e.etag,
+        # A batch run: its versions are listed by `sheetdrop runs --batch RUN`.
+        "blob": f"batch of {e.batch.versions} versions" if e.batch else f"{e.container}/{e.blob}",
         "datasets": ", ".join(ref(v) for v in e.outputs), "submitted": when(e.at),
         "seconds": f"{e.seconds:.1f}" if e.seconds is not None else "",
         "sheets": e.metric("sheets"), "rows": e.metric("rows"), "reason": _reason(e.reason, e.newer),
-    } for e in found.entries]
-    print(table(rows, ["run", "status", "blob", "etag", "datasets", "submitted", "seconds", "sheets", "rows",
-                       "reason"]))
-    return 0
+    }
 
 
 def _reason(reason: str | None, newer: runs.Newer | None) -> str:
@@ -70,7 +82,9 @@ def _newer_json(newer: runs.Newer | None) -> dict[str, Any]:
 
 def _entry_json(entry: runs.Entry) -> dict[str, Any]:
     if entry.run is not None:
-        return {**entry.run.as_dict(), "datasets": [ref(v) for v in entry.outputs], **_newer_json(entry.newer)}
+        batch = {"batch": {"versions": entry.batch.versions, "outcomes": entry.batch.counts}} if entry.batch else {}
+        return {**entry.run.as_dict(), "datasets": [ref(v) for v in entry.outputs], **_newer_json(entry.newer),
+                **batch}
     return {"run_id": None, "status": entry.status, "source_container": entry.container, "source_blob": entry.blob,
             "source_etag": entry.etag, "submitted_at": entry.at, "error": entry.reason, "datasets": []}
 
@@ -99,6 +113,8 @@ def _detail_json(detail: RunDetail, settings: LocalSettings) -> dict[str, Any]:
                     "columns": [c.__dict__ for c in s.columns], "metrics": s.metrics, "note": s.note}
                    for s in detail.sheets],
         "outputs": [_version_json(v, settings) for v in detail.outputs],
+        **({"versions": [_entry_json(e) for e in detail.versions]} if detail.counts else {}),
+        **({"batch_run_id": detail.batch.run_id} if detail.batch else {}),
     }
 
 
@@ -116,9 +132,11 @@ def _pairs(values: dict[str, Any]) -> list[str]:
 def _detail_text(detail: RunDetail, settings: LocalSettings) -> str:
     run = detail.run
     took = f" ({run.seconds:.1f} s)" if run.seconds is not None else ""
+    what = f"  batch       {detail.counts.versions} versions: {detail.counts.describe()}" if detail.counts else \
+        f"  blob        {run.source_container}/{run.source_blob} (etag {run.source_etag})"
     lines = [
         f"run {run.run_id}: {run.status}",
-        f"  blob        {run.source_container}/{run.source_blob} (etag {run.source_etag})",
+        what,
         f"  submitted   {when(run.submitted_at)}   started {when(run.started_at) or '-'}   "
         f"finished {when(run.ended_at) or '-'}{took}",
         f"  experiment  {run.experiment}, attempt {run.attempts}",
@@ -133,10 +151,17 @@ def _detail_text(detail: RunDetail, settings: LocalSettings) -> str:
         lines.append(f"  superseded  by etag {newer.etag}: " + (
             f"run {newer.run_id} (`sheetdrop runs show {short(newer.run_id)}`)" if newer.run_id else
             "its run is not submitted yet"))
+    if detail.batch:
+        lines.append(f"  in batch    {detail.batch.run_id} (version {run.batch_position}; "
+                     f"`sheetdrop runs --batch {short(detail.batch.run_id)}`)")
     lines.append(f"  log         `sheetdrop logs {short(run.run_id)}`")
     lines += ["", "parameters", *_pairs(detail.parameters), "", "tags", *_pairs(run.tags)]
     if detail.step_settings:
         lines += ["", "step settings", *_pairs(detail.step_settings)]
+    if detail.counts:
+        lines += ["", "versions", table([{"version": e.run.batch_position if e.run else "", **_row(e)}
+                                         for e in detail.versions],
+                                        ["version", "run", "status", "blob", "etag", "datasets", "reason"])]
     if detail.sheets:
         lines += ["", "sheets", table([{
             "sheet": s.sheet, "dataset": ref(s.dataset) if s.dataset else "", "rows": s.rows,

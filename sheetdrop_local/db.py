@@ -34,7 +34,12 @@ CREATE TABLE IF NOT EXISTS runs (
     abandoned_attempts TEXT NOT NULL DEFAULT '[]',
     read_options TEXT NOT NULL DEFAULT '{}',
     -- which attempt of its blob version the run is: 1, then one more per re-run (`sheetdrop rerun`)
-    source_attempt INTEGER NOT NULL DEFAULT 1
+    source_attempt INTEGER NOT NULL DEFAULT 1,
+    -- 'single' (one version), 'batch' (a run of many: sheetdrop_contract.batch) or 'version' (one version of a
+    -- batch: its outcome, metrics and datasets; the batch run is what was submitted and runs)
+    kind TEXT NOT NULL DEFAULT 'single',
+    batch_id TEXT,
+    batch_position INTEGER
 );
 CREATE INDEX IF NOT EXISTS runs_by_source ON runs (source_container, source_blob, source_etag);
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, submitted_at);
@@ -79,6 +84,11 @@ def _add_missing_columns(conn: sqlite3.Connection) -> None:
         conn.execute("ALTER TABLE runs ADD COLUMN read_options TEXT NOT NULL DEFAULT '{}'")
     if "source_attempt" not in have:
         conn.execute("ALTER TABLE runs ADD COLUMN source_attempt INTEGER NOT NULL DEFAULT 1")
+    if "kind" not in have:
+        conn.execute("ALTER TABLE runs ADD COLUMN kind TEXT NOT NULL DEFAULT 'single'")
+        conn.execute("ALTER TABLE runs ADD COLUMN batch_id TEXT")
+        conn.execute("ALTER TABLE runs ADD COLUMN batch_position INTEGER")
+    conn.execute("CREATE INDEX IF NOT EXISTS runs_by_batch ON runs (batch_id, batch_position)")
 
 
 def get_state(conn: sqlite3.Connection, key: str) -> str | None:

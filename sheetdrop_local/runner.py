@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline import snapshot
 from sheetdrop.storage import blob_service, ensure_container, storage_unreachable
+from sheetdrop_contract import batch as batch_contract
 from sheetdrop_contract import contract
 from sheetdrop_local import db, registry, runstore
 from sheetdrop_local.emulations import emulation
@@ -108,6 +109,14 @@ class LocalRunner:
             # as the service or the Function does, and tells the step (run definition, or --output_path).
             output_path = contract.output_relative_path(run.step_run_id)
             outbox = self._run_step(run, root, mounts, output_path, log_path)
+            if run.kind == "batch":
+                uploaded = self._upload(mounts.output_dir, output_path)
+                with self.restarts.lock, runstore.transaction(self.conn):
+                    if self.restarts.count != restarts_before:
+                        self._check_uploaded(uploaded)
+                    counts = self._commit_batch(run, outbox, output_path, log_path)
+                log.info("batch run %s completed: %s", run.run_id, counts)
+                return
             if contract.SUPERSEDED_TAG in outbox:
                 newer = outbox[contract.SUPERSEDED_TAG]
                 # The etag is kept where AzureML keeps it, among the run's tags and metrics (the read model reads it).
@@ -168,6 +177,10 @@ class LocalRunner:
         run_file = root / "run.json"
         outbox = root / "outbox.json"
         outbox.unlink(missing_ok=True)
+        versions = runstore.batch_versions(self.conn, run.run_id) if run.kind == "batch" else [run]
+        previous: dict[str, dict[str, str]] = {}
+        for name in sorted({v.dataset_name for v in versions}):
+            previous |= registry.latest_by_prefix(self.conn, name)
         run_file.write_text(json.dumps({
             "run_id": run.run_id,
             "step_run_id": run.step_run_id,
@@ -175,16 +188,25 @@ class LocalRunner:
             **api.run_spec(self.settings, run.step_run_id, output_path),
             "outbox": str(outbox),
             # What AzureML's registry would answer the step about the versions it follows.
-            "previousVersions": registry.latest_by_prefix(self.conn, run.dataset_name),
+            "previousVersions": previous,
         }, indent=2), encoding="utf-8")
         encode = contract.encode_argument
+        if run.kind == "batch":
+            # A batch run's parameters: the manifest, the single version's others at their placeholders.
+            single = (contract.PLACEHOLDER_DATASET_NAME, contract.PLACEHOLDER_SOURCE, contract.PLACEHOLDER_READ_OPTIONS)
+            manifest: str | None = batch_contract.encode_manifest(
+                batch_contract.PinnedVersion(v.source_container, v.source_blob, v.source_etag, v.dataset_name,
+                                             v.read_options, v.source_attempt) for v in versions)
+        else:
+            single = (run.dataset_name, contract.source_version(run.source_container, run.source_blob,
+                                                                run.source_etag, run.source_attempt), run.read_options)
+            manifest = None
         # What the Function (or the publisher) would send, as the step gets it: every value encoded. The step's
         # own settings (SHEETDROP_MAX_CELLS, …) come from this process's environment, on the command line.
         argv = [str(a) for a in contract.step_arguments(
             encode(self.service.url.rstrip("/")), str(mounts.output_dir), encode(self.settings.output_datastore),
-            encode(run.dataset_name),
-            encode(contract.source_version(run.source_container, run.source_blob, run.source_etag, run.source_attempt)),
-            encode(run.read_options), output_path=encode(output_path) if api.OUTPUT_CHOSEN_AT_INVOCATION else None,
+            *(encode(value) for value in single),
+            output_path=encode(output_path) if api.OUTPUT_CHOSEN_AT_INVOCATION else None, manifest=manifest,
             settings={**api.SETTINGS, **{k: v for k, v in os.environ.items() if k in contract.STEP_SETTING_NAMES}})]
         env = {k: v for k, v in os.environ.items() if k in STEP_ENV_KEEP} | mounts.env
         env[LOCAL_RUN_ENV] = str(run_file)
@@ -215,6 +237,32 @@ class LocalRunner:
             raise RunFailed(f"the step exited 0 but reported no result; see {log_path}")
         return json.loads(outbox.read_text(encoding="utf-8"))
 
+    def _commit_batch(self, run: Run, outbox: dict[str, Any], output_path: str, log_path: Path) -> dict[str, int]:
+        """A batch's registrations, each under the version it converted, every version's outcome, and the batch run
+        completed (whatever its versions' outcomes: a bad workbook fails its version, not the batch)."""
+        versions = runstore.batch_versions(self.conn, run.run_id)
+        by_key = {batch_contract.version_key(v.source_container, v.source_blob, v.source_etag, v.source_attempt): v
+                  for v in versions}
+        for item in outbox.get("registrations", []):
+            tags = item.get("tags", {})
+            version = by_key[batch_contract.version_key(*(tags[k] for k in contract.SOURCE_TAGS),
+                                                        contract.attempt_of(tags))]
+            registry.register(self.conn, name=item["name"], datastore=item["datastore"],
+                              relative_path=item["relative_path"], description=item.get("description", ""),
+                              tags=tags, run_id=version.run_id)
+        reported = {item["position"]: batch_contract.VersionOutcome.from_json(item)
+                    for item in outbox.get("versions", [])}
+        for version in versions:
+            assert version.batch_position is not None
+            ended = reported.get(version.batch_position)
+            status, error, metrics = _version_status(ended)
+            runstore.finish_version(self.conn, version.run_id, status, metrics=metrics, error=error,
+                                    output_path=batch_contract.version_folder(output_path, version.batch_position),
+                                    log_path=str(log_path))
+        runstore.finish(self.conn, run.run_id, RunStatus.COMPLETED, metrics=outbox.get("metrics", {}),
+                        output_path=output_path, log_path=str(log_path))
+        return batch_contract.outcome_counts(reported.values())
+
     def _upload(self, output_dir: Path, output_path: str) -> list[str]:
         container = ensure_container(self.service, self.settings.local_output_container)
         names = []
@@ -229,6 +277,21 @@ class LocalRunner:
         missing = [name for name in names if not container.get_blob_client(name).exists()]
         if missing:
             raise OutputLost(f"storage restarted during the run and lost {len(missing)} output file(s)")
+
+
+#: A batch version's outcome as the run store says a run ended.
+OUTCOME_STATUS = {"converted": RunStatus.COMPLETED, "rejected": RunStatus.FAILED,
+                  "superseded": RunStatus.SUPERSEDED, "failed": RunStatus.FAILED}
+
+
+def _version_status(ended: batch_contract.VersionOutcome | None) -> tuple[RunStatus, str | None, dict[str, Any]]:
+    if ended is None:
+        return RunStatus.FAILED, "the batch step reported no outcome for this version", {}
+    if ended.outcome == "superseded":
+        newer = str(ended.superseded_by_etag)
+        return RunStatus.SUPERSEDED, superseded_reason(newer), {**ended.metrics, contract.SUPERSEDED_TAG: newer}
+    error = f"{ended.code}: {ended.reason}" if ended.code else None
+    return OUTCOME_STATUS[ended.outcome], error, ended.metrics
 
 
 def superseded_reason(newer_etag: str) -> str:

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sheetdrop.submit import SubmitRequest
+from sheetdrop.submit import BatchRequest, SubmitRequest
+from sheetdrop_contract.batch import BATCH_TAG
 
 
 class RunStatus(StrEnum):
@@ -58,6 +59,11 @@ class Run:
     read_options: str
     #: Which attempt of its blob version (1, then one more per re-run).
     source_attempt: int = 1
+    #: ``single``, ``batch`` (a run of many versions) or ``version`` (one version of the batch ``batch_id``, at
+    #: ``batch_position`` of its manifest).
+    kind: str = "single"
+    batch_id: str | None = None
+    batch_position: int | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Run:
@@ -105,33 +111,74 @@ def enqueue(conn: sqlite3.Connection, request: SubmitRequest) -> str:
     return run_id
 
 
+def enqueue_batch(conn: sqlite3.Connection, batch: BatchRequest) -> str:
+    """Queue one run for the batch (it runs as one step), and a row per version, in manifest order, that will hold
+    how the version ended (its outcome, metrics and datasets)."""
+    run_id = str(uuid.uuid4())
+    first, now = batch.first, time.time()
+    conn.execute(
+        """INSERT INTO runs (run_id, status, experiment, dataset_name, datastore_name, relative_path,
+               source_container, source_blob, source_etag, description, tags, submitted_at, kind)
+           VALUES (?, 'queued', ?, '', ?, '', ?, '', '', ?, ?, ?, 'batch')""",
+        (run_id, first.experiment_name, first.datastore_name, first.source_container,
+         f"batch of {len(batch.requests)} versions", json.dumps({BATCH_TAG: batch.batch_id}), now))
+    for position, request in enumerate(batch.requests):
+        version_id = enqueue(conn, request)
+        conn.execute("UPDATE runs SET kind = 'version', batch_id = ?, batch_position = ? WHERE run_id = ?",
+                     (run_id, position, version_id))
+    return run_id
+
+
+def find_batch(conn: sqlite3.Connection, batch_id: str) -> str | None:
+    """The run of the batch its submitter named ``batch_id``, if there is one."""
+    row = conn.execute("SELECT run_id FROM runs WHERE kind = 'batch' AND json_extract(tags, ?) = ?",
+                       (f"$.{BATCH_TAG}", batch_id)).fetchone()
+    return row["run_id"] if row else None
+
+
+def batch_versions(conn: sqlite3.Connection, run_id: str) -> list[Run]:
+    """The versions of a batch run, in manifest order."""
+    rows = conn.execute("SELECT * FROM runs WHERE batch_id = ? ORDER BY batch_position", (run_id,)).fetchall()
+    return [Run.from_row(r) for r in rows]
+
+
 def take_next(conn: sqlite3.Connection) -> Run | None:
-    """Move the oldest due queued run to running and return it (atomic: one taker per run)."""
+    """Move the oldest due queued run to running and return it (atomic: one taker per run). A batch's versions run
+    with it."""
     now = time.time()
+    step_run_id = str(uuid.uuid4())
     row = conn.execute(
         """UPDATE runs SET status = 'running', started_at = ?, attempts = attempts + 1, step_run_id = ?
-           WHERE run_id = (SELECT run_id FROM runs WHERE status = 'queued' AND not_before <= ?
+           WHERE run_id = (SELECT run_id FROM runs WHERE status = 'queued' AND not_before <= ? AND kind != 'version'
                            ORDER BY submitted_at LIMIT 1)
            RETURNING *""",
-        (now, str(uuid.uuid4()), now),
+        (now, step_run_id, now),
     ).fetchone()
+    if row and row["kind"] == "batch":
+        conn.execute("UPDATE runs SET status = 'running', started_at = ?, step_run_id = ? WHERE batch_id = ?",
+                     (now, step_run_id, row["run_id"]))
     return Run.from_row(row) if row else None
 
 
 #: Back to the queue, remembering the attempt cut short so that its partial output is deleted.
 _REQUEUE = """UPDATE runs SET status = 'queued', started_at = NULL, ended_at = NULL,
     abandoned_attempts = json_insert(abandoned_attempts, '$[#]', step_run_id), step_run_id = NULL"""
+#: A batch's versions go back with it (nothing of a batch is registered before all of it commits).
+_REQUEUE_VERSIONS = """UPDATE runs SET status = 'queued', started_at = NULL, ended_at = NULL, step_run_id = NULL,
+    metrics = '{}', error = NULL"""
 
 
 def requeue_interrupted(conn: sqlite3.Connection) -> int:
     """Runs left 'running' by a host that stopped: queue them again (nothing was registered for
     them, because registration and completion commit together)."""
-    return conn.execute(f"{_REQUEUE} WHERE status = 'running'").rowcount
+    conn.execute(f"{_REQUEUE_VERSIONS} WHERE kind = 'version' AND status = 'running'")
+    return conn.execute(f"{_REQUEUE} WHERE status = 'running' AND kind != 'version'").rowcount
 
 
 def requeue(conn: sqlite3.Connection, run_id: str, note: str, delay: float = 0.0) -> None:
     """Back to the queue after an infrastructure failure; ``error`` keeps the note until it ends."""
     conn.execute(f"{_REQUEUE}, error = ?, not_before = ? WHERE run_id = ?", (note, time.time() + delay, run_id))
+    conn.execute(f"{_REQUEUE_VERSIONS} WHERE batch_id = ?", (run_id,))
 
 
 def forget_abandoned(conn: sqlite3.Connection, run_id: str) -> None:
@@ -139,8 +186,9 @@ def forget_abandoned(conn: sqlite3.Connection, run_id: str) -> None:
 
 
 def completed_since(conn: sqlite3.Connection, since: float) -> list[Run]:
-    rows = conn.execute("SELECT * FROM runs WHERE status = 'completed' AND ended_at >= ? ORDER BY ended_at",
-                        (since,)).fetchall()
+    """Runs (single or batch; not a batch's versions) that completed at ``since`` or later."""
+    rows = conn.execute("SELECT * FROM runs WHERE status = 'completed' AND ended_at >= ? AND kind != 'version' "
+                        "ORDER BY ended_at", (since,)).fetchall()
     return [Run.from_row(r) for r in rows]
 
 
@@ -168,11 +216,14 @@ def get(conn: sqlite3.Connection, run_id: str) -> Run | None:
     return Run.from_row(row) if row else None
 
 
-def list_runs(conn: sqlite3.Connection, limit: int | None = 50, *, status: str | None = None) -> list[Run]:
-    """The newest ``limit`` runs (None: all), newest first; only those with ``status`` if given."""
-    sql, params = "SELECT * FROM runs", []
+def list_runs(conn: sqlite3.Connection, limit: int | None = 50, *, status: str | None = None,
+              batch: str | None = None) -> list[Run]:
+    """The newest ``limit`` runs (None: all), newest first; only those with ``status`` if given. A batch is one
+    run; ``batch`` lists that batch run's versions instead."""
+    sql, params = ("SELECT * FROM runs WHERE batch_id = ?", [batch]) if batch else \
+        ("SELECT * FROM runs WHERE kind != 'version'", [])
     if status:
-        sql, params = sql + " WHERE status = ?", [status]
+        sql, params = sql + " AND status = ?", [*params, status]
     sql += " ORDER BY submitted_at DESC"
     if limit is not None:
         sql, params = sql + " LIMIT ?", [*params, limit]
@@ -189,7 +240,7 @@ def with_id_prefix(conn: sqlite3.Connection, prefix: str) -> list[Run]:
 
 def dataset_names(conn: sqlite3.Connection) -> set[str]:
     """Every workbook-level dataset name a run was submitted for."""
-    return {row["dataset_name"] for row in conn.execute("SELECT DISTINCT dataset_name FROM runs")}
+    return {row["dataset_name"] for row in conn.execute("SELECT DISTINCT dataset_name FROM runs WHERE kind != 'batch'")}
 
 
 def ended_of(conn: sqlite3.Connection, run_ids: list[str]) -> set[str]:
@@ -213,3 +264,20 @@ def find_by_source(conn: sqlite3.Connection, container: str, blob: str, etag: st
         (container, blob, etag, attempt, attempt),
     ).fetchall()
     return [r["run_id"] for r in rows]
+
+
+def submitted_runs(conn: sqlite3.Connection, container: str, blob: str, etag: str, attempt: int = 1) -> list[str]:
+    """What was submitted for this attempt of a blob version: its run, or the batch run that holds it."""
+    rows = conn.execute(
+        "SELECT COALESCE(batch_id, run_id) AS run_id FROM runs WHERE source_container = ? AND source_blob = ? "
+        "AND source_etag = ? AND source_attempt = ? ORDER BY submitted_at",
+        (container, blob, etag, attempt)).fetchall()
+    return [r["run_id"] for r in rows]
+
+
+def finish_version(conn: sqlite3.Connection, run_id: str, status: RunStatus, *, metrics: dict[str, Any],
+                   error: str | None, output_path: str | None, log_path: str) -> None:
+    """How one version of a batch ended (its batch run finishes in the same transaction); its log is the batch's."""
+    conn.execute("UPDATE runs SET status = ?, ended_at = ?, metrics = ?, error = ?, output_path = ?, log_path = ? "
+                 "WHERE run_id = ?", (status, time.time(), json.dumps(metrics, sort_keys=True), error, output_path,
+                                      log_path, run_id))

@@ -36,6 +36,8 @@ READ_OPTIONS_PARAMETER = "read_options"
 #: job's outputData); v1's PipelineData has no path to choose, and its step reads its run definition instead.
 OUTPUT_DATASTORE_PARAMETER = "output_datastore"
 OUTPUT_PATH_PARAMETER = "output_path"
+#: A batch of versions instead of one (``sheetdrop_contract.batch``: its own contract); ``[]`` in a single run.
+MANIFEST_PARAMETER = "manifest"
 #: The output folder. Where it is mounted is up to the runtime; where it lives on its datastore is not:
 #: see output_relative_path().
 OUTPUT_NAME = "extracted"
@@ -100,17 +102,20 @@ def decode_argument(text: str, name: str = "argument") -> str:
 
 
 def step_arguments(input_account: T, output_extract: T, output_datastore: T, dataset_name: T,
-                   source_version: T, read_options: T, *, output_path: T | None = None,
+                   source_version: T, read_options: T, *, output_path: T | None = None, manifest: T | None = None,
                    settings: Mapping[str, str] | None = None) -> list[object]:
     """The step's argv after the script name.
 
     AzureML v1 passes SDK objects (PipelineData, PipelineParameters) that it replaces with a mount path and
-    the submission's values at run time; the local runner passes the strings they become (encoded).
+    the submission's values at run time; the local runner passes the strings they become (encoded). A batch
+    run's ``manifest`` names its versions; its single-version parameters then hold their placeholders.
     """
     values = (input_account, output_extract, output_datastore, dataset_name, source_version, read_options)
     argv = [item for name, value in zip(ARGUMENTS, values, strict=True) for item in (f"--{name}", value)]
     if output_path is not None:
         argv += [f"--{OUTPUT_PATH_PARAMETER}", output_path]
+    if manifest is not None:
+        argv += [f"--{MANIFEST_PARAMETER}", manifest]
     return argv + setting_arguments(settings or {})
 
 
@@ -128,9 +133,10 @@ def parse_step_arguments(argv: list[str] | None) -> argparse.Namespace:
     for name in ARGUMENTS:
         parser.add_argument(f"--{name}", required=True)
     parser.add_argument(f"--{OUTPUT_PATH_PARAMETER}")
+    parser.add_argument(f"--{MANIFEST_PARAMETER}")
     parser.add_argument(f"--{SETTING_OPTION}", action="append", default=[], metavar="NAME=VALUE")
     args = parser.parse_args(argv)
-    for name in (*ARGUMENTS, OUTPUT_PATH_PARAMETER):
+    for name in (*ARGUMENTS, OUTPUT_PATH_PARAMETER, MANIFEST_PARAMETER):
         value = getattr(args, name)
         if name != "output_extract" and value is not None:
             setattr(args, name, decode_argument(value, name))

@@ -20,11 +20,12 @@ from posixpath import basename
 from typing import TYPE_CHECKING, Any
 
 from sheetdrop.storage import storage_unreachable
+from sheetdrop_contract import batch as batch_contract
 from sheetdrop_contract import contract
-from sheetdrop_local import registry
+from sheetdrop_local import registry, runstore
 from sheetdrop_local.readmodel import parquetview
 from sheetdrop_local.readmodel.locations import location, storage_endpoint
-from sheetdrop_local.readmodel.runs import Newer, newer_version, step_log
+from sheetdrop_local.readmodel.runs import BatchCounts, Entry, Newer, batch_counts, entry, newer_version, step_log
 from sheetdrop_local.registry import DatasetVersion
 from sheetdrop_local.runstore import Run
 from sheetdrop_local.settings import LocalSettings
@@ -81,10 +82,22 @@ class RunDetail:
     log: str | None
     #: A superseded run: the version that replaced its own, and that version's run.
     newer: Newer | None = None
+    #: A batch run: its versions, in manifest order, each as the run list shows a run (outcome, reason, datasets).
+    versions: list[Entry] = field(default_factory=list)
+    counts: BatchCounts | None = None
+    #: One version of a batch: the batch run it was converted in.
+    batch: Run | None = None
 
 
-def parameters(run: Run, settings: LocalSettings) -> dict[str, str]:
-    """The pipeline parameters the run was submitted with, as AzureML studio lists them."""
+def parameters(run: Run, settings: LocalSettings, versions: list[Run] | None = None) -> dict[str, str]:
+    """The pipeline parameters the run was submitted with, as AzureML studio lists them (a batch run's: its
+    manifest)."""
+    if run.kind == "batch":
+        return {contract.INPUT_ACCOUNT_PARAMETER: storage_endpoint(settings),
+                contract.OUTPUT_DATASTORE_PARAMETER: settings.output_datastore,
+                batch_contract.MANIFEST_PARAMETER: batch_contract.manifest_json(
+                    batch_contract.PinnedVersion(v.source_container, v.source_blob, v.source_etag, v.dataset_name,
+                                                 v.read_options, v.source_attempt) for v in versions or [])}
     values = {
         contract.DATASET_NAME_PARAMETER: run.dataset_name,
         contract.INPUT_ACCOUNT_PARAMETER: storage_endpoint(settings),
@@ -146,10 +159,17 @@ def run_detail(conn: sqlite3.Connection, settings: LocalSettings, run: Run,
     """``service``: read each output's parquet footer (per-column counts); None reads nothing from storage."""
     log = step_log(settings, run)
     step_settings, skipped, warnings = _notes(log)
+    if run.kind == "version":
+        # The batch's log holds every version's notes: this version's own are its metrics.
+        skipped, warnings = [], []
+        with contextlib.suppress(ValueError, AttributeError):
+            skipped = list(json.loads(run.metrics.get("skipped_sheets") or "{}").items())
     run_metrics, per_file = _split_metrics(run.metrics)
-    outputs = registry.for_run(conn, run.run_id)
+    versions = runstore.batch_versions(conn, run.run_id) if run.kind == "batch" else []
+    outputs = registry.for_run(conn, run.run_id) if run.kind != "batch" else \
+        [v for version in versions for v in registry.for_run(conn, version.run_id)]
     sheets = []
-    for version in sorted(outputs, key=lambda v: v.relative_path):
+    for version in sorted(outputs if run.kind != "batch" else [], key=lambda v: v.relative_path):
         file = basename(version.relative_path)
         metrics = per_file.pop(file, {})
         sheet = Sheet(file=file, sheet=version.tags.get("sheet", file), dataset=version,
@@ -162,9 +182,11 @@ def run_detail(conn: sqlite3.Connection, settings: LocalSettings, run: Run,
     # Per-file metrics of files that registered nothing (a newer step's extra outputs): shown as they are.
     for file, metrics in per_file.items():
         sheets.append(Sheet(file=file, sheet=file, dataset=None, metrics=metrics, warnings=_warnings_of(metrics)))
-    return RunDetail(run=run, parameters=parameters(run, settings), step_settings=step_settings, sheets=sheets,
-                     skipped_sheets=skipped, warnings=warnings + _warnings_of(run_metrics), metrics=run_metrics,
-                     outputs=outputs, log=log, newer=newer_version(conn, run))
+    return RunDetail(run=run, parameters=parameters(run, settings, versions), step_settings=step_settings,
+                     sheets=sheets, skipped_sheets=skipped, warnings=warnings + _warnings_of(run_metrics),
+                     metrics=run_metrics, outputs=outputs, log=log, newer=newer_version(conn, run),
+                     versions=[entry(conn, v) for v in versions], counts=batch_counts(conn, run, versions),
+                     batch=runstore.get(conn, run.batch_id) if run.batch_id else None)
 
 
 def _read_columns(settings: LocalSettings, service: BlobServiceClient, sheet: Sheet) -> None:

@@ -41,6 +41,8 @@ class Entry:
     outputs: list[DatasetVersion] = field(default_factory=list)
     #: A superseded run: the newer version's etag and its run (None until it has one).
     newer: Newer | None = None
+    #: A batch run: how many versions it holds and how they ended.
+    batch: BatchCounts | None = None
 
     @property
     def run_id(self) -> str | None:
@@ -65,21 +67,61 @@ class Activity:
         return any(e.status in IN_PROGRESS for e in self.entries)
 
 
+@dataclass(frozen=True)
+class BatchCounts:
+    """A batch run's versions by how they ended (``converted``, ``rejected``, ``superseded``, ``failed``, as its
+    step counted them), or by status while it has not ended."""
+
+    versions: int
+    counts: dict[str, int]
+
+    def describe(self) -> str:
+        return ", ".join(f"{n} {what}" for what, n in self.counts.items() if n) or "no versions"
+
+
+def batch_counts(conn: sqlite3.Connection, run: Run, versions: list[Run] | None = None) -> BatchCounts | None:
+    if run.kind != "batch":
+        return None
+    versions = runstore.batch_versions(conn, run.run_id) if versions is None else versions
+    counted = {name.removeprefix("versions_"): int(n) for name, n in run.metrics.items()
+               if name.startswith("versions_") and isinstance(n, int | float)}
+    if run.status not in runstore.ENDED or not counted:
+        counted = {}
+        for version in versions:
+            counted[version.status.value] = counted.get(version.status.value, 0) + 1
+    return BatchCounts(len(versions), counted)
+
+
+def entry(conn: sqlite3.Connection, run: Run, outputs: list[DatasetVersion] | None = None) -> Entry:
+    """A run as a row of the run list."""
+    outputs = registry.for_run(conn, run.run_id) if outputs is None else outputs
+    counts = batch_counts(conn, run)
+    return Entry(run.status, run.source_container, run.source_blob, run.source_etag, run.submitted_at,
+                 reason=counts.describe() if counts else run.error, run=run, outputs=outputs,
+                 newer=newer_version(conn, run), batch=counts)
+
+
+def _feeds(conn: sqlite3.Connection, run: Run, outputs: list[DatasetVersion], dataset: str) -> bool:
+    if run.kind == "batch":
+        return any(_feeds(conn, v, registry.for_run(conn, v.run_id), dataset)
+                   for v in runstore.batch_versions(conn, run.run_id))
+    return dataset == run.dataset_name or dataset in {v.name for v in outputs}
+
+
 def activity(conn: sqlite3.Connection, settings: LocalSettings, service: BlobServiceClient, *, limit: int = 50,
-             status: str | None = None, dataset: str | None = None) -> Activity:
+             status: str | None = None, dataset: str | None = None, batch: str | None = None) -> Activity:
     """The newest ``limit`` rows, newest first. ``dataset`` keeps the runs that feed it: its workbook's
     dataset name, or one of the versions registered (``sales`` and ``sales_orders`` both find a
-    run of ``sales/…``); blob versions without a run feed no dataset."""
+    run of ``sales/…``; a batch run, when one of its versions does); blob versions without a run feed no dataset.
+    ``batch`` (a batch run's id): that run's versions instead, each with its outcome and reason."""
     entries: list[Entry] = []
     if status in (None, *RunStatus):
-        for run in runstore.list_runs(conn, limit if dataset is None else None, status=status):
+        for run in runstore.list_runs(conn, limit if dataset is None else None, status=status, batch=batch):
             outputs = registry.for_run(conn, run.run_id)
-            if dataset is None or dataset == run.dataset_name or dataset in {v.name for v in outputs}:
-                entries.append(Entry(run.status, run.source_container, run.source_blob, run.source_etag,
-                                     run.submitted_at, reason=run.error, run=run, outputs=outputs,
-                                     newer=newer_version(conn, run)))
+            if dataset is None or _feeds(conn, run, outputs, dataset):
+                entries.append(entry(conn, run, outputs))
     note = None
-    if dataset is None and status in (None, "skipped", "poisoned"):
+    if dataset is None and batch is None and status in (None, "skipped", "poisoned"):
         try:
             entries += _without_run(settings, service, status, limit)
         except Exception as exc:

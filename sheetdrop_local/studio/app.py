@@ -61,9 +61,18 @@ def create_app(settings: LocalSettings) -> Starlette:
             raise HTTPException(400, f"no status {status!r}; one of {', '.join(runs.STATUSES)}")
         limit = _int_param(request, "limit", 100)
         with connection() as conn:
-            found = runs.activity(conn, settings, service, limit=limit, status=status, dataset=dataset)
+            batch = None
+            if request.query_params.get("batch"):
+                try:
+                    batch = runs.find_run(conn, request.query_params["batch"])
+                except runs.RunNotFound as exc:
+                    raise HTTPException(404, str(exc)) from exc
+                if batch.kind != "batch":
+                    raise HTTPException(400, f"run {batch.run_id} is not a batch run")
+            found = runs.activity(conn, settings, service, limit=limit, status=status, dataset=dataset,
+                                  batch=batch.run_id if batch else None)
             names = runs.dataset_names(conn)
-        return page(request, "runs.html", activity=found, status=status, dataset=dataset, names=names,
+        return page(request, "runs.html", activity=found, status=status, dataset=dataset, names=names, batch=batch,
                     refresh=REFRESH_BUSY if found.in_progress else REFRESH_IDLE)
 
     def find_run(conn: sqlite3.Connection, request: Request) -> Run:

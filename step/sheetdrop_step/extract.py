@@ -13,35 +13,24 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+from sheetdrop_contract import batch as batch_contract
 from sheetdrop_contract import read_options
 from sheetdrop_contract.contract import (
-    BASE_TAG,
     EXIT_STORAGE_UNREACHABLE,
     OUTPUT_NAME,
     OutputPathError,
-    Registration,
     StepSettingError,
     parse_source_version,
     parse_step_arguments,
     read_step_settings,
-    sheet_dataset_name,
 )
-from sheetdrop_step import schema_changes, source
-from sheetdrop_step.contexts import StepContext, get_context
-from sheetdrop_step.converter import CONVERTER_VERSION, WorkbookRejected, convert_workbook, options_from_env
-
-
-def _previous_types(context: StepContext, base: str) -> dict[str, dict[str, str]]:
-    """By sheet name, the column types of the latest version of each dataset this workbook feeds."""
-    found = {}
-    for name in context.previous_names(base):
-        tags = context.previous_tags(name) or {}
-        schema = schema_changes.previous_schema(tags)
-        if schema is not None and "sheet" in tags:
-            found[tags["sheet"]] = schema
-    return found
+from sheetdrop_step import batch, schema_changes, source
+from sheetdrop_step.contexts import get_context
+from sheetdrop_step.converter import WorkbookRejected, convert_workbook, options_from_env
+from sheetdrop_step.registration import previous_types, register_sheets
 
 
 def run(args: argparse.Namespace, blob: dict[str, str], options: read_options.ReadOptions) -> int:
@@ -62,7 +51,7 @@ def run(args: argparse.Namespace, blob: dict[str, str], options: read_options.Re
     print(f"settings: {json.dumps(read_step_settings(args.settings), sort_keys=True)}", flush=True)
     if options.file:
         print(f"read options: {options.file}", flush=True)
-    previous = _previous_types(context, args.dataset_name) if options.schema_changes == "rescue" else {}
+    previous = previous_types(context, args.dataset_name) if options.schema_changes == "rescue" else {}
     with tempfile.TemporaryDirectory(prefix="sheetdrop-input-") as folder:
         try:
             workbook = source.fetch(args.input_account, context.storage_credential(), blob, Path(folder),
@@ -75,69 +64,9 @@ def run(args: argparse.Namespace, blob: dict[str, str], options: read_options.Re
             return 0
         sheets = convert_workbook(workbook, outdir, source=source_name, options=options, previous=previous,
                                   **limits)
-    planned = []
-    changes: dict[str, str] = {}
-    for sheet in sheets:
-        name = sheet_dataset_name(args.dataset_name, sheet.slug, len(sheets))
-        previous = schema_changes.previous_schema(context.previous_tags(name) or {})
-        if previous is not None and schema_changes.compare(previous, sheet.column_types):
-            changes[name] = schema_changes.compare(previous, sheet.column_types).describe()
-        tags = {
-            **blob,
-            "run_id": context.run_id,
-            "sheet": sheet.sheet,
-            "rows": str(sheet.rows),
-            "columns": str(sheet.columns),
-            "converter_version": CONVERTER_VERSION,
-            # Which workbook-level name a sheet's dataset belongs to (contract.fed_by reads it).
-            BASE_TAG: args.dataset_name,
-            **schema_changes.schema_tags(sheet.column_types, previous),
-        }
-        planned.append((sheet, name, tags))
-    if changes and options.schema_changes == "fail":
-        for sheet in sheets:  # no new version, and nothing left for one
-            sheet.path.unlink(missing_ok=True)
-        raise schema_changes.SchemaChanged(
-            f"{'; '.join(f'{name}: {change}' for name, change in changes.items())} (the folder's options say "
-            "\"schema_changes\": \"fail\"; change them to \"evolve\" to accept the new columns)")
-    registered = []
-    for sheet, name, tags in planned:
-        file_path = sheet.path.relative_to(outdir).as_posix()
-        registered.append(context.register(Registration(
-            name=name, datastore=args.output_datastore, relative_path=f"{relative_dir}/{file_path}",
-            description=f"Sheet '{sheet.sheet}' of {source_name}", tags=tags,
-        )))
-        # The converter's per-column decisions, readable next to the run (studio / sheetdrop runs).
-        context.log_metric(f"{file_path}:column_types", json.dumps(sheet.column_types, sort_keys=True))
-        context.log_metric(f"{file_path}:error_cells", sheet.errors)
-        context.log_metric(f"{file_path}:header", sheet.header)
-        if sheet.warnings:
-            context.log_metric(f"{file_path}:warnings", json.dumps(sheet.warnings, ensure_ascii=False))
-        if sheet.rescued:
-            context.log_metric(f"{file_path}:rescued_cells", json.dumps(sheet.rescued, sort_keys=True))
-    for name, change in changes.items():
-        print(f"warning: {name}: columns changed since its previous version: {change}", flush=True)
-    if changes:
-        context.log_metric("schema_changes", json.dumps(changes, sort_keys=True))
-    gone = sorted(set(context.previous_names(args.dataset_name)) - {name for _, name, _ in planned})
-    if gone:
-        # A sheet removed from the workbook simply stops getting versions: say so.
-        print(f"warning: no new version for {', '.join(gone)}: the workbook no longer has that sheet", flush=True)
-        context.log_metric("datasets_without_new_version", ", ".join(gone))
-    if sheets.skipped:
-        context.log_metric("skipped_sheets", json.dumps(dict(sheets.skipped), ensure_ascii=False))
-    total_sheets = len(sheets)
-    total_rows = sum(sheet.rows for sheet in sheets)
-    total_columns = sum(sheet.columns for sheet in sheets)
-    total_bytes = sum(sheet.bytes for sheet in sheets)
-    total_nulls = sum(sheet.nulls for sheet in sheets)
-    total_errors = sum(sheet.errors for sheet in sheets)
-    context.log_metric("sheets", total_sheets)
-    context.log_metric("rows", total_rows)
-    context.log_metric("columns", total_columns)
-    context.log_metric("parquet_bytes", total_bytes)
-    context.log_metric("null_cells", total_nulls)
-    context.log_metric("error_cells", total_errors)
+    registered = register_sheets(context, sheets, source=blob, dataset_name=args.dataset_name, options=options,
+                                 outdir=outdir, relative_dir=relative_dir, datastore=args.output_datastore,
+                                 metric=context.log_metric)
     context.log_metric("seconds", round(time.monotonic() - started, 3))
     context.complete()
     for ref in registered:
@@ -154,8 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("sheetdrop").setLevel(logging.INFO)
     try:
         args = parse_step_arguments(argv)
+        versions = batch_contract.parse_manifest(args.manifest) if args.manifest else []
         blob = parse_source_version(args.source_version)
-        if not blob:
+        if not blob and not versions:
             raise ValueError("--source_version names no blob version")
     except StepSettingError as exc:
         print(f"error: settings: {exc}", file=sys.stderr)
@@ -163,14 +93,22 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: arguments: {exc}", file=sys.stderr)
         return 3
+    if versions:
+        # A batch: each version's options, reading and rejection are its own (sheetdrop_step.batch).
+        return _failing(lambda: batch.run(args, versions))
     try:
         options = read_options.from_parameter(args.read_options)
     except read_options.OptionsError as exc:
         # Before anything is converted: fixing the file and uploading the workbook again is new work.
         print(f"error: options: {exc}", file=sys.stderr)
         return 3
+    return _failing(lambda: run(args, blob, options))
+
+
+def _failing(step: Callable[[], int]) -> int:
+    """The step's exit code: its own, or the one its error line says (the line is the run's reason)."""
     try:
-        return run(args, blob, options)
+        return step()
     except source.InputGone as exc:
         print(f"error: input-gone: {exc}; upload it again to convert it", file=sys.stderr)
         return 2

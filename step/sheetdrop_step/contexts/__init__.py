@@ -6,8 +6,8 @@ run by hand, the step only prints (:mod:`standalone`). Adding a place is its mod
 
 Each context gives the credential the step reads its input with, tells the step where its output lives on its
 datastore when the invocation did not (v1: from the run, never from the mount path, which depends on the
-runtime: docs/azureml.md, "Where the step writes"), registers the dataset versions, and records a run that
-ended superseded.
+runtime: docs/azureml.md, "Where the step writes"), registers the dataset versions, records a run that
+ended superseded, and, in a batch run, each version's outcome.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import os
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from sheetdrop_contract.batch import PinnedVersion, VersionOutcome
 from sheetdrop_contract.contract import Registration
 
 #: In the order asked: the local runner's (it says so explicitly), then AzureML v2's, then v1's.
@@ -35,6 +36,10 @@ class StepContext(Protocol):
 
     def start(self, source: dict[str, str]) -> None:
         """Tag the run with the blob version it reads, first thing (run history is searched by it)."""
+        ...
+
+    def start_batch(self, versions: list[PinnedVersion]) -> None:
+        """A batch run's first thing: tag it so that run history finds it by any of its versions."""
         ...
 
     def storage_credential(self) -> Any:
@@ -57,6 +62,10 @@ class StepContext(Protocol):
 
     def register(self, registration: Registration) -> str:
         """Register a dataset version; return how to refer to it (``name:version`` or a note)."""
+        ...
+
+    def record_outcome(self, outcome: VersionOutcome) -> None:
+        """How one version of a batch ended, where the run keeps it (beside the batch's ``outcomes.jsonl``)."""
         ...
 
     def complete(self) -> None: ...

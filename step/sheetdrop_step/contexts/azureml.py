@@ -10,6 +10,7 @@ import contextlib
 from collections.abc import Mapping
 from typing import Any
 
+from sheetdrop_contract.batch import VERSION_TAG_PREFIX, PinnedVersion, VersionOutcome
 from sheetdrop_contract.contract import SUPERSEDED_TAG, Registration, fed_by, resolve_output
 from sheetdrop_step import source
 
@@ -23,6 +24,12 @@ def open_context(env: Mapping[str, str]) -> AzureMLContext | None:
 
     run = Run.get_context()
     return None if isinstance(run, _OfflineRun) else AzureMLContext(run)
+
+
+#: A reason in a metric's row is cut to this (the full one is in the batch's outcomes.jsonl).
+MAX_REASON = 500
+#: The run's ``datasets`` tag lists at most this many characters (a batch registers many).
+MAX_DATASETS_TAG = 5000
 
 
 class AzureMLContext:
@@ -52,6 +59,22 @@ class AzureMLContext:
             with contextlib.suppress(Exception):
                 self.parent.display_name = f"extract {source['source_blob']}"
         self.run.set_tags(source)
+
+    def start_batch(self, versions: list[PinnedVersion]) -> None:
+        # One tag per version (its key, valued with its position), so that the Function's recovery finds the batch
+        # run by any of its versions, whatever the service kept of the submission's tags.
+        tags = {f"{VERSION_TAG_PREFIX}{version.key()}": str(position) for position, version in enumerate(versions)}
+        if self.parent is not None:
+            self.parent.set_tags(tags)
+            with contextlib.suppress(Exception):
+                self.parent.display_name = f"extract batch of {len(versions)} versions"
+        self.run.set_tags(tags)
+
+    def record_outcome(self, outcome: VersionOutcome) -> None:
+        # A row of the run's "versions" table metric: studio shows it as a table on the run.
+        self.run.log_row("versions", position=outcome.position, blob=outcome.version.blob,
+                         etag=outcome.version.etag, outcome=outcome.outcome, code=outcome.code or "",
+                         reason=(outcome.reason or "")[:MAX_REASON], datasets=", ".join(outcome.datasets))
 
     def previous_tags(self, name: str) -> dict[str, str] | None:
         from azureml.core import Dataset
@@ -109,7 +132,7 @@ class AzureMLContext:
 
     def complete(self) -> None:
         if self.parent is not None and self._registered:
-            self.parent.tag("datasets", ", ".join(self._registered))
+            self.parent.tag("datasets", ", ".join(self._registered)[:MAX_DATASETS_TAG])
         # Metrics are batched in the background; the process may exit right after the step returns.
         self.run.flush()
 

@@ -18,6 +18,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from sheetdrop_contract.batch import PinnedVersion, VersionOutcome
 from sheetdrop_contract.contract import (
     JOB_API_ENV,
     SUPERSEDED_TAG,
@@ -65,6 +66,16 @@ class AzureMLV2Context:
         for run in {self.run_id, self.step_run_id}:
             for key, value in source.items():
                 self.mlflow.set_tag(run, key, value)
+
+    def start_batch(self, versions: list[PinnedVersion]) -> None:
+        pass  # the batch job is found by its manifest input, which the service must keep to run it
+
+    def record_outcome(self, outcome: VersionOutcome) -> None:
+        # A tag per version on the step's job (the parallel step of a batch job; its mini-batches run in several
+        # processes, so a counter would race): studio lists them with the job's tags.
+        summary = outcome.outcome + (f" {outcome.code}: {outcome.reason}" if outcome.code else "") + \
+            (f" {', '.join(outcome.datasets)}" if outcome.datasets else "")
+        self.mlflow.set_tag(self.step_run_id, f"version/{outcome.position}", summary[:MAX_TAG_VALUE])
 
     def storage_credential(self) -> Any:
         return self.credential

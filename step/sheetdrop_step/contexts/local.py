@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sheetdrop_contract.batch import PinnedVersion, VersionOutcome
 from sheetdrop_contract.contract import SUPERSEDED_TAG, Registration, fed_by, resolve_output
 from sheetdrop_step import source
 
@@ -42,6 +43,7 @@ class LocalContext:
     run_id: str = ""
     _metrics: dict[str, float | int | str] = field(default_factory=dict)
     _registrations: list[dict[str, object]] = field(default_factory=list)
+    _versions: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         spec = json.loads(self.run_file.read_text(encoding="utf-8"))
@@ -54,6 +56,9 @@ class LocalContext:
 
     def start(self, source: dict[str, str]) -> None:
         pass  # the local run store is searched by its own columns
+
+    def start_batch(self, versions: list[PinnedVersion]) -> None:
+        pass  # the runner knows the batch's versions (its run store holds the manifest)
 
     def storage_credential(self) -> Any:
         if not self.storage:
@@ -76,10 +81,16 @@ class LocalContext:
 
     def register(self, registration: Registration) -> str:
         self._registrations.append(registration.__dict__.copy())
+        # As AzureML's registry answers once it has registered: a later version of a batch sees this one.
+        self._previous[registration.name] = dict(registration.tags)
         return f"{registration.name} (registered by the local runner after upload)"
 
+    def record_outcome(self, outcome: VersionOutcome) -> None:
+        self._versions.append(outcome.to_json())
+
     def complete(self) -> None:
-        self._report({"metrics": self._metrics, "registrations": self._registrations})
+        self._report({"metrics": self._metrics, "registrations": self._registrations,
+                      **({"versions": self._versions} if self._versions else {})})
 
     def superseded(self, newer_etag: str) -> None:
         self._report({"metrics": self._metrics, "registrations": [], SUPERSEDED_TAG: newer_etag})

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from sheetdrop_contract.batch import PinnedVersion, VersionOutcome
 from sheetdrop_contract.contract import Registration, output_relative_path
 from sheetdrop_step import source
 
@@ -19,6 +20,12 @@ class StandaloneContext:
 
     def start(self, source: dict[str, str]) -> None:
         pass
+
+    def start_batch(self, versions: list[PinnedVersion]) -> None:
+        pass
+
+    def record_outcome(self, outcome: VersionOutcome) -> None:
+        pass  # the step prints each version's outcome as it ends
 
     def storage_credential(self) -> Any:
         # Run by hand: the account's connection string in the Azure CLI's own variable, else whoever runs it
