@@ -8,7 +8,7 @@ AZCLI_VENV := .venv-azcli
 STATE := .sheetdrop
 SAMPLE := samples/sales-2026-q3.xlsx
 
-.PHONY: setup setup-aml setup-aml2 setup-azcli run test test-app test-aml lint bench latency idle sample clean
+.PHONY: setup setup-aml setup-aml2 setup-azcli run test test-app test-aml lint bench bench-many latency idle sample clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -71,6 +71,11 @@ lint: setup
 bench: setup
 	$(VENV)/bin/pip install --quiet -r benchmarks/requirements.txt
 	$(VENV)/bin/python benchmarks/bench_convert.py
+
+# 1,000 small workbooks: backfilled, in batch runs, and converted alone, each beside a polars loop in the same run
+# (benchmarks/bench_many.py; BENCH_MANY_ARGS=--small runs 20).
+bench-many: setup
+	$(VENV)/bin/python benchmarks/bench_many.py $(BENCH_MANY_ARGS)
 
 latency: setup
 	$(VENV)/bin/python benchmarks/latency.py

@@ -4,7 +4,9 @@
   booleans), as a clean export has them;
 * ``numeric``: 20 numeric columns (ids, counts, amounts, full-precision ratios, measures);
 * ``numeric-text``: the same with one text cell near the end of 6 of the columns (``n/a``, ``TBD``,
-  a footnote...), the most common shape of a real export.
+  a footnote...), the most common shape of a real export;
+* :func:`make_small`: what ``make bench-many`` drops by the thousand: 2 sheets x 2,000 rows of mixed types
+  (ids, zero-padded codes, text, amounts, counts, dates, booleans), one late ``n/a`` among the amounts.
 """
 
 from __future__ import annotations
@@ -82,6 +84,33 @@ def make_workbook(path: Path, rows: int, sheets: int = 1, shape: str = "uniform"
             write_uniform(ws, date_fmt, rows, seed=s)
         else:
             write_numeric(ws, rows, seed=s, text=shape == "numeric-text")
+    wb.close()
+    return path
+
+
+SMALL_HEADER = ["id", "code", "customer", "amount", "qty", "date", "active", "note"]
+
+
+def make_small(path: Path, seed: int, rows: int = 2000) -> Path:
+    rnd = random.Random(seed)
+    wb = xlsxwriter.Workbook(str(path), {"constant_memory": True})
+    date_fmt = wb.add_format({"num_format": "yyyy-mm-dd"})
+    for s, name in enumerate(("Orders", "Items")):
+        ws = wb.add_worksheet(name)
+        ws.write_row(0, 0, SMALL_HEADER)
+        late = rows - 3 - s  # the one n/a, near the end: a sampled schema would miss it
+        for r in range(1, rows + 1):
+            ws.write_number(r, 0, r)
+            ws.write_string(r, 1, f"{rnd.randrange(100000):05d}")
+            ws.write_string(r, 2, f"customer {rnd.randrange(5000)}")
+            if r == late:
+                ws.write_string(r, 3, "n/a")
+            else:
+                ws.write_number(r, 3, round(rnd.uniform(0, 1000), 2))
+            ws.write_number(r, 4, rnd.randrange(1, 50))
+            ws.write_datetime(r, 5, dt.datetime(2024, 1, 1) + dt.timedelta(days=rnd.randrange(700)), date_fmt)
+            ws.write_boolean(r, 6, rnd.random() < 0.5)
+            ws.write_string(r, 7, "ok" if rnd.random() < 0.8 else "check")
     wb.close()
     return path
 

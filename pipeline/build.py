@@ -21,7 +21,7 @@ from azureml.pipeline.core import Pipeline, PipelineData, PipelineParameter
 from azureml.pipeline.steps import PythonScriptStep
 
 from pipeline import snapshot
-from sheetdrop_contract import contract
+from sheetdrop_contract import batch, contract
 
 STEP_REQUIREMENTS = snapshot.STEP_DIR / "requirements.txt"
 ENVIRONMENT_NAME = "sheetdrop-extract"
@@ -46,6 +46,8 @@ class StepParts:
     dataset_name_parameter: PipelineParameter
     source_parameter: PipelineParameter
     read_options_parameter: PipelineParameter
+    #: A batch run's versions (sheetdrop_contract.batch); ``[]`` in a single version's run.
+    manifest_parameter: PipelineParameter
     output: PipelineData
 
 
@@ -104,6 +106,8 @@ def build_step_parts(
     dataset_name_parameter = parameter(contract.DATASET_NAME_PARAMETER, contract.PLACEHOLDER_DATASET_NAME)
     source_parameter = parameter(contract.SOURCE_PARAMETER, contract.PLACEHOLDER_SOURCE)
     read_options_parameter = parameter(contract.READ_OPTIONS_PARAMETER, contract.PLACEHOLDER_READ_OPTIONS)
+    # The same published pipeline runs a batch: a submission that assigns a manifest (docs/azureml.md, "Batch runs").
+    manifest_parameter = parameter(batch.MANIFEST_PARAMETER, batch.PLACEHOLDER_MANIFEST)
     output = PipelineData(contract.OUTPUT_NAME, datastore=output_datastore)
 
     step = PythonScriptStep(
@@ -119,6 +123,7 @@ def build_step_parts(
             dataset_name=dataset_name_parameter,
             source_version=source_parameter,
             read_options=read_options_parameter,
+            manifest=manifest_parameter,
             settings=step_settings,
         ),
         outputs=[output],
@@ -128,7 +133,7 @@ def build_step_parts(
         allow_reuse=False,
     )
     return StepParts(step, input_account_parameter, dataset_name_parameter, source_parameter,
-                     read_options_parameter, output)
+                     read_options_parameter, manifest_parameter, output)
 
 
 def build_pipeline(

@@ -47,6 +47,7 @@ BATCH_TAG = "sheetdrop_batch_id"
 #: On a batch run (v1): one tag per version, ``sheetdrop_version_<version_key>``, so run history finds a batch run
 #: by any of its versions (the service's runs:query filters on tag equality).
 VERSION_TAG_PREFIX = "sheetdrop_version_"
+VERSION_TAG_VALUE = "1"
 
 
 @dataclass(frozen=True)

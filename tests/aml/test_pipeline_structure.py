@@ -74,12 +74,13 @@ def test_parameters_output_and_step(dry_run: dict[str, Any]) -> None:
 
     # String parameters only, each default encoded as the Function encodes a value; no DataPath.
     parameters = (built.input_account_parameter, built.dataset_name_parameter, built.source_parameter,
-                  built.read_options_parameter)
+                  built.read_options_parameter, built.manifest_parameter)
     assert all(isinstance(p, PipelineParameter) for p in parameters)
     assert {p.name: p.default_value for p in parameters} == {
         contract.INPUT_ACCOUNT_PARAMETER: "https://placeholder.blob.core.windows.net",
         contract.DATASET_NAME_PARAMETER: contract.PLACEHOLDER_DATASET_NAME,
-        contract.SOURCE_PARAMETER: "%7B%7D", contract.READ_OPTIONS_PARAMETER: "%7B%7D"}
+        contract.SOURCE_PARAMETER: "%7B%7D", contract.READ_OPTIONS_PARAMETER: "%7B%7D",
+        contract.MANIFEST_PARAMETER: "%5B%5D"}
 
     assert isinstance(built.output, PipelineData)
     assert built.output.name == contract.OUTPUT_NAME
@@ -115,6 +116,7 @@ def test_what_the_service_would_receive(dry_run: dict[str, Any]) -> None:
         dataset_name=f"<Parameter:{contract.DATASET_NAME_PARAMETER}>",
         source_version=f"<Parameter:{contract.SOURCE_PARAMETER}>",
         read_options=f"<Parameter:{contract.READ_OPTIONS_PARAMETER}>",
+        manifest=f"<Parameter:{contract.MANIFEST_PARAMETER}>",
     )
     assert not interface.inputs  # the step reads its input itself
     outputs = {o.name: o for o in interface.outputs if not o.skip_processing}
@@ -131,7 +133,8 @@ def test_what_the_service_would_receive(dry_run: dict[str, Any]) -> None:
     assert {p.name: p.default_value for p in graph_interface.parameters} == {
         contract.INPUT_ACCOUNT_PARAMETER: "https://placeholder.blob.core.windows.net",
         contract.DATASET_NAME_PARAMETER: contract.PLACEHOLDER_DATASET_NAME,
-        contract.SOURCE_PARAMETER: "%7B%7D", contract.READ_OPTIONS_PARAMETER: "%7B%7D"}
+        contract.SOURCE_PARAMETER: "%7B%7D", contract.READ_OPTIONS_PARAMETER: "%7B%7D",
+        contract.MANIFEST_PARAMETER: "%5B%5D"}
 
 
 def test_environment_from_the_step_requirements() -> None:
@@ -172,13 +175,27 @@ ECHO_ARGV = "import json, sys; print(json.dumps(sys.argv[1:]))"
 def test_any_blob_name_reaches_the_step_intact_through_bash(dry_run: dict[str, Any], name: str) -> None:
     """The registered module's arguments with the Function's parameter values put in, joined by spaces and run by
     bash unquoted — the worst a service could do with them — or handed over as a list: the step reads the same."""
-    module, _ = published_module(dry_run)
     request = SubmitRequest(
         experiment_name="sheetdrop-extract", datastore_name="sheetdrop_input", relative_path=name,
         dataset_name="sales", description="d", source_container="input", source_blob=name,
         source_etag='"0x8DC1"', read_options=json.dumps({"sheets": {"include": [name]}}),
         input_account="https://stsheetdrop.blob.core.windows.net")
-    values = submission_body(request, "s-1")["ParameterAssignments"]
+    argv = argv_through_bash(dry_run, submission_body(request, "s-1")["ParameterAssignments"])
+    args = contract.parse_step_arguments(argv)
+    assert contract.parse_source_version(args.source_version) == contract.source_tags("input", name, '"0x8DC1"')
+    assert json.loads(args.read_options) == {"sheets": {"include": [name]}}
+    assert args.input_account == "https://stsheetdrop.blob.core.windows.net"
+
+
+def argv_through_bash(dry_run: dict[str, Any], assignments: dict[str, str]) -> list[str]:
+    """The published module's arguments with a submission's parameter values put in (the published defaults where it
+    assigns none, as the service does), joined by spaces and run by bash unquoted: the argv the step then gets,
+    checked to be the words as given."""
+    module, _ = published_module(dry_run)
+    caller: DryRunServiceCaller = dry_run["caller"]
+    (pipeline_entity,) = caller._pipeline_entities.values()
+    defaults = {p.name: p.default_value for p in caller._graph_interfaces[pipeline_entity.graph_id].parameters}
+    values = {**defaults, **assignments}
     argv = []
     for argument in module.structured_interface.arguments:
         if argument.value_type == "Parameter":
@@ -190,10 +207,7 @@ def test_any_blob_name_reaches_the_step_intact_through_bash(dry_run: dict[str, A
     by_bash = subprocess.run(["/bin/bash", "-c", f"{sys.executable} -c '{ECHO_ARGV}' {' '.join(argv)}"],
                              capture_output=True, text=True, check=True)
     assert json.loads(by_bash.stdout) == argv
-    args = contract.parse_step_arguments(argv)
-    assert contract.parse_source_version(args.source_version) == contract.source_tags("input", name, '"0x8DC1"')
-    assert json.loads(args.read_options) == {"sheets": {"include": [name]}}
-    assert args.input_account == "https://stsheetdrop.blob.core.windows.net"
+    return argv
 
 
 def test_publishing_twice_keeps_one_endpoint(dry_run: dict[str, Any]) -> None:

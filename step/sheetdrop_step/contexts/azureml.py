@@ -10,7 +10,7 @@ import contextlib
 from collections.abc import Mapping
 from typing import Any
 
-from sheetdrop_contract.batch import VERSION_TAG_PREFIX, PinnedVersion, VersionOutcome
+from sheetdrop_contract.batch import VERSION_TAG_PREFIX, VERSION_TAG_VALUE, PinnedVersion, VersionOutcome
 from sheetdrop_contract.contract import SUPERSEDED_TAG, Registration, fed_by, resolve_output
 from sheetdrop_step import source
 
@@ -61,9 +61,9 @@ class AzureMLContext:
         self.run.set_tags(source)
 
     def start_batch(self, versions: list[PinnedVersion]) -> None:
-        # One tag per version (its key, valued with its position), so that the Function's recovery finds the batch
-        # run by any of its versions, whatever the service kept of the submission's tags.
-        tags = {f"{VERSION_TAG_PREFIX}{version.key()}": str(position) for position, version in enumerate(versions)}
+        # One tag per version (its key), so that the Function's recovery finds the batch run by any of its versions,
+        # whatever the service kept of the submission's tags.
+        tags = {f"{VERSION_TAG_PREFIX}{version.key()}": VERSION_TAG_VALUE for version in versions}
         if self.parent is not None:
             self.parent.set_tags(tags)
             with contextlib.suppress(Exception):

@@ -28,9 +28,10 @@ from urllib.parse import quote
 
 import requests
 
-from sheetdrop.submit import SubmitError, SubmitRequest, SubmitResult
+from sheetdrop.submit import BatchRequest, SubmitError, SubmitRequest, SubmitResult
 from sheetdrop.submit.service import AlreadyStarted, ServiceClient, service_error
 from sheetdrop.submit.workspace import STUDIO_URL, Workspace, studio_run_url
+from sheetdrop_contract import batch as batch_contract
 from sheetdrop_contract import contract
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,8 @@ SUBMIT_CONTENT_TYPE = "application/json-patch+json; charset=utf-8"
 #: retried POST from a resubmission.
 SUBMISSION_TAG = "sheetdrop_submission_id"
 MAX_QUERY_PAGES = 20
+#: The value of a batch run's per-version tags (``sheetdrop_version_<key>``): a query asks for it by equality.
+BATCH_MEMBER = batch_contract.VERSION_TAG_VALUE
 #: A run's last states (azureml-core Run.get_status: "Completed", "Failed", "Canceled"; _restclient RunStatus).
 ENDED_STATUSES = ("Completed", "Failed", "Canceled")
 
@@ -77,6 +80,21 @@ def submission_body(request: SubmitRequest, submission_id: str) -> dict[str, Any
         # What the SDK's own PipelineEndpoint.submit sends (docs/azureml.md, "Submission body").
         "RunSource": "SDK",
         # String parameters only (no DataPath: the step reads the blob version itself), each encoded.
+        "ParameterAssignments": request.step_parameters(),
+        "tags": tags,
+    }
+
+
+def batch_submission_body(request: BatchRequest, submission_id: str) -> dict[str, Any]:
+    """A ``PipelineSubmissionInfo`` for a batch run: the manifest among the parameters; tagged with the batch's id
+    and each version's key (what run history is searched by, if the service keeps them: the step tags its run
+    with the keys too, docs/azureml.md)."""
+    tags = {batch_contract.BATCH_TAG: request.batch_id, SUBMISSION_TAG: submission_id,
+            **{f"{batch_contract.VERSION_TAG_PREFIX}{version.key()}": BATCH_MEMBER for version in request.versions()}}
+    return {
+        "ExperimentName": request.first.experiment_name,
+        "Description": f"sheetdrop: a batch of {len(request.requests)} workbook versions",
+        "RunSource": "SDK",
         "ParameterAssignments": request.step_parameters(),
         "tags": tags,
     }
@@ -140,17 +158,66 @@ class AzureMLBackend:
                  run_id, request.source_container, request.source_blob, request.source_etag, url)
         return SubmitResult(run_id=run_id, url=url)
 
+    def submit_batch(self, batch: BatchRequest) -> SubmitResult:
+        """One run of the same published pipeline for every version of the batch: its ``manifest`` parameter names
+        them, the single version's parameters keep their placeholders (docs/azureml.md, "Batch runs")."""
+        body = batch_submission_body(batch, self.service.new_id())
+        what = f"submit a batch of {len(batch.requests)} versions to PipelineEndpoint {self.endpoint_id}"
+        try:
+            response = self._post(self.submit_url, json.dumps(body).encode("utf-8"), SUBMIT_CONTENT_TYPE, what,
+                                  look_first=lambda: next(iter(self._batch_runs(batch)), None))
+        except AlreadyStarted as started:
+            log.warning("%s: an earlier attempt had started run %s although its answer was lost; not submitting "
+                        "again", what, started.run_id)
+            return SubmitResult(started.run_id, studio_run_url(started.run_id, self.workspace, self.studio_url))
+        if response.status_code >= 400:
+            raise SubmitError(f"AzureML refused to run a batch of {len(batch.requests)} versions (PipelineEndpoint "
+                              f"{self.endpoint_id}): {self._status_cause(response.status_code)}. Service said: "
+                              f"{service_error(response)}")
+        try:
+            run_id = response.json()["Id"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SubmitError(f"{what}: HTTP {response.status_code} but the answer has no run id "
+                              f"(PipelineRunEntity.Id): {response.text[:300]!r}") from exc
+        url = studio_run_url(run_id, self.workspace, self.studio_url)
+        log.info("AzureML pipeline run %s submitted for a batch of %d versions: %s", run_id, len(batch.requests), url)
+        return SubmitResult(run_id=run_id, url=url)
+
+    def _batch_runs(self, batch: BatchRequest) -> list[str]:
+        """Before a batch is sent again: its run, by the batch's tag (the submission's) or its first version's
+        key (the step's own, from its start)."""
+        first = batch.versions()[0]
+        tagged = {batch_contract.BATCH_TAG: batch.batch_id}
+        return self._query(runs_filter(tagged), f"find the run of batch {batch.batch_id}",
+                           lambda tags: all(tags.get(k) == v for k, v in tagged.items())) or \
+            self.find_runs(first.container, first.blob, first.etag, first.attempt)
+
     # -- find runs --------------------------------------------------------------------------------
 
     def find_runs(self, source_container: str, source_blob: str, source_etag: str, attempt: int = 1) -> list[str]:
-        """Pipeline runs of this experiment tagged with this attempt of a blob version, newest first."""
+        """Pipeline runs of this experiment made for this attempt of a blob version, newest first: its own runs
+        (tagged with the version) and the batch runs that hold it (tagged with its key), in one query."""
         wanted = contract.source_tags(source_container, source_blob, source_etag, attempt)
+        member = {f"{batch_contract.VERSION_TAG_PREFIX}"
+                  f"{batch_contract.version_key(source_container, source_blob, source_etag, attempt)}": BATCH_MEMBER}
+        own, held = runs_filter(wanted), runs_filter(member)
+        # `or`, as azureml-core's own filters write it (_restclient/_odata/constants.py, TYPE_EQ_FORMAT_STR).
+        either = f"({own} or {held})" if own else held
+
+        def matches(tags: dict[str, str]) -> bool:
+            # A re-run's runs carry the version's tags too: the attempt tells them apart (none: attempt 1).
+            return (all(tags.get(k) == v for k, v in wanted.items()) and contract.attempt_of(tags) == attempt) or \
+                all(tags.get(k) == v for k, v in member.items())
+
+        return self._query(either, f"find runs for {source_container}/{source_blob}", matches)
+
+    def _query(self, odata_filter: str | None, what: str, matches: Callable[[dict[str, str]], bool]) -> list[str]:
+        """Pipeline runs of this experiment that ``odata_filter`` finds and whose tags ``matches``, newest first."""
         url = runs_query_url(self.base_url, self.workspace, self.experiment_name)
-        what = f"find runs for {source_container}/{source_blob}"
         found: list[str] = []
         token: str | None = None
         for _ in range(MAX_QUERY_PAGES):
-            query: dict[str, Any] = {"filter": runs_filter(wanted), "orderby": "CreatedUtc desc", "top": 100}
+            query: dict[str, Any] = {"filter": odata_filter, "orderby": "CreatedUtc desc", "top": 100}
             if token:
                 query["continuationToken"] = token
             response = self._post(url, json.dumps(query).encode("utf-8"), "application/json", what)
@@ -161,12 +228,9 @@ class AzureMLBackend:
                 raise SubmitError(f"{what}: {self._status_cause(response.status_code)}: {service_error(response)}")
             page = response.json()
             for run in page.get("value") or []:
-                tags = run.get("tags") or {}
                 # Child (step) runs carry their own tags; the claim is about pipeline runs. The client-side
                 # check also covers values the server-side filter could not express.
-                # A re-run's runs carry the version's tags too: the attempt tells them apart (none: attempt 1).
-                if not run.get("parentRunId") and all(tags.get(k) == v for k, v in wanted.items()) \
-                        and contract.attempt_of(tags) == attempt:
+                if not run.get("parentRunId") and matches(run.get("tags") or {}):
                     found.append(run["runId"])
             token = page.get("continuationToken")
             if not token:
