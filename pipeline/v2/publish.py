@@ -33,6 +33,9 @@ from sheetdrop_contract import contract
 HERE = Path(__file__).resolve().parent
 COMPONENT, PIPELINE, ENDPOINT, DEPLOYMENT = (HERE / f"{n}.yml" for n in ("component", "pipeline", "endpoint",
                                                                             "deployment"))
+#: The batch job's pipeline (a split step and the parallel batch step) and its deployment (docs/azureml-v2.md,
+#: "Batch jobs"), beside the single version's on the same endpoint.
+BATCH_PIPELINE, BATCH_DEPLOYMENT = HERE / "batch_pipeline.yml", HERE / "batch_deployment.yml"
 #: A batch endpoint's name: 3-32 letters, digits and single dashes, starting with a letter, unique per region
 #: (azure-ai-ml's validate_endpoint_or_deployment_name; learn: how-to-use-batch-pipeline-deployments).
 ENDPOINT_PREFIX = "sheetdrop-"
@@ -87,6 +90,26 @@ def definitions(*, version: str, endpoint_name: str, compute: str, output_datast
     return pipeline, endpoint, deployment
 
 
+def batch_definitions(*, version: str, endpoint_name: str, compute: str, output_datastore: str,
+                      step_settings: Mapping[str, str], code: Path | str, instance_count: int) -> tuple[Any, Any]:
+    """The batch pipeline component (its split and parallel steps inside) and its deployment. ``instance_count``:
+    the nodes the parallel step spreads over (the cluster's maximum)."""
+    pipeline = load_component(BATCH_PIPELINE, params_override=[{"version": version}])
+    pipeline.jobs["split"].component.code = str(code)
+    step = pipeline.jobs["extract"].component
+    step.task.code = str(code)
+    # As the single step's command: the settings as literal arguments, shell-inert words.
+    settings = contract.setting_arguments(step_setting_values(step_settings))
+    if settings:
+        step.task.program_arguments = f"{step.task.program_arguments} {' '.join(settings)}"
+    step.resources.instance_count = instance_count
+    deployment = load_pipeline_component_batch_deployment(BATCH_DEPLOYMENT, params_override=[
+        {"endpoint_name": endpoint_name},
+        {"settings": {"default_compute": compute, "default_datastore": output_datastore,
+                      "continue_on_step_failure": False, "force_rerun": True}}])
+    return pipeline, deployment
+
+
 def default_deployment(endpoint: Any) -> str | None:
     """The endpoint's default deployment. An endpoint read from the service carries the REST model
     (BatchEndpointDefaults, a mapping keyed by wire names: ``deploymentName``), one built here a dict."""
@@ -96,6 +119,8 @@ def default_deployment(endpoint: Any) -> str | None:
     return getattr(defaults, "deployment_name", None)
 
 
+#: The batch deployment's name (batch_deployment.yml), which a batch invocation names in its header.
+BATCH_DEPLOYMENT_NAME = "extract-batch"
 #: On the deployment: what it deploys (component id and settings). A deployment read back through azure-ai-ml is a
 #: plain BatchDeployment that has neither (entities/_deployment/batch_deployment.py: _from_rest_object), but its tags.
 PUBLISHED_TAG = "sheetdrop_published"
@@ -107,7 +132,10 @@ def published_tag(component_id: str, settings: Mapping[str, Any] | None) -> str:
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def publish(ml_client: Any, pipeline: Any, endpoint: Any, deployment: Any) -> Published:
+def publish(ml_client: Any, pipeline: Any, endpoint: Any, deployment: Any,
+            batch: tuple[Any, Any] | None = None) -> Published:
+    """``batch``: the batch pipeline and its deployment (:func:`batch_definitions`), published beside the single one,
+    which stays the endpoint's default."""
     from azure.core.exceptions import ResourceNotFoundError
 
     def existing(get: Any, *args: str) -> Any:
@@ -116,20 +144,27 @@ def publish(ml_client: Any, pipeline: Any, endpoint: Any, deployment: Any) -> Pu
         except ResourceNotFoundError:
             return None
 
-    # The version is the hash of what it is made of: registered already means registered as it is now.
-    registered = existing(ml_client.components.get, pipeline.name, pipeline.version) or \
-        ml_client.components.create_or_update(pipeline)  # registers the step component with it
-    deployment.component = registered.id
-    deployment.tags = {**(deployment.tags or {}), PUBLISHED_TAG: published_tag(registered.id, deployment.settings)}
+    def register(component: Any, deploying: Any) -> Any:
+        # The version is the hash of what it is made of: registered already means registered as it is now.
+        registered = existing(ml_client.components.get, component.name, component.version) or \
+            ml_client.components.create_or_update(component)  # registers its steps' components with it
+        deploying.component = registered.id
+        deploying.tags = {**(deploying.tags or {}), PUBLISHED_TAG: published_tag(registered.id, deploying.settings)}
+        return registered
+
+    registered = register(pipeline, deployment)
+    for component, deploying in [batch] if batch else []:
+        register(component, deploying)
     current = existing(ml_client.batch_endpoints.get, endpoint.name)
     if current is None or (current.description, current.auth_mode) != (endpoint.description, endpoint.auth_mode):
         # An update is a PUT of the whole endpoint: keep its default deployment rather than clear it.
         kept = default_deployment(current) if current is not None else None
         endpoint.defaults = {"deployment_name": kept} if kept else None
         current = ml_client.batch_endpoints.begin_create_or_update(endpoint).result()
-    found = existing(ml_client.batch_deployments.get, deployment.name, endpoint.name)
-    if found is None or (found.tags or {}).get(PUBLISHED_TAG) != deployment.tags[PUBLISHED_TAG]:
-        ml_client.batch_deployments.begin_create_or_update(deployment).result()
+    for deploying in [deployment, *([batch[1]] if batch else [])]:
+        found = existing(ml_client.batch_deployments.get, deploying.name, endpoint.name)
+        if found is None or (found.tags or {}).get(PUBLISHED_TAG) != deploying.tags[PUBLISHED_TAG]:
+            ml_client.batch_deployments.begin_create_or_update(deploying).result()
     if default_deployment(current) != deployment.name:
         current.defaults = {"deployment_name": deployment.name}
         current = ml_client.batch_endpoints.begin_create_or_update(current).result()
@@ -186,11 +221,13 @@ def main(argv: list[str] | None = None) -> int:
     endpoint_name = args.endpoint_name or endpoint_name_for(args.subscription_id, args.resource_group, args.workspace)
     settings = step_setting_values(os.environ)
     with tempfile.TemporaryDirectory(prefix="sheetdrop-step-") as tmp:
-        parts = definitions(version=source_hash(settings), endpoint_name=endpoint_name, compute=args.compute,
-                            output_datastore=args.output_datastore, step_settings=settings,
-                            code=snapshot.assemble(Path(tmp) / "snapshot"))
-        result = publish(ml_client, *parts)
-    print(f"component version: {result.component_version}; default deployment: {result.deployment}")
+        shared = {"version": source_hash(settings), "endpoint_name": endpoint_name, "compute": args.compute,
+                  "output_datastore": args.output_datastore, "step_settings": settings,
+                  "code": snapshot.assemble(Path(tmp) / "snapshot")}
+        result = publish(ml_client, *definitions(**shared),
+                         batch=batch_definitions(**shared, instance_count=args.max_nodes))
+    print(f"component version: {result.component_version}; default deployment: {result.deployment}; batch "
+          f"deployment: {BATCH_DEPLOYMENT_NAME}")
     print(f"AZUREML_BATCH_ENDPOINT_URL={result.endpoint_url}")
     return 0
 

@@ -204,3 +204,45 @@ class _Batch:
               f"{'' if what == outcome else f' ({what})'}", flush=True)
         self.ended[position].set()
 
+
+
+# -- AzureML v2: the parallel job's entry points (step/extract_batch.py) ------------------------------------------
+
+_parallel: dict[str, Any] = {}
+
+
+def parallel_init(argv: Sequence[str] | None = None) -> None:
+    """Once per worker process: its program arguments (each encoded, as every step argument), its context, its
+    settings. The agent's own arguments are on the same command line: only ours are read."""
+    import sys
+
+    from sheetdrop_contract import contract
+
+    parser = argparse.ArgumentParser(prog="extract_batch.py", add_help=False)
+    for name in (contract.INPUT_ACCOUNT_PARAMETER, contract.OUTPUT_DATASTORE_PARAMETER,
+                 contract.OUTPUT_PATH_PARAMETER, "output_extract"):
+        parser.add_argument(f"--{name}", required=True)
+    parser.add_argument(f"--{contract.SETTING_OPTION}", action="append", default=[])
+    args, _ = parser.parse_known_args(sys.argv[1:] if argv is None else list(argv))
+    settings = contract.parse_settings(args.setting)
+    context = get_context({**os.environ, **settings})
+    print(f"settings: {json.dumps(read_step_settings(settings), sort_keys=True)}", flush=True)
+    _parallel.update(context=context, limits=options_from_env(settings), where=Where(
+        Path(args.output_extract), contract.decode_argument(args.output_path, "output_path").strip("/"),
+        contract.decode_argument(args.output_datastore, "output_datastore"),
+        contract.decode_argument(args.input_account, "input_account")))
+
+
+def parallel_run(mini_batch: Sequence[str]) -> list[str]:
+    """One mini-batch: every version of its files (one dataset's versions each), in manifest order. One row per
+    file, as the agent counts them (each row a success: a version that failed is an outcome, not an item to retry):
+    the JSON list of that dataset's versions' outcomes."""
+    from sheetdrop_step.batch_split import read_group
+
+    groups = [read_group(Path(path)) for path in mini_batch]
+    _parallel["where"].outdir.mkdir(parents=True, exist_ok=True)
+    ended = {outcome.position: outcome for outcome in convert_versions(
+        _parallel["context"], sorted((item for group in groups for item in group), key=lambda item: item[0]),
+        _parallel["where"], _parallel["limits"])}
+    return [json.dumps([ended[position].to_json() for position, _ in group], ensure_ascii=False, sort_keys=True)
+            for group in groups]

@@ -87,6 +87,10 @@ class Job:
     status: str = "NotStarted"
     log: str = ""
     returncode: int | None = None
+    #: A batch job's outcome rows, as the parallel step appended them.
+    outcomes: list[str] = field(default_factory=list)
+    #: The deployment the invocation named (azureml-model-deployment), None for the endpoint's default.
+    deployment: str | None = None
 
 
 @dataclass
@@ -237,7 +241,8 @@ class Workspace:
         with self._lock:
             asked = body["properties"].get("name")
             name = asked if asked and self.keeps_name else f"job-{uuid.uuid4().hex[:12]}"
-            self.jobs.append(Job(name, body, step_name=f"{name}-extract-{uuid.uuid4().hex[:6]}"))
+            self.jobs.append(Job(name, body, step_name=f"{name}-extract-{uuid.uuid4().hex[:6]}",
+                                 deployment=recorded.headers.get("azureml-model-deployment")))
             if self.lose_answers:
                 self.lose_answers -= 1
                 return "drop"
@@ -248,25 +253,41 @@ class Workspace:
     def component(self, component_id: str) -> dict[str, Any]:
         return self.resources[component_id.removeprefix("azureml:")]
 
-    def step_command(self, job: Job, mount: Path) -> str:
-        """The step's command as the service makes it from the registered components and the invocation."""
+    def pipeline_of(self, job: Job) -> dict[str, Any]:
+        """The registered pipeline component the job runs: its deployment's (the one its invocation named, else the
+        endpoint's default)."""
         (endpoint,) = [r for p, r in self.resources.items() if re.fullmatch(r".*/batchEndpoints/[^/]+", p)]
-        default = endpoint["properties"]["defaults"]["deploymentName"]
-        deployment = self.resources[f"{endpoint['id']}/deployments/{default}"]["properties"]
-        pipeline = self.component(deployment["deploymentConfiguration"]["componentId"]["assetId"])["properties"]
-        node = pipeline["componentSpec"]["jobs"]["extract"]
-        step = self.component(node["componentId"])["properties"]["componentSpec"]
-        invocation = job.invocation["properties"]
-        parent = {name: value["value"] for name, value in invocation["inputData"].items()}
+        name = job.deployment or endpoint["properties"]["defaults"]["deploymentName"]
+        deployment = self.resources[f"{endpoint['id']}/deployments/{name}"]["properties"]
+        return self.component(deployment["deploymentConfiguration"]["componentId"]["assetId"])["properties"]
+
+    def node_values(self, job: Job, node_name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A node of the job's pipeline, and its literal inputs as the invocation (or the defaults) set them."""
+        pipeline = self.pipeline_of(job)
+        node = pipeline["componentSpec"]["jobs"][node_name]
+        parent = {name: value["value"] for name, value in job.invocation["properties"]["inputData"].items()}
         defaults = {name: spec.get("default") for name, spec in pipeline["componentSpec"]["inputs"].items()}
         values = {}
         for name, binding in (node.get("inputs") or {}).items():
             reference = re.fullmatch(r"\$\{\{parent\.inputs\.(\w+)\}\}", str(binding.get("value")))
-            values[name] = parent.get(reference[1], defaults.get(reference[1])) if reference else binding["value"]
-        command = step["command"]
+            if reference:
+                values[name] = parent.get(reference[1], defaults.get(reference[1]))
+        return node, values
+
+    @staticmethod
+    def substitute(text: str, values: dict[str, Any], outputs: dict[str, Path]) -> str:
+        """``${{inputs.…}}`` replaced by the literal values as raw text, ``${{outputs.…}}`` by the output mounts."""
         for name, value in values.items():
-            command = command.replace(f"${{{{inputs.{name}}}}}", str(value))
-        return command.replace("${{outputs.extracted}}", str(mount))
+            text = text.replace(f"${{{{inputs.{name}}}}}", str(value))
+        for name, mount in outputs.items():
+            text = text.replace(f"${{{{outputs.{name}}}}}", str(mount))
+        return text
+
+    def step_command(self, job: Job, mount: Path) -> str:
+        """The step's command as the service makes it from the registered components and the invocation."""
+        node, values = self.node_values(job, "extract")
+        step = self.component(node["componentId"])["properties"]["componentSpec"]
+        return self.substitute(step["command"], values, {"extracted": mount})
 
     def _mlflow_run(self, mlflow: Any, experiment: str, name: str, tags: dict[str, str]) -> str:
         """An MLflow run whose id is the job's name, as in AzureML, where a job's MLflow run is the job itself
@@ -278,6 +299,82 @@ class Workspace:
         folder = folder.rename(folder.with_name(name))
         (folder / "meta.yaml").write_text(meta)
         return name
+
+    def job_env(self, job: Job, step_run: str) -> dict[str, str]:
+        """What AzureML sets in every job (docs/azureml-v2.md, "The step"), for this workspace on loopback."""
+        return {
+            "PATH": f"{STEP_PYTHON.parent}:/usr/bin:/bin", "HOME": str(self.root), "LANG": "C.UTF-8",
+            "AZUREML_RUN_ID": job.step_name, "AZUREML_ARM_SUBSCRIPTION": SUBSCRIPTION,
+            "AZUREML_ARM_RESOURCEGROUP": RESOURCE_GROUP, "AZUREML_ARM_WORKSPACE_NAME": WORKSPACE,
+            "MLFLOW_TRACKING_URI": self.tracking_uri, "MLFLOW_RUN_ID": step_run, "MLFLOW_ALLOW_FILE_STORE": "true",
+            "MSI_ENDPOINT": f"{self.service.url}/aml/msi", "MSI_SECRET": AML_MSI_SECRET,
+            "DEFAULT_IDENTITY_CLIENT_ID": COMPUTE_CLIENT_ID,
+            # This workspace on loopback: azure-ai-ml's own endpoint override, and its certificate.
+            "AZUREML_DEV_URL_MFE": self.service.url, "REQUESTS_CA_BUNDLE": os.environ["REQUESTS_CA_BUNDLE"],
+            "AZUREML_SDKV2_TELEMETRY_OPTOUT": "1",
+        }
+
+    def run_batch_job(self, job: Job) -> Job:
+        """A batch job (pipeline/v2/batch_pipeline.yml) as the service runs it, from what was registered: the split
+        node's command through bash, then the parallel node as its agent runs a ``run_function`` task — the entry
+        script imported in a worker process with the task's program arguments on its command line, ``init()`` once,
+        ``run(mini_batch)`` per mini-batch of ``mini_batch_size`` files of its ``input_data`` folder, every row it
+        returns appended to the ``append_row_to`` output (learn: how-to-use-parallel-job-in-pipeline; azure-ai-ml
+        ``entities/_job/parallel/run_function.py``). One worker here; on AzureML, ``instance_count`` nodes times
+        ``max_concurrency_per_instance`` processes share the mini-batches. **Only a real workspace confirms** that a
+        batch deployment runs a parallel node at all (docs/azureml-v2.md)."""
+        from mlflow.tracking import MlflowClient
+
+        work = self.root / "cr" / "j" / job.step_name / "cap" / "data-capability" / "wd"
+        groups, mount, outcomes = work / "groups", work / "extracted", work / "outcomes"
+        split_node, split_values = self.node_values(job, "split")
+        split = self.component(split_node["componentId"])["properties"]["componentSpec"]
+        logs = []
+        done = subprocess.run(["/bin/bash", "-c", self.substitute(split["command"], split_values, {"groups": groups})],
+                              cwd=self.code, env=self.job_env(job, job.step_name), capture_output=True, text=True,
+                              timeout=120, check=False)
+        logs.append(f"split: {done.stdout}{done.stderr}")
+        node, values = self.node_values(job, "extract")
+        parallel = self.component(node["componentId"])["properties"]["componentSpec"]
+        task = parallel["task"]
+        arguments = self.substitute(task["program_arguments"], values, {"extracted": mount})
+        size = int(parallel["mini_batch_size"])
+        files = sorted(str(p) for p in groups.iterdir()) if done.returncode == 0 else []
+        mini_batches = [files[i:i + size] for i in range(0, len(files), size)]
+        mlflow = MlflowClient(tracking_uri=self.tracking_uri)
+        experiment = (mlflow.get_experiment_by_name("sheetdrop-extract") or
+                      mlflow.get_experiment(mlflow.create_experiment("sheetdrop-extract"))).experiment_id
+        parent = self._mlflow_run(mlflow, experiment, job.name, {})
+        step_run = self._mlflow_run(mlflow, experiment, job.step_name, {"mlflow.parentRunId": parent})
+        worker = ("import json, runpy, sys\n"
+                  "script, batches, rows = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]\n"
+                  "sys.argv = [script, *sys.argv[4:]]\n"
+                  "entry = runpy.run_path(script)\n"
+                  "entry['init']()\n"
+                  "with open(rows, 'a', encoding='utf-8') as out:\n"
+                  "    for batch in batches:\n"
+                  "        for row in entry['run'](batch):\n"
+                  "            out.write(row + '\\n')\n")
+        outcomes.parent.mkdir(parents=True, exist_ok=True)
+        ran = subprocess.run(["/bin/bash", "-c", f"{STEP_PYTHON} -c \"$WORKER\" {task['entry_script']} "
+                              f"'{json.dumps(mini_batches)}' {outcomes} {arguments}"],
+                             cwd=self.code, env={**self.job_env(job, step_run), "WORKER": worker},
+                             capture_output=True, text=True, timeout=300, check=False)
+        logs.append(f"extract: {ran.stdout}{ran.stderr}")
+        job.log, job.returncode = "\n".join(logs), done.returncode or ran.returncode
+        job.status = "Completed" if job.returncode == 0 else "Failed"
+        job.outcomes = outcomes.read_text(encoding="utf-8").splitlines() if outcomes.exists() else []
+        self._deliver(job, mount)
+        return job
+
+    def _deliver(self, job: Job, mount: Path) -> None:
+        """What the step wrote to its output mount reaches the place the invocation chose."""
+        uri = job.invocation["properties"]["outputData"]["extracted"]["uri"]
+        match = re.fullmatch(r"azureml://datastores/([^/]+)/paths/(.+)", uri)
+        assert match, uri
+        if mount.is_dir():
+            target = self.datastore_folder(match[1]) / match[2]
+            shutil.copytree(mount, target, dirs_exist_ok=True)
 
     def run_job(self, job: Job) -> Job:
         """Run the job's step now, as the compute would, then put its output where the invocation said."""
@@ -291,29 +388,11 @@ class Workspace:
                       mlflow.get_experiment(mlflow.create_experiment("sheetdrop-extract"))).experiment_id
         parent = self._mlflow_run(mlflow, experiment, job.name, {})
         step_run = self._mlflow_run(mlflow, experiment, job.step_name, {"mlflow.parentRunId": parent})
-        env = {
-            "PATH": f"{STEP_PYTHON.parent}:/usr/bin:/bin", "HOME": str(self.root), "LANG": "C.UTF-8",
-            # What AzureML sets in every job (docs/azureml-v2.md, "The step").
-            "AZUREML_RUN_ID": job.step_name, "AZUREML_ARM_SUBSCRIPTION": SUBSCRIPTION,
-            "AZUREML_ARM_RESOURCEGROUP": RESOURCE_GROUP, "AZUREML_ARM_WORKSPACE_NAME": WORKSPACE,
-            "MLFLOW_TRACKING_URI": self.tracking_uri, "MLFLOW_RUN_ID": step_run, "MLFLOW_ALLOW_FILE_STORE": "true",
-            "MSI_ENDPOINT": f"{self.service.url}/aml/msi", "MSI_SECRET": AML_MSI_SECRET,
-            "DEFAULT_IDENTITY_CLIENT_ID": COMPUTE_CLIENT_ID,
-            # This workspace on loopback: azure-ai-ml's own endpoint override, and its certificate.
-            "AZUREML_DEV_URL_MFE": self.service.url, "REQUESTS_CA_BUNDLE": os.environ["REQUESTS_CA_BUNDLE"],
-            "AZUREML_SDKV2_TELEMETRY_OPTOUT": "1",
-        }
+        env = self.job_env(job, step_run)
         job.status = "Running"
         done = subprocess.run(["/bin/bash", "-c", command], cwd=self.code, env=env, capture_output=True, text=True,
                               timeout=300, check=False)
         job.log, job.returncode = f"$ {command}\n{done.stdout}{done.stderr}", done.returncode
         job.status = "Completed" if done.returncode == 0 else "Failed"
-        uri = job.invocation["properties"]["outputData"]["extracted"]["uri"]
-        match = re.fullmatch(r"azureml://datastores/([^/]+)/paths/(.+)", uri)
-        assert match, uri
-        if mount.is_dir():
-            target = self.datastore_folder(match[1]) / match[2]
-            target.mkdir(parents=True, exist_ok=True)
-            for path in mount.iterdir():
-                shutil.copy2(path, target / path.name)
+        self._deliver(job, mount)
         return job

@@ -16,6 +16,8 @@ from sheetdrop.submit.azureml_v2.client import (
     SOURCE_KEY_PROPERTY,
     SUBMISSION_TAG,
     AzureMLV2Backend,
+    batch_invocation_body,
+    batch_job_name,
     invocation_body,
     is_this_version,
     job_name,
@@ -31,8 +33,8 @@ if TYPE_CHECKING:
 
 __all__ = ["ARM_SCOPE", "DEPLOYMENT_HEADER", "EXPERIMENT_PROPERTY", "INVOKE_SCOPE", "JOBS_API_VERSION",
            "REPEATABILITY_HEADER", "SOURCE_KEY_PROPERTY", "SUBMISSION_TAG", "AzureMLV2Backend", "AzureMLV2Settings",
-           "create", "invocation_body", "is_this_version", "job_name", "jobs_url", "output_path", "read_settings",
-           "source_key"]
+           "batch_invocation_body", "batch_job_name", "create", "invocation_body", "is_this_version", "job_name",
+           "jobs_url", "output_path", "read_settings", "source_key"]
 
 
 def create(settings: Settings, credential: TokenCredential | None = None) -> AzureMLV2Backend:
@@ -44,6 +46,7 @@ def create(settings: Settings, credential: TokenCredential | None = None) -> Azu
         output_datastore=settings.output_datastore,
         service=ServiceClient.for_function(aml.managed_identity_client_id, aml.submit_deadline_seconds, credential),
         deployment=aml.deployment,
+        batch_deployment=aml.batch_deployment,
         arm_url=aml.arm_url,
         studio_url=aml.studio_url,
     )

@@ -20,15 +20,17 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 import requests
 
-from sheetdrop.submit import SubmitError, SubmitRequest, SubmitResult
+from sheetdrop.submit import BatchRequest, SubmitError, SubmitRequest, SubmitResult
 from sheetdrop.submit.service import AlreadyStarted, ServiceClient, service_error
 from sheetdrop.submit.workspace import STUDIO_URL, Workspace, studio_run_url
+from sheetdrop_contract import batch as batch_contract
 from sheetdrop_contract import contract
 
 log = logging.getLogger(__name__)
@@ -117,7 +119,40 @@ def is_this_version(job: dict[str, Any], name: str, container: str, blob: str, e
     return (job.get("name") == name
             or (properties.get("properties") or {}).get(SOURCE_KEY_PROPERTY) == key
             or (all(tags.get(k) == v for k, v in wanted.items()) and contract.attempt_of(tags) == attempt)
-            or source == wanted)
+            or source == wanted
+            or key in {version.key() for version in manifest_of(job)})
+
+
+def manifest_of(job: dict[str, Any]) -> list[batch_contract.PinnedVersion]:
+    """The versions of a batch job, from the ``manifest`` input the service must keep for it to run ([] otherwise)."""
+    value = (((job.get("properties") or {}).get("inputs") or {}).get(batch_contract.MANIFEST_PARAMETER) or {}).get(
+        "value")
+    try:
+        return batch_contract.parse_manifest(contract.decode_argument(value)) if value else []
+    except ValueError:
+        return []
+
+
+def batch_job_name(batch_id: str) -> str:
+    """A batch job's name, from the submitter's batch id: a resend asks for the same name."""
+    return f"sheetdrop-batch-{hashlib.sha256(batch_id.encode('utf-8')).hexdigest()[:32]}"
+
+
+def batch_invocation_body(batch: BatchRequest, name: str, submission_id: str, output_datastore: str) -> dict[str, Any]:
+    """A ``BatchJobResource`` for the batch deployment (pipeline/v2/batch_pipeline.yml): the manifest and the input
+    account as literals, the output's place chosen here as for a single version's job."""
+    literals = {contract.INPUT_ACCOUNT_PARAMETER: contract.encode_argument(batch.first.input_account),
+                batch_contract.MANIFEST_PARAMETER: batch.manifest(),
+                contract.OUTPUT_DATASTORE_PARAMETER: contract.encode_argument(output_datastore),
+                contract.OUTPUT_PATH_PARAMETER: contract.encode_argument(output_path(name))}
+    return {"properties": {
+        "inputData": {key: {"jobInputType": "Literal", "value": value} for key, value in literals.items()},
+        "name": name,
+        "outputData": {contract.OUTPUT_NAME: {"jobOutputType": "UriFolder", "uri": contract.datastore_uri(
+            output_datastore, f"{output_path(name)}/")}},
+        "properties": {EXPERIMENT_PROPERTY: batch.first.experiment_name},
+        "tags": {batch_contract.BATCH_TAG: batch.batch_id, SUBMISSION_TAG: submission_id},
+    }}
 
 
 def jobs_url(arm_url: str, workspace: Workspace, name: str | None = None) -> str:
@@ -133,6 +168,8 @@ class AzureMLV2Backend:
     #: Where the output goes (OUTPUT_DATASTORE): the invocation names it, and the step registers on it.
     output_datastore: str = "workspaceblobstore"
     deployment: str | None = None
+    #: The deployment a batch of versions is invoked on (pipeline/v2/batch_deployment.yml).
+    batch_deployment: str = "extract-batch"
     arm_url: str = "https://management.azure.com"
     studio_url: str = STUDIO_URL
 
@@ -183,13 +220,50 @@ class AzureMLV2Backend:
     def _result(self, job: str) -> SubmitResult:
         return SubmitResult(run_id=job, url=studio_run_url(job, self.workspace, self.studio_url))
 
+    def submit_batch(self, batch: BatchRequest) -> SubmitResult:
+        """One job of the batch deployment for every version of the batch (docs/azureml-v2.md, "Batch jobs")."""
+        name = batch_job_name(batch.batch_id)
+        body = batch_invocation_body(batch, name, self.service.new_id(), self.output_datastore)
+        headers = {"Content-Type": "application/json", REPEATABILITY_HEADER: self.service.new_id(),
+                   DEPLOYMENT_HEADER: self.batch_deployment}
+        what = f"invoke batch endpoint {self.endpoint_url} for a batch of {len(batch.requests)} versions"
+        manifest = batch.versions()
+        try:
+            response = self.service.send(
+                "POST", self.endpoint_url, scope=INVOKE_SCOPE, what=what, data=json.dumps(body).encode("utf-8"),
+                headers=headers, look_first=lambda: next(iter(self._find(
+                    name, f"find the job of batch {batch.batch_id}", lambda job: manifest_of(job) == manifest)), None))
+        except AlreadyStarted as started:
+            log.warning("%s: an earlier attempt had created job %s although its answer was lost; not invoking "
+                        "again", what, started.run_id)
+            return self._result(started.run_id)
+        if response.status_code == 409:
+            log.warning("%s: job %s exists already (HTTP 409); taking it as this batch's job", what, name)
+            return self._result(name)
+        if response.status_code >= 400:
+            raise SubmitError(f"AzureML refused to run a batch of {len(batch.requests)} versions (batch endpoint "
+                              f"{self.endpoint_url}, deployment {self.batch_deployment}): "
+                              f"{self._cause(response.status_code)}. Service said: {service_error(response)}")
+        try:
+            returned = response.json()["name"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SubmitError(f"{what}: HTTP {response.status_code} but the answer has no job name "
+                              f"(BatchJobResource.name): {response.text[:300]!r}") from exc
+        log.info("AzureML v2 job %s submitted for a batch of %d versions", returned, len(batch.requests))
+        return self._result(returned)
+
     # -- find jobs --------------------------------------------------------------------------------
 
     def find_runs(self, source_container: str, source_blob: str, source_etag: str, attempt: int = 1) -> list[str]:
         """Jobs made for this attempt of a blob version: the one with its name, else any of the workspace's newest
         jobs that :func:`is_this_version` recognises (whatever the service kept of the name, properties and tags)."""
         name = job_name(source_container, source_blob, source_etag, attempt)
-        what = f"find the job of {source_container}/{source_blob}"
+        return self._find(name, f"find the job of {source_container}/{source_blob}",
+                          lambda job: is_this_version(job, name, source_container, source_blob, source_etag, attempt))
+
+    def _find(self, name: str, what: str, matches: Callable[[dict[str, Any]], bool]) -> list[str]:
+        """The job named ``name``, else the workspace's newest jobs that ``matches`` (whatever the service kept of the
+        name, properties and tags)."""
         response = self._get(jobs_url(self.arm_url, self.workspace, name), {"api-version": JOBS_API_VERSION}, what)
         if response.status_code == 200:
             return [name]
@@ -206,8 +280,7 @@ class AzureMLV2Backend:
             if response.status_code >= 400:
                 raise SubmitError(f"{what}: {self._cause(response.status_code)}: {service_error(response)}")
             page = response.json()
-            found += [job["name"] for job in page.get("value") or []
-                      if is_this_version(job, name, source_container, source_blob, source_etag, attempt)]
+            found += [job["name"] for job in page.get("value") or [] if matches(job)]
             url, params = page.get("nextLink"), None  # nextLink carries its own query
         return found
 

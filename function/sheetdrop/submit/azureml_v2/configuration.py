@@ -16,6 +16,8 @@ ARM_URL = "https://management.azure.com"
 SCORING_URI_PATTERN = re.compile(r"^https?://[^/\s]+(/[^\s?#]*)?/jobs/?$", re.IGNORECASE)
 #: Deployment names: letters, digits and -, starting with a letter (the SDK's batch deployment name rule).
 DEPLOYMENT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,31}")
+#: The batch deployment `sheetdrop publish --v2` creates beside the default one (pipeline/v2/batch_deployment.yml).
+BATCH_DEPLOYMENT = "extract-batch"
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,8 @@ class AzureMLV2Settings:
     endpoint_url: str
     #: A deployment other than the endpoint's default one (sent as azureml-model-deployment), or None.
     deployment: str | None
+    #: The deployment a batch of versions is invoked on (the batch pipeline: docs/azureml-v2.md, "Batch jobs").
+    batch_deployment: str
     #: The workspace: where lost-answer recovery looks the job up (ARM jobs API) and studio links point.
     subscription_id: str
     resource_group: str
@@ -57,9 +61,14 @@ def read_settings(env: Mapping[str, str]) -> AzureMLV2Settings:
     if deployment is not None and not DEPLOYMENT_NAME.fullmatch(deployment):
         raise SettingsError(f"app setting AZUREML_BATCH_DEPLOYMENT={deployment!r} is not a deployment name "
                             "(letters, digits and -, starting with a letter, at most 32)")
+    batch_deployment = env.get("AZUREML_BATCH_JOB_DEPLOYMENT", "").strip() or BATCH_DEPLOYMENT
+    if not DEPLOYMENT_NAME.fullmatch(batch_deployment):
+        raise SettingsError(f"app setting AZUREML_BATCH_JOB_DEPLOYMENT={batch_deployment!r} is not a deployment name "
+                            "(letters, digits and -, starting with a letter, at most 32)")
     return AzureMLV2Settings(
         endpoint_url=endpoint_url.rstrip("/"),
         deployment=deployment,
+        batch_deployment=batch_deployment,
         # Recovery after a lost answer reads the workspace's jobs through ARM, so the workspace is needed too.
         subscription_id=_required(env, "AZUREML_SUBSCRIPTION_ID", "the AzureML workspace's subscription id"),
         resource_group=_required(env, "AZUREML_RESOURCE_GROUP", "the AzureML workspace's resource group"),
