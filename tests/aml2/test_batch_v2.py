@@ -166,3 +166,18 @@ def test_a_lost_answer_to_a_batch_is_found_by_its_manifest_and_each_version_find
     assert type(listed).__name__ == "PipelineJob"
     names = [v.blob for v in batch.parse_manifest(contract.decode_argument(listed.inputs["manifest"]._data))]
     assert names == HOSTILE[:3] and re.fullmatch(r"job-[0-9a-f]{12}", job.name)
+
+
+def test_batches_can_be_turned_off_and_then_the_backend_has_no_submit_batch() -> None:
+    from sheetdrop.settings import load_settings
+    from sheetdrop.submit import azureml_v2
+
+    base = {"SHEETDROP_BACKEND": "azureml-v2", "INPUT_STORAGE__blobServiceUri": "https://st.blob.core.windows.net",
+            "AZUREML_BATCH_ENDPOINT_URL": "https://sd.westeurope.inference.ml.azure.com/jobs",
+            "AZUREML_SUBSCRIPTION_ID": "s", "AZUREML_RESOURCE_GROUP": "rg", "AZUREML_WORKSPACE": "ws"}
+    made = azureml_v2.create(load_settings(base), credential=object())
+    assert made.batch_deployment == "extract-batch" and hasattr(made, "submit_batch")
+    # If `sheetdrop smoke` finds that the service does not run the batch pipeline (`batch-parallel`): a submitter
+    # that finds no submit_batch submits each version on its own.
+    off = azureml_v2.create(load_settings({**base, "AZUREML_BATCH_JOB_DEPLOYMENT": "off"}), credential=object())
+    assert not hasattr(off, "submit_batch")

@@ -16,6 +16,7 @@ from sheetdrop.submit.azureml_v2.client import (
     SOURCE_KEY_PROPERTY,
     SUBMISSION_TAG,
     AzureMLV2Backend,
+    AzureMLV2BatchBackend,
     batch_invocation_body,
     batch_job_name,
     invocation_body,
@@ -32,21 +33,22 @@ if TYPE_CHECKING:
     from sheetdrop.settings import Settings
 
 __all__ = ["ARM_SCOPE", "DEPLOYMENT_HEADER", "EXPERIMENT_PROPERTY", "INVOKE_SCOPE", "JOBS_API_VERSION",
-           "REPEATABILITY_HEADER", "SOURCE_KEY_PROPERTY", "SUBMISSION_TAG", "AzureMLV2Backend", "AzureMLV2Settings",
-           "batch_invocation_body", "batch_job_name", "create", "invocation_body", "is_this_version", "job_name",
-           "jobs_url", "output_path", "read_settings", "source_key"]
+           "REPEATABILITY_HEADER", "SOURCE_KEY_PROPERTY", "SUBMISSION_TAG", "AzureMLV2Backend", "AzureMLV2BatchBackend",
+           "AzureMLV2Settings", "batch_invocation_body", "batch_job_name", "create", "invocation_body",
+           "is_this_version", "job_name", "jobs_url", "output_path", "read_settings", "source_key"]
 
 
 def create(settings: Settings, credential: TokenCredential | None = None) -> AzureMLV2Backend:
     aml: AzureMLV2Settings = settings.backend_settings
-    return AzureMLV2Backend(
+    batches = {"batch_deployment": aml.batch_deployment} if aml.batch_deployment else {}
+    return (AzureMLV2BatchBackend if batches else AzureMLV2Backend)(
         endpoint_url=aml.endpoint_url,
         workspace=aml.the_workspace(),
         experiment_name=settings.experiment_name,
         output_datastore=settings.output_datastore,
         service=ServiceClient.for_function(aml.managed_identity_client_id, aml.submit_deadline_seconds, credential),
         deployment=aml.deployment,
-        batch_deployment=aml.batch_deployment,
+        **batches,
         arm_url=aml.arm_url,
         studio_url=aml.studio_url,
     )

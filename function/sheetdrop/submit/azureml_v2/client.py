@@ -168,8 +168,6 @@ class AzureMLV2Backend:
     #: Where the output goes (OUTPUT_DATASTORE): the invocation names it, and the step registers on it.
     output_datastore: str = "workspaceblobstore"
     deployment: str | None = None
-    #: The deployment a batch of versions is invoked on (pipeline/v2/batch_deployment.yml).
-    batch_deployment: str = "extract-batch"
     arm_url: str = "https://management.azure.com"
     studio_url: str = STUDIO_URL
 
@@ -219,38 +217,6 @@ class AzureMLV2Backend:
 
     def _result(self, job: str) -> SubmitResult:
         return SubmitResult(run_id=job, url=studio_run_url(job, self.workspace, self.studio_url))
-
-    def submit_batch(self, batch: BatchRequest) -> SubmitResult:
-        """One job of the batch deployment for every version of the batch (docs/azureml-v2.md, "Batch jobs")."""
-        name = batch_job_name(batch.batch_id)
-        body = batch_invocation_body(batch, name, self.service.new_id(), self.output_datastore)
-        headers = {"Content-Type": "application/json", REPEATABILITY_HEADER: self.service.new_id(),
-                   DEPLOYMENT_HEADER: self.batch_deployment}
-        what = f"invoke batch endpoint {self.endpoint_url} for a batch of {len(batch.requests)} versions"
-        manifest = batch.versions()
-        try:
-            response = self.service.send(
-                "POST", self.endpoint_url, scope=INVOKE_SCOPE, what=what, data=json.dumps(body).encode("utf-8"),
-                headers=headers, look_first=lambda: next(iter(self._find(
-                    name, f"find the job of batch {batch.batch_id}", lambda job: manifest_of(job) == manifest)), None))
-        except AlreadyStarted as started:
-            log.warning("%s: an earlier attempt had created job %s although its answer was lost; not invoking "
-                        "again", what, started.run_id)
-            return self._result(started.run_id)
-        if response.status_code == 409:
-            log.warning("%s: job %s exists already (HTTP 409); taking it as this batch's job", what, name)
-            return self._result(name)
-        if response.status_code >= 400:
-            raise SubmitError(f"AzureML refused to run a batch of {len(batch.requests)} versions (batch endpoint "
-                              f"{self.endpoint_url}, deployment {self.batch_deployment}): "
-                              f"{self._cause(response.status_code)}. Service said: {service_error(response)}")
-        try:
-            returned = response.json()["name"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise SubmitError(f"{what}: HTTP {response.status_code} but the answer has no job name "
-                              f"(BatchJobResource.name): {response.text[:300]!r}") from exc
-        log.info("AzureML v2 job %s submitted for a batch of %d versions", returned, len(batch.requests))
-        return self._result(returned)
 
     # -- find jobs --------------------------------------------------------------------------------
 
@@ -304,3 +270,44 @@ class AzureMLV2Backend:
                  "and set AZUREML_BATCH_ENDPOINT_URL to the URL it prints",
         }
         return causes.get(status, f"HTTP {status}")
+
+
+@dataclass
+class AzureMLV2BatchBackend(AzureMLV2Backend):
+    """The v2 backend with batches: many versions in one job of the batch deployment. ``create`` makes this one
+    unless AZUREML_BATCH_JOB_DEPLOYMENT is ``off`` (then a batch's versions are submitted one by one)."""
+
+    #: The deployment a batch of versions is invoked on (pipeline/v2/batch_deployment.yml).
+    batch_deployment: str = "extract-batch"
+
+    def submit_batch(self, batch: BatchRequest) -> SubmitResult:
+        """One job of the batch deployment for every version of the batch (docs/azureml-v2.md, "Batch jobs")."""
+        name = batch_job_name(batch.batch_id)
+        body = batch_invocation_body(batch, name, self.service.new_id(), self.output_datastore)
+        headers = {"Content-Type": "application/json", REPEATABILITY_HEADER: self.service.new_id(),
+                   DEPLOYMENT_HEADER: self.batch_deployment}
+        what = f"invoke batch endpoint {self.endpoint_url} for a batch of {len(batch.requests)} versions"
+        manifest = batch.versions()
+        try:
+            response = self.service.send(
+                "POST", self.endpoint_url, scope=INVOKE_SCOPE, what=what, data=json.dumps(body).encode("utf-8"),
+                headers=headers, look_first=lambda: next(iter(self._find(
+                    name, f"find the job of batch {batch.batch_id}", lambda job: manifest_of(job) == manifest)), None))
+        except AlreadyStarted as started:
+            log.warning("%s: an earlier attempt had created job %s although its answer was lost; not invoking "
+                        "again", what, started.run_id)
+            return self._result(started.run_id)
+        if response.status_code == 409:
+            log.warning("%s: job %s exists already (HTTP 409); taking it as this batch's job", what, name)
+            return self._result(name)
+        if response.status_code >= 400:
+            raise SubmitError(f"AzureML refused to run a batch of {len(batch.requests)} versions (batch endpoint "
+                              f"{self.endpoint_url}, deployment {self.batch_deployment}): "
+                              f"{self._cause(response.status_code)}. Service said: {service_error(response)}")
+        try:
+            returned = response.json()["name"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SubmitError(f"{what}: HTTP {response.status_code} but the answer has no job name "
+                              f"(BatchJobResource.name): {response.text[:300]!r}") from exc
+        log.info("AzureML v2 job %s submitted for a batch of %d versions", returned, len(batch.requests))
+        return self._result(returned)

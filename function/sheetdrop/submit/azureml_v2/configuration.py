@@ -28,8 +28,9 @@ class AzureMLV2Settings:
     endpoint_url: str
     #: A deployment other than the endpoint's default one (sent as azureml-model-deployment), or None.
     deployment: str | None
-    #: The deployment a batch of versions is invoked on (the batch pipeline: docs/azureml-v2.md, "Batch jobs").
-    batch_deployment: str
+    #: The deployment a batch of versions is invoked on (the batch pipeline: docs/azureml-v2.md, "Batch jobs"); None:
+    #: no batches, a batch's versions are submitted one by one (AZUREML_BATCH_JOB_DEPLOYMENT=off).
+    batch_deployment: str | None
     #: The workspace: where lost-answer recovery looks the job up (ARM jobs API) and studio links point.
     subscription_id: str
     resource_group: str
@@ -61,10 +62,12 @@ def read_settings(env: Mapping[str, str]) -> AzureMLV2Settings:
     if deployment is not None and not DEPLOYMENT_NAME.fullmatch(deployment):
         raise SettingsError(f"app setting AZUREML_BATCH_DEPLOYMENT={deployment!r} is not a deployment name "
                             "(letters, digits and -, starting with a letter, at most 32)")
-    batch_deployment = env.get("AZUREML_BATCH_JOB_DEPLOYMENT", "").strip() or BATCH_DEPLOYMENT
-    if not DEPLOYMENT_NAME.fullmatch(batch_deployment):
+    batch_deployment: str | None = env.get("AZUREML_BATCH_JOB_DEPLOYMENT", "").strip() or BATCH_DEPLOYMENT
+    if batch_deployment == "off":
+        batch_deployment = None
+    elif not DEPLOYMENT_NAME.fullmatch(batch_deployment):
         raise SettingsError(f"app setting AZUREML_BATCH_JOB_DEPLOYMENT={batch_deployment!r} is not a deployment name "
-                            "(letters, digits and -, starting with a letter, at most 32)")
+                            "(letters, digits and -, starting with a letter, at most 32), or off")
     return AzureMLV2Settings(
         endpoint_url=endpoint_url.rstrip("/"),
         deployment=deployment,
