@@ -9,15 +9,16 @@ before the dev host first watches it. Timed, in one run:
   every workbook in one process, one after the other (the baseline; median of ``--repeat``);
 * **batch conversion alone**: the same files through ``convert_many`` (the converter's long-lived readers, as the
   batch step runs them; median of ``--repeat``, taking turns with polars);
-* **backfill end to end**: ``sheetdrop backfill`` started, with the dev host and its two runner workers running, to
-  the last dataset version registered (listing, claims, submissions, the step reading each version from Azurite,
-  converting, uploading and registering);
+* **backfill end to end** (after the batch runs): ``sheetdrop backfill`` started, with the dev host and its two
+  runner workers running, to the last dataset version registered (listing, claims, submissions, the step reading
+  each version from Azurite, converting, uploading and registering);
 * **batch runs end to end**: the same workbooks in a second container, submitted as batch runs
   (``LocalBackend.submit_batch``, ``--batch-size`` versions each, no claims) to the same host, to the last
   dataset version registered: the batch path alone, whatever the backfill submits.
 
 It prints each time, the rate, and the ratios to the polars loop (per workbook); ``--small`` runs 20 workbooks
-(what tests/test_bench_many.py runs). On a shared VM compare ratios within one run, never across runs.
+(tests/test_readme_many.py runs ``make bench-many BENCH_MANY_ARGS=--small``). On a shared VM compare ratios
+within one run, never across runs.
 
     .venv/bin/python benchmarks/bench_many.py [--count 1000] [--repeat 3] [--batch-size 250] [--small]
 """
@@ -29,6 +30,7 @@ import logging
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -104,8 +106,9 @@ def registered(conn: object, blobs_in: str) -> int:
                         (blobs_in,)).fetchone()[0]
 
 
-def end_to_end(files: list[Path], root: Path, batch_size: int) -> dict[str, float]:
-    """The backfill and the batch runs, each timed to its last registration, on one Azurite and dev host."""
+def end_to_end(files: list[Path], root: Path, batch_size: int,
+               report: Callable[[str, float], None]) -> dict[str, float]:
+    """The batch runs, then the backfill, each timed to its last registration, on one Azurite and dev host."""
     from sheetdrop.storage import blob_service, ensure_container
     from sheetdrop.submit import BatchRequest
     from sheetdrop.trigger import BlobVersion, build_request
@@ -137,16 +140,6 @@ def end_to_end(files: list[Path], root: Path, batch_size: int) -> dict[str, floa
         os.environ.update({k: v for k, v in env.items() if k in ("INPUT_STORAGE", "SHEETDROP_STATE_DIR",
                                                                   "INPUT_CONTAINER")})
         with DevHost(settings).running():
-            started = time.perf_counter()
-            done = subprocess.run([sys.executable, "-m", "sheetdrop_local.cli", "backfill"], env=env, cwd=REPO,
-                                  capture_output=True, text=True, check=False)
-            if done.returncode != 0:
-                raise SystemExit(f"backfill failed ({done.returncode}): {done.stdout}{done.stderr}")
-            times["backfill submitted"] = time.perf_counter() - started
-            wait_until(lambda: registered(conn, settings.input_container) >= want, 3600, "the backfill's versions")
-            times["backfill end to end"] = time.perf_counter() - started
-            times["backfill runs"] = sum(1 for r in runstore.list_runs(conn, None) if r.kind != "batch")
-
             backend.install(settings)
             local = backend.LocalBackend.from_settings(settings)
             requests = [build_request(BlobVersion("batches", f"many/{p.name}", etag, None), settings, "bench",
@@ -158,9 +151,22 @@ def end_to_end(files: list[Path], root: Path, batch_size: int) -> dict[str, floa
                 local.submit_batch(BatchRequest(uuid.uuid4().hex, tuple(by_key[(v.blob, v.etag)] for v in cut)))
             wait_until(lambda: registered(conn, "batches") >= want, 3600, "the batch runs' versions")
             times["batch runs end to end"] = time.perf_counter() - started
+            report("batch runs end to end", times["batch runs end to end"])
             batches = [r for r in runstore.list_runs(conn, None) if r.kind == "batch"]
             times["batch runs"] = len(batches)
             times["batch step seconds"] = sum(r.seconds or 0 for r in batches)
+
+            started = time.perf_counter()
+            done = subprocess.run([sys.executable, "-m", "sheetdrop_local.cli", "backfill"], env=env, cwd=REPO,
+                                  capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                raise SystemExit(f"backfill failed ({done.returncode}): {done.stdout}{done.stderr}")
+            times["backfill submitted"] = time.perf_counter() - started
+            wait_until(lambda: registered(conn, settings.input_container) >= want, 4 * 3600, "the backfill's versions")
+            times["backfill end to end"] = time.perf_counter() - started
+            report("backfill end to end", times["backfill end to end"])
+            # The runs the backfill made (its batches, if it submits batches, or a run per version).
+            times["backfill runs"] = len(runstore.list_runs(conn, None)) - len(batches)
         return times
     finally:
         azurite.stop()
@@ -179,31 +185,34 @@ def main() -> int:
     logging.getLogger("sheetdrop").setLevel(logging.ERROR)
     from sheetdrop_step.converter import Limits, reader_count, usable_cores
 
+    # Stopped (SIGTERM, as `timeout` sends it), it still stops its Azurite on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+
     files = workbooks(args.count)
     print(f"machine: {platform.machine()}, {usable_cores()} usable cores, {reader_count(Limits())} readers, "
           f"load average {os.getloadavg()[0]:.1f}; {args.count} workbooks (2 sheets x 2,000 rows)", flush=True)
+    base = 0.0
+
+    def line(what: str, seconds: float) -> None:
+        n = args.count
+        print(f"{what:<32} {seconds:8.2f} s  {seconds / n * 1000:7.1f} ms/workbook  {n / seconds:7.1f}/s  "
+              f"{seconds / base:5.2f}x polars", flush=True)
+
     with tempfile.TemporaryDirectory(prefix="sheetdrop-many-") as tmp:
         root = Path(tmp)
         polars, alone = [], []
         for _ in range(args.repeat):  # taking turns: the VM's noise falls on both alike
             polars.append(polars_loop(files, root / "polars"))
             alone.append(convert_alone(files, root / "alone"))
-        e2e = end_to_end(files, root, args.batch_size)
-    base = statistics.median(polars)
-    n = args.count
-
-    def line(what: str, seconds: float) -> None:
-        print(f"{what:<32} {seconds:8.2f} s  {seconds / n * 1000:7.1f} ms/workbook  {n / seconds:7.1f}/s  "
-              f"{seconds / base:5.2f}x polars", flush=True)
-
-    line("polars loop (baseline)", base)
-    line("batch conversion alone", statistics.median(alone))
-    line("backfill end to end", e2e["backfill end to end"])
-    line("batch runs end to end", e2e["batch runs end to end"])
+        base = statistics.median(polars)
+        line("polars loop (baseline)", base)
+        line("batch conversion alone", statistics.median(alone))
+        e2e = end_to_end(files, root, args.batch_size, line)
     print(f"backfill: submitted in {e2e['backfill submitted']:.1f} s as {e2e['backfill runs']:.0f} runs; batch runs: "
           f"{e2e['batch runs']:.0f} of up to {args.batch_size} versions, {e2e['batch step seconds']:.1f} s of runs")
     print(f"ratios: backfill end to end / polars loop = {e2e['backfill end to end'] / base:.2f} (goal <= 3); "
-          f"batch conversion alone / polars loop = {statistics.median(alone) / base:.2f} (goal <= 1.5)")
+          f"batch conversion alone / polars loop = {statistics.median(alone) / base:.2f} (goal <= 1.5); "
+          f"batch runs end to end / polars loop = {e2e['batch runs end to end'] / base:.2f}")
     return 0
 
 

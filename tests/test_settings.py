@@ -134,6 +134,8 @@ ENVIRONMENT_READERS = {"function/sheetdrop/settings.py", "sheetdrop_local/settin
                        "step/sheetdrop_step/contexts/__init__.py", "step/sheetdrop_step/converter/_entry.py",
                        "step/sheetdrop_step/converter/_reading/launch.py",
                        "step/sheetdrop_step/extract.py",
+                       # the batch step picks its context as the single step does (extract.py)
+                       "step/sheetdrop_step/batch.py",
                        # the v2 job's own variables (workspace, MLflow run, identity), set by AzureML
                        "step/sheetdrop_step/contexts/azureml_v2.py",
                        # the compute's identity in an AzureML job (DEFAULT_IDENTITY_CLIENT_ID, set by AzureML)
