@@ -72,19 +72,25 @@ def verify_outputs(conn: sqlite3.Connection, service: BlobServiceClient, output_
     affected = []
     output = service.get_container_client(output_container)
     for run in runstore.completed_since(conn, since):
-        versions = registry.for_run(conn, run.run_id)
+        # A batch run's dataset versions are its versions' (each registered under the version it converted).
+        holders = [run.run_id, *(v.run_id for v in runstore.batch_versions(conn, run.run_id))]
+        versions = [v for holder in holders for v in registry.for_run(conn, holder)]
         missing = [v.relative_path for v in versions if not output.get_blob_client(v.relative_path).exists()]
         if not missing:
             continue
         affected.append(run.run_id)
-        try:
-            service.get_blob_client(input_containers[run.datastore_name], run.relative_path).get_blob_properties(
-                etag=run.source_etag, match_condition=MatchConditions.IfNotModified)
-            input_there = True
-        except (ResourceNotFoundError, ResourceModifiedError):
-            input_there = False
+        if run.kind == "batch":
+            input_there = True  # each version's step reads it again, and says if it is gone
+        else:
+            try:
+                service.get_blob_client(input_containers[run.datastore_name], run.relative_path).get_blob_properties(
+                    etag=run.source_etag, match_condition=MatchConditions.IfNotModified)
+                input_there = True
+            except (ResourceNotFoundError, ResourceModifiedError):
+                input_there = False
         with runstore.transaction(conn):
-            registry.unregister_run(conn, run.run_id)
+            for holder in holders:
+                registry.unregister_run(conn, holder)
             if input_there:
                 runstore.requeue(conn, run.run_id, "its output was lost when storage stopped; running it again")
             else:

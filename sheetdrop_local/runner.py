@@ -163,10 +163,16 @@ class LocalRunner:
         at it: registration commits with completion)."""
         if not run.abandoned_attempts:
             return
+        from azure.core.exceptions import ResourceNotFoundError
+
         container = self.service.get_container_client(self.settings.local_output_container)
         for step_run_id in run.abandoned_attempts:
             prefix = f"{contract.output_relative_path(step_run_id)}/"
-            for name in list(container.list_blob_names(name_starts_with=prefix)):
+            try:
+                names = list(container.list_blob_names(name_starts_with=prefix))
+            except ResourceNotFoundError:  # no output container yet: nothing was ever uploaded
+                names = []
+            for name in names:
                 container.delete_blob(name)
                 log.info("run %s: deleted %s, left by an attempt that was cut short", run.run_id, name)
         runstore.forget_abandoned(self.conn, run.run_id)

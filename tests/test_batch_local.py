@@ -185,3 +185,50 @@ def test_runs_runs_show_and_the_studio_show_a_batch_with_its_versions_and_filter
     assert "extract batch of 2 versions" in detail and "Versions 1 converted, 1 rejected" in detail
     assert f"Version 0 of batch run {run_id[:8]}" in text(client.get(f"/runs/{versions[0].run_id}").text)
     assert client.get(f"/runs?batch={versions[0].run_id}").status_code == 400
+
+
+def test_a_batch_cut_short_runs_again_whole_and_registers_each_version_once(settings: LocalSettings) -> None:
+    from sheetdrop_local import recovery
+
+    pinned = [("sales/q3.xlsx", upload(settings, "sales/q3.xlsx", SAMPLE.read_bytes()), "sales"),
+              ("sales/q4.xlsx", upload(settings, "sales/q4.xlsx", Q4.read_bytes()), "sales")]
+    run_id = submit(settings, pinned)
+    conn = db.connect(settings.state_dir)
+    taken = runstore.take_next(conn)  # a host took it, then died before it ended
+    assert taken is not None and taken.run_id == run_id
+    assert {v.status for v in runstore.batch_versions(conn, run_id)} == {"running"}
+    assert runstore.requeue_interrupted(conn) == 1  # what the next host does first (recovery.py)
+    assert {v.status for v in runstore.batch_versions(conn, run_id)} == {"queued"}
+
+    [run] = run_all(settings)
+    assert run.status == "completed" and run.attempts == 2 and run.abandoned_attempts == []
+    assert sorted((v.name, v.version) for v in registry.list_versions(conn) if v.name == "sales_orders") == [
+        ("sales_orders", 1), ("sales_orders", 2)]
+
+    # Storage lost one of its outputs (an Azurite crash): the batch loses its datasets and runs again, whole.
+    container = blob_service(settings.storage).get_container_client(settings.local_output_container)
+    container.delete_blob(registry.get(conn, "sales_orders", 1).relative_path)
+    assert recovery.verify_outputs(conn, blob_service(settings.storage), settings.local_output_container,
+                                   {settings.input_datastore: settings.input_container}, since=0) == [run_id]
+    assert registry.list_versions(conn) == [] and runstore.get(conn, run_id).status == "queued"
+    [again] = run_all(settings)
+    assert again.status == "completed" and len(registry.list_versions(conn)) == 6
+    assert {v.tags["run_id"] for v in registry.list_versions(conn)} == {run_id}
+
+
+@pytest.mark.parametrize("step_api", ["azureml", "azureml-v2"])
+def test_the_local_runner_runs_a_batch_as_either_cloud_step(env: dict[str, str], step_api: str) -> None:
+    from sheetdrop_local import backend
+    from sheetdrop_local.settings import load_local_settings
+
+    settings = load_local_settings({**env, "LOCAL_STEP_API": step_api})
+    backend.install(settings)
+    etag = upload(settings, "sales/q3.xlsx", SAMPLE.read_bytes())
+    submit(settings, [("sales/q3.xlsx", etag, "sales")])
+    [run] = run_all(settings)
+    assert run.status == "completed", run.error
+    argv = Path(run.log_path or "").read_text().splitlines()[0]
+    # v2: told where its output goes and which context to use, as the batch component's program arguments say.
+    assert ("--output_path" in argv, "SHEETDROP_JOB_API=v2" in argv) == ((step_api == "azureml-v2"),) * 2
+    assert "--manifest" in argv
+    assert {v.relative_path.rsplit("/", 2)[-2] for v in registry.list_versions(db.connect(settings.state_dir))} == {"0"}
