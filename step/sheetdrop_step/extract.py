@@ -1,7 +1,9 @@
-"""The extract step: the blob version its run names in, parquet + registered datasets out.
+"""The extract step: the blob version its run names in, parquet + registered datasets out; or, given a manifest,
+the batch step (:mod:`sheetdrop_step.batch`: many pinned versions, one outcome each).
 
-A thin wrapper: arguments, the run context, the input (:mod:`source`, read by etag) and registration. The
-conversion itself is :mod:`sheetdrop_step.converter`. Arguments, tags and settings follow :mod:`contract`.
+A thin wrapper: arguments, the run context, the input (:mod:`source`, read by etag) and registration
+(:mod:`sheetdrop_step.registration`). The conversion itself is :mod:`sheetdrop_step.converter`. Arguments, tags and
+settings follow :mod:`contract` (the batch's, ``sheetdrop_contract.batch``).
 """
 
 from __future__ import annotations
