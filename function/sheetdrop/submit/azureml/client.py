@@ -134,53 +134,42 @@ class AzureMLBackend:
         return submit_url(self.base_url, self.workspace, self.endpoint_id)
 
     def submit(self, request: SubmitRequest) -> SubmitResult:
-        body = submission_body(request, self.service.new_id())
-        data = json.dumps(body).encode("utf-8")
-        what = f"submit {request.source_container}/{request.source_blob} to PipelineEndpoint {self.endpoint_id}"
-        try:
-            response = self._post(self.submit_url, data, SUBMIT_CONTENT_TYPE, what,
-                                  look_first=lambda: self._existing_run(request))
-        except AlreadyStarted as started:
-            url = studio_run_url(started.run_id, self.workspace, self.studio_url)
-            log.warning("%s: an earlier attempt had started run %s although its answer was lost; not submitting "
-                        "again: %s", what, started.run_id, url)
-            return SubmitResult(run_id=started.run_id, url=url)
-        if response.status_code >= 400:
-            raise SubmitError(self._explain(response, request))
-        try:
-            run_id = response.json()["Id"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise SubmitError(
-                f"{what}: HTTP {response.status_code} but the answer has no run id (PipelineRunEntity.Id): "
-                f"{response.text[:300]!r}") from exc
-        url = studio_run_url(run_id, self.workspace, self.studio_url)
-        log.info("AzureML pipeline run %s submitted for %s/%s (etag %s): %s",
-                 run_id, request.source_container, request.source_blob, request.source_etag, url)
-        return SubmitResult(run_id=run_id, url=url)
+        what = f"{request.source_container}/{request.source_blob} (etag {request.source_etag})"
+        return self._submit(submission_body(request, self.service.new_id()), what,
+                            lambda: self._existing_run(request), lambda response: self._explain(response, request))
 
     def submit_batch(self, batch: BatchRequest) -> SubmitResult:
         """One run of the same published pipeline for every version of the batch: its ``manifest`` parameter names
         them, the single version's parameters keep their placeholders (docs/azureml.md, "Batch runs")."""
-        body = batch_submission_body(batch, self.service.new_id())
-        what = f"submit a batch of {len(batch.requests)} versions to PipelineEndpoint {self.endpoint_id}"
+        what = f"a batch of {len(batch.requests)} versions"
+        return self._submit(batch_submission_body(batch, self.service.new_id()), what,
+                            lambda: next(iter(self._batch_runs(batch)), None),
+                            lambda response: f"AzureML refused to run {what} (PipelineEndpoint {self.endpoint_id}): "
+                                             f"{self._status_cause(response.status_code)}. Service said: "
+                                             f"{service_error(response)}")
+
+    def _submit(self, body: dict[str, Any], what: str, look_first: Callable[[], str | None],
+                refused: Callable[[requests.Response], str]) -> SubmitResult:
+        """POST a submission; after an answer that may have been lost, ``look_first`` says whether its run exists."""
+        doing = f"submit {what} to PipelineEndpoint {self.endpoint_id}"
         try:
-            response = self._post(self.submit_url, json.dumps(body).encode("utf-8"), SUBMIT_CONTENT_TYPE, what,
-                                  look_first=lambda: next(iter(self._batch_runs(batch)), None))
+            response = self._post(self.submit_url, json.dumps(body).encode("utf-8"), SUBMIT_CONTENT_TYPE, doing,
+                                  look_first=look_first)
         except AlreadyStarted as started:
+            url = studio_run_url(started.run_id, self.workspace, self.studio_url)
             log.warning("%s: an earlier attempt had started run %s although its answer was lost; not submitting "
-                        "again", what, started.run_id)
-            return SubmitResult(started.run_id, studio_run_url(started.run_id, self.workspace, self.studio_url))
+                        "again: %s", doing, started.run_id, url)
+            return SubmitResult(run_id=started.run_id, url=url)
         if response.status_code >= 400:
-            raise SubmitError(f"AzureML refused to run a batch of {len(batch.requests)} versions (PipelineEndpoint "
-                              f"{self.endpoint_id}): {self._status_cause(response.status_code)}. Service said: "
-                              f"{service_error(response)}")
+            raise SubmitError(refused(response))
         try:
             run_id = response.json()["Id"]
         except (ValueError, KeyError, TypeError) as exc:
-            raise SubmitError(f"{what}: HTTP {response.status_code} but the answer has no run id "
-                              f"(PipelineRunEntity.Id): {response.text[:300]!r}") from exc
+            raise SubmitError(
+                f"{doing}: HTTP {response.status_code} but the answer has no run id (PipelineRunEntity.Id): "
+                f"{response.text[:300]!r}") from exc
         url = studio_run_url(run_id, self.workspace, self.studio_url)
-        log.info("AzureML pipeline run %s submitted for a batch of %d versions: %s", run_id, len(batch.requests), url)
+        log.info("AzureML pipeline run %s submitted for %s: %s", run_id, what, url)
         return SubmitResult(run_id=run_id, url=url)
 
     def _batch_runs(self, batch: BatchRequest) -> list[str]:

@@ -175,39 +175,44 @@ class AzureMLV2Backend:
 
     def submit(self, request: SubmitRequest) -> SubmitResult:
         name = job_name(request.source_container, request.source_blob, request.source_etag, request.attempt)
-        body = invocation_body(request, name, self.service.new_id(), self.output_datastore)
-        data = json.dumps(body).encode("utf-8")
+        what = f"{request.source_container}/{request.source_blob}"
+        return self._invoke(invocation_body(request, name, self.service.new_id(), self.output_datastore), name,
+                            self.deployment, what, lambda: self._existing_job(request))
+
+    def _invoke(self, body: dict[str, Any], name: str, deployment: str | None, what: str,
+                look_first: Callable[[], str | None]) -> SubmitResult:
+        """POST an invocation asking for job ``name``; after an answer that may have been lost, ``look_first`` says
+        whether its job exists."""
         # One repeatability id for every attempt of this submission, as the SDK's own resend loop keeps it.
         headers = {"Content-Type": "application/json", REPEATABILITY_HEADER: self.service.new_id()}
-        if self.deployment:
-            headers[DEPLOYMENT_HEADER] = self.deployment
-        what = f"invoke batch endpoint {self.endpoint_url} for {request.source_container}/{request.source_blob}"
+        if deployment:
+            headers[DEPLOYMENT_HEADER] = deployment
+        doing = f"invoke batch endpoint {self.endpoint_url} for {what}"
         try:
-            response = self.service.send("POST", self.endpoint_url, scope=INVOKE_SCOPE, what=what, data=data,
-                                         headers=headers, look_first=lambda: self._existing_job(request))
+            response = self.service.send("POST", self.endpoint_url, scope=INVOKE_SCOPE, what=doing,
+                                         data=json.dumps(body).encode("utf-8"), headers=headers, look_first=look_first)
         except AlreadyStarted as started:
             log.warning("%s: an earlier attempt had created job %s although its answer was lost; not invoking "
-                        "again", what, started.run_id)
+                        "again", doing, started.run_id)
             return self._result(started.run_id)
         if response.status_code == 409:
-            # The name is taken: this blob version's job exists already (a resend the service refused).
-            log.warning("%s: job %s exists already (HTTP 409); taking it as this version's job", what, name)
+            # The name is taken: this job exists already (a resend the service refused).
+            log.warning("%s: job %s exists already (HTTP 409); taking it as its job", doing, name)
             return self._result(name)
         if response.status_code >= 400:
-            raise SubmitError(f"AzureML refused to run {request.source_container}/{request.source_blob} "
-                              f"(batch endpoint {self.endpoint_url}): {self._cause(response.status_code)}. "
-                              f"Service said: {service_error(response)}")
+            raise SubmitError(f"AzureML refused to run {what} (batch endpoint {self.endpoint_url}"
+                              f"{f', deployment {deployment}' if deployment else ''}): "
+                              f"{self._cause(response.status_code)}. Service said: {service_error(response)}")
         try:
             returned = response.json()["name"]
         except (ValueError, KeyError, TypeError) as exc:
-            raise SubmitError(f"{what}: HTTP {response.status_code} but the answer has no job name "
+            raise SubmitError(f"{doing}: HTTP {response.status_code} but the answer has no job name "
                               f"(BatchJobResource.name): {response.text[:300]!r}") from exc
         if returned != name:
             # Recovery still finds it by its inputs (find_runs); the output is where the invocation said.
-            log.warning("%s: asked for job name %s, the service named it %s", what, name, returned)
+            log.warning("%s: asked for job name %s, the service named it %s", doing, name, returned)
         result = self._result(returned)
-        log.info("AzureML v2 job %s submitted for %s/%s (etag %s): %s", returned, request.source_container,
-                 request.source_blob, request.source_etag, result.url)
+        log.info("AzureML v2 job %s submitted for %s: %s", returned, what, result.url)
         return result
 
     def _existing_job(self, request: SubmitRequest) -> str | None:
@@ -283,31 +288,9 @@ class AzureMLV2BatchBackend(AzureMLV2Backend):
     def submit_batch(self, batch: BatchRequest) -> SubmitResult:
         """One job of the batch deployment for every version of the batch (docs/azureml-v2.md, "Batch jobs")."""
         name = batch_job_name(batch.batch_id)
-        body = batch_invocation_body(batch, name, self.service.new_id(), self.output_datastore)
-        headers = {"Content-Type": "application/json", REPEATABILITY_HEADER: self.service.new_id(),
-                   DEPLOYMENT_HEADER: self.batch_deployment}
-        what = f"invoke batch endpoint {self.endpoint_url} for a batch of {len(batch.requests)} versions"
         manifest = batch.versions()
-        try:
-            response = self.service.send(
-                "POST", self.endpoint_url, scope=INVOKE_SCOPE, what=what, data=json.dumps(body).encode("utf-8"),
-                headers=headers, look_first=lambda: next(iter(self._find(
-                    name, f"find the job of batch {batch.batch_id}", lambda job: manifest_of(job) == manifest)), None))
-        except AlreadyStarted as started:
-            log.warning("%s: an earlier attempt had created job %s although its answer was lost; not invoking "
-                        "again", what, started.run_id)
-            return self._result(started.run_id)
-        if response.status_code == 409:
-            log.warning("%s: job %s exists already (HTTP 409); taking it as this batch's job", what, name)
-            return self._result(name)
-        if response.status_code >= 400:
-            raise SubmitError(f"AzureML refused to run a batch of {len(batch.requests)} versions (batch endpoint "
-                              f"{self.endpoint_url}, deployment {self.batch_deployment}): "
-                              f"{self._cause(response.status_code)}. Service said: {service_error(response)}")
-        try:
-            returned = response.json()["name"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise SubmitError(f"{what}: HTTP {response.status_code} but the answer has no job name "
-                              f"(BatchJobResource.name): {response.text[:300]!r}") from exc
-        log.info("AzureML v2 job %s submitted for a batch of %d versions", returned, len(batch.requests))
-        return self._result(returned)
+        return self._invoke(
+            batch_invocation_body(batch, name, self.service.new_id(), self.output_datastore), name,
+            self.batch_deployment, f"a batch of {len(batch.requests)} versions",
+            lambda: next(iter(self._find(name, f"find the job of batch {batch.batch_id}",
+                                         lambda job: manifest_of(job) == manifest)), None))
