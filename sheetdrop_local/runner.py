@@ -153,7 +153,12 @@ class LocalRunner:
                 return
             reason = str(exc) if isinstance(exc, RunFailed | StepKilled) else f"{exc.__class__.__name__}: {exc}"
             log.warning("run %s failed: %s", run.run_id, reason)
-            runstore.finish(self.conn, run.run_id, RunStatus.FAILED, error=reason, log_path=str(log_path))
+            with runstore.transaction(self.conn):
+                runstore.finish(self.conn, run.run_id, RunStatus.FAILED, error=reason, log_path=str(log_path))
+                for version in runstore.batch_versions(self.conn, run.run_id):  # a batch fails each of its versions
+                    runstore.finish_version(self.conn, version.run_id, RunStatus.FAILED, metrics={},
+                                            error=f"the batch run failed: {reason}", output_path=None,
+                                            log_path=str(log_path))
         finally:
             for mount_root in (mounts.roots if mounts and not self.keep_mounts else ()):
                 shutil.rmtree(mount_root, ignore_errors=True)

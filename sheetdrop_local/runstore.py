@@ -218,10 +218,11 @@ def get(conn: sqlite3.Connection, run_id: str) -> Run | None:
 
 def list_runs(conn: sqlite3.Connection, limit: int | None = 50, *, status: str | None = None,
               batch: str | None = None) -> list[Run]:
-    """The newest ``limit`` runs (None: all), newest first; only those with ``status`` if given. A batch is one
-    run; ``batch`` lists that batch run's versions instead."""
+    """The newest ``limit`` runs (None: all), newest first. A batch is one run; ``batch`` lists that batch run's
+    versions instead; ``status`` keeps the runs of one version with that status, a batch's versions among them (a
+    batch that completed may hold a failed version)."""
     sql, params = ("SELECT * FROM runs WHERE batch_id = ?", [batch]) if batch else \
-        ("SELECT * FROM runs WHERE kind != 'version'", [])
+        (f"SELECT * FROM runs WHERE kind != '{'batch' if status else 'version'}'", [])
     if status:
         sql, params = sql + " AND status = ?", [*params, status]
     sql += " ORDER BY submitted_at DESC"

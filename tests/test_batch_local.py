@@ -162,6 +162,10 @@ def test_runs_runs_show_and_the_studio_show_a_batch_with_its_versions_and_filter
         (versions[0].run_id[:8], "completed", f"{settings.input_container}/sales/q3.xlsx")]
     assert listed[0]["reason"].startswith("not-a-workbook: ") and listed[1]["datasets"].startswith("sales_orders:1")
 
+    # By status: the versions in it, a completed batch's failed version among them.
+    assert cli.main(["runs", "--status", "failed"]) == 0
+    assert [r["blob"] for r in rows_of(capsys.readouterr().out)] == [f"{settings.input_container}/sales/notes.xlsx"]
+
     assert cli.main(["runs", "show", run_id[:8]]) == 0
     shown = capsys.readouterr().out
     assert "  batch       2 versions: 1 converted, 1 rejected" in shown
@@ -232,3 +236,19 @@ def test_the_local_runner_runs_a_batch_as_either_cloud_step(env: dict[str, str],
     assert ("--output_path" in argv, "SHEETDROP_JOB_API=v2" in argv) == ((step_api == "azureml-v2"),) * 2
     assert "--manifest" in argv
     assert {v.relative_path.rsplit("/", 2)[-2] for v in registry.list_versions(db.connect(settings.state_dir))} == {"0"}
+
+
+def test_a_batch_run_that_fails_fails_each_of_its_versions(settings: LocalSettings, tmp_path: Path) -> None:
+    from sheetdrop_local.runner import LocalRunner
+
+    etag = upload(settings, "sales/q3.xlsx", SAMPLE.read_bytes())
+    run_id = submit(settings, [("sales/q3.xlsx", etag, "sales")])
+    broken = tmp_path / "snapshot"  # a step that dies without a word (not the workbook's fault)
+    broken.mkdir()
+    (broken / "extract.py").write_text("raise SystemExit(5)\n")
+    runner = LocalRunner.from_settings(settings)
+    runner.step_dir = broken
+    run = runner.run_next()
+    assert run is not None and run.status == "failed" and "exited with code 5" in (run.error or "")
+    [version] = runstore.batch_versions(db.connect(settings.state_dir), run_id)
+    assert version.status == "failed" and version.error == f"the batch run failed: {run.error}"
