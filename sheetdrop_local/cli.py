@@ -18,6 +18,7 @@ from pathlib import Path
 from sheetdrop.settings import SettingsError
 from sheetdrop_local.cli_read import cmd_datasets, cmd_logs, cmd_runs, cmd_show
 from sheetdrop_local.readmodel.runs import STATUSES
+from sheetdrop_local.rerun import STATUSES as RERUN_STATUSES
 from sheetdrop_local.settings import LocalSettings, load_local_settings
 
 
@@ -207,6 +208,15 @@ def cmd_backfill(args: argparse.Namespace, settings: LocalSettings | None) -> in
                             azure=args.azure, env_file=args.env_file, out=sys.stdout)
 
 
+def cmd_rerun(args: argparse.Namespace, settings: LocalSettings | None) -> int:
+    from sheetdrop_local import rerun
+
+    if args.run and (args.prefix or args.status):
+        print("error: usage: either RUN or --prefix/--status, not both", file=sys.stderr)
+        return 2
+    return rerun.command(args.run, args.prefix, args.status, args.dry_run, sys.stdout)
+
+
 def cmd_publish(args: argparse.Namespace, settings: LocalSettings | None) -> int:
     from pipeline import PUBLISHERS
     from sheetdrop_local import REPO
@@ -272,6 +282,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env-file", type=Path, metavar="FILE",
                    help="with --azure: the output of `azd env get-values` (default: ask azd)")
     p.add_argument("--yes", action="store_true", help="with --azure: do not ask before starting many runs")
+
+    p = command("rerun", "convert blob versions again as a new attempt: a run's version, or every version whose "
+                "latest attempt failed (or was poisoned, or held back by invalid options)", cmd_rerun, no_settings=True)
+    p.add_argument("run", nargs="?", metavar="RUN", help="a run id, its first characters, or latest")
+    p.add_argument("--prefix", default="", metavar="P", help="without RUN: only blobs whose names start with P")
+    p.add_argument("--status", choices=RERUN_STATUSES, help="without RUN: which versions (default failed)")
+    p.add_argument("--dry-run", action="store_true", help="say what it would re-run, re-run nothing")
 
     p = command("runs", "list pipeline runs, newest first; skipped and poisoned blob versions too", cmd_runs)
     p.add_argument("--status", choices=STATUSES, help="only rows with this status")

@@ -32,7 +32,9 @@ CREATE TABLE IF NOT EXISTS runs (
     -- step run ids of attempts that were cut short: their partial outputs are deleted before the
     -- next attempt (JSON list)
     abandoned_attempts TEXT NOT NULL DEFAULT '[]',
-    read_options TEXT NOT NULL DEFAULT '{}'
+    read_options TEXT NOT NULL DEFAULT '{}',
+    -- which attempt of its blob version the run is: 1, then one more per re-run (`sheetdrop rerun`)
+    source_attempt INTEGER NOT NULL DEFAULT 1
 );
 CREATE INDEX IF NOT EXISTS runs_by_source ON runs (source_container, source_blob, source_etag);
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, submitted_at);
@@ -75,6 +77,8 @@ def _add_missing_columns(conn: sqlite3.Connection) -> None:
         conn.execute("ALTER TABLE runs ADD COLUMN abandoned_attempts TEXT NOT NULL DEFAULT '[]'")
     if "read_options" not in have:
         conn.execute("ALTER TABLE runs ADD COLUMN read_options TEXT NOT NULL DEFAULT '{}'")
+    if "source_attempt" not in have:
+        conn.execute("ALTER TABLE runs ADD COLUMN source_attempt INTEGER NOT NULL DEFAULT 1")
 
 
 def get_state(conn: sqlite3.Connection, key: str) -> str | None:

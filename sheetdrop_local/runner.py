@@ -183,7 +183,7 @@ class LocalRunner:
         argv = [str(a) for a in contract.step_arguments(
             encode(self.service.url.rstrip("/")), str(mounts.output_dir), encode(self.settings.output_datastore),
             encode(run.dataset_name),
-            encode(contract.source_version(run.source_container, run.source_blob, run.source_etag)),
+            encode(contract.source_version(run.source_container, run.source_blob, run.source_etag, run.source_attempt)),
             encode(run.read_options), output_path=encode(output_path) if api.OUTPUT_CHOSEN_AT_INVOCATION else None,
             settings={**api.SETTINGS, **{k: v for k, v in os.environ.items() if k in contract.STEP_SETTING_NAMES}})]
         env = {k: v for k, v in os.environ.items() if k in STEP_ENV_KEEP} | mounts.env

@@ -55,6 +55,10 @@ class Claim:
     attempts: int = 0
     failures: int = 0
     last_error: str | None = None
+    #: Which attempt of the version the claim is about now: 1, then one more per re-run.
+    run_attempt: int = 1
+    #: The attempts re-runs were requested after: a request is carried out once, however often it comes.
+    rerun_after: list[int] = field(default_factory=list)
     #: The claim blob's own etag, for the next conditional write; not stored in the body.
     claim_etag: str = field(default="", repr=False)
 
@@ -190,6 +194,26 @@ class ClaimStore:
             log.warning("took over a claim for %s/%s (etag %s) left in 'submitting' by a stopped invocation",
                         container, blob, etag)
         return Acquired(current, check_existing=True)
+
+    def rerun(self, container: str, blob: str, etag: str, after: int, invocation_id: str | None) -> Acquired | Declined:
+        """Start the next attempt of a version whose attempt ``after`` ended (failed, poisoned, options invalid, or
+        done and wanted again): once per request, so a request delivered twice makes one new attempt."""
+        current = self.read(container, blob, etag)
+        if current is None:
+            return Declined("no claim: this version was never delivered, so there is nothing to re-run "
+                            "(`sheetdrop backfill` converts it)")
+        if after in current.rerun_after or current.run_attempt > after:
+            return Declined(f"already re-run: attempt {current.run_attempt} is its latest", current)
+        if current.state == ClaimState.SUBMITTING:
+            return Declined(f"attempt {current.run_attempt} is being submitted right now", current)
+        now = self.clock()
+        current.state, current.invocation_id, current.updated_at = ClaimState.SUBMITTING, invocation_id, now
+        current.run_attempt, current.rerun_after = after + 1, [*current.rerun_after, after]
+        current.run_id, current.failures, current.last_error = None, 0, None
+        current.attempts += 1
+        if not self._write(current):
+            return Declined("the claim changed while it was being re-run; run the re-run again", current)
+        return Acquired(current)
 
     def mark_submitted(self, claim: Claim, run_id: str) -> bool:
         claim.state, claim.run_id, claim.updated_at, claim.last_error = ClaimState.SUBMITTED, run_id, self.clock(), None

@@ -61,8 +61,8 @@ def dataset_names(settings: Settings) -> DatasetNames:
 
 
 def build_request(blob: BlobVersion, settings: Settings, invocation_id: str | None, dataset: str,
-                  read_options: str = "{}") -> SubmitRequest:
-    tags = contract.source_tags(blob.container, blob.name, blob.etag)
+                  read_options: str = "{}", attempt: int = 1) -> SubmitRequest:
+    tags = contract.source_tags(blob.container, blob.name, blob.etag, attempt)
     if invocation_id:
         tags[contract.INVOCATION_TAG] = invocation_id
     return SubmitRequest(
@@ -77,6 +77,7 @@ def build_request(blob: BlobVersion, settings: Settings, invocation_id: str | No
         tags=tags,
         read_options=read_options,
         input_account=account_url(settings.storage),
+        attempt=attempt,
     )
 
 
@@ -117,7 +118,10 @@ def handle_blob(
     settings: Settings | None = None,
     backend: Backend | None = None,
     claims: ClaimStore | None = None,
+    rerun_after: int | None = None,
 ) -> Outcome:
+    """Deliver one blob version: skip it, or claim it and submit its run. ``rerun_after``: a re-run requested after
+    that attempt of the version (``sheetdrop rerun``): the claim starts the next attempt, once per request."""
     reason = skip_reason(blob.name, blob.size)
     if reason:
         log.info("skipped %s/%s: %s", blob.container, blob.name, reason)
@@ -125,7 +129,8 @@ def handle_blob(
         return Outcome("skipped", reason=reason)
     settings = settings or get_settings()
     claims = claims or claim_store(settings)
-    got = claims.acquire(blob.container, blob.name, blob.etag, invocation_id)
+    got = claims.acquire(blob.container, blob.name, blob.etag, invocation_id) if rerun_after is None else \
+        claims.rerun(blob.container, blob.name, blob.etag, rerun_after, invocation_id)
     if not isinstance(got, Acquired):
         log.info("already claimed %s/%s (etag %s): %s", blob.container, blob.name, blob.etag, got.reason)
         return Outcome("duplicate", reason=got.reason)
@@ -139,11 +144,12 @@ def handle_blob(
         # A dataset name the folder's options ask for is taken as is: two folders may mean to share it.
         dataset = contract.slug(options.dataset, "workbook") if options.dataset else \
             dataset_names(settings).name_for(dataset_source(blob.name))
-        request = build_request(blob, settings, invocation_id, dataset, parameter)
+        attempt = got.claim.run_attempt
+        request = build_request(blob, settings, invocation_id, dataset, parameter, attempt)
         if got.check_existing:
             # The invocation that held the claim before may have died after its submission reached
             # the service, or lost the answer: a run tagged with this version means nothing is left to do.
-            existing = backend.find_runs(blob.container, blob.name, blob.etag)
+            existing = backend.find_runs(blob.container, blob.name, blob.etag, attempt)
             if existing:
                 claims.mark_submitted(got.claim, existing[0])
                 log.info("recovered %s/%s: run %s already existed", blob.container, blob.name, existing[0])

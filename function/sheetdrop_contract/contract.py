@@ -55,6 +55,9 @@ SETTING_OPTION = "setting"
 
 #: Tags that identify a blob version on a pipeline run and on every dataset version it registers.
 SOURCE_TAGS = ("source_container", "source_blob", "source_etag")
+#: A re-run's attempt of a blob version (2, 3, …), beside the source tags; the first attempt has none, so every
+#: run and version made before re-runs existed is attempt 1.
+ATTEMPT_TAG = "source_attempt"
 #: The Function invocation that submitted the run (on the run and carried onto its datasets).
 INVOCATION_TAG = "function_invocation_id"
 #: On a run that ended superseded: the etag of the version that replaced the one it was submitted for.
@@ -177,13 +180,22 @@ def resolve_output(data_references: Mapping[str, Any] | None, name: str, step_ru
     return expected
 
 
-def source_tags(container: str, blob: str, etag: str) -> dict[str, str]:
-    return dict(zip(SOURCE_TAGS, (container, blob, etag), strict=True))
+def source_tags(container: str, blob: str, etag: str, attempt: int = 1) -> dict[str, str]:
+    tags = dict(zip(SOURCE_TAGS, (container, blob, etag), strict=True))
+    if attempt > 1:
+        tags[ATTEMPT_TAG] = str(attempt)
+    return tags
 
 
-def source_version(container: str, blob: str, etag: str) -> str:
+def attempt_of(tags: Mapping[str, str]) -> int:
+    """Which attempt of its blob version a run or dataset version is (1 when its tags say none)."""
+    return int(tags.get(ATTEMPT_TAG) or 1)
+
+
+def source_version(container: str, blob: str, etag: str, attempt: int = 1) -> str:
     """The blob version as the SOURCE_PARAMETER's value (compact JSON: fewer characters to encode)."""
-    return json.dumps(source_tags(container, blob, etag), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return json.dumps(source_tags(container, blob, etag, attempt), sort_keys=True, ensure_ascii=False,
+                      separators=(",", ":"))
 
 
 def parse_source_version(text: str) -> dict[str, str]:
@@ -192,9 +204,11 @@ def parse_source_version(text: str) -> dict[str, str]:
         value = json.loads(text)
     except ValueError:
         raise ValueError(f"--{SOURCE_PARAMETER} is not JSON: {text[:200]!r}") from None
-    if not isinstance(value, dict) or (value and set(value) != set(SOURCE_TAGS)) or \
-            not all(isinstance(v, str) for v in value.values()):
-        raise ValueError(f"--{SOURCE_PARAMETER} must be an object with {', '.join(SOURCE_TAGS)}: {text[:200]!r}")
+    keys = set(value) - {ATTEMPT_TAG} if isinstance(value, dict) else None
+    if keys is None or (value and keys != set(SOURCE_TAGS)) or not all(isinstance(v, str) for v in value.values()) \
+            or not str(value.get(ATTEMPT_TAG, "2")).isdigit():
+        raise ValueError(f"--{SOURCE_PARAMETER} must be an object with {', '.join(SOURCE_TAGS)} (and "
+                         f"{ATTEMPT_TAG} for a re-run): {text[:200]!r}")
     return value
 
 

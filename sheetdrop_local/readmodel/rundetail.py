@@ -88,7 +88,8 @@ def parameters(run: Run, settings: LocalSettings) -> dict[str, str]:
     values = {
         contract.DATASET_NAME_PARAMETER: run.dataset_name,
         contract.INPUT_ACCOUNT_PARAMETER: storage_endpoint(settings),
-        contract.SOURCE_PARAMETER: contract.source_version(run.source_container, run.source_blob, run.source_etag),
+        contract.SOURCE_PARAMETER: contract.source_version(run.source_container, run.source_blob, run.source_etag,
+                                                           run.source_attempt),
         contract.OUTPUT_DATASTORE_PARAMETER: settings.output_datastore,
     }
     # Runs that carry read options (a later version of the run store) show them too.

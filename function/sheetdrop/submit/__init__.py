@@ -28,6 +28,8 @@ class SubmitRequest:
     read_options: str = "{}"
     #: The input account's blob endpoint: where the step reads the blob version (the input_account parameter).
     input_account: str = ""
+    #: Which attempt of the blob version this is: 1, then one more per re-run (``sheetdrop rerun``).
+    attempt: int = 1
 
     def step_parameters(self) -> dict[str, str]:
         """The step's parameters for this blob version, each as the step reads it (``contract.encode_argument``:
@@ -37,7 +39,7 @@ class SubmitRequest:
             contract.INPUT_ACCOUNT_PARAMETER: self.input_account,
             contract.DATASET_NAME_PARAMETER: self.dataset_name,
             contract.SOURCE_PARAMETER: contract.source_version(self.source_container, self.source_blob,
-                                                               self.source_etag),
+                                                               self.source_etag, self.attempt),
             contract.READ_OPTIONS_PARAMETER: self.read_options,
         }
         return {name: contract.encode_argument(value) for name, value in values.items()}
@@ -56,6 +58,6 @@ class SubmitError(RuntimeError):
 class Backend(Protocol):
     def submit(self, request: SubmitRequest) -> SubmitResult: ...
 
-    def find_runs(self, source_container: str, source_blob: str, source_etag: str) -> list[str]:
-        """Run ids already made for this blob version (for claim recovery)."""
+    def find_runs(self, source_container: str, source_blob: str, source_etag: str, attempt: int = 1) -> list[str]:
+        """Run ids already made for this attempt of this blob version (for claim recovery)."""
         ...

@@ -67,7 +67,7 @@ def submission_body(request: SubmitRequest, submission_id: str) -> dict[str, Any
     """A ``PipelineSubmissionInfo`` in its wire form (keys from the SDK model's attribute map)."""
     tags = {
         **request.tags,
-        **contract.source_tags(request.source_container, request.source_blob, request.source_etag),
+        **contract.source_tags(request.source_container, request.source_blob, request.source_etag, request.attempt),
         # Lets a person (or a later recovery) tell a duplicate made by a retried POST from a resubmission.
         SUBMISSION_TAG: submission_id,
     }
@@ -142,9 +142,9 @@ class AzureMLBackend:
 
     # -- find runs --------------------------------------------------------------------------------
 
-    def find_runs(self, source_container: str, source_blob: str, source_etag: str) -> list[str]:
-        """Pipeline runs of this experiment tagged with this blob version, newest first."""
-        wanted = contract.source_tags(source_container, source_blob, source_etag)
+    def find_runs(self, source_container: str, source_blob: str, source_etag: str, attempt: int = 1) -> list[str]:
+        """Pipeline runs of this experiment tagged with this attempt of a blob version, newest first."""
+        wanted = contract.source_tags(source_container, source_blob, source_etag, attempt)
         url = runs_query_url(self.base_url, self.workspace, self.experiment_name)
         what = f"find runs for {source_container}/{source_blob}"
         found: list[str] = []
@@ -164,7 +164,9 @@ class AzureMLBackend:
                 tags = run.get("tags") or {}
                 # Child (step) runs carry their own tags; the claim is about pipeline runs. The client-side
                 # check also covers values the server-side filter could not express.
-                if not run.get("parentRunId") and all(tags.get(k) == v for k, v in wanted.items()):
+                # A re-run's runs carry the version's tags too: the attempt tells them apart (none: attempt 1).
+                if not run.get("parentRunId") and all(tags.get(k) == v for k, v in wanted.items()) \
+                        and contract.attempt_of(tags) == attempt:
                     found.append(run["runId"])
             token = page.get("continuationToken")
             if not token:
@@ -188,7 +190,7 @@ class AzureMLBackend:
 
     def _existing_run(self, request: SubmitRequest) -> str | None:
         """Before a submission is sent again: a POST whose answer was lost may have started the run."""
-        runs = self.find_runs(request.source_container, request.source_blob, request.source_etag)
+        runs = self.find_runs(request.source_container, request.source_blob, request.source_etag, request.attempt)
         return runs[0] if runs else None
 
     # -- HTTP -------------------------------------------------------------------------------------

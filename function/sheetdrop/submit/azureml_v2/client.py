@@ -55,15 +55,15 @@ MAX_LIST_PAGES = 20
 SUBMISSION_TAG = "sheetdrop_submission_id"
 
 
-def source_key(container: str, blob: str, etag: str) -> str:
-    """A short fixed-length key for a blob version: what names its job and is searched for."""
-    return hashlib.sha256(contract.source_version(container, blob, etag).encode("utf-8")).hexdigest()[:32]
+def source_key(container: str, blob: str, etag: str, attempt: int = 1) -> str:
+    """A short fixed-length key for an attempt of a blob version: what names its job and is searched for."""
+    return hashlib.sha256(contract.source_version(container, blob, etag, attempt).encode("utf-8")).hexdigest()[:32]
 
 
-def job_name(container: str, blob: str, etag: str) -> str:
-    """The job's name: one per blob version (lowercase letters, digits and -; a job name must be unique
-    in the workspace). A resend after a lost answer asks for the same name."""
-    return f"sheetdrop-{source_key(container, blob, etag)}"
+def job_name(container: str, blob: str, etag: str, attempt: int = 1) -> str:
+    """The job's name: one per attempt of a blob version (lowercase letters, digits and -; a job name must be
+    unique in the workspace). A resend after a lost answer asks for the same name."""
+    return f"sheetdrop-{source_key(container, blob, etag, attempt)}"
 
 
 def output_path(name: str) -> str:
@@ -97,25 +97,26 @@ def invocation_body(request: SubmitRequest, name: str, submission_id: str, outpu
         "outputData": outputs,
         "properties": {EXPERIMENT_PROPERTY: request.experiment_name,
                        SOURCE_KEY_PROPERTY: source_key(request.source_container, request.source_blob,
-                                                       request.source_etag)},
+                                                       request.source_etag, request.attempt)},
         "tags": tags,
     }}
 
 
-def is_this_version(job: dict[str, Any], name: str, container: str, blob: str, etag: str) -> bool:
-    """An ARM job (JobBase) made for this blob version: by the name asked for, the key property, the source
-    tags, or the ``source_version`` input the service must keep for the job to run at all."""
+def is_this_version(job: dict[str, Any], name: str, container: str, blob: str, etag: str, attempt: int = 1) -> bool:
+    """An ARM job (JobBase) made for this attempt of a blob version: by the name asked for, the key property, the
+    source tags, or the ``source_version`` input the service must keep for the job to run at all."""
     properties = job.get("properties") or {}
-    wanted = contract.source_tags(container, blob, etag)
+    wanted = contract.source_tags(container, blob, etag, attempt)
     tags = properties.get("tags") or {}
     value = ((properties.get("inputs") or {}).get(contract.SOURCE_PARAMETER) or {}).get("value")
     try:
         source = contract.parse_source_version(contract.decode_argument(value)) if value else {}
     except ValueError:
         source = {}
+    key = source_key(container, blob, etag, attempt)
     return (job.get("name") == name
-            or (properties.get("properties") or {}).get(SOURCE_KEY_PROPERTY) == source_key(container, blob, etag)
-            or all(tags.get(k) == v for k, v in wanted.items())
+            or (properties.get("properties") or {}).get(SOURCE_KEY_PROPERTY) == key
+            or (all(tags.get(k) == v for k, v in wanted.items()) and contract.attempt_of(tags) == attempt)
             or source == wanted)
 
 
@@ -138,7 +139,7 @@ class AzureMLV2Backend:
     # -- submit -----------------------------------------------------------------------------------
 
     def submit(self, request: SubmitRequest) -> SubmitResult:
-        name = job_name(request.source_container, request.source_blob, request.source_etag)
+        name = job_name(request.source_container, request.source_blob, request.source_etag, request.attempt)
         body = invocation_body(request, name, self.service.new_id(), self.output_datastore)
         data = json.dumps(body).encode("utf-8")
         # One repeatability id for every attempt of this submission, as the SDK's own resend loop keeps it.
@@ -176,7 +177,7 @@ class AzureMLV2Backend:
 
     def _existing_job(self, request: SubmitRequest) -> str | None:
         """Before an invocation is sent again: one whose answer was lost may have created the job."""
-        found = self.find_runs(request.source_container, request.source_blob, request.source_etag)
+        found = self.find_runs(request.source_container, request.source_blob, request.source_etag, request.attempt)
         return found[0] if found else None
 
     def _result(self, job: str) -> SubmitResult:
@@ -184,10 +185,10 @@ class AzureMLV2Backend:
 
     # -- find jobs --------------------------------------------------------------------------------
 
-    def find_runs(self, source_container: str, source_blob: str, source_etag: str) -> list[str]:
-        """Jobs made for this blob version: the one with its name, else any of the workspace's newest jobs that
-        :func:`is_this_version` recognises (whatever the service kept of the name, properties and tags)."""
-        name = job_name(source_container, source_blob, source_etag)
+    def find_runs(self, source_container: str, source_blob: str, source_etag: str, attempt: int = 1) -> list[str]:
+        """Jobs made for this attempt of a blob version: the one with its name, else any of the workspace's newest
+        jobs that :func:`is_this_version` recognises (whatever the service kept of the name, properties and tags)."""
+        name = job_name(source_container, source_blob, source_etag, attempt)
         what = f"find the job of {source_container}/{source_blob}"
         response = self._get(jobs_url(self.arm_url, self.workspace, name), {"api-version": JOBS_API_VERSION}, what)
         if response.status_code == 200:
@@ -206,7 +207,7 @@ class AzureMLV2Backend:
                 raise SubmitError(f"{what}: {self._cause(response.status_code)}: {service_error(response)}")
             page = response.json()
             found += [job["name"] for job in page.get("value") or []
-                      if is_this_version(job, name, source_container, source_blob, source_etag)]
+                      if is_this_version(job, name, source_container, source_blob, source_etag, attempt)]
             url, params = page.get("nextLink"), None  # nextLink carries its own query
         return found
 
