@@ -14,6 +14,7 @@ core quota.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -23,9 +24,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TextIO
 
+from sheetdrop import batching
 from sheetdrop.backlog import Found, Listing, unclaimed
 from sheetdrop.claims import ClaimState, ClaimStore
-from sheetdrop.trigger import handle_blob
+from sheetdrop.trigger import handle_blob, held_request
 
 if TYPE_CHECKING:
     from azure.storage.blob import ContainerClient
@@ -134,6 +136,11 @@ def run(plan: Plan, settings: Settings, claims: ClaimStore, backend: Backend, *,
         if what.run_id:
             progress.run_ids.append(what.run_id)
             open_runs.append(what.run_id)
+    if batching.can_batch(backend, settings):
+        # The last batch is not full: it goes now rather than after BATCH_WAIT_SECONDS.
+        made = batching.flush(settings, claims, backend, functools.partial(held_request, settings=settings),
+                              invocation_id=invocation_id(), only_when_due=False)
+        progress.run_ids += list(made)
         if clock() - shown >= every:
             print(progress.line(), file=out, flush=True)
             shown = clock()
@@ -151,8 +158,9 @@ def _deliver(found: Found, settings: Settings, claims: ClaimStore, backend: Back
     version = found.version
     for _ in range(2):
         try:
+            # A backfill is a burst by definition: with a backend that takes batches, versions go in batch jobs.
             outcome = handle_blob(version, invocation_id=invocation_id(), settings=settings, backend=backend,
-                                  claims=claims)
+                                  claims=claims, batch=True)
         except Exception as exc:  # its claim is released: a later backfill or the timer's sweep tries again
             log.warning("%s/%s: %s: %s", version.container, version.name, exc.__class__.__name__, exc)
             return Delivered("failed")

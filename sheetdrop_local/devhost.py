@@ -170,10 +170,10 @@ class DevHost:
         self.seen.add(key)
         return None
 
-    def run_timer(self) -> None:
-        """Invoke the app's timer function (the abandoned-claims sweep), as the host would on its
-        schedule; the dev host calls it more often than its cron schedule, see ``_watch``."""
-        timer = indexed_timer()
+    def run_timer(self, name: str = "abandoned_claims") -> None:
+        """Invoke one of the app's timer functions (by default the sweep), as the host would on its schedule; the
+        dev host calls the sweep more often than its cron schedule, and the batch flush at every poll (``_watch``)."""
+        timer = indexed_timer(name)
         if timer is not None:
             invoke_timer(timer, self.invocation_id())
 
@@ -188,6 +188,7 @@ class DevHost:
                 if self.clock() - last_sweep > min(300.0, self.settings.claim_stale_seconds / 2):
                     last_sweep = self.clock()
                     self.run_timer()
+                self.run_timer("batch_flush")  # every 30 s in Azure; a poll here costs one listing
                 self._storage_answered()
             except Exception as exc:  # storage down for a moment: keep watching
                 self._storage_failed(exc)

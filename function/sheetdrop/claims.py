@@ -14,6 +14,7 @@ whether a run for this version already exists.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -39,6 +40,8 @@ class ClaimState(StrEnum):
     POISONED = "poisoned"
     #: The blob was deleted or overwritten before its version was submitted: nothing left to do.
     SUPERSEDED = "superseded"
+    #: Waiting to be submitted with others in one batch job (a burst of drops; ``sheetdrop.batching``).
+    PENDING = "pending"
 
 
 
@@ -59,6 +62,8 @@ class Claim:
     run_attempt: int = 1
     #: The attempts re-runs were requested after: a request is carried out once, however often it comes.
     rerun_after: list[int] = field(default_factory=list)
+    #: While PENDING: what its run will be asked for (dataset, read_options, invocation_id), as delivered.
+    pending: dict[str, str] | None = None
     #: The claim blob's own etag, for the next conditional write; not stored in the body.
     claim_etag: str = field(default="", repr=False)
 
@@ -99,6 +104,8 @@ def claim_blob_name(container: str, blob: str, etag: str) -> str:
 INDEX_PREFIX = "_index/"
 #: Poisoned claims are listed here as well, so that finding them does not read every claim.
 POISONED_INDEX = f"{INDEX_PREFIX}poisoned/"
+#: Pending claims likewise; their entries go when the claim leaves PENDING (the batch that takes it removes them).
+PENDING_INDEX = f"{INDEX_PREFIX}pending/"
 #: Blob versions the trigger did not take (not a workbook), with the reason: no claim, no run, but
 #: a person looking for their upload should find it (``sheetdrop runs``, the local studio).
 SKIPPED_INDEX = f"{INDEX_PREFIX}skipped/"
@@ -115,6 +122,8 @@ class SkippedBlob:
 
 #: How long a released claim waits for the host's own retries before the sweep re-delivers it.
 RELEASED_RETRY_AFTER = 300.0
+#: States whose claims are also listed in an index, so that finding them does not read every claim.
+INDEXED = {ClaimState.POISONED: POISONED_INDEX, ClaimState.PENDING: PENDING_INDEX}
 
 
 @dataclass
@@ -163,8 +172,8 @@ class ClaimStore:
             claim.claim_etag = current.claim_etag
         else:
             claim.claim_etag = result["etag"]
-        if claim.state == ClaimState.POISONED:
-            self.container.upload_blob(POISONED_INDEX + client.blob_name, b"", overwrite=True)
+        if claim.state in INDEXED:
+            self.container.upload_blob(INDEXED[claim.state] + client.blob_name, b"", overwrite=True)
         return True
 
     def acquire(self, container: str, blob: str, etag: str, invocation_id: str | None) -> Acquired | Declined:
@@ -182,7 +191,9 @@ class ClaimStore:
         if current.state == ClaimState.POISONED:
             return Declined(f"poisoned after {current.failures} failed attempts: {current.last_error}; "
                             "upload the file again to retry", current)
-        takeover = current.state == ClaimState.SUBMITTING
+        if current.state == ClaimState.PENDING and now - current.updated_at < self.stale_after:
+            return Declined(f"waiting for its batch since {now - current.updated_at:.0f} s ago", current)
+        takeover = current.state in (ClaimState.SUBMITTING, ClaimState.PENDING)
         if takeover and now - current.updated_at < self.stale_after:
             return Declined(f"being submitted by invocation {current.invocation_id} "
                             f"({now - current.updated_at:.0f} s ago)", current)
@@ -215,6 +226,23 @@ class ClaimStore:
             return Declined("the claim changed while it was being re-run; run the re-run again", current)
         return Acquired(current)
 
+    def hold(self, claim: Claim, request: dict[str, str]) -> bool:
+        """Keep a claimed version for a batch (PENDING), with what its run will be asked for."""
+        claim.state, claim.pending, claim.updated_at = ClaimState.PENDING, request, self.clock()
+        return self._write(claim)
+
+    def take_for_batch(self, claim: Claim, invocation_id: str) -> bool:
+        """Move a pending claim on to SUBMITTING for the batch being made; False if another flush took it."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        claim.state, claim.invocation_id, claim.updated_at = ClaimState.SUBMITTING, invocation_id, self.clock()
+        claim.attempts += 1
+        if not self._write(claim):
+            return False
+        with contextlib.suppress(ResourceNotFoundError):  # another flush's write of the same claim removed it
+            self.container.delete_blob(PENDING_INDEX + claim_blob_name(claim.container, claim.blob, claim.etag))
+        return True
+
     def mark_submitted(self, claim: Claim, run_id: str) -> bool:
         claim.state, claim.run_id, claim.updated_at, claim.last_error = ClaimState.SUBMITTED, run_id, self.clock(), None
         return self._write(claim)
@@ -236,9 +264,9 @@ class ClaimStore:
         poisoned ones from their index)."""
         from azure.core.exceptions import ResourceNotFoundError
 
-        if state == ClaimState.POISONED:
-            names = [name.removeprefix(POISONED_INDEX)
-                     for name in self.container.list_blob_names(name_starts_with=POISONED_INDEX)]
+        if state in INDEXED:
+            names = [name.removeprefix(INDEXED[state])
+                     for name in self.container.list_blob_names(name_starts_with=INDEXED[state])]
         else:
             names = [item.name for item in self.container.list_blobs(include=["metadata"])
                      if not item.name.startswith(INDEX_PREFIX)
@@ -253,7 +281,8 @@ class ClaimStore:
                 log.warning("skipping unreadable claim blob %s: %s", name, exc)
                 continue
             claim.claim_etag = downloader.properties.etag
-            yield claim
+            if state is None or claim.state == state:  # an index entry may outlive its claim's state
+                yield claim
 
     def claimed(self, container: str) -> dict[str, ClaimState]:
         """Every claimed version of ``container`` (its :func:`version_key`) with its state, from one listing with
@@ -293,7 +322,8 @@ class ClaimStore:
         stale bound (their invocation died), and released claims not yet poisoned whose retries
         are over (released for longer than ``min(RELEASED_RETRY_AFTER, stale bound)``)."""
         now = self.clock()
-        stale = [c for c in self.list(ClaimState.SUBMITTING) if c.updated_at < now - self.stale_after]
+        stale = [c for state in (ClaimState.SUBMITTING, ClaimState.PENDING) for c in self.list(state)
+                 if c.updated_at < now - self.stale_after]
         retry_after = min(RELEASED_RETRY_AFTER, self.stale_after)
         released = [c for c in self.list(ClaimState.RELEASED)
                     if c.failures < self.max_failures and c.updated_at < now - retry_after]

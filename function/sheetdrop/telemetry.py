@@ -22,7 +22,7 @@ PREFIX = "sheetdrop.outcome "
 #: The record's keys, in this order; the workbook's queries may use these and nothing else.
 FIELDS = ("outcome", "container", "blob", "etag", "run_id", "run_url", "reason", "duration_ms", "invocation_id")
 #: Every value ``outcome`` takes: the trigger's actions, and ``failed`` (the delivery raised; the host retries).
-OUTCOMES = ("skipped", "duplicate", "submitted", "recovered", "poisoned", "failed")
+OUTCOMES = ("skipped", "duplicate", "submitted", "recovered", "poisoned", "pending", "failed")
 _LEVELS = {"failed": logging.WARNING, "poisoned": logging.ERROR}
 
 

@@ -12,8 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from sheetdrop import batching
 from sheetdrop import options as folder_options
-from sheetdrop.claims import Acquired, ClaimState, ClaimStore
+from sheetdrop.claims import Acquired, Claim, ClaimState, ClaimStore
 from sheetdrop.naming import DatasetNames, dataset_source, skip_reason
 from sheetdrop.settings import Settings, get_settings
 from sheetdrop.storage import account_url
@@ -35,8 +36,8 @@ class BlobVersion:
 
 
 #: skipped: not a workbook; duplicate: claimed by another delivery; recovered: a claim taken over
-#: whose run already existed; poisoned: given up on this version.
-Action = Literal["skipped", "duplicate", "submitted", "recovered", "poisoned"]
+#: whose run already existed; poisoned: given up on this version; pending: held for a batch job.
+Action = Literal["skipped", "duplicate", "submitted", "recovered", "poisoned", "pending"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,14 @@ def build_request(blob: BlobVersion, settings: Settings, invocation_id: str | No
     )
 
 
+def held_request(claim: Claim, settings: Settings) -> SubmitRequest:
+    """The request of a version held for a batch, from what its delivery decided (its claim's ``pending``)."""
+    held = claim.pending or {}
+    return build_request(BlobVersion(claim.container, claim.blob, claim.etag, None), settings,
+                         held.get("invocation_id") or None, held["dataset"], held.get("read_options", "{}"),
+                         claim.run_attempt)
+
+
 def _record_skipped(blob: BlobVersion, reason: str, settings: Settings | None, claims: ClaimStore | None) -> None:
     """Best effort, so that a person can see why their upload made no run; skipping itself must
     never fail an invocation."""
@@ -119,9 +128,12 @@ def handle_blob(
     backend: Backend | None = None,
     claims: ClaimStore | None = None,
     rerun_after: int | None = None,
+    batch: bool = False,
 ) -> Outcome:
     """Deliver one blob version: skip it, or claim it and submit its run. ``rerun_after``: a re-run requested after
-    that attempt of the version (``sheetdrop rerun``): the claim starts the next attempt, once per request."""
+    that attempt of the version (``sheetdrop rerun``): the claim starts the next attempt, once per request.
+    ``batch``: hold it for a batch job whenever the backend takes batches (a backfill); otherwise only in a burst
+    (:mod:`sheetdrop.batching`)."""
     reason = skip_reason(blob.name, blob.size)
     if reason:
         log.info("skipped %s/%s: %s", blob.container, blob.name, reason)
@@ -154,7 +166,24 @@ def handle_blob(
                 claims.mark_submitted(got.claim, existing[0])
                 log.info("recovered %s/%s: run %s already existed", blob.container, blob.name, existing[0])
                 return Outcome("recovered", run_id=existing[0])
+        batches = batching.can_batch(backend, settings)
+        if batches and (batch or batching.in_a_burst(settings, claims)):
+            claims.hold(got.claim, {"dataset": dataset, "read_options": parameter,
+                                    "invocation_id": invocation_id or ""})
+            log.info("holding %s/%s (etag %s) for a batch job", blob.container, blob.name, blob.etag)
+            try:  # a batch this version fills goes now; otherwise the next delivery or the timer sends it
+                made = batching.flush(settings, claims, backend, functools.partial(held_request, settings=settings),
+                                      invocation_id=invocation_id or "trigger")
+            except Exception as exc:  # the version is held; the timer flushes it
+                log.warning("could not submit the waiting batch now (the timer will): %s", exc)
+                made = {}
+            # Its batch run, when this delivery sent the batch it is in.
+            run_id = next((run for run, taken in made.items()
+                           if any((c.blob, c.etag) == (blob.name, blob.etag) for c in taken)), None)
+            return Outcome("pending", run_id=run_id)
         result = backend.submit(request)
+        if batches:
+            batching.record_single(claims, blob.container, blob.name, blob.etag)
     except Exception as exc:
         claim = claims.release(got.claim, f"{exc.__class__.__name__}: {exc}")
         if claim.state == ClaimState.POISONED:

@@ -46,6 +46,15 @@ class SubmitRequest:
 
 
 @dataclass(frozen=True)
+class BatchRequest:
+    """Many blob versions for one run or job (a burst of drops, a backfill): ``batch_id`` names it, so that a
+    resend after a lost answer can be told from a second batch."""
+
+    batch_id: str
+    requests: tuple[SubmitRequest, ...]
+
+
+@dataclass(frozen=True)
 class SubmitResult:
     run_id: str
     url: str | None = None
@@ -56,6 +65,9 @@ class SubmitError(RuntimeError):
 
 
 class Backend(Protocol):
+    """A backend may also offer ``submit_batch(batch: BatchRequest) -> SubmitResult`` (one run for many versions);
+    one that does not gets every version on its own."""
+
     def submit(self, request: SubmitRequest) -> SubmitResult: ...
 
     def find_runs(self, source_container: str, source_blob: str, source_etag: str, attempt: int = 1) -> list[str]:
