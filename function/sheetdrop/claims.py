@@ -39,6 +39,9 @@ class ClaimState(StrEnum):
     POISONED = "poisoned"
     #: The blob was deleted or overwritten before its version was submitted: nothing left to do.
     SUPERSEDED = "superseded"
+    #: Not submitted: the folder's read options were invalid when it arrived (``last_error`` names every
+    #: mistake). A later delivery of the version (a re-run) reads the options again.
+    OPTIONS_INVALID = "options_invalid"
 
 
 
@@ -98,6 +101,8 @@ POISONED_INDEX = f"{INDEX_PREFIX}poisoned/"
 #: Blob versions the trigger did not take (not a workbook), with the reason: no claim, no run, but
 #: a person looking for their upload should find it (``sheetdrop runs``, the local studio).
 SKIPPED_INDEX = f"{INDEX_PREFIX}skipped/"
+#: Claims marked ``options_invalid`` are listed here as well (a later delivery may take the claim on).
+OPTIONS_INVALID_INDEX = f"{INDEX_PREFIX}options-invalid/"
 
 
 @dataclass(frozen=True)
@@ -107,10 +112,16 @@ class SkippedBlob:
     etag: str
     reason: str
     at: float
+    #: For a folder's options file: every mistake in it (empty: valid); None for anything else.
+    options_errors: list[str] | None = None
 
 
 #: How long a released claim waits for the host's own retries before the sweep re-delivers it.
 RELEASED_RETRY_AFTER = 300.0
+
+
+#: States whose claims are also listed in an index, so that finding them does not read every claim.
+INDEXED = {ClaimState.POISONED: POISONED_INDEX, ClaimState.OPTIONS_INVALID: OPTIONS_INVALID_INDEX}
 
 
 @dataclass
@@ -159,8 +170,8 @@ class ClaimStore:
             claim.claim_etag = current.claim_etag
         else:
             claim.claim_etag = result["etag"]
-        if claim.state == ClaimState.POISONED:
-            self.container.upload_blob(POISONED_INDEX + client.blob_name, b"", overwrite=True)
+        if claim.state in INDEXED:
+            self.container.upload_blob(INDEXED[claim.state] + client.blob_name, b"", overwrite=True)
         return True
 
     def acquire(self, container: str, blob: str, etag: str, invocation_id: str | None) -> Acquired | Declined:
@@ -212,9 +223,9 @@ class ClaimStore:
         poisoned ones from their index)."""
         from azure.core.exceptions import ResourceNotFoundError
 
-        if state == ClaimState.POISONED:
-            names = [name.removeprefix(POISONED_INDEX)
-                     for name in self.container.list_blob_names(name_starts_with=POISONED_INDEX)]
+        if state in INDEXED:
+            names = [name.removeprefix(INDEXED[state])
+                     for name in self.container.list_blob_names(name_starts_with=INDEXED[state])]
         else:
             names = [item.name for item in self.container.list_blobs(include=["metadata"])
                      if not item.name.startswith(INDEX_PREFIX)
@@ -229,11 +240,22 @@ class ClaimStore:
                 log.warning("skipping unreadable claim blob %s: %s", name, exc)
                 continue
             claim.claim_etag = downloader.properties.etag
-            yield claim
+            if state is None or claim.state == state:  # an index entry outlives its claim's state
+                yield claim
 
-    def record_skipped(self, container: str, blob: str, etag: str, reason: str) -> None:
-        """Note a blob version that does not qualify (same name for every delivery of it)."""
-        body = {"container": container, "blob": blob, "etag": etag, "reason": reason, "at": self.clock()}
+    def options_invalid(self, claim: Claim, errors: str) -> bool:
+        """Record that the version was not submitted because its folder's options are invalid."""
+        claim.state, claim.last_error, claim.updated_at = ClaimState.OPTIONS_INVALID, errors, self.clock()
+        return self._write(claim)
+
+    def record_skipped(self, container: str, blob: str, etag: str, reason: str,
+                       options_errors: list[str] | None = None) -> None:
+        """Note a blob version that does not qualify (same name for every delivery of it); for a
+        folder's options file, whether it is valid."""
+        body: dict[str, Any] = {"container": container, "blob": blob, "etag": etag, "reason": reason,
+                                "at": self.clock()}
+        if options_errors is not None:
+            body["options_errors"] = options_errors
         self.container.upload_blob(SKIPPED_INDEX + claim_blob_name(container, blob, etag),
                                    json.dumps(body, sort_keys=True).encode("utf-8"), overwrite=True)
 
