@@ -47,7 +47,7 @@ node_modules/.installed: package.json package-lock.json
 # drops the sample workbook into the folder sales/, prints the run and the registered datasets, then
 # keeps watching until Ctrl-C (which stops Azurite too).
 run: setup
-	$(VENV)/bin/sheetdrop host --azurite --ui --drop $(SAMPLE) --drop-into sales
+	@$(VENV)/bin/sheetdrop host --azurite --ui --drop $(SAMPLE) --drop-into sales
 
 test: setup setup-aml setup-aml2
 	$(VENV)/bin/ruff check .

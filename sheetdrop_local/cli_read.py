@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from sheetdrop_local import db, registry, runstore
+from sheetdrop_local import db, registry, runstore, textfit
 from sheetdrop_local.readmodel import datasets, locations, runs
 from sheetdrop_local.readmodel.labels import ref, short, when
 from sheetdrop_local.settings import LocalSettings
@@ -26,14 +26,9 @@ if TYPE_CHECKING:
     from sheetdrop_local.registry import DatasetVersion
 
 
-def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
-    if not rows:
-        return "(none)"
-    cells = [["" if r.get(c) is None else str(r.get(c)) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
-    return "\n".join(line.rstrip() for line in lines)
+def table(rows: Sequence[dict[str, Any]], columns: Sequence[str], **fit: Sequence[str]) -> str:
+    """A table in the terminal's width (textfit); the full text is in ``--json``."""
+    return textfit.table(rows, columns, textfit.terminal_width(), **fit)
 
 
 def cmd_runs(args: argparse.Namespace, settings: LocalSettings) -> int:
@@ -53,7 +48,7 @@ def cmd_runs(args: argparse.Namespace, settings: LocalSettings) -> int:
         "sheets": e.metric("sheets"), "rows": e.metric("rows"), "reason": e.reason or "",
     } for e in found.entries]
     print(table(rows, ["run", "status", "blob", "etag", "datasets", "submitted", "seconds", "sheets", "rows",
-                       "reason"]))
+                       "reason"], keep=("run", "status"), optional=("etag", "seconds", "sheets", "rows", "submitted")))
     return 0
 
 
@@ -73,7 +68,7 @@ def cmd_run_show(args: argparse.Namespace, settings: LocalSettings) -> int:
     if args.json:
         print(json.dumps(_detail_json(detail, settings), indent=2, sort_keys=True, default=str))
     else:
-        print(_detail_text(detail, settings))
+        print(textfit.lines(_detail_text(detail, settings), textfit.terminal_width()))
     return 1 if run.status == runstore.RunStatus.FAILED else 0
 
 
@@ -178,10 +173,11 @@ def cmd_datasets(args: argparse.Namespace, settings: LocalSettings) -> int:
         "path": locations.blob_path(settings, v),
     } for v in versions]
     print(table(rows, ["name", "version", "run", "rows", "columns", "sheet", "source", "created", "schema_change",
-                       "path"]))
+                       "path"], keep=("name", "version", "run"),
+                optional=("path", "created", "columns", "sheet", "rows", "schema_change")))
     for datastore in sorted({v.datastore for v in versions}):
-        print(f"\npaths are in the storage container {settings.local_container_for(datastore)}, which plays the "
-              f"datastore {datastore} here")
+        print("\n" + textfit.wrap(f"paths are in the storage container {settings.local_container_for(datastore)}, "
+                                  f"which plays the datastore {datastore} here", textfit.terminal_width()))
     return 0
 
 

@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sheetdrop.claims import version_key
 from sheetdrop.storage import blob_service, ensure_container, storage_unreachable
@@ -35,6 +35,7 @@ from sheetdrop_local.functions_host import (
     invoke_timer,
     resolve_app_settings,
 )
+from sheetdrop_local.hostlock import HostLock
 from sheetdrop_local.settings import LocalSettings
 
 if TYPE_CHECKING:
@@ -84,7 +85,10 @@ class DevHost:
     _retry: dict[str, tuple[int, float]] = field(default_factory=dict)
     _next_scan: float = 0.0
     _outage_since: float | None = None
-    _lock_file: Any = None
+    #: The state folder's lock (hostlock.py): taken by start() unless the caller holds it already
+    #: (`sheetdrop host` takes it before it starts Azurite), and then released by that caller.
+    lock: HostLock | None = None
+    _own_lock: bool = False
     restarts: recovery.StorageRestarts = field(default_factory=recovery.StorageRestarts)
 
     def __post_init__(self) -> None:
@@ -212,27 +216,6 @@ class DevHost:
                 log.exception("runner worker error: %s", exc)
                 self._stop.wait(1.0)
 
-    def _take_state_lock(self) -> None:
-        """One dev host per state folder: a second one would queue the first one's running runs
-        again (and so run them twice)."""
-        import fcntl
-
-        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
-        handle = open(self.settings.state_dir / "host.lock", "a+")  # noqa: SIM115 - held until stop()
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            handle.close()
-            raise HostError(f"another dev host (pid {holder}) is using the state folder {self.settings.state_dir}; "
-                            "stop it first, or set SHEETDROP_STATE_DIR to another folder") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        self._lock_file = handle
-
     def recover(self, storage_lost_since: float | None) -> None:
         """At start, finish what a dead predecessor left (recovery.py). ``storage_lost_since``: wall
         time after which storage may have lost acknowledged writes (the predecessor did not stop
@@ -259,7 +242,10 @@ class DevHost:
                  time.strftime("%H:%M:%S", time.localtime(lost_since)), len(affected))
 
     def start(self) -> DevHost:
-        self._take_state_lock()
+        if self.lock is None:
+            # One dev host per state folder: a second one would queue the first one's running runs
+            # again (and so run them twice).
+            self.lock, self._own_lock = HostLock.take(self.settings.state_dir), True
         conn = db.connect(self.settings.state_dir)
         previous_start = db.get_state(conn, "host_started_at")
         clean = db.get_state(conn, "host_stopped_cleanly") == "1"
@@ -282,11 +268,11 @@ class DevHost:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout)
-        if self._lock_file is not None:
+        if self.lock is not None and self.lock.handle is not None:
             if not any(thread.is_alive() for thread in self._threads):
                 db.set_state(db.connect(self.settings.state_dir), "host_stopped_cleanly", "1")
-            self._lock_file.close()  # releases the lock
-            self._lock_file = None
+            if self._own_lock:
+                self.lock.release()
 
     @contextlib.contextmanager
     def running(self) -> Iterator[DevHost]:

@@ -194,3 +194,13 @@ def find_by_source(conn: sqlite3.Connection, container: str, blob: str, etag: st
         (container, blob, etag),
     ).fetchall()
     return [r["run_id"] for r in rows]
+
+
+def blob_has_runs(conn: sqlite3.Connection, container: str, blob: str) -> bool:
+    """Whether any version of the blob was ever submitted here."""
+    return conn.execute("SELECT 1 FROM runs WHERE source_container = ? AND source_blob = ? LIMIT 1",
+                        (container, blob)).fetchone() is not None
+
+
+def count(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0])

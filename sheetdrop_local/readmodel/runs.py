@@ -119,6 +119,20 @@ def skipped_reason(claims: ClaimStore, container: str, blob: str, etag: str) -> 
     return str(json.loads(data).get("reason") or "skipped")
 
 
+def no_run_reason(claims: ClaimStore, container: str, blob: str, etag: str) -> str | None:
+    """Why this blob version has no run and will get none by itself, if so: skipped, poisoned, or
+    waiting for its folder's read options to be fixed."""
+    skipped = skipped_reason(claims, container, blob, etag)
+    if skipped:
+        return f"skipped: {skipped}"
+    claim = claims.read(container, blob, etag)
+    if claim is not None and claim.state == ClaimState.POISONED:
+        return f"poisoned: {claim.last_error}"
+    if claim is not None and claim.state == ClaimState.OPTIONS_INVALID:
+        return f"options invalid: {claim.last_error}"
+    return None
+
+
 class RunNotFound(LookupError):
     pass
 
