@@ -65,6 +65,17 @@ class ReceiptStore:
         self.container.upload_blob(f"{self.prefix}/{version_key(blob_name, etag)}", body, overwrite=True)
 
 
+#: What a storage that lost its state answers (Azurite SIGKILLed before its first save).
+LOST = ("ContainerNotFound", "QueueNotFound")
+
+
+def _missing(exc: BaseException, *codes: str) -> bool:
+    """Whether storage answered 404 with one of these error codes."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    return isinstance(exc, ResourceNotFoundError) and getattr(exc, "error_code", None) in codes
+
+
 #: Longest wait before a failed invocation is delivered again.
 MAX_RETRY_DELAY = 60.0
 #: A reconciliation listing runs at most this often relative to its own duration (≤ 5 % of the time).
@@ -120,18 +131,17 @@ class DevHost:
 
     def scan_once(self) -> int:
         """Reconciliation: invoke the function for every blob version without a receipt that is due;
-        return how many."""
-        handled = 0
+        return how many. The next listing is timed by what this listing cost, not by the deliveries
+        it made (a burst delivered must not leave other tools' uploads unnoticed for minutes)."""
         started = self.clock()
-        for item in self.input.list_blobs():
-            key = version_key(item.name, item.etag)
-            if key in self.seen or self._retry.get(key, (0, 0.0))[1] > started:
-                continue
-            handled += 1
-            self._deliver(item.name, item.etag)
+        due = [(item.name, item.etag) for item in self.input.list_blobs()
+               if version_key(item.name, item.etag) not in self.seen
+               and self._retry.get(version_key(item.name, item.etag), (0, 0.0))[1] <= started]
         took = self.clock() - started
         self._next_scan = self.clock() + min(MAX_SCAN_INTERVAL, max(self.poll_interval, SCAN_COST_FACTOR * took))
-        return handled
+        for name, etag in due:
+            self._deliver(name, etag)
+        return len(due)
 
     def poll_events(self) -> int:
         """Deliver the BlobCreated events waiting in the local Event Grid queue; return how many."""
@@ -153,6 +163,14 @@ class DevHost:
         try:
             invoke(self.trigger, self.container_name, name, self.invocation_id())
         except Exception as exc:
+            if _missing(exc, "BlobNotFound"):
+                # Deleted before it was delivered: nothing will ever be there to convert. Its delivery
+                # ends here, as the Functions host ends one whose blob is gone.
+                log.info("%s/%s (etag %s) no longer exists; nothing to deliver", self.container_name, name, etag)
+                self._done(key, name, etag)
+                return None
+            if _missing(exc, *LOST):
+                self.recreate(exc)
             failures = self._retry.get(key, (0, 0.0))[0] + 1
             # Storage down is nobody's fault: try again on the next poll.
             delay = self.poll_interval if storage_unreachable(exc) else min(MAX_RETRY_DELAY, 2.0 ** failures)
@@ -162,10 +180,26 @@ class DevHost:
             log.warning("invocation for %s failed (%s: %s); delivering it again in %.0f s", name,
                         exc.__class__.__name__, exc, delay)
             return delay
+        self._done(key, name, etag)
+        return None
+
+    def _done(self, key: str, name: str, etag: str) -> None:
         self._retry.pop(key, None)
         self.receipts.write(name, etag)
         self.seen.add(key)
-        return None
+
+    def recreate(self, exc: Exception) -> None:
+        """Storage lost containers or the event queue (an Azurite killed before it first saved them):
+        create them all again, and say so once."""
+        from azure.core.exceptions import ResourceExistsError
+
+        for container in (self.container_name, self.settings.local_output_container, RECEIPTS_CONTAINER,
+                          self.settings.claims_container):
+            ensure_container(self.service, container)
+        with contextlib.suppress(ResourceExistsError):
+            self.events.create_queue()
+        log.warning("storage had lost its containers or its event queue (%s; did Azurite restart without its "
+                    "data?): created them again", getattr(exc, "error_code", None) or exc.__class__.__name__)
 
     def run_timer(self) -> None:
         """Invoke the app's timer function (the abandoned-claims sweep), as the host would on its
@@ -187,8 +221,17 @@ class DevHost:
                     self.run_timer()
                 self._storage_answered()
             except Exception as exc:  # storage down for a moment: keep watching
-                self._storage_failed(exc)
+                if _missing(exc, *LOST):
+                    self._recreate_quietly(exc)
+                else:
+                    self._storage_failed(exc)
             self._stop.wait(self.poll_interval)
+
+    def _recreate_quietly(self, exc: Exception) -> None:
+        try:
+            self.recreate(exc)
+        except Exception as again:
+            self._storage_failed(again)
 
     def _storage_failed(self, exc: Exception) -> None:
         if not storage_unreachable(exc):

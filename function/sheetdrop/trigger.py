@@ -179,6 +179,10 @@ def handle_blob(
         raise
     if not claims.mark_submitted(got.claim, result.run_id):
         log.warning("run %s submitted but its claim changed meanwhile", result.run_id)
+    if result.existing:
+        log.info("%s/%s (etag %s) already had run %s; nothing submitted", blob.container, blob.name, blob.etag,
+                 result.run_id)
+        return Outcome("recovered", run_id=result.run_id, url=result.url)
     log.info(
         "submitted %s/%s (etag %s) as run %s for dataset %s%s",
         blob.container, blob.name, blob.etag, result.run_id, request.dataset_name,
