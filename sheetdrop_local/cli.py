@@ -290,8 +290,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("runs", "list pipeline runs, newest first; skipped and poisoned blob versions too", cmd_runs)
     p.add_argument("--status", choices=STATUSES, help="only rows with this status")
     p.add_argument("--dataset", metavar="NAME",
-                   help="only runs that feed this dataset (the folder's name, or a sheet's: sales, sales_orders)")
+                   help="only runs that feed a dataset whose name holds NAME, any case (the folder's: sales, or a "
+                        "sheet's: sales_orders)")
+    p.add_argument("--blob", metavar="TEXT", help="only rows whose container/blob holds TEXT, any case")
+    p.add_argument("--since", metavar="WHEN", help="only rows from WHEN on: 2026-10-01 or 2026-10-01T09:30 (UTC)")
+    p.add_argument("--until", metavar="WHEN", help="only rows up to WHEN (a date: to its end; UTC)")
     p.add_argument("--limit", type=positive, default=50, metavar="N", help="at most N rows (default 50)")
+    p.add_argument("--page", type=positive, default=1, metavar="P", help="the P-th page of N rows (default 1)")
     p.add_argument("--json", action="store_true", help="print JSON (every field) for scripts")
     runs_sub = p.add_subparsers(dest="runs_command", metavar="show")
     show = runs_sub.add_parser("show", help="one run: parameters, tags, sheets, metrics, outputs",

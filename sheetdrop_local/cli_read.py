@@ -34,13 +34,25 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[str], **fit: Sequenc
 def cmd_runs(args: argparse.Namespace, settings: LocalSettings) -> int:
     if getattr(args, "runs_command", None) == "show":
         return cmd_run_show(args, settings)
+    try:
+        since = runs.parse_time(args.since) if args.since else None
+        until = runs.parse_time(args.until, end=True) if args.until else None
+    except ValueError:
+        print("error: usage: --since and --until take a date (2026-10-01) or a time (2026-10-01T09:30) in UTC",
+              file=sys.stderr)
+        return 2
     found = runs.activity(db.connect(settings.state_dir), settings, locations.quick_service(settings),
-                          limit=args.limit, status=args.status, dataset=args.dataset)
+                          limit=args.limit, status=args.status, dataset=args.dataset, blob=args.blob, since=since,
+                          until=until, offset=(args.page - 1) * args.limit)
     if args.json:
         print(json.dumps([_entry_json(e) for e in found.entries], indent=2, sort_keys=True))
         return 0
     if found.note:
         print(f"note: {found.note}", file=sys.stderr)
+    if found.total > len(found.entries):
+        last = found.offset + len(found.entries)
+        print(f"rows {found.offset + 1 if found.entries else 0}-{last} of {found.total}"
+              + (f"; --page {args.page + 1} for more" if last < found.total else ""), file=sys.stderr)
     rows = [{
         "run": short(e.run_id), "status": e.status, "blob": f"{e.container}/{e.blob}", "etag": e.etag,
         "datasets": ", ".join(ref(v) for v in e.outputs), "submitted": when(e.at),
@@ -75,6 +87,8 @@ def cmd_run_show(args: argparse.Namespace, settings: LocalSettings) -> int:
 def _detail_json(detail: RunDetail, settings: LocalSettings) -> dict[str, Any]:
     return {
         "run": detail.run.as_dict(), "parameters": detail.parameters, "step_settings": detail.step_settings,
+        "read_options": detail.options.__dict__ if detail.options else None,
+        "later_run": detail.later.run_id if detail.later else None,
         "metrics": detail.metrics, "warnings": detail.warnings,
         "skipped_sheets": [{"sheet": s, "reason": why} for s, why in detail.skipped_sheets],
         "sheets": [{"sheet": s.sheet, "file": s.file, "dataset": ref(s.dataset) if s.dataset else None,
@@ -111,8 +125,16 @@ def _detail_text(detail: RunDetail, settings: LocalSettings) -> str:
                      f"azureml/{run.step_run_id}/extracted, container {settings.local_output_container})")
     if run.error:
         lines.append(f"  reason      {run.error}")
+    if detail.later:
+        later = detail.later
+        lines.append(f"  later run   {short(later.run_id)} completed, submitted {when(later.submitted_at)} "
+                     f"(etag {later.source_etag})")
     lines.append(f"  log         `sheetdrop logs {short(run.run_id)}`")
-    lines += ["", "parameters", *_pairs(detail.parameters), "", "tags", *_pairs(run.tags)]
+    lines += ["", "parameters", *_pairs(detail.parameters)]
+    if detail.options:
+        lines += ["", f"read options ({detail.options.file})",
+                  *(f"  {line}" for line in detail.options.text.split("\n"))]
+    lines += ["", "tags", *_pairs(run.tags)]
     if detail.step_settings:
         lines += ["", "step settings", *_pairs(detail.step_settings)]
     if detail.sheets:

@@ -89,6 +89,17 @@ def for_run(conn: sqlite3.Connection, run_id: str) -> list[DatasetVersion]:
     return [DatasetVersion.from_row(r) for r in rows]
 
 
+def for_runs(conn: sqlite3.Connection, run_ids: list[str]) -> dict[str, list[DatasetVersion]]:
+    """The versions each of these runs registered, by run id, in one query."""
+    found: dict[str, list[DatasetVersion]] = {}
+    if run_ids:
+        rows = conn.execute(f"SELECT * FROM datasets WHERE run_id IN ({', '.join('?' * len(run_ids))}) ORDER BY name",
+                            run_ids)
+        for row in rows:
+            found.setdefault(row["run_id"], []).append(DatasetVersion.from_row(row))
+    return found
+
+
 def get(conn: sqlite3.Connection, name: str, version: int | None = None) -> DatasetVersion:
     if version is None:
         row = conn.execute("SELECT * FROM datasets WHERE name = ? ORDER BY version DESC LIMIT 1", (name,)).fetchone()

@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -256,8 +257,12 @@ class ClaimStore:
                                 "at": self.clock()}
         if options_errors is not None:
             body["options_errors"] = options_errors
-        self.container.upload_blob(SKIPPED_INDEX + claim_blob_name(container, blob, etag),
-                                   json.dumps(body, sort_keys=True).encode("utf-8"), overwrite=True)
+        text = json.dumps(body, sort_keys=True)
+        # The record is in the blob's metadata too (percent-encoded: metadata is ASCII), so that one
+        # listing with metadata reads thousands of them; a long one is left to its body.
+        record = urllib.parse.quote(text)
+        self.container.upload_blob(SKIPPED_INDEX + claim_blob_name(container, blob, etag), text.encode("utf-8"),
+                                   overwrite=True, metadata={"record": record} if len(record) <= 4096 else None)
 
     def skipped(self, limit: int | None = None) -> list[SkippedBlob]:
         """The newest skipped blob versions first: one listing, and about ``limit`` bodies read."""

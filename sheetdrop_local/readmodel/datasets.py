@@ -60,6 +60,14 @@ def history(conn: sqlite3.Connection, name: str, wanted: str | None = None) -> H
     return History(name, list(reversed(versions)), version, previous)
 
 
+def tagged_schema(version: DatasetVersion) -> list[tuple[str, str]]:
+    """The columns and types the version's tags hold (the step tags every version with its schema):
+    what is shown of it when its parquet cannot be read."""
+    from sheetdrop_step.schema_changes import previous_schema
+
+    return list((previous_schema(version.tags) or {}).items())
+
+
 @dataclass(frozen=True)
 class Preview:
     columns: list[str]
