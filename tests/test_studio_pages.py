@@ -265,7 +265,7 @@ def test_a_failed_run_links_to_the_later_run_of_its_blob_that_completed(
 
 
 def test_options_files_are_shown_in_force_or_invalid_and_their_workbooks_as_options_invalid(
-        client: TestClient, settings: LocalSettings) -> None:
+        client: TestClient, settings: LocalSettings, capsys: pytest.CaptureFixture[str]) -> None:
     """On b5e30cf an options file was listed as skipped, valid or not, and a workbook under an invalid
     one as a failed run naming its first mistake."""
     upload(settings, "finance/sheetdrop.json", b'{"header_rows": 2}')
@@ -284,6 +284,14 @@ def test_options_files_are_shown_in_force_or_invalid_and_their_workbooks_as_opti
     listed = text(client.get("/runs", params={"status": "options", "blob": "finance"}).text)
     assert "valid; replaced by a newer version" in listed and listed.count("in force") == 1
     assert "hr/q3.xlsx" in text(client.get("/runs", params={"status": "options invalid"}).text)
+    # `sheetdrop runs` reads the same list.
+    from sheetdrop_local import cli
+
+    assert cli.main(["runs", "--json"]) == 0
+    listed = {(r["source_blob"], r["status"]): r["error"] for r in json.loads(capsys.readouterr().out)}
+    assert listed[("hr/sheetdrop.json", "options")] == f"invalid: {mistakes}"
+    assert listed[("finance/sheetdrop.json", "options")] in ("in force", "valid; replaced by a newer version")
+    assert listed[("hr/q3.xlsx", "options invalid")].startswith(f"hr/sheetdrop.json: {mistakes}; fix the folder's")
 
 
 SECURITY_HEADERS = {
