@@ -136,17 +136,23 @@ def check(text: str, file: str) -> tuple[ReadOptions | None, list[str]]:
     def bad(key: str, problem: str) -> None:
         problems.append(f"{key}: {problem}")
 
+    def section(key: str, keys: tuple[str, ...], shape: str) -> dict[str, Any]:
+        """The object under ``key``, its own keys checked; {} when it is not an object."""
+        found = data.get(key, {})
+        if not isinstance(found, dict):
+            bad(key, shape)
+            return {}
+        for inner in found:
+            if inner not in keys:
+                bad(f"{key}.{inner}", _unknown(inner, keys))
+        return found
+
     for key in data:
         if key not in KEYS:
             bad(key, _unknown(key, KEYS))
     values: dict[str, Any] = {"file": file}
-    sheets = data.get("sheets", {})
-    if not isinstance(sheets, dict):
-        bad("sheets", 'an object {"include": [names or patterns], "exclude": [names or patterns]}')
-        sheets = {}
-    for key in sheets:
-        if key not in ("include", "exclude"):
-            bad(f"sheets.{key}", _unknown(key, ("include", "exclude")))
+    sheets = section("sheets", ("include", "exclude"),
+                     'an object {"include": [names or patterns], "exclude": [names or patterns]}')
     for key in ("include", "exclude"):
         patterns = sheets.get(key, [])
         if not isinstance(patterns, list) or not all(isinstance(p, str) and p for p in patterns):
@@ -168,13 +174,7 @@ def check(text: str, file: str) -> tuple[ReadOptions | None, list[str]]:
             bad("header_rows", "a whole number from 0 (no header) to 10 (rows joined into one name)")
         else:
             values["header_rows"] = rows
-    footer = data.get("footer", {})
-    if not isinstance(footer, dict):
-        bad("footer", '{"drop_rows": n} or {"stop_at_empty_row": true}')
-        footer = {}
-    for key in footer:
-        if key not in ("drop_rows", "stop_at_empty_row"):
-            bad(f"footer.{key}", _unknown(key, ("drop_rows", "stop_at_empty_row")))
+    footer = section("footer", ("drop_rows", "stop_at_empty_row"), '{"drop_rows": n} or {"stop_at_empty_row": true}')
     drop = footer.get("drop_rows", 0)
     if not isinstance(drop, int) or isinstance(drop, bool) or drop < 0:
         bad("footer.drop_rows", "a whole number of rows to drop at the end, 0 or more")
