@@ -164,8 +164,8 @@ class DevHost:
             invoke(self.trigger, self.container_name, name, self.invocation_id())
         except Exception as exc:
             if _missing(exc, "BlobNotFound"):
-                # Deleted before it was delivered: nothing will ever be there to convert. Its delivery
-                # ends here, as the Functions host ends one whose blob is gone.
+                # Deleted before it was delivered: nothing will ever be there to convert, so its
+                # delivery ends here instead of coming back every minute (a new upload is a new etag).
                 log.info("%s/%s (etag %s) no longer exists; nothing to deliver", self.container_name, name, etag)
                 self._done(key, name, etag)
                 return None
