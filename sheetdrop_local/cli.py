@@ -154,8 +154,8 @@ def cmd_convert(args: argparse.Namespace, settings: LocalSettings | None) -> int
 def _interrupt(signum: int, frame: object) -> None:
     # Shutting down is bounded (threads are joined with a timeout); a second signal, as `make`
     # forwards its own, must not cut it short and leave Azurite behind.
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    for other in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(other, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 
@@ -173,9 +173,11 @@ def cmd_host(args: argparse.Namespace, settings: LocalSettings) -> int:
     studio_url = url_for(settings.ui_bind, args.ui_port or settings.ui_port) if args.ui else None
     # Before anything is started or adopted: a second host of this state folder touches nothing.
     lock = HostLock.take(settings.state_dir, studio_url)
-    # `kill`, a closed terminal or a `timeout` stop the host like Ctrl-C, so Azurite is stopped too.
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGHUP, _interrupt)
+    # `kill`, a closed terminal or a `timeout` stop the host like Ctrl-C, so Azurite is stopped too. Ctrl-C
+    # itself is handled here as well: a shell without job control starts a background command with SIGINT
+    # ignored, and Python then leaves it ignored (a CI job's `make test &`, say).
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupt)
     log = logging.getLogger("sheetdrop.host")
     azurite = host = studio = None
     try:
