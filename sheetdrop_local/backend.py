@@ -29,7 +29,9 @@ class LocalBackend:
         with runstore.transaction(self.conn):
             existing = runstore.find_by_source(self.conn, request.source_container, request.source_blob,
                                                request.source_etag, request.attempt)
-            return SubmitResult(run_id=existing[0] if existing else runstore.enqueue(self.conn, request))
+            if existing:
+                return SubmitResult(run_id=existing[0], existing=True)
+            return SubmitResult(run_id=runstore.enqueue(self.conn, request))
 
     def find_runs(self, source_container: str, source_blob: str, source_etag: str, attempt: int = 1) -> list[str]:
         return runstore.find_by_source(self.conn, source_container, source_blob, source_etag, attempt)

@@ -85,11 +85,12 @@ def rerun(target: Target, settings: LocalSettings, claims: ClaimStore) -> tuple[
     return "failed", f"{where}: {outcome.action}: {outcome.reason}"
 
 
-def command(run_ref: str | None, prefix: str, status: str | None, dry_run: bool, out: TextIO) -> int:
+def command(settings: LocalSettings, run_ref: str | None, prefix: str, status: str | None, dry_run: bool,
+            out: TextIO) -> int:
     from sheetdrop_local import backend, db
-    from sheetdrop_local.settings import load_local_settings
+    from sheetdrop_local.readmodel.locations import check_reachable
 
-    settings = load_local_settings()
+    check_reachable(settings)  # nothing answering is said within seconds, not after the SDK's retries
     backend.install(settings)
     conn = db.connect(settings.state_dir)
     claims = claim_store(settings)

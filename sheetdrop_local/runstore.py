@@ -213,3 +213,22 @@ def find_by_source(conn: sqlite3.Connection, container: str, blob: str, etag: st
         (container, blob, etag, attempt, attempt),
     ).fetchall()
     return [r["run_id"] for r in rows]
+
+
+def blob_has_runs(conn: sqlite3.Connection, container: str, blob: str) -> bool:
+    """Whether any version of the blob was ever submitted here."""
+    return conn.execute("SELECT 1 FROM runs WHERE source_container = ? AND source_blob = ? LIMIT 1",
+                        (container, blob)).fetchone() is not None
+
+
+def count(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
+
+
+def later_completed(conn: sqlite3.Connection, run: Run) -> Run | None:
+    """The first run of the same blob submitted after ``run`` that completed (a failed run's successor)."""
+    row = conn.execute(
+        """SELECT * FROM runs WHERE source_container = ? AND source_blob = ? AND submitted_at > ?
+           AND status = 'completed' ORDER BY submitted_at LIMIT 1""",
+        (run.source_container, run.source_blob, run.submitted_at)).fetchone()
+    return Run.from_row(row) if row else None

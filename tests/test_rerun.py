@@ -39,29 +39,28 @@ def run_queued(settings: LocalSettings) -> list[runstore.Run]:
     return ended
 
 
-def test_a_run_failed_by_invalid_options_converts_after_the_fix_without_uploading_again(
+def test_a_version_held_back_by_invalid_options_converts_after_the_fix_without_uploading_again(
         settings: LocalSettings) -> None:
     put(settings, "sales/sheetdrop.json", b'{"header_rows": "two"}')
     version = put(settings, "sales/q3.xlsx", SAMPLE.read_bytes())
-    assert handle_blob(version).action in ("submitted", "options_invalid")
-    [first] = run_queued(settings) or [None]
+    assert handle_blob(version).action == "options_invalid"
+    assert run_queued(settings) == []
     conn = db.connect(settings.state_dir)
     put(settings, "sales/sheetdrop.json", b'{"header_rows": 1}')  # fixed; the workbook is not touched
-    target = first.run_id[:8] if first is not None else None
-    done = sheetdrop("rerun", target) if target else sheetdrop("rerun", "--status", "options_invalid")
+    done = sheetdrop("rerun", "--status", "options_invalid")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "attempt 2 is run" in done.stdout, done.stdout
+    assert "attempt 2 is run" in done.stdout and done.stdout.splitlines()[-1] == "rerun: 1 resubmitted", done.stdout
     [second] = run_queued(settings)
     assert (second.status, second.source_attempt) == ("completed", 2), second.error
     assert second.tags[contract.ATTEMPT_TAG] == "2"
     versions = registry.for_run(conn, second.run_id)
     assert {v.name for v in versions} == {"sales_orders", "sales_products", "sales_targets"}
     assert all(v.tags["source_attempt"] == "2" and v.tags["source_etag"] == version.etag for v in versions)
-    # The same request again is carried out once: nothing new.
-    again = sheetdrop("rerun", target) if target else sheetdrop("rerun", "--status", "options_invalid")
-    assert again.returncode in (0, 1) and "attempt 2 is run" not in again.stdout
-    assert len(runstore.find_by_source(conn, version.container, version.name, version.etag, None)) == \
-        (2 if first is not None else 1)
+    # The same request again is carried out once: the version is no longer held back, nothing new runs.
+    again = sheetdrop("rerun", "--status", "options_invalid")
+    assert (again.returncode, again.stdout.strip()) == (
+        1, f"nothing to re-run: no options_invalid version under {settings.input_container}/")
+    assert runstore.find_by_source(conn, version.container, version.name, version.etag, None) == [second.run_id]
 
 
 def test_one_rerun_request_made_twice_at_once_makes_one_new_attempt(settings: LocalSettings) -> None:

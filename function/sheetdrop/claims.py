@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -42,6 +43,9 @@ class ClaimState(StrEnum):
     SUPERSEDED = "superseded"
     #: Waiting to be submitted with others in one batch job (a burst of drops; ``sheetdrop.batching``).
     PENDING = "pending"
+    #: Not submitted: the folder's read options were invalid when it arrived (``last_error`` names every
+    #: mistake). A later delivery of the version (a re-run) reads the options again.
+    OPTIONS_INVALID = "options_invalid"
 
 
 
@@ -109,6 +113,8 @@ PENDING_INDEX = f"{INDEX_PREFIX}pending/"
 #: Blob versions the trigger did not take (not a workbook), with the reason: no claim, no run, but
 #: a person looking for their upload should find it (``sheetdrop runs``, the local studio).
 SKIPPED_INDEX = f"{INDEX_PREFIX}skipped/"
+#: Claims marked ``options_invalid`` are listed here as well (a later delivery may take the claim on).
+OPTIONS_INVALID_INDEX = f"{INDEX_PREFIX}options-invalid/"
 
 
 @dataclass(frozen=True)
@@ -118,12 +124,15 @@ class SkippedBlob:
     etag: str
     reason: str
     at: float
+    #: For a folder's options file: every mistake in it (empty: valid); None for anything else.
+    options_errors: list[str] | None = None
 
 
 #: How long a released claim waits for the host's own retries before the sweep re-delivers it.
 RELEASED_RETRY_AFTER = 300.0
 #: States whose claims are also listed in an index, so that finding them does not read every claim.
-INDEXED = {ClaimState.POISONED: POISONED_INDEX, ClaimState.PENDING: PENDING_INDEX}
+INDEXED = {ClaimState.POISONED: POISONED_INDEX, ClaimState.PENDING: PENDING_INDEX,
+           ClaimState.OPTIONS_INVALID: OPTIONS_INVALID_INDEX}
 
 
 @dataclass
@@ -292,11 +301,25 @@ class ClaimStore:
                                                                                                  "submitted"))
                 for item in self.container.list_blobs(name_starts_with=prefix, include=["metadata"])}
 
-    def record_skipped(self, container: str, blob: str, etag: str, reason: str) -> None:
-        """Note a blob version that does not qualify (same name for every delivery of it)."""
-        body = {"container": container, "blob": blob, "etag": etag, "reason": reason, "at": self.clock()}
-        self.container.upload_blob(SKIPPED_INDEX + claim_blob_name(container, blob, etag),
-                                   json.dumps(body, sort_keys=True).encode("utf-8"), overwrite=True)
+    def options_invalid(self, claim: Claim, errors: str) -> bool:
+        """Record that the version was not submitted because its folder's options are invalid."""
+        claim.state, claim.last_error, claim.updated_at = ClaimState.OPTIONS_INVALID, errors, self.clock()
+        return self._write(claim)
+
+    def record_skipped(self, container: str, blob: str, etag: str, reason: str,
+                       options_errors: list[str] | None = None) -> None:
+        """Note a blob version that does not qualify (same name for every delivery of it); for a
+        folder's options file, whether it is valid."""
+        body: dict[str, Any] = {"container": container, "blob": blob, "etag": etag, "reason": reason,
+                                "at": self.clock()}
+        if options_errors is not None:
+            body["options_errors"] = options_errors
+        text = json.dumps(body, sort_keys=True)
+        # The record is in the blob's metadata too (percent-encoded: metadata is ASCII), so that one
+        # listing with metadata reads thousands of them; a long one is left to its body.
+        record = urllib.parse.quote(text)
+        self.container.upload_blob(SKIPPED_INDEX + claim_blob_name(container, blob, etag), text.encode("utf-8"),
+                                   overwrite=True, metadata={"record": record} if len(record) <= 4096 else None)
 
     def skipped(self, limit: int | None = None) -> list[SkippedBlob]:
         """The newest skipped blob versions first: one listing, and about ``limit`` bodies read."""

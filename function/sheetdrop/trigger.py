@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import posixpath
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from sheetdrop.storage import account_url
 from sheetdrop.submit import Backend, SubmitRequest
 from sheetdrop.submit.backends import get_backend
 from sheetdrop.telemetry import log_outcome
-from sheetdrop_contract import contract
+from sheetdrop_contract import contract, read_options
 
 log = logging.getLogger("sheetdrop.trigger")
 
@@ -36,8 +37,9 @@ class BlobVersion:
 
 
 #: skipped: not a workbook; duplicate: claimed by another delivery; recovered: a claim taken over
-#: whose run already existed; poisoned: given up on this version; pending: held for a batch job.
-Action = Literal["skipped", "duplicate", "submitted", "recovered", "poisoned", "pending"]
+#: whose run already existed; poisoned: given up on this version; pending: held for a batch job; options_invalid:
+#: not submitted, because the folder's read options are invalid (every mistake is the reason).
+Action = Literal["skipped", "duplicate", "submitted", "recovered", "poisoned", "pending", "options_invalid"]
 
 
 @dataclass(frozen=True)
@@ -92,10 +94,21 @@ def held_request(claim: Claim, settings: Settings) -> SubmitRequest:
 
 def _record_skipped(blob: BlobVersion, reason: str, settings: Settings | None, claims: ClaimStore | None) -> None:
     """Best effort, so that a person can see why their upload made no run; skipping itself must
-    never fail an invocation."""
+    never fail an invocation. A folder's options file is checked as it lands: the record says
+    whether it is valid, and names every mistake."""
     try:
-        store = claims or claim_store(settings or get_settings())
-        store.record_skipped(blob.container, blob.name, blob.etag, reason)
+        settings = settings or get_settings()
+        store = claims or claim_store(settings)
+        errors = None
+        if posixpath.basename(blob.name) == read_options.OPTIONS_FILE:
+            from sheetdrop.storage import blob_service
+
+            container = blob_service(settings.storage).get_container_client(blob.container)
+            errors = folder_options.mistakes(container, blob.name, blob.etag)
+            if errors:
+                log.warning("%s/%s is invalid, so workbooks in its folder will not be converted until it is fixed: "
+                            "%s", blob.container, blob.name, "; ".join(errors))
+        store.record_skipped(blob.container, blob.name, blob.etag, reason, errors)
     except Exception as exc:
         log.warning("could not record that %s/%s was skipped: %s: %s", blob.container, blob.name,
                     exc.__class__.__name__, exc)
@@ -152,7 +165,15 @@ def handle_blob(
         from sheetdrop.storage import blob_service
 
         container = blob_service(settings.storage).get_container_client(blob.container)
-        options, parameter = folder_options.for_blob(container, blob.name)
+        try:
+            options, parameter = folder_options.for_blob(container, blob.name)
+        except read_options.OptionsError as exc:
+            # Nothing is submitted: the run would fail before converting. The version keeps its claim in
+            # this state, and a later delivery of it (a re-run) reads the options again.
+            claims.options_invalid(got.claim, str(exc))
+            log.warning("not converting %s/%s: its folder's read options are invalid: %s", blob.container, blob.name,
+                        exc)
+            return Outcome("options_invalid", reason=f"options invalid: {exc}")
         # A dataset name the folder's options ask for is taken as is: two folders may mean to share it.
         dataset = contract.slug(options.dataset, "workbook") if options.dataset else \
             dataset_names(settings).name_for(dataset_source(blob.name))
@@ -195,6 +216,10 @@ def handle_blob(
         raise
     if not claims.mark_submitted(got.claim, result.run_id):
         log.warning("run %s submitted but its claim changed meanwhile", result.run_id)
+    if result.existing:
+        log.info("%s/%s (etag %s) already had run %s; nothing submitted", blob.container, blob.name, blob.etag,
+                 result.run_id)
+        return Outcome("recovered", run_id=result.run_id, url=result.url)
     log.info(
         "submitted %s/%s (etag %s) as run %s for dataset %s%s",
         blob.container, blob.name, blob.etag, result.run_id, request.dataset_name,

@@ -58,6 +58,9 @@ class BatchRequest:
 class SubmitResult:
     run_id: str
     url: str | None = None
+    #: The backend made no run: one for this blob version existed already (the local run store keeps one
+    #: per version even when the claims forget).
+    existing: bool = False
 
 
 class SubmitError(RuntimeError):
