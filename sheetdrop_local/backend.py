@@ -29,7 +29,9 @@ class LocalBackend:
         with runstore.transaction(self.conn):
             existing = runstore.submitted_runs(self.conn, request.source_container, request.source_blob,
                                                request.source_etag, request.attempt)
-            return SubmitResult(run_id=existing[0] if existing else runstore.enqueue(self.conn, request))
+            if existing:
+                return SubmitResult(run_id=existing[0], existing=True)
+            return SubmitResult(run_id=runstore.enqueue(self.conn, request))
 
     def submit_batch(self, batch: BatchRequest) -> SubmitResult:
         """One queued run for the batch; the runner runs the batch step on the cores it may use. The same batch
@@ -43,7 +45,7 @@ class LocalBackend:
                    for r in batch.requests]
             todo = tuple(r for r, runs in zip(batch.requests, had, strict=True) if not runs)
             if not todo:
-                return SubmitResult(run_id=had[0][0])
+                return SubmitResult(run_id=had[0][0], existing=True)
             return SubmitResult(run_id=runstore.enqueue_batch(self.conn, BatchRequest(batch.batch_id, todo)))
 
     def find_runs(self, source_container: str, source_blob: str, source_etag: str, attempt: int = 1) -> list[str]:

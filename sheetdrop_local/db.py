@@ -54,6 +54,23 @@ CREATE TABLE IF NOT EXISTS datasets (
     created_at REAL NOT NULL,
     PRIMARY KEY (name, version)
 );
+-- Blob versions that got no run (skipped, an options file, poisoned, options invalid): a copy of what
+-- the trigger noted in the claims container's indexes, kept by the read model (runlist.py) so that
+-- the run list is one query over these and the runs.
+CREATE TABLE IF NOT EXISTS unrun (
+    index_name TEXT PRIMARY KEY,
+    -- the index entry's etag (a skipped record) or its claim's (poisoned, options invalid): read again when it changes
+    seen_etag TEXT NOT NULL,
+    status TEXT NOT NULL,
+    source_container TEXT NOT NULL,
+    source_blob TEXT NOT NULL,
+    source_etag TEXT NOT NULL,
+    at REAL NOT NULL,
+    reason TEXT,
+    -- an options file's mistakes (JSON list; [] valid), NULL for anything else
+    options_errors TEXT
+);
+CREATE INDEX IF NOT EXISTS unrun_by_source ON unrun (source_container, source_blob, source_etag);
 CREATE TABLE IF NOT EXISTS host_state (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL

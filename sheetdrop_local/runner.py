@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline import snapshot
-from sheetdrop.storage import blob_service, ensure_container, storage_unreachable
+from sheetdrop.storage import blob_service, ensure_container, one_line, storage_unreachable
 from sheetdrop_contract import batch as batch_contract
 from sheetdrop_contract import contract
 from sheetdrop_local import db, registry, runstore
@@ -151,7 +151,8 @@ class LocalRunner:
                 runstore.requeue(self.conn, run.run_id, f"attempt {run.attempts}: {retryable}",
                                  delay=self.requeue_delay * run.attempts)
                 return
-            reason = str(exc) if isinstance(exc, RunFailed | StepKilled) else f"{exc.__class__.__name__}: {exc}"
+            # One line a person reads, whatever failed (a storage error's text carries its headers and XML).
+            reason = str(exc) if isinstance(exc, RunFailed | StepKilled) else one_line(exc)
             log.warning("run %s failed: %s", run.run_id, reason)
             with runstore.transaction(self.conn):
                 runstore.finish(self.conn, run.run_id, RunStatus.FAILED, error=reason, log_path=str(log_path))
@@ -175,7 +176,7 @@ class LocalRunner:
             prefix = f"{contract.output_relative_path(step_run_id)}/"
             try:
                 names = list(container.list_blob_names(name_starts_with=prefix))
-            except ResourceNotFoundError:  # no output container yet: nothing was ever uploaded
+            except ResourceNotFoundError:  # the container is gone (storage lost it): so is what they left
                 names = []
             for name in names:
                 container.delete_blob(name)

@@ -282,3 +282,20 @@ def finish_version(conn: sqlite3.Connection, run_id: str, status: RunStatus, *, 
     conn.execute("UPDATE runs SET status = ?, ended_at = ?, metrics = ?, error = ?, output_path = ?, log_path = ? "
                  "WHERE run_id = ?", (status, time.time(), json.dumps(metrics, sort_keys=True), error, output_path,
                                       log_path, run_id))
+def blob_has_runs(conn: sqlite3.Connection, container: str, blob: str) -> bool:
+    """Whether any version of the blob was ever submitted here."""
+    return conn.execute("SELECT 1 FROM runs WHERE source_container = ? AND source_blob = ? LIMIT 1",
+                        (container, blob)).fetchone() is not None
+
+
+def count(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
+
+
+def later_completed(conn: sqlite3.Connection, run: Run) -> Run | None:
+    """The first run of the same blob submitted after ``run`` that completed (a failed run's successor)."""
+    row = conn.execute(
+        """SELECT * FROM runs WHERE source_container = ? AND source_blob = ? AND submitted_at > ?
+           AND status = 'completed' ORDER BY submitted_at LIMIT 1""",
+        (run.source_container, run.source_blob, run.submitted_at)).fetchone()
+    return Run.from_row(row) if row else None

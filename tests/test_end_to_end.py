@@ -227,10 +227,10 @@ def test_running_host_picks_up_a_drop_by_itself(settings: LocalSettings) -> None
 
 
 def test_one_dev_host_per_state_folder(settings: LocalSettings) -> None:
-    from sheetdrop_local.functions_host import HostError
+    from sheetdrop_local.hostlock import HostRunning
 
     with DevHost(settings, poll_interval=0.2).running():
         second = DevHost(settings)
-        with pytest.raises(HostError, match="another dev host"):
+        with pytest.raises(HostRunning, match="a host is already running for this state folder"):
             second.start()
     DevHost(settings).start().stop()  # free again once the first one stopped

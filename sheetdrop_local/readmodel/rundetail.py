@@ -27,7 +27,7 @@ from sheetdrop_local.readmodel import parquetview
 from sheetdrop_local.readmodel.locations import location, storage_endpoint
 from sheetdrop_local.readmodel.runs import BatchCounts, Entry, Newer, batch_counts, entry, newer_version, step_log
 from sheetdrop_local.registry import DatasetVersion
-from sheetdrop_local.runstore import Run
+from sheetdrop_local.runstore import Run, RunStatus
 from sheetdrop_local.settings import LocalSettings
 
 if TYPE_CHECKING:
@@ -67,6 +67,28 @@ class Sheet:
         return int(value) if isinstance(value, int | float) else None
 
 
+@dataclass(frozen=True)
+class OptionsShown:
+    """The folder's read options a run was given, to read: the file's name and its JSON, indented
+    (as written when it is not JSON)."""
+
+    file: str
+    text: str
+
+
+def options_shown(run: Run) -> OptionsShown | None:
+    try:
+        data = json.loads(run.read_options or "{}")
+    except ValueError:
+        return OptionsShown("(not JSON)", run.read_options)
+    if not isinstance(data, dict) or not data.get("file"):
+        return None
+    text = str(data.get("text") or "")
+    with contextlib.suppress(ValueError):
+        text = json.dumps(json.loads(text.removeprefix("\ufeff")), indent=2, ensure_ascii=False)
+    return OptionsShown(str(data["file"]), text)
+
+
 @dataclass
 class RunDetail:
     run: Run
@@ -82,6 +104,9 @@ class RunDetail:
     log: str | None
     #: A superseded run: the version that replaced its own, and that version's run.
     newer: Newer | None = None
+    options: OptionsShown | None = None
+    #: For a failed run: the first run of the same blob after it that completed.
+    later: Run | None = None
     #: A batch run: its versions, in manifest order, each as the run list shows a run (outcome, reason, datasets).
     versions: list[Entry] = field(default_factory=list)
     counts: BatchCounts | None = None
@@ -105,11 +130,9 @@ def parameters(run: Run, settings: LocalSettings, versions: list[Run] | None = N
                                                            run.source_attempt),
         contract.OUTPUT_DATASTORE_PARAMETER: settings.output_datastore,
     }
-    # Runs that carry read options (a later version of the run store) show them too.
-    for name in ("read_options", "options"):
-        value = getattr(run, name, None)
-        if value:
-            values[name] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    # The options file by its name; its content is shown readable on its own (OptionsShown).
+    options = options_shown(run)
+    values["read_options"] = options.file if options else "none"
     return values
 
 
@@ -182,10 +205,12 @@ def run_detail(conn: sqlite3.Connection, settings: LocalSettings, run: Run,
     # Per-file metrics of files that registered nothing (a newer step's extra outputs): shown as they are.
     for file, metrics in per_file.items():
         sheets.append(Sheet(file=file, sheet=file, dataset=None, metrics=metrics, warnings=_warnings_of(metrics)))
+    later = runstore.later_completed(conn, run) if run.status == RunStatus.FAILED and run.kind != "batch" else None
     return RunDetail(run=run, parameters=parameters(run, settings, versions), step_settings=step_settings,
                      sheets=sheets, skipped_sheets=skipped, warnings=warnings + _warnings_of(run_metrics),
                      metrics=run_metrics, outputs=outputs, log=log, newer=newer_version(conn, run),
-                     versions=[entry(conn, v) for v in versions], counts=batch_counts(conn, run, versions),
+                     options=options_shown(run), later=later, versions=[entry(conn, v) for v in versions],
+                     counts=batch_counts(conn, run, versions),
                      batch=runstore.get(conn, run.batch_id) if run.batch_id else None)
 
 

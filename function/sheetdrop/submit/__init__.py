@@ -96,6 +96,9 @@ class BatchRequest:
 class SubmitResult:
     run_id: str
     url: str | None = None
+    #: The backend made no run: one for this blob version existed already (the local run store keeps one
+    #: per version even when the claims forget).
+    existing: bool = False
 
 
 class SubmitError(RuntimeError):
@@ -103,6 +106,9 @@ class SubmitError(RuntimeError):
 
 
 class Backend(Protocol):
+    """A backend may also offer ``submit_batch(batch: BatchRequest) -> SubmitResult`` (one run for many versions);
+    one that does not gets every version on its own."""
+
     def submit(self, request: SubmitRequest) -> SubmitResult: ...
 
     def find_runs(self, source_container: str, source_blob: str, source_etag: str, attempt: int = 1) -> list[str]:
