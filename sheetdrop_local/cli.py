@@ -340,7 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only runs that feed a dataset whose name holds NAME, any case (the folder's: sales, or a "
                         "sheet's: sales_orders)")
     p.add_argument("--blob", metavar="TEXT", help="only rows whose container/blob holds TEXT, any case")
-    p.add_argument("--batch", metavar="RUN", help="the versions of this batch run, each with how it ended")
+    p.add_argument("--batch", metavar="RUN", help="the versions of this batch run (or the latest: latest), each with "
+                                                  "how it ended")
     p.add_argument("--since", metavar="WHEN", help="only rows from WHEN on: 2026-10-01 or 2026-10-01T09:30 (UTC)")
     p.add_argument("--until", metavar="WHEN", help="only rows up to WHEN (a date: to its end; UTC)")
     p.add_argument("--limit", type=positive, default=50, metavar="N", help="at most N rows (default 50)")

@@ -42,12 +42,7 @@ def cmd_runs(args: argparse.Namespace, settings: LocalSettings) -> int:
               file=sys.stderr)
         return 2
     conn = db.connect(settings.state_dir)
-    batch = getattr(args, "batch", None)
-    if batch:
-        found_batch = runs.find_run(conn, batch)
-        if found_batch.kind != "batch":
-            raise runs.RunNotFound(f"run {short(found_batch.run_id)} is not a batch run (see `sheetdrop runs`)")
-        batch = found_batch.run_id
+    batch = runs.find_batch(conn, args.batch).run_id if getattr(args, "batch", None) else None
     found = runs.activity(conn, settings, locations.quick_service(settings), limit=args.limit, status=args.status,
                           dataset=args.dataset, blob=args.blob, since=since, until=until,
                           offset=(args.page - 1) * args.limit, batch=batch)

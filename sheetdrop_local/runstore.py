@@ -136,6 +136,11 @@ def find_batch(conn: sqlite3.Connection, batch_id: str) -> str | None:
     return row["run_id"] if row else None
 
 
+def latest_batch(conn: sqlite3.Connection) -> Run | None:
+    row = conn.execute("SELECT * FROM runs WHERE kind = 'batch' ORDER BY submitted_at DESC LIMIT 1").fetchone()
+    return Run.from_row(row) if row else None
+
+
 def batch_versions(conn: sqlite3.Connection, run_id: str) -> list[Run]:
     """The versions of a batch run, in manifest order."""
     rows = conn.execute("SELECT * FROM runs WHERE batch_id = ? ORDER BY batch_position", (run_id,)).fetchall()

@@ -188,7 +188,7 @@ def test_runs_runs_show_and_the_studio_show_a_batch_with_its_versions_and_filter
     detail = text(client.get(f"/runs/{run_id}").text)
     assert "extract batch of 2 versions" in detail and "Versions 1 converted, 1 rejected" in detail
     assert f"Version 0 of batch run {run_id[:8]}" in text(client.get(f"/runs/{versions[0].run_id}").text)
-    assert client.get(f"/runs?batch={versions[0].run_id}").status_code == 400
+    assert client.get(f"/runs?batch={versions[0].run_id}").status_code == 404
 
 
 def test_a_batch_cut_short_runs_again_whole_and_registers_each_version_once(settings: LocalSettings) -> None:

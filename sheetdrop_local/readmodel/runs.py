@@ -239,6 +239,19 @@ def find_run(conn: sqlite3.Connection, ref: str) -> Run:
                       + ", ".join(run.run_id for run in runs[:5]))
 
 
+def find_batch(conn: sqlite3.Connection, ref: str) -> Run:
+    """A batch run by its id or a unique beginning of it (:func:`find_run`), or ``latest``: the newest batch run."""
+    if ref.strip() == "latest":
+        newest = runstore.latest_batch(conn)
+        if newest is None:
+            raise RunNotFound("no batch runs yet")
+        return newest
+    found = find_run(conn, ref)
+    if found.kind != "batch":
+        raise RunNotFound(f"run {found.run_id} is not a batch run (see `sheetdrop runs`)")
+    return found
+
+
 def step_log(settings: LocalSettings, run: Run, limit: int = 2_000_000) -> str | None:
     """The step's log (``std_log.txt``), its last ``limit`` characters; None before the step started."""
     path = run.log_path or str(settings.state_dir / "runs" / run.run_id / "std_log.txt")

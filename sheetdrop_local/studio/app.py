@@ -69,11 +69,9 @@ def create_app(settings: LocalSettings) -> Guard:
             batch = None
             if request.query_params.get("batch"):
                 try:
-                    batch = runs.find_run(conn, request.query_params["batch"])
+                    batch = runs.find_batch(conn, request.query_params["batch"])
                 except runs.RunNotFound as exc:
                     raise HTTPException(404, str(exc)) from exc
-                if batch.kind != "batch":
-                    raise HTTPException(400, f"run {batch.run_id} is not a batch run")
             # The page's own refresh every few seconds reads storage's notes only when due (unrun.py).
             found = runs.activity(conn, settings, service, limit=limit, status=status, dataset=dataset, blob=blob,
                                   since=since, until=until, offset=(number - 1) * limit,
