@@ -146,8 +146,11 @@ def run(args: argparse.Namespace, blob: dict[str, str], options: read_options.Re
     context.log_metric("parquet_bytes", total_bytes)
     context.log_metric("null_cells", total_nulls)
     context.log_metric("error_cells", total_errors)
-    context.log_metric("seconds", round(time.monotonic() - started, 3))
+    seconds = round(time.monotonic() - started, 3)
+    context.log_metric("seconds", seconds)
     context.complete()
+    # The step's own time, beside the run's (`sheetdrop smoke` reports the time outside it: per-run-overhead).
+    print(f"converted: {total_sheets} sheets, {total_rows} rows in {seconds:.3f} s", flush=True)
     for ref in registered:
         print(f"dataset: {ref}")
     return 0
