@@ -458,7 +458,7 @@ def test_service_principal_login_in_ci(azd: Azd, tmp_path: Path) -> None:
     assert azd.parameters()["principalType"] == "ServicePrincipal"
     deployer = [r for r in azd.cloud()["role_assignments"] if r["principalId"] == DEPLOYER]
     assert {r["name"] for r in deployer} == {"deployerBlobContributor", "deployerClaimsContributor",
-                                             "deployerDataScientist"}
+                                             "deployerDataScientist", "deployerOutputReader"}
     assert {r["principalType"] for r in deployer} == {"ServicePrincipal"}
     (upload,) = [r for r in deployer if r["name"] == "deployerBlobContributor"]
     assert upload["scope"].endswith(f"/storageAccounts/{azd.values()['AZURE_STORAGE_ACCOUNT_NAME']}"
@@ -471,7 +471,7 @@ def test_service_principal_login_in_ci(azd: Azd, tmp_path: Path) -> None:
 def test_a_person_login_gets_user_assignments(azd: Azd) -> None:
     azd.up()
     deployer = [r for r in azd.cloud()["role_assignments"] if r["principalId"] == DEPLOYER]
-    assert {r["principalType"] for r in deployer} == {"User"} and len(deployer) == 3
+    assert {r["principalType"] for r in deployer} == {"User"} and len(deployer) == 4
 
 
 # -- failures: one line, nothing half done --------------------------------------------------------------------
