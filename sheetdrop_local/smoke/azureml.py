@@ -41,7 +41,15 @@ NOUN = "pipeline run"
 ROUNDS: tuple[tuple[str, ...], ...] = (("a",),)
 ITEMS = ("mount-layout", "output-path", "tags-kept", "job-identity", "per-run-overhead", "workbook-finds-run")
 #: A datastore path in a registered dataflow: …/datastores/<name>/paths/<path> (the form azureml-core writes).
-DATAFLOW_PATH = re.compile(r"datastores/(?P<datastore>[^/\s'\"]+)/paths/(?P<path>[^\s'\"]+)")
+DATAFLOW_PATH = re.compile(r"datastores/(?P<datastore>[^/\s'\"\\]+)/paths/(?P<path>[^\s'\"\\]+)")
+
+
+def _definition(dataflow: str) -> str:
+    """The rslex definition inside a registered dataflow (``meta.RsDataflow``, as azureml-core writes it)."""
+    try:
+        return str(json.loads(dataflow)["meta"]["RsDataflow"])
+    except (ValueError, KeyError, TypeError):
+        return dataflow
 
 
 def open_checks(ctx: Context) -> V1Checks:
@@ -92,7 +100,7 @@ class V1Checks:
                                f"{service_error(response)}")
         dto = response.json()
         latest = dto.get("latest") or {}
-        found = DATAFLOW_PATH.search(latest.get("dataflow") or "")
+        found = DATAFLOW_PATH.search(_definition(latest.get("dataflow") or ""))
         if not found:
             raise SmokeFailure(f"dataset {ref}: its definition names no datastore path")
         return Dataset(ref, found["datastore"], found["path"], parse_time(latest.get("createdTime")),

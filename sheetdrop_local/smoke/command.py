@@ -72,9 +72,11 @@ def command(*, env_file: Path | None, yes: bool, clean: bool, timeout: float, lo
     deployed.use_signed_in_identity()
     from azure.identity import DefaultAzureCredential
 
+    from sheetdrop.submit.azureml_v2 import ARM_SCOPE
+
     credential = DefaultAzureCredential()
     try:
-        credential.get_token(f"{(values.get('AZUREML_ARM_URL') or ARM_URL).rstrip('/')}/.default")
+        credential.get_token(ARM_SCOPE)
     except Exception as exc:  # azure-identity raises several types; all mean "no token"
         print(f"error: not-signed-in: the Azure CLI gave no token: {str(exc).splitlines()[0][:300]}", file=out)
         print(f"next: `az login` (CI: `az login --service-principal …`), then `az account set --subscription "
@@ -104,7 +106,9 @@ def command(*, env_file: Path | None, yes: bool, clean: bool, timeout: float, lo
         failure = str(exc)
         print(f"error: {failure}", file=out)
     decided = {item.key: item for item in found}
-    every = [decided.get(key) or Item(key, False, f"not checked: {failure or 'no run'}") for key in plugin.ITEMS]
+    every = [decided.get(key) or Item(key, False, "not checked: " + ("the smoke test stopped (error: above)"
+                                                                    if failure else "nothing decided it"))
+             for key in plugin.ITEMS]
     print_items(out, every, plugin)
     left_behind(ctx, plugin, observed, clean)
     unconfirmed = [item.key for item in every if not item.confirmed]

@@ -1,0 +1,180 @@
+"""`sheetdrop smoke` against a v1 deployment on loopback, and every way it can fail to find what it looks for.
+
+What stands in (each behaviour cited or listed where it is simulated):
+- azd: a stand-in `azd` on PATH printing `azd env get-values` as azd does (``KEY="value"`` lines);
+- the Azure CLI login: a stand-in `az` answering ``az account get-access-token --resource R`` in the JSON
+  azure-identity's AzureCliCredential parses, a token per audience (storage, ARM for v1's API and for ARM itself,
+  Log Analytics), or az's "Please run 'az login'" when logged out;
+- storage: Azurite over HTTPS taking bearer tokens (tests/test_backfill_azure.py), holding the input and claims
+  containers and the container that plays workspaceblobstore;
+- the deployed Function and Event Grid: a thread that finds the smoke's uploads and calls the Function's own
+  ``handle_blob`` with the v1 backend (its managed identity served by the stand-in), then runs the step;
+- AzureML v1: tests/smoke_v1_workspace.py; Log Analytics: tests/loganalytics_standin.py.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from azureml_standin import ENDPOINT_ID, RESOURCE_GROUP, SUBSCRIPTION, TOKEN, WORKSPACE
+from conftest import REPO
+from loganalytics_standin import TOKEN as LOGS_TOKEN
+from loganalytics_standin import WORKSPACE_ID, LogAnalytics
+from loopback import serve
+from sheetdrop_local.azurite import AZURITE_KEY
+from smoke_v1_workspace import ARM_TOKEN, OUTPUT_CONTAINER, V1Workspace
+from test_backfill_azure import TENANT, _jwt, https_azurite  # noqa: F401  (a fixture)
+
+AZ = """#!{python}
+import json, os, sys, time
+if os.path.exists({logged_out!r}):
+    sys.exit("ERROR: Please run 'az login' to setup account.")
+resource = sys.argv[sys.argv.index("--resource") + 1]
+tokens = {tokens!r}
+if resource not in tokens:
+    sys.exit("ERROR: no token for " + resource)
+print(json.dumps({{"accessToken": tokens[resource], "expires_on": int(time.time()) + 3600, "tokenType": "Bearer"}}))
+"""
+AZD = """#!{python}
+import sys
+if sys.argv[1:] != ["env", "get-values"]:
+    sys.exit("the azd stand-in answers `azd env get-values` only")
+print(open({values!r}).read(), end="")
+"""
+
+
+@dataclass
+class Deployment:
+    """A v1 deployment on loopback, and what the smoke test is run with."""
+
+    workspace: V1Workspace
+    logs: LogAnalytics
+    env: dict[str, str]
+    bin: Path
+    args: list[str]
+    input: object
+    function_on: threading.Event
+
+    def smoke(self, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "sheetdrop_local.cli", "smoke", *args, *self.args],
+                              env=self.env, cwd=REPO, input=stdin, capture_output=True, text=True, timeout=300)
+
+
+def _function(deployment: Deployment, settings: object, storage: str, output: object, step_dir: Path, root: Path,
+              stop: threading.Event) -> None:
+    """Event Grid and the deployed Function: each new smoke upload is delivered to the Function's own code."""
+    from sheetdrop.submit import azureml
+    from sheetdrop.trigger import BlobVersion, claim_store, handle_blob
+
+    done: set[tuple[str, str]] = set()
+    while not stop.wait(0.1):
+        if not deployment.function_on.is_set():
+            continue
+        for listed in deployment.input.list_blobs(name_starts_with="sheetdrop_smoke/"):  # type: ignore[attr-defined]
+            # The Function reads the blob's properties through its BlobClient binding (function_app.py).
+            blob = deployment.input.get_blob_client(listed.name).get_blob_properties()  # type: ignore[attr-defined]
+            if (blob.name, blob.etag) in done:
+                continue
+            done.add((blob.name, blob.etag))
+            outcome = handle_blob(BlobVersion("input", blob.name, blob.etag, blob.size),
+                                  invocation_id=str(uuid.uuid4()), settings=settings,  # type: ignore[arg-type]
+                                  backend=azureml.create(settings), claims=claim_store(settings))  # type: ignore[arg-type]
+            if outcome.run_id:
+                folder = root / uuid.uuid4().hex[:8]
+                folder.mkdir()
+                run = deployment.workspace.run_step(outcome.run_id, step_dir, folder, storage, output)
+                deployment.logs.ingest_run(outcome.run_id, run["status"], blob.name, blob.etag)
+
+
+@pytest.fixture
+def deployment(https_azurite: tuple[str, Path], tmp_path: Path, step_snapshot: Path,  # noqa: F811
+               monkeypatch: pytest.MonkeyPatch) -> Iterator[Deployment]:
+    from azure.storage.blob import BlobServiceClient
+
+    from sheetdrop.settings import load_settings
+
+    endpoint, cert = https_azurite
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
+    account = BlobServiceClient(endpoint, credential={"account_name": "devstoreaccount1", "account_key": AZURITE_KEY})
+    inputs = account.create_container("input")
+    account.create_container("sheetdrop-claims")
+    output = account.create_container(OUTPUT_CONTAINER)
+    storage = (f"DefaultEndpointsProtocol=https;AccountName=devstoreaccount1;AccountKey={AZURITE_KEY};"
+               f"BlobEndpoint={endpoint};")
+    now = int(time.time())
+    storage_token = _jwt({"aud": "https://storage.azure.com", "iss": f"https://sts.windows.net/{TENANT}/",
+                          "nbf": now - 60, "iat": now - 60, "exp": now + 3600, "tid": TENANT,
+                          "oid": "11111111-2222-3333-4444-555555555555"})
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    with serve() as aml_service, serve() as logs_service:
+        workspace = V1Workspace(aml_service)
+        for key, value in workspace.env().items():  # the Function's managed identity, served by the stand-in
+            monkeypatch.setenv(key, value)
+        values = {
+            "AZURE_STORAGE_ACCOUNT_NAME": "devstoreaccount1", "AZURE_STORAGE_BLOB_ENDPOINT": endpoint,
+            "INPUT_CONTAINER": "input", "CLAIMS_CONTAINER": "sheetdrop-claims", "SHEETDROP_AZUREML_API": "azureml",
+            "EXPERIMENT_NAME": "sheetdrop-extract", "AZUREML_SUBSCRIPTION_ID": SUBSCRIPTION,
+            "AZUREML_RESOURCE_GROUP": RESOURCE_GROUP, "AZUREML_WORKSPACE": WORKSPACE,
+            "AZUREML_COMPUTE": "sheetdrop-cpu",
+            "AZUREML_PIPELINE_ENDPOINT_URL": f"{aml_service.url}/pipelines/v1.0/subscriptions/{SUBSCRIPTION}/"
+            f"resourceGroups/{RESOURCE_GROUP}/providers/Microsoft.MachineLearningServices/workspaces/{WORKSPACE}/"
+            f"PipelineRuns/PipelineEndpointSubmit/Id/{ENDPOINT_ID}",
+            # Not an azd output: where this test's ARM is (the Function's own AZUREML_ARM_URL setting).
+            "AZUREML_ARM_URL": aml_service.url,
+            "AZUREML_STORAGE_BLOB_ENDPOINT": endpoint, "LOG_ANALYTICS_WORKSPACE_ID": WORKSPACE_ID,
+            "EVENTGRID_SYSTEM_TOPIC_NAME": "evgt-smoke",
+        }
+        (tmp_path / "azd.env").write_text("".join(f'{k}="{v}"\n' for k, v in values.items()))
+        (bin_dir / "az").write_text(AZ.format(python=sys.executable, logged_out=str(tmp_path / "logged-out"), tokens={
+            "https://storage.azure.com": storage_token, "https://management.core.windows.net/": TOKEN,
+            "https://management.azure.com": ARM_TOKEN, logs_service.url: LOGS_TOKEN}))
+        (bin_dir / "azd").write_text(AZD.format(python=sys.executable, values=str(tmp_path / "azd.env")))
+        for tool in ("az", "azd"):
+            (bin_dir / tool).chmod(0o755)
+        env = {key: value for key, value in os.environ.items()
+               if not key.startswith(("AZURE_", "IDENTITY_", "MSI_", "INPUT_STORAGE", "SHEETDROP_", "AZUREML_"))}
+        env |= {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "REQUESTS_CA_BUNDLE": str(cert)}
+        deployment = Deployment(workspace, LogAnalytics(logs_service), env, bin_dir,
+                                ["--poll", "0.2", "--timeout", "60", "--logs-timeout", "3",
+                                 "--log-analytics-url", logs_service.url], inputs, threading.Event())
+        deployment.function_on.set()
+        settings = load_settings({**workspace.env(), "INPUT_STORAGE": storage, "INPUT_CONTAINER": "input",
+                                  "CLAIMS_CONTAINER": "sheetdrop-claims"})
+        stop = threading.Event()
+        function = threading.Thread(target=_function, args=(deployment, settings, storage, output, step_snapshot,
+                                                             tmp_path, stop), daemon=True)
+        function.start()
+        try:
+            yield deployment
+        finally:
+            stop.set()
+            function.join(30)
+
+
+def items(out: str) -> dict[str, str]:
+    """Each item line: key -> 'confirmed' or 'NOT confirmed' and its evidence."""
+    lines = out[out.index("what only a real workspace confirms:"):].splitlines()[1:]
+    return {line.split()[0]: line.split(None, 1)[1] for line in lines if line.startswith("  ")}
+
+
+V1_ITEMS = ["mount-layout", "output-path", "tags-kept", "job-identity", "per-run-overhead", "workbook-finds-run"]
+
+
+def test_the_happy_path_confirms_every_v1_item(deployment: Deployment) -> None:
+    done = deployment.smoke("--yes")
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    assert list(items(out)) == V1_ITEMS
+    assert all(value.startswith("confirmed") for value in items(out).values()), out
+
