@@ -64,9 +64,11 @@ class Deployment:
     args: list[str]
     input: object
     function_on: threading.Event
+    #: Log Analytics ingests what the Function and the workspace log (off: the workbook's query finds nothing).
+    logs_on: threading.Event
 
     def smoke(self, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "sheetdrop_local.cli", "smoke", *args, *self.args],
+        return subprocess.run([sys.executable, "-m", "sheetdrop_local.cli", "smoke", *self.args, *args],
                               env=self.env, cwd=REPO, input=stdin, capture_output=True, text=True, timeout=300)
 
 
@@ -93,7 +95,8 @@ def _function(deployment: Deployment, settings: object, storage: str, output: ob
                 folder = root / uuid.uuid4().hex[:8]
                 folder.mkdir()
                 run = deployment.workspace.run_step(outcome.run_id, step_dir, folder, storage, output)
-                deployment.logs.ingest_run(outcome.run_id, run["status"], blob.name, blob.etag)
+                if deployment.logs_on.is_set():
+                    deployment.logs.ingest_run(outcome.run_id, run["status"], blob.name, blob.etag)
 
 
 @pytest.fixture
@@ -147,8 +150,10 @@ def deployment(https_azurite: tuple[str, Path], tmp_path: Path, step_snapshot: P
         env |= {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "REQUESTS_CA_BUNDLE": str(cert)}
         deployment = Deployment(workspace, LogAnalytics(logs_service), env, bin_dir,
                                 ["--poll", "0.2", "--timeout", "60", "--logs-timeout", "3",
-                                 "--log-analytics-url", logs_service.url], inputs, threading.Event())
+                                 "--log-analytics-url", logs_service.url], inputs, threading.Event(),
+                                threading.Event())
         deployment.function_on.set()
+        deployment.logs_on.set()
         settings = load_settings({**workspace.env(), "INPUT_STORAGE": storage, "INPUT_CONTAINER": "input",
                                   "CLAIMS_CONTAINER": "sheetdrop-claims"})
         stop = threading.Event()
@@ -178,3 +183,84 @@ def test_the_happy_path_confirms_every_v1_item(deployment: Deployment) -> None:
     assert list(items(out)) == V1_ITEMS
     assert all(value.startswith("confirmed") for value in items(out).values()), out
 
+
+
+def smoke_blobs(deployment: Deployment) -> list[str]:
+    return list(deployment.input.list_blob_names(name_starts_with="sheetdrop_smoke/"))  # type: ignore[attr-defined]
+
+
+def test_it_says_what_it_will_do_and_cost_and_starts_nothing_unless_told(deployment: Deployment) -> None:
+    done = deployment.smoke(stdin="")
+    assert done.returncode == 1, done.stdout
+    plan = done.stdout[:done.stdout.index("go ahead?")]
+    assert "uploads 1 generated workbooks (1) into input/sheetdrop_smoke/" in plan
+    assert "1 pipeline runs on cluster sheetdrop-cpu: 0 to 2 nodes of STANDARD_DS3_V2, each back to 0 120 s" in plan
+    assert "cost: a cluster start from 0 nodes" in plan
+    assert done.stdout.strip().endswith("not started (pass --yes to skip this question)")
+    assert smoke_blobs(deployment) == []
+
+
+def test_no_run_appears_when_no_event_reaches_the_function(deployment: Deployment) -> None:
+    deployment.function_on.clear()
+    done = deployment.smoke("--yes", "--timeout", "2")
+    assert done.returncode == 1
+    assert "error: no run appeared for input/sheetdrop_smoke/" in done.stdout
+    assert "the Function never claimed it, so no event reached it. next: check the Event Grid subscription (`az " \
+        "eventgrid system-topic event-subscription show -g rg-sheetdrop --system-topic-name evgt-smoke -n " \
+        "sheetdrop-workbook-dropped`)" in done.stdout
+    assert all(v == "NOT confirmed  not checked: the smoke test stopped (error: above)" for v in items(
+        done.stdout).values()), done.stdout
+    assert done.stdout.strip().endswith("smoke: FAILED (a failure, 6 not confirmed: " + ", ".join(V1_ITEMS) + ")")
+    assert "left behind: 1 workbooks in input/sheetdrop_smoke/" in done.stdout
+
+
+def test_a_run_that_registers_no_dataset_fails_with_its_step_log(deployment: Deployment) -> None:
+    deployment.workspace.keeps_registrations = False
+    done = deployment.smoke("--yes")
+    assert done.returncode == 1
+    assert "ended Completed and registered no dataset; the step log ends:" in done.stdout, done.stdout
+    assert "converted: 1 sheets, 3 rows in" in done.stdout  # the tail of the step's own log
+    assert "next: open the run in AzureML studio, workspace mlw-sheetdrop" in done.stdout
+
+
+def test_submission_tags_the_service_dropped_leave_tags_kept_unconfirmed(deployment: Deployment) -> None:
+    deployment.workspace.ignore_tags = True  # found all the same, by the tags the step sets itself
+    done = deployment.smoke("--yes")
+    assert done.returncode == 1
+    found = items(done.stdout)
+    assert found["tags-kept"].startswith("NOT confirmed  the pipeline run lacks the submission's "
+                                         "function_invocation_id, sheetdrop_submission_id; its tags are {"), found
+    assert [k for k, v in found.items() if v.startswith("confirmed")] == [k for k in V1_ITEMS if k != "tags-kept"]
+    assert done.stdout.strip().endswith("smoke: FAILED (1 not confirmed: tags-kept)")
+
+
+def test_the_workbook_query_without_the_run_leaves_workbook_finds_run_unconfirmed(deployment: Deployment) -> None:
+    deployment.logs_on.clear()
+    done = deployment.smoke("--yes", "--logs-timeout", "1")
+    assert done.returncode == 1
+    evidence = items(done.stdout)["workbook-finds-run"]
+    assert evidence.startswith("NOT confirmed  the workbook's runs query has no row for ")
+    assert "next: Log Analytics ingests within minutes: run again with a longer --logs-timeout" in evidence
+    # It asked with the workbook's own query and its own token (the stand-in answers nothing else).
+    assert all(r.headers["authorization"] == f"Bearer {LOGS_TOKEN}" for r in deployment.logs.service.requests)
+
+
+def test_without_a_login_it_says_az_login_and_uploads_nothing(deployment: Deployment, tmp_path: Path) -> None:
+    (tmp_path / "logged-out").touch()
+    done = deployment.smoke("--yes")
+    assert done.returncode == 2
+    assert done.stdout.startswith("error: not-signed-in: the Azure CLI gave no token: ")
+    assert "next: `az login` (CI: `az login --service-principal …`), then `az account set --subscription " \
+        f"{SUBSCRIPTION}`" in done.stdout
+    assert smoke_blobs(deployment) == []
+
+
+def test_without_an_azd_environment_it_says_azd_up(deployment: Deployment) -> None:
+    (deployment.bin / "azd").unlink()
+    done = deployment.smoke("--yes")
+    assert done.returncode == 2
+    assert done.stdout.splitlines() == [
+        "error: no-azd-env: azd is not on PATH: install the Azure Developer CLI, or pass --env-file with the output "
+        "of `azd env get-values`",
+        "next: run `azd up` in this checkout (or `azd env select NAME`), or pass --env-file with the output of "
+        "`azd env get-values`"]
