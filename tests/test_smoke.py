@@ -15,6 +15,8 @@ What stands in (each behaviour cited or listed where it is simulated):
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import subprocess
 import sys
 import threading
@@ -264,3 +266,37 @@ def test_without_an_azd_environment_it_says_azd_up(deployment: Deployment) -> No
         "of `azd env get-values`",
         "next: run `azd up` in this checkout (or `azd env select NAME`), or pass --env-file with the output of "
         "`azd env get-values`"]
+
+
+def readme_commands() -> list[str]:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    start = readme.index("### Smoke test\n")
+    end = readme.find("\n## ", start)
+    section = readme[start:end if end > 0 else len(readme)]
+    return [line.split("  #", 1)[0].strip() for block in re.findall(r"```sh\n(.*?)```", section, re.S)
+            for line in block.splitlines() if line.split("  #", 1)[0].strip()]
+
+
+def test_the_readme_smoke_commands_run_as_written(deployment: Deployment) -> None:
+    """README, "Smoke test": each command as written (this deployment's loopback endpoints and short waits appended),
+    the first one answered yes."""
+    first, second = readme_commands()
+    assert (first, second) == (".venv/bin/sheetdrop smoke", ".venv/bin/sheetdrop smoke --yes --clean")
+    runs = []
+    for command, stdin in ((first, "y\n"), (second, "")):
+        done = subprocess.run([*shlex.split(command), *deployment.args], env=deployment.env, cwd=REPO, input=stdin,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert done.stdout.strip().endswith("smoke: every item confirmed (6)")
+        runs.append(done.stdout)
+    assert "go ahead? [y/N]" in runs[0] and "left behind: 1 workbooks in input/sheetdrop_smoke/" in runs[0]
+    assert "go ahead?" not in runs[1]
+    assert "cleaned: 1 smoke workbooks deleted from input/sheetdrop_smoke/" in runs[1]
+    assert "cleaned: dataset sheetdrop_smoke: every version unregistered" in runs[1]
+    # The first run's workbook stays (it was not asked to clean), the second's is gone, and so is the dataset.
+    assert len(smoke_blobs(deployment)) == 1 and deployment.workspace.datasets == {}
+    latency = runs[0][runs[0].index("latency of "):runs[0].index("what only a real workspace confirms:")]
+    assert [line.split("  ")[1].strip() for line in latency.splitlines()[1:]] == [
+        "upload → claimed by the Function", "claimed → submitted", "submitted → run created",
+        "run created → step started", "step started → step ended", "step ended → run ended",
+        "upload → datasets registered", "the step's own conversion"]
