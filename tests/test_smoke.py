@@ -297,6 +297,6 @@ def test_the_readme_smoke_commands_run_as_written(deployment: Deployment) -> Non
     assert len(smoke_blobs(deployment)) == 1 and deployment.workspace.datasets == {}
     latency = runs[0][runs[0].index("latency of "):runs[0].index("what only a real workspace confirms:")]
     assert [line.split("  ")[1].strip() for line in latency.splitlines()[1:]] == [
-        "upload → claimed by the Function", "claimed → submitted", "submitted → run created",
-        "run created → step started", "step started → step ended", "step ended → run ended",
+        "upload → claimed by the Function", "claimed → run created", "run created → step started",
+        "step started → step ended", "step ended → run ended",
         "upload → datasets registered", "the step's own conversion"]

@@ -169,10 +169,7 @@ def wait_for_run(ctx: Context, seen: Observed, claims: Any, function: Any, check
     deadline = time.monotonic() + timeout
     claim = None
     while not seen.run_id:
-        claim = claims.read(ctx.settings.input_container, seen.blob, seen.etag)
-        if claim is not None:
-            seen.claimed = claim.created_at or None
-            seen.submitted = claim.updated_at if claim.run_id else None
+        claim = read_claim(ctx, seen, claims)
         runs = function.find_runs(ctx.settings.input_container, seen.blob, seen.etag)
         if runs:
             seen.run_id = runs[0]
@@ -188,6 +185,14 @@ def wait_for_run(ctx: Context, seen: Observed, claims: Any, function: Any, check
                                "again with a longer --timeout")
         ctx.sleep(ctx.poll)
     print(f"run {seen.run_id}: {status}", file=ctx.out, flush=True)
+
+
+def read_claim(ctx: Context, seen: Observed, claims: Any) -> Any:
+    """The claim the Function wrote for the version: when it claimed it, and how far it got."""
+    claim = claims.read(ctx.settings.input_container, seen.blob, seen.etag)
+    if claim is not None:
+        seen.claimed = claim.created_at or None
+    return claim
 
 
 def read_back(ctx: Context, checks: Any, seen: Observed) -> str:
@@ -212,9 +217,12 @@ def read_back(ctx: Context, checks: Any, seen: Observed) -> str:
         data = BlobClient(endpoint, container, dataset.path, credential=DefaultAzureCredential()
                           ).download_blob().readall()
     except HttpResponseError as exc:
+        next_step = ("the signed-in identity needs Storage Blob Data Reader on the workspace storage (infra/app/"
+                     "rbac.bicep gives it to whoever runs `azd up`; a new assignment takes minutes to apply)"
+                     if exc.status_code == 403 else "the dataset points where the step's output is not: compare its "
+                     "path with the run's output in AzureML studio (output-path)")
         raise SmokeFailure(f"reading {dataset.ref} back from {container}/{dataset.path}: HTTP {exc.status_code} "
-                           f"{exc.error_code or ''}; next: the signed-in identity needs Storage Blob Data Reader on "
-                           "the workspace storage (infra/app/rbac.bicep gives it to whoever runs `azd up`)") from exc
+                           f"{exc.error_code or ''}; next: {next_step}") from exc
     table = pq.read_table(io.BytesIO(data))
     marker = seen.seen["marker"]
     if marker not in table.column("marker").to_pylist():

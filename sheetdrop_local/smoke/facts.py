@@ -47,7 +47,6 @@ class Observed:
     etag: str
     uploaded: float
     claimed: float | None = None
-    submitted: float | None = None
     run_id: str = ""
     status: str = ""
     created: float | None = None

@@ -85,8 +85,8 @@ def stages(seen: Observed) -> list[tuple[str, float | None, str]]:
     return [
         ("upload → claimed by the Function", span(seen.uploaded, seen.claimed), "Event Grid's delivery, the "
          "Function's start"),
-        ("claimed → submitted", span(seen.claimed, seen.submitted), "the Function's submission"),
-        ("submitted → run created", span(seen.submitted, seen.created), "the service accepting it"),
+        ("claimed → run created", span(seen.claimed, seen.created), "the Function's submission, the service "
+         "accepting it"),
         ("run created → step started", span(seen.created, seen.step_started), "queue, the cluster starting "
          "from 0 nodes, image, snapshot"),
         ("step started → step ended", span(seen.step_started, seen.step_ended), "the step: read, convert, "
