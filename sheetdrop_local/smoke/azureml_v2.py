@@ -52,7 +52,7 @@ ITEMS = ("mount-layout", "output-path", "tags-kept", "job-name-kept", "jobs-list
          "never-reused", "data-version-race", "per-run-overhead", "workbook-finds-run")
 #: azure-ai-ml 1.34's api-versions: data assets (its 2023-04-01-preview client), datastores and workspaces.
 DATA_API_VERSION = "2023-04-01-preview"
-DATASTORES_API_VERSION = "2024-01-01-preview"
+DATASTORES_API_VERSION = "2024-10-01-preview"
 WORKSPACE_API_VERSION = "2024-10-01-preview"
 DATA_URI = re.compile(r"azureml://(?:.*/)?datastores/(?P<datastore>[^/]+)/paths/(?P<path>.+)")
 

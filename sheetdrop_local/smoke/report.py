@@ -14,9 +14,9 @@ if TYPE_CHECKING:
     from sheetdrop.claims import Claim
     from sheetdrop_local.smoke.command import Context
 
-#: azure-ai-ml 1.34's ``compute.get`` (its 2024-01-01-preview client): an AmlCompute's ``properties.properties``
+#: azure-ai-ml 1.34's ``compute.get`` (its 2023-08-01-preview client): an AmlCompute's ``properties.properties``
 #: hold ``vmSize`` and ``scaleSettings`` (``minNodeCount``, ``maxNodeCount``, ``nodeIdleTimeBeforeScaleDown``).
-COMPUTE_API_VERSION = "2024-01-01-preview"
+COMPUTE_API_VERSION = "2023-08-01-preview"
 DOCS = {"azureml": "docs/azureml.md", "azureml-v2": "docs/azureml-v2.md"}
 
 

@@ -34,6 +34,8 @@ from sheetdrop.submit.service import ServiceClient, service_error
 from sheetdrop.submit.workspace import Workspace
 from sheetdrop_local.smoke.facts import SmokeFailure
 
+#: What azure-ai-ml's run-history client sends with each request (its ``api_version``, "v1.0").
+API_VERSION = {"api-version": "v1.0"}
 #: Which log to read, best first: the common runtime's user log, then the 2020 runtime's driver log.
 LOG_NAMES = ("user_logs/std_log.txt", "std_log.txt", "azureml-logs/70_driver_log.txt")
 MAX_PAGES = 10
@@ -51,6 +53,8 @@ class RunHistory:
         return f"{self.api_url.rstrip('/')}/{service}/{self.workspace.path()}/{tail}"
 
     def _get(self, url: str, what: str, params: dict[str, str] | None = None) -> requests.Response:
+        if "/history/" in url:
+            params = {**API_VERSION, **(params or {})}
         response = self.service.send("GET", url, scope=self.scope, what=what, params=params)
         if response.status_code >= 400 and response.status_code != 404:
             raise SmokeFailure(f"{what}: HTTP {response.status_code}: {service_error(response)}")
