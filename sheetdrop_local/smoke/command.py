@@ -185,6 +185,7 @@ def wait_for_run(ctx: Context, seen: Observed, claims: Any, function: Any, check
                                "again with a longer --timeout")
         ctx.sleep(ctx.poll)
     print(f"run {seen.run_id}: {status}", file=ctx.out, flush=True)
+    read_claim(ctx, seen, claims)  # read before the run was found, it may have been written just after
 
 
 def read_claim(ctx: Context, seen: Observed, claims: Any) -> Any:
