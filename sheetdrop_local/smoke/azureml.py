@@ -7,8 +7,9 @@ Over REST, with the signed-in identity and the token azureml-core asks for (ARM'
 
 * run history (:mod:`sheetdrop_local.smoke.runhistory`): the pipeline run (its tags, times, status), its one step
   run, the step's details (``runDefinition.dataReferences.extracted``) and log;
-* ``GET {api}/dataset/v1.0/{ws}/datasets/query/name={name}?versionId={v}``: a version as ``DatasetDto`` (azureml-core
-  ``_restclient/operations/dataset_operations.py``, ``get_dataset_by_name``, called by ``Dataset.get_by_name``;
+* ``GET {api}/dataset/v1.0/{ws}/datasets/query/name={name}?versionId={v}&includeLatestDefinition=true``: a
+  version as ``DatasetDto`` (azureml-core ``_restclient/operations/dataset_operations.py``,
+  ``get_dataset_by_name``, called by ``Dataset.get_by_name``;
   ``latest.dataflow`` holds the datastore path, ``latest.createdTime`` when it was registered);
 * ``GET {api}/datastore/v1.0/{ws}/datastores/{name}``: ``DataStoreDto.azureStorageSection`` (``accountName``,
   ``containerName``; azureml-core ``data_stores_operations.py``, ``get``, called by ``Datastore.get``);
@@ -94,7 +95,7 @@ class V1Checks:
         name, _, version = ref.rpartition(":")
         response = self.ctx.service.send(
             "GET", self._url("dataset/v1.0", f"datasets/query/name={quote(name, safe='')}"), scope=TOKEN_SCOPE,
-            what=f"read dataset {ref}", params={"versionId": version})
+            what=f"read dataset {ref}", params={"versionId": version, "includeLatestDefinition": "true"})
         if response.status_code >= 400:
             raise SmokeFailure(f"the run names dataset {ref}, but reading it answered HTTP {response.status_code}: "
                                f"{service_error(response)}")
