@@ -300,3 +300,14 @@ def test_the_readme_smoke_commands_run_as_written(deployment: Deployment) -> Non
         "upload → claimed by the Function", "claimed → run created", "run created → step started",
         "step started → step ended", "step ended → run ended",
         "upload → datasets registered", "the step's own conversion"]
+
+
+def test_each_deployed_backend_has_smoke_checks_for_exactly_its_docs_items() -> None:
+    from sheetdrop.submit.backends import DEPLOYED
+    from sheetdrop_local.smoke import CHECKS, checks
+    from sheetdrop_local.smoke.report import DOCS
+    from test_infra import REAL_WORKSPACE_ITEMS
+
+    assert set(CHECKS) == set(DEPLOYED) == set(DOCS)
+    for backend, doc in DOCS.items():
+        assert list(checks(backend).ITEMS) == REAL_WORKSPACE_ITEMS[doc.removeprefix("docs/")], backend

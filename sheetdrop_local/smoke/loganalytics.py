@@ -3,10 +3,11 @@
 Route, body, scope and answer are azure-monitor-query's (2.0; ``LogsQueryClient.query_workspace``):
 ``POST {endpoint}/v1/workspaces/{workspaceId}/query`` (``_operations/_operations.py``,
 ``build_monitor_query_logs_execute_request``; api version ``v1`` in the path, ``_patch.py``) with
-``{"query", "timespan"}`` (``_patch.py``: ``body = {"query": query, "timespan": timespan_iso, …}``, the timespan in
-ISO 8601 as ``construct_iso8601`` writes a duration), a token for ``{endpoint}/.default`` (``audience.rstrip("/") +
-"/.default"``), and an answer of ``{"tables": [{"name", "columns": [{"name", "type"}], "rows": [[…]]}]}``
-(``_models.py``, ``LogsTable``). The workspace id is the workspace's customer id (azd's LOG_ANALYTICS_WORKSPACE_ID).
+``{"query", "timespan"}`` (``_patch.py``: ``body = {"query": query, "timespan": timespan_iso, …}``, the timespan
+in ISO 8601 as ``_helpers.construct_iso8601`` writes a duration), a token for ``{endpoint}/.default``
+(``audience.rstrip("/") + "/.default"``), and an answer of ``{"tables": [{"name", "columns": [{"name", "type"}],
+"rows": [[…]]}]}`` (``_models.py``, ``LogsTable``); tests/test_smoke_routes.py compares with the SDK
+itself. The workspace id is the workspace's customer id (azd's LOG_ANALYTICS_WORKSPACE_ID).
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def query(service: ServiceClient, workspace_id: str, text: str, hours: float, en
           ) -> list[dict[str, Any]]:
     """The first table's rows, each as {column: value}."""
     base = endpoint.rstrip("/")
-    body = json.dumps({"query": text, "timespan": f"PT{max(1, round(hours))}H"}).encode("utf-8")
+    # A duration as construct_iso8601 writes a timedelta: "PT" + its total seconds + "S" (PT86400.0S for a day).
+    body = json.dumps({"query": text, "timespan": f"PT{float(hours * 3600)}S"}).encode("utf-8")
     response = service.send("POST", f"{base}/v1/workspaces/{workspace_id}/query", scope=f"{base}/.default",
                             what="query Log Analytics", data=body, headers={"Content-Type": "application/json"})
     if response.status_code >= 400:
