@@ -195,8 +195,8 @@ def test_it_says_what_it_will_do_and_cost_and_starts_nothing_unless_told(deploym
     done = deployment.smoke(stdin="")
     assert done.returncode == 1, done.stdout
     plan = done.stdout[:done.stdout.index("go ahead?")]
-    assert "uploads 1 generated workbooks (1) into input/sheetdrop_smoke/" in plan
-    assert "1 pipeline runs on cluster sheetdrop-cpu: 0 to 2 nodes of STANDARD_DS3_V2, each back to 0 120 s" in plan
+    assert "uploads 1 generated workbook into input/sheetdrop_smoke/: \"sheetdrop_smoke/" in plan
+    assert "1 pipeline run on cluster sheetdrop-cpu: 0 to 2 nodes of STANDARD_DS3_V2, each back to 0 120 s" in plan
     assert "cost: a cluster start from 0 nodes" in plan
     assert done.stdout.strip().endswith("not started (pass --yes to skip this question)")
     assert smoke_blobs(deployment) == []
@@ -254,6 +254,23 @@ def test_without_a_login_it_says_az_login_and_uploads_nothing(deployment: Deploy
     assert done.stdout.startswith("error: not-signed-in: the Azure CLI gave no token: ")
     assert "next: `az login` (CI: `az login --service-principal …`), then `az account set --subscription " \
         f"{SUBSCRIPTION}`" in done.stdout
+    assert smoke_blobs(deployment) == []
+
+
+def test_a_storage_token_storage_does_not_take_stops_at_the_upload(deployment: Deployment, tmp_path: Path) -> None:
+    az = deployment.bin / "az"
+    # A token for another audience: storage refuses it (Azurite checks aud, iss and lifetime, as Storage does).
+    now = int(time.time())
+    wrong = _jwt({"aud": "https://vault.azure.net", "iss": f"https://sts.windows.net/{TENANT}/", "nbf": now - 60,
+                  "iat": now - 60, "exp": now + 3600, "tid": TENANT})
+    az.write_text(re.sub(r"'https://storage.azure.com': '[^']+'", f"'https://storage.azure.com': '{wrong}'",
+                         az.read_text()))
+    done = deployment.smoke("--yes")
+    assert done.returncode == 1
+    assert "error: storage answered HTTP 403 AuthenticationFailed: " in done.stdout, done.stdout
+    assert "next: storage did not take the Azure CLI's token (another tenant, or expired): `az login` again" in \
+        done.stdout
+    assert "left behind: nothing (nothing was uploaded)" in done.stdout
     assert smoke_blobs(deployment) == []
 
 

@@ -70,8 +70,10 @@ def command(*, env_file: Path | None, yes: bool, clean: bool, timeout: float, lo
               "of `azd env get-values`", file=out)
         return 2
     deployed.use_signed_in_identity()
+    from azure.core.exceptions import HttpResponseError
     from azure.identity import DefaultAzureCredential
 
+    from sheetdrop.submit import SubmitError
     from sheetdrop.submit.azureml_v2 import ARM_SCOPE
 
     credential = DefaultAzureCredential()
@@ -102,9 +104,21 @@ def command(*, env_file: Path | None, yes: bool, clean: bool, timeout: float, lo
     failure = None
     try:
         found = run_smoke(ctx, plugin, stamp, observed, timeout, logs_timeout, log_analytics_url)
-    except SmokeFailure as exc:
+    except (SmokeFailure, SubmitError) as exc:  # SubmitError: a service that kept failing, or no token
         failure = str(exc)
         print(f"error: {failure}", file=out)
+    except HttpResponseError as exc:  # storage refused the upload or a read of the Function's claim
+        code = str(getattr(exc.error_code, "value", exc.error_code) or "")
+        failure = f"storage answered HTTP {exc.status_code} {code}".strip()
+        # Storage's codes: a missing data role is AuthorizationPermissionMismatch (or AuthorizationFailure), a token
+        # it does not take AuthenticationFailed or InvalidAuthenticationInfo (learn: rest/api/storageservices/
+        # blob-service-error-codes, common-rest-api-error-codes).
+        next_step = ("storage did not take the Azure CLI's token (another tenant, or expired): `az login` again"
+                     if code in ("AuthenticationFailed", "InvalidAuthenticationInfo") or exc.status_code == 401 else
+                     f"the signed-in identity needs Storage Blob Data Contributor on the {settings.input_container} "
+                     f"and {settings.claims_container} containers (infra/app/rbac.bicep gives it to whoever runs "
+                     "`azd up`; a new assignment takes minutes)")
+        print(f"error: {failure}: {str(exc).splitlines()[0][:300]}; next: {next_step}", file=out)
     decided = {item.key: item for item in found}
     every = [decided.get(key) or Item(key, False, "not checked: " + ("the smoke test stopped (error: above)"
                                                                     if failure else "nothing decided it"))

@@ -16,9 +16,11 @@ OUTPUT_LINE = "output: "
 INPUT_LINE = "input: read "
 DATASET_LINE = "dataset: "
 CONVERTED_LINE = re.compile(r"^converted: .* in (?P<seconds>[0-9.]+) s$", re.MULTILINE)
-#: What a refused storage or workspace call looks like in a step log (azure-core's HttpResponseError text,
-#: Storage's AuthorizationPermissionMismatch / AuthorizationFailure codes, the step's own error line).
-REFUSED = re.compile(r"\b403\b|AuthorizationPermissionMismatch|AuthorizationFailure|error: storage-unreachable")
+#: What a refused storage or workspace call, or an identity without a token, looks like in a step log: Storage's
+#: error codes and azure-core's status text in an HttpResponseError, azure-identity's CredentialUnavailableError, the
+#: step's own error line.
+REFUSED = re.compile(r"AuthorizationPermissionMismatch|AuthorizationFailure|\bHTTP 403\b|\b403 Forbidden\b|"
+                     r"\(403\)|CredentialUnavailableError|error: storage-unreachable")
 #: The common runtime's output mount (docs/azureml.md, "Where the step writes"): …/cap/data-capability/wd/<output>.
 COMMON_RUNTIME_MOUNT = re.compile(r"/cap/data-capability/wd/extracted/?$")
 

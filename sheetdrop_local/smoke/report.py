@@ -42,14 +42,15 @@ def cluster(ctx: Context) -> str:
 def plan(ctx: Context, plugin: Any, blobs: list[str], timeout: float, logs_timeout: float) -> str:
     settings = ctx.settings
     runs = sum(len(labels) for labels in plugin.ROUNDS)
-    rounds = " then ".join(f"{len(labels)} at once" if len(labels) > 1 else "1" for labels in plugin.ROUNDS)
+    rounds = "" if runs == 1 else " (" + ", then ".join(
+        f"{len(labels)} at once" if len(labels) > 1 else "the first again" for labels in plugin.ROUNDS) + ")"
     return "\n".join([
         f"sheetdrop smoke: the {settings.backend} deployment in workspace {settings.backend_settings.workspace}, "
         "as the signed-in Azure CLI identity",
-        f"  uploads {runs} generated workbooks ({rounds}) into {settings.input_container}/sheetdrop_smoke/: "
-        + "; ".join(repr(b) for b in blobs),
-        f"  each one is a {plugin.NOUN} the deployed Function starts: {runs} {plugin.NOUN}s on "
-        f"{cluster(ctx)}",
+        f"  uploads {runs} generated workbook{'s' if runs > 1 else ''}{rounds} into {settings.input_container}/"
+        "sheetdrop_smoke/: " + "; ".join(repr(b) for b in blobs),
+        f"  each one is a {plugin.NOUN} the deployed Function starts: {runs} {plugin.NOUN}{'s' if runs > 1 else ''} "
+        f"on {cluster(ctx)}",
         "  cost: a cluster start from 0 nodes (minutes of a node, billed per node-minute, the first run also builds "
         "the step's image) and a few storage and log queries",
         f"  waits up to {duration(timeout)} for each run, then up to {duration(logs_timeout)} for Log Analytics; "

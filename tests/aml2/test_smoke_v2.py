@@ -171,6 +171,7 @@ def test_the_happy_path_confirms_every_v2_item(deployment: Deployment) -> None:
     found = items(out)
     assert list(found) == V2_ITEMS
     assert all(value.startswith("confirmed") for value in found.values()), out
+    assert "uploads 3 generated workbooks (2 at once, then the first again) into " in out
     assert "3 batch jobs on cluster sheetdrop-cpu: 0 to 2 nodes of STANDARD_DS3_V2" in out
     assert "the two steps ran at the same time" in found["data-version-race"]
     print(f"v2 smoke in {time.monotonic() - started:.1f} s")
