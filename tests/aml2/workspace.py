@@ -23,6 +23,8 @@ What it answers, and where each answer's shape comes from:
   pipeline-level output path reaches its node: docs/azureml-v2.md.
 * Child jobs: ARM answers a pipeline child job without ``properties`` and azure-ai-ml reads it from run history
   (``operations/_job_operations.py``, "Child jobs are no longer available through MFE").
+* Run history (the pipeline job, its step job, their times, tags and logs) and the workspace's datastore:
+  tests/aml2/history.py.
 * Service behaviour a test can switch: dropping the requested job name and the invocation's properties
   (``keeps_name``/``keeps_properties``), losing the answer to an invocation (``lose_answers``).
 """
@@ -44,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from loopback import LoopbackService, Recorded, Reply
+from tests.aml2 import history
 from tests.aml2.conftest import RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE
 
 WORKSPACE_PATH = (f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}/providers/"
@@ -87,6 +90,10 @@ class Job:
     status: str = "NotStarted"
     log: str = ""
     returncode: int | None = None
+    #: When the service created the job, and when its step started and ended (run history's times).
+    created: float = field(default_factory=time.time)
+    started: float | None = None
+    ended: float | None = None
 
 
 @dataclass
@@ -97,6 +104,8 @@ class Workspace:
     code: Path
     #: MLflow's tracking store in the step's environment (AzureML points MLflow at the workspace).
     tracking_uri: str = ""
+    #: The container that plays workspaceblobstore in the storage account the test names (its datastore answer).
+    blobstore_container: str = "azureml-blobstore-test"
     keeps_name: bool = True
     keeps_properties: bool = True
     lose_answers: int = 0
@@ -142,6 +151,8 @@ class Workspace:
             return self._invoke(recorded)
         if recorded.path.startswith("/history/"):
             return self._run(recorded)
+        if recorded.path.startswith(history.LOGS):
+            return history.log(self, recorded)
         if not recorded.headers.get("authorization", "").startswith("Bearer "):
             return 401, {}, {"error": {"code": "Unauthorized", "message": "no token"}}
         if recorded.path == WORKSPACE_PATH:
@@ -164,7 +175,7 @@ class Workspace:
         path = recorded.path
         with self._lock:
             resource = {**body, "id": path, "name": path.rsplit("/", 1)[1],
-                        "systemData": {"createdAt": "2026-01-01T00:00:00Z"}}
+                        "systemData": {"createdAt": history.iso(time.time())}}
             properties = resource.setdefault("properties", {})
             if "/batchEndpoints/" in path and "/deployments/" not in path:
                 endpoint = path.rsplit("/", 1)[1]
@@ -196,6 +207,8 @@ class Workspace:
                 found = [j for j in self.jobs if j.name == match[1]]
                 if found:
                     return 200, {}, self._job_resource(found[0])
+            if re.fullmatch(r".*/datastores/[^/]+", path):
+                return history.datastore(self, path)
             if path.endswith("/data"):
                 return 200, {}, {"value": [r for p, r in self.resources.items()
                                            if re.fullmatch(r".*/data/[^/]+", p)]}
@@ -222,13 +235,7 @@ class Workspace:
                     "tags": dict(invocation.get("tags") or {}) if self.keeps_properties else {}}}
 
     def _run(self, recorded: Recorded) -> Reply:
-        run_id = recorded.path.rsplit("/", 1)[1]
-        job = next((j for j in self.jobs if j.step_name == run_id), None)
-        if job is None:
-            return 404, {}, {"error": {"code": "NotFound", "message": run_id}}
-        return 200, {}, {"runId": job.step_name, "parentRunId": job.name, "status": job.status, "displayName":
-                         "extract", "tags": {}, "properties": {"azureml.nodeid": "extract"}, "computeTarget":
-                         "sheetdrop-cpu", "experimentId": "sheetdrop-extract"}
+        return history.answer(self, recorded)
 
     def _invoke(self, recorded: Recorded) -> Reply:
         if recorded.headers.get("authorization", "").count(".") != 2:
@@ -303,11 +310,11 @@ class Workspace:
             "AZUREML_DEV_URL_MFE": self.service.url, "REQUESTS_CA_BUNDLE": os.environ["REQUESTS_CA_BUNDLE"],
             "AZUREML_SDKV2_TELEMETRY_OPTOUT": "1",
         }
-        job.status = "Running"
+        job.status, job.started = "Running", time.time()
         done = subprocess.run(["/bin/bash", "-c", command], cwd=self.code, env=env, capture_output=True, text=True,
                               timeout=300, check=False)
         job.log, job.returncode = f"$ {command}\n{done.stdout}{done.stderr}", done.returncode
-        job.status = "Completed" if done.returncode == 0 else "Failed"
+        job.status, job.ended = "Completed" if done.returncode == 0 else "Failed", time.time()
         uri = job.invocation["properties"]["outputData"]["extracted"]["uri"]
         match = re.fullmatch(r"azureml://datastores/([^/]+)/paths/(.+)", uri)
         assert match, uri
