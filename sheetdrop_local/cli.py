@@ -260,6 +260,14 @@ def cmd_rerun(args: argparse.Namespace, settings: LocalSettings) -> int:
     return rerun.command(settings, args.run, args.prefix, args.status, args.dry_run, sys.stdout)
 
 
+def cmd_smoke(args: argparse.Namespace, settings: LocalSettings | None) -> int:
+    from sheetdrop_local.smoke.command import command
+
+    return command(env_file=args.env_file, yes=args.yes, clean=args.clean, timeout=args.timeout,
+                   logs_timeout=args.logs_timeout, poll=args.poll, log_analytics_url=args.log_analytics_url,
+                   out=sys.stdout)
+
+
 def cmd_publish(args: argparse.Namespace, settings: LocalSettings | None) -> int:
     from pipeline import PUBLISHERS
     from sheetdrop_local import REPO
@@ -333,6 +341,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prefix", default="", metavar="P", help="without RUN: only blobs whose names start with P")
     p.add_argument("--status", choices=RERUN_STATUSES, help="without RUN: which versions (default failed)")
     p.add_argument("--dry-run", action="store_true", help="say what it would re-run, re-run nothing")
+
+    p = command("smoke", "prove the deployment `azd up` made: drop a workbook, follow its run, check its datasets "
+                "and what only a real workspace confirms; exit 1 if anything is not confirmed", cmd_smoke,
+                no_settings=True)
+    p.add_argument("--env-file", type=Path, metavar="FILE",
+                   help="the output of `azd env get-values` (default: ask azd)")
+    p.add_argument("--yes", action="store_true", help="do not ask before starting (CI)")
+    p.add_argument("--clean", action="store_true",
+                   help="afterwards delete the smoke workbooks and unregister (v2: archive) their datasets")
+    p.add_argument("--timeout", type=float, default=2700.0, metavar="S",
+                   help="seconds to wait for each run to appear and end (default 2700: a first run builds its image)")
+    p.add_argument("--logs-timeout", type=float, default=900.0, metavar="S",
+                   help="seconds to wait for the workbook's query to show the run (default 900)")
+    p.add_argument("--poll", type=float, default=15.0, metavar="S", help="seconds between looks (default 15)")
+    p.add_argument("--log-analytics-url", default="https://api.loganalytics.io", metavar="URL",
+                   help="the Log Analytics query endpoint (another cloud's, e.g. https://api.loganalytics.azure.cn)")
 
     p = command("runs", "list pipeline runs, newest first; skipped and poisoned blob versions too", cmd_runs)
     p.add_argument("--status", choices=STATUSES, help="only rows with this status")

@@ -178,7 +178,7 @@ def test_runs_runs_show_and_the_studio_show_a_batch_with_its_versions_and_filter
     one = capsys.readouterr().out
     assert f"  in batch    {run_id} (version 0;" in one and "sales_orders:1" in one and "columns of Orders" in one
 
-    client = TestClient(create_app(settings))
+    client = TestClient(create_app(settings), base_url="http://localhost")  # it answers to loopback names
     page = text(client.get("/runs").text)
     assert "batch of 2 versions" in page and "1 converted, 1 rejected" in page
     filtered = client.get(f"/runs?batch={run_id[:8]}")

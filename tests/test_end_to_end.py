@@ -195,7 +195,7 @@ def assert_superseded_links(settings: LocalSettings, old: runstore.Run, new: run
     assert f"  superseded  by etag {new.source_etag}: run {new.run_id} (`sheetdrop runs show {new.run_id[:8]}`)" \
         in shown
 
-    studio = TestClient(create_app(settings))
+    studio = TestClient(create_app(settings), base_url="http://localhost")  # it answers to loopback names
     listing = studio.get("/runs").text
     assert re.search(rf'<a class="newer-run" href="/runs/{new.run_id}"[^>]*>run {new.run_id[:8]}</a>', listing)
     page = studio.get(f"/runs/{old.run_id}").text

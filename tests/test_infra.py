@@ -392,6 +392,7 @@ EXPECTED_ROLES = {
     ("deployerPrincipalId", DATA_SCIENTIST, "workspace"),
     ("deployerPrincipalId", BLOB_CONTRIBUTOR, "inputContainer"),
     ("deployerPrincipalId", BLOB_CONTRIBUTOR, "claimsContainer"),
+    ("deployerPrincipalId", BLOB_READER, "workspaceStorage"),
 }
 
 
@@ -424,7 +425,8 @@ def test_each_role_assignment_names_the_right_role_for_the_right_principal_and_s
     existing = {name: resource_body(rbac, name)["name"] for name, res in rbac["resources"].items() if res["existing"]}
     assert existing == {"storage": "storageAccountName", "blobService": "default",
                         "inputContainer": "inputContainerName", "claimsContainer": "claimsContainerName",
-                        "workspace": "workspaceName", "applicationInsights": "applicationInsightsName"}
+                        "workspace": "workspaceName", "applicationInsights": "applicationInsightsName",
+                        "workspaceStorage": "workspaceStorageName"}
     # The containers, narrowest scope for uploading and claiming: storage -> blobServices/default -> containers/<c>.
     assert resource_body(rbac, "blobService")["parent"] == "storage"
     assert resource_body(rbac, "inputContainer")["parent"] == resource_body(rbac, "claimsContainer")["parent"] == \
@@ -441,6 +443,9 @@ def test_each_role_assignment_names_the_right_role_for_the_right_principal_and_s
     assert expr(params["computePrincipalId"]) == "azureml.outputs.computePrincipalId"
     assert params["deployerPrincipalId"] == "principalId"
     assert expr(params["storageAccountName"]) == "storage.outputs.name"
+    # The workspace storage the deployer reads the step's parquet from is the workspace's own (sheetdrop smoke).
+    assert expr(params["workspaceStorageName"]) == "azureml.outputs.workspaceStorageName"
+    assert expr(bicep("app/azureml.bicep")["outputs"]["workspaceStorageName"]["value"]) == "workspaceStorage.name"
     assert expr(bicep("app/azureml.bicep")["outputs"]["computePrincipalId"]["value"]) == "compute.identity.principalId"
 
 
@@ -457,7 +462,8 @@ def test_role_ids_match_the_table_in_docs() -> None:
     who = {"functionPrincipalId": "Function identity", "computePrincipalId": "Cluster identity",
            "deployerPrincipalId": "Person"}
     where = {"storage": "storage account", "workspace": "workspace", "applicationInsights": "Application Insights",
-             "inputContainer": "input container", "claimsContainer": "claims container"}
+             "inputContainer": "input container", "claimsContainer": "claims container",
+             "workspaceStorage": "workspace storage"}
     for principal, role_id, scope in EXPECTED_ROLES:
         rows = table.get(role_id)
         assert rows, f"{role_id} is not in docs/azureml.md's role table"
@@ -468,10 +474,9 @@ def test_role_ids_match_the_table_in_docs() -> None:
 #: What `sheetdrop smoke` is to confirm in a real workspace, per backend (issue 22), by the names it prints.
 REAL_WORKSPACE_ITEMS = {
     "azureml.md": ["mount-layout", "output-path", "tags-kept", "job-identity", "per-run-overhead",
-                   "workbook-finds-run", "batch-run"],
+                   "workbook-finds-run"],
     "azureml-v2.md": ["mount-layout", "output-path", "tags-kept", "job-name-kept", "jobs-list-inputs", "job-identity",
-                      "never-reused", "data-version-race", "per-run-overhead", "workbook-finds-run", "batch-parallel",
-                      "batch-manifest-size", "per-version-time"],
+                      "never-reused", "data-version-race", "per-run-overhead", "workbook-finds-run"],
 }
 
 
@@ -500,7 +505,7 @@ def test_principal_type_is_azds_login_kind_for_every_deployer_assignment() -> No
     assert allowed == [["User", "ServicePrincipal"]]
     assert main["modules"]["rbac"]["config"]["params"]["deployerPrincipalType"] == "principalType"
     deployer = [name for name, (principal, _, _) in role_assignments().items() if principal == "deployerPrincipalId"]
-    assert len(deployer) == 3  # role_assignments() holds each one's principalType to deployerPrincipalType
+    assert len(deployer) == 4  # role_assignments() holds each one's principalType to deployerPrincipalType
     text = "\n".join(p.read_text() for p in BICEP_FILES)
     assert "principalType: 'User'" not in text
 

@@ -84,7 +84,7 @@ def test_the_embedded_default_runs_on_requirements_txt_alone(python: Path, tmp_p
                 assert page.status == 200, path
         for command in (["runs"], ["runs", "show", "latest"], ["datasets"], ["show", "sales_orders:1", "--head", "2"],
                         ["convert", str(SAMPLE), str(tmp_path / "out")], ["backfill", "--dry-run"],
-                        ["rerun", "latest", "--dry-run"]):
+                        ["rerun", "latest", "--dry-run"], ["smoke", "--help"]):
             proc = subprocess.run([*sheetdrop, *command], cwd=REPO, env=env, capture_output=True, text=True,
                                   timeout=120, check=False)
             assert proc.returncode == 0, (command, proc.stdout, proc.stderr)

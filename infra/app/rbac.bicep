@@ -7,6 +7,8 @@ param inputContainerName string
 @description('The claims container: `sheetdrop backfill --azure`, run as the person, claims through it.')
 param claimsContainerName string
 param workspaceName string
+@description('The workspace storage (workspaceblobstore): the person running azd reads the step\'s parquet there.')
+param workspaceStorageName string
 param applicationInsightsName string
 param functionPrincipalId string
 param computePrincipalId string
@@ -42,6 +44,10 @@ resource claimsContainer 'Microsoft.Storage/storageAccounts/blobServices/contain
 
 resource workspace 'Microsoft.MachineLearningServices/workspaces@2024-04-01' existing = {
   name: workspaceName
+}
+
+resource workspaceStorage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: workspaceStorageName
 }
 
 resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
@@ -181,6 +187,19 @@ resource deployerDataScientist 'Microsoft.Authorization/roleAssignments@2022-04-
   scope: workspace
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', 'f6c7c914-8db3-469d-8ca1-694a8f32e121')
+    principalId: deployerPrincipalId
+    principalType: deployerPrincipalType
+  }
+}
+
+// The same principal: Storage Blob Data Reader on the workspace storage, where the step writes its parquet
+// (workspaceblobstore), so that `sheetdrop smoke` reads a registered version back as the person (or CI) with
+// an Entra token, never the datastore's key; Owner and Data Scientist grant no data access.
+resource deployerOutputReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(deployerPrincipalId)) {
+  name: guid(workspaceStorage.id, deployerPrincipalId, '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1')
+  scope: workspaceStorage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1')
     principalId: deployerPrincipalId
     principalType: deployerPrincipalType
   }

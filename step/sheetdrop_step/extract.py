@@ -21,8 +21,10 @@ from pathlib import Path
 from sheetdrop_contract import batch as batch_contract
 from sheetdrop_contract import read_options
 from sheetdrop_contract.contract import (
+    ARGUMENTS,
     EXIT_STORAGE_UNREACHABLE,
     OUTPUT_NAME,
+    OUTPUT_PATH_PARAMETER,
     OutputPathError,
     StepSettingError,
     parse_source_version,
@@ -37,6 +39,9 @@ from sheetdrop_step.registration import previous_types, register_sheets
 
 def run(args: argparse.Namespace, blob: dict[str, str], options: read_options.ReadOptions) -> int:
     started = time.monotonic()
+    # First in the step's log: every argument as the step read it (decoded), so that a person, and `sheetdrop
+    # smoke` (mount-layout), can see that each value reached the step as it was given, whatever the runtime did.
+    print(f"arguments: {json.dumps(_arguments(args), ensure_ascii=False, sort_keys=True)}", flush=True)
     # The settings come on the command line (--setting), the platform's variables from the environment.
     context = get_context({**os.environ, **args.settings})
     context.start(blob)
@@ -46,6 +51,7 @@ def run(args: argparse.Namespace, blob: dict[str, str], options: read_options.Re
     relative_dir = args.output_path.strip("/") if args.output_path else \
         context.output_path(OUTPUT_NAME, args.output_datastore)
     outdir = Path(args.output_extract)
+    print(f"output: {outdir} is {args.output_datastore}:{relative_dir}", flush=True)
 
     source_name = blob["source_blob"]
     limits = options_from_env(args.settings)
@@ -58,6 +64,8 @@ def run(args: argparse.Namespace, blob: dict[str, str], options: read_options.Re
         try:
             workbook = source.fetch(args.input_account, context.storage_credential(), blob, Path(folder),
                                     context.storage_retries)
+            print(f"input: read {blob['source_container']}/{source_name} at etag {blob['source_etag']} "
+                  f"({workbook.stat().st_size} bytes)", flush=True)
         except source.Superseded as replaced:
             # Not an error: the newer version has its own run. This one converts and registers nothing.
             print(f"superseded: {blob['source_container']}/{source_name} is no longer etag {blob['source_etag']} "
@@ -69,11 +77,19 @@ def run(args: argparse.Namespace, blob: dict[str, str], options: read_options.Re
     registered = register_sheets(context, sheets, source=blob, dataset_name=args.dataset_name, options=options,
                                  outdir=outdir, relative_dir=relative_dir, datastore=args.output_datastore,
                                  metric=context.log_metric)
-    context.log_metric("seconds", round(time.monotonic() - started, 3))
+    seconds = round(time.monotonic() - started, 3)
+    context.log_metric("seconds", seconds)
     context.complete()
+    # The step's own time, beside the run's (`sheetdrop smoke` reports the time outside it: per-run-overhead).
+    print(f"converted: {len(sheets)} sheets, {sum(sheet.rows for sheet in sheets)} rows in {seconds:.3f} s",
+          flush=True)
     for ref in registered:
         print(f"dataset: {ref}")
     return 0
+
+
+def _arguments(args: argparse.Namespace) -> dict[str, object]:
+    return {name: getattr(args, name) for name in (*ARGUMENTS, OUTPUT_PATH_PARAMETER)}
 
 
 def main(argv: list[str] | None = None) -> int:

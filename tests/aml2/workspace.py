@@ -23,6 +23,8 @@ What it answers, and where each answer's shape comes from:
   pipeline-level output path reaches its node: docs/azureml-v2.md.
 * Child jobs: ARM answers a pipeline child job without ``properties`` and azure-ai-ml reads it from run history
   (``operations/_job_operations.py``, "Child jobs are no longer available through MFE").
+* Run history (the pipeline job, its step job, their times, tags and logs) and the workspace's datastore:
+  tests/aml2/history.py.
 * Service behaviour a test can switch: dropping the requested job name and the invocation's properties
   (``keeps_name``/``keeps_properties``), losing the answer to an invocation (``lose_answers``).
 """
@@ -44,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from loopback import LoopbackService, Recorded, Reply
+from tests.aml2 import history
 from tests.aml2.conftest import RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE
 
 WORKSPACE_PATH = (f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}/providers/"
@@ -91,6 +94,10 @@ class Job:
     outcomes: list[str] = field(default_factory=list)
     #: The deployment the invocation named (azureml-model-deployment), None for the endpoint's default.
     deployment: str | None = None
+    #: When the service created the job, and when its step started and ended (run history's times).
+    created: float = field(default_factory=time.time)
+    started: float | None = None
+    ended: float | None = None
 
 
 @dataclass
@@ -101,6 +108,8 @@ class Workspace:
     code: Path
     #: MLflow's tracking store in the step's environment (AzureML points MLflow at the workspace).
     tracking_uri: str = ""
+    #: The container that plays workspaceblobstore in the storage account the test names (its datastore answer).
+    blobstore_container: str = "azureml-blobstore-test"
     keeps_name: bool = True
     keeps_properties: bool = True
     lose_answers: int = 0
@@ -146,6 +155,8 @@ class Workspace:
             return self._invoke(recorded)
         if recorded.path.startswith("/history/"):
             return self._run(recorded)
+        if recorded.path.startswith(history.LOGS):
+            return history.log(self, recorded)
         if not recorded.headers.get("authorization", "").startswith("Bearer "):
             return 401, {}, {"error": {"code": "Unauthorized", "message": "no token"}}
         if recorded.path == WORKSPACE_PATH:
@@ -168,7 +179,7 @@ class Workspace:
         path = recorded.path
         with self._lock:
             resource = {**body, "id": path, "name": path.rsplit("/", 1)[1],
-                        "systemData": {"createdAt": "2026-01-01T00:00:00Z"}}
+                        "systemData": {"createdAt": history.iso(time.time())}}
             properties = resource.setdefault("properties", {})
             if "/batchEndpoints/" in path and "/deployments/" not in path:
                 endpoint = path.rsplit("/", 1)[1]
@@ -200,6 +211,8 @@ class Workspace:
                 found = [j for j in self.jobs if j.name == match[1]]
                 if found:
                     return 200, {}, self._job_resource(found[0])
+            if re.fullmatch(r".*/datastores/[^/]+", path):
+                return history.datastore(self, path)
             if path.endswith("/data"):
                 return 200, {}, {"value": [r for p, r in self.resources.items()
                                            if re.fullmatch(r".*/data/[^/]+", p)]}
@@ -226,13 +239,7 @@ class Workspace:
                     "tags": dict(invocation.get("tags") or {}) if self.keeps_properties else {}}}
 
     def _run(self, recorded: Recorded) -> Reply:
-        run_id = recorded.path.rsplit("/", 1)[1]
-        job = next((j for j in self.jobs if j.step_name == run_id), None)
-        if job is None:
-            return 404, {}, {"error": {"code": "NotFound", "message": run_id}}
-        return 200, {}, {"runId": job.step_name, "parentRunId": job.name, "status": job.status, "displayName":
-                         "extract", "tags": {}, "properties": {"azureml.nodeid": "extract"}, "computeTarget":
-                         "sheetdrop-cpu", "experimentId": "sheetdrop-extract"}
+        return history.answer(self, recorded)
 
     def _invoke(self, recorded: Recorded) -> Reply:
         if recorded.headers.get("authorization", "").count(".") != 2:
@@ -325,6 +332,7 @@ class Workspace:
         batch deployment runs a parallel node at all (docs/azureml-v2.md)."""
         from mlflow.tracking import MlflowClient
 
+        job.status, job.started = "Running", time.time()
         work = self.root / "cr" / "j" / job.step_name / "cap" / "data-capability" / "wd"
         groups, mount, outcomes = work / "groups", work / "extracted", work / "outcomes"
         split_node, split_values = self.node_values(job, "split")
@@ -362,7 +370,7 @@ class Workspace:
                              capture_output=True, text=True, timeout=300, check=False)
         logs.append(f"extract: {ran.stdout}{ran.stderr}")
         job.log, job.returncode = "\n".join(logs), done.returncode or ran.returncode
-        job.status = "Completed" if job.returncode == 0 else "Failed"
+        job.status, job.ended = "Completed" if job.returncode == 0 else "Failed", time.time()
         job.outcomes = outcomes.read_text(encoding="utf-8").splitlines() if outcomes.exists() else []
         self._deliver(job, mount)
         return job
@@ -389,10 +397,10 @@ class Workspace:
         parent = self._mlflow_run(mlflow, experiment, job.name, {})
         step_run = self._mlflow_run(mlflow, experiment, job.step_name, {"mlflow.parentRunId": parent})
         env = self.job_env(job, step_run)
-        job.status = "Running"
+        job.status, job.started = "Running", time.time()
         done = subprocess.run(["/bin/bash", "-c", command], cwd=self.code, env=env, capture_output=True, text=True,
                               timeout=300, check=False)
         job.log, job.returncode = f"$ {command}\n{done.stdout}{done.stderr}", done.returncode
-        job.status = "Completed" if done.returncode == 0 else "Failed"
+        job.status, job.ended = "Completed" if done.returncode == 0 else "Failed", time.time()
         self._deliver(job, mount)
         return job
