@@ -142,6 +142,9 @@ def run(plan: Plan, settings: Settings, claims: ClaimStore, backend: Backend, *,
         made = batching.flush(settings, claims, backend, functools.partial(held_request, settings=settings),
                               invocation_id=invocation_id(), only_when_due=False)
         progress.run_ids += list(made)
+        # Held for a batch, every one of them is in a batch run by now (a batch refused goes back to the sweep).
+        if progress.counts.get("pending"):
+            progress.counts["batched"] = progress.counts.pop("pending")
         if clock() - shown >= every:
             print(progress.line(), file=out, flush=True)
             shown = clock()

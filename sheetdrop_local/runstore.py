@@ -222,12 +222,12 @@ def get(conn: sqlite3.Connection, run_id: str) -> Run | None:
 
 
 def list_runs(conn: sqlite3.Connection, limit: int | None = 50, *, status: str | None = None,
-              batch: str | None = None) -> list[Run]:
-    """The newest ``limit`` runs (None: all), newest first. A batch is one run; ``batch`` lists that batch run's
-    versions instead; ``status`` keeps the runs of one version with that status, a batch's versions among them (a
-    batch that completed may hold a failed version)."""
+              batch: str | None = None, as_submitted: bool = False) -> list[Run]:
+    """The newest ``limit`` runs (None: all), newest first, each the run of one blob version: a single run, or a
+    version of a batch run; only those with ``status`` if given. ``batch``: that batch run's versions only.
+    ``as_submitted``: the runs as they were submitted instead, a batch run as one (the run list's rows)."""
     sql, params = ("SELECT * FROM runs WHERE batch_id = ?", [batch]) if batch else \
-        (f"SELECT * FROM runs WHERE kind != '{'batch' if status else 'version'}'", [])
+        (f"SELECT * FROM runs WHERE kind != '{'version' if as_submitted else 'batch'}'", [])
     if status:
         sql, params = sql + " AND status = ?", [*params, status]
     sql += " ORDER BY submitted_at DESC"

@@ -6,6 +6,7 @@ process, as a person runs it."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import signal
@@ -121,8 +122,9 @@ def _gone_pid() -> int:
 
 
 @pytest.mark.parametrize("submitted", [False, True])
-def test_a_claim_left_by_a_killed_backfill_is_taken_back_without_a_second_run(settings: LocalSettings,
-                                                                               submitted: bool) -> None:
+def test_a_claim_left_by_a_killed_backfill_is_taken_back_without_a_second_run(
+        settings: LocalSettings, submitted: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BATCH_THRESHOLD", "0")  # one version on its own (a batch's takeover: test_batching.py)
     (name, etag), = already_there(settings, 1).items()
     claims = claim_store(settings)
     # What a backfill killed between its claim and its bookkeeping leaves: the claim in `submitting`, held by
@@ -143,7 +145,9 @@ def test_a_claim_left_by_a_killed_backfill_is_taken_back_without_a_second_run(se
     assert claim is not None and claim.state == ClaimState.SUBMITTED
 
 
-def test_a_backfill_killed_midway_resumes_and_converts_each_version_once(settings: LocalSettings) -> None:
+def test_a_backfill_killed_midway_resumes_and_converts_each_version_once(
+        settings: LocalSettings, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BATCH_SIZE", "5")  # a backfill goes in batches: eight of them, so it can be cut midway
     versions = already_there(settings, 40)
     proc = subprocess.Popen([sys.executable, "-m", "sheetdrop_local.cli", "backfill", "--max-in-flight", "0"],
                             cwd=REPO, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -169,7 +173,12 @@ def test_progress_says_counts_rate_and_time_left() -> None:
                                "about 30 s left")
 
 
-def test_the_pace_waits_for_unfinished_runs(settings: LocalSettings) -> None:
+def test_the_pace_waits_for_unfinished_runs(settings: LocalSettings, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sheetdrop.settings import get_settings
+
+    monkeypatch.setenv("BATCH_THRESHOLD", "0")  # versions on their own: the pace counts runs
+    get_settings.cache_clear()
+    settings = dataclasses.replace(settings, batch_threshold=0)
     versions = already_there(settings, 3)
     container = blob_service(settings.storage).get_container_client(settings.input_container)
     claims = claim_store(settings)

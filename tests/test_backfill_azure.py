@@ -27,6 +27,7 @@ import pytest
 from azureml_standin import ENDPOINT_ID, RESOURCE_GROUP, SUBSCRIPTION, TOKEN, WORKSPACE, AzureMLStandIn
 from conftest import REPO, SAMPLE
 from loopback import serve
+from sheetdrop_contract import batch, contract
 from sheetdrop_local import deployed
 from sheetdrop_local.azurite import AZURITE_KEY, azurite_binary, free_port, port_open
 
@@ -111,9 +112,11 @@ def test_a_backfill_on_azure_uses_the_signed_in_identity_for_storage_and_azureml
                               text=True, timeout=300)
         assert done.returncode == 0, done.stdout + done.stderr
         assert "(signed in with the Azure CLI)" in done.stdout.splitlines()[0]
-        assert len(aml.submissions) == 3
-        assert {r.headers["authorization"] for r in aml.submissions} == {f"Bearer {TOKEN}"}
-        assert sorted(r.json()["tags"]["source_blob"] for r in aml.submissions) == [
+        # A backfill goes in batches: the three versions in one run of the pipeline, its manifest naming them.
+        (submission,) = aml.submissions
+        assert submission.headers["authorization"] == f"Bearer {TOKEN}"
+        manifest = submission.json()["ParameterAssignments"][batch.MANIFEST_PARAMETER]
+        assert sorted(v.blob for v in batch.parse_manifest(contract.decode_argument(manifest))) == [
             "sales/q0.xlsx", "sales/q1.xlsx", "sales/q2.xlsx"]
     asked = az_log.read_text().splitlines()
     assert {line.split("--resource ")[1].split()[0] for line in asked} == {

@@ -34,9 +34,11 @@ def check_dry_run(out: str, settings: LocalSettings) -> None:
 
 def check_backfill(out: str, settings: LocalSettings) -> None:
     assert "3 versions to convert" in out.splitlines()[0], out  # sales/ only: not finance/
-    assert out.strip().splitlines()[-1].startswith("backfill: 3 of 3 delivered (3 submitted)"), out
+    # A backfill goes in batches: the three versions in one batch run.
+    assert out.strip().splitlines()[-1].startswith("backfill: 3 of 3 delivered (3 batched)"), out
     assert sorted(r.source_blob for r in runstore.list_runs(db.connect(settings.state_dir), None)) == [
         "sales/prices.xlsx", "sales/q3.xlsx", "sales/q4.xlsx"]
+    assert len({r.batch_id for r in runstore.list_runs(db.connect(settings.state_dir), None)}) == 1
 
 
 def check_rerun_dry(out: str, settings: LocalSettings) -> None:

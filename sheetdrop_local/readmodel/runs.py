@@ -225,7 +225,7 @@ def find_run(conn: sqlite3.Connection, ref: str) -> Run:
     if len(ref) > MAX_RUN_REF:  # longer than any run id: no query (SQLite refuses very long patterns)
         raise RunNotFound(f"no run {ref[:40] + '…'!r} (see `sheetdrop runs`)")
     if ref == "latest":
-        newest = runstore.list_runs(conn, 1)
+        newest = runstore.list_runs(conn, 1, as_submitted=True)  # the newest submission: a batch is one
         if not newest:
             raise RunNotFound("no runs yet")
         return newest[0]
