@@ -64,6 +64,7 @@ def test_identity_based_connection_in_azure() -> None:
     ({**AZURE, "AZUREML_SUBMIT_DEADLINE_SECONDS": "2m"}, "AZUREML_SUBMIT_DEADLINE_SECONDS='2m' is not a number"),
     ({**AZURE, "AZUREML_STUDIO_URL": "ml.azure.com"}, "AZUREML_STUDIO_URL='ml.azure.com' is not a URL"),
     ({**AZURE, "INPUT_STORAGE__blobServiceUri": "acct"}, "INPUT_STORAGE__blobServiceUri='acct' is not a URL"),
+    ({**AZURE, "BATCH_SIZE": "501"}, "BATCH_SIZE=501 must be at most 500 (versions in one batch job)"),
 ])
 def test_a_missing_or_bad_setting_is_named(env: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError) as error:

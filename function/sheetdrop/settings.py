@@ -51,6 +51,15 @@ def text(env: Mapping[str, str], name: str, default: str | None = None, *, check
     return value
 
 
+def _batch_size(env: Mapping[str, str]) -> int:
+    from sheetdrop_contract.batch import MAX_VERSIONS
+
+    size = number(env, "BATCH_SIZE", 50, minimum=1, kind=int)
+    if size > MAX_VERSIONS:  # a batch's manifest is one word of a command line (sheetdrop_contract/batch.py)
+        raise SettingsError(f"app setting BATCH_SIZE={size} must be at most {MAX_VERSIONS} (versions in one batch job)")
+    return size
+
+
 def number(env: Mapping[str, str], name: str, default: T, minimum: float, kind: Callable[[str], T] = float) -> T:
     raw = env.get(name, "").strip()
     if not raw:
@@ -187,7 +196,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         reconcile_after_seconds=number(env, "RECONCILE_AFTER_SECONDS", 600.0, minimum=0),
         reconcile_max_deliveries=number(env, "RECONCILE_MAX_DELIVERIES", 50, minimum=0, kind=int),
         batch_threshold=number(env, "BATCH_THRESHOLD", 10, minimum=0, kind=int),
-        batch_size=number(env, "BATCH_SIZE", 50, minimum=1, kind=int),
+        batch_size=_batch_size(env),
         batch_wait_seconds=number(env, "BATCH_WAIT_SECONDS", 60.0, minimum=0),
         backend_settings=backends.read_settings(backend, env),
     )
