@@ -1,6 +1,6 @@
 """Converts every workbook of the corpus and compares the parquet, cell by cell, with the reference.
 
-``python tests/corpus/compare.py [--json OUT] [FILE ...]`` (default: every workbook under
+``python -m tests.corpus.compare [--json OUT] [FILE ...]`` (from the checkout's root) (default: every workbook under
 tests/corpus/). Each conversion runs in this process through ``convert_workbook`` with the reader's
 time limit at 60 s; the reference is :mod:`reference` (readers not built on calamine). For each file
 it prints the sheets, the cells compared and every difference by class, with examples; ``--json``
@@ -30,15 +30,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reference import Cell, Sheet, Unreadable, read_workbook
+from sheetdrop_step.converter import WorkbookRejected, convert_workbook, options_from_env
+from tests.corpus.reference import Cell, Sheet, Unreadable, read_workbook
 
 CORPUS = Path(__file__).resolve().parent
-REPO = CORPUS.parents[1]
-# TEMPORARY: the converter lives in step_scripts/ as top-level modules until the package is renamed
-# to sheetdrop_step (issue 19's layout); then this line and the next go, and the import below becomes
-# `from sheetdrop_step import convert as converter`.
-sys.path.insert(0, str(REPO / "step_scripts"))
-import convert as converter  # noqa: E402  (the one place the converter is imported)
 
 TIMEOUT_S = 60
 SLOW_S = 5.0
@@ -87,12 +82,12 @@ def compare_file(path: Path) -> FileResult:
     except Unreadable as exc:
         book = None
         result.reference = f"none: {exc}"
-    options = converter.options_from_env({**os.environ, "SHEETDROP_READER_TIMEOUT_S": str(TIMEOUT_S)})
+    options = options_from_env({**os.environ, "SHEETDROP_READER_TIMEOUT_S": str(TIMEOUT_S)})
     with tempfile.TemporaryDirectory(prefix="corpus-") as out:
         start = time.monotonic()
         try:
-            outputs = converter.convert_workbook(path, Path(out), **options)
-        except converter.WorkbookRejected as exc:
+            outputs = convert_workbook(path, Path(out), **options)
+        except WorkbookRejected as exc:
             result.seconds = time.monotonic() - start
             result.status, result.code, result.reason = "rejected", exc.code, " ".join(exc.reason.split())
             if "took longer than" in exc.reason:

@@ -15,7 +15,7 @@ duration, a serial below 1 a time of day, anything else a datetime in the workbo
 is the rule openpyxl applies to xlsx; xlrd and the xlsb records are brought to it. Cached values are
 read for formulas; a formula without one is empty.
 
-Run as a script it prints each sheet's grid: ``python tests/corpus/reference.py WORKBOOK``.
+Run as a script it prints each sheet's grid: ``python -m tests.corpus.reference WORKBOOK``.
 """
 
 from __future__ import annotations
