@@ -28,7 +28,13 @@ from sheetdrop_contract.contract import (
 )
 from sheetdrop_step import schema_changes
 from sheetdrop_step.contexts import StepContext, get_context
-from sheetdrop_step.converter import CONVERTER_VERSION, WorkbookRejected, convert_workbook, options_from_env
+from sheetdrop_step.converter import (
+    CONVERTER_VERSION,
+    ReaderKilled,
+    WorkbookRejected,
+    convert_workbook,
+    options_from_env,
+)
 
 
 def _previous_types(context: StepContext, base: str) -> dict[str, dict[str, str]]:
@@ -162,6 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     except WorkbookRejected as exc:
         print(f"error: {exc.code}: {exc.reason}", file=sys.stderr)
         return 2
+    except ReaderKilled as exc:
+        # Not the workbook's doing: the step ends as if it had been killed itself, which its runner retries.
+        print(f"warning: {exc}", file=sys.stderr)
+        exc.end_like_the_reader()
+        return 4
     except OutputPathError as exc:
         print(f"error: output-path: {exc}", file=sys.stderr)
         return 3

@@ -12,7 +12,6 @@ import logging
 import math
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from sheetdrop_contract.contract import read_step_settings, slug
 from sheetdrop_contract.read_options import ReadOptions
 from sheetdrop_step.converter._job import Job, Limits
 from sheetdrop_step.converter._reading.launch import run_reader
+from sheetdrop_step.converter._staging import staging_folder
 
 CONVERTER_VERSION = "2.1.0"
 log = logging.getLogger("sheetdrop.convert")
@@ -80,8 +80,7 @@ def convert_workbook(
     limits = limits or Limits()
     # Staged on local disk, not next to outdir: in AzureML outdir is a blob mount, where renames are
     # not to be relied on and a killed step would leave staging blobs behind.
-    staging = Path(tempfile.mkdtemp(prefix="sheetdrop-staging-"))
-    try:
+    with staging_folder() as staging:
         job = Job(src=str(src.resolve()), staging=str(staging), source=source or src.name, version=CONVERTER_VERSION,
                   include_hidden=include_hidden, limits=limits, cores=workers or usable_cores(),
                   options=options or ReadOptions(), previous=previous or {})
@@ -97,8 +96,6 @@ def convert_workbook(
                                        sum(result.null_counts.values()), sum(result.error_counts.values()),
                                        result.bytes, result.null_counts, result.error_counts, result.header,
                                        result.warnings, result.rescued))
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     for item in outcome.skipped:
         log.info("skipped sheet %r of %s: %s", item.sheet, src.name, item.why)
     for note in outcome.notes:

@@ -15,15 +15,19 @@ imported during it, it would add its 60 MiB to the parse's peak.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import shutil
+import socket
 import sys
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NoReturn
 
-from sheetdrop_step.converter._job import Job, Outcome, SheetResult, Skip, job_from_json, to_json
+from sheetdrop_step.converter._job import CHANNEL, Job, Outcome, SheetResult, Skip, job_from_json, to_json
 from sheetdrop_step.converter._reading.counts import check
 from sheetdrop_step.converter._reading.fastexcel import FastexcelBook
 from sheetdrop_step.converter._reading.head import head_types
@@ -31,7 +35,7 @@ from sheetdrop_step.converter._reading.packages import SHEET_ONLY, normalize, on
 from sheetdrop_step.converter._reading.pieces import Piece, SheetPieces
 from sheetdrop_step.converter._reading.task import NeedsPatch, SheetSkipped, Task
 from sheetdrop_step.converter._reading.xls import XlsBook, xls_globals
-from sheetdrop_step.converter._rejection import OUT_OF_MEMORY, WorkbookRejected
+from sheetdrop_step.converter._rejection import WorkbookRejected, out_of_memory
 from sheetdrop_step.converter._safety.guard import Inspection, quick_inspect
 from sheetdrop_step.converter._safety.scan import ScanThread, SheetCounts, SheetMarks, area_checked, scan_sheet
 from sheetdrop_step.converter._table.header import HeaderChoice, Shape
@@ -41,6 +45,8 @@ from sheetdrop_step.converter._table.header import HeaderChoice, Shape
 PARSE_FACTOR = 2.5
 BASELINE_BYTES = 512 * 1024**2
 _FINISHING = threading.Lock()
+#: The exit status of a reader whose parent died (nobody reads it).
+ORPHANED = 3
 
 
 def main() -> None:
@@ -49,11 +55,25 @@ def main() -> None:
     # holds as None fails), the process is also the same whether or not the environment has them.
     sys.modules.update({"numpy": None, "pandas": None})
     job = job_from_json(sys.stdin.read())
+    channel = socket.socket(fileno=int(os.environ.pop(CHANNEL)))
+    threading.Thread(target=_outlive_no_parent, args=(channel, Path(job.staging)), name="sheetdrop-parent",
+                     daemon=True).start()
     try:
-        outcome = Reader(job).run()
+        outcome = Reader(job, lambda size: channel.sendall(f"content {size}\n".encode())).run()
     except BaseException as exc:  # a reader's failure outside any one sheet is a verdict on the file too
-        outcome = Outcome(rejected=classify(exc).to_wire())
+        outcome = Outcome(rejected=classify(exc, job.limits.max_memory_bytes).to_wire())
     finish(job, outcome)
+
+
+def _outlive_no_parent(channel: socket.socket, staging: Path) -> None:
+    """Wait for the end of the parent's side of the channel (it never writes): the parent has died,
+    whatever killed it. Then nobody is to read what this process writes: the staging folder goes, and
+    this process ends (in a thread of its own, so a parse running in Rust does not hold it up)."""
+    with contextlib.suppress(OSError):
+        while channel.recv(64):
+            pass
+    shutil.rmtree(staging, ignore_errors=True)
+    os._exit(ORPHANED)
 
 
 def finish(job: Job, outcome: Outcome) -> NoReturn:
@@ -73,10 +93,13 @@ class Reader:
     once (whole, or in pieces at once), checked against the scan's counts, shaped into its table and
     written; the scan's verdict first."""
 
-    def __init__(self, job: Job) -> None:
+    def __init__(self, job: Job, content: Callable[[int], None] = lambda size: None) -> None:
         self.job, self.staging, self.limits = job, Path(job.staging), job.limits
         self.src = Path(job.src)
         self.inspection = quick_inspect(self.src, job.limits)
+        # The size the workbook's time bound is reckoned from (``Limits.time_bound``), for the parent.
+        entries = self.inspection.entries
+        content(sum(i.file_size for i in entries.values()) if entries else self.src.stat().st_size)
         self.notes: list[str] = []
         # What the scan (or a sheet's cutter) looks for besides the counts: merged cells name the
         # columns of a header of several rows; formulas without a value count inside the range.
@@ -209,7 +232,7 @@ class Reader:
             return Skip(task.name, str(exc))
         except BaseException as exc:  # a reader error (or panic) is a verdict on the file
             self.scan.wait()  # the scan's verdict comes first: the file may be a bomb the reader choked on
-            return classify(exc)
+            return classify(exc, self.limits.max_memory_bytes)
 
     def _xlrd(self, exc: BaseException, what: str) -> XlsBook:
         """xlrd, for an .xls that calamine failed on (else ``exc`` again)."""
@@ -318,11 +341,11 @@ def recoverable(exc: BaseException) -> bool:
     return not isinstance(exc, MemoryError | WorkbookRejected | SheetSkipped | KeyboardInterrupt | SystemExit)
 
 
-def classify(exc: BaseException) -> WorkbookRejected:
+def classify(exc: BaseException, memory_limit: int) -> WorkbookRejected:
     if isinstance(exc, WorkbookRejected):
         return exc
     if isinstance(exc, MemoryError):
-        return WorkbookRejected("too-large", OUT_OF_MEMORY)
+        return WorkbookRejected("too-large", out_of_memory(memory_limit))
     text = f"{exc.__class__.__name__}: {exc}"
     if "password" in text.lower() or "encrypt" in text.lower():
         return WorkbookRejected("encrypted", "the workbook is password-protected; save it without a password and "
