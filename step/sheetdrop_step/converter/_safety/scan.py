@@ -26,13 +26,17 @@ from sheetdrop_step.converter._safety.parts import inflate_entry
 EXCEL_MAX_ROWS = 1_048_576
 EXCEL_MAX_COLS = 16_384
 # A cell that holds something (a value or inline text), with its reference: cells that are only
-# styled take no room in the reader, so they do not widen the area.
-_HOLDS_VALUE = rb'"[^>]*>(?:<(?:\w+:)?f\b[^>]*(?:/>|>[^<]*</(?:\w+:)?f>))?<(?:\w+:)?(?:v|is)\b'
+# styled take no room in the reader, so they do not widen the area. Whitespace between the elements
+# (Gnumeric writes its XML indented) is allowed.
+_HOLDS_VALUE = rb'"[^>]*>\s*(?:<(?:\w+:)?f\b[^>]*(?:/>|>[^<]*</(?:\w+:)?f>)\s*)?<(?:\w+:)?(?:v|is)\b'
 _CELL_AT = rb'<(?:\w+:)?c\b[^>]*?\br="'
 _VALUED_CELL = re.compile(_CELL_AT + rb"([A-Z]{1,3})(\d+)" + _HOLDS_VALUE)
 # Literal prefix first, so that re skips quickly to the candidates: only references of two or
 # three letters can widen the area past column Z.
 _WIDE_REF = re.compile(rb'r="([A-Z]{2,3})\d')
+_VALUED_WIDE = re.compile(_CELL_AT + rb"([A-Z]{2,3})\d+" + _HOLDS_VALUE)
+#: Wide columns looked up one by one in a chunk before one pass finds them all.
+WIDE_LOOKUPS = 4
 TEXT_TYPES = (b't="s"', b't="str"', b't="inlineStr"')
 _REF = re.compile(rb"([A-Z]{1,3})(\d+)")
 _MERGE = re.compile(rb'<(?:\w+:)?mergeCell\s+ref="([A-Z]{1,3})(\d+):([A-Z]{1,3})(\d+)"')
@@ -129,18 +133,32 @@ class SheetScan:
         for pattern, attr in ((b't="b"', "bools"), *((p, "texts") for p in TEXT_TYPES)):
             seam = self.tail[-len(pattern) + 1:] + chunk[:len(pattern) - 1]
             setattr(counts, attr, getattr(counts, attr) + chunk.count(pattern) + seam.count(pattern))
+        region = self.tail + chunk if len(chunk) < 65536 else chunk
         wide = set(_WIDE_REF.findall(chunk)) | set(_WIDE_REF.findall(self.tail[-256:] + chunk[:256]))
-        for letters in sorted(wide, key=col_number, reverse=True):
-            if col_number(letters) <= counts.columns:
-                break
-            # A wider column than seen so far counts only if one of its cells holds a value.
-            valued = re.compile(_CELL_AT + letters + rb"\d+" + _HOLDS_VALUE)
-            if valued.search(self.tail + chunk if len(chunk) < 65536 else chunk):
+        wider = sorted((letters for letters in wide if col_number(letters) > counts.columns), key=col_number,
+                       reverse=True)
+        # A wider column than seen so far counts only if one of its cells holds a value: the widest few
+        # are looked up one by one (a table's widest column holds values: found at its first row); past
+        # them, one pass over the chunk finds every wide cell holding a value. Each lookup is a pass:
+        # one per distinct column, on a row of 16,384 styled empty cells, took minutes.
+        for letters in wider[:WIDE_LOOKUPS]:
+            if re.search(_CELL_AT + letters + rb"\d+" + _HOLDS_VALUE, region):
                 counts.columns = col_number(letters)
                 break
+        else:
+            if len(wider) > WIDE_LOOKUPS:
+                valued = set(_VALUED_WIDE.findall(region))
+                counts.columns = max((col_number(letters) for letters in valued), default=0) or counts.columns
         counts.marks.feed(chunk)
-        end = self.tail[-4096:] + chunk[-16384:] if len(chunk) < 16384 else chunk[-16384:]
-        last = next(iter(deque(_VALUED_CELL.finditer(end), maxlen=1)), None)
+        # The last row holding a value: the last such cell in the chunk's end, in ends four times longer
+        # each until one has one (at most about 1.3 passes over the chunk).
+        size, last = 16384, None
+        while last is None:
+            end = self.tail[-4096:] + chunk[-size:] if len(chunk) < size else chunk[-size:]
+            last = next(iter(deque(_VALUED_CELL.finditer(end), maxlen=1)), None)
+            if size >= len(chunk):
+                break
+            size *= 4
         if last is not None:
             counts.rows = max(counts.rows, int(last.group(2)))
             counts.columns = max(counts.columns, col_number(last.group(1)))

@@ -48,14 +48,21 @@ def safe_name(raw: str | None, absolute_index: int) -> str:
 
 
 def unique_names(names: list[str]) -> list[str]:
-    # Spark resolves columns case-insensitively, so "Amount" and "amount" collide.
+    """Each name, or ``<name>_<n>`` with the first n that no earlier name has taken (Spark resolves
+    columns case-insensitively, so "Amount" and "amount" collide). A name's search goes on where its
+    last one stopped (the names taken only grow): linear, where 16,384 equal names took 50 s."""
     seen: set[str] = set()
+    tried: dict[str, int] = {}  # a name (lowercase) → the last n its search reached
     out: list[str] = []
     for name in names:
-        candidate, n = name, 0
+        key = name.lower()
+        candidate, n = name, tried.get(key, 0)
+        if n:
+            candidate = f"{name}_{n}"
         while candidate.lower() in seen:
             n += 1
             candidate = f"{name}_{n}"
+        tried[key] = n
         seen.add(candidate.lower())
         out.append(candidate)
     return out
