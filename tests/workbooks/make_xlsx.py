@@ -125,9 +125,10 @@ def _sheet_xml(sheet: Sheet) -> str:
 
 
 def write_xlsx(path: Path, sheets: Sequence[Sheet], *, formats: Sequence[str] = (), workbook_pr: str = "",
-               workbook_ext: str = "", package: Package | None = None) -> Path:
+               workbook_ext: str = "", package: Package | None = None, shared: Sequence[str] = ()) -> Path:
     """The package of ``sheets`` (in order), styles with ``formats``, ``<workbookPr {workbook_pr}/>`` and
-    ``workbook_ext`` (an extLst's content) in the workbook part."""
+    ``workbook_ext`` (an extLst's content) in the workbook part, and a shared strings part of ``shared``
+    (cells refer to them as ``Raw("<v>0</v>", ' t="s"')``)."""
     package = package or Package()
     folder = package.folder
     parts: dict[str, str] = {}
@@ -144,6 +145,12 @@ def write_xlsx(path: Path, sheets: Sequence[Sheet], *, formats: Sequence[str] = 
         state = f' state="{sheet.state}"' if sheet.state != "visible" else ""
         listed.append(f'<sheet name={quoteattr(sheet.name)} sheetId="{i}"{state} r:id="rId{i}"/>')
     rels.append(f'<Relationship Id="rId{len(sheets) + 1}" Type="{REL}/styles" Target="styles.xml"/>')
+    if shared:
+        rels.append(f'<Relationship Id="rId{len(sheets) + 2}" Type="{REL}/sharedStrings" Target="sharedStrings.xml"/>')
+        items = "".join(f"<si><t>{escape(text)}</t></si>" for text in shared)
+        parts[folder + "sharedStrings.xml"] = (f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+                                               f'<sst xmlns="{MAIN}" count="{len(shared)}">{items}</sst>')
+        overrides.append((f"/{folder}sharedStrings.xml", CT + "sharedStrings+xml"))
     ext = f"<extLst>{workbook_ext}</extLst>" if workbook_ext else ""
     parts[folder + "workbook.xml"] = (
         f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><workbook xmlns="{MAIN}" xmlns:r="{REL}">'

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sheetdrop_contract.column_types import AUTO
-from sheetdrop_step.converter._columns.cells import MS_PER_DAY, Cell, ColumnRead, serial_datetime
+from sheetdrop_step.converter._columns.cells import EPOCH, MS_PER_DAY, Cell, ColumnRead, serial_datetime
 from sheetdrop_step.converter._reading.task import NeedsPatch, SheetSkipped, Task
 from sheetdrop_step.converter._safety.guard import Inspection
 
@@ -30,6 +30,7 @@ MAX_COLUMNS = 16_384
 #: every date, with its subtype.
 ALL_BUT_DATES, DATES = "duration", "float"
 DEFAULT = (AUTO["number"].reader, "number")  # a column with nothing in the first rows
+_ISO_TIME = re.compile(r"\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?")
 _ISO_DURATION = re.compile(r"P(?:(\d+)D)?T?(?:(\d+)H)?(?:(\d+)M)?(?:([\d.]+)S)?$")
 _EXCEL_DATETIME = re.compile(r"value: ([^,]+), datetime_type: (\w+), is_1904: (\w+)")
 _ESCAPE = re.compile(r"\\(u\{[0-9a-fA-F]+\}|.)")
@@ -66,7 +67,7 @@ def original(detail: str, date1904: bool) -> Cell:
             return "text", text
         if name == "DurationIso":
             return "duration", _iso_duration(text)
-        return "datetime", dt.datetime.fromisoformat(text)
+        return "datetime", iso_datetime(text, date1904)
     if name == "DateTime":
         m = _EXCEL_DATETIME.search(body)
         if m:
@@ -75,6 +76,14 @@ def original(detail: str, date1904: bool) -> Cell:
                 return "duration", dt.timedelta(milliseconds=round(days * MS_PER_DAY))
             return "datetime", serial_datetime(days, m.group(3) == "true")
     return "error", body or name
+
+
+def iso_datetime(text: str, date1904: bool) -> dt.datetime:
+    """An ISO 8601 date cell (``t="d"``, openpyxl's way): a date, a date and time, or a time of day alone
+    (``10:10:10``), which is a date on the date system's day 0, as a serial below 1 is."""
+    if _ISO_TIME.fullmatch(text):
+        return dt.datetime.combine(EPOCH[date1904].date(), dt.time.fromisoformat(text))
+    return dt.datetime.fromisoformat(text)
 
 
 def _unescape(m: re.Match[str]) -> str:

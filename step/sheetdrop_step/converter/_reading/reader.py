@@ -147,8 +147,8 @@ class Reader:
 
     def _prepare(self) -> tuple[Path, Inspection]:
         """The file the reader opens, and its inspection. fastexcel picks its parser from the extension:
-        it gets a link named after the content. A package whose workbook part is not where the reader
-        looks is rewritten (``packages.normalize``)."""
+        it gets a link named after the content. A package whose parts are not where the reader looks
+        (another tool's layout) is rewritten in Excel's (``packages.normalize``)."""
         inspection, fmt = self.inspection, self.inspection.fmt
         if fmt in ("xlsx", "xlsm") and not inspection.canonical:
             normalize(self.src, inspection, self.staging / f"normalized.{fmt}", self.limits)
@@ -182,7 +182,8 @@ class Reader:
                 why = self.job.options.excludes(name)
                 (skipped.append(Skip(name, why)) if why else tasks.append(Task(i, name)))
             return tasks, skipped
-        for index, sheet in enumerate(self.reading.sheets or []):
+        # As the workbook lists them (a package rewritten for the reader may leave out sheets it refuses).
+        for index, sheet in enumerate(self.inspection.sheets or []):
             if why := self.job.options.excludes(sheet.name):
                 skipped.append(Skip(sheet.name, why))
             elif sheet.kind != "worksheet":
