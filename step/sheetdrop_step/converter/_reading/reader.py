@@ -34,7 +34,7 @@ from sheetdrop_step.converter._reading.head import head_types
 from sheetdrop_step.converter._reading.packages import SHEET_ONLY, normalize, one_sheet_parts, patch_errors
 from sheetdrop_step.converter._reading.pieces import Piece, SheetPieces
 from sheetdrop_step.converter._reading.task import NeedsPatch, SheetSkipped, Task
-from sheetdrop_step.converter._reading.xls import XlsBook, xls_globals
+from sheetdrop_step.converter._reading.xls import XlsBook, XlsGlobals, garbled, xls_globals
 from sheetdrop_step.converter._rejection import WorkbookRejected, out_of_memory
 from sheetdrop_step.converter._safety.guard import Inspection, quick_inspect
 from sheetdrop_step.converter._safety.scan import ScanThread, SheetCounts, SheetMarks, area_checked, scan_sheet
@@ -45,6 +45,9 @@ from sheetdrop_step.converter._table.header import HeaderChoice, Shape
 PARSE_FACTOR = 2.5
 BASELINE_BYTES = 512 * 1024**2
 _FINISHING = threading.Lock()
+#: Why a sheet of another kind than a worksheet is skipped, by its kind.
+KINDS = {"chartsheet": "chart sheet", "dialogsheet": "dialog sheet", "macrosheet": "macro sheet",
+         "module": "VBA module"}
 #: The exit status of a reader whose parent died (nobody reads it).
 ORPHANED = 3
 
@@ -178,16 +181,20 @@ class Reader:
         """The sheets to read: as the guard lists them (xlsx, xlsm, xlsb), or as the reader does."""
         tasks, skipped = [], []
         if self.reading.fmt in ("xls", "ods"):
-            for i, name in enumerate(self._sheet_names()):
-                why = self.job.options.excludes(name)
-                (skipped.append(Skip(name, why)) if why else tasks.append(Task(i, name)))
+            for i, (name, kind) in enumerate(self._sheet_names()):
+                if why := self.job.options.excludes(name):
+                    skipped.append(Skip(name, why))
+                elif kind != "worksheet":
+                    skipped.append(Skip(name, KINDS.get(kind, kind)))
+                else:
+                    tasks.append(Task(i, name))
             return tasks, skipped
         # As the workbook lists them (a package rewritten for the reader may leave out sheets it refuses).
         for index, sheet in enumerate(self.inspection.sheets or []):
             if why := self.job.options.excludes(sheet.name):
                 skipped.append(Skip(sheet.name, why))
             elif sheet.kind != "worksheet":
-                skipped.append(Skip(sheet.name, sheet.kind.replace("sheet", " sheet")))
+                skipped.append(Skip(sheet.name, KINDS.get(sheet.kind, sheet.kind)))
             elif sheet.state != "visible" and not self.job.include_hidden:
                 skipped.append(Skip(sheet.name, f"{sheet.state} sheet"))
             else:
@@ -195,18 +202,38 @@ class Reader:
                 tasks.append(Task(index, sheet.name, sheet.part, info.file_size if info else 0))
         return tasks, skipped
 
-    def _sheet_names(self) -> list[str]:
+    def _sheet_names(self) -> list[tuple[str, str]]:
+        """An .xls's or .ods's sheets (name, kind), as calamine lists them, or xlrd where calamine cannot
+        be trusted with the .xls: an Excel 2.x-4.0 file, BIFF5, an embedded chart (``xls_globals``), sheet
+        names that calamine decodes otherwise than the workbook's own records (``garbled``)."""
         import fastexcel
 
+        if self.reading.fmt == "ods":
+            return [(name, "worksheet") for name in fastexcel.read_excel(str(self.path)).sheet_names]
+        if self.inspection.biff is not None:
+            self.xls = self._xlrd(ValueError(f"an Excel BIFF{self.inspection.biff} file without a compound file"), "")
+            return [(name, "worksheet") for name in self.xls.names]
         try:
-            if self.reading.fmt == "xls":
-                untrusted, self.reading.date1904 = xls_globals(self.path)
-                if untrusted:
-                    raise ValueError("a substream inside a worksheet (an embedded chart), or not BIFF8")
-            return fastexcel.read_excel(str(self.path)).sheet_names
+            globals_: XlsGlobals | None = xls_globals(self.path)
+        except Exception:  # a compound file xlrd's reader refuses: calamine's may read it
+            globals_ = None
+        listed = globals_.sheets if globals_ else []
+        try:
+            if globals_ and globals_.untrusted:
+                raise ValueError("a substream inside a worksheet (an embedded chart), or not BIFF8")
+            self.reading.date1904 = globals_.date1904 if globals_ else False
+            names = fastexcel.read_excel(str(self.path)).sheet_names
+            lost = [s.name for s in listed if s.kind == "worksheet" and s.name not in names]
+            if lost or any("\x00" in name for name in names):
+                raise ValueError(f"calamine read the sheet names as {names!r}; the workbook lists {lost!r}")
+            return [(s.name, s.kind) for s in listed] if globals_ else [(name, "worksheet") for name in names]
         except BaseException as exc:
             self.xls = self._xlrd(exc, "")
-            return self.xls.names
+        # xlrd lists the worksheets only, in order: the workbook's own list gives the other sheets.
+        worksheets = iter(self.xls.names)
+        if len([s for s in listed if s.kind == "worksheet"]) != len(self.xls.names):
+            return [(name, "worksheet") for name in self.xls.names]
+        return [(next(worksheets), s.kind) if s.kind == "worksheet" else (s.name, s.kind) for s in listed]
 
     def _table(self, task: Task) -> Any:
         """The sheet's table (column rules applied), a Skip, or the rejection its reading ended in."""
@@ -216,6 +243,8 @@ class Reader:
                 columns, date1904 = (self.xls.read(task), self.xls.date1904) if self.xls else (
                     self._read_pieces(task, shape) if task.part in self.heads else self._read(task, shape),
                     self.reading.date1904)
+                if self.reading.fmt == "xls" and not self.xls and (text := garbled(columns)) is not None:
+                    raise ValueError(f"calamine decoded text as {text[:40]!r}")
             except BaseException as exc:
                 book = self._xlrd(exc, f"sheet {task.name!r} ")
                 columns, date1904 = book.read(task), book.date1904

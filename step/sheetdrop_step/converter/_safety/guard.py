@@ -15,6 +15,7 @@ from pathlib import Path
 
 from sheetdrop_step.converter._job import Limits
 from sheetdrop_step.converter._reading import xlsb
+from sheetdrop_step.converter._reading.xls import legacy_biff
 from sheetdrop_step.converter._rejection import WorkbookRejected
 from sheetdrop_step.converter._safety.parts import (
     QUICK_ENTRY_BYTES,
@@ -65,6 +66,8 @@ class Inspection:
     #: The workbook's styles and shared strings parts (entry names), as its relationships name them.
     styles_part: str | None = None
     strings_part: str | None = None
+    #: An .xls that is a BIFF stream without a compound file (Excel 2.x-4.0): its BIFF version.
+    biff: int | None = None
     #: Whether every relationship of the workbook names its part as the reader resolves it (absolute,
     #: or relative to the workbook's folder without ``..``) and no sheet is of a kind the reader refuses.
     plain_relationships: bool = True
@@ -109,6 +112,8 @@ def quick_inspect(path: Path, limits: Limits | None = None) -> Inspection:
         return _inspect_ole(path)
     if head[:4] in ZIP_MAGICS:
         return _inspect_zip(path, limits)
+    if (version := legacy_biff(head)) is not None:
+        return Inspection(fmt="xls", biff=version)  # Excel 2.x-4.0: xlrd reads it
     raise WorkbookRejected("not-a-workbook", _describe_non_workbook(path))
 
 
