@@ -14,6 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from sheetdrop_step.converter import WorkbookRejected, convert_workbook
+from tests.workbooks.make_ods import Raw as OdsCell
+from tests.workbooks.make_ods import write_ods
 from tests.workbooks.make_xlsx import Package, Raw, Sheet, row, write_xlsx
 
 LAYOUTS = {
@@ -124,3 +126,53 @@ def test_a_row_of_spaces_above_the_header_is_empty(tmp_path: Path) -> None:
     (out,) = convert_workbook(write_xlsx(tmp_path / "spaces.xlsx", [Sheet("S", data)]), tmp_path / "out")
     assert out.header == "header in row 2"
     assert pq.read_table(out.path).to_pydict() == {"id": ["a1", "a2"], "name": ["x", "y"]}
+
+
+def test_an_ods_written_indented_reads(tmp_path: Path) -> None:
+    # odfpy's pythagoras-kspread.ods (KOffice): whitespace between the cells stopped calamine 0.36
+    # ("Expecting 'table-cell', found Text"): corrupt. A paragraph keeps its own spaces.
+    rows = [["side", "name"], [3, " a b "], [4, "c"], [5, None]]
+    (out,) = convert_workbook(write_ods(tmp_path / "kspread.ods", {"Sheet1": rows}, indent=True), tmp_path / "out")
+    assert pq.read_table(out.path).to_pydict() == {"side": [3, 4, 5], "name": [" a b ", "c", None]}
+
+
+LIBRARY = (b'<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE library:library PUBLIC "-//OpenOffice.org//DTD '
+           b'OfficeDocument 1.0//EN" "library.dtd">\n<library:library '
+           b'xmlns:library="http://openoffice.org/2000/library" library:name="Standard" library:readonly="false" '
+           b'library:passwordprotected="false"/>')
+
+
+@pytest.mark.parametrize(("name", "data", "code"), [
+    # What OpenOffice writes for a macro library and its menus (ezodf's big-test-table.ods): read.
+    ("Basic/Standard/script-lb.xml", LIBRARY, None),
+    ("Configurations2/menubar/menubar.xml", LIBRARY.replace(b"library.dtd", b"menubar.dtd"), None),
+    # A DTD that declares something, there or anywhere else, is refused as before.
+    ("Basic/Standard/script-lb.xml", LIBRARY.replace(b'"library.dtd">', b'"library.dtd" [<!ENTITY a "aaaa">]>'),
+     "unsafe"),
+    ("Basic/Standard/script-lb.xml", LIBRARY.replace(b"<library:library ", b'<!ENTITY a "b"><library:library '),
+     "unsafe"),
+    ("meta.xml", LIBRARY, "unsafe"),
+])
+def test_an_openoffice_library_dtd_is_no_attack(tmp_path: Path, name: str, data: bytes, code: str | None) -> None:
+    src = write_ods(tmp_path / "macros.ods", {"Sheet1": [["a", "b"], [1, 2]]}, parts={name: data})
+    if code is None:
+        (out,) = convert_workbook(src, tmp_path / "out")
+        assert pq.read_table(out.path).to_pydict() == {"a": [1], "b": [2]}
+    else:
+        with pytest.raises(WorkbookRejected) as caught:
+            convert_workbook(src, tmp_path / "out")
+        assert caught.value.code == code
+
+
+def test_an_ods_declaring_a_billion_by_a_billion_cells_is_too_large(tmp_path: Path) -> None:
+    # calamine's issue_594_dos.ods: 1.3 KB repeating one cell 999,999,999 times in 999,999,999 rows was
+    # "corrupt"; calamine's own cell limit stops it, a limit on the sheet's size.
+    src = write_ods(tmp_path / "dos.ods", {"Sheet1": [OdsCell(
+        '<table:table-row table:number-rows-repeated="999999999"><table:table-cell '
+        'table:number-columns-repeated="999999999" office:value-type="string"><text:p>X</text:p></table:table-cell>'
+        "</table:table-row>")]})
+    assert src.stat().st_size < 2000
+    with pytest.raises(WorkbookRejected) as caught:
+        convert_workbook(src, tmp_path / "out")
+    assert caught.value.code == "too-large" and "cells (rows and cells repeated), above the reader's limit" in (
+        caught.value.reason)

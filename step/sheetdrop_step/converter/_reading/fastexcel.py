@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sheetdrop_contract.column_types import AUTO
-from sheetdrop_step.converter._columns.cells import EPOCH, MS_PER_DAY, Cell, ColumnRead, serial_datetime
+from sheetdrop_step.converter._columns.cells import EPOCH, LAST_DATE_MS, MS_PER_DAY, Cell, ColumnRead, date_cell
 from sheetdrop_step.converter._reading.task import NeedsPatch, SheetSkipped, Task
 from sheetdrop_step.converter._safety.guard import Inspection
 
@@ -74,7 +74,7 @@ def original(detail: str, date1904: bool) -> Cell:
             days = float(m.group(1))
             if m.group(2) == "TimeDelta":
                 return "duration", dt.timedelta(milliseconds=round(days * MS_PER_DAY))
-            return "datetime", serial_datetime(days, m.group(3) == "true")
+            return date_cell(days, m.group(3) == "true")
     return "error", body or name
 
 
@@ -145,6 +145,7 @@ class FastexcelBook:
         if self.inspection.sheets is None and sheet.visible != "visible" and not self.include_hidden:
             raise SheetSkipped(f"{'hidden' if sheet.visible == 'hidden' else 'veryHidden'} sheet")
         import pyarrow as pa
+        import pyarrow.compute as pc
 
         from sheetdrop_step.converter._columns.arrays import serial_timestamps
 
@@ -156,11 +157,23 @@ class FastexcelBook:
         for err in errors.errors if errors is not None else []:
             row, col = err.offset_position
             foreign[at[col]][first + row] = original(err.detail, date1904)
-        columns = []
+        columns, far = [], {}
         for j, info in enumerate(infos):
             dtype, kind = (every, None) if every else types.get(info.absolute_index, DEFAULT)
             native = batch.column(j)
             if dtype == ALL_BUT_DATES and kind == "datetime":
                 native = serial_timestamps(native.cast(pa.int64()), date1904)
+                past = pc.greater(native.cast(pa.int64()), LAST_DATE_MS)
+                if pc.any(past).as_py():  # no date that far (nor its milliseconds, saturated): read again
+                    far[info.absolute_index] = [first + r for r in pc.indices_nonzero(past).to_pylist()]
+                    native = pc.if_else(past, pa.scalar(None, native.type), native)
             columns.append(ColumnRead(info.absolute_index, native, kind, foreign[j]))
+        if far:
+            # Read as numbers, every date is reported with its serial number: date_cell keeps those past
+            # the last date as numbers.
+            again = {c.index: c for c in self.load(task, {}, rows, DATES, only=list(far), first=first)[0]}
+            for col in columns:
+                for r in far.get(col.index, ()):
+                    read = again[col.index]
+                    col.foreign[r] = read.foreign.get(r) or ("number", read.native[r - first].as_py())
         return columns, batch.num_rows

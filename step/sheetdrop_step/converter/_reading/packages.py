@@ -166,6 +166,31 @@ def _inflated(src: Path, inspection: Inspection, name: str, limits: Limits, writ
         inflate_entry(fh, inspection.entries[name], limits, 0, write)
 
 
+# Whitespace between elements around a table element (before one, or after one's tag): no cell holds it.
+_SPACING = re.compile(rb"(>)\s+(?=</?table:)|(<table:[^>]*>|</table:[\w-]+>)\s+(?=<)")
+
+
+def ods_without_spacing(src: Path, inspection: Inspection, dst: Path, limits: Limits) -> None:
+    """A copy of an .ods whose content.xml has no whitespace between its table elements (indented XML:
+    the text of a cell is in its paragraphs, which keep theirs)."""
+    def content(write: Callable[[bytes], None]) -> None:
+        pending = b""
+
+        def sink(chunk: bytes) -> None:
+            nonlocal pending
+            data = pending + chunk
+            cut = data.rfind(b">") + 1  # up to the last tag's end: no run of whitespace is split
+            write(_SPACING.sub(rb"\1\2", data[:cut]))
+            pending = data[cut:]
+
+        with src.open("rb") as fh:
+            inflate_entry(fh, inspection.entries["content.xml"], limits, 0, sink)
+        write(pending)
+
+    with zipfile.ZipFile(dst, "w") as out:
+        _repackage(src, inspection, out, limits, {"content.xml": content}, lambda name: True)
+
+
 def patch_errors(src: Path, inspection: Inspection, part: str, dst: Path, limits: Limits) -> int:
     """A copy of the package with the sheet ``part``'s unknown error values replaced by ``#N/A``;
     returns how many were replaced."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 import shutil
 import socket
 import sys
@@ -31,13 +32,26 @@ from sheetdrop_step.converter._job import CHANNEL, Job, Outcome, SheetResult, Sk
 from sheetdrop_step.converter._reading.counts import check
 from sheetdrop_step.converter._reading.fastexcel import FastexcelBook
 from sheetdrop_step.converter._reading.head import head_types
-from sheetdrop_step.converter._reading.packages import SHEET_ONLY, normalize, one_sheet_parts, patch_errors
+from sheetdrop_step.converter._reading.packages import (
+    SHEET_ONLY,
+    normalize,
+    ods_without_spacing,
+    one_sheet_parts,
+    patch_errors,
+)
 from sheetdrop_step.converter._reading.pieces import Piece, SheetPieces
 from sheetdrop_step.converter._reading.task import NeedsPatch, SheetSkipped, Task
 from sheetdrop_step.converter._reading.xls import XlsBook, XlsGlobals, garbled, xls_globals
 from sheetdrop_step.converter._rejection import WorkbookRejected, out_of_memory
 from sheetdrop_step.converter._safety.guard import Inspection, quick_inspect
-from sheetdrop_step.converter._safety.scan import ScanThread, SheetCounts, SheetMarks, area_checked, scan_sheet
+from sheetdrop_step.converter._safety.scan import (
+    ScanThread,
+    SheetCounts,
+    SheetMarks,
+    area_checked,
+    scan_sheet,
+    whole_numbers,
+)
 from sheetdrop_step.converter._table.header import HeaderChoice, Shape
 
 #: Address space a parse takes per byte of sheet XML (measured 1.9 on 100k rows x 20 columns), and
@@ -45,6 +59,7 @@ from sheetdrop_step.converter._table.header import HeaderChoice, Shape
 PARSE_FACTOR = 2.5
 BASELINE_BYTES = 512 * 1024**2
 _FINISHING = threading.Lock()
+_CELL_LIMIT = re.compile(r"Cell limit exceeded \((\d+) cells requested, max (\d+)\)")
 #: Why a sheet of another kind than a worksheet is skipped, by its kind.
 KINDS = {"chartsheet": "chart sheet", "dialogsheet": "dialog sheet", "macrosheet": "macro sheet",
          "module": "VBA module"}
@@ -209,6 +224,15 @@ class Reader:
         import fastexcel
 
         if self.reading.fmt == "ods":
+            try:
+                return [(name, "worksheet") for name in fastexcel.read_excel(str(self.path)).sheet_names]
+            except BaseException as exc:
+                if not recoverable(exc) or "found 'Text(" not in str(exc):
+                    raise
+            # Text between the cells (KOffice writes its XML indented): calamine 0.36 stops at it.
+            self.path = self.staging / "spaced.ods"
+            ods_without_spacing(self.src, self.reading, self.path, self.limits)
+            self.notes.append("whitespace between the cells of content.xml left out for the reader")
             return [(name, "worksheet") for name in fastexcel.read_excel(str(self.path)).sheet_names]
         if self.inspection.biff is not None:
             self.xls = self._xlrd(ValueError(f"an Excel BIFF{self.inspection.biff} file without a compound file"), "")
@@ -250,6 +274,9 @@ class Reader:
                 columns, date1904 = book.read(task), book.date1904
             from sheetdrop_step.converter._table.build import build_table
 
+            if self.reading.fmt in ("xlsx", "xlsm") and task.part and beyond_doubles(columns):
+                # A double read a whole number it may not hold: the sheet's XML has its digits.
+                shape.digits = whole_numbers(self.path, self.reading.entries[task.part], self.limits)
             sheet = build_table(columns, date1904, self.job.cores if self.alone else 1, shape)
             if sheet is None:
                 return Skip(task.name, f"no values in range {self.job.options.range}" if self.job.options.range
@@ -359,6 +386,22 @@ def _learn(shape: Shape, header: HeaderChoice | None, counts: SheetCounts | None
                 "LibreOffice, save it and upload it again")
 
 
+def beyond_doubles(columns: list[Any]) -> bool:
+    """Whether a number read may stand for a whole number a double does not hold: from 2**53 on (a
+    double holds 2**53 for 2**53 + 1)."""
+    import pyarrow.compute as pc
+
+    from sheetdrop_step.converter._safety.scan import EXACT_UP_TO
+
+    for col in columns:
+        if col.kind == "number" and col.native is not None and col.native.null_count < len(col.native) and (
+                pc.max(pc.abs(col.native)).as_py() >= EXACT_UP_TO):
+            return True
+        if any(kind == "number" and abs(value) >= EXACT_UP_TO for kind, value in col.foreign.values()):
+            return True
+    return False
+
+
 def parallel(cores: int, sizes: list[int], memory: int) -> int:
     """Sheets parsed at once: as many as the cores, as long as that many of the largest fit in the
     reader's address space (each parse takes ``PARSE_FACTOR`` times its XML)."""
@@ -377,6 +420,10 @@ def classify(exc: BaseException, memory_limit: int) -> WorkbookRejected:
     if isinstance(exc, MemoryError):
         return WorkbookRejected("too-large", out_of_memory(memory_limit))
     text = f"{exc.__class__.__name__}: {exc}"
+    if m := _CELL_LIMIT.search(text):  # calamine's own bound on an .ods sheet's repeated rows and cells
+        return WorkbookRejected("too-large", f"a sheet declares {int(m[1]):,} cells (rows and cells repeated), above "
+                                             f"the reader's limit of {int(m[2]):,}; delete stray cells far from the "
+                                             "data and save again")
     if "password" in text.lower() or "encrypt" in text.lower():
         return WorkbookRejected("encrypted", "the workbook is password-protected; save it without a password and "
                                              "upload it again")

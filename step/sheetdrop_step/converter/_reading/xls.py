@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sheetdrop_step.converter._columns.cells import MS_PER_DAY, Cell, ColumnRead, serial_datetime
+from sheetdrop_step.converter._columns.cells import MS_PER_DAY, Cell, ColumnRead, date_cell
 from sheetdrop_step.converter._reading.task import SheetSkipped, Task
 
 #: A BOUNDSHEET's sheet type ([MS-XLS] 2.4.28 dt) → the kind of sheet, as the guard names xlsx's.
@@ -158,7 +158,7 @@ class XlsBook:
                     durations[xf] = bool(fmt and re.search(r"\[[hms]+\]", fmt.format_str, re.IGNORECASE))
                 if durations[xf]:
                     return "duration", dt.timedelta(milliseconds=round(value * MS_PER_DAY))
-                return "datetime", serial_datetime(value, self.date1904)
+                return date_cell(value, self.date1904)
             return None
 
         columns = [column_from_cells(c, [cell(k, v, r, c) for r, (k, v) in

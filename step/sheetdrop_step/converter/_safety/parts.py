@@ -22,6 +22,10 @@ CHUNK = 1 << 20
 QUICK_ENTRY_BYTES = 1024**2
 _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # zipfile.structFileHeader
 _DTD = re.compile(rb"<!(DOCTYPE|ENTITY)", re.IGNORECASE)
+#: A DTD that declares something: an internal subset, an entity.
+_DECLARES = re.compile(rb"<!ENTITY|<!DOCTYPE[^>\[]*\[", re.IGNORECASE)
+#: The folders of an OpenDocument's macro and dialog libraries and of its menu and toolbar settings.
+LIBRARIES = ("Basic/", "Dialogs/", "Configurations2/")
 
 
 def bomb_reason(name: str, size: int, compressed: int) -> str:
@@ -50,9 +54,12 @@ def check_declared(infos: list[zipfile.ZipInfo], limits: Limits) -> None:
 
 def check_prolog(name: str, head: bytes) -> None:
     # Workbook XML never needs a DTD; refusing any DOCTYPE/ENTITY outright means entity expansion
-    # cannot happen in a reader that does not defend against it.
+    # cannot happen in a reader that does not defend against it. One exception, for what no reader
+    # opens: OpenOffice writes an .ods's macro and dialog libraries and menu and toolbar settings
+    # (Basic/, Dialogs/, Configurations2/) with a DOCTYPE naming its DTD by a public identifier; one
+    # without an internal subset or an ENTITY declares nothing to expand.
     text = head.decode("utf-16", errors="ignore").encode() if head[:2] in (b"\xff\xfe", b"\xfe\xff") else head
-    if _DTD.search(text):
+    if _DTD.search(text) and not (name.startswith(LIBRARIES) and not _DECLARES.search(text)):
         raise WorkbookRejected("unsafe", f"part {name!r} declares a DTD or XML entities (entity-expansion attack "
                                          "pattern); the file was not opened")
 

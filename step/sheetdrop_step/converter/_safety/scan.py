@@ -180,6 +180,34 @@ def area_checked(sheet: str, counts: SheetCounts, limits: Limits) -> SheetCounts
     return counts
 
 
+# A number cell written with all its digits, 16 and more (past 2**53 a double may not hold it): its
+# attributes (a type other than n makes it no number), reference and digits.
+_WHOLE_NUMBER = re.compile(rb'<(?:\w+:)?c\b([^>]*?\br="([A-Z]{1,3})(\d+)"[^>]*)>\s*(?:<(?:\w+:)?f\b[^>]*(?:/>|>[^<]*'
+                           rb"</(?:\w+:)?f>)\s*)?<(?:\w+:)?v>(-?\d{16,})</")
+_NOT_NUMBER = re.compile(rb'\bt="(?!n")')
+EXACT_UP_TO = 2**53
+
+
+def whole_numbers(path: Path, info: zipfile.ZipInfo, limits: Limits) -> dict[tuple[int, int], int]:
+    """The sheet part's whole numbers that a double would change (beyond 2**53, written with all their
+    digits, as exports write IDs), by (row, column) from 0: one more bounded pass over the sheet, made
+    only for a sheet a double read such a number from."""
+    found: dict[tuple[int, int], int] = {}
+    tail = b""
+
+    def feed(chunk: bytes) -> None:
+        nonlocal tail
+        data = tail + chunk
+        for m in _WHOLE_NUMBER.finditer(data):
+            if m.end() > len(tail) and abs(number := int(m[4])) > EXACT_UP_TO and not _NOT_NUMBER.search(m[1]):
+                found[int(m[3]) - 1, col_number(m[2]) - 1] = number
+        tail = data[-4096:]
+
+    with path.open("rb") as fh:
+        inflate_entry(fh, info, limits, 0, feed)
+    return found
+
+
 def cell_kinds(xml: bytes | bytearray, end: int | None = None) -> tuple[int, int]:
     """The boolean and the text cells in ``xml[:end]`` (whole elements), as :class:`SheetScan` counts them."""
     return xml.count(b't="b"', 0, end), sum(xml.count(pattern, 0, end) for pattern in TEXT_TYPES)

@@ -142,3 +142,5 @@ class Shape:
     previous: dict[str, str] = field(default_factory=dict)
     #: What the reader learned about the sheet that a person should hear (formulas without values).
     warnings: list[str] = field(default_factory=list)
+    #: (row, column) → the whole number a cell holds where the double read from it differs (past 2**53).
+    digits: dict[tuple[int, int], int] = field(default_factory=dict)

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from sheetdrop_step.converter._columns.cells import ColumnRead, column_letter
-from sheetdrop_step.converter._columns.text import cell_texts
+from sheetdrop_step.converter._columns.text import cell_texts, exact_numbers
 from sheetdrop_step.converter._table.area import cell_at
 from sheetdrop_step.converter._table.header import HeaderChoice
 
@@ -14,8 +14,9 @@ _SPARK_UNSAFE = " ,;{}()\n\t\r=."
 def header_names(columns: list[ColumnRead], choice: HeaderChoice, merges: tuple[tuple[int, int, int, int], ...],
                  date1904: bool, whole: list[ColumnRead] | None = None) -> list[str | None]:
     """Each column's name: its header cells as Excel shows them, joined with spaces (a name repeated
-    down the rows once); with several header rows an upper cell names every column it is merged across
-    (its own column may be outside the range: ``whole`` has every column)."""
+    down the rows once; numbers with all their digits where 15 would show two distinct ones alike); with
+    several header rows an upper cell names every column it is merged across (its own column may be
+    outside the range: ``whole`` has every column)."""
     rows = range(choice.first, choice.data)
     cells = {(r, c.index): cell for c in columns for r in rows if (cell := cell_at(c, r)) is not None}
     by_index = {c.index: c for c in whole or columns}
@@ -28,6 +29,13 @@ def header_names(columns: list[ColumnRead], choice: HeaderChoice, merges: tuple[
                         cells.setdefault((r, c), top)
     keys = sorted(cells)
     shown = dict(zip(keys, cell_texts([cells[k] for k in keys], date1904), strict=True))
+    # Distinct numbers that Excel's 15 digits show alike (1234567890123456 and …457) keep their digits.
+    numbers: dict[str | None, set[float]] = {}
+    for key in keys:
+        if cells[key][0] == "number":
+            numbers.setdefault(shown[key], set()).add(cells[key][1])
+    alike = [key for key in keys if cells[key][0] == "number" and len(numbers[shown[key]]) > 1]
+    shown.update(zip(alike, exact_numbers([cells[key][1] for key in alike]), strict=True))
     names: list[str | None] = []
     for col in columns:
         parts: list[str] = []
