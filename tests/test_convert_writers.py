@@ -94,15 +94,18 @@ def test_the_1904_date_system_holds_beside_an_extension_s_workbook_properties(tm
     ext = ('<ext uri="{140A7094-0E35-4892-8432-C4D2E57EDEB5}" '
            'xmlns:x15="http://schemas.microsoft.com/office/spreadsheetml/2010/11/main">'
            '<x15:workbookPr chartTrackingRefBase="1"/></ext>')
-    data = row(1, ["name", "born", 41331], styles={2: 1})
-    data += row(2, ["a", 41331, "x"], styles={1: 1}) + row(3, ["b", 0.5, 41331], styles={1: 2, 2: 1})
-    src = write_xlsx(tmp_path / "1904.xlsx", [Sheet("S", data)], formats=["yyyy-mm-dd", "hh:mm"],
+    data = row(1, ["name", "born", 41331, "spent"], styles={2: 1})
+    data += row(2, ["a", 41331, "x", 1.5], styles={1: 1, 3: 3})
+    data += row(3, ["b", 0.5, 41331, 41331], styles={1: 2, 2: 1, 3: 1})
+    src = write_xlsx(tmp_path / "1904.xlsx", [Sheet("S", data)], formats=["yyyy-mm-dd", "hh:mm", "[h]:mm:ss"],
                      workbook_pr='date1904="1"', workbook_ext=ext)
     (out,) = convert_workbook(src, tmp_path / "out")
     table = pq.read_table(out.path)
-    assert table.column_names == ["name", "born", "2017-02-27"]  # a date header, as Excel shows it
+    assert table.column_names == ["name", "born", "2017-02-27", "spent"]  # a date header, as Excel shows it
     assert table.column("born").to_pylist() == ["2017-02-27", "12:00:00"]  # a date and a time of day: text
     assert table.column("2017-02-27").to_pylist() == ["x", "2017-02-27"]
+    # A date beside a duration, which the reader reports with its own idea of the date system (1900 here).
+    assert table.column("spent").to_pylist() == ["36:00:00", "2017-02-27"]
 
 
 @pytest.mark.parametrize("names", [["BKG_NUM", "SEX", "CHARGE", "BAIL", "CHG_DESC"],

@@ -512,7 +512,13 @@ def _read_ods(path: Path) -> Workbook:
                         and props.getAttrNS(TABLENS, "display") == "false"):
                     hidden_styles.add(style.getAttrNS(STYLENS, "name"))
     sheets = []
-    for table in doc.spreadsheet.childNodes:
+    # The spreadsheet element as loaded (odfpy's doc.spreadsheet is an empty one when the body holds
+    # whitespace before it: KOffice's indented content.xml).
+    from odf.namespaces import OFFICENS
+
+    spreadsheet = next((node for node in doc.body.childNodes
+                        if getattr(node, "qname", None) == (OFFICENS, "spreadsheet")), doc.spreadsheet)
+    for table in spreadsheet.childNodes:
         if getattr(table, "qname", None) != (TABLENS, "table"):
             continue
         state = "hidden" if table.getAttrNS(TABLENS, "style-name") in hidden_styles else "visible"

@@ -55,6 +55,8 @@ def check(columns: list[ColumnRead], head: Head, expected: SheetCounts | None,
 
     again = {c.index: c for c in columns}
     suspects = [c.index for c in columns if suspect(c)]
+    if not suspects:  # no column could hide a coerced cell: nothing to read again
+        return columns, []
     size = max(1, STRICT_CELLS // max(1, len(columns[0].native) if columns and columns[0].native is not None else 1))
     for group in (suspects[i:i + size] for i in range(0, len(suspects), size)):
         strict = {i: (ALL_BUT_DATES, "duration" if head.types.get(i, DEFAULT)[1] == "duration" else "datetime")

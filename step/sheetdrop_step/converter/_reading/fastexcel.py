@@ -30,6 +30,7 @@ MAX_COLUMNS = 16_384
 #: every date, with its subtype.
 ALL_BUT_DATES, DATES = "duration", "float"
 DEFAULT = (AUTO["number"].reader, "number")  # a column with nothing in the first rows
+_DEFAULT_DTYPES = dict.fromkeys(range(MAX_COLUMNS), DEFAULT[0])  # every column, copied per read
 _ISO_TIME = re.compile(r"\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?")
 _ISO_DURATION = re.compile(r"P(?:(\d+)D)?T?(?:(\d+)H)?(?:(\d+)M)?(?:([\d.]+)S)?$")
 _EXCEL_DATETIME = re.compile(r"value: ([^,]+), datetime_type: (\w+), is_1904: (\w+)")
@@ -74,7 +75,7 @@ def original(detail: str, date1904: bool) -> Cell:
             days = float(m.group(1))
             if m.group(2) == "TimeDelta":
                 return "duration", dt.timedelta(milliseconds=round(days * MS_PER_DAY))
-            return date_cell(days, m.group(3) == "true")
+            return date_cell(days, date1904)  # the workbook's system, as the guard read it
     return "error", body or name
 
 
@@ -127,7 +128,7 @@ class FastexcelBook:
         """The sheet's columns (``only`` these) as read with these types (or ``every`` column as one),
         and its number of rows; from its ``first`` row (in a piece, :class:`pieces.Piece`,
         which ``lacks_before`` that row: one there is out of order, a ValueError)."""
-        dtypes = every or {i: types.get(i, DEFAULT)[0] for i in range(MAX_COLUMNS)}
+        dtypes = every or {**_DEFAULT_DTYPES, **{i: t[0] for i, t in types.items()}}
         try:
             # skip_rows=0: rows counted from the sheet's first (a piece's: the row before it, which it
             # lacks, taken as the header), whatever columns are read.

@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 from sheetdrop_step.converter._job import Limits
 from sheetdrop_step.converter._safety.guard import READER_KINDS, SHEET_TYPES, Inspection
-from sheetdrop_step.converter._safety.parts import inflate_entry, parse_xml, rels_of, resolve
+from sheetdrop_step.converter._safety.parts import inflate_entry, open_entry, parse_xml, rels_of, resolve
 
 SHEET_DATA = re.compile(rb"<((?:\w+:)?)sheetData\b")
 _ROW_NUMBER = re.compile(rb'<(?:\w+:)?row\b[^>]*?\sr="(\d+)"')
@@ -50,7 +50,7 @@ def _repackage(src: Path, inspection: Inspection, out: zipfile.ZipFile, limits: 
 def read_head(src: Path, info: zipfile.ZipInfo, limit: int) -> bytes:
     """Up to ``limit`` bytes from the start of a part, inflated: bounded whatever the part claims
     (zipfile inflates no more than it is asked for)."""
-    with zipfile.ZipFile(src) as package, package.open(info) as part:
+    with open_entry(src, info) as part:
         return part.read(limit)
 
 
@@ -60,7 +60,7 @@ def rows_from(src: Path, info: zipfile.ZipInfo, first_row: int, limit: int) -> b
     up to there, no further). None: no numbered row there."""
     prolog: bytes | None = None
     kept, pending = bytearray(), b""
-    with zipfile.ZipFile(src) as package, package.open(info) as part:
+    with open_entry(src, info) as part:
         while len(kept) < limit and (chunk := part.read(1 << 20)):
             if kept:
                 kept += chunk

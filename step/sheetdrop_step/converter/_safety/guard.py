@@ -293,7 +293,8 @@ def _xlsx_sheets(inspection: Inspection) -> None:
         raise WorkbookRejected("corrupt", f"the workbook package has no {part}; save it again in Excel and re-upload")
     targets = _targets(inspection)
     sheets: list[SheetInfo] = []
-    # The workbook's own elements only: an extension's (x14:workbookPr, in extLst) says other things.
+    # The workbook's own elements only: an extension's (x15:workbookPr, in extLst) says other things
+    # (calamine 0.36 reads the date system from it, and says 1900: the converter never asks it).
     for el in parse_xml(part, small[part]):
         tag = _local(el.tag)
         if tag == "workbookPr":
