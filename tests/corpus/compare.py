@@ -1,11 +1,14 @@
 """Converts every workbook of the corpus and compares the parquet, cell by cell, with the reference.
 
-``python -m tests.corpus.compare [--json OUT] [FILE ...]`` (from the checkout's root) (default: every workbook under
-tests/corpus/). Each conversion runs in this process through ``convert_workbook`` with the reader's
-time limit at 60 s; the reference is :mod:`reference` (readers not built on calamine). For each file
-it prints the sheets, the cells compared and every difference by class, with examples; ``--json``
-writes the same as data. A difference is not judged here: whether a class is a converter bug or one of
-the converter's documented rules (README, "The converter") is for the reader of the report.
+``python -m tests.corpus.compare [--json OUT] [--workers N] [--write-expectations] [FILE ...]`` (from the
+checkout's root; default: every workbook under tests/corpus/). Each conversion runs through
+``convert_workbook`` with the reader's time limit at 60 s, in this process or ``--workers`` of them; the
+reference is :mod:`reference` (readers not built on calamine). For each file it prints the sheets, the
+cells compared and every difference by class, with examples; ``--json`` writes the same as data. A
+difference is not judged here: each class is one of the converter's documented rules, recorded with
+its explanation in ``expectations.json`` (its "rules"), or a bug. ``--write-expectations`` records every
+file's classes and counts there ("files"), which ``tests/test_corpus.py`` checks: it refuses a class no
+rule explains.
 
 How a parquet cell is placed on the sheet: its data rows start below the header the converter
 reports (``sheetdrop.header``); its first column is the one that lines up best with the reference's
@@ -25,6 +28,7 @@ import sys
 import tempfile
 import time
 import unicodedata
+import warnings
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -471,24 +475,82 @@ def _classify_text(kind: str, value: Any, got: str, arrow: str, kinds: Counter) 
 
 # -- the corpus ---------------------------------------------------------------------------------------------------
 
+EXPECTATIONS = CORPUS / "expectations.json"
+#: Classes that say how long a conversion took: the machine's, not the converter's output.
+TIMING = {"slow (> 5 s)"}
+
 
 def corpus_files() -> list[Path]:
     return sorted(p for p in CORPUS.rglob("*") if p.suffix.lower() in WORKBOOK_SUFFIXES)
+
+
+def _quiet() -> None:
+    logging.basicConfig(level=logging.ERROR)
+    warnings.simplefilter("ignore")  # openpyxl's notes on what it leaves out of a stylesheet
+
+
+def run(files: list[Path], workers: int = 1) -> list[FileResult]:
+    """Each file compared, in ``workers`` processes at once (spawned: the caller may hold threads);
+    in the files' order."""
+    if workers <= 1:
+        _quiet()
+        return [compare_file(path) for path in files]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_quiet) as pool:
+        # The longest first, so that no long one starts last (the files' size stands for their time).
+        order = sorted(files, key=lambda p: -p.stat().st_size)
+        done = dict(zip(order, pool.map(compare_file, order), strict=True))
+    return [done[path] for path in files]
+
+
+def summary(result: FileResult) -> dict[str, Any]:
+    """What a file's expectation records: how its conversion ended, the cells compared and matched, and
+    each class of difference with its count (timing left out)."""
+    return {"status": result.status, "code": result.code, "cells": result.cells, "matched": result.matched,
+            "differences": {kind: entry["count"] for kind, entry in sorted(result.differences.items())
+                            if kind not in TIMING}}
+
+
+def unexplained(results: list[FileResult], rules: dict[str, str]) -> dict[str, list[str]]:
+    """Classes of difference that no rule of the expectations file explains, with the files."""
+    found: dict[str, list[str]] = defaultdict(list)
+    for result in results:
+        for kind in result.differences:
+            if kind not in TIMING and kind not in rules:
+                found[kind].append(result.file)
+    return dict(found)
+
+
+def write_expectations(results: list[FileResult]) -> None:
+    """The files' summaries into the expectations file, its rules kept; refused while a class of
+    difference has no rule (write the rule, or fix the converter, first)."""
+    recorded = json.loads(EXPECTATIONS.read_text(encoding="utf-8"))
+    missing = unexplained(results, recorded["rules"])
+    if missing:
+        raise SystemExit(f"no rule for: {json.dumps(missing, indent=1)}")
+    recorded["files"] = {r.file: {**summary(r), "examples": {kind: entry["examples"][0] for kind, entry in
+                                                             sorted(r.differences.items()) if kind not in TIMING}}
+                         for r in results}
+    EXPECTATIONS.write_text(json.dumps(recorded, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("files", nargs="*", type=Path)
     parser.add_argument("--json", type=Path, help="write the results as JSON")
+    parser.add_argument("--workers", type=int, default=1, help="files compared at once (processes)")
+    parser.add_argument("--write-expectations", action="store_true",
+                        help=f"record every file's differences in {EXPECTATIONS.name} (the whole corpus only)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.ERROR)
     files = [p.resolve() for p in args.files] or corpus_files()
-    results = []
+    if args.write_expectations and args.files:
+        parser.error("--write-expectations records the whole corpus")
+    results = run(files, args.workers)
     totals: Counter = Counter()
     examples: dict[str, list[str]] = defaultdict(list)
-    for path in files:
-        result = compare_file(path)
-        results.append(result)
+    for result in results:
         diff = sum(d["count"] for d in result.differences.values())
         state = result.status + (f" {result.code}" if result.code else "")
         print(f"{result.file}: {state}, {result.seconds:.2f} s, reference {result.reference[:60]}, "
@@ -505,6 +567,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {n:7d}  {kind}  (e.g. {examples[kind][0]})")
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in results], indent=1, ensure_ascii=False, default=str))
+    if args.write_expectations:
+        write_expectations(results)
     return 0
 
 
