@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import re
 import shutil
 import socket
 import sys
@@ -32,17 +31,12 @@ from sheetdrop_step.converter._job import CHANNEL, Job, Outcome, SheetResult, Sk
 from sheetdrop_step.converter._reading.counts import check
 from sheetdrop_step.converter._reading.fastexcel import FastexcelBook
 from sheetdrop_step.converter._reading.head import head_types
-from sheetdrop_step.converter._reading.packages import (
-    SHEET_ONLY,
-    normalize,
-    ods_without_spacing,
-    one_sheet_parts,
-    patch_errors,
-)
+from sheetdrop_step.converter._reading.listing import KINDS, classify, list_sheets, recoverable
+from sheetdrop_step.converter._reading.packages import SHEET_ONLY, normalize, one_sheet_parts, patch_errors
 from sheetdrop_step.converter._reading.pieces import Piece, SheetPieces
 from sheetdrop_step.converter._reading.task import NeedsPatch, SheetSkipped, Task
-from sheetdrop_step.converter._reading.xls import XlsBook, XlsGlobals, garbled, xls_globals
-from sheetdrop_step.converter._rejection import WorkbookRejected, out_of_memory
+from sheetdrop_step.converter._reading.xls import XlsBook, garbled
+from sheetdrop_step.converter._rejection import WorkbookRejected
 from sheetdrop_step.converter._safety.guard import Inspection, quick_inspect
 from sheetdrop_step.converter._safety.scan import (
     ScanThread,
@@ -59,10 +53,6 @@ from sheetdrop_step.converter._table.header import HeaderChoice, Shape
 PARSE_FACTOR = 2.5
 BASELINE_BYTES = 512 * 1024**2
 _FINISHING = threading.Lock()
-_CELL_LIMIT = re.compile(r"Cell limit exceeded \((\d+) cells requested, max (\d+)\)")
-#: Why a sheet of another kind than a worksheet is skipped, by its kind.
-KINDS = {"chartsheet": "chart sheet", "dialogsheet": "dialog sheet", "macrosheet": "macro sheet",
-         "module": "VBA module"}
 #: The exit status of a reader whose parent died (nobody reads it).
 ORPHANED = 3
 
@@ -218,46 +208,11 @@ class Reader:
         return tasks, skipped
 
     def _sheet_names(self) -> list[tuple[str, str]]:
-        """An .xls's or .ods's sheets (name, kind), as calamine lists them, or xlrd where calamine cannot
-        be trusted with the .xls: an Excel 2.x-4.0 file, BIFF5, an embedded chart (``xls_globals``), sheet
-        names that calamine decodes otherwise than the workbook's own records (``garbled``)."""
-        import fastexcel
-
-        if self.reading.fmt == "ods":
-            try:
-                return [(name, "worksheet") for name in fastexcel.read_excel(str(self.path)).sheet_names]
-            except BaseException as exc:
-                if not recoverable(exc) or "found 'Text(" not in str(exc):
-                    raise
-            # Text between the cells (KOffice writes its XML indented): calamine 0.36 stops at it.
-            self.path = self.staging / "spaced.ods"
-            ods_without_spacing(self.src, self.reading, self.path, self.limits)
-            self.notes.append("whitespace between the cells of content.xml left out for the reader")
-            return [(name, "worksheet") for name in fastexcel.read_excel(str(self.path)).sheet_names]
-        if self.inspection.biff is not None:
-            self.xls = self._xlrd(ValueError(f"an Excel BIFF{self.inspection.biff} file without a compound file"), "")
-            return [(name, "worksheet") for name in self.xls.names]
-        try:
-            globals_: XlsGlobals | None = xls_globals(self.path)
-        except Exception:  # a compound file xlrd's reader refuses: calamine's may read it
-            globals_ = None
-        listed = globals_.sheets if globals_ else []
-        try:
-            if globals_ and globals_.untrusted:
-                raise ValueError("a substream inside a worksheet (an embedded chart), or not BIFF8")
-            self.reading.date1904 = globals_.date1904 if globals_ else False
-            names = fastexcel.read_excel(str(self.path)).sheet_names
-            lost = [s.name for s in listed if s.kind == "worksheet" and s.name not in names]
-            if lost or any("\x00" in name for name in names):
-                raise ValueError(f"calamine read the sheet names as {names!r}; the workbook lists {lost!r}")
-            return [(s.name, s.kind) for s in listed] if globals_ else [(name, "worksheet") for name in names]
-        except BaseException as exc:
-            self.xls = self._xlrd(exc, "")
-        # xlrd lists the worksheets only, in order: the workbook's own list gives the other sheets.
-        worksheets = iter(self.xls.names)
-        if len([s for s in listed if s.kind == "worksheet"]) != len(self.xls.names):
-            return [(name, "worksheet") for name in self.xls.names]
-        return [(next(worksheets), s.kind) if s.kind == "worksheet" else (s.name, s.kind) for s in listed]
+        """An .xls's or .ods's sheets (name, kind): ``listing``, which may hand the .xls to xlrd."""
+        listing = list_sheets(self.src, self.path, self.reading, self.staging, self.limits)
+        self.path, self.xls, self.reading.date1904 = listing.path, listing.xls, listing.date1904
+        self.notes.extend(listing.notes)
+        return listing.sheets
 
     def _table(self, task: Task) -> Any:
         """The sheet's table (column rules applied), a Skip, or the rejection its reading ended in."""
@@ -407,25 +362,3 @@ def parallel(cores: int, sizes: list[int], memory: int) -> int:
     reader's address space (each parse takes ``PARSE_FACTOR`` times its XML)."""
     need = int(max(sizes, default=0) * PARSE_FACTOR) or 1
     return max(1, min(cores, len(sizes), (memory - BASELINE_BYTES) // need))
-
-
-def recoverable(exc: BaseException) -> bool:
-    """A reader's failure that another reader may not share (calamine's panics are BaseExceptions)."""
-    return not isinstance(exc, MemoryError | WorkbookRejected | SheetSkipped | KeyboardInterrupt | SystemExit)
-
-
-def classify(exc: BaseException, memory_limit: int) -> WorkbookRejected:
-    if isinstance(exc, WorkbookRejected):
-        return exc
-    if isinstance(exc, MemoryError):
-        return WorkbookRejected("too-large", out_of_memory(memory_limit))
-    text = f"{exc.__class__.__name__}: {exc}"
-    if m := _CELL_LIMIT.search(text):  # calamine's own bound on an .ods sheet's repeated rows and cells
-        return WorkbookRejected("too-large", f"a sheet declares {int(m[1]):,} cells (rows and cells repeated), above "
-                                             f"the reader's limit of {int(m[2]):,}; delete stray cells far from the "
-                                             "data and save again")
-    if "password" in text.lower() or "encrypt" in text.lower():
-        return WorkbookRejected("encrypted", "the workbook is password-protected; save it without a password and "
-                                             "upload it again")
-    return WorkbookRejected("corrupt", f"the workbook could not be read ({' '.join(text.split())[:300]}); open it "
-                                       "in Excel or LibreOffice, save it again and re-upload")
