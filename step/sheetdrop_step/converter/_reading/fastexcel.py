@@ -97,6 +97,9 @@ class Reported:
         import pyarrow.compute as pc
 
         self.date1904 = date1904
+        self.none = not errors  # (most reads: nothing below is computed for them)
+        if self.none:
+            return
         self.details = [err.detail for err in errors]
         where = [err.offset_position for err in errors]
         self.rows = pa.array([r for r, _ in where], pa.int64())
@@ -113,12 +116,14 @@ class Reported:
         """The positions of a column's reported cells (in row order: fastexcel reports row by row)."""
         import pyarrow.compute as pc
 
-        return pc.indices_nonzero(pc.equal(self.columns, column))
+        return () if self.none else pc.indices_nonzero(pc.equal(self.columns, column))
 
     def cells(self, at: Any, first: int) -> dict[int, Cell]:
         """The cells at these positions, by row (``first`` added)."""
         import pyarrow.compute as pc
 
+        if not len(at):
+            return {}
         rows = pc.take(self.rows, at).to_pylist()
         numbers, texts = pc.take(self.numbers, at).to_pylist(), pc.take(self.texts, at).to_pylist()
         is_number, is_text = pc.take(self.is_number, at).to_pylist(), pc.take(self.is_text, at).to_pylist()
@@ -216,11 +221,14 @@ class FastexcelBook:
             if kind == MIXED and native.null_count == len(native):
                 # No date in a column read for its mix (numbers and codes): its reported numbers are its
                 # native values, as a read as numbers would give them, without a Python object each.
-                numbers = pc.filter(at, pc.take(reported.is_number, at))
-                rows = pc.take(reported.rows, numbers).to_pylist()
-                native = pc.replace_with_mask(pa.nulls(len(native), pa.float64()), row_mask(len(native), rows),
-                                              pc.take(reported.numbers, numbers))
-                kind, at = "number", pc.filter(at, pc.invert(pc.take(reported.is_number, at)))
+                values = pa.nulls(len(native), pa.float64())
+                if len(at):
+                    numbers = pc.filter(at, pc.take(reported.is_number, at))
+                    where = pc.take(reported.rows, numbers).to_pylist()
+                    values = pc.replace_with_mask(values, row_mask(len(native), where),
+                                                  pc.take(reported.numbers, numbers))
+                    at = pc.filter(at, pc.invert(pc.take(reported.is_number, at)))
+                native, kind = values, "number"
             elif kind == MIXED:
                 kind = "datetime"
             columns.append(ColumnRead(info.absolute_index, native, kind, reported.cells(at, first)))
