@@ -49,8 +49,7 @@ def children() -> dict[int, list[int]]:
                 stat = (entry / "stat").read_text()
             except OSError:
                 continue
-            parent = int(stat[stat.rindex(")") + 2:].split()[1])
-            found.setdefault(parent, []).append(int(entry.name))
+            found.setdefault(int(stat[stat.rindex(")") + 2:].split()[1]), []).append(int(entry.name))
     return found
 
 
@@ -88,6 +87,11 @@ def wait_for(check: Callable[[], object], seconds: float, what: str) -> object:
     raise AssertionError(f"no {what} within {seconds} s")
 
 
+def parent_of(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rindex(")") + 2:].split()[1])
+
+
 def reader_of(root: int) -> int | None:
     return next((pid for pid in tree(root) if READER in cmdline(pid)), None)
 
@@ -102,11 +106,19 @@ def temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     yield folder
 
 
-def killed_with_its_reader(proc: subprocess.Popen[bytes], temp: Path) -> None:
-    """SIGKILL ``proc`` while its reader reads: within 5 s no process of its tree is left, nor a staging folder."""
+def killed_with_its_reader(proc: subprocess.Popen[bytes], temp: Path, moment: str) -> None:
+    """SIGKILL ``proc`` while its reader reads (or once the reader is done: its outcome written, the
+    parquet files not yet moved): within 5 s no process of its tree is left, nor a staging folder."""
     reader = wait_for(lambda: reader_of(proc.pid), 60, "reader process")
     assert isinstance(reader, int)
     assert list(temp.glob(PREFIX + "*")), "the staging folder exists while the reader reads"
+    if moment == "done":  # the reader's parent held (it takes the outcome in milliseconds) until then
+        # ... once the reader has its job (a parent stopped before writing it would leave the reader waiting
+        # for it): the reader's first file of its own in the staging folder says it is reading.
+        wait_for(lambda: [f for f in temp.glob(f"{PREFIX}*/*") if f.name not in ("reader.out", "reader.err")],
+                 60, "the reader's first file")
+        os.kill(parent_of(reader), signal.SIGSTOP)
+        wait_for(lambda: list(temp.glob(f"{PREFIX}*/outcome.json")), 60, "outcome")
     everyone = tree(proc.pid)
     proc.kill()
     proc.wait()
@@ -116,20 +128,21 @@ def killed_with_its_reader(proc: subprocess.Popen[bytes], temp: Path) -> None:
     left = [(pid, cmdline(pid)) for pid in everyone if alive(pid)]
     print(f"tree of {len(everyone)} processes, gone {time.monotonic() - killed:.2f} s after the SIGKILL")
     assert not left, left
-    assert not list(temp.iterdir()), "no staging folder left behind"
+    assert not list(temp.iterdir()), f"a staging folder left: {[(p, list(p.iterdir())) for p in temp.iterdir()]}"
 
 
+@pytest.mark.parametrize("moment", ["reading", "done"])
 def test_sigkill_of_sheetdrop_convert_leaves_no_process_and_no_staging_folder(workbook: Path, tmp_path: Path,
-                                                                              temp: Path) -> None:
+                                                                              temp: Path, moment: str) -> None:
     cli = Path(sys.executable).with_name("sheetdrop")
     proc = subprocess.Popen([str(cli), "convert", str(workbook), str(tmp_path / "out")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    killed_with_its_reader(proc, temp)
-    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+    killed_with_its_reader(proc, temp, moment)
 
 
+@pytest.mark.parametrize("moment", ["reading", "done"])
 def test_sigkill_of_the_step_leaves_no_process_and_no_staging_folder(step_snapshot: Path, workbook: Path,
-                                                                     tmp_path: Path, temp: Path) -> None:
+                                                                     tmp_path: Path, temp: Path, moment: str) -> None:
     # The step run by hand (no run context: it only converts), as AzureML starts it.
     argv = [str(a) for a in contract.step_arguments(
         str(workbook), str(tmp_path / "out"), "workspaceblobstore", "rows",
@@ -137,7 +150,7 @@ def test_sigkill_of_the_step_leaves_no_process_and_no_staging_folder(step_snapsh
     proc = subprocess.Popen([sys.executable, str(step_snapshot / contract.SCRIPT_NAME), *argv], cwd=tmp_path,
                             env={"PATH": "/usr/bin:/bin", "TMPDIR": str(temp)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    killed_with_its_reader(proc, temp)
+    killed_with_its_reader(proc, temp, moment)
 
 
 def kill_the_reader(root: int, done: threading.Event, seen: Callable[[], None] = lambda: None) -> threading.Thread:

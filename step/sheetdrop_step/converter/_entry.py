@@ -18,10 +18,10 @@ from pathlib import Path
 from sheetdrop_contract.contract import read_step_settings, slug
 from sheetdrop_contract.read_options import ReadOptions
 from sheetdrop_step.converter._job import Job, Limits
-from sheetdrop_step.converter._reading.launch import run_reader
+from sheetdrop_step.converter._reading.launch import reader_outcome
 from sheetdrop_step.converter._staging import staging_folder
 
-CONVERTER_VERSION = "2.1.0"
+CONVERTER_VERSION = "3.0.0"
 log = logging.getLogger("sheetdrop.convert")
 
 
@@ -84,18 +84,18 @@ def convert_workbook(
         job = Job(src=str(src.resolve()), staging=str(staging), source=source or src.name, version=CONVERTER_VERSION,
                   include_hidden=include_hidden, limits=limits, cores=workers or usable_cores(),
                   options=options or ReadOptions(), previous=previous or {})
-        outcome = run_reader(job)
-        outdir.mkdir(parents=True, exist_ok=True)
-        outputs = Converted()
-        outputs.skipped = [(item.sheet, item.why) for item in outcome.skipped]
-        names = _unique_slugs([r.sheet for r in outcome.sheets])
-        for result, name in zip(outcome.sheets, names, strict=True):
-            path = outdir / f"{name}.parquet"
-            shutil.move(staging / Path(result.file).name, path)
-            outputs.append(SheetOutput(result.sheet, name, path, result.rows, result.columns, result.column_types,
-                                       sum(result.null_counts.values()), sum(result.error_counts.values()),
-                                       result.bytes, result.null_counts, result.error_counts, result.header,
-                                       result.warnings, result.rescued))
+        with reader_outcome(job) as outcome:
+            outdir.mkdir(parents=True, exist_ok=True)
+            outputs = Converted()
+            outputs.skipped = [(item.sheet, item.why) for item in outcome.skipped]
+            names = _unique_slugs([r.sheet for r in outcome.sheets])
+            for result, name in zip(outcome.sheets, names, strict=True):
+                path = outdir / f"{name}.parquet"
+                shutil.move(staging / Path(result.file).name, path)
+                outputs.append(SheetOutput(result.sheet, name, path, result.rows, result.columns,
+                                           result.column_types, sum(result.null_counts.values()),
+                                           sum(result.error_counts.values()), result.bytes, result.null_counts,
+                                           result.error_counts, result.header, result.warnings, result.rescued))
     for item in outcome.skipped:
         log.info("skipped sheet %r of %s: %s", item.sheet, src.name, item.why)
     for note in outcome.notes:

@@ -12,8 +12,10 @@ from typing import Any
 from sheetdrop_contract.read_options import ReadOptions
 
 #: The environment variable naming the reader's end of its socket pair with the parent (a file
-#: descriptor): ``_reading.launch`` says why.
+#: descriptor) and, after a colon, the staging folder: ``_reading.launch`` says why.
 CHANNEL = "SHEETDROP_READER_CHANNEL"
+#: The reader's line on the channel once its outcome is written.
+DONE = b"done"
 
 
 def _default(setting: str, unit: float = 1) -> Any:

@@ -2,15 +2,19 @@
 :class:`_job.Job`, watched until its time bound, and its end turned into a verdict.
 
 The two are joined by a socket pair besides stdin: the reader says its time bound on it once it knows
-the workbook's size (``Limits.time_bound``; until then, the cap), and learns from it that this
-process has died (end of file: the reader then removes the staging folder and exits, whatever killed
-this process). A reader that aborts (SIGABRT on a failed allocation: the Rust readers abort the whole
-process), crashes or runs out of time ends as a rejection naming the limit it hit; one ended by a
-signal nothing here sent (an OOM killer, an operator) is :class:`ReaderKilled`, not a verdict.
+the workbook's size (``Limits.time_bound``; until then, the cap), and that it is done (its outcome
+written); and learns from its end of file that this process no longer needs it: it has taken the
+outcome and closed its end, or it has died, whatever killed it. Either way the reader removes what is
+left of the staging folder and exits: the one of the two that outlives the other cleans up.
+
+A reader that aborts (SIGABRT on a failed allocation: the Rust readers abort the whole process),
+crashes or runs out of time ends as a rejection naming the limit it hit; one ended by a signal
+nothing here sent (an OOM killer, an operator) is :class:`ReaderKilled`, not a verdict.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
@@ -18,9 +22,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
-from sheetdrop_step.converter._job import CHANNEL, Job, Limits, Outcome, outcome_from_json, to_json
+from sheetdrop_step.converter._job import CHANNEL, DONE, Job, Limits, Outcome, outcome_from_json, to_json
 from sheetdrop_step.converter._rejection import ReaderKilled, WorkbookRejected, out_of_memory
 
 #: The reader runs from the same files as this process, under the same import names: ``-P`` keeps the
@@ -29,6 +34,8 @@ from sheetdrop_step.converter._rejection import ReaderKilled, WorkbookRejected, 
 READER = ("-P", "-c", "from sheetdrop_step.converter._reading.reader import main; main()")
 #: The folder holding ``sheetdrop_step`` (this file is sheetdrop_step/converter/_reading/launch.py).
 PACKAGE_ROOT = Path(__file__).resolve().parents[3]
+#: Seconds a reader that is done may take to go once let go.
+GOING_S = 5.0
 #: Signals a process raises on itself when it fails (a fault, an abort): a crash on the workbook. Any
 #: other signal came from outside.
 FAULTS = {signal.SIGABRT, signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGSYS, signal.SIGTRAP}
@@ -43,8 +50,11 @@ def _limit(max_memory: int) -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # an abort should not dump gigabytes of core
 
 
-def run_reader(job: Job) -> Outcome:
-    """The reader process, from start to verdict."""
+@contextlib.contextmanager
+def reader_outcome(job: Job) -> Iterator[Outcome]:
+    """The reader process, from start to verdict: its outcome, while the reader waits (it is done) for
+    this process to have taken what it wrote; leaving the block lets it go (it removes what is left of
+    the staging folder, as it does when this process dies first)."""
     staging, limits = Path(job.staging), job.limits
     ours, theirs = socket.socketpair()
     # MALLOC_ARENA_MAX: glibc reserves an arena per thread (64 MiB of address space each), which
@@ -52,7 +62,7 @@ def run_reader(job: Job) -> Outcome:
     # the parses freed (its own jemalloc pool kept both: 3 sheets of 50k rows peaked 286 MiB, not 199).
     path = os.pathsep.join(p for p in (str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")) if p)
     env = {**os.environ, "MALLOC_ARENA_MAX": "2", "ARROW_DEFAULT_MEMORY_POOL": "system", "PYTHONPATH": path,
-           CHANNEL: str(theirs.fileno())}
+           CHANNEL: f"{theirs.fileno()}:{staging}"}
     started = time.monotonic()
     try:
         # Files, not pipes, for its output: nothing it prints can fill a pipe and block it.
@@ -62,27 +72,29 @@ def run_reader(job: Job) -> Outcome:
                                     preexec_fn=lambda: _limit(limits.max_memory_bytes))
     finally:
         theirs.close()  # the reader's copy is the only one left: its end of file is the reader's end
-    with ours:
+    try:
         try:
-            try:
-                proc.stdin.write(to_json(job).encode())  # type: ignore[union-attr]
-                proc.stdin.close()  # type: ignore[union-attr]
-            except BrokenPipeError:
-                pass  # it ended before reading: its end says why
-            stopped = _watch(proc, ours, started, limits)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+            proc.stdin.write(to_json(job).encode())  # type: ignore[union-attr]
+            proc.stdin.close()  # type: ignore[union-attr]
+        except BrokenPipeError:
+            pass  # it ended before reading: its end says why
+        stopped = _watch(proc, ours, started, limits)
+        if stopped is not None:
+            raise WorkbookRejected("too-large", f"reading the workbook took longer than {stopped}; split it into "
+                                                "smaller workbooks")
+        yield _verdict(proc, staging, limits)
+    finally:
+        ours.close()  # the reader's signal to go
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(GOING_S)
+        if proc.poll() is None:
+            proc.kill()
             proc.wait()
-    if stopped is not None:
-        raise WorkbookRejected("too-large", f"reading the workbook took longer than {stopped}; split it into "
-                                            "smaller workbooks")
-    return _verdict(proc.returncode, staging, limits)
 
 
 def _watch(proc: subprocess.Popen[bytes], channel: socket.socket, started: float, limits: Limits) -> str | None:
-    """Wait for the reader to end, within its time bound (the cap until it says its own); None when it
-    ended, else the bound it overran (it is killed)."""
+    """Wait for the reader to be done (or to end), within its time bound (the cap until it says its
+    own); None when it is, else the bound it overran (it is killed)."""
     deadline, stopped = started + limits.timeout_seconds, limits.describe_bound(None)
     received = b""
     while True:
@@ -103,6 +115,8 @@ def _watch(proc: subprocess.Popen[bytes], channel: socket.socket, started: float
         received += data
         while b"\n" in received:
             line, received = received.split(b"\n", 1)
+            if line == DONE:
+                return None
             size = _content_bytes(line)
             if size is not None:
                 deadline = started + limits.time_bound(size)
@@ -115,7 +129,7 @@ def _content_bytes(line: bytes) -> int | None:
     return int(value) if word == "content" and value.isdigit() else None
 
 
-def _verdict(returncode: int, staging: Path, limits: Limits) -> Outcome:
+def _verdict(proc: subprocess.Popen[bytes], staging: Path, limits: Limits) -> Outcome:
     try:
         outcome = outcome_from_json((staging / "outcome.json").read_text(encoding="utf-8"))
     except (OSError, ValueError, TypeError):
@@ -124,6 +138,7 @@ def _verdict(returncode: int, staging: Path, limits: Limits) -> Outcome:
         if outcome.rejected is not None:
             raise WorkbookRejected.from_wire(outcome.rejected)
         return outcome
+    returncode = proc.wait()  # (it wrote no outcome: it has ended)
     err = (staging / "reader.err").read_bytes().decode(errors="replace")
     if any(sign in err for sign in _NO_MEMORY):
         raise WorkbookRejected("too-large", out_of_memory(limits.max_memory_bytes))

@@ -27,7 +27,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NoReturn
 
-from sheetdrop_step.converter._job import CHANNEL, Job, Outcome, SheetResult, Skip, job_from_json, to_json
+from sheetdrop_step.converter._job import CHANNEL, DONE, Job, Outcome, SheetResult, Skip, job_from_json, to_json
 from sheetdrop_step.converter._reading.counts import check
 from sheetdrop_step.converter._reading.fastexcel import FastexcelBook
 from sheetdrop_step.converter._reading.head import head_types
@@ -55,6 +55,8 @@ BASELINE_BYTES = 512 * 1024**2
 _FINISHING = threading.Lock()
 #: The exit status of a reader whose parent died (nobody reads it).
 ORPHANED = 3
+_DONE = threading.Event()  # its outcome written
+_CHANNEL: list[socket.socket] = []  # (set by main: finish says on it that the outcome is written)
 
 
 def main() -> None:
@@ -62,10 +64,18 @@ def main() -> None:
     # Python value (0.4 s): nothing this process needs. Hidden (an import of a module that sys.modules
     # holds as None fails), the process is also the same whether or not the environment has them.
     sys.modules.update({"numpy": None, "pandas": None})
-    job = job_from_json(sys.stdin.read())
-    channel = socket.socket(fileno=int(os.environ.pop(CHANNEL)))
-    threading.Thread(target=_outlive_no_parent, args=(channel, Path(job.staging)), name="sheetdrop-parent",
+    # The parent's channel is watched before anything else (the job is read after: a parent killed before
+    # it wrote the job leaves an empty stdin, and the watch removes the staging folder all the same).
+    fd, _, staging = os.environ.pop(CHANNEL).partition(":")
+    channel = socket.socket(fileno=int(fd))
+    _CHANNEL[:] = [channel]
+    threading.Thread(target=_outlive_no_parent, args=(channel, Path(staging)), name="sheetdrop-parent",
                      daemon=True).start()
+    try:
+        job = job_from_json(sys.stdin.read())
+    except ValueError:  # no job: its parent died while writing it (the watch ends this process)
+        threading.Event().wait()
+        raise
     try:
         outcome = Reader(job, lambda size: channel.sendall(f"content {size}\n".encode())).run()
     except BaseException as exc:  # a reader's failure outside any one sheet is a verdict on the file too
@@ -74,26 +84,39 @@ def main() -> None:
 
 
 def _outlive_no_parent(channel: socket.socket, staging: Path) -> None:
-    """Wait for the end of the parent's side of the channel (it never writes): the parent has died,
-    whatever killed it. Then nobody is to read what this process writes: the staging folder goes, and
-    this process ends (in a thread of its own, so a parse running in Rust does not hold it up)."""
+    """Wait for the end of the parent's side of the channel (it never writes): the parent has taken the
+    outcome (``finish``), or it has died, whatever killed it. Either way nobody is to read what this
+    process writes: what is left of the staging folder goes, and this process ends (watched from a
+    thread of its own, so a parse running in Rust does not hold it up)."""
     with contextlib.suppress(OSError):
         while channel.recv(64):
             pass
-    shutil.rmtree(staging, ignore_errors=True)
-    os._exit(ORPHANED)
+    # Renamed first: the threads still reading can create nothing more in it (they name files by its
+    # path), and what they write to files they opened goes with it.
+    gone = staging.with_name(staging.name + "-orphaned")
+    with contextlib.suppress(OSError):
+        staging.rename(gone)
+    for _ in range(3):
+        shutil.rmtree(gone, ignore_errors=True)
+        if not gone.exists():
+            break
+    os._exit(0 if _DONE.is_set() else ORPHANED)
 
 
 def finish(job: Job, outcome: Outcome) -> NoReturn:
-    """Write the outcome and end the process (from any thread; the first caller wins). Everything is
-    written and closed by then; skipping the interpreter's teardown (~0.1 s) ends it sooner."""
+    """Write the outcome, say so to the parent, and wait for it to let this process go (from any thread;
+    the first caller wins). Everything is written and closed by then: the process ends without the
+    interpreter's teardown (~0.1 s)."""
     _FINISHING.acquire()
     path = Path(job.staging) / "outcome.json"
     path.with_suffix(".tmp").write_text(to_json(outcome), encoding="utf-8")
     os.replace(path.with_suffix(".tmp"), path)
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
+    _DONE.set()
+    with contextlib.suppress(OSError):  # (a parent that has died: the watch ends this process)
+        _CHANNEL[0].sendall(DONE + b"\n")
+    threading.Event().wait()  # until the parent has taken the outcome: the watch ends this process then
 
 
 class Reader:
