@@ -1,5 +1,6 @@
-"""The Function app (Python v2 programming model): a blob-created trigger on the input container,
-and a timer that re-delivers blob versions an invocation abandoned.
+"""The Function app (Python v2 programming model): a blob-created trigger on the input container, a timer
+that re-delivers blob versions an invocation abandoned or whose event was lost, and one that submits the
+versions a burst left waiting for a batch job.
 
 Thin on purpose: the SDK-type binding hands us a BlobClient (the workbook is never downloaded
 here), we read the blob's properties and pass them on; the logic lives in ``sheetdrop``.
@@ -8,7 +9,7 @@ here), we read the blob's properties and pass them on; the logic lives in ``shee
 import azure.functions as func
 import azurefunctions.extensions.bindings.blob as blob
 
-from sheetdrop.sweeper import sweep
+from sheetdrop.sweeper import flush_batches, sweep
 from sheetdrop.trigger import BlobVersion, handle_blob
 
 app = func.FunctionApp()
@@ -39,3 +40,9 @@ def workbook_dropped(client: blob.BlobClient, context: func.Context) -> None:
 @app.timer_trigger(arg_name="timer", schedule="0 */5 * * * *", use_monitor=True)
 def abandoned_claims(timer: func.TimerRequest, context: func.Context) -> None:
     sweep(invocation_id=context.invocation_id)
+
+
+@app.function_name("batch_flush")
+@app.timer_trigger(arg_name="timer", schedule="*/30 * * * * *", use_monitor=False)
+def batch_flush(timer: func.TimerRequest, context: func.Context) -> None:
+    flush_batches(invocation_id=context.invocation_id)

@@ -161,9 +161,11 @@ module rbac 'app/rbac.bicep' = {
     inputContainerName: inputContainerName
     claimsContainerName: claimsContainerName
     workspaceName: azureml.outputs.workspaceName
+    workspaceStorageName: azureml.outputs.workspaceStorageName
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     functionPrincipalId: functionApp.outputs.identityPrincipalId
     computePrincipalId: azureml.outputs.computePrincipalId
+    azuremlApi: azuremlApi
     deployerPrincipalId: principalId
     deployerPrincipalType: principalType
   }
@@ -199,6 +201,8 @@ output AZUREML_SUBSCRIPTION_ID string = subscription().subscriptionId
 output AZUREML_RESOURCE_GROUP string = rg.name
 output AZUREML_WORKSPACE string = azureml.outputs.workspaceName
 output AZUREML_WORKSPACE_ID string = azureml.outputs.workspaceId
+// The workspace storage's blob endpoint, where `sheetdrop smoke` reads a registered version back.
+output AZUREML_STORAGE_BLOB_ENDPOINT string = azureml.outputs.workspaceStorageBlobEndpoint
 output AZUREML_COMPUTE string = computeName
 output AZUREML_PIPELINE_ENDPOINT_NAME string = pipelineEndpointName
 // Batch endpoint names are unique per region (they name the scoring host), so this one carries the token.

@@ -17,7 +17,6 @@ from typing import Any
 from azureml.core import Environment
 from azureml.core.conda_dependencies import CondaDependencies
 from azureml.core.runconfig import RunConfiguration
-from azureml.data.datapath import DataPath, DataPathComputeBinding
 from azureml.pipeline.core import Pipeline, PipelineData, PipelineParameter
 from azureml.pipeline.steps import PythonScriptStep
 
@@ -43,8 +42,7 @@ class StepParts:
     """The step with its parameters and output, kept so callers and tests need not dig in the graph."""
 
     step: PythonScriptStep
-    input_parameter: PipelineParameter
-    input_binding: tuple[PipelineParameter, DataPathComputeBinding]
+    input_account_parameter: PipelineParameter
     dataset_name_parameter: PipelineParameter
     source_parameter: PipelineParameter
     read_options_parameter: PipelineParameter
@@ -72,17 +70,10 @@ def build_environment(requirements: Path = STEP_REQUIREMENTS, name: str = ENVIRO
     return environment
 
 
-def build_runconfig(environment: Environment, step_settings: Mapping[str, str] | None = None) -> RunConfiguration:
-    """The step's run configuration. ``step_settings``: values for ``contract.STEP_SETTING_NAMES``
-    (limits, hidden sheets), set as the step's environment variables; other keys are ignored.
-
-    RunConfiguration.environment_variables, not Environment.environment_variables, which azureml-core
-    deprecates "Use RunConfiguration.environment_variables to set runtime variables" (docs/azureml.md).
-    """
+def build_runconfig(environment: Environment) -> RunConfiguration:
+    """The step's run configuration: its environment. Its settings are arguments (build_step_parts), as in v2."""
     runconfig = RunConfiguration()
     runconfig.environment = environment
-    runconfig.environment_variables = {
-        k: v for k, v in (step_settings or {}).items() if k in contract.STEP_SETTING_NAMES and v}
     return runconfig
 
 
@@ -90,27 +81,29 @@ def build_step_parts(
     *,
     compute_target: ComputeTargetRef,
     environment: Environment,
-    input_datastore: Any,
     output_datastore: Any,
     source_directory: Path,
     step_settings: Mapping[str, str] | None = None,
 ) -> StepParts:
     """The PythonScriptStep with its parameters and output; no Pipeline (no workspace) needed.
-    ``source_directory``: the step's snapshot as :func:`pipeline.snapshot.assemble` made it."""
-    # Every submission assigns its own blob; the default only has to be a well-formed DataPath
-    # on the input datastore so that validation and publishing accept the parameter.
-    input_parameter = PipelineParameter(
-        name=contract.INPUT_PARAMETER,
-        # Naming the DataPath names the step's input port: $AZUREML_DATAREFERENCE_input_datapath.
-        default_value=DataPath(datastore=input_datastore, path_on_datastore=contract.PLACEHOLDER_RELATIVE_PATH,
-                               name=contract.INPUT_PARAMETER),
-    )
-    input_binding = (input_parameter, DataPathComputeBinding(mode="mount"))
-    dataset_name_parameter = PipelineParameter(
-        name=contract.DATASET_NAME_PARAMETER, default_value=contract.PLACEHOLDER_DATASET_NAME)
-    source_parameter = PipelineParameter(name=contract.SOURCE_PARAMETER, default_value=contract.PLACEHOLDER_SOURCE)
-    read_options_parameter = PipelineParameter(name=contract.READ_OPTIONS_PARAMETER,
-                                               default_value=contract.PLACEHOLDER_READ_OPTIONS)
+    ``source_directory``: the step's snapshot as :func:`pipeline.snapshot.assemble` made it. ``step_settings``:
+    values for ``contract.STEP_SETTING_NAMES`` (limits, hidden sheets), written as ``--setting NAME=VALUE``
+    arguments (other keys are ignored), so the published module shows them, as v2's command does.
+
+    No data input: the step reads the blob version it is given itself, by etag (a DataPath mount reads whatever
+    the blob holds when it is read, and its path would carry the blob's name onto the command line).
+    """
+    # Every submission assigns its own values; the defaults (encoded as the Function encodes them) only have to
+    # be well formed. Each value is one shell-inert word (contract.encode_argument).
+    encode = contract.encode_argument
+
+    def parameter(name: str, default: str) -> PipelineParameter:
+        return PipelineParameter(name=name, default_value=encode(default))
+
+    input_account_parameter = parameter(contract.INPUT_ACCOUNT_PARAMETER, contract.PLACEHOLDER_INPUT_ACCOUNT)
+    dataset_name_parameter = parameter(contract.DATASET_NAME_PARAMETER, contract.PLACEHOLDER_DATASET_NAME)
+    source_parameter = parameter(contract.SOURCE_PARAMETER, contract.PLACEHOLDER_SOURCE)
+    read_options_parameter = parameter(contract.READ_OPTIONS_PARAMETER, contract.PLACEHOLDER_READ_OPTIONS)
     output = PipelineData(contract.OUTPUT_NAME, datastore=output_datastore)
 
     step = PythonScriptStep(
@@ -118,23 +111,23 @@ def build_step_parts(
         script_name=contract.SCRIPT_NAME,
         source_directory=str(source_directory),
         arguments=contract.step_arguments(
-            input_extract=input_binding,
+            input_account=input_account_parameter,
             output_extract=output,
             # The step checks its run's output reference against this name, so it must be the
             # output datastore's own name, not a parameter a caller could set to something else.
-            output_datastore=output_datastore.name,
+            output_datastore=encode(output_datastore.name),
             dataset_name=dataset_name_parameter,
             source_version=source_parameter,
             read_options=read_options_parameter,
+            settings=step_settings,
         ),
-        inputs=[input_binding],
         outputs=[output],
         compute_target=compute_target,
-        runconfig=build_runconfig(environment, step_settings),
+        runconfig=build_runconfig(environment),
         # An overwritten blob keeps its path but not its content: a cached result would be stale.
         allow_reuse=False,
     )
-    return StepParts(step, input_parameter, input_binding, dataset_name_parameter, source_parameter,
+    return StepParts(step, input_account_parameter, dataset_name_parameter, source_parameter,
                      read_options_parameter, output)
 
 
@@ -143,7 +136,6 @@ def build_pipeline(
     *,
     compute_target: ComputeTargetRef,
     environment: Environment,
-    input_datastore: Any,
     output_datastore: Any,
     source_directory: Path,
     step_settings: Mapping[str, str] | None = None,
@@ -159,7 +151,6 @@ def build_pipeline(
     parts = build_step_parts(
         compute_target=compute_target,
         environment=environment,
-        input_datastore=input_datastore,
         output_datastore=output_datastore,
         step_settings=step_settings,
         source_directory=source_directory,

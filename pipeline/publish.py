@@ -133,7 +133,9 @@ def parse_args(argv: list[str] | None, env: Mapping[str, str]) -> argparse.Names
     parser.add_argument("--compute", default=env.get("AZUREML_COMPUTE", DEFAULT_COMPUTE_NAME))
     parser.add_argument("--vm-size", default=env.get("AZUREML_VM_SIZE", DEFAULT_VM_SIZE))
     parser.add_argument("--max-nodes", type=int, default=int(env.get("AZUREML_MAX_NODES", "2")))
-    parser.add_argument("--input-datastore", default=env.get("INPUT_DATASTORE", "sheetdrop_input"))
+    # Accepted, and unused since the step reads its input itself (infra/hooks/postprovision.sh still passes it).
+    parser.add_argument("--input-datastore", default=env.get("INPUT_DATASTORE", "sheetdrop_input"),
+                        help=argparse.SUPPRESS)
     parser.add_argument("--output-datastore", default=env.get("OUTPUT_DATASTORE", "workspaceblobstore"))
     parser.add_argument("--endpoint-name", default=env.get("AZUREML_PIPELINE_ENDPOINT_NAME", DEFAULT_ENDPOINT_NAME))
     return parser.parse_args(argv)
@@ -147,12 +149,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"workspace: {workspace.name} ({workspace.resource_group}, {workspace.location})")
-    try:
-        input_datastore = Datastore.get(workspace, args.input_datastore)
-    except Exception as exc:  # the SDK raises a bare service error for an unknown name
-        print(f"error: input datastore {args.input_datastore!r} not found ({exc}); register it first: "
-              "python -m pipeline.datastore --help", file=sys.stderr)
-        return 2
     output_datastore = Datastore.get(workspace, args.output_datastore)
     compute = get_or_create_compute(workspace, args.compute, args.vm_size, args.max_nodes)
     # The step's source: the snapshot the local runner runs too (pipeline.snapshot); publishing uploads it.
@@ -161,11 +157,10 @@ def main(argv: list[str] | None = None) -> int:
             workspace,
             compute_target=compute,
             environment=build.build_environment(),
-            input_datastore=input_datastore,
             output_datastore=output_datastore,
             source_directory=snapshot.assemble(Path(tmp) / "snapshot"),
-            # The step's limits travel with the published pipeline (SHEETDROP_MAX_CELLS, …), as the
-            # step runconfig's environment variables.
+            # The step's limits travel with the published pipeline (SHEETDROP_MAX_CELLS, …), as literal
+            # --setting arguments of the step.
             step_settings=os.environ,
         )
         result = publish_behind_endpoint(workspace, built.pipeline, endpoint_name=args.endpoint_name,

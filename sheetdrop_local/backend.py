@@ -25,14 +25,16 @@ class LocalBackend:
 
     def submit(self, request: SubmitRequest) -> SubmitResult:
         # The claims make submissions exactly-once; but Azurite, which holds them, can lose its last
-        # seconds of writes in a crash, while this run store cannot. So one run per blob version here too.
+        # seconds of writes in a crash, while this run store cannot. So one run per attempt of a blob version here too.
         with runstore.transaction(self.conn):
             existing = runstore.find_by_source(self.conn, request.source_container, request.source_blob,
-                                               request.source_etag)
-            return SubmitResult(run_id=existing[0] if existing else runstore.enqueue(self.conn, request))
+                                               request.source_etag, request.attempt)
+            if existing:
+                return SubmitResult(run_id=existing[0], existing=True)
+            return SubmitResult(run_id=runstore.enqueue(self.conn, request))
 
-    def find_runs(self, source_container: str, source_blob: str, source_etag: str) -> list[str]:
-        return runstore.find_by_source(self.conn, source_container, source_blob, source_etag)
+    def find_runs(self, source_container: str, source_blob: str, source_etag: str, attempt: int = 1) -> list[str]:
+        return runstore.find_by_source(self.conn, source_container, source_blob, source_etag, attempt)
 
     def ended(self, run_ids: list[str]) -> set[str]:
         """Which of these runs have ended (a backfill's pace)."""

@@ -14,6 +14,7 @@ core quota.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -23,15 +24,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TextIO
 
+from sheetdrop import batching
 from sheetdrop.backlog import Found, Listing, unclaimed
 from sheetdrop.claims import ClaimState, ClaimStore
-from sheetdrop.trigger import handle_blob
+from sheetdrop.trigger import handle_blob, held_request
 
 if TYPE_CHECKING:
     from azure.storage.blob import ContainerClient
 
     from sheetdrop.settings import Settings
     from sheetdrop.submit import Backend
+    from sheetdrop_local.settings import LocalSettings
 
 log = logging.getLogger("sheetdrop.backfill")
 
@@ -134,6 +137,11 @@ def run(plan: Plan, settings: Settings, claims: ClaimStore, backend: Backend, *,
         if what.run_id:
             progress.run_ids.append(what.run_id)
             open_runs.append(what.run_id)
+    if batching.can_batch(backend, settings):
+        # The last batch is not full: it goes now rather than after BATCH_WAIT_SECONDS.
+        made = batching.flush(settings, claims, backend, functools.partial(held_request, settings=settings),
+                              invocation_id=invocation_id(), only_when_due=False)
+        progress.run_ids += list(made)
         if clock() - shown >= every:
             print(progress.line(), file=out, flush=True)
             shown = clock()
@@ -151,8 +159,9 @@ def _deliver(found: Found, settings: Settings, claims: ClaimStore, backend: Back
     version = found.version
     for _ in range(2):
         try:
+            # A backfill is a burst by definition: with a backend that takes batches, versions go in batch jobs.
             outcome = handle_blob(version, invocation_id=invocation_id(), settings=settings, backend=backend,
-                                  claims=claims)
+                                  claims=claims, batch=True)
         except Exception as exc:  # its claim is released: a later backfill or the timer's sweep tries again
             log.warning("%s/%s: %s: %s", version.container, version.name, exc.__class__.__name__, exc)
             return Delivered("failed")
@@ -183,15 +192,18 @@ def parse_since(text: str) -> float:
     return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
-def command(prefix: str, since: float | None, *, dry_run: bool, yes: bool, max_in_flight: int, azure: bool,
-            env_file: os.PathLike[str] | None, out: TextIO, ask: Callable[[str], str] = input) -> int:
-    """The CLI command; see ``sheetdrop backfill --help``."""
+def command(prefix: str, since: float | None, *, dry_run: bool, yes: bool, max_in_flight: int,
+            local: LocalSettings | None, env_file: os.PathLike[str] | None, out: TextIO,
+            ask: Callable[[str], str] = input) -> int:
+    """The CLI command; see ``sheetdrop backfill --help``. ``local``: the embedded default's settings; None: the
+    deployed app (azd's environment, the Azure CLI login)."""
     from pathlib import Path
 
-    from sheetdrop.storage import blob_service
+    from sheetdrop.storage import blob_service, storage_unreachable
     from sheetdrop.submit.backends import get_backend
     from sheetdrop.trigger import claim_store
 
+    azure = local is None
     if azure:
         from sheetdrop.settings import load_settings
         from sheetdrop_local import deployed
@@ -201,14 +213,21 @@ def command(prefix: str, since: float | None, *, dry_run: bool, yes: bool, max_i
         where = f"{settings.storage.account_url} (signed in with the Azure CLI)"
     else:
         from sheetdrop_local import backend as local_backend
-        from sheetdrop_local.settings import load_local_settings
+        from sheetdrop_local.readmodel.locations import check_reachable
 
-        settings = load_local_settings()
+        settings = local
+        check_reachable(local)  # nothing answering is said within seconds, not after the SDK's retries
         local_backend.install(settings)
         where = "the local storage (Azurite)"
     container = blob_service(settings.storage).get_container_client(settings.input_container)
     claims = claim_store(settings)
-    planned = plan(container, claims, prefix=prefix, since=since)
+    try:
+        planned = plan(container, claims, prefix=prefix, since=since)
+    except Exception as exc:
+        if azure and storage_unreachable(exc):
+            print(f"error: storage-unreachable: nothing answers at {settings.storage.account_url}", file=out)
+            return 1
+        raise
     seen = planned.listing
     print(f"{seen.listed} blobs under {settings.input_container}/{prefix} in {where}: {seen.unclaimed} versions to "
           f"convert ({planned.bytes / 1024**2:.1f} MiB), {seen.claimed} already claimed, {seen.unfinished} claimed "

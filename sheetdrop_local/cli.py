@@ -1,7 +1,7 @@
-"""``sheetdrop``: run the embedded default, drop files, watch runs and datasets, convert, publish.
+"""sheetdrop: run the embedded default, drop files, watch runs and datasets, convert, publish.
 
-Exit codes: 0 ok; 1 not found, a failed run, or the work could not be done (storage unreachable,
-a port in use); 2 a usage or settings error.
+Exit codes: 0 ok; 1 not found, a failed run, a rejected workbook, or the work could not be done
+(storage unreachable, a port in use); 2 a usage or settings error.
 """
 
 from __future__ import annotations
@@ -12,29 +12,75 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from sheetdrop.settings import SettingsError
+from sheetdrop_contract.read_options import OptionsError
 from sheetdrop_local.cli_read import cmd_datasets, cmd_logs, cmd_runs, cmd_show
 from sheetdrop_local.readmodel.runs import STATUSES
+from sheetdrop_local.rerun import STATUSES as RERUN_STATUSES
 from sheetdrop_local.settings import LocalSettings, load_local_settings
 
 
-def drop_file(settings: LocalSettings, path: Path, blob_name: str | None = None) -> tuple[str, str]:
-    """Upload a file into the input container; return its blob name and etag."""
-    from sheetdrop.storage import blob_service, ensure_container
-    from sheetdrop_local import events
+class UsageError(ValueError):
+    """A command line that cannot mean anything: one ``error: usage:`` line, exit 2."""
 
-    blob_name = blob_name or path.name
-    container = ensure_container(blob_service(settings.storage), settings.input_container)
+
+def blob_name_for(path: Path, as_name: str | None) -> str:
+    """The blob a file is dropped as: ``--as`` as given, or into the folder ``--as`` names when it
+    ends in ``/`` (keeping the file's name), or the file's name. A name is a place inside the
+    container, never a path: no leading ``/``, and no empty, ``.`` or ``..`` segment."""
+    if not as_name:
+        return path.name
+    name = f"{as_name}{path.name}" if as_name.endswith("/") else as_name
+    if name.startswith("/") or any(part in ("", ".", "..") for part in name.split("/")):
+        raise UsageError(f"--as {as_name!r}: a blob name inside the input container, like sales/q3.xlsx or sales/ "
+                         "(no leading /, no empty, . or .. folder)")
+    return name
+
+
+def positive(text: str) -> int:
+    """An argparse type: a whole number above 0."""
+    if not text.isdigit() or int(text) <= 0:
+        raise argparse.ArgumentTypeError(f"a whole number above 0, not {text!r}")
+    return int(text)
+
+
+def not_negative(text: str) -> int:
+    """An argparse type: a whole number, 0 or more."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"a whole number, 0 or more, not {text!r}")
+    return int(text)
+
+
+def check_options_file(path: Path, blob_name: str) -> None:
+    """A folder's options file is checked before it is uploaded: every mistake at once."""
+    from posixpath import basename
+
+    from sheetdrop_contract import read_options
+
+    if basename(blob_name) == read_options.OPTIONS_FILE:
+        read_options.parse(path.read_bytes().decode("utf-8", errors="replace"), blob_name)
+
+
+def drop_file(settings: LocalSettings, path: Path, blob_name: str,
+              say: Callable[[str], None] = print) -> tuple[str, str]:
+    """Upload a file into the input container as ``blob_name``; return its blob name and etag."""
+    from sheetdrop.storage import ensure_container
+    from sheetdrop_local import events
+    from sheetdrop_local.readmodel.locations import quick_service
+
+    check_options_file(path, blob_name)
+    # A person waits: storage that does not answer is said at once (quick_service), not after the retries.
+    container = ensure_container(quick_service(settings, retry_answers=True), settings.input_container)
     blob = container.get_blob_client(blob_name)
     with open(path, "rb") as handle:
         props = blob.upload_blob(handle, overwrite=True)
     # What Event Grid would send: the dev host notices the drop within a poll (events.py).
     events.post(events.events_queue(settings.storage), events.blob_created(
         blob.account_name or "", settings.input_container, blob_name, props["etag"], path.stat().st_size, blob.url))
-    print(f"dropped {path} as {settings.input_container}/{blob_name} (etag {props['etag']})")
+    say(f"dropped {path} as {settings.input_container}/{blob_name} (etag {props['etag']})")
     return blob_name, props["etag"]
 
 
@@ -42,7 +88,7 @@ def cmd_drop(args: argparse.Namespace, settings: LocalSettings) -> int:
     if args.wait is not None and args.wait <= 0:
         print("error: usage: --wait takes a number of seconds above 0", file=sys.stderr)
         return 2
-    version = drop_file(settings, args.file, args.as_name)
+    version = drop_file(settings, args.file, blob_name_for(args.file, args.as_name))
     if args.wait is None:
         return 0
     return _report_run(settings, version, args.wait)
@@ -51,7 +97,6 @@ def cmd_drop(args: argparse.Namespace, settings: LocalSettings) -> int:
 def _report_run(settings: LocalSettings, version: tuple[str, str], timeout: float) -> int:
     """Wait for the run of one dropped blob version and say how it ended: exit 0 if it completed,
     1 if it failed, was skipped or poisoned, or did not end in time."""
-    from sheetdrop.claims import ClaimState
     from sheetdrop_local import db, registry, runstore
     from sheetdrop_local.readmodel import locations, runs
     from sheetdrop_local.readmodel.labels import ref, short
@@ -68,98 +113,96 @@ def _report_run(settings: LocalSettings, version: tuple[str, str], timeout: floa
             break
         if run is None:
             # No run (yet): the trigger may have decided there will be none.
-            skipped = runs.skipped_reason(claims, *where)
-            claim = claims.read(*where)
-            if skipped or (claim and claim.state == ClaimState.POISONED):
-                print(f"no run: {'skipped: ' + skipped if skipped else 'poisoned: ' + str(claim.last_error)}")
+            why = runs.no_run_reason(claims, *where)
+            if why:
+                print(f"no run: {why}")
                 return 1
         if time.monotonic() > deadline:
             print(f"no finished run after {timeout:.0f} s (status: {run.status if run else 'not submitted'}); "
                   "see `sheetdrop runs`", file=sys.stderr)
             return 1
         time.sleep(0.25)
-    if run.status == runstore.RunStatus.FAILED:
-        print(f"run {short(run.run_id)} failed: {run.error}")
+    if run.status in (runstore.RunStatus.FAILED, runstore.RunStatus.SUPERSEDED):
+        print(f"run {short(run.run_id)} {run.status}: {run.error}")
         return 1
     made = ", ".join(ref(v) for v in registry.for_run(conn, run.run_id))
     print(f"run {short(run.run_id)} completed in {run.seconds or 0:.1f} s: {made}")
     return 0
 
 
+#: The converter's ``error:`` lines that are the caller's doing (exit 2); any other is the workbook's (exit 1).
+USAGE_ERRORS = ("error: options:", "error: settings:", "usage:")
+
+
 def cmd_convert(args: argparse.Namespace, settings: LocalSettings | None) -> int:
     # The step's own converter, in its own process: the same code AzureML runs, and a reader
-    # that aborts cannot take the CLI down with it.
+    # that aborts cannot take the CLI down with it. It exits 2 for a rejected workbook as for a bad
+    # options file; here, as for `drop --wait`, a rejected workbook is 1 and a usage error 2.
     options = ["--options", str(args.options)] if args.options else []
-    return subprocess.run([sys.executable, "-m", "sheetdrop_step", str(args.input), str(args.outdir), *options],
-                          check=False).returncode
-
-
-def _wait_for_runs(settings: LocalSettings, versions: list[tuple[str, str]], timeout: float = 300.0) -> list[str]:
-    """Wait until each dropped blob version's run has ended, or the trigger skipped it (an options
-    file, a lock file...): matched by etag, so an earlier run of the same name, from an earlier
-    session, does not count; return the blobs still without either."""
-    from sheetdrop_local import db, runstore
-    from sheetdrop_local.readmodel import locations, runs
-
-    conn = db.connect(settings.state_dir)
-    claims = locations.claims_reader(settings, locations.quick_service(settings))
-    pending = set(versions)
-    deadline = time.monotonic() + timeout
-    while pending and time.monotonic() < deadline:
-        for blob, etag in list(pending):
-            found = [runstore.get(conn, run_id) for run_id in runstore.find_by_source(
-                conn, settings.input_container, blob, etag)]
-            if any(r is not None and r.status in runstore.ENDED for r in found) or (
-                    not found and runs.skipped_reason(claims, settings.input_container, blob, etag)):
-                pending.discard((blob, etag))
-        time.sleep(0.25)
-    if pending:
-        print(f"warning: no finished run after {timeout:.0f} s for: {', '.join(b for b, _ in sorted(pending))} "
-              "(see `sheetdrop runs`)", file=sys.stderr)
-    return sorted(b for b, _ in pending)
+    proc = subprocess.Popen([sys.executable, "-m", "sheetdrop_step", str(args.input), str(args.outdir), *options],
+                            stderr=subprocess.PIPE, text=True, errors="replace")
+    assert proc.stderr is not None
+    last_error = ""
+    for line in proc.stderr:
+        sys.stderr.write(line)
+        if line.startswith(("error:", "usage:")):
+            last_error = line
+    if proc.wait() == 0:
+        return 0
+    return 2 if last_error.startswith(USAGE_ERRORS) else 1
 
 
 def _interrupt(signum: int, frame: object) -> None:
     # Shutting down is bounded (threads are joined with a timeout); a second signal, as `make`
     # forwards its own, must not cut it short and leave Azurite behind.
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    for other in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(other, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 
 def cmd_host(args: argparse.Namespace, settings: LocalSettings) -> int:
+    from sheetdrop_local import startup
     from sheetdrop_local.azurite import Azurite
     from sheetdrop_local.devhost import DevHost
+    from sheetdrop_local.hostlock import HostLock
+    from sheetdrop_local.readmodel.locations import check_reachable
+    from sheetdrop_local.studio.server import url_for
 
-    # `kill`, a closed terminal or a `timeout` stop the host like Ctrl-C, so Azurite is stopped too.
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGHUP, _interrupt)
+    # Usage first: nothing starts for a command line that cannot work.
+    folder = f"{args.drop_into.rstrip('/')}/" if args.drop_into else None
+    files = [(path, blob_name_for(path, folder)) for path in args.drop]
+    studio_url = url_for(settings.ui_bind, args.ui_port or settings.ui_port) if args.ui else None
+    # Before anything is started or adopted: a second host of this state folder touches nothing.
+    lock = HostLock.take(settings.state_dir, studio_url)
+    # `kill`, a closed terminal or a `timeout` stop the host like Ctrl-C, so Azurite is stopped too. Ctrl-C
+    # itself is handled here as well: a shell without job control starts a background command with SIGINT
+    # ignored, and Python then leaves it ignored (a CI job's `make test &`, say).
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupt)
     log = logging.getLogger("sheetdrop.host")
-    azurite = None
-    if args.azurite:
-        azurite = Azurite(settings.state_dir / "azurite", settings.azurite_blob_port, settings.azurite_queue_port,
-                          settings.azurite_table_port).start()
-        log.info("Azurite %s on blob port %d (pid %d)", "adopted from a previous host" if azurite.adopted
-                 else "listening", azurite.blob_port, azurite.pid)
-    studio = None
+    azurite = host = studio = None
     try:
-        host = DevHost(settings, poll_interval=args.poll_interval, workers=args.workers).start()
+        if args.azurite:
+            azurite = Azurite(settings.state_dir / "azurite", settings.azurite_blob_port,
+                              settings.azurite_queue_port, settings.azurite_table_port).start()
+            log.info("Azurite %s on blob port %d (pid %d)", "adopted from a previous host" if azurite.adopted
+                     else "listening", azurite.blob_port, azurite.pid)
+        else:
+            check_reachable(settings)  # storage that is not there is said at once
+        host = DevHost(settings, poll_interval=args.poll_interval, workers=args.workers, lock=lock).start()
         if args.ui:
             from sheetdrop_local.studio.server import start_in_thread
 
             studio = start_in_thread(settings, settings.ui_bind, args.ui_port or settings.ui_port)
-            print(f"studio: {studio.url}", flush=True)
-        if args.drop:
-            names = [drop_file(settings, path, f"{args.drop_into.strip('/')}/{path.name}" if args.drop_into else None)
-                     for path in args.drop]
-            _wait_for_runs(settings, names)
-            print()
-            cmd_runs(argparse.Namespace(json=False, limit=len(names) * 2, status=None, dataset=None), settings)
-            print()
-            cmd_datasets(argparse.Namespace(json=False, name=None), settings)
-        if args.drop or studio:
-            print("\nwatching for new workbooks: `sheetdrop drop FILE` from another shell"
-                  + (f"; the studio is at {studio.url}" if studio else "") + "; Ctrl-C stops\n", flush=True)
+            startup.say(f"studio: {studio.url}")
+        if files:
+            dropped = startup.drop_new(settings, files, lambda path, blob: drop_file(settings, path, blob,
+                                                                                      say=startup.say))
+            startup.wait_for_runs(settings, [(d.blob, d.etag) for d in dropped if d.etag])
+            startup.say("\n".join(["", *startup.summary(settings, dropped)]))
+        if files or studio:
+            startup.say("\n".join(["", "watching for new workbooks: `sheetdrop drop FILE` from another shell",
+                                    "Ctrl-C stops", ""]))
         while True:
             time.sleep(1)
             if azurite and not azurite.alive():
@@ -177,11 +220,12 @@ def cmd_host(args: argparse.Namespace, settings: LocalSettings) -> int:
         try:
             if studio:
                 studio.stop()
-            if "host" in locals():
+            if host:
                 host.stop()
         finally:
             if azurite:
                 azurite.stop()
+            lock.release()
     return 0
 
 
@@ -192,7 +236,7 @@ def cmd_ui(args: argparse.Namespace, settings: LocalSettings) -> int:
     return 0
 
 
-def cmd_backfill(args: argparse.Namespace, settings: LocalSettings | None) -> int:
+def cmd_backfill(args: argparse.Namespace, settings: LocalSettings) -> int:
     from sheetdrop_local import backfill
 
     if args.max_in_flight < 0:
@@ -204,7 +248,24 @@ def cmd_backfill(args: argparse.Namespace, settings: LocalSettings | None) -> in
         print(f"error: usage: {exc}", file=sys.stderr)
         return 2
     return backfill.command(args.prefix, since, dry_run=args.dry_run, yes=args.yes, max_in_flight=args.max_in_flight,
-                            azure=args.azure, env_file=args.env_file, out=sys.stdout)
+                            local=None if args.azure else settings, env_file=args.env_file, out=sys.stdout)
+
+
+def cmd_rerun(args: argparse.Namespace, settings: LocalSettings) -> int:
+    from sheetdrop_local import rerun
+
+    if args.run and (args.prefix or args.status):
+        print("error: usage: either RUN or --prefix/--status, not both", file=sys.stderr)
+        return 2
+    return rerun.command(settings, args.run, args.prefix, args.status, args.dry_run, sys.stdout)
+
+
+def cmd_smoke(args: argparse.Namespace, settings: LocalSettings | None) -> int:
+    from sheetdrop_local.smoke.command import command
+
+    return command(env_file=args.env_file, yes=args.yes, clean=args.clean, timeout=args.timeout,
+                   logs_timeout=args.logs_timeout, poll=args.poll, log_analytics_url=args.log_analytics_url,
+                   out=sys.stdout)
 
 
 def cmd_publish(args: argparse.Namespace, settings: LocalSettings | None) -> int:
@@ -256,12 +317,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("drop", "upload a file into the input container and post its BlobCreated event", cmd_drop)
     p.add_argument("file", type=Path, help="the workbook to upload")
     p.add_argument("--as", dest="as_name", metavar="BLOBNAME",
-                   help="blob name (default: the file's name); its folder names the dataset: sales/q3.xlsx feeds sales")
+                   help="blob name (default: the file's name); its folder names the dataset: sales/q3.xlsx feeds "
+                        "sales; ending in / it names the folder and keeps the file's name")
     p.add_argument("--wait", type=float, nargs="?", const=120.0, metavar="S",
                    help="wait (up to S seconds, default 120) for the run and print how it ended; exit 1 if it failed")
 
     p = command("backfill", "convert the workbooks already in the input container (versions no run has taken "
-                "yet), once each", cmd_backfill, no_settings=True)
+                "yet), once each", cmd_backfill)
     p.add_argument("--prefix", default="", metavar="P", help="only blobs whose names start with P (a folder: sales/)")
     p.add_argument("--since", metavar="T", help="only blobs written at or after T (2026-11-30, 2026-11-30T08:00; UTC)")
     p.add_argument("--dry-run", action="store_true", help="say what it would convert and start, start nothing")
@@ -273,11 +335,39 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --azure: the output of `azd env get-values` (default: ask azd)")
     p.add_argument("--yes", action="store_true", help="with --azure: do not ask before starting many runs")
 
+    p = command("rerun", "convert blob versions again as a new attempt: a run's version, or every version whose "
+                "latest attempt failed (or was poisoned, or held back by invalid options)", cmd_rerun)
+    p.add_argument("run", nargs="?", metavar="RUN", help="a run id, its first characters, or latest")
+    p.add_argument("--prefix", default="", metavar="P", help="without RUN: only blobs whose names start with P")
+    p.add_argument("--status", choices=RERUN_STATUSES, help="without RUN: which versions (default failed)")
+    p.add_argument("--dry-run", action="store_true", help="say what it would re-run, re-run nothing")
+
+    p = command("smoke", "prove the deployment `azd up` made: drop a workbook, follow its run, check its datasets "
+                "and what only a real workspace confirms; exit 1 if anything is not confirmed", cmd_smoke,
+                no_settings=True)
+    p.add_argument("--env-file", type=Path, metavar="FILE",
+                   help="the output of `azd env get-values` (default: ask azd)")
+    p.add_argument("--yes", action="store_true", help="do not ask before starting (CI)")
+    p.add_argument("--clean", action="store_true",
+                   help="afterwards delete the smoke workbooks and unregister (v2: archive) their datasets")
+    p.add_argument("--timeout", type=float, default=2700.0, metavar="S",
+                   help="seconds to wait for each run to appear and end (default 2700: a first run builds its image)")
+    p.add_argument("--logs-timeout", type=float, default=900.0, metavar="S",
+                   help="seconds to wait for the workbook's query to show the run (default 900)")
+    p.add_argument("--poll", type=float, default=15.0, metavar="S", help="seconds between looks (default 15)")
+    p.add_argument("--log-analytics-url", default="https://api.loganalytics.io", metavar="URL",
+                   help="the Log Analytics query endpoint (another cloud's, e.g. https://api.loganalytics.azure.cn)")
+
     p = command("runs", "list pipeline runs, newest first; skipped and poisoned blob versions too", cmd_runs)
     p.add_argument("--status", choices=STATUSES, help="only rows with this status")
     p.add_argument("--dataset", metavar="NAME",
-                   help="only runs that feed this dataset (the folder's name, or a sheet's: sales, sales_orders)")
-    p.add_argument("--limit", type=int, default=50, metavar="N", help="at most N rows (default 50)")
+                   help="only runs that feed a dataset whose name holds NAME, any case (the folder's: sales, or a "
+                        "sheet's: sales_orders)")
+    p.add_argument("--blob", metavar="TEXT", help="only rows whose container/blob holds TEXT, any case")
+    p.add_argument("--since", metavar="WHEN", help="only rows from WHEN on: 2026-10-01 or 2026-10-01T09:30 (UTC)")
+    p.add_argument("--until", metavar="WHEN", help="only rows up to WHEN (a date: to its end; UTC)")
+    p.add_argument("--limit", type=positive, default=50, metavar="N", help="at most N rows (default 50)")
+    p.add_argument("--page", type=positive, default=1, metavar="P", help="the P-th page of N rows (default 1)")
     p.add_argument("--json", action="store_true", help="print JSON (every field) for scripts")
     runs_sub = p.add_subparsers(dest="runs_command", metavar="show")
     show = runs_sub.add_parser("show", help="one run: parameters, tags, sheets, metrics, outputs",
@@ -296,7 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("show", "load a dataset version back from storage and print its first rows", cmd_show)
     p.add_argument("dataset", metavar="NAME[:VERSION|:latest]", help="dataset and version (default: latest)")
-    p.add_argument("--head", type=int, default=10, metavar="N", help="rows to print (default 10; 0 for all)")
+    p.add_argument("--head", type=not_negative, default=10, metavar="N",
+                   help="rows to print (default 10; 0 for all)")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table",
                    help="table (with a line saying where it is stored), csv or json (rows as objects)")
 
@@ -336,6 +427,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args, settings) or 0)
     except SettingsError as exc:
         print(f"error: settings: {exc}", file=sys.stderr)
+        return 2
+    except UsageError as exc:
+        print(f"error: usage: {exc}", file=sys.stderr)
+        return 2
+    except OptionsError as exc:  # `drop` of a folder's sheetdrop.json with mistakes: nothing uploaded
+        print(f"error: options: {exc}; nothing was uploaded", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # `logs --follow`, `ui`: Ctrl-C is how they end
         return 130

@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from sheetdrop_local import db, registry, runstore
+from sheetdrop_local import db, registry, runstore, textfit
 from sheetdrop_local.readmodel import datasets, locations, runs
 from sheetdrop_local.readmodel.labels import ref, short, when
 from sheetdrop_local.settings import LocalSettings
@@ -26,40 +26,58 @@ if TYPE_CHECKING:
     from sheetdrop_local.registry import DatasetVersion
 
 
-def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
-    if not rows:
-        return "(none)"
-    cells = [["" if r.get(c) is None else str(r.get(c)) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
-    return "\n".join(line.rstrip() for line in lines)
+def table(rows: Sequence[dict[str, Any]], columns: Sequence[str], **fit: Sequence[str]) -> str:
+    """A table in the terminal's width (textfit); the full text is in ``--json``."""
+    return textfit.table(rows, columns, textfit.terminal_width(), **fit)
 
 
 def cmd_runs(args: argparse.Namespace, settings: LocalSettings) -> int:
     if getattr(args, "runs_command", None) == "show":
         return cmd_run_show(args, settings)
+    try:
+        since = runs.parse_time(args.since) if args.since else None
+        until = runs.parse_time(args.until, end=True) if args.until else None
+    except ValueError:
+        print("error: usage: --since and --until take a date (2026-10-01) or a time (2026-10-01T09:30) in UTC",
+              file=sys.stderr)
+        return 2
     found = runs.activity(db.connect(settings.state_dir), settings, locations.quick_service(settings),
-                          limit=args.limit, status=args.status, dataset=args.dataset)
+                          limit=args.limit, status=args.status, dataset=args.dataset, blob=args.blob, since=since,
+                          until=until, offset=(args.page - 1) * args.limit)
     if args.json:
         print(json.dumps([_entry_json(e) for e in found.entries], indent=2, sort_keys=True))
         return 0
     if found.note:
         print(f"note: {found.note}", file=sys.stderr)
+    if found.total > len(found.entries):
+        last = found.offset + len(found.entries)
+        print(f"rows {found.offset + 1 if found.entries else 0}-{last} of {found.total}"
+              + (f"; --page {args.page + 1} for more" if last < found.total else ""), file=sys.stderr)
     rows = [{
         "run": short(e.run_id), "status": e.status, "blob": f"{e.container}/{e.blob}", "etag": e.etag,
         "datasets": ", ".join(ref(v) for v in e.outputs), "submitted": when(e.at),
         "seconds": f"{e.seconds:.1f}" if e.seconds is not None else "",
-        "sheets": e.metric("sheets"), "rows": e.metric("rows"), "reason": e.reason or "",
+        "sheets": e.metric("sheets"), "rows": e.metric("rows"), "reason": _reason(e.reason, e.newer),
     } for e in found.entries]
     print(table(rows, ["run", "status", "blob", "etag", "datasets", "submitted", "seconds", "sheets", "rows",
-                       "reason"]))
+                       "reason"], keep=("run", "status"), optional=("etag", "seconds", "sheets", "rows", "submitted")))
     return 0
+
+
+def _reason(reason: str | None, newer: runs.Newer | None) -> str:
+    """A superseded run's reason names the newer version's run, once it has one."""
+    if newer is None:
+        return reason or ""
+    return f"superseded by etag {newer.etag}: " + (f"run {short(newer.run_id)}" if newer.run_id else "no run yet")
+
+
+def _newer_json(newer: runs.Newer | None) -> dict[str, Any]:
+    return {"superseded_by": {"etag": newer.etag, "run_id": newer.run_id}} if newer else {}
 
 
 def _entry_json(entry: runs.Entry) -> dict[str, Any]:
     if entry.run is not None:
-        return {**entry.run.as_dict(), "datasets": [ref(v) for v in entry.outputs]}
+        return {**entry.run.as_dict(), "datasets": [ref(v) for v in entry.outputs], **_newer_json(entry.newer)}
     return {"run_id": None, "status": entry.status, "source_container": entry.container, "source_blob": entry.blob,
             "source_etag": entry.etag, "submitted_at": entry.at, "error": entry.reason, "datasets": []}
 
@@ -73,13 +91,16 @@ def cmd_run_show(args: argparse.Namespace, settings: LocalSettings) -> int:
     if args.json:
         print(json.dumps(_detail_json(detail, settings), indent=2, sort_keys=True, default=str))
     else:
-        print(_detail_text(detail, settings))
+        print(textfit.lines(_detail_text(detail, settings), textfit.terminal_width()))
     return 1 if run.status == runstore.RunStatus.FAILED else 0
 
 
 def _detail_json(detail: RunDetail, settings: LocalSettings) -> dict[str, Any]:
     return {
-        "run": detail.run.as_dict(), "parameters": detail.parameters, "step_settings": detail.step_settings,
+        "run": detail.run.as_dict(), **_newer_json(detail.newer), "parameters": detail.parameters,
+        "step_settings": detail.step_settings,
+        "read_options": detail.options.__dict__ if detail.options else None,
+        "later_run": detail.later.run_id if detail.later else None,
         "metrics": detail.metrics, "warnings": detail.warnings,
         "skipped_sheets": [{"sheet": s, "reason": why} for s, why in detail.skipped_sheets],
         "sheets": [{"sheet": s.sheet, "file": s.file, "dataset": ref(s.dataset) if s.dataset else None,
@@ -116,8 +137,21 @@ def _detail_text(detail: RunDetail, settings: LocalSettings) -> str:
                      f"azureml/{run.step_run_id}/extracted, container {settings.local_output_container})")
     if run.error:
         lines.append(f"  reason      {run.error}")
+    if detail.newer:
+        newer = detail.newer
+        lines.append(f"  superseded  by etag {newer.etag}: " + (
+            f"run {newer.run_id} (`sheetdrop runs show {short(newer.run_id)}`)" if newer.run_id else
+            "its run is not submitted yet"))
+    if detail.later:
+        later = detail.later
+        lines.append(f"  later run   {short(later.run_id)} completed, submitted {when(later.submitted_at)} "
+                     f"(etag {later.source_etag})")
     lines.append(f"  log         `sheetdrop logs {short(run.run_id)}`")
-    lines += ["", "parameters", *_pairs(detail.parameters), "", "tags", *_pairs(run.tags)]
+    lines += ["", "parameters", *_pairs(detail.parameters)]
+    if detail.options:
+        lines += ["", f"read options ({detail.options.file})",
+                  *(f"  {line}" for line in detail.options.text.split("\n"))]
+    lines += ["", "tags", *_pairs(run.tags)]
     if detail.step_settings:
         lines += ["", "step settings", *_pairs(detail.step_settings)]
     if detail.sheets:
@@ -178,10 +212,11 @@ def cmd_datasets(args: argparse.Namespace, settings: LocalSettings) -> int:
         "path": locations.blob_path(settings, v),
     } for v in versions]
     print(table(rows, ["name", "version", "run", "rows", "columns", "sheet", "source", "created", "schema_change",
-                       "path"]))
+                       "path"], keep=("name", "version", "run"),
+                optional=("path", "created", "columns", "sheet", "rows", "schema_change")))
     for datastore in sorted({v.datastore for v in versions}):
-        print(f"\npaths are in the storage container {settings.local_container_for(datastore)}, which plays the "
-              f"datastore {datastore} here")
+        print("\n" + textfit.wrap(f"paths are in the storage container {settings.local_container_for(datastore)}, "
+                                  f"which plays the datastore {datastore} here", textfit.terminal_width()))
     return 0
 
 

@@ -62,7 +62,7 @@ def app_settings(values: Mapping[str, str]) -> dict[str, str]:
     }
     for name in ("INPUT_CONTAINER", "INPUT_DATASTORE", "CLAIMS_CONTAINER", "EXPERIMENT_NAME",
                  "AZUREML_PIPELINE_ENDPOINT_URL", "AZUREML_BATCH_ENDPOINT_URL", "AZUREML_BATCH_DEPLOYMENT",
-                 "AZUREML_SUBSCRIPTION_ID", "AZUREML_RESOURCE_GROUP", "AZUREML_WORKSPACE"):
+                 "AZUREML_SUBSCRIPTION_ID", "AZUREML_RESOURCE_GROUP", "AZUREML_WORKSPACE", "AZUREML_ARM_URL"):
         if values.get(name, "").strip():
             settings[name] = values[name].strip()
     return settings

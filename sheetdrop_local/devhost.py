@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sheetdrop.claims import version_key
 from sheetdrop.reconcile import watching_since
@@ -37,6 +37,7 @@ from sheetdrop_local.functions_host import (
     invoke_timer,
     resolve_app_settings,
 )
+from sheetdrop_local.hostlock import HostLock
 from sheetdrop_local.settings import LocalSettings
 
 if TYPE_CHECKING:
@@ -66,6 +67,17 @@ class ReceiptStore:
         self.container.upload_blob(f"{self.prefix}/{version_key(blob_name, etag)}", body, overwrite=True)
 
 
+#: What a storage that lost its state answers (Azurite SIGKILLed before its first save).
+LOST = ("ContainerNotFound", "QueueNotFound")
+
+
+def _missing(exc: BaseException, *codes: str) -> bool:
+    """Whether storage answered 404 with one of these error codes."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    return isinstance(exc, ResourceNotFoundError) and getattr(exc, "error_code", None) in codes
+
+
 #: Longest wait before a failed invocation is delivered again.
 MAX_RETRY_DELAY = 60.0
 #: A reconciliation listing runs at most this often relative to its own duration (≤ 5 % of the time).
@@ -86,7 +98,10 @@ class DevHost:
     _retry: dict[str, tuple[int, float]] = field(default_factory=dict)
     _next_scan: float = 0.0
     _outage_since: float | None = None
-    _lock_file: Any = None
+    #: The state folder's lock (hostlock.py): taken by start() unless the caller holds it already
+    #: (`sheetdrop host` takes it before it starts Azurite), and then released by that caller.
+    lock: HostLock | None = None
+    _own_lock: bool = False
     restarts: recovery.StorageRestarts = field(default_factory=recovery.StorageRestarts)
 
     def __post_init__(self) -> None:
@@ -122,19 +137,19 @@ class DevHost:
 
     def scan_once(self) -> int:
         """Reconciliation: invoke the function for every blob version without a receipt that is due;
-        return how many."""
-        handled = 0
+        return how many. The next listing is timed by what this listing cost, not by the deliveries
+        it made (a burst delivered must not leave other tools' uploads unnoticed for minutes)."""
         started = self.clock()
-        for item in self.input.list_blobs():
-            key = version_key(item.name, item.etag)
-            if key in self.seen or self._retry.get(key, (0, 0.0))[1] > started or \
-                    item.last_modified.timestamp() < math.floor(self.since):  # Last-Modified has whole seconds
-                continue
-            handled += 1
-            self._deliver(item.name, item.etag)
+        due = [(item.name, item.etag) for item in self.input.list_blobs()
+               if version_key(item.name, item.etag) not in self.seen
+               and self._retry.get(version_key(item.name, item.etag), (0, 0.0))[1] <= started
+               # Only what was written since the app first watched (Last-Modified has whole seconds).
+               and item.last_modified.timestamp() >= math.floor(self.since)]
         took = self.clock() - started
         self._next_scan = self.clock() + min(MAX_SCAN_INTERVAL, max(self.poll_interval, SCAN_COST_FACTOR * took))
-        return handled
+        for name, etag in due:
+            self._deliver(name, etag)
+        return len(due)
 
     def poll_events(self) -> int:
         """Deliver the BlobCreated events waiting in the local Event Grid queue; return how many."""
@@ -156,6 +171,14 @@ class DevHost:
         try:
             invoke(self.trigger, self.container_name, name, self.invocation_id())
         except Exception as exc:
+            if _missing(exc, "BlobNotFound"):
+                # Deleted before it was delivered: nothing will ever be there to convert, so its
+                # delivery ends here instead of coming back every minute (a new upload is a new etag).
+                log.info("%s/%s (etag %s) no longer exists; nothing to deliver", self.container_name, name, etag)
+                self._done(key, name, etag)
+                return None
+            if _missing(exc, *LOST):
+                self.recreate(exc)
             failures = self._retry.get(key, (0, 0.0))[0] + 1
             # Storage down is nobody's fault: try again on the next poll.
             delay = self.poll_interval if storage_unreachable(exc) else min(MAX_RETRY_DELAY, 2.0 ** failures)
@@ -165,15 +188,31 @@ class DevHost:
             log.warning("invocation for %s failed (%s: %s); delivering it again in %.0f s", name,
                         exc.__class__.__name__, exc, delay)
             return delay
+        self._done(key, name, etag)
+        return None
+
+    def _done(self, key: str, name: str, etag: str) -> None:
         self._retry.pop(key, None)
         self.receipts.write(name, etag)
         self.seen.add(key)
-        return None
 
-    def run_timer(self) -> None:
-        """Invoke the app's timer function (the abandoned-claims sweep), as the host would on its
-        schedule; the dev host calls it more often than its cron schedule, see ``_watch``."""
-        timer = indexed_timer()
+    def recreate(self, exc: Exception) -> None:
+        """Storage lost containers or the event queue (an Azurite killed before it first saved them):
+        create them all again, and say so once."""
+        from azure.core.exceptions import ResourceExistsError
+
+        for container in (self.container_name, self.settings.local_output_container, RECEIPTS_CONTAINER,
+                          self.settings.claims_container):
+            ensure_container(self.service, container)
+        with contextlib.suppress(ResourceExistsError):
+            self.events.create_queue()
+        log.warning("storage had lost its containers or its event queue (%s; did Azurite restart without its "
+                    "data?): created them again", getattr(exc, "error_code", None) or exc.__class__.__name__)
+
+    def run_timer(self, name: str = "abandoned_claims") -> None:
+        """Invoke one of the app's timer functions (by default the sweep), as the host would on its schedule; the
+        dev host calls the sweep more often than its cron schedule, and the batch flush at every poll (``_watch``)."""
+        timer = indexed_timer(name)
         if timer is not None:
             invoke_timer(timer, self.invocation_id())
 
@@ -188,10 +227,20 @@ class DevHost:
                 if self.clock() - last_sweep > min(300.0, self.settings.claim_stale_seconds / 2):
                     last_sweep = self.clock()
                     self.run_timer()
+                self.run_timer("batch_flush")  # every 30 s in Azure; a poll here costs one listing
                 self._storage_answered()
             except Exception as exc:  # storage down for a moment: keep watching
-                self._storage_failed(exc)
+                if _missing(exc, *LOST):
+                    self._recreate_quietly(exc)
+                else:
+                    self._storage_failed(exc)
             self._stop.wait(self.poll_interval)
+
+    def _recreate_quietly(self, exc: Exception) -> None:
+        try:
+            self.recreate(exc)
+        except Exception as again:
+            self._storage_failed(again)
 
     def _storage_failed(self, exc: Exception) -> None:
         if not storage_unreachable(exc):
@@ -219,27 +268,6 @@ class DevHost:
                 log.exception("runner worker error: %s", exc)
                 self._stop.wait(1.0)
 
-    def _take_state_lock(self) -> None:
-        """One dev host per state folder: a second one would queue the first one's running runs
-        again (and so run them twice)."""
-        import fcntl
-
-        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
-        handle = open(self.settings.state_dir / "host.lock", "a+")  # noqa: SIM115 - held until stop()
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            handle.close()
-            raise HostError(f"another dev host (pid {holder}) is using the state folder {self.settings.state_dir}; "
-                            "stop it first, or set SHEETDROP_STATE_DIR to another folder") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        self._lock_file = handle
-
     def recover(self, storage_lost_since: float | None) -> None:
         """At start, finish what a dead predecessor left (recovery.py). ``storage_lost_since``: wall
         time after which storage may have lost acknowledged writes (the predecessor did not stop
@@ -266,7 +294,10 @@ class DevHost:
                  time.strftime("%H:%M:%S", time.localtime(lost_since)), len(affected))
 
     def start(self) -> DevHost:
-        self._take_state_lock()
+        if self.lock is None:
+            # One dev host per state folder: a second one would queue the first one's running runs
+            # again (and so run them twice).
+            self.lock, self._own_lock = HostLock.take(self.settings.state_dir), True
         conn = db.connect(self.settings.state_dir)
         previous_start = db.get_state(conn, "host_started_at")
         clean = db.get_state(conn, "host_stopped_cleanly") == "1"
@@ -289,11 +320,11 @@ class DevHost:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout)
-        if self._lock_file is not None:
+        if self.lock is not None and self.lock.handle is not None:
             if not any(thread.is_alive() for thread in self._threads):
                 db.set_state(db.connect(self.settings.state_dir), "host_stopped_cleanly", "1")
-            self._lock_file.close()  # releases the lock
-            self._lock_file = None
+            if self._own_lock:
+                self.lock.release()
 
     @contextlib.contextmanager
     def running(self) -> Iterator[DevHost]:

@@ -55,14 +55,20 @@ def indexed_trigger() -> IndexedTrigger:
         return _index()[0]
 
 
-def indexed_timer() -> IndexedTimer | None:
-    """The timer-triggered function (the abandoned-claims sweep), if the app has one."""
+def indexed_timer(name: str = "abandoned_claims") -> IndexedTimer | None:
+    """A timer-triggered function of the app by name (by default the sweep), if the app has it."""
     with _index_lock:
-        return _index()[1]
+        return _index()[1].get(name)
+
+
+def indexed_timers() -> dict[str, IndexedTimer]:
+    """Every timer-triggered function of the app, by name."""
+    with _index_lock:
+        return dict(_index()[1])
 
 
 @functools.cache
-def _index() -> tuple[IndexedTrigger, IndexedTimer | None]:
+def _index() -> tuple[IndexedTrigger, dict[str, IndexedTimer]]:
     import function_app
 
     # The library warns that auth levels do not apply to non-HTTP functions; that is expected here.
@@ -72,7 +78,7 @@ def _index() -> tuple[IndexedTrigger, IndexedTimer | None]:
     finally:
         logging.disable(logging.NOTSET)
     trigger: IndexedTrigger | None = None
-    timer: IndexedTimer | None = None
+    timers: dict[str, IndexedTimer] = {}
     for fn in functions:
         bindings = json.loads(fn.get_function_json())["bindings"]
         user_fn = fn.get_user_function()
@@ -84,12 +90,13 @@ def _index() -> tuple[IndexedTrigger, IndexedTimer | None]:
                     parameters=dict(inspect.signature(user_fn).parameters), bindings=tuple(bindings),
                 )
             elif binding["type"] == "timerTrigger":
-                timer = IndexedTimer(function_name=fn.get_function_name(), arg_name=binding["name"],
-                                     schedule=binding["schedule"], user_function=user_fn,
-                                     parameters=dict(inspect.signature(user_fn).parameters), bindings=tuple(bindings))
+                timers[fn.get_function_name()] = IndexedTimer(
+                    function_name=fn.get_function_name(), arg_name=binding["name"], schedule=binding["schedule"],
+                    user_function=user_fn, parameters=dict(inspect.signature(user_fn).parameters),
+                    bindings=tuple(bindings))
     if trigger is None:
         raise HostError("function_app.py registers no blob-triggered function")
-    return trigger, timer
+    return trigger, timers
 
 
 def resolve_app_settings(value: str, env: dict[str, str]) -> str:

@@ -89,14 +89,38 @@ def for_run(conn: sqlite3.Connection, run_id: str) -> list[DatasetVersion]:
     return [DatasetVersion.from_row(r) for r in rows]
 
 
+def for_runs(conn: sqlite3.Connection, run_ids: list[str]) -> dict[str, list[DatasetVersion]]:
+    """The versions each of these runs registered, by run id, in one query."""
+    found: dict[str, list[DatasetVersion]] = {}
+    if run_ids:
+        rows = conn.execute(f"SELECT * FROM datasets WHERE run_id IN ({', '.join('?' * len(run_ids))}) ORDER BY name",
+                            run_ids)
+        for row in rows:
+            found.setdefault(row["run_id"], []).append(DatasetVersion.from_row(row))
+    return found
+
+
 def get(conn: sqlite3.Connection, name: str, version: int | None = None) -> DatasetVersion:
     if version is None:
         row = conn.execute("SELECT * FROM datasets WHERE name = ? ORDER BY version DESC LIMIT 1", (name,)).fetchone()
     else:
         row = conn.execute("SELECT * FROM datasets WHERE name = ? AND version = ?", (name, version)).fetchone()
     if row is None:
-        raise DatasetNotFound(f"no dataset {name!r}" + (f" version {version}" if version else ""))
+        numbers = [r[0] for r in conn.execute("SELECT version FROM datasets WHERE name = ? ORDER BY version", (name,))]
+        raise missing(name, str(version), numbers)
     return DatasetVersion.from_row(row)
+
+
+def missing(name: str, wanted: str | None, versions: list[int]) -> DatasetNotFound:
+    """What a person reads when ``name`` or its version ``wanted`` is not registered: which versions
+    there are (``1`` to ``3`` as a range; ``1, 2, 4`` when a lost output took one away)."""
+    if not versions:
+        return DatasetNotFound(f"no dataset {name!r} (see `sheetdrop datasets`)")
+    if len(versions) == 1:
+        return DatasetNotFound(f"{name}: version {wanted} does not exist; its only version is {versions[0]}")
+    span = f"{versions[0]}\N{EN DASH}{versions[-1]}" if versions == list(range(versions[0], versions[-1] + 1)) else \
+        ", ".join(map(str, versions))
+    return DatasetNotFound(f"{name}: version {wanted} does not exist; versions are {span}")
 
 
 def list_versions(conn: sqlite3.Connection, name: str | None = None) -> list[DatasetVersion]:
@@ -105,6 +129,10 @@ def list_versions(conn: sqlite3.Connection, name: str | None = None) -> list[Dat
     else:
         rows = conn.execute("SELECT * FROM datasets ORDER BY name, version").fetchall()
     return [DatasetVersion.from_row(r) for r in rows]
+
+
+def count(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT COUNT(*) FROM datasets").fetchone()[0])
 
 
 def load_table(dataset: DatasetVersion, service: BlobServiceClient, container: str) -> pa.Table:

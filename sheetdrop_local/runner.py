@@ -1,12 +1,15 @@
 """The local pipeline runner: does for a queued run what AzureML does for the extract pipeline.
 
-For each run: a step run id; the input blob staged at its mount path and the PipelineData folder
-left for the step to create, in today's common-runtime layout or the legacy one
-(:mod:`sheetdrop_local.mounts`); the run's definition written in AzureML's shape (its output's
-datastore path, ``azureml/<step run id>/extracted``); the step's entry script ``extract.py``, from
+For each run: a step run id; the output folder left for the step to create, in today's common-runtime
+layout or the legacy one (:mod:`sheetdrop_local.mounts`); the run's definition written in AzureML's shape (its
+output's datastore path, ``azureml/<step run id>/extracted``); the step's entry script ``extract.py``, from
 the snapshot AzureML is given (:mod:`pipeline.snapshot`), run in a subprocess with the argv of the one
 step contract; its log kept; the output uploaded to the output datastore's container at that path;
 then, in one transaction, the step's dataset registrations applied and the run marked completed.
+
+The runner reads nothing of the input blob, as AzureML mounts none: the step reads the version its run names
+itself, by etag, so a version replaced before the step ran ends the run ``superseded`` by the step's own check
+(and the newer version's run converts it).
 """
 
 from __future__ import annotations
@@ -24,22 +27,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline import snapshot
-from sheetdrop.storage import blob_service, ensure_container, storage_unreachable
+from sheetdrop.storage import blob_service, ensure_container, one_line, storage_unreachable
 from sheetdrop_contract import contract
 from sheetdrop_local import db, registry, runstore
 from sheetdrop_local.emulations import emulation
-from sheetdrop_local.mounts import MountError, StepMounts
+from sheetdrop_local.mounts import StepMounts
 from sheetdrop_local.recovery import StorageRestarts
 from sheetdrop_local.runstore import Run, RunStatus
 from sheetdrop_local.settings import LocalSettings
+from sheetdrop_step.contexts.local import LOCAL_RUN_ENV, LOCAL_STORAGE_ENV, LOCAL_STORAGE_RETRIES_ENV
 
 if TYPE_CHECKING:
     from azure.storage.blob import BlobServiceClient
 
 log = logging.getLogger("sheetdrop.runner")
 
-#: What the step's process inherits: enough to run Python, none of the storage settings (the
-#: step reaches storage only through its mounts, as in AzureML, so it never sees a key).
+#: What the step's process inherits: enough to run Python. Storage reaches it as SHEETDROP_LOCAL_STORAGE only,
+#: the runner's own Azurite connection (its key is Azurite's published one), kept out of every file and log.
 STEP_ENV_KEEP = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "SYSTEMROOT")
 
 
@@ -50,6 +54,10 @@ class RunFailed(Exception):
 class StepKilled(Exception):
     """The step's process was killed from outside (not by its own time limit): not the workbook's
     fault, so the run is tried again, a bounded number of times."""
+
+
+class StorageUnreachable(Exception):
+    """The step could not read its input because storage did not answer: run it again."""
 
 
 class OutputLost(Exception):
@@ -95,14 +103,19 @@ class LocalRunner:
         restarts_before = self.restarts.count
         try:
             self._delete_abandoned_outputs(run)
-            try:
-                mounts = emulation(self.settings.step_api).mounts(self.settings, root, run)
-            except MountError as exc:
-                raise RunFailed(str(exc)) from exc
-            # Where AzureML keeps a PipelineData: the runner knows it as the service does, and
-            # tells the step in the run's definition.
+            mounts = emulation(self.settings.step_api).mounts(self.settings, root, run)
+            # Where AzureML keeps a PipelineData, or where a v2 invocation puts the output: the runner knows it
+            # as the service or the Function does, and tells the step (run definition, or --output_path).
             output_path = contract.output_relative_path(run.step_run_id)
             outbox = self._run_step(run, root, mounts, output_path, log_path)
+            if contract.SUPERSEDED_TAG in outbox:
+                newer = outbox[contract.SUPERSEDED_TAG]
+                # The etag is kept where AzureML keeps it, among the run's tags and metrics (the read model reads it).
+                runstore.finish(self.conn, run.run_id, RunStatus.SUPERSEDED,
+                                metrics={**outbox.get("metrics", {}), contract.SUPERSEDED_TAG: newer},
+                                error=superseded_reason(newer), log_path=str(log_path))
+                log.info("run %s superseded by etag %s: nothing registered", run.run_id, newer)
+                return
             uploaded = self._upload(mounts.output_dir, output_path)
             with self.restarts.lock, runstore.transaction(self.conn):
                 if self.restarts.count != restarts_before:
@@ -120,8 +133,8 @@ class LocalRunner:
                 )
             log.info("run %s completed", run.run_id)
         except Exception as exc:  # a failed step is a failed run, never a dead host
-            retryable = "storage unreachable" if storage_unreachable(exc) else \
-                str(exc) if isinstance(exc, StepKilled | OutputLost) else None
+            retryable = "storage unreachable" if storage_unreachable(exc) or isinstance(exc, StorageUnreachable) \
+                else str(exc) if isinstance(exc, StepKilled | OutputLost) else None
             if retryable and run.attempts < self.max_attempts:
                 # Not the workbook's fault: run it again (nothing was registered).
                 log.warning("run %s: %s (%s); queued again (attempt %d of %d)", run.run_id, retryable,
@@ -129,7 +142,8 @@ class LocalRunner:
                 runstore.requeue(self.conn, run.run_id, f"attempt {run.attempts}: {retryable}",
                                  delay=self.requeue_delay * run.attempts)
                 return
-            reason = str(exc) if isinstance(exc, RunFailed | StepKilled) else f"{exc.__class__.__name__}: {exc}"
+            # One line a person reads, whatever failed (a storage error's text carries its headers and XML).
+            reason = str(exc) if isinstance(exc, RunFailed | StepKilled) else one_line(exc)
             log.warning("run %s failed: %s", run.run_id, reason)
             runstore.finish(self.conn, run.run_id, RunStatus.FAILED, error=reason, log_path=str(log_path))
         finally:
@@ -141,42 +155,23 @@ class LocalRunner:
         at it: registration commits with completion)."""
         if not run.abandoned_attempts:
             return
+        from azure.core.exceptions import ResourceNotFoundError
+
         container = self.service.get_container_client(self.settings.local_output_container)
         for step_run_id in run.abandoned_attempts:
             prefix = f"{contract.output_relative_path(step_run_id)}/"
-            for name in list(container.list_blob_names(name_starts_with=prefix)):
+            try:
+                names = list(container.list_blob_names(name_starts_with=prefix))
+            except ResourceNotFoundError:  # the container is gone (storage lost it): so is what they left
+                names = []
+            for name in names:
                 container.delete_blob(name)
                 log.info("run %s: deleted %s, left by an attempt that was cut short", run.run_id, name)
         runstore.forget_abandoned(self.conn, run.run_id)
 
-    def _stage_input(self, run: Run, target: Path) -> None:
-        from azure.core import MatchConditions
-        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
-
-        target.parent.mkdir(parents=True, exist_ok=True)
-        container = self.settings.local_container_for(run.datastore_name)
-        blob = self.service.get_blob_client(container, run.relative_path)
-        try:
-            # The run converts the version it was submitted for; a newer upload has its own run.
-            downloader = blob.download_blob(etag=run.source_etag, match_condition=MatchConditions.IfNotModified)
-            with open(target, "wb") as handle:
-                downloader.readinto(handle)
-        except ResourceModifiedError as exc:
-            # Azurite (like Azure) answers 412 to a conditional read of a deleted blob too: ask.
-            try:
-                blob.get_blob_properties()
-            except ResourceNotFoundError:
-                raise RunFailed(f"the input blob {container}/{run.relative_path} was deleted before this run "
-                                "read it; upload it again to convert it") from exc
-            raise RunFailed(
-                "the input blob changed after this run was submitted; the new version has its own run") from exc
-        except ResourceNotFoundError as exc:
-            raise RunFailed(f"the input blob {container}/{run.relative_path} was deleted before this run "
-                            "read it; upload it again to convert it") from exc
-
     def _run_step(self, run: Run, root: Path, mounts: StepMounts, output_path: str,
                   log_path: Path) -> dict[str, Any]:
-        self._stage_input(run, mounts.input_file)
+        api = emulation(self.settings.step_api)
         run_file = root / "run.json"
         outbox = root / "outbox.json"
         outbox.unlink(missing_ok=True)
@@ -184,18 +179,25 @@ class LocalRunner:
             "run_id": run.run_id,
             "step_run_id": run.step_run_id,
             # What the run or job says of itself where the step looks (the emulated AzureML's shape).
-            **emulation(self.settings.step_api).run_spec(self.settings, run.step_run_id, output_path),
+            **api.run_spec(self.settings, run.step_run_id, output_path),
             "outbox": str(outbox),
             # What AzureML's registry would answer the step about the versions it follows.
             "previousVersions": registry.latest_by_prefix(self.conn, run.dataset_name),
         }, indent=2), encoding="utf-8")
+        encode = contract.encode_argument
+        # What the Function (or the publisher) would send, as the step gets it: every value encoded. The step's
+        # own settings (SHEETDROP_MAX_CELLS, …) come from this process's environment, on the command line.
         argv = [str(a) for a in contract.step_arguments(
-            str(mounts.input_file), str(mounts.output_dir), self.settings.output_datastore, run.dataset_name,
-            contract.source_version(run.source_container, run.source_blob, run.source_etag), run.read_options)]
-        # The step's own settings (SHEETDROP_MAX_CELLS, …) pass; storage settings never do.
-        env = {k: v for k, v in os.environ.items() if k in STEP_ENV_KEEP or k in contract.STEP_SETTING_NAMES}
-        env |= mounts.env | emulation(self.settings.step_api).STEP_ENV
-        env["SHEETDROP_LOCAL_RUN"] = str(run_file)
+            encode(self.service.url.rstrip("/")), str(mounts.output_dir), encode(self.settings.output_datastore),
+            encode(run.dataset_name),
+            encode(contract.source_version(run.source_container, run.source_blob, run.source_etag, run.source_attempt)),
+            encode(run.read_options), output_path=encode(output_path) if api.OUTPUT_CHOSEN_AT_INVOCATION else None,
+            settings={**api.SETTINGS, **{k: v for k, v in os.environ.items() if k in contract.STEP_SETTING_NAMES}})]
+        env = {k: v for k, v in os.environ.items() if k in STEP_ENV_KEEP} | mounts.env
+        env[LOCAL_RUN_ENV] = str(run_file)
+        if self.settings.storage.connection_string:
+            env[LOCAL_STORAGE_ENV] = self.settings.storage.connection_string
+        env[LOCAL_STORAGE_RETRIES_ENV] = str(self.settings.storage.retry_total)
         env["PYTHONUNBUFFERED"] = "1"
         step_dir = self.step_dir or snapshot.built(self.settings.state_dir / "snapshots")
         with open(log_path, "w", encoding="utf-8") as handle:
@@ -212,6 +214,8 @@ class LocalRunner:
                     f"the step did not finish within {self.settings.step_timeout:.0f} s (LOCAL_STEP_TIMEOUT)") from exc
         if proc.returncode < 0:
             raise StepKilled(f"the step was killed by {signal.Signals(-proc.returncode).name}")
+        if proc.returncode == contract.EXIT_STORAGE_UNREACHABLE:
+            raise StorageUnreachable(_failure_reason(log_path, proc.returncode))
         if proc.returncode != 0:
             raise RunFailed(_failure_reason(log_path, proc.returncode))
         if not outbox.exists():
@@ -232,6 +236,11 @@ class LocalRunner:
         missing = [name for name in names if not container.get_blob_client(name).exists()]
         if missing:
             raise OutputLost(f"storage restarted during the run and lost {len(missing)} output file(s)")
+
+
+def superseded_reason(newer_etag: str) -> str:
+    return (f"superseded: the blob was replaced (etag {newer_etag}) before this run read it; nothing registered, "
+            "the run of the newer version converts it")
 
 
 def _failure_reason(log_path: Path, returncode: int) -> str:

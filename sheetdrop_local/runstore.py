@@ -24,9 +24,11 @@ class RunStatus(StrEnum):
     RUNNING = "running"
     COMPLETED = "completed"
     FAILED = "failed"
+    #: The step found its blob version replaced before it read it: nothing registered (the step's own check).
+    SUPERSEDED = "superseded"
 
 
-ENDED = (RunStatus.COMPLETED, RunStatus.FAILED)
+ENDED = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.SUPERSEDED)
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,8 @@ class Run:
     log_path: str | None
     abandoned_attempts: list[str]
     read_options: str
+    #: Which attempt of its blob version (1, then one more per re-run).
+    source_attempt: int = 1
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Run:
@@ -89,12 +93,13 @@ def enqueue(conn: sqlite3.Connection, request: SubmitRequest) -> str:
     run_id = str(uuid.uuid4())
     conn.execute(
         """INSERT INTO runs (run_id, status, experiment, dataset_name, datastore_name, relative_path,
-               source_container, source_blob, source_etag, description, tags, submitted_at, read_options)
-           VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+               source_container, source_blob, source_etag, description, tags, submitted_at, read_options,
+               source_attempt)
+           VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
         (
             run_id, request.experiment_name, request.dataset_name, request.datastore_name, request.relative_path,
             request.source_container, request.source_blob, request.source_etag, request.description,
-            json.dumps(request.tags, sort_keys=True), time.time(), request.read_options,
+            json.dumps(request.tags, sort_keys=True), time.time(), request.read_options, request.attempt,
         ),
     )
     return run_id
@@ -150,7 +155,7 @@ def finish(
     log_path: str | None = None,
 ) -> None:
     if status not in ENDED:
-        raise ValueError(f"a run finishes as completed or failed, not {status!r}")
+        raise ValueError(f"a run finishes as {', '.join(ENDED)}, not {status!r}")
     conn.execute(
         """UPDATE runs SET status = ?, ended_at = ?, metrics = ?, error = ?, output_path = ?, log_path = ?
            WHERE run_id = ?""",
@@ -199,10 +204,31 @@ def ended_of(conn: sqlite3.Connection, run_ids: list[str]) -> set[str]:
     return found
 
 
-def find_by_source(conn: sqlite3.Connection, container: str, blob: str, etag: str) -> list[str]:
+def find_by_source(conn: sqlite3.Connection, container: str, blob: str, etag: str,
+                   attempt: int | None = 1) -> list[str]:
+    """The runs of this attempt of a blob version (``attempt=None``: of every attempt), oldest first."""
     rows = conn.execute(
         "SELECT run_id FROM runs WHERE source_container = ? AND source_blob = ? AND source_etag = ? "
-        "ORDER BY submitted_at",
-        (container, blob, etag),
+        "AND (? IS NULL OR source_attempt = ?) ORDER BY submitted_at",
+        (container, blob, etag, attempt, attempt),
     ).fetchall()
     return [r["run_id"] for r in rows]
+
+
+def blob_has_runs(conn: sqlite3.Connection, container: str, blob: str) -> bool:
+    """Whether any version of the blob was ever submitted here."""
+    return conn.execute("SELECT 1 FROM runs WHERE source_container = ? AND source_blob = ? LIMIT 1",
+                        (container, blob)).fetchone() is not None
+
+
+def count(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
+
+
+def later_completed(conn: sqlite3.Connection, run: Run) -> Run | None:
+    """The first run of the same blob submitted after ``run`` that completed (a failed run's successor)."""
+    row = conn.execute(
+        """SELECT * FROM runs WHERE source_container = ? AND source_blob = ? AND submitted_at > ?
+           AND status = 'completed' ORDER BY submitted_at LIMIT 1""",
+        (run.source_container, run.source_blob, run.submitted_at)).fetchone()
+    return Run.from_row(row) if row else None

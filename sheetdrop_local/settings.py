@@ -35,6 +35,8 @@ class LocalSettings(Settings):
     #: The local studio's port and address (loopback unless told otherwise).
     ui_port: int
     ui_bind: str
+    #: Host names the studio answers to besides localhost and IP addresses (a non-loopback bind's).
+    ui_hosts: tuple[str, ...]
 
     def local_container_for(self, datastore: str) -> str:
         """The Azurite container that plays a datastore's part in the embedded default."""
@@ -74,4 +76,6 @@ def load_local_settings(env: Mapping[str, str] | None = None) -> LocalSettings:
                       if value in EMULATIONS else f"one of {', '.join(EMULATIONS)}"),
         ui_port=number(env, "SHEETDROP_UI_PORT", 8765, minimum=1, kind=int),
         ui_bind=text(env, "SHEETDROP_UI_BIND", "127.0.0.1"),
+        ui_hosts=tuple(name.strip().lower() for name in text(env, "SHEETDROP_UI_HOSTS", "").split(",")
+                       if name.strip()),
     )

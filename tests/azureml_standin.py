@@ -114,4 +114,5 @@ class AzureMLStandIn:
     @staticmethod
     def _start_step(run: dict[str, Any]) -> None:
         # What sheetdrop_step/contexts/azureml.py's start() does with the parameter (tested in tests/aml).
-        run["tags"].update(contract.parse_source_version(run["parameters"][contract.SOURCE_PARAMETER]))
+        run["tags"].update(contract.parse_source_version(contract.decode_argument(
+            run["parameters"][contract.SOURCE_PARAMETER])))

@@ -134,3 +134,122 @@ def test_publish_picks_the_publisher_by_backend_name() -> None:
     unknown = sheetdrop("publish", "--backend", "local", "--help")
     assert (unknown.returncode, unknown.stderr) == (2, "error: no publisher for backend 'local': one of azureml, "
                                                        "azureml-v2\n")
+
+
+# What a newcomer's mistakes get (issue 26). On b5e30cf: `--as ../x.xlsx` was a 30-line traceback,
+# `--as /abs/x.xlsx` made the blob `/abs/x.xlsx`, `--as folder/` a blob named `folder/`; `show
+# name:0` said the dataset did not exist; `--head -1` printed every row and `runs --limit 0` printed
+# `(none)`, both exiting 0; `convert` exited 2 for an encrypted workbook where `drop --wait` exits 1;
+# `drop` of a bad options file uploaded it; `drop` and `host` with nothing listening took 21-24 s.
+
+
+def input_blobs(settings: LocalSettings) -> list[str]:
+    from sheetdrop.storage import blob_service
+
+    container = blob_service(settings.storage).get_container_client(settings.input_container)
+    return sorted(container.list_blob_names()) if container.exists() else []
+
+
+@pytest.mark.parametrize("name", ["../x.xlsx", "/abs/x.xlsx", "sales/../x.xlsx", "sales//x.xlsx", "./x.xlsx"])
+def test_as_outside_the_container_is_one_usage_line(settings: LocalSettings, name: str) -> None:
+    proc = sheetdrop("drop", str(SAMPLE), "--as", name)
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr == (f"error: usage: --as {name!r}: a blob name inside the input container, like sales/q3.xlsx "
+                           "or sales/ (no leading /, no empty, . or .. folder)\n")
+    assert input_blobs(settings) == []
+
+
+def test_as_ending_in_a_slash_keeps_the_file_name(settings: LocalSettings) -> None:
+    proc = sheetdrop("drop", str(SAMPLE), "--as", "sales/2026/")
+    assert proc.returncode == 0, proc.stderr
+    assert input_blobs(settings) == [f"sales/2026/{SAMPLE.name}"]
+
+
+def test_dropping_a_bad_options_file_names_every_mistake_and_uploads_nothing(settings: LocalSettings,
+                                                                             tmp_path: Path) -> None:
+    bad = tmp_path / "sheetdrop.json"
+    bad.write_text('{"header_rows": 1, "mixed_columns": "textual", "footr": {}}')
+    proc = sheetdrop("drop", str(bad), "--as", "sales/sheetdrop.json")
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr == ("error: options: sales/sheetdrop.json: footr: unknown key, did you mean footer?; "
+                           "mixed_columns: 'textual' is not one of text, rescue; nothing was uploaded\n")
+    assert input_blobs(settings) == []
+    bad.write_text('{"header_rows": 1, "mixed_columns": "text", "footer": {}}')
+    assert sheetdrop("drop", str(bad), "--as", "sales/sheetdrop.json").returncode == 0
+    assert input_blobs(settings) == ["sales/sheetdrop.json"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["show", "sales", "--head", "-1"], "argument --head: a whole number, 0 or more, not '-1'"),
+    (["runs", "--limit", "0"], "argument --limit: a whole number above 0, not '0'"),
+])
+def test_numbers_out_of_range_are_usage_errors(tmp_path: Path, args: list[str], message: str) -> None:
+    import os
+
+    proc = sheetdrop(*args, env={**os.environ, "SHEETDROP_STATE_DIR": str(tmp_path)})
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr.splitlines()[-1] == f"sheetdrop {args[0]}: error: {message}"
+
+
+def test_a_version_that_does_not_exist_says_which_do(settings: LocalSettings, capsys: pytest.CaptureFixture[str]
+                                                     ) -> None:
+    conn = db.connect(settings.state_dir)
+    with runstore.transaction(conn):
+        for _ in range(3):
+            registry.register(conn, name="sales_orders", datastore=settings.output_datastore, relative_path="a")
+    for version in ("0", "4"):
+        assert cli.main(["show", f"sales_orders:{version}"]) == 1
+        assert capsys.readouterr().err == \
+            f"error: not-found: sales_orders: version {version} does not exist; versions are 1\N{EN DASH}3\n"
+    assert cli.main(["show", "sales_order:1"]) == 1
+    assert capsys.readouterr().err == "error: not-found: no dataset 'sales_order' (see `sheetdrop datasets`)\n"
+
+
+def encrypted_workbook(tmp_path: Path) -> Path:
+    from msoffcrypto.format.ooxml import OOXMLFile
+
+    locked = tmp_path / "locked.xlsx"
+    with open(SAMPLE, "rb") as fin, open(locked, "wb") as fout:
+        OOXMLFile(fin).encrypt("secret", fout)
+    return locked
+
+
+def test_a_rejected_workbook_exits_1_from_convert_and_from_drop_wait(settings: LocalSettings, tmp_path: Path) -> None:
+    from sheetdrop_local.devhost import DevHost
+
+    locked = encrypted_workbook(tmp_path)
+    converted = sheetdrop("convert", str(locked), str(tmp_path / "out"))
+    assert converted.returncode == 1 and converted.stderr.startswith("error: encrypted: "), converted.stderr
+    with DevHost(settings, poll_interval=0.2).running():
+        dropped = sheetdrop("drop", str(locked), "--as", "sales/locked.xlsx", "--wait", "60")
+    assert dropped.returncode == 1 and "failed: encrypted: " in dropped.stdout, dropped.stdout + dropped.stderr
+
+
+@pytest.mark.parametrize("command", [["drop", str(SAMPLE), "--as", "sales/q3.xlsx"], ["host"], ["show", "sales"]])
+def test_commands_that_need_storage_say_it_is_unreachable_within_seconds(tmp_path: Path, command: list[str]) -> None:
+    import os
+    import time
+
+    env = {**os.environ, "SHEETDROP_STATE_DIR": str(tmp_path), "AZURITE_BLOB_PORT": str(free_port()),
+           "AZURITE_QUEUE_PORT": str(free_port())}
+    for name in ("INPUT_STORAGE", "INPUT_CONTAINER", "CLAIMS_CONTAINER", "LOCAL_OUTPUT_CONTAINER"):
+        env.pop(name, None)
+    conn = db.connect(tmp_path)
+    with runstore.transaction(conn):  # a version to show, whose parquet is in storage
+        registry.register(conn, name="sales", datastore="workspaceblobstore", relative_path="azureml/x/a.parquet")
+    started = time.monotonic()
+    proc = sheetdrop(*command, env=env)
+    took = time.monotonic() - started
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stderr.endswith(f"error: storage-unreachable: nothing answers at http://127.0.0.1:"
+                                f"{env['AZURITE_BLOB_PORT']}/devstoreaccount1; is Azurite running? (`make run` "
+                                "starts it, or `sheetdrop host --azurite`)\n"), proc.stderr
+    assert took < 5, f"{command[0]} took {took:.1f} s"
+
+
+def test_help_is_plain_text() -> None:
+    proc = sheetdrop("--help")
+    assert proc.returncode == 0
+    assert proc.stdout.splitlines()[2] == "sheetdrop: run the embedded default, drop files, watch runs and datasets, " \
+                                          "convert, publish."
+    assert "``" not in proc.stdout

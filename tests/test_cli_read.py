@@ -20,6 +20,7 @@ from history import make_history
 from sheetdrop_local import cli, db, registry, runstore
 from sheetdrop_local.azurite import free_port
 from sheetdrop_local.settings import LocalSettings
+from sheetdrop_local.textfit import char_width, width
 
 
 @pytest.fixture
@@ -33,15 +34,21 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, s
     return code, out, err
 
 
+def columns_of(line: str) -> list[str]:
+    """A line as a terminal shows it, one entry per column: a wide character fills two."""
+    return [part for ch in line for part in ([ch] if char_width(ch) == 1 else [ch, ""] if char_width(ch) else [])]
+
+
 def rows_of(table: str) -> list[dict[str, str]]:
-    """Parse the CLI's fixed-width tables back into rows (columns start where the header's words do)."""
-    lines = [line for line in table.splitlines() if line.strip()]
+    """Parse the CLI's fixed-width tables back into rows: columns start, on the screen, where the
+    header's words do."""
+    lines = [columns_of(line) for line in table.splitlines() if line.strip()]
     header = lines[0]
     starts = [i for i, ch in enumerate(header) if ch != " " and (i == 0 or header[i - 1] == " ")]
-    names = header.split()
+    names = "".join(header).split()
     bounds = [*starts[1:], None]
-    return [{name.lower(): line[start:end].strip() for name, start, end in zip(names, starts, bounds, strict=True)}
-            for line in lines[1:]]
+    return [{name.lower(): "".join(line[start:end]).strip()
+             for name, start, end in zip(names, starts, bounds, strict=True)} for line in lines[1:]]
 
 
 def test_runs_names_the_datasets_each_run_made_and_lists_failed_and_skipped(
@@ -81,6 +88,34 @@ def test_runs_names_the_datasets_each_run_made_and_lists_failed_and_skipped(
     assert listed["sales/readme.txt"]["status"] == "skipped" and listed["sales/readme.txt"]["run_id"] is None
 
 
+def test_tables_fit_the_terminal_and_wide_characters_keep_their_columns(
+        settings: LocalSettings, history: dict[str, runstore.Run], capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """On b5e30cf `datasets` lines passed 300 characters, and a name in CJK characters (two columns
+    each on the screen) pushed the rest of its row out of its columns."""
+    from history import Q4, deliver_and_run, upload
+
+    upload(settings, "销售/第四季度报告.xlsx", Q4.read_bytes())
+    deliver_and_run(settings)
+    monkeypatch.setenv("COLUMNS", "400")
+    _, out, _ = run_cli(capsys, "runs")
+    wide = next(row for row in rows_of(out) if row["blob"].endswith(".xlsx") and "销售" in row["blob"])
+    [run] = [r for r in runstore.list_runs(db.connect(settings.state_dir)) if r.source_blob.startswith("销售")]
+    assert (wide["blob"], wide["etag"], wide["status"]) == (f"{settings.input_container}/销售/第四季度报告.xlsx",
+                                                            run.source_etag, "completed")
+    assert wide["datasets"].startswith(f"{run.dataset_name}_orders:1")
+
+    monkeypatch.setenv("COLUMNS", "80")
+    for command in (["runs"], ["datasets"], ["runs", "show", history["sales/prices.xlsx"].run_id]):
+        _, out, _ = run_cli(capsys, *command)
+        assert max(width(line) for line in out.splitlines()) <= 80, (command, out)
+    _, out, _ = run_cli(capsys, "runs")
+    failed = next(row for row in rows_of(out) if row["status"] == "failed")
+    assert failed["reason"].endswith("…") and failed["run"] == history["sales/prices.xlsx"].run_id[:8]
+    _, out, _ = run_cli(capsys, "runs", "--json")  # the full text
+    assert history["sales/prices.xlsx"].error in [r["error"] for r in json.loads(out)]
+
+
 def test_runs_show_gives_parameters_sheets_columns_and_outputs(
         settings: LocalSettings, history: dict[str, runstore.Run], capsys: pytest.CaptureFixture[str]) -> None:
     q4 = history["sales/2026-q4.xlsx"]
@@ -88,7 +123,9 @@ def test_runs_show_gives_parameters_sheets_columns_and_outputs(
     assert code == 0
     assert out.startswith(f"run {q4.run_id}: completed\n")
     assert f"step run    {q4.step_run_id}" in out
-    assert "  dataset_name      sales\n" in out and "  input_datapath    sheetdrop_input/sales/2026-q4.xlsx\n" in out
+    account = dict(part.split("=", 1) for part in (settings.storage.connection_string or "").split(";") if part)[
+        "BlobEndpoint"]
+    assert "  dataset_name      sales\n" in out and f"  input_account     {account}\n" in out
     sheets = out.split("\nsheets\n")[1].split("\n\n")[0]
     assert [(r["sheet"], r["dataset"], r["rows"], r["columns"], r["nulls"], r["errors"]) for r in rows_of(sheets)] == [
         ("Orders", "sales_orders:2", "260", "9", "243", "0"), ("Products", "sales_products:2", "7", "4", "0", "0"),
@@ -114,7 +151,7 @@ def test_logs_prints_the_step_log_and_fails_for_a_failed_run(
     q4, bad = history["sales/2026-q4.xlsx"], history["sales/prices.xlsx"]
     code, out, _ = run_cli(capsys, "logs", q4.run_id)
     assert code == 0
-    assert out.startswith("$ extract.py --input_extract ")
+    assert out.startswith("$ extract.py --input_account ")
     assert "skipped sheet 'Scratch' of 2026-q4.xlsx: empty\n" in out
     assert "dataset: sales_orders" in out
     code, out, err = run_cli(capsys, "logs", bad.run_id[:8])
@@ -161,7 +198,7 @@ def test_show_prints_a_version_as_table_csv_or_json(
     assert [t["Region"] for t in targets] == ["North", "South", "East", "West"] and "October" in targets[0]
 
     code, _, err = run_cli(capsys, "show", "sales_orders:3")
-    assert code == 1 and err == "error: not-found: no dataset 'sales_orders' version 3\n"
+    assert code == 1 and err == "error: not-found: sales_orders: version 3 does not exist; versions are 1\N{EN DASH}2\n"
 
 
 def test_storage_down_is_a_fast_clear_error(tmp_path: Path) -> None:

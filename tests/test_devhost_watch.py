@@ -83,3 +83,27 @@ def test_an_outage_is_logged_when_it_starts_and_when_it_ends(tmp_path: object, c
     assert len(messages) == 2, messages
     assert messages[0].startswith("storage is unreachable (connection string from INPUT_STORAGE: ")
     assert messages[1].startswith("storage is reachable again after ")
+
+
+def test_deliveries_do_not_push_the_next_listing_out(settings: LocalSettings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On b5e30cf the next listing waited 20 times the last scan's duration, deliveries included (up to
+    300 s): after a burst, other tools' uploads went unnoticed for minutes."""
+    from sheetdrop_local import devhost
+
+    clock = FakeClock(1000.0)
+    host = DevHost(settings, poll_interval=1.0, clock=clock)
+    container = ensure_container(blob_service(settings.storage), settings.input_container)
+    for i in range(3):
+        container.upload_blob(f"burst/{i}.xlsx", SAMPLE.read_bytes())
+    real_invoke = devhost.invoke
+
+    def slow_delivery(*args: object) -> None:
+        clock.advance(10.0)  # a delivery that takes its time
+        real_invoke(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(devhost, "invoke", slow_delivery)
+    assert host.scan_once() == 3
+    assert host._next_scan <= clock(), "the listing was cheap: the next one is due at once"
+    later = container.get_blob_client("other-tool/q.xlsx")
+    later.upload_blob(SAMPLE.read_bytes())
+    assert host.scan_once() == 1 and "other-tool/q.xlsx" in runs(settings)

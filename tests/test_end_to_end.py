@@ -49,10 +49,12 @@ def test_sample_becomes_registered_datasets_readable_from_the_output_container(e
     [run] = run_all(settings)
     assert run.status == "completed", run.error
     assert run.metrics["rows"] == 250 and run.metrics["sheets"] == 3
-    step_log = Path(run.log_path or "").read_text()
-    expected_mount = "/mounts/sheetdrop_input/sales/" if layout == "legacy" else \
-        f"/cr/j/{run.step_run_id}/cap/data-capability/wd/input_datapath/sales/"
-    assert expected_mount in step_log.splitlines()[0]  # the argv the runner started the step with
+    argv = Path(run.log_path or "").read_text().splitlines()[0]  # the argv the runner started the step with
+    expected_mount = f"/mounts/workspaceblobstore/azureml/{run.step_run_id}/extracted " if layout == "legacy" \
+        else f"/cr/j/{run.step_run_id}/cap/data-capability/wd/extracted "
+    assert expected_mount in argv
+    # No input mount: the step reads the version itself; the blob's name is in its source_version only.
+    assert argv.count("2026-q3") == 1 and "%22sales/2026-q3.xlsx%22" in argv
 
     service = blob_service(settings.storage)
     out = service.get_container_client(settings.local_output_container)
@@ -139,12 +141,66 @@ def test_step_failure_is_a_failed_run_with_its_log_and_the_input_untouched(setti
     assert registry.list_versions(db.connect(settings.state_dir)) == []
 
 
-def test_run_refuses_a_blob_that_changed_after_submission(settings: LocalSettings) -> None:
-    upload(settings, "sales/q3.xlsx", SAMPLE.read_bytes())
-    DevHost(settings).scan_once()
-    upload(settings, "sales/q3.xlsx", SAMPLE.read_bytes())  # new etag before the run starts
-    [run] = run_all(settings)
-    assert run.status == "failed" and "changed after this run was submitted" in (run.error or "")
+@pytest.mark.parametrize("step_api", ["azureml", "azureml-v2"])
+def test_a_version_replaced_before_its_run_read_it_is_superseded_and_the_newer_run_converts_it(
+        env: dict[str, str], step_api: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """The race: submitted for one version, the blob overwritten before the step reads it. The runner reads
+    nothing (AzureML mounts nothing), so only the step's own etag check can tell."""
+    settings = load_local_settings({**env, "LOCAL_STEP_API": step_api})
+    backend.install(settings)
+    first = upload(settings, "sales/q3.xlsx", SAMPLE.read_bytes())
+    assert DevHost(settings).scan_once() == 1
+    newer_content = (SAMPLE.parent / "sales-2026-q4.xlsx").read_bytes()
+    second = upload(settings, "sales/q3.xlsx", newer_content)  # new etag after submission, before the step
+    assert DevHost(settings).scan_once() == 1
+    old, new = run_all(settings)
+    assert (old.source_etag, new.source_etag) == (first, second)
+    assert old.status == "superseded", old.error
+    assert old.error == (f"superseded: the blob was replaced (etag {second}) before this run read it; nothing "
+                         "registered, the run of the newer version converts it")
+    assert old.metrics == {"superseded_by_etag": second}
+    conn = db.connect(settings.state_dir)
+    assert registry.for_run(conn, old.run_id) == []
+    out = blob_service(settings.storage).get_container_client(settings.local_output_container)
+    assert not [b for b in out.list_blob_names() if old.step_run_id in b]
+    # The newer version's run converted the newer content: q4 has a Discount column q3 does not.
+    assert new.status == "completed", new.error
+    orders = registry.get(conn, "sales_orders")
+    assert (orders.run_id, orders.version, orders.tags["source_etag"]) == (new.run_id, 1, second)
+    assert "Discount" in registry.load_table(orders, blob_service(settings.storage),
+                                             settings.local_output_container).column_names
+    # And the read model links the superseded run to it: the run list, `runs show` and the studio.
+    assert_superseded_links(settings, old, new, capsys)
+
+
+def assert_superseded_links(settings: LocalSettings, old: runstore.Run, new: runstore.Run,
+                            capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+    import re
+
+    from starlette.testclient import TestClient
+
+    from sheetdrop_local import cli
+    from sheetdrop_local.studio.app import create_app
+
+    assert cli.main(["runs", "--json"]) == 0
+    rows = {row["run_id"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows[old.run_id]["status"] == "superseded"
+    assert rows[old.run_id]["superseded_by"] == {"etag": new.source_etag, "run_id": new.run_id}
+    assert cli.main(["runs"]) == 0
+    (line,) = [row for row in capsys.readouterr().out.splitlines() if row.startswith(old.run_id[:8])]
+    assert f"superseded by etag {new.source_etag}: run {new.run_id[:8]}" in line
+    assert cli.main(["runs", "show", old.run_id[:8]]) == 0
+    shown = capsys.readouterr().out
+    assert f"  superseded  by etag {new.source_etag}: run {new.run_id} (`sheetdrop runs show {new.run_id[:8]}`)" \
+        in shown
+
+    studio = TestClient(create_app(settings), base_url="http://localhost")  # it answers to loopback names
+    listing = studio.get("/runs").text
+    assert re.search(rf'<a class="newer-run" href="/runs/{new.run_id}"[^>]*>run {new.run_id[:8]}</a>', listing)
+    page = studio.get(f"/runs/{old.run_id}").text
+    assert f'<a class="newer-run" href="/runs/{new.run_id}">run {new.run_id[:8]}</a> converts it' in page
+    assert 'class="status s-superseded"' in page
 
 
 def test_a_deleted_input_is_reported_as_deleted(settings: LocalSettings) -> None:
@@ -152,7 +208,7 @@ def test_a_deleted_input_is_reported_as_deleted(settings: LocalSettings) -> None
     DevHost(settings).scan_once()
     blob_service(settings.storage).get_blob_client(settings.input_container, "sales/q3.xlsx").delete_blob()
     [run] = run_all(settings)
-    assert (run.status, run.error) == ("failed", f"the input blob {settings.input_container}/sales/q3.xlsx was "
+    assert (run.status, run.error) == ("failed", f"input-gone: the blob {settings.input_container}/sales/q3.xlsx was "
                                                  "deleted before this run read it; upload it again to convert it")
 
 
@@ -171,10 +227,10 @@ def test_running_host_picks_up_a_drop_by_itself(settings: LocalSettings) -> None
 
 
 def test_one_dev_host_per_state_folder(settings: LocalSettings) -> None:
-    from sheetdrop_local.functions_host import HostError
+    from sheetdrop_local.hostlock import HostRunning
 
     with DevHost(settings, poll_interval=0.2).running():
         second = DevHost(settings)
-        with pytest.raises(HostError, match="another dev host"):
+        with pytest.raises(HostRunning, match="a host is already running for this state folder"):
             second.start()
     DevHost(settings).start().stop()  # free again once the first one stopped

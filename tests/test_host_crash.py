@@ -7,18 +7,21 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import SAMPLE
+from conftest import REPO, SAMPLE
 from local_host import host_env, reachable, start_host, stop_azurite, wait_for
 from sheetdrop.claims import ClaimState
 from sheetdrop.storage import blob_service, ensure_container
 from sheetdrop.trigger import claim_store
 from sheetdrop_local import backend, db, recovery, runstore
+from sheetdrop_local.azurite import port_open
 from sheetdrop_local.devhost import DevHost
 from sheetdrop_local.settings import LocalSettings
 
@@ -82,3 +85,23 @@ def test_claims_of_another_state_folders_host_are_left_alone(settings: LocalSett
     assert recovery.release_predecessors_claims(claims, recovery.invocation_prefix(settings.state_dir), "x") == 0
     claim = claims.read(settings.input_container, "sales/q3.xlsx", etag)
     assert claim is not None and claim.state == ClaimState.SUBMITTING
+
+
+def test_ctrl_c_stops_a_host_started_with_sigint_ignored(tmp_path: Path) -> None:
+    """A shell without job control (a CI job's `make test &`) starts a background command with SIGINT
+    ignored, and Python leaves it so: on b5e30cf such a host never stopped on Ctrl-C, nor its Azurite."""
+    env, settings = host_env(tmp_path / "state")
+    with open(tmp_path / "host.log", "ab") as out:
+        host = subprocess.Popen([sys.executable, "-m", "sheetdrop_local.cli", "host", "--azurite"], cwd=REPO, env=env,
+                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        wait_for(lambda: "watching container" in (tmp_path / "host.log").read_text() or host.poll() is not None, 60,
+                 "the host")
+        os.killpg(host.pid, signal.SIGINT)
+        assert host.wait(60) == 0
+        assert not port_open(settings.azurite_blob_port)
+    finally:
+        if host.poll() is None:
+            host.kill()
+        stop_azurite(settings)

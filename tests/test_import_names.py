@@ -13,6 +13,7 @@ from pathlib import Path
 
 from conftest import REPO, SAMPLE
 from sheetdrop_contract import contract
+from sheetdrop_local.azurite import Azurite
 
 PROJECT = ("function", "step", "sheetdrop_local", "pipeline")
 
@@ -58,12 +59,15 @@ runpy.run_path(entry, run_name="__main__")
 """
 
 
-def test_one_name_per_module_in_the_step_run_from_its_snapshot(tmp_path: Path, step_snapshot: Path) -> None:
+def test_one_name_per_module_in_the_step_run_from_its_snapshot(tmp_path: Path, step_snapshot: Path,
+                                                                azurite: Azurite) -> None:
+    from test_step import account, put_blob, step_argv
+
     report = tmp_path / "modules.json"
-    argv = [str(a) for a in contract.step_arguments(
-        str(SAMPLE), str(tmp_path / "out"), "workspaceblobstore", "sales",
-        contract.source_version("input", "sales/q3.xlsx", "e1"), "{}")]
+    argv = step_argv(account(azurite), tmp_path / "out", "workspaceblobstore", "sales",
+                     put_blob(azurite, SAMPLE.read_bytes()))
     env = {k: v for k, v in os.environ.items() if k != "SHEETDROP_LOCAL_RUN"}
+    env["AZURE_STORAGE_CONNECTION_STRING"] = azurite.connection_string
     done = subprocess.run([sys.executable, "-c", RUN_ENTRY, str(step_snapshot / contract.SCRIPT_NAME), str(report),
                            *argv], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
     assert done.returncode == 0, done.stderr

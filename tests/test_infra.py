@@ -360,6 +360,23 @@ def test_names_flow_from_one_parameter_of_main_bicep() -> None:
     assert compute["properties"]["properties"]["scaleSettings"]["minNodeCount"] == 0
 
 
+#: A batch endpoint's name: azure-ai-ml's validate_endpoint_or_deployment_name (NAME_REGEX_PATTERN, 3-32
+#: characters; constants/_endpoint.py), the rule learn: how-to-manage-quotas states.
+BATCH_ENDPOINT_NAME = re.compile(r"^[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?$")
+
+
+def test_the_batch_endpoint_name_is_the_deployments_own() -> None:
+    """Unique per region, as a batch endpoint's name must be: derived from the resource token, as every other
+    name; two environments (or regions) give two names. `sheetdrop publish --v2` reads it."""
+    names = {Scope(INFRA / "main.bicep", {"environmentName": env, "location": region},
+                   Deployment("sub-1", "tenant-1", region)).outputs()["AZUREML_BATCH_ENDPOINT_NAME"]
+             for env, region in (("dev", "westeurope"), ("prod", "westeurope"), ("dev", "northeurope"))}
+    assert len(names) == 3
+    for name in names:
+        assert BATCH_ENDPOINT_NAME.match(name) and 3 <= len(name) <= 32, name
+    assert "AZUREML_BATCH_ENDPOINT_NAME" in (REPO / "pipeline" / "v2" / "publish.py").read_text()
+
+
 # -- role assignments -----------------------------------------------------------------------------------
 
 #: (principal parameter of rbac.bicep, role definition id, scope symbol) — docs/azureml.md, "Role assignments".
@@ -371,9 +388,11 @@ EXPECTED_ROLES = {
     ("functionPrincipalId", DATA_SCIENTIST, "workspace"),
     ("functionPrincipalId", METRICS_PUBLISHER, "applicationInsights"),
     ("computePrincipalId", BLOB_READER, "storage"),
+    ("computePrincipalId", DATA_SCIENTIST, "workspace"),
     ("deployerPrincipalId", DATA_SCIENTIST, "workspace"),
     ("deployerPrincipalId", BLOB_CONTRIBUTOR, "inputContainer"),
     ("deployerPrincipalId", BLOB_CONTRIBUTOR, "claimsContainer"),
+    ("deployerPrincipalId", BLOB_READER, "workspaceStorage"),
 }
 
 
@@ -406,18 +425,27 @@ def test_each_role_assignment_names_the_right_role_for_the_right_principal_and_s
     existing = {name: resource_body(rbac, name)["name"] for name, res in rbac["resources"].items() if res["existing"]}
     assert existing == {"storage": "storageAccountName", "blobService": "default",
                         "inputContainer": "inputContainerName", "claimsContainer": "claimsContainerName",
-                        "workspace": "workspaceName", "applicationInsights": "applicationInsightsName"}
+                        "workspace": "workspaceName", "applicationInsights": "applicationInsightsName",
+                        "workspaceStorage": "workspaceStorageName"}
     # The containers, narrowest scope for uploading and claiming: storage -> blobServices/default -> containers/<c>.
     assert resource_body(rbac, "blobService")["parent"] == "storage"
     assert resource_body(rbac, "inputContainer")["parent"] == resource_body(rbac, "claimsContainer")["parent"] == \
         "blobService"
     params = bicep("main.bicep")["modules"]["rbac"]["config"]["params"]
+    # The cluster's workspace role only where its step registers as the cluster (v2; docs/azureml-v2.md).
+    condition = rbac["resources"]["computeDataScientist"]["config"]["condition"]
+    assert condition["operator"]["type"] == "equals" and set(condition["operator"]["operands"].values()) == {
+        "azuremlApi", "azureml-v2"}
+    assert params["azuremlApi"] == "azuremlApi"
     assert params["inputContainerName"] == "inputContainerName"
     assert params["claimsContainerName"] == "claimsContainerName"
     assert expr(params["functionPrincipalId"]) == "functionApp.outputs.identityPrincipalId"
     assert expr(params["computePrincipalId"]) == "azureml.outputs.computePrincipalId"
     assert params["deployerPrincipalId"] == "principalId"
     assert expr(params["storageAccountName"]) == "storage.outputs.name"
+    # The workspace storage the deployer reads the step's parquet from is the workspace's own (sheetdrop smoke).
+    assert expr(params["workspaceStorageName"]) == "azureml.outputs.workspaceStorageName"
+    assert expr(bicep("app/azureml.bicep")["outputs"]["workspaceStorageName"]["value"]) == "workspaceStorage.name"
     assert expr(bicep("app/azureml.bicep")["outputs"]["computePrincipalId"]["value"]) == "compute.identity.principalId"
 
 
@@ -434,7 +462,8 @@ def test_role_ids_match_the_table_in_docs() -> None:
     who = {"functionPrincipalId": "Function identity", "computePrincipalId": "Cluster identity",
            "deployerPrincipalId": "Person"}
     where = {"storage": "storage account", "workspace": "workspace", "applicationInsights": "Application Insights",
-             "inputContainer": "input container", "claimsContainer": "claims container"}
+             "inputContainer": "input container", "claimsContainer": "claims container",
+             "workspaceStorage": "workspace storage"}
     for principal, role_id, scope in EXPECTED_ROLES:
         rows = table.get(role_id)
         assert rows, f"{role_id} is not in docs/azureml.md's role table"
@@ -444,9 +473,10 @@ def test_role_ids_match_the_table_in_docs() -> None:
 
 #: What `sheetdrop smoke` is to confirm in a real workspace, per backend (issue 22), by the names it prints.
 REAL_WORKSPACE_ITEMS = {
-    "azureml.md": ["mount-layout", "output-path", "tags-kept", "per-run-overhead", "workbook-finds-run"],
-    "azureml-v2.md": ["mount-layout", "output-path", "tags-kept", "job-name-kept", "job-identity", "per-run-overhead",
-                      "workbook-finds-run"],
+    "azureml.md": ["mount-layout", "output-path", "tags-kept", "job-identity", "per-run-overhead",
+                   "workbook-finds-run"],
+    "azureml-v2.md": ["mount-layout", "output-path", "tags-kept", "job-name-kept", "jobs-list-inputs", "job-identity",
+                      "never-reused", "data-version-race", "per-run-overhead", "workbook-finds-run"],
 }
 
 
@@ -475,7 +505,7 @@ def test_principal_type_is_azds_login_kind_for_every_deployer_assignment() -> No
     assert allowed == [["User", "ServicePrincipal"]]
     assert main["modules"]["rbac"]["config"]["params"]["deployerPrincipalType"] == "principalType"
     deployer = [name for name, (principal, _, _) in role_assignments().items() if principal == "deployerPrincipalId"]
-    assert len(deployer) == 3  # role_assignments() holds each one's principalType to deployerPrincipalType
+    assert len(deployer) == 4  # role_assignments() holds each one's principalType to deployerPrincipalType
     text = "\n".join(p.read_text() for p in BICEP_FILES)
     assert "principalType: 'User'" not in text
 

@@ -1,6 +1,6 @@
-"""The local runner's v2 mode (LOCAL_STEP_API=azureml-v2): the step runs with a v2 command job's mounts
-and learns its output's place from the job's outputs, and registers the same parquet as the v1 step
-for the same workbook. Real Azurite, the real function, the real step in a subprocess."""
+"""The local runner's v2 mode (LOCAL_STEP_API=azureml-v2): the step runs with a v2 command job's output mount,
+is told its output's place on its command line (as the invocation chooses it), and registers the same parquet
+as the v1 step for the same workbook. Real Azurite, the real function, the real step in a subprocess."""
 
 from __future__ import annotations
 
@@ -55,13 +55,14 @@ def test_the_v2_step_registers_the_same_parquet_as_the_v1_step(env: dict[str, st
         assert (v1_tags[name].pop(CHANGE_TAG), tags.pop(CHANGE_TAG)) == ("first version", "none")
         assert tags == v1_tags[name]
 
-    # The argv the runner started each step with: v2 mounts the file inside wd/INPUT_<input name>/.
+    # The argv the runner started each step with: v2's says where the output goes and which context to use (the
+    # component's command line), v1's says neither (its run definition does; it is v1's context by default).
     v2_argv, v1_argv = v2_log.read_text().splitlines()[0], v1_log.read_text().splitlines()[0]
-    assert "/cap/data-capability/wd/INPUT_input_datapath/2026-q3.xlsx " in v2_argv
-    assert "/cap/data-capability/wd/input_datapath/sales/2026-q3.xlsx " in v1_argv
-    run_file = json.loads((v2_log.parent / "run.json").read_text())
-    assert "runDefinition" not in run_file
-    assert run_file["job"]["outputs"]["extracted"]["uri"].startswith("azureml://datastores/workspaceblobstore/paths/")
+    step_run_v2 = json.loads((v2_log.parent / "run.json").read_text())["step_run_id"]
+    assert v2_argv.endswith(f" --output_path azureml/{step_run_v2}/extracted --setting SHEETDROP_JOB_API=v2")
+    assert "--output_path" not in v1_argv and "--setting" not in v1_argv
+    assert "runDefinition" not in json.loads((v2_log.parent / "run.json").read_text())
+    assert "runDefinition" in json.loads((v1_log.parent / "run.json").read_text())
 
 
 def test_a_bad_step_api_is_named(env: dict[str, str]) -> None:

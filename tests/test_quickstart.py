@@ -70,7 +70,7 @@ def check_run_show(out: str) -> None:
 
 
 def check_logs(out: str) -> None:
-    assert out.startswith("$ extract.py --input_extract ")
+    assert out.startswith("$ extract.py --input_account ")
     assert "skipped sheet 'Scratch' of sales-2026-q4.xlsx: empty" in out
     assert "dataset: sales_targets" in out
 
@@ -141,8 +141,8 @@ def test_the_quickstart_works_as_written(tmp_path: Path) -> None:
         wait_for(lambda: "watching for new workbooks" in output.text or first.poll() is not None, 300,
                  "`make run` to drop the sample and watch")
         assert first.poll() is None, output.text
-        assert re.search(r"^[0-9a-f]{8}  completed  input/sales/sales-2026-q3.xlsx .* sales_orders:1, "
-                         r"sales_products:1, sales_targets:1 ", output.text, re.M), output.text
+        assert re.search(r"^input/sales/sales-2026-q3.xlsx: run [0-9a-f]{8} completed in [0-9.]+ s\n"
+                         r"  sales_orders:1, sales_products:1, sales_targets:1\n", output.text, re.M), output.text
         url = f"http://127.0.0.1:{env['SHEETDROP_UI_PORT']}/"
         assert f"studio: {url}" in output.text
         with urllib.request.urlopen(url + "runs", timeout=10) as page:

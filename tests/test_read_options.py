@@ -1,5 +1,6 @@
 """Per-folder read options: the nearest sheetdrop.json applies, every mistake is named (file, key,
-what is allowed), an invalid file fails the run before conversion, and fixing it works."""
+what is allowed, all at once), an invalid file is recorded as it lands, workbooks that arrive while it
+is invalid wait as `options invalid`, and fixing it lets them be converted without uploading them again."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import pytest
 
 from conftest import SAMPLE
 from sheetdrop import options
+from sheetdrop.claims import ClaimState
 from sheetdrop.storage import blob_service, ensure_container
+from sheetdrop.trigger import BlobVersion, claim_store, handle_blob
 from sheetdrop_contract.read_options import CellRange, OptionsError, ReadOptions, parse, parse_range
 from sheetdrop_local import cli, db, registry, runstore
 from sheetdrop_local.devhost import DevHost
@@ -33,8 +36,8 @@ def test_a_full_file_parses() -> None:
           "(char 1))"),
     ("[]", "sales/sheetdrop.json: must be a JSON object with any of the keys sheets, range, header_rows, footer, "
            "types, mixed_columns, schema_changes, dataset"),
-    ('{"header": 1}', "sales/sheetdrop.json: header: unknown key; the keys are sheets, range, header_rows, footer, "
-                      "types, mixed_columns, schema_changes, dataset"),
+    ('{"colour": 1}', "sales/sheetdrop.json: colour: unknown key (the keys are sheets, range, header_rows, footer, "
+                      "types, mixed_columns, schema_changes, dataset)"),
     ('{"range": "3B:H"}', "sales/sheetdrop.json: range: '3B:H' is not a cell range like B3, B3:H200, B3:H or A:H"),
     ('{"range": "H3:B9"}', "sales/sheetdrop.json: range: 'H3:B9' is its end comes before its start"),
     ('{"header_rows": "two"}', "sales/sheetdrop.json: header_rows: a whole number from 0 (no header) to 10 "
@@ -53,6 +56,20 @@ def test_every_mistake_names_the_file_the_key_and_what_is_allowed(text: str, mes
     with pytest.raises(OptionsError) as error:
         parse(text, "sales/sheetdrop.json")
     assert str(error.value) == message
+
+
+def test_every_mistake_is_named_at_once_with_the_key_a_near_miss_meant() -> None:
+    # The issue's file: on b5e30cf the first mistake alone was named (`footr: unknown key`), and a
+    # fixed footr then revealed `textual`; no "did you mean".
+    text = '{"header_rows": 1, "mixed_columns": "textual", "footr": {}, "sheets": {"exlude": ["Notes"]}}'
+    with pytest.raises(OptionsError) as error:
+        parse(text, "sales/sheetdrop.json")
+    assert error.value.problems == [
+        "footr: unknown key, did you mean footer?",
+        "sheets.exlude: unknown key, did you mean exclude?",
+        "mixed_columns: 'textual' is not one of text, rescue",
+    ]
+    assert str(error.value) == "sales/sheetdrop.json: " + "; ".join(error.value.problems)
 
 
 def test_a_byte_order_mark_is_no_mistake() -> None:
@@ -76,25 +93,42 @@ def test_the_nearest_file_up_the_folders_applies(settings: LocalSettings) -> Non
     assert options.for_blob(container, "q3.xlsx")[0] == ReadOptions(file="sheetdrop.json", header_rows=1)
 
 
-def test_an_invalid_file_fails_the_run_before_conversion_and_fixing_it_works(settings: LocalSettings) -> None:
+def test_an_invalid_file_is_recorded_as_it_lands_and_its_workbooks_wait_for_the_fix(settings: LocalSettings) -> None:
+    """On b5e30cf the options file was recorded as skipped without a word on its validity, and each
+    workbook was submitted and failed in the step with the first mistake only."""
     container = ensure_container(blob_service(settings.storage), settings.input_container)
-    container.upload_blob("sales/sheetdrop.json", b'{"mixed_columns": "textual"}')
+    bad = '{"mixed_columns": "textual", "footr": {}}'
+    options_etag = container.get_blob_client("sales/sheetdrop.json").upload_blob(bad.encode())["etag"]
     etag = container.get_blob_client("sales/q3.xlsx").upload_blob(SAMPLE.read_bytes())["etag"]
     host, runner = DevHost(settings), LocalRunner.from_settings(settings)
-    assert host.scan_once() == 2  # the options file is delivered too, and skipped
-    failed = runner.run_next()
-    assert failed is not None and (failed.status, failed.error) == (
-        "failed", "options: sales/sheetdrop.json: mixed_columns: 'textual' is not one of text, rescue")
-    # Shown on the run as written, as the portal shows the parameter.
-    assert json.loads(failed.read_options) == {"file": "sales/sheetdrop.json",
-                                               "text": '{"mixed_columns": "textual"}'}
+    assert host.scan_once() == 2
+    assert runner.run_next() is None  # nothing submitted: the run would only fail
+    conn = db.connect(settings.state_dir)
+    assert runstore.list_runs(conn) == []
+
+    every = ("sales/sheetdrop.json: footr: unknown key, did you mean footer?; "
+             "mixed_columns: 'textual' is not one of text, rescue")
+    claims = claim_store(settings)
+    [skipped] = claims.skipped()
+    assert (skipped.blob, skipped.etag, skipped.options_errors) == (
+        "sales/sheetdrop.json", options_etag, ["footr: unknown key, did you mean footer?",
+                                               "mixed_columns: 'textual' is not one of text, rescue"])
+    [waiting] = claims.list(ClaimState.OPTIONS_INVALID)
+    assert (waiting.blob, waiting.etag, waiting.last_error) == ("sales/q3.xlsx", etag, every)
     assert container.get_blob_client("sales/q3.xlsx").get_blob_properties().etag == etag  # input untouched
-    container.upload_blob("sales/sheetdrop.json", b'{"mixed_columns": "text"}', overwrite=True)
-    container.upload_blob("sales/q3.xlsx", SAMPLE.read_bytes(), overwrite=True)
+
+    # Fixed: the same workbook version, delivered again (what a re-run does), is converted without
+    # being uploaded again.
+    fixed_etag = container.get_blob_client("sales/sheetdrop.json").upload_blob(
+        b'{"mixed_columns": "text"}', overwrite=True)["etag"]
     host.scan_once()
-    fixed = runner.run_next()
-    assert fixed is not None and fixed.status == "completed", fixed.error
-    assert [r.status for r in runstore.list_runs(db.connect(settings.state_dir))] == ["completed", "failed"]
+    assert [s.options_errors for s in claims.skipped() if s.etag == fixed_etag] == [[]]
+    outcome = handle_blob(BlobVersion(settings.input_container, "sales/q3.xlsx", etag, SAMPLE.stat().st_size),
+                          invocation_id="rerun")
+    assert outcome.action == "submitted"
+    run = runner.run_next()
+    assert run is not None and run.status == "completed" and run.source_etag == etag, run and run.error
+    assert list(claims.list(ClaimState.OPTIONS_INVALID)) == []
 
 
 def test_the_dataset_option_names_the_dataset(settings: LocalSettings) -> None:

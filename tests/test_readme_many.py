@@ -15,6 +15,7 @@ import pytest
 from conftest import REPO, SAMPLE
 from sheetdrop.storage import blob_service, ensure_container
 from sheetdrop_local import db, runstore
+from sheetdrop_local.runner import LocalRunner
 from sheetdrop_local.settings import LocalSettings
 
 
@@ -27,20 +28,34 @@ def section_commands(title: str) -> list[str]:
 
 
 def check_dry_run(out: str, settings: LocalSettings) -> None:
-    assert out.splitlines()[-1] == "would start up to 3 local runs on the local backend", out
+    assert out.splitlines()[-1] == "would start up to 4 local runs on the local backend", out
     assert runstore.list_runs(db.connect(settings.state_dir), None) == []
 
 
 def check_backfill(out: str, settings: LocalSettings) -> None:
-    assert "2 versions to convert" in out.splitlines()[0], out  # sales/ only: not finance/
-    assert out.strip().splitlines()[-1].startswith("backfill: 2 of 2 delivered (2 submitted)"), out
+    assert "3 versions to convert" in out.splitlines()[0], out  # sales/ only: not finance/
+    assert out.strip().splitlines()[-1].startswith("backfill: 3 of 3 delivered (3 submitted)"), out
     assert sorted(r.source_blob for r in runstore.list_runs(db.connect(settings.state_dir), None)) == [
-        "sales/q3.xlsx", "sales/q4.xlsx"]
+        "sales/prices.xlsx", "sales/q3.xlsx", "sales/q4.xlsx"]
+
+
+def check_rerun_dry(out: str, settings: LocalSettings) -> None:
+    [line] = out.splitlines()
+    assert line.startswith(f"would re-run {settings.input_container}/sales/prices.xlsx (etag ") and \
+        "after attempt 1" in line, out
+
+
+def check_rerun(out: str, settings: LocalSettings) -> None:
+    assert out.splitlines()[-1] == "rerun: 1 resubmitted", out
+    conn = db.connect(settings.state_dir)
+    assert [r.source_attempt for r in runstore.list_runs(conn, None) if r.source_blob == "sales/prices.xlsx"] == [2, 1]
 
 
 CHECKS: dict[str, Callable[[str, LocalSettings], None]] = {
     "backfill --dry-run": check_dry_run,
     "backfill --prefix sales/ --since 2026-01-01": check_backfill,
+    "rerun --status failed --dry-run": check_rerun_dry,
+    "rerun --status failed": check_rerun,
 }
 
 
@@ -58,9 +73,13 @@ def test_the_many_workbooks_commands_run_as_written(unwatched: LocalSettings) ->
     container = ensure_container(blob_service(unwatched.storage), unwatched.input_container)
     for name in ("sales/q3.xlsx", "sales/q4.xlsx", "finance/q3.xlsx"):
         container.get_blob_client(name).upload_blob(SAMPLE.read_bytes())
+    container.get_blob_client("sales/prices.xlsx").upload_blob(b"sku,price\nA,1\n")  # a CSV named .xlsx: fails
     commands = section_commands("Many workbooks")
     assert [c.removeprefix(".venv/bin/sheetdrop ") for c in commands] == list(CHECKS)
+    runner = LocalRunner.from_settings(unwatched)
     for command in commands:
+        while runner.run_next() is not None:  # what the dev host's workers would have done meanwhile
+            pass
         args = shlex.split(command)
         assert args[0] == ".venv/bin/sheetdrop", command
         done = subprocess.run([sys.executable, "-m", "sheetdrop_local.cli", *args[1:]], cwd=REPO, env=dict(os.environ),

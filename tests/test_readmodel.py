@@ -63,9 +63,10 @@ def test_a_version_is_picked_with_the_one_before_it(conn: sqlite3.Connection) ->
     assert datasets.history(conn, "sales_orders", "latest").version == latest.version
     first = datasets.history(conn, "sales_orders", "1")
     assert (first.version.run_id, first.previous) == (IDS[0], None)
-    with pytest.raises(registry.DatasetNotFound, match=r"^'sales_orders' has no version '3'$"):
+    with pytest.raises(registry.DatasetNotFound,
+                       match=r"^sales_orders: version 3 does not exist; versions are 1\N{EN DASH}2$"):
         datasets.history(conn, "sales_orders", "3")
-    with pytest.raises(registry.DatasetNotFound, match=r"^no dataset 'sales'$"):
+    with pytest.raises(registry.DatasetNotFound, match=r"^no dataset 'sales' \(see `sheetdrop datasets`\)$"):
         datasets.history(conn, "sales")
     assert datasets.resolve_version(conn, "sales_orders:1") == first.version
     assert datasets.resolve_version(conn, "sales_orders") == latest.version

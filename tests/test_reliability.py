@@ -18,7 +18,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import redirect_stdout
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
 from azureml_standin import TOKEN, AzureMLStandIn
@@ -30,12 +29,11 @@ from sheetdrop.settings import get_settings
 from sheetdrop.storage import blob_service, ensure_container
 from sheetdrop.submit import SubmitError
 from sheetdrop.trigger import claim_store
+from sheetdrop_contract import contract
 from sheetdrop_local import backend, cli, db, registry, runstore
 from sheetdrop_local.azurite import AZURITE_KEY, Azurite, free_port
 from sheetdrop_local.devhost import MAX_RETRY_DELAY, DevHost
-from sheetdrop_local.emulations.azureml import step_mounts
 from sheetdrop_local.functions_host import DevContext, blob_client_argument, indexed_trigger
-from sheetdrop_local.mounts import MOUNT_LAYOUTS
 from sheetdrop_local.runner import LocalRunner
 from sheetdrop_local.settings import LocalSettings, load_local_settings
 
@@ -313,10 +311,12 @@ def test_the_timer_function_redelivers_an_abandoned_claim(env: dict[str, str], m
 
 
 SLOW_STEP = """#!/bin/sh
-# The step's interpreter, after a pause in which the test stops storage (the step itself needs no storage).
+# The step's interpreter; once the step is done (it read its input), a pause in which the test stops storage.
+"{python}" "$@"
+done=$?
 touch "{flag}"
 sleep 2
-exec "{python}" "$@"
+exit $done
 """
 
 
@@ -357,7 +357,7 @@ def test_an_abandoned_claim_of_an_overwritten_blob_is_superseded(env: dict[str, 
     assert list(claim_store(settings).list(ClaimState.SUBMITTING)) == []
 
 
-@pytest.mark.parametrize("phase", ["before-staging", "during-step"])
+@pytest.mark.parametrize("phase", ["before-the-step-reads", "during-step"])
 def test_storage_restarted_during_a_local_run_loses_nothing_and_runs_once(
         phase: str, env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from azure.core.exceptions import ServiceRequestError
@@ -374,10 +374,10 @@ def test_storage_restarted_during_a_local_run_loses_nothing_and_runs_once(
         assert host.scan_once() == 1
         runner = LocalRunner.from_settings(settings)
         runner.requeue_delay = 0
-        if phase == "before-staging":
+        if phase == "before-the-step-reads":
             storage.stop()
             run = runner.run_next()
-        else:  # storage goes away while the step runs: staging worked, the upload after it fails
+        else:  # storage goes away while the step runs: its read worked, the upload after it fails
             wrapper = tmp_path / "slow-python"
             wrapper.write_text(SLOW_STEP.format(python=sys.executable, flag=started_flag))
             wrapper.chmod(0o755)
@@ -420,10 +420,23 @@ HOSTILE = [
     "sales/..../dots.xlsx",
     "sales/%2e%2e/percent-dots.xlsx",
 ]
+#: What a shell would make something of: quotes of both kinds, $ and its expansions, command substitution,
+#: separators, redirections, globs, a comment, history and tilde expansion.
+SHELL_HOSTILE = [
+    "sales/o'brien's $HOME ${PATH} $(touch pwned) `id` #x %s (1) ;|&<>*?[a]~!\".xlsx",
+    "--dash/-leading.xlsx",
+]
 
 
-@pytest.mark.parametrize("name", HOSTILE, ids=range(len(HOSTILE)))
-def test_hostile_blob_names_round_trip(name: str, settings: LocalSettings) -> None:
+#: The storage and path rules are the same for both step APIs; the shell's are checked for each.
+NAME_CASES = [(name, "azureml") for name in HOSTILE] + [(name, api) for name in SHELL_HOSTILE
+                                                        for api in ("azureml", "azureml-v2")]
+
+
+@pytest.mark.parametrize(("name", "step_api"), NAME_CASES, ids=[f"{i}-{api}" for i, (_, api) in enumerate(NAME_CASES)])
+def test_hostile_blob_names_round_trip(name: str, step_api: str, env: dict[str, str], tmp_path: Path) -> None:
+    settings = load_local_settings({**env, "LOCAL_STEP_API": step_api})
+    backend.install(settings)
     assert len(name.encode()) <= 1024
     etag = upload(settings, name, SAMPLE.read_bytes())
     stored = [b.name for b in blob_service(settings.storage).get_container_client(settings.input_container)
@@ -431,9 +444,7 @@ def test_hostile_blob_names_round_trip(name: str, settings: LocalSettings) -> No
     assert stored == [name], "the storage kept the name as given"
     host = DevHost(settings)
     assert host.scan_once() == 1
-    runner = LocalRunner.from_settings(settings)
-    runner.keep_mounts = True
-    run = runner.run_next()
+    run = LocalRunner.from_settings(settings).run_next()
     assert run is not None and run.status == "completed", run.error
     assert (run.source_blob, run.source_etag, run.relative_path) == (name, etag, name)
     versions = registry.list_versions(db.connect(settings.state_dir))
@@ -441,27 +452,13 @@ def test_hostile_blob_names_round_trip(name: str, settings: LocalSettings) -> No
     assert DevHost(settings).scan_once() == 0, "a restarted host knows this version by its receipt"
     table = registry.load_table(versions[0], blob_service(settings.storage), settings.local_output_container)
     assert table.num_rows > 0
-    # Everything the run wrote is inside the state folder.
+    # No blob name became a path: the step's argv carries it encoded, every value one word; nothing ran it.
+    argv = Path(run.log_path or "").read_text(encoding="utf-8").splitlines()[0].split(" ")[2:]
+    assert contract.parse_source_version(contract.parse_step_arguments(argv).source_version)["source_blob"] == name
+    assert not (tmp_path / "pwned").exists()
     state = settings.state_dir.resolve()
     for path in (settings.state_dir / "runs").rglob("*"):
         assert path.resolve().is_relative_to(state)
-    assert pq.read_metadata(next((settings.state_dir / "runs").rglob("*.parquet"))).num_rows > 0
-
-
-# A name with ".." segments cannot even be created through the storage SDK (its HTTP client
-# normalizes dot segments, so the request no longer matches its signature); whatever the name,
-# the runner's mount path stays inside the input's mount, in either layout.
-@pytest.mark.parametrize("layout", MOUNT_LAYOUTS)
-@pytest.mark.parametrize("relative", ["../../../etc/passwd", "a/../../b.xlsx", "/abs/olute.xlsx", "..", "./x/./y",
-                                      "x/" + "y" * 1000 + ".xlsx"])
-def test_mount_paths_never_leave_the_input_mount(tmp_path: Path, relative: str, layout: str) -> None:
-    mounts = step_mounts(layout, tmp_path, "step-1", "store", relative, "out")  # type: ignore[arg-type]
-    mount = tmp_path / "mounts" / "store" if layout == "legacy" else \
-        tmp_path / "cr" / "j" / "step-1" / "cap" / "data-capability" / "wd" / "input_datapath"
-    path = mounts.input_file
-    assert path.resolve().is_relative_to(mount.resolve())
-    assert ".." not in path.relative_to(tmp_path).parts
-    assert all(len(part.encode()) <= 255 for part in path.parts)
 
 
 # -- secrets ------------------------------------------------------------------------------------------

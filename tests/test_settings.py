@@ -135,7 +135,11 @@ ENVIRONMENT_READERS = {"function/sheetdrop/settings.py", "sheetdrop_local/settin
                        "step/sheetdrop_step/converter/_reading/launch.py",
                        "step/sheetdrop_step/extract.py",
                        # the v2 job's own variables (workspace, MLflow run, identity), set by AzureML
-                       "step/sheetdrop_step/contexts/azureml_v2.py"}
+                       "step/sheetdrop_step/contexts/azureml_v2.py",
+                       # the compute's identity in an AzureML job (DEFAULT_IDENTITY_CLIENT_ID, set by AzureML)
+                       "step/sheetdrop_step/source.py",
+                       # run by hand: the Azure CLI's AZURE_STORAGE_CONNECTION_STRING
+                       "step/sheetdrop_step/contexts/standalone.py"}
 
 
 def _reads_environment(tree: ast.AST) -> list[int]:

@@ -14,10 +14,12 @@ whether a run for this version already exists.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -39,6 +41,11 @@ class ClaimState(StrEnum):
     POISONED = "poisoned"
     #: The blob was deleted or overwritten before its version was submitted: nothing left to do.
     SUPERSEDED = "superseded"
+    #: Waiting to be submitted with others in one batch job (a burst of drops; ``sheetdrop.batching``).
+    PENDING = "pending"
+    #: Not submitted: the folder's read options were invalid when it arrived (``last_error`` names every
+    #: mistake). A later delivery of the version (a re-run) reads the options again.
+    OPTIONS_INVALID = "options_invalid"
 
 
 
@@ -55,6 +62,12 @@ class Claim:
     attempts: int = 0
     failures: int = 0
     last_error: str | None = None
+    #: Which attempt of the version the claim is about now: 1, then one more per re-run.
+    run_attempt: int = 1
+    #: The attempts re-runs were requested after: a request is carried out once, however often it comes.
+    rerun_after: list[int] = field(default_factory=list)
+    #: While PENDING: what its run will be asked for (dataset, read_options, invocation_id), as delivered.
+    pending: dict[str, str] | None = None
     #: The claim blob's own etag, for the next conditional write; not stored in the body.
     claim_etag: str = field(default="", repr=False)
 
@@ -95,9 +108,13 @@ def claim_blob_name(container: str, blob: str, etag: str) -> str:
 INDEX_PREFIX = "_index/"
 #: Poisoned claims are listed here as well, so that finding them does not read every claim.
 POISONED_INDEX = f"{INDEX_PREFIX}poisoned/"
+#: Pending claims likewise; their entries go when the claim leaves PENDING (the batch that takes it removes them).
+PENDING_INDEX = f"{INDEX_PREFIX}pending/"
 #: Blob versions the trigger did not take (not a workbook), with the reason: no claim, no run, but
 #: a person looking for their upload should find it (``sheetdrop runs``, the local studio).
 SKIPPED_INDEX = f"{INDEX_PREFIX}skipped/"
+#: Claims marked ``options_invalid`` are listed here as well (a later delivery may take the claim on).
+OPTIONS_INVALID_INDEX = f"{INDEX_PREFIX}options-invalid/"
 
 
 @dataclass(frozen=True)
@@ -107,10 +124,15 @@ class SkippedBlob:
     etag: str
     reason: str
     at: float
+    #: For a folder's options file: every mistake in it (empty: valid); None for anything else.
+    options_errors: list[str] | None = None
 
 
 #: How long a released claim waits for the host's own retries before the sweep re-delivers it.
 RELEASED_RETRY_AFTER = 300.0
+#: States whose claims are also listed in an index, so that finding them does not read every claim.
+INDEXED = {ClaimState.POISONED: POISONED_INDEX, ClaimState.PENDING: PENDING_INDEX,
+           ClaimState.OPTIONS_INVALID: OPTIONS_INVALID_INDEX}
 
 
 @dataclass
@@ -159,8 +181,8 @@ class ClaimStore:
             claim.claim_etag = current.claim_etag
         else:
             claim.claim_etag = result["etag"]
-        if claim.state == ClaimState.POISONED:
-            self.container.upload_blob(POISONED_INDEX + client.blob_name, b"", overwrite=True)
+        if claim.state in INDEXED:
+            self.container.upload_blob(INDEXED[claim.state] + client.blob_name, b"", overwrite=True)
         return True
 
     def acquire(self, container: str, blob: str, etag: str, invocation_id: str | None) -> Acquired | Declined:
@@ -178,7 +200,9 @@ class ClaimStore:
         if current.state == ClaimState.POISONED:
             return Declined(f"poisoned after {current.failures} failed attempts: {current.last_error}; "
                             "upload the file again to retry", current)
-        takeover = current.state == ClaimState.SUBMITTING
+        if current.state == ClaimState.PENDING and now - current.updated_at < self.stale_after:
+            return Declined(f"waiting for its batch since {now - current.updated_at:.0f} s ago", current)
+        takeover = current.state in (ClaimState.SUBMITTING, ClaimState.PENDING)
         if takeover and now - current.updated_at < self.stale_after:
             return Declined(f"being submitted by invocation {current.invocation_id} "
                             f"({now - current.updated_at:.0f} s ago)", current)
@@ -190,6 +214,43 @@ class ClaimStore:
             log.warning("took over a claim for %s/%s (etag %s) left in 'submitting' by a stopped invocation",
                         container, blob, etag)
         return Acquired(current, check_existing=True)
+
+    def rerun(self, container: str, blob: str, etag: str, after: int, invocation_id: str | None) -> Acquired | Declined:
+        """Start the next attempt of a version whose attempt ``after`` ended (failed, poisoned, options invalid, or
+        done and wanted again): once per request, so a request delivered twice makes one new attempt."""
+        current = self.read(container, blob, etag)
+        if current is None:
+            return Declined("no claim: this version was never delivered, so there is nothing to re-run "
+                            "(`sheetdrop backfill` converts it)")
+        if after in current.rerun_after or current.run_attempt > after:
+            return Declined(f"already re-run: attempt {current.run_attempt} is its latest", current)
+        if current.state == ClaimState.SUBMITTING:
+            return Declined(f"attempt {current.run_attempt} is being submitted right now", current)
+        now = self.clock()
+        current.state, current.invocation_id, current.updated_at = ClaimState.SUBMITTING, invocation_id, now
+        current.run_attempt, current.rerun_after = after + 1, [*current.rerun_after, after]
+        current.run_id, current.failures, current.last_error = None, 0, None
+        current.attempts += 1
+        if not self._write(current):
+            return Declined("the claim changed while it was being re-run; run the re-run again", current)
+        return Acquired(current)
+
+    def hold(self, claim: Claim, request: dict[str, str]) -> bool:
+        """Keep a claimed version for a batch (PENDING), with what its run will be asked for."""
+        claim.state, claim.pending, claim.updated_at = ClaimState.PENDING, request, self.clock()
+        return self._write(claim)
+
+    def take_for_batch(self, claim: Claim, invocation_id: str) -> bool:
+        """Move a pending claim on to SUBMITTING for the batch being made; False if another flush took it."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        claim.state, claim.invocation_id, claim.updated_at = ClaimState.SUBMITTING, invocation_id, self.clock()
+        claim.attempts += 1
+        if not self._write(claim):
+            return False
+        with contextlib.suppress(ResourceNotFoundError):  # another flush's write of the same claim removed it
+            self.container.delete_blob(PENDING_INDEX + claim_blob_name(claim.container, claim.blob, claim.etag))
+        return True
 
     def mark_submitted(self, claim: Claim, run_id: str) -> bool:
         claim.state, claim.run_id, claim.updated_at, claim.last_error = ClaimState.SUBMITTED, run_id, self.clock(), None
@@ -212,9 +273,9 @@ class ClaimStore:
         poisoned ones from their index)."""
         from azure.core.exceptions import ResourceNotFoundError
 
-        if state == ClaimState.POISONED:
-            names = [name.removeprefix(POISONED_INDEX)
-                     for name in self.container.list_blob_names(name_starts_with=POISONED_INDEX)]
+        if state in INDEXED:
+            names = [name.removeprefix(INDEXED[state])
+                     for name in self.container.list_blob_names(name_starts_with=INDEXED[state])]
         else:
             names = [item.name for item in self.container.list_blobs(include=["metadata"])
                      if not item.name.startswith(INDEX_PREFIX)
@@ -229,7 +290,8 @@ class ClaimStore:
                 log.warning("skipping unreadable claim blob %s: %s", name, exc)
                 continue
             claim.claim_etag = downloader.properties.etag
-            yield claim
+            if state is None or claim.state == state:  # an index entry may outlive its claim's state
+                yield claim
 
     def claimed(self, container: str) -> dict[str, ClaimState]:
         """Every claimed version of ``container`` (its :func:`version_key`) with its state, from one listing with
@@ -239,11 +301,25 @@ class ClaimStore:
                                                                                                  "submitted"))
                 for item in self.container.list_blobs(name_starts_with=prefix, include=["metadata"])}
 
-    def record_skipped(self, container: str, blob: str, etag: str, reason: str) -> None:
-        """Note a blob version that does not qualify (same name for every delivery of it)."""
-        body = {"container": container, "blob": blob, "etag": etag, "reason": reason, "at": self.clock()}
-        self.container.upload_blob(SKIPPED_INDEX + claim_blob_name(container, blob, etag),
-                                   json.dumps(body, sort_keys=True).encode("utf-8"), overwrite=True)
+    def options_invalid(self, claim: Claim, errors: str) -> bool:
+        """Record that the version was not submitted because its folder's options are invalid."""
+        claim.state, claim.last_error, claim.updated_at = ClaimState.OPTIONS_INVALID, errors, self.clock()
+        return self._write(claim)
+
+    def record_skipped(self, container: str, blob: str, etag: str, reason: str,
+                       options_errors: list[str] | None = None) -> None:
+        """Note a blob version that does not qualify (same name for every delivery of it); for a
+        folder's options file, whether it is valid."""
+        body: dict[str, Any] = {"container": container, "blob": blob, "etag": etag, "reason": reason,
+                                "at": self.clock()}
+        if options_errors is not None:
+            body["options_errors"] = options_errors
+        text = json.dumps(body, sort_keys=True)
+        # The record is in the blob's metadata too (percent-encoded: metadata is ASCII), so that one
+        # listing with metadata reads thousands of them; a long one is left to its body.
+        record = urllib.parse.quote(text)
+        self.container.upload_blob(SKIPPED_INDEX + claim_blob_name(container, blob, etag), text.encode("utf-8"),
+                                   overwrite=True, metadata={"record": record} if len(record) <= 4096 else None)
 
     def skipped(self, limit: int | None = None) -> list[SkippedBlob]:
         """The newest skipped blob versions first: one listing, and about ``limit`` bodies read."""
@@ -269,7 +345,8 @@ class ClaimStore:
         stale bound (their invocation died), and released claims not yet poisoned whose retries
         are over (released for longer than ``min(RELEASED_RETRY_AFTER, stale bound)``)."""
         now = self.clock()
-        stale = [c for c in self.list(ClaimState.SUBMITTING) if c.updated_at < now - self.stale_after]
+        stale = [c for state in (ClaimState.SUBMITTING, ClaimState.PENDING) for c in self.list(state)
+                 if c.updated_at < now - self.stale_after]
         retry_after = min(RELEASED_RETRY_AFTER, self.stale_after)
         released = [c for c in self.list(ClaimState.RELEASED)
                     if c.failures < self.max_failures and c.updated_at < now - retry_after]

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import logging
 from posixpath import dirname
 from typing import TYPE_CHECKING
 
@@ -14,8 +13,6 @@ from sheetdrop_contract import read_options
 
 if TYPE_CHECKING:
     from azure.storage.blob import ContainerClient
-
-log = logging.getLogger("sheetdrop.trigger")
 
 
 def candidates(blob_name: str) -> list[str]:
@@ -40,16 +37,24 @@ def find(container: ContainerClient, blob_name: str) -> tuple[str | None, str | 
 
 
 def for_blob(container: ContainerClient, blob_name: str) -> tuple[read_options.ReadOptions, str]:
-    """The options that apply (the defaults when the file is invalid) and the ``read_options``
-    parameter, which carries the file as written: an invalid one fails the run, before conversion,
-    with the message logged here."""
+    """The options that apply and the ``read_options`` parameter, which carries the file as written
+    (the step parses it again). An invalid file is an OptionsError naming every mistake: the trigger
+    records the workbook as ``options invalid`` and submits nothing."""
     name, text = find(container, blob_name)
     parameter = read_options.to_parameter(name, text)
     if name is None or text is None:
         return read_options.ReadOptions(), parameter
+    return read_options.parse(text, name), parameter
+
+
+def mistakes(container: ContainerClient, name: str, etag: str) -> list[str] | None:
+    """Every mistake in one version of an options file (empty: it is valid); None when that version
+    is no longer there to read (its successor has its own event)."""
+    from azure.core import MatchConditions
+    from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+
     try:
-        return read_options.parse(text, name), parameter
-    except read_options.OptionsError as exc:
-        log.warning("%s: the run will fail before converting: %s; fix the file and upload the workbook again",
-                    blob_name, exc)
-        return read_options.ReadOptions(file=name), parameter
+        data = container.download_blob(name, etag=etag, match_condition=MatchConditions.IfNotModified).readall()
+    except (ResourceModifiedError, ResourceNotFoundError):
+        return None
+    return read_options.check(data.decode("utf-8", errors="replace"), name)[1]

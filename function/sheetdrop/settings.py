@@ -120,6 +120,12 @@ class Settings:
     reconcile_after_seconds: float
     #: At most this many such versions delivered per timer run (the rest wait for the next run).
     reconcile_max_deliveries: int
+    #: Drops a minute that make a burst: from then on versions wait to be submitted together (0: never).
+    batch_threshold: int
+    #: At most this many versions in one batch job.
+    batch_size: int
+    #: The longest a version waits for its batch to fill before the batch is submitted as it is.
+    batch_wait_seconds: float
     #: The chosen backend's own settings, read by its plug-in (its ``read_settings``), or None.
     backend_settings: Any
 
@@ -180,6 +186,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         # event room to come first (it would only meet the claim anyway).
         reconcile_after_seconds=number(env, "RECONCILE_AFTER_SECONDS", 600.0, minimum=0),
         reconcile_max_deliveries=number(env, "RECONCILE_MAX_DELIVERIES", 50, minimum=0, kind=int),
+        batch_threshold=number(env, "BATCH_THRESHOLD", 10, minimum=0, kind=int),
+        batch_size=number(env, "BATCH_SIZE", 50, minimum=1, kind=int),
+        batch_wait_seconds=number(env, "BATCH_WAIT_SECONDS", 60.0, minimum=0),
         backend_settings=backends.read_settings(backend, env),
     )
 

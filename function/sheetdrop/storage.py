@@ -32,6 +32,12 @@ def blob_service(storage: StorageSettings) -> BlobServiceClient:
     return BlobServiceClient(account_url=storage.account_url, credential=credential, **retry)
 
 
+def account_url(storage: StorageSettings) -> str:
+    """The input account's blob endpoint (``https://<account>.blob.core.windows.net``), never with a key: what
+    the step reads the blob from (``input_account``)."""
+    return (storage.account_url or blob_service(storage).url).rstrip("/")
+
+
 def ensure_container(service: BlobServiceClient, name: str) -> ContainerClient:
     from azure.core.exceptions import ResourceExistsError
 
@@ -46,3 +52,18 @@ def storage_unreachable(exc: BaseException) -> bool:
     from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 
     return isinstance(exc, ServiceRequestError | ServiceResponseError | ConnectionError)
+
+
+def one_line(exc: BaseException) -> str:
+    """An error as one line a person reads: a storage answer as its status, code and message (not
+    the request id, time and XML the SDK appends), anything else as its type and first line."""
+    from azure.core.exceptions import HttpResponseError
+
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    first = lines[0] if lines else ""
+    if isinstance(exc, HttpResponseError) and exc.status_code:
+        code = f" {exc.error_code}" if getattr(exc, "error_code", None) else ""
+        text = f"storage answered {exc.status_code}{code}: {first}"
+    else:
+        text = f"{exc.__class__.__name__}: {first}" if first else exc.__class__.__name__
+    return text if len(text) <= 300 else text[:299] + "…"

@@ -52,3 +52,22 @@ def sweep(settings: Settings | None = None, invocation_id: str = "sweep") -> lis
             log.error("re-delivering %s/%s failed (its claim is released; the next sweep or event retries): %s",
                       claim.container, claim.blob, exc)
     return outcomes + reconcile(settings, claims, invocation_id)
+
+
+def flush_batches(settings: Settings | None = None, invocation_id: str = "batch-flush") -> list[str]:
+    """The ``batch_flush`` timer: submit each batch whose oldest version waited BATCH_WAIT_SECONDS
+    (:mod:`sheetdrop.batching`), and forget counts of minutes that no longer matter."""
+    import functools
+
+    from sheetdrop import batching
+    from sheetdrop.submit.backends import get_backend
+    from sheetdrop.trigger import held_request
+
+    settings = settings or get_settings()
+    claims = claim_store(settings)
+    backend = get_backend(settings)
+    if not batching.can_batch(backend, settings):
+        return []
+    batching.forget_old_minutes(claims)
+    return list(batching.flush(settings, claims, backend, functools.partial(held_request, settings=settings),
+                               invocation_id=invocation_id))

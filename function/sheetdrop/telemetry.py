@@ -22,8 +22,8 @@ PREFIX = "sheetdrop.outcome "
 #: The record's keys, in this order; the workbook's queries may use these and nothing else.
 FIELDS = ("outcome", "container", "blob", "etag", "run_id", "run_url", "reason", "duration_ms", "invocation_id")
 #: Every value ``outcome`` takes: the trigger's actions, and ``failed`` (the delivery raised; the host retries).
-OUTCOMES = ("skipped", "duplicate", "submitted", "recovered", "poisoned", "failed")
-_LEVELS = {"failed": logging.WARNING, "poisoned": logging.ERROR}
+OUTCOMES = ("skipped", "duplicate", "submitted", "recovered", "poisoned", "pending", "options_invalid", "failed")
+_LEVELS = {"failed": logging.WARNING, "poisoned": logging.ERROR, "options_invalid": logging.WARNING}
 
 
 def record(outcome: str, *, container: str, blob: str, etag: str, started: float, run_id: str | None = None,

@@ -8,6 +8,7 @@ always as ``sheetdrop_contract.contract``. README.md, "Layout", says who reads w
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import re
@@ -15,55 +16,146 @@ import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import unquote
 
 STEP_NAME = "extract"
 #: The entry script at the root of the step's snapshot.
 SCRIPT_NAME = "extract.py"
 
-#: DataPath PipelineParameter that each submission points at the new blob.
-INPUT_PARAMETER = "input_datapath"
-#: String PipelineParameter: the dataset name derived from the blob's path.
+#: String parameter: the input account's blob endpoint (``https://<account>.blob.core.windows.net``). The step
+#: reads the blob version itself from there, by its etag (sheetdrop_step.source): a mount pins nothing, and a
+#: mounted file's path would carry the blob's name onto a command line.
+INPUT_ACCOUNT_PARAMETER = "input_account"
+#: String parameter: the dataset name derived from the blob's path.
 DATASET_NAME_PARAMETER = "dataset_name"
-#: String PipelineParameter: the blob version (source_version()), so that the step knows what it
-#: reads and tags its run with it whether or not the service kept the submission's tags.
+#: String parameter: the blob version (source_version()): what the step reads, checks and tags its run with.
 SOURCE_PARAMETER = "source_version"
-#: String PipelineParameter: the folder's read options (read_options.to_parameter()), shown on the run.
+#: String parameter: the folder's read options (read_options.to_parameter()), shown on the run.
 READ_OPTIONS_PARAMETER = "read_options"
-#: The PipelineData output. Where it is mounted is up to the runtime; where it lives on its
-#: datastore is not: see output_relative_path().
+#: v2: the datastore and the path on it where the invocation puts the output (the same place it names in the
+#: job's outputData); v1's PipelineData has no path to choose, and its step reads its run definition instead.
+OUTPUT_DATASTORE_PARAMETER = "output_datastore"
+OUTPUT_PATH_PARAMETER = "output_path"
+#: The output folder. Where it is mounted is up to the runtime; where it lives on its datastore is not:
+#: see output_relative_path().
 OUTPUT_NAME = "extracted"
-#: The DataPath parameter's default; every submission overrides it.
-PLACEHOLDER_RELATIVE_PATH = "placeholder/placeholder.xlsx"
+#: The published parameters' defaults; every submission overrides them.
+PLACEHOLDER_INPUT_ACCOUNT = "https://placeholder.blob.core.windows.net"
 PLACEHOLDER_DATASET_NAME = "placeholder"
 PLACEHOLDER_SOURCE = "{}"
 PLACEHOLDER_READ_OPTIONS = "{}"
 
-#: The step's argv options, in order; the step's parser and step_arguments() both read this.
-ARGUMENTS = ("input_extract", "output_extract", "output_datastore", "dataset_name", "source_version", "read_options")
+#: The step's argv options, in order; the step's parser and step_arguments() both read this. Every value but
+#: output_extract (a mount path the service puts there) is written with encode_argument().
+ARGUMENTS = (INPUT_ACCOUNT_PARAMETER, "output_extract", OUTPUT_DATASTORE_PARAMETER, DATASET_NAME_PARAMETER,
+             SOURCE_PARAMETER, READ_OPTIONS_PARAMETER)
+#: Repeated ``--setting NAME=VALUE``: the step's settings (STEP_SETTINGS and JOB_API_ENV), literal text of
+#: the published step's command (v2) or arguments (v1), so its registered form shows them.
+SETTING_OPTION = "setting"
 
 #: Tags that identify a blob version on a pipeline run and on every dataset version it registers.
 SOURCE_TAGS = ("source_container", "source_blob", "source_etag")
+#: A re-run's attempt of a blob version (2, 3, …), beside the source tags; the first attempt has none, so every
+#: run and version made before re-runs existed is attempt 1.
+ATTEMPT_TAG = "source_attempt"
 #: The Function invocation that submitted the run (on the run and carried onto its datasets).
 INVOCATION_TAG = "function_invocation_id"
+#: On a run that ended superseded: the etag of the version that replaced the one it was submitted for.
+SUPERSEDED_TAG = "superseded_by_etag"
+
+#: The step's exit code when storage did not answer its read: not the workbook's fault (the local runner runs it
+#: again; in AzureML the job fails with the reason).
+EXIT_STORAGE_UNREACHABLE = 4
 
 T = TypeVar("T")
 
+# -- arguments that mean nothing to a shell --------------------------------------------------------------
 
-def step_arguments(input_extract: T, output_extract: T, output_datastore: T, dataset_name: T,
-                   source_version: T, read_options: T) -> list[object]:
+#: What an argument value keeps as it is. None of these means anything to bash in a word that is not the
+#: command (no quote, expansion, glob, comment, redirection, separator or word break), nor to argparse.
+#: AzureML substitutes values into the command as raw text and runs it with bash (docs/azureml-v2.md,
+#: "Quoting"); no single shell quoting carries both ' and $, so a value carries neither.
+_INERT = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.,:/@+=-")
+ENCODED = re.compile(r"(?:[A-Za-z0-9_.,:/@+=-]|%[0-9A-F]{2})*")
+
+
+def encode_argument(text: str) -> str:
+    """``text`` as one shell word that bash and argparse leave alone: every other character percent-encoded
+    as UTF-8 (``sales/Q3 report (v2).xlsx`` → ``sales/Q3%20report%20%28v2%29.xlsx``), and a leading ``-``
+    too, so that no value reads as an option."""
+    encoded = "".join(ch if ch in _INERT else "".join(f"%{b:02X}" for b in ch.encode()) for ch in text)
+    return f"%2D{encoded[1:]}" if encoded.startswith("-") else encoded
+
+
+def decode_argument(text: str, name: str = "argument") -> str:
+    """The value :func:`encode_argument` wrote; anything else (a value some tool quoted or expanded on the
+    way) is an error naming the option, never a guess."""
+    if not ENCODED.fullmatch(text):
+        raise ValueError(f"--{name} is not an encoded value (sheetdrop_contract.contract.encode_argument): "
+                         f"{text[:200]!r}")
+    try:
+        return unquote(text, errors="strict")
+    except UnicodeDecodeError:
+        raise ValueError(f"--{name} does not decode as UTF-8: {text[:200]!r}") from None
+
+
+def step_arguments(input_account: T, output_extract: T, output_datastore: T, dataset_name: T,
+                   source_version: T, read_options: T, *, output_path: T | None = None,
+                   settings: Mapping[str, str] | None = None) -> list[object]:
     """The step's argv after the script name.
 
-    AzureML passes SDK objects (a DataPath binding, a PipelineData, PipelineParameters) that it
-    replaces with mount paths and values at run time; the local runner passes the strings those become.
+    AzureML v1 passes SDK objects (PipelineData, PipelineParameters) that it replaces with a mount path and
+    the submission's values at run time; the local runner passes the strings they become (encoded).
     """
-    values = (input_extract, output_extract, output_datastore, dataset_name, source_version, read_options)
-    return [item for name, value in zip(ARGUMENTS, values, strict=True) for item in (f"--{name}", value)]
+    values = (input_account, output_extract, output_datastore, dataset_name, source_version, read_options)
+    argv = [item for name, value in zip(ARGUMENTS, values, strict=True) for item in (f"--{name}", value)]
+    if output_path is not None:
+        argv += [f"--{OUTPUT_PATH_PARAMETER}", output_path]
+    return argv + setting_arguments(settings or {})
 
 
-def output_relative_path(step_run_id: str, output_name: str = OUTPUT_NAME) -> str:
-    """Where a PipelineData lives on its datastore: ``azureml/<step run id>/<output name>``
-    (docs/azureml.md, "Where the step writes")."""
-    return f"azureml/{step_run_id}/{output_name}"
+def setting_arguments(settings: Mapping[str, str]) -> list[str]:
+    """``--setting NAME=VALUE`` for each step setting given a value (other names are left out)."""
+    known = (*STEP_SETTING_NAMES, JOB_API_ENV)
+    return [item for name, value in settings.items() if name in known and str(value).strip()
+            for item in (f"--{SETTING_OPTION}", f"{name}={encode_argument(str(value).strip())}")]
+
+
+def parse_step_arguments(argv: list[str] | None) -> argparse.Namespace:
+    """The step's argv, decoded; ``settings`` is a dict of the ``--setting`` pairs. A value that is not
+    encoded is a ValueError; a missing option ends the process as argparse does."""
+    parser = argparse.ArgumentParser(prog=SCRIPT_NAME, description="sheetdrop's extract step")
+    for name in ARGUMENTS:
+        parser.add_argument(f"--{name}", required=True)
+    parser.add_argument(f"--{OUTPUT_PATH_PARAMETER}")
+    parser.add_argument(f"--{SETTING_OPTION}", action="append", default=[], metavar="NAME=VALUE")
+    args = parser.parse_args(argv)
+    for name in (*ARGUMENTS, OUTPUT_PATH_PARAMETER):
+        value = getattr(args, name)
+        if name != "output_extract" and value is not None:
+            setattr(args, name, decode_argument(value, name))
+    args.settings = parse_settings(args.setting)
+    return args
+
+
+def parse_settings(pairs: list[str]) -> dict[str, str]:
+    known = (*STEP_SETTING_NAMES, JOB_API_ENV)
+    settings = {}
+    for pair in pairs:
+        name, equals, value = pair.partition("=")
+        if not equals or name not in known:
+            raise StepSettingError(f"--{SETTING_OPTION} {pair[:100]!r} is not NAME=VALUE with a NAME among "
+                                   f"{', '.join(known)}")
+        settings[name] = decode_argument(value, f"{SETTING_OPTION} {name}")
+    return settings
+
+
+def output_relative_path(job_name: str, output_name: str = OUTPUT_NAME) -> str:
+    """Where a job's output lives on its datastore: ``azureml/<job name>/<output name>``. For v1's PipelineData
+    the service puts it there (the step run's id; docs/azureml.md, "Where the step writes"); for v2 the
+    invocation asks for that place (the requested job's name; docs/azureml-v2.md), the shape of the service's
+    default ``<default-datastore>/azureml/<job-name>/<output_name>/``."""
+    return f"azureml/{job_name}/{output_name}"
 
 
 class OutputPathError(RuntimeError):
@@ -88,13 +180,22 @@ def resolve_output(data_references: Mapping[str, Any] | None, name: str, step_ru
     return expected
 
 
-def source_tags(container: str, blob: str, etag: str) -> dict[str, str]:
-    return dict(zip(SOURCE_TAGS, (container, blob, etag), strict=True))
+def source_tags(container: str, blob: str, etag: str, attempt: int = 1) -> dict[str, str]:
+    tags = dict(zip(SOURCE_TAGS, (container, blob, etag), strict=True))
+    if attempt > 1:
+        tags[ATTEMPT_TAG] = str(attempt)
+    return tags
 
 
-def source_version(container: str, blob: str, etag: str) -> str:
-    """The blob version as the SOURCE_PARAMETER's value."""
-    return json.dumps(source_tags(container, blob, etag), sort_keys=True, ensure_ascii=False)
+def attempt_of(tags: Mapping[str, str]) -> int:
+    """Which attempt of its blob version a run or dataset version is (1 when its tags say none)."""
+    return int(tags.get(ATTEMPT_TAG) or 1)
+
+
+def source_version(container: str, blob: str, etag: str, attempt: int = 1) -> str:
+    """The blob version as the SOURCE_PARAMETER's value (compact JSON: fewer characters to encode)."""
+    return json.dumps(source_tags(container, blob, etag, attempt), sort_keys=True, ensure_ascii=False,
+                      separators=(",", ":"))
 
 
 def parse_source_version(text: str) -> dict[str, str]:
@@ -103,9 +204,11 @@ def parse_source_version(text: str) -> dict[str, str]:
         value = json.loads(text)
     except ValueError:
         raise ValueError(f"--{SOURCE_PARAMETER} is not JSON: {text[:200]!r}") from None
-    if not isinstance(value, dict) or (value and set(value) != set(SOURCE_TAGS)) or \
-            not all(isinstance(v, str) for v in value.values()):
-        raise ValueError(f"--{SOURCE_PARAMETER} must be an object with {', '.join(SOURCE_TAGS)}: {text[:200]!r}")
+    keys = set(value) - {ATTEMPT_TAG} if isinstance(value, dict) else None
+    if keys is None or (value and keys != set(SOURCE_TAGS)) or not all(isinstance(v, str) for v in value.values()) \
+            or not str(value.get(ATTEMPT_TAG, "2")).isdigit():
+        raise ValueError(f"--{SOURCE_PARAMETER} must be an object with {', '.join(SOURCE_TAGS)} (and "
+                         f"{ATTEMPT_TAG} for a re-run): {text[:200]!r}")
     return value
 
 
@@ -235,31 +338,11 @@ def fed_by(name: str, tags: Mapping[str, str], base: str) -> bool:
 
 # -- AzureML v2 (batch endpoint -> pipeline component -> this step as a command component) -------------
 
-#: Set to "v2" in the command component's environment: the step then reports to the v2 context (MLflow
-#: and data assets) instead of azureml-core's Run (sheetdrop_step.contexts).
+#: ``--setting SHEETDROP_JOB_API=v2`` on the command component's command line: the step then reports to the
+#: v2 context (MLflow and data assets) instead of azureml-core's Run (sheetdrop_step.contexts).
 JOB_API_ENV = "SHEETDROP_JOB_API"
-#: A datastore path as v2 jobs and data assets write it (azure-ai-ml's SHORT_URI_FORMAT).
-DATASTORE_URI = re.compile(r"^azureml://datastores/(?P<datastore>[^/]+)/paths/(?P<path>.+)$")
 
 
 def datastore_uri(datastore: str, path: str) -> str:
+    """A datastore path as v2 jobs and data assets write it (azure-ai-ml's SHORT_URI_FORMAT)."""
     return f"azureml://datastores/{datastore}/paths/{path}"
-
-
-def resolve_output_v2(job_outputs: Mapping[str, Any] | None, name: str, job_name: str, datastore: str) -> str:
-    """The v2 output's path on its datastore. The job's own output definition (an ``azureml://datastores/
-    <ds>/paths/<path>`` URI) is the authority; a job that states none has the service's default place,
-    ``azureml/<job name>/<output name>`` on the default datastore (the place azure-ai-ml itself looks,
-    docs/azureml-v2.md). A URI on another datastore, or one with an unresolved ``${{…}}``, is an error."""
-    output = (job_outputs or {}).get(name) or {}
-    uri = str(output.get("uri") or output.get("path") or "").strip()
-    if not uri:
-        return output_relative_path(job_name, name)
-    match = DATASTORE_URI.match(uri)
-    if not match or "${{" in uri:
-        raise OutputPathError(f"the job's output {name!r} is {uri!r}, not a resolved azureml://datastores/<name>/"
-                              "paths/<path> URI; registering it could point at nothing")
-    if match["datastore"] != datastore:
-        raise OutputPathError(f"the job puts output {name!r} on datastore {match['datastore']!r}, but the step was "
-                              f"given --output_datastore {datastore}")
-    return match["path"].strip("/")

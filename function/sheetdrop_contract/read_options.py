@@ -9,6 +9,7 @@ this file is in the step's snapshot and in the Function's bundle. README, "Read 
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import json
 import re
@@ -34,7 +35,12 @@ RANGE = re.compile(r"^(?P<c1>[A-Z]{1,3})(?P<r1>[1-9][0-9]*)?(?::(?P<c2>[A-Z]{1,3
 
 
 class OptionsError(ValueError):
-    """An invalid options file; the message names the file, the key and what is allowed."""
+    """An invalid options file; the message names the file and every mistake (the key and what is
+    allowed), ``problems`` lists them."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or [message]
 
 
 @dataclass(frozen=True)
@@ -104,70 +110,98 @@ def parse_range(text: str) -> CellRange:
 
 
 def parse(text: str, file: str) -> ReadOptions:
-    """A ``sheetdrop.json``'s text as ReadOptions; an OptionsError names ``file``, the key and what is
-    allowed."""
+    """A ``sheetdrop.json``'s text as ReadOptions; an OptionsError names ``file`` and every mistake in
+    it at once (the key and what is allowed)."""
+    options, problems = check(text, file)
+    if problems or options is None:
+        raise OptionsError(f"{file}: {'; '.join(problems)}", problems)
+    return options
 
-    def bad(key: str, problem: str) -> OptionsError:
-        return OptionsError(f"{file}: {key}: {problem}")
 
+def _unknown(key: str, known: tuple[str, ...]) -> str:
+    near = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    return f"unknown key, did you mean {near[0]}?" if near else f"unknown key (the keys are {', '.join(known)})"
+
+
+def check(text: str, file: str) -> tuple[ReadOptions | None, list[str]]:
+    """The options a file's text gives, and every mistake in it (``key: what is allowed``, a near-miss
+    key with the key it was probably meant to be); the options are None when there is a mistake."""
     try:
         data = json.loads(text.removeprefix("\ufeff"))  # Notepad saves UTF-8 with a byte-order mark
     except ValueError as exc:
-        raise OptionsError(f"{file}: not valid JSON ({exc})") from None
+        return None, [f"not valid JSON ({exc})"]
     if not isinstance(data, dict):
-        raise OptionsError(f"{file}: must be a JSON object with any of the keys {', '.join(KEYS)}")
-    unknown = sorted(set(data) - set(KEYS))
-    if unknown:
-        raise bad(unknown[0], f"unknown key; the keys are {', '.join(KEYS)}")
+        return None, [f"must be a JSON object with any of the keys {', '.join(KEYS)}"]
+    problems: list[str] = []
+
+    def bad(key: str, problem: str) -> None:
+        problems.append(f"{key}: {problem}")
+
+    def section(key: str, keys: tuple[str, ...], shape: str) -> dict[str, Any]:
+        """The object under ``key``, its own keys checked; {} when it is not an object."""
+        found = data.get(key, {})
+        if not isinstance(found, dict):
+            bad(key, shape)
+            return {}
+        for inner in found:
+            if inner not in keys:
+                bad(f"{key}.{inner}", _unknown(inner, keys))
+        return found
+
+    for key in data:
+        if key not in KEYS:
+            bad(key, _unknown(key, KEYS))
     values: dict[str, Any] = {"file": file}
-    sheets = data.get("sheets", {})
-    if not isinstance(sheets, dict) or set(sheets) - {"include", "exclude"}:
-        raise bad("sheets", 'an object {"include": [names or patterns], "exclude": [names or patterns]}')
+    sheets = section("sheets", ("include", "exclude"),
+                     'an object {"include": [names or patterns], "exclude": [names or patterns]}')
     for key in ("include", "exclude"):
         patterns = sheets.get(key, [])
         if not isinstance(patterns, list) or not all(isinstance(p, str) and p for p in patterns):
-            raise bad(f"sheets.{key}", "a list of sheet names or patterns (* and ? as in file names)")
-        values[key] = tuple(patterns)
+            bad(f"sheets.{key}", "a list of sheet names or patterns (* and ? as in file names)")
+        else:
+            values[key] = tuple(patterns)
     if "range" in data:
         if not isinstance(data["range"], str):
-            raise bad("range", "a cell range like B3, B3:H200, B3:H or A:H")
-        try:
-            parse_range(data["range"])
-        except ValueError as exc:
-            raise bad("range", f"{data['range']!r} is {exc}") from None
-        values["range"] = data["range"].strip().upper()
+            bad("range", "a cell range like B3, B3:H200, B3:H or A:H")
+        else:
+            try:
+                parse_range(data["range"])
+                values["range"] = data["range"].strip().upper()
+            except ValueError as exc:
+                bad("range", f"{data['range']!r} is {exc}")
     if "header_rows" in data:
         rows = data["header_rows"]
         if not isinstance(rows, int) or isinstance(rows, bool) or not 0 <= rows <= 10:
-            raise bad("header_rows", "a whole number from 0 (no header) to 10 (rows joined into one name)")
-        values["header_rows"] = rows
-    footer = data.get("footer", {})
-    if not isinstance(footer, dict) or set(footer) - {"drop_rows", "stop_at_empty_row"}:
-        raise bad("footer", '{"drop_rows": n} or {"stop_at_empty_row": true}')
+            bad("header_rows", "a whole number from 0 (no header) to 10 (rows joined into one name)")
+        else:
+            values["header_rows"] = rows
+    footer = section("footer", ("drop_rows", "stop_at_empty_row"), '{"drop_rows": n} or {"stop_at_empty_row": true}')
     drop = footer.get("drop_rows", 0)
     if not isinstance(drop, int) or isinstance(drop, bool) or drop < 0:
-        raise bad("footer.drop_rows", "a whole number of rows to drop at the end, 0 or more")
+        bad("footer.drop_rows", "a whole number of rows to drop at the end, 0 or more")
     stop = footer.get("stop_at_empty_row", False)
     if not isinstance(stop, bool):
-        raise bad("footer.stop_at_empty_row", "true or false")
+        bad("footer.stop_at_empty_row", "true or false")
     values["footer_rows"], values["stop_at_empty_row"] = drop, stop
     types = data.get("types", {})
     if not isinstance(types, dict):
-        raise bad("types", "an object of column name to one of " + ", ".join(OPTIONS))
+        bad("types", "an object of column name to one of " + ", ".join(OPTIONS))
+        types = {}
     for column, kind in types.items():
         if kind not in OPTIONS:
-            raise bad(f"types.{column}", f"{kind!r} is not one of {', '.join(OPTIONS)}")
+            bad(f"types.{column}", f"{kind!r} is not one of {', '.join(OPTIONS)}")
     values["types"] = dict(types)
     for key, allowed in (("mixed_columns", MIXED_RULES), ("schema_changes", SCHEMA_RULES)):
         if key in data:
             if data[key] not in allowed:
-                raise bad(key, f"{data[key]!r} is not one of {', '.join(allowed)}")
+                bad(key, f"{data[key]!r} is not one of {', '.join(allowed)}")
             values[key] = data[key]
     if "dataset" in data:
         if not isinstance(data["dataset"], str) or not data["dataset"].strip():
-            raise bad("dataset", "a dataset name (it is made lowercase letters, digits and _)")
-        values["dataset"] = data["dataset"].strip()
-    return ReadOptions(**values)
+            bad("dataset", "a dataset name (it is made lowercase letters, digits and _)")
+        else:
+            values["dataset"] = data["dataset"].strip()
+    return (None if problems else ReadOptions(**values)), problems
 
 
 def to_parameter(file: str | None, text: str | None) -> str:

@@ -149,3 +149,6 @@ resource runEvents 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = 
 output workspaceName string = workspace.name
 output workspaceId string = workspace.id
 output computePrincipalId string = compute.identity.principalId
+// Where the step's parquet is (workspaceblobstore is on this account): `sheetdrop smoke` reads one version back.
+output workspaceStorageName string = workspaceStorage.name
+output workspaceStorageBlobEndpoint string = workspaceStorage.properties.primaryEndpoints.blob

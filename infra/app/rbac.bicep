@@ -7,9 +7,13 @@ param inputContainerName string
 @description('The claims container: `sheetdrop backfill --azure`, run as the person, claims through it.')
 param claimsContainerName string
 param workspaceName string
+@description('The workspace storage (workspaceblobstore): the person running azd reads the step\'s parquet there.')
+param workspaceStorageName string
 param applicationInsightsName string
 param functionPrincipalId string
 param computePrincipalId string
+@description('Which AzureML the Function submits to: with azureml-v2 the step registers data assets as the cluster.')
+param azuremlApi string = 'azureml'
 @description('The person or CI principal running azd; empty: no assignment.')
 param deployerPrincipalId string
 @description('User or ServicePrincipal, as azd reports the login (main.bicep, principalType).')
@@ -40,6 +44,10 @@ resource claimsContainer 'Microsoft.Storage/storageAccounts/blobServices/contain
 
 resource workspace 'Microsoft.MachineLearningServices/workspaces@2024-04-01' existing = {
   name: workspaceName
+}
+
+resource workspaceStorage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: workspaceStorageName
 }
 
 resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
@@ -119,12 +127,26 @@ resource functionMetricsPublisher 'Microsoft.Authorization/roleAssignments@2022-
   }
 }
 
-// Cluster identity (system-assigned): Storage Blob Data Reader on the input account (mount the blob).
+// Cluster identity (system-assigned): Storage Blob Data Reader on the input account (the step reads the blob
+// version it converts as the cluster).
 resource computeBlobReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(storage.id, computePrincipalId, '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1')
   scope: storage
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1')
+    principalId: computePrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Cluster identity, v2 only: AzureML Data Scientist on the workspace. The v2 step registers its data assets and
+// reads the previous versions as the cluster's identity (data read + versions write); v1's step does that with
+// its run's own token.
+resource computeDataScientist 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (azuremlApi == 'azureml-v2') {
+  name: guid(workspace.id, computePrincipalId, 'f6c7c914-8db3-469d-8ca1-694a8f32e121')
+  scope: workspace
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', 'f6c7c914-8db3-469d-8ca1-694a8f32e121')
     principalId: computePrincipalId
     principalType: 'ServicePrincipal'
   }
@@ -165,6 +187,19 @@ resource deployerDataScientist 'Microsoft.Authorization/roleAssignments@2022-04-
   scope: workspace
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', 'f6c7c914-8db3-469d-8ca1-694a8f32e121')
+    principalId: deployerPrincipalId
+    principalType: deployerPrincipalType
+  }
+}
+
+// The same principal: Storage Blob Data Reader on the workspace storage, where the step writes its parquet
+// (workspaceblobstore), so that `sheetdrop smoke` reads a registered version back as the person (or CI) with
+// an Entra token, never the datastore's key; Owner and Data Scientist grant no data access.
+resource deployerOutputReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(deployerPrincipalId)) {
+  name: guid(workspaceStorage.id, deployerPrincipalId, '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1')
+  scope: workspaceStorage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1')
     principalId: deployerPrincipalId
     principalType: deployerPrincipalType
   }

@@ -1,10 +1,11 @@
 """Which AzureML step the local runner reproduces: one plug-in per cloud step contract, named by the
 SHEETDROP_BACKEND value of the cloud path it stands in for (LOCAL_STEP_API).
 
-Each plug-in module offers ``mounts(settings, root, run)`` (where the step finds its input and writes its
-output), ``run_spec(settings, step_run_id, output_path)`` (the part of the run or job the step reads, written to
-its run file) and ``STEP_ENV`` (what the cloud sets in the step's environment). Adding one is its module plus
-one line below.
+Each plug-in module offers ``mounts(settings, root, run)`` (where the step writes its output, and the variables
+the cloud sets for it), ``run_spec(settings, step_run_id, output_path)`` (the part of the run the step reads,
+written to its run file), ``SETTINGS`` (what the publisher writes on the step's command line besides the step
+settings) and ``OUTPUT_CHOSEN_AT_INVOCATION`` (whether the step is told where its output goes). Adding one is
+its module plus one line below.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from sheetdrop.storage import storage_unreachable
 from sheetdrop_local import registry
 from sheetdrop_local.readmodel import parquetview
 from sheetdrop_local.readmodel.locations import Location, location
-from sheetdrop_local.registry import DatasetNotFound, DatasetVersion
+from sheetdrop_local.registry import DatasetVersion
 from sheetdrop_local.settings import LocalSettings
 
 if TYPE_CHECKING:
@@ -52,14 +52,20 @@ class History:
 def history(conn: sqlite3.Connection, name: str, wanted: str | None = None) -> History:
     """``wanted``: a version number as text, ``latest`` or None (the latest)."""
     versions = registry.list_versions(conn, name)
-    if not versions:
-        raise DatasetNotFound(f"no dataset {name!r}")
-    version = versions[-1] if wanted in (None, "latest") else next(
+    version = versions[-1] if versions and wanted in (None, "latest") else next(
         (v for v in versions if str(v.version) == wanted), None)
     if version is None:
-        raise DatasetNotFound(f"{name!r} has no version {wanted!r}")
+        raise registry.missing(name, wanted, [v.version for v in versions])
     previous = next((v for v in reversed(versions) if v.version < version.version), None)
     return History(name, list(reversed(versions)), version, previous)
+
+
+def tagged_schema(version: DatasetVersion) -> list[tuple[str, str]]:
+    """The columns and types the version's tags hold (the step tags every version with its schema):
+    what is shown of it when its parquet cannot be read."""
+    from sheetdrop_step.schema_changes import previous_schema
+
+    return list((previous_schema(version.tags) or {}).items())
 
 
 @dataclass(frozen=True)

@@ -14,17 +14,25 @@ if TYPE_CHECKING:
     from azure.storage.blob import BlobServiceClient
 
 
-def quick_service(settings: LocalSettings) -> BlobServiceClient:
-    """A storage client for reads a person waits for: no retries and a short connect timeout, so
-    that a stopped Azurite is an error within a second, not after 20 s of back-off."""
+def quick_service(settings: LocalSettings, *, retry_answers: bool = False) -> BlobServiceClient:
+    """A storage client for what a person waits for: a connection refused or not made within 3 s
+    is an error at once, not after 20 s of back-off (``retry_connect=0``, the storage SDK's
+    ``StorageRetryPolicy``); an answer such as a 503 is retried only with ``retry_answers``
+    (an upload), never for a read."""
     from azure.storage.blob import BlobServiceClient
 
-    from sheetdrop.storage import blob_service
+    from sheetdrop.storage import blob_service, retry_options
 
-    options = {"retry_total": 0, "connection_timeout": 3, "read_timeout": 30}
+    retries = retry_options(settings.storage) if retry_answers else {"retry_total": 0}
+    options = {**retries, "retry_connect": 0, "connection_timeout": 3, "read_timeout": 30}
     if settings.storage.connection_string:
         return BlobServiceClient.from_connection_string(settings.storage.connection_string, **options)
-    return blob_service(dataclasses.replace(settings.storage, retry_total=0))
+    return blob_service(dataclasses.replace(settings.storage, retry_total=options["retry_total"]))
+
+
+def check_reachable(settings: LocalSettings) -> None:
+    """Raise what the storage client raises when nothing answers (within seconds)."""
+    quick_service(settings).get_service_properties()
 
 
 def connection_parts(settings: LocalSettings) -> dict[str, str]:

@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 from sheetdrop.storage import storage_unreachable
 from sheetdrop_contract import contract
-from sheetdrop_local import registry
+from sheetdrop_local import registry, runstore
 from sheetdrop_local.readmodel import parquetview
-from sheetdrop_local.readmodel.locations import location
-from sheetdrop_local.readmodel.runs import step_log
+from sheetdrop_local.readmodel.locations import location, storage_endpoint
+from sheetdrop_local.readmodel.runs import Newer, newer_version, step_log
 from sheetdrop_local.registry import DatasetVersion
-from sheetdrop_local.runstore import Run
+from sheetdrop_local.runstore import Run, RunStatus
 from sheetdrop_local.settings import LocalSettings
 
 if TYPE_CHECKING:
@@ -66,6 +66,28 @@ class Sheet:
         return int(value) if isinstance(value, int | float) else None
 
 
+@dataclass(frozen=True)
+class OptionsShown:
+    """The folder's read options a run was given, to read: the file's name and its JSON, indented
+    (as written when it is not JSON)."""
+
+    file: str
+    text: str
+
+
+def options_shown(run: Run) -> OptionsShown | None:
+    try:
+        data = json.loads(run.read_options or "{}")
+    except ValueError:
+        return OptionsShown("(not JSON)", run.read_options)
+    if not isinstance(data, dict) or not data.get("file"):
+        return None
+    text = str(data.get("text") or "")
+    with contextlib.suppress(ValueError):
+        text = json.dumps(json.loads(text.removeprefix("\ufeff")), indent=2, ensure_ascii=False)
+    return OptionsShown(str(data["file"]), text)
+
+
 @dataclass
 class RunDetail:
     run: Run
@@ -79,21 +101,25 @@ class RunDetail:
     metrics: dict[str, Any]
     outputs: list[DatasetVersion]
     log: str | None
+    #: A superseded run: the version that replaced its own, and that version's run.
+    newer: Newer | None = None
+    options: OptionsShown | None = None
+    #: For a failed run: the first run of the same blob after it that completed.
+    later: Run | None = None
 
 
 def parameters(run: Run, settings: LocalSettings) -> dict[str, str]:
     """The pipeline parameters the run was submitted with, as AzureML studio lists them."""
     values = {
         contract.DATASET_NAME_PARAMETER: run.dataset_name,
-        contract.INPUT_PARAMETER: f"{run.datastore_name}/{run.relative_path}",
-        contract.SOURCE_PARAMETER: contract.source_version(run.source_container, run.source_blob, run.source_etag),
-        "output_datastore": settings.output_datastore,
+        contract.INPUT_ACCOUNT_PARAMETER: storage_endpoint(settings),
+        contract.SOURCE_PARAMETER: contract.source_version(run.source_container, run.source_blob, run.source_etag,
+                                                           run.source_attempt),
+        contract.OUTPUT_DATASTORE_PARAMETER: settings.output_datastore,
     }
-    # Runs that carry read options (a later version of the run store) show them too.
-    for name in ("read_options", "options"):
-        value = getattr(run, name, None)
-        if value:
-            values[name] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    # The options file by its name; its content is shown readable on its own (OptionsShown).
+    options = options_shown(run)
+    values["read_options"] = options.file if options else "none"
     return values
 
 
@@ -159,9 +185,11 @@ def run_detail(conn: sqlite3.Connection, settings: LocalSettings, run: Run,
     # Per-file metrics of files that registered nothing (a newer step's extra outputs): shown as they are.
     for file, metrics in per_file.items():
         sheets.append(Sheet(file=file, sheet=file, dataset=None, metrics=metrics, warnings=_warnings_of(metrics)))
+    later = runstore.later_completed(conn, run) if run.status == RunStatus.FAILED else None
     return RunDetail(run=run, parameters=parameters(run, settings), step_settings=step_settings, sheets=sheets,
                      skipped_sheets=skipped, warnings=warnings + _warnings_of(run_metrics), metrics=run_metrics,
-                     outputs=outputs, log=log)
+                      outputs=outputs, log=log, newer=newer_version(conn, run), options=options_shown(run),
+                      later=later)
 
 
 def _read_columns(settings: LocalSettings, service: BlobServiceClient, sheet: Sheet) -> None:

@@ -1,6 +1,6 @@
-"""The extract pipeline's PythonScriptStep: workbook in, parquet + registered datasets out.
+"""The extract step: the blob version its run names in, parquet + registered datasets out.
 
-A thin wrapper: argument parsing, the run context and registration. The
+A thin wrapper: arguments, the run context, the input (:mod:`source`, read by etag) and registration. The
 conversion itself is :mod:`sheetdrop_step.converter`. Arguments, tags and settings follow :mod:`contract`.
 """
 
@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -18,15 +19,18 @@ from sheetdrop_contract import read_options
 from sheetdrop_contract.contract import (
     ARGUMENTS,
     BASE_TAG,
+    EXIT_STORAGE_UNREACHABLE,
     OUTPUT_NAME,
+    OUTPUT_PATH_PARAMETER,
     OutputPathError,
     Registration,
     StepSettingError,
     parse_source_version,
+    parse_step_arguments,
     read_step_settings,
     sheet_dataset_name,
 )
-from sheetdrop_step import schema_changes
+from sheetdrop_step import schema_changes, source
 from sheetdrop_step.contexts import StepContext, get_context
 from sheetdrop_step.converter import (
     CONVERTER_VERSION,
@@ -48,32 +52,43 @@ def _previous_types(context: StepContext, base: str) -> dict[str, dict[str, str]
     return found
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
-    for name in ARGUMENTS:
-        parser.add_argument(f"--{name}", required=True)
-    return parser.parse_args(argv)
-
-
-def run(args: argparse.Namespace, source: dict[str, str], options: read_options.ReadOptions) -> int:
+def run(args: argparse.Namespace, blob: dict[str, str], options: read_options.ReadOptions) -> int:
     started = time.monotonic()
-    context = get_context()
-    context.start(source)
-    # AzureML does not create the PipelineData folder; the step has to.
+    # First in the step's log: every argument as the step read it (decoded), so that a person, and `sheetdrop
+    # smoke` (mount-layout), can see that each value reached the step as it was given, whatever the runtime did.
+    print(f"arguments: {json.dumps(_arguments(args), ensure_ascii=False, sort_keys=True)}", flush=True)
+    # The settings come on the command line (--setting), the platform's variables from the environment.
+    context = get_context({**os.environ, **args.settings})
+    context.start(blob)
+    # AzureML does not create the output folder; the step has to.
     os.makedirs(args.output_extract, exist_ok=True)
-    # From the run, never from the mount path: the mount layout is the runtime's business.
-    relative_dir = context.output_path(OUTPUT_NAME, args.output_datastore)
+    # v2: where the invocation put the output; v1: from the run. Never from the mount path.
+    relative_dir = args.output_path.strip("/") if args.output_path else \
+        context.output_path(OUTPUT_NAME, args.output_datastore)
     outdir = Path(args.output_extract)
+    print(f"output: {outdir} is {args.output_datastore}:{relative_dir}", flush=True)
 
-    workbook = Path(args.input_extract)
-    source_name = source.get("source_blob", workbook.name)
-    limits = options_from_env()
+    source_name = blob["source_blob"]
+    limits = options_from_env(args.settings)
     # In the step's log, so that a person can see which settings reached the step.
-    print(f"settings: {json.dumps(read_step_settings(os.environ), sort_keys=True)}", flush=True)
+    print(f"settings: {json.dumps(read_step_settings(args.settings), sort_keys=True)}", flush=True)
     if options.file:
         print(f"read options: {options.file}", flush=True)
     previous = _previous_types(context, args.dataset_name) if options.schema_changes == "rescue" else {}
-    sheets = convert_workbook(workbook, outdir, source=source_name, options=options, previous=previous, **limits)
+    with tempfile.TemporaryDirectory(prefix="sheetdrop-input-") as folder:
+        try:
+            workbook = source.fetch(args.input_account, context.storage_credential(), blob, Path(folder),
+                                    context.storage_retries)
+            print(f"input: read {blob['source_container']}/{source_name} at etag {blob['source_etag']} "
+                  f"({workbook.stat().st_size} bytes)", flush=True)
+        except source.Superseded as replaced:
+            # Not an error: the newer version has its own run. This one converts and registers nothing.
+            print(f"superseded: {blob['source_container']}/{source_name} is no longer etag {blob['source_etag']} "
+                  f"but {replaced.newer_etag}; the run of that version converts it", flush=True)
+            context.superseded(replaced.newer_etag)
+            return 0
+        sheets = convert_workbook(workbook, outdir, source=source_name, options=options, previous=previous,
+                                  **limits)
     planned = []
     changes: dict[str, str] = {}
     for sheet in sheets:
@@ -82,7 +97,7 @@ def run(args: argparse.Namespace, source: dict[str, str], options: read_options.
         if previous is not None and schema_changes.compare(previous, sheet.column_types):
             changes[name] = schema_changes.compare(previous, sheet.column_types).describe()
         tags = {
-            **source,
+            **blob,
             "run_id": context.run_id,
             "sheet": sheet.sheet,
             "rows": str(sheet.rows),
@@ -137,11 +152,18 @@ def run(args: argparse.Namespace, source: dict[str, str], options: read_options.
     context.log_metric("parquet_bytes", total_bytes)
     context.log_metric("null_cells", total_nulls)
     context.log_metric("error_cells", total_errors)
-    context.log_metric("seconds", round(time.monotonic() - started, 3))
+    seconds = round(time.monotonic() - started, 3)
+    context.log_metric("seconds", seconds)
     context.complete()
+    # The step's own time, beside the run's (`sheetdrop smoke` reports the time outside it: per-run-overhead).
+    print(f"converted: {total_sheets} sheets, {total_rows} rows in {seconds:.3f} s", flush=True)
     for ref in registered:
         print(f"dataset: {ref}")
     return 0
+
+
+def _arguments(args: argparse.Namespace) -> dict[str, object]:
+    return {name: getattr(args, name) for name in (*ARGUMENTS, OUTPUT_PATH_PARAMETER)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,9 +173,14 @@ def main(argv: list[str] | None = None) -> int:
     notes.setFormatter(logging.Formatter("%(message)s"))
     logging.getLogger("sheetdrop").addHandler(notes)
     logging.getLogger("sheetdrop").setLevel(logging.INFO)
-    args = parse_args(argv)
     try:
-        source = parse_source_version(args.source_version)
+        args = parse_step_arguments(argv)
+        blob = parse_source_version(args.source_version)
+        if not blob:
+            raise ValueError("--source_version names no blob version")
+    except StepSettingError as exc:
+        print(f"error: settings: {exc}", file=sys.stderr)
+        return 3
     except ValueError as exc:
         print(f"error: arguments: {exc}", file=sys.stderr)
         return 3
@@ -164,7 +191,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: options: {exc}", file=sys.stderr)
         return 3
     try:
-        return run(args, source, options)
+        return run(args, blob, options)
+    except source.InputGone as exc:
+        print(f"error: input-gone: {exc}; upload it again to convert it", file=sys.stderr)
+        return 2
+    except source.InputUnreachable as exc:
+        print(f"error: storage-unreachable: {exc}", file=sys.stderr)
+        return EXIT_STORAGE_UNREACHABLE
     except WorkbookRejected as exc:
         print(f"error: {exc.code}: {exc.reason}", file=sys.stderr)
         return 2

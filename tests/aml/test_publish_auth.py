@@ -236,20 +236,22 @@ def test_the_default_auth_is_az_unless_azureml_auth_says_otherwise() -> None:
     assert publish.parse_args(["--auth", "interactive"], {"AZUREML_AUTH": "msi"}).auth == "interactive"
 
 
-def test_grant_workspace_access_defaults_the_account_to_the_workspace_group(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_grant_workspace_access_defaults_the_account_to_the_workspace_group(monkeypatch: pytest.MonkeyPatch,
+                                                                           offline_workspace: Any) -> None:
     # The SDK refuses --grant-workspace-access without the account's subscription and resource group
     # (azureml/data/datastore_client.py, register_azure_blob_container).
-    from types import SimpleNamespace
+    from azureml.data.azure_storage_datastore import AzureBlobDatastore
 
     from pipeline import datastore
 
     for name in ("INPUT_DATASTORE", "INPUT_CONTAINER", "AZUREML_AUTH"):
         monkeypatch.delenv(name, raising=False)
-    workspace = SimpleNamespace(subscription_id=SUBSCRIPTION, resource_group="rg-sheetdrop")
+    workspace = offline_workspace  # a real azureml Workspace that never calls the service
     calls: list[tuple[Any, ...]] = []
     monkeypatch.setattr(datastore, "connect", lambda args: workspace)
-    monkeypatch.setattr(datastore, "register_input_datastore",
-                        lambda *args: calls.append(args) or SimpleNamespace(name=args[1]))
+    # Our own function, the one call into the SDK that would reach the service.
+    monkeypatch.setattr(datastore, "register_input_datastore", lambda *args: calls.append(args) or AzureBlobDatastore(
+        workspace, args[1], args[2], args[3]))
 
     assert datastore.main(["--storage-account", "sheetdropinput", "--grant-workspace-access"]) == 0
     assert datastore.main(["--storage-account", "sheetdropinput"]) == 0

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from azureml.pipeline.core._restclients.aeva import models as aeva_models
 from azureml.pipeline.core._restclients.aeva.aml_pipelines_api10 import AMLPipelinesAPI10
-from azureml.pipeline.core._restclients.aeva.models import LegacyDataPath, PipelineSubmissionInfo
+from azureml.pipeline.core._restclients.aeva.models import PipelineSubmissionInfo
 from msrest import Deserializer, Serializer
 
 from loopback import LoopbackService
@@ -45,6 +45,7 @@ REQUEST = SubmitRequest(
     source_etag='"0x8DC1234567890AB"',
     tags={"source_container": "input", "source_blob": "sales/2024 Q1 (final).xlsx",
           "source_etag": '"0x8DC1234567890AB"', "function_invocation_id": "inv-42"},
+    input_account="https://stsheetdrop.blob.core.windows.net",
 )
 
 
@@ -134,15 +135,16 @@ def test_submission_matches_the_sdk_route_models_and_token(backend: tuple[AzureM
     assert info.description == REQUEST.description
     # RunSource as the SDK's own PipelineEndpoint.submit sends it (_aeva_provider.py, docs/azureml.md).
     assert info.run_source == "SDK"
+    # The step's string parameters, each as the step reads it (encoded); no DataPath: the step reads the version
+    # itself, from the account in input_account.
+    encode = contract.encode_argument
     assert info.parameter_assignments == {
+        "input_account": encode("https://stsheetdrop.blob.core.windows.net"),
         "dataset_name": "sales",
-        "source_version": contract.source_version("input", "sales/2024 Q1 (final).xlsx", REQUEST.source_etag),
-        "read_options": "{}"}
-    assert set(info.data_path_assignments) == {"input_datapath"}
-    datapath = info.data_path_assignments["input_datapath"]
-    assert isinstance(datapath, LegacyDataPath)
-    assert datapath.data_store_name == "sheetdrop_input"
-    assert datapath.relative_path == "sales/2024 Q1 (final).xlsx"
+        "source_version": encode(contract.source_version("input", "sales/2024 Q1 (final).xlsx",
+                                                         REQUEST.source_etag)),
+        "read_options": "%7B%7D"}
+    assert not info.data_path_assignments
     tags = dict(info.tags)
     assert tags.pop("sheetdrop_submission_id")
     assert tags == REQUEST.tags
@@ -195,8 +197,8 @@ def test_transient_failures_are_retried_then_succeed(backend: tuple[AzureMLBacke
 
 
 @pytest.mark.parametrize(("status", "error", "cause"), [
-    (400, {"code": "UserError", "message": "Datastore sheetdrop_input not found in workspace"}, "unknown datastore"),
-    (400, {"code": "UserError", "message": "Parameter foo is not defined"}, "was published by"),
+    (400, {"code": "UserError", "message": "Parameter foo is not defined"}, "input_account, dataset_name, "
+                                                                            "source_version, read_options, i.e. was"),
     (401, {"code": "InvalidAuthenticationToken", "message": "The token is invalid"}, "token was not accepted"),
     (403, {"code": "AuthorizationFailed", "message": "does not have authorization"}, "missing role"),
     (404, {"code": "EntityNotFound", "message": "PipelineEndpoint not found"}, "bad endpoint id"),

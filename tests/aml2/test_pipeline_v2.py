@@ -1,22 +1,18 @@
-"""The v2 definitions (pipeline/v2/*.yml) through azure-ai-ml's own loaders and schemas, offline, held
-against the one step contract; and publishing twice with a recording MLClient stand-in."""
+"""The v2 definitions (pipeline/v2/*.yml) through azure-ai-ml's own loaders, schemas and REST serializers,
+offline, held against the one step contract. Publishing them to a workspace (the real MLClient, what it PUTs,
+twice) is tests/aml2/test_v2_job.py."""
 
 from __future__ import annotations
 
-import json
 import shlex
-from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import yaml
 from azure.ai.ml.entities import BatchEndpoint, CommandComponent, PipelineComponent
 from azure.ai.ml.entities._deployment.pipeline_component_batch_deployment import PipelineComponentBatchDeployment
-from azure.core.exceptions import ResourceNotFoundError
 
 from pipeline.v2 import publish
-from sheetdrop.submit.azureml_v2 import shell_safe_json
 from sheetdrop_contract import contract
 
 
@@ -32,21 +28,41 @@ def test_the_component_is_the_step_contract(step_snapshot: Path) -> None:
     step = pipeline.jobs["extract"].component
     assert isinstance(step, CommandComponent)
     assert pipeline._validate().passed and step._validate().passed
-    # Inputs: the uri_file input and the literal ones the Function sends; one uri_folder output.
-    assert {k: v.type for k, v in step.inputs.items()} == {
-        contract.INPUT_PARAMETER: "uri_file", contract.DATASET_NAME_PARAMETER: "string",
-        contract.SOURCE_PARAMETER: "string", contract.READ_OPTIONS_PARAMETER: "string"}
+    # Inputs: the literal ones the invocation sets (no data input: the step reads its blob version itself).
+    literals = (contract.INPUT_ACCOUNT_PARAMETER, contract.DATASET_NAME_PARAMETER, contract.SOURCE_PARAMETER,
+                contract.READ_OPTIONS_PARAMETER, contract.OUTPUT_DATASTORE_PARAMETER, contract.OUTPUT_PATH_PARAMETER)
+    assert {k: v.type for k, v in step.inputs.items()} == dict.fromkeys(literals, "string")
     assert {k: v.type for k, v in pipeline.inputs.items()} == {k: v.type for k, v in step.inputs.items()}
     assert {k: v.type for k, v in step.outputs.items()} == {contract.OUTPUT_NAME: "uri_folder"}
-    # The argv is the contract's, option by option, bound to those inputs.
+    # The argv is the contract's, option by option, each input quoted (and its value shell-inert anyway).
     argv = shlex.split(step.command)
     assert argv[:2] == ["python", contract.SCRIPT_NAME]
-    assert argv[2::2] == [f"--{name}" for name in contract.ARGUMENTS]
-    assert argv[3::2] == [
-        "${{inputs.input_datapath}}", "${{outputs.extracted}}", "workspaceblobstore", "${{inputs.dataset_name}}",
-        "${{inputs.source_version}}", "${{inputs.read_options}}"]
-    assert step.environment_variables == {contract.JOB_API_ENV: "v2", "SHEETDROP_MAX_CELLS": "1000"}
+    options = argv[2:16:2]
+    assert options == ["--input_account", "--output_extract", "--output_datastore", "--output_path", "--dataset_name",
+                       "--source_version", "--read_options"]
+    assert set(options) == {f"--{name}" for name in (*contract.ARGUMENTS, contract.OUTPUT_PATH_PARAMETER)}
+    assert argv[3:16:2] == [
+        "${{inputs.input_account}}", "${{outputs.extracted}}", "${{inputs.output_datastore}}",
+        "${{inputs.output_path}}", "${{inputs.dataset_name}}", "${{inputs.source_version}}",
+        "${{inputs.read_options}}"]
+    # The settings: literal arguments (component environment_variables do not survive registration).
+    assert argv[16:] == ["--setting", f"{contract.JOB_API_ENV}=v2", "--setting", "SHEETDROP_MAX_CELLS=1000"]
+    assert not step.environment_variables
+    assert step.is_deterministic is False
     assert step.code == str(step_snapshot) and (step_snapshot / contract.SCRIPT_NAME).exists()
+
+
+def test_what_registers_keeps_the_settings_and_drops_nothing_we_need(step_snapshot: Path) -> None:
+    """The REST forms azure-ai-ml writes for both components (what create_or_update PUTs)."""
+    pipeline, _, _ = parts(step_snapshot, step_settings={"SHEETDROP_INCLUDE_HIDDEN": "yes"})
+    step = pipeline.jobs["extract"].component
+    spec = step._to_rest_object().properties.component_spec
+    assert spec["is_deterministic"] is False and "environment_variables" not in spec
+    assert spec["command"].endswith(f"--setting {contract.JOB_API_ENV}=v2 --setting SHEETDROP_INCLUDE_HIDDEN=yes")
+    node = pipeline._to_rest_object().properties.component_spec["jobs"]["extract"]
+    assert {name: binding["value"] for name, binding in node["inputs"].items()} == {
+        name: f"${{{{parent.inputs.{name}}}}}" for name in step.inputs}
+    assert node["outputs"] == {"extracted": {"value": "${{parent.outputs.extracted}}", "type": "literal"}}
 
 
 def test_the_step_environment_carries_the_step_requirements() -> None:
@@ -65,89 +81,18 @@ def test_endpoint_and_deployment(step_snapshot: Path) -> None:
     assert (endpoint.name, endpoint.auth_mode) == ("sd-extract", "aad_token")
     assert (deployment.endpoint_name, deployment.type) == ("sd-extract", "pipeline")
     assert deployment.settings == {"default_compute": "cpu2", "default_datastore": "outstore",
-                                   "continue_on_step_failure": False}
+                                   "continue_on_step_failure": False, "force_rerun": True}
     # The REST form the SDK would send for the deployment.
     rest = deployment._to_rest_object(location="westeurope")
     assert rest.properties.deployment_configuration.settings["default_datastore"] == "outstore"
+    assert rest.properties.deployment_configuration.settings["force_rerun"] is True
 
 
-def test_the_output_datastore_reaches_the_argv(step_snapshot: Path) -> None:
-    pipeline, _, _ = parts(step_snapshot, output_datastore="outstore")
-    argv = shlex.split(pipeline.jobs["extract"].component.command)
-    assert argv[argv.index("--output_datastore") + 1] == "outstore"
+def test_the_settings_make_another_version() -> None:
+    assert publish.source_hash({}) == publish.source_hash({}) != publish.source_hash({"SHEETDROP_MAX_CELLS": "5"})
 
 
-def test_shell_quoting_keeps_any_blob_name_in_one_argument() -> None:
-    value = shell_safe_json(contract.source_version("input", "o'brien/q1 $(x) `y`.xlsx", '"0x1"'))
-    command = f"--source_version '{value}'"  # as the component's command line quotes it
-    assert shlex.split(command) == ["--source_version", value]
-    assert contract.parse_source_version(value)["source_blob"] == "o'brien/q1 $(x) `y`.xlsx"
-
-
-@dataclass
-class Poller:
-    value: Any
-
-    def result(self) -> Any:
-        return self.value
-
-
-@dataclass
-class FakeMLClient:
-    """What publish calls, recorded; components are immutable per version, as in the service."""
-
-    components_by_version: dict[str, Any] = field(default_factory=dict)
-    endpoint: Any = None
-    deployments: dict[str, Any] = field(default_factory=dict)
-    calls: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.components = SimpleNamespace(create_or_update=self._component)
-        self.batch_endpoints = SimpleNamespace(begin_create_or_update=self._endpoint, get=self._get_endpoint)
-        self.batch_deployments = SimpleNamespace(begin_create_or_update=self._deployment)
-
-    def _component(self, component: Any) -> Any:
-        key = f"{component.name}:{component.version}"
-        spec = json.dumps(component._to_dict(), sort_keys=True, default=str)
-        if key in self.components_by_version:
-            assert self.components_by_version[key] == spec, "a version's content cannot change"
-        else:
-            self.calls.append(f"component {key}")
-        self.components_by_version[key] = spec
-        return SimpleNamespace(name=component.name, version=component.version, id=f"azureml:{key}")
-
-    def _endpoint(self, endpoint: Any) -> Poller:
-        self.calls.append(f"endpoint {endpoint.name} default={(endpoint.defaults or {}).get('deployment_name')}")
-        endpoint._scoring_uri = f"https://{endpoint.name}.westeurope.inference.ml.azure.com/jobs"  # set by the service
-        self.endpoint = endpoint
-        return Poller(endpoint)
-
-    def _get_endpoint(self, name: str) -> Any:
-        if self.endpoint is None or self.endpoint.name != name:
-            raise ResourceNotFoundError(f"batch endpoint {name} not found")
-        return self.endpoint
-
-    def _deployment(self, deployment: Any) -> Poller:
-        self.calls.append(f"deployment {deployment.name} -> {deployment.component}")
-        self.deployments[deployment.name] = deployment
-        return Poller(deployment)
-
-
-def test_publishing_twice_changes_nothing_the_second_time(step_snapshot: Path) -> None:
-    client = FakeMLClient()
-    version = publish.source_hash()
-    first = publish.publish(client, *parts(step_snapshot, version=version))
-    calls_first = list(client.calls)
-    second = publish.publish(client, *parts(step_snapshot, version=version))
-
-    assert first == second == publish.Published(version, "https://sheetdrop-extract.westeurope.inference.ml.azure.com"
-                                                "/jobs", "extract")
-    assert calls_first == [
-        f"component sheetdrop_extract_pipeline:{version}", "endpoint sheetdrop-extract default=None",
-        f"deployment extract -> azureml:sheetdrop_extract_pipeline:{version}",
-        "endpoint sheetdrop-extract default=extract"]
-    # Second time: no new component version; the endpoint (keeping its default) and the deployment
-    # updated in place, the same scoring URI.
-    assert client.calls[len(calls_first):] == [
-        "endpoint sheetdrop-extract default=extract",
-        f"deployment extract -> azureml:sheetdrop_extract_pipeline:{version}"]
+def test_the_endpoint_name_is_the_one_azd_derives_else_one_per_workspace() -> None:
+    named = publish.parse_args([], {"AZUREML_BATCH_ENDPOINT_NAME": "sheetdrop-abcdefghijklm"})
+    assert named.endpoint_name == "sheetdrop-abcdefghijklm"
+    assert publish.parse_args([], {}).endpoint_name is None  # main() then derives it from the workspace

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from azure.ai.ml._utils._asset_utils import get_ignore_file, get_upload_files_fr
 from fresh_venv import fresh_venv
 from pipeline import snapshot
 from sheetdrop_contract import contract
+from sheetdrop_local.azurite import Azurite
 
 SAMPLE = snapshot.REPO / "samples" / "sales-2026-q3.xlsx"
 
@@ -43,19 +45,28 @@ def test_v2_uploads_the_assembled_snapshot_and_nothing_a_run_left(tmp_path: Path
     assert sorted(uploaded(folder)) == sorted(name for _, name in snapshot.files())
 
 
-def test_what_v2_uploads_converts_on_the_step_requirements_alone(tmp_path: Path, step_python: Path) -> None:
+def test_what_v2_uploads_converts_on_the_step_requirements_alone(tmp_path: Path, step_python: Path,
+                                                                azurite: Azurite) -> None:
+    from azure.storage.blob import BlobServiceClient
+
     folder = snapshot.assemble(tmp_path / "snapshot")
     code = tmp_path / "code"  # only what the upload would carry
     for name, local in uploaded(folder).items():
         (code / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(local, code / name)
     out = tmp_path / "extracted"
+    container = BlobServiceClient.from_connection_string(azurite.connection_string).create_container(
+        f"input-{uuid.uuid4().hex[:10]}")
+    etag = container.get_blob_client("sales/q3.xlsx").upload_blob(SAMPLE.read_bytes())["etag"]
+    encode = contract.encode_argument
     argv = [str(a) for a in contract.step_arguments(
-        str(SAMPLE), str(out), "workspaceblobstore", "sales", contract.source_version("input", "sales/q3.xlsx", "e1"),
-        "{}")]
-    # Outside any run the step converts and says what it would register (its standalone context).
+        encode(f"http://127.0.0.1:{azurite.blob_port}/devstoreaccount1"), str(out), "workspaceblobstore", "sales",
+        encode(contract.source_version(container.container_name, "sales/q3.xlsx", etag)), encode("{}"))]
+    # Outside any run the step reads the blob version (with the account key run by hand, from the Azure CLI's
+    # variable), converts and says what it would register (its standalone context).
     done = subprocess.run([str(step_python), str(code / contract.SCRIPT_NAME), *argv], capture_output=True,
-                          text=True, cwd=tmp_path, timeout=300, env={"PATH": "/usr/bin:/bin"})
+                          text=True, cwd=tmp_path, timeout=300, env={
+                              "PATH": "/usr/bin:/bin", "AZURE_STORAGE_CONNECTION_STRING": azurite.connection_string})
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in out.glob("*.parquet")) == ["orders.parquet", "products.parquet", "targets.parquet"]
     read = subprocess.run([str(step_python), "-I", "-c", "import json, sys, pyarrow.parquet as pq; "

@@ -12,11 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from azure.ai.ml import Input, MLClient
+from azure.ai.ml import Input, MLClient, Output
 from azure.ai.ml._restclient.v2020_09_01_dataplanepreview.models import (
     BatchJobResource,
     LiteralJobInput,
-    UriFileJobInput,
+    UriFolderJobOutput,
 )
 from azure.identity import ManagedIdentityCredential
 
@@ -33,7 +33,7 @@ from sheetdrop.submit.azureml_v2 import (
 )
 from sheetdrop.submit.retry import Retrier, RetryPolicy
 from sheetdrop_contract import contract
-from tests.aml2.conftest import ENDPOINT, RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE
+from tests.aml2.conftest import ENDPOINT, RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE, as_the_function
 
 IDENTITY_HEADER = "identity-header-secret"
 TOKENS = {"https://ml.azure.com": "token-for-ml", "https://management.azure.com": "token-for-arm"}
@@ -49,6 +49,7 @@ REQUEST = SubmitRequest(
     tags={"source_container": "input", "source_blob": "sales/2024 Q1 (final).xlsx",
           "source_etag": '"0x8DC1234567890AB"', "function_invocation_id": "inv-42"},
     read_options='{"header_row": 2}',
+    input_account="https://stsheetdrop.blob.core.windows.net",
 )
 NAME = job_name(REQUEST.source_container, REQUEST.source_blob, REQUEST.source_etag)
 KEY = source_key(REQUEST.source_container, REQUEST.source_blob, REQUEST.source_etag)
@@ -87,14 +88,18 @@ class Service:
         """What azure-ai-ml sends for the same invocation: MLClient at this server (AZUREML_DEV_URL_MFE)."""
         self.loopback.script(SCORING, created())
         client = MLClient(ManagedIdentityCredential(), SUBSCRIPTION, RESOURCE_GROUP, WORKSPACE)
+        encode = contract.encode_argument
         job = client.batch_endpoints.invoke(
             ENDPOINT, experiment_name=REQUEST.experiment_name, job_name=NAME, inputs={
-                contract.INPUT_PARAMETER: Input(type="uri_file", path=(
-                    f"azureml://datastores/{REQUEST.datastore_name}/paths/{REQUEST.relative_path}")),
+                contract.INPUT_ACCOUNT_PARAMETER: Input(type="string", default=encode(REQUEST.input_account)),
                 contract.DATASET_NAME_PARAMETER: Input(type="string", default=REQUEST.dataset_name),
-                contract.SOURCE_PARAMETER: Input(type="string", default=contract.source_version(
-                    REQUEST.source_container, REQUEST.source_blob, REQUEST.source_etag)),
-                contract.READ_OPTIONS_PARAMETER: Input(type="string", default=REQUEST.read_options)})
+                contract.SOURCE_PARAMETER: Input(type="string", default=encode(contract.source_version(
+                    REQUEST.source_container, REQUEST.source_blob, REQUEST.source_etag))),
+                contract.READ_OPTIONS_PARAMETER: Input(type="string", default=encode(REQUEST.read_options)),
+                contract.OUTPUT_DATASTORE_PARAMETER: Input(type="string", default="workspaceblobstore"),
+                contract.OUTPUT_PATH_PARAMETER: Input(type="string", default=f"azureml/{NAME}/extracted")},
+            outputs={contract.OUTPUT_NAME: Output(
+                type="uri_folder", path=f"azureml://datastores/workspaceblobstore/paths/azureml/{NAME}/extracted/")})
         assert job.name == NAME
         (posted,) = self.loopback.to(SCORING)
         self.loopback.requests.clear()
@@ -111,12 +116,7 @@ class Waits:
 
 @pytest.fixture
 def service(loopback: LoopbackService, monkeypatch: pytest.MonkeyPatch) -> Service:
-    monkeypatch.setenv("AZUREML_DEV_URL_MFE", loopback.url)
-    monkeypatch.setenv("IDENTITY_ENDPOINT", f"{loopback.url}/msi/token")
-    monkeypatch.setenv("IDENTITY_HEADER", IDENTITY_HEADER)
-    for name in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FILE",
-                 "MSI_ENDPOINT", "MSI_SECRET", "IDENTITY_SERVER_THUMBPRINT"):
-        monkeypatch.delenv(name, raising=False)
+    as_the_function(monkeypatch, loopback.url, IDENTITY_HEADER)
     return Service(loopback)
 
 
@@ -163,12 +163,16 @@ def test_invocation_matches_what_the_sdk_sends_and_reads_back_with_its_models(
     job = BatchJobResource.deserialize(ours.json())
     assert job.properties.name == NAME
     assert job.properties.tags == ours.json()["properties"]["tags"]
-    file_input = job.properties.input_data[contract.INPUT_PARAMETER]
-    assert isinstance(file_input, UriFileJobInput)
-    assert file_input.uri == "azureml://datastores/sheetdrop_input/paths/sales/2024 Q1 (final).xlsx"
-    literals = {k: v.value for k, v in job.properties.input_data.items() if isinstance(v, LiteralJobInput)}
-    assert literals == {"dataset_name": "sales", "read_options": '{"header_row": 2}',
+    # Only literals, each as the step reads it (shell-inert); the output where the invocation puts it.
+    assert all(isinstance(v, LiteralJobInput) for v in job.properties.input_data.values())
+    literals = {k: contract.decode_argument(v.value) for k, v in job.properties.input_data.items()}
+    assert literals == {"input_account": REQUEST.input_account, "dataset_name": "sales",
+                        "read_options": '{"header_row": 2}', "output_datastore": "workspaceblobstore",
+                        "output_path": f"azureml/{NAME}/extracted",
                         "source_version": contract.source_version("input", REQUEST.source_blob, REQUEST.source_etag)}
+    output = job.properties.output_data[contract.OUTPUT_NAME]
+    assert isinstance(output, UriFolderJobOutput)
+    assert output.uri == f"azureml://datastores/workspaceblobstore/paths/azureml/{NAME}/extracted/"
     assert job.properties.properties == {"experimentName": "sheetdrop-extract", SOURCE_KEY_PROPERTY: KEY}
     # Every key we send is one the model knows: serialized back, the model writes exactly our body.
     assert job.serialize() == ours.json()
@@ -202,10 +206,8 @@ def test_the_job_lookups_use_the_sdks_own_routes(service: Service, backend: tupl
 
     with pytest.raises(ResourceNotFoundError):
         client.jobs.get(NAME)
-    # jobs.list's properties filter is a keyword of the REST client it calls (ARM "Jobs - List").
     service.loopback.script(JOB_ROUTE, (200, {}, {"value": []}))
-    next(iter(client.jobs.service_client_01_2024_preview.jobs.list(
-        RESOURCE_GROUP, WORKSPACE, properties=f"{SOURCE_KEY_PROPERTY}={KEY}", enforce_https=False).by_page()), None)
+    assert list(client.jobs.list()) == []
     sdk_get, sdk_list = [r for r in service.loopback.requests if r.path.startswith("/subscriptions")]
     service.loopback.requests.clear()
     backend_, _ = backend
@@ -216,31 +218,39 @@ def test_the_job_lookups_use_the_sdks_own_routes(service: Service, backend: tupl
 
     get, listing = [r for r in service.loopback.requests if r.path.startswith("/subscriptions")]
     assert (get.method, get.path, get.query) == ("GET", sdk_get.path, sdk_get.query)
-    assert (listing.method, listing.path) == ("GET", sdk_list.path)
-    assert listing.query["properties"] == sdk_list.query["properties"] == [f"{SOURCE_KEY_PROPERTY}={KEY}"]
-    assert listing.query["api-version"] == sdk_list.query["api-version"]
+    assert (listing.method, listing.path, listing.query) == ("GET", sdk_list.path, sdk_list.query)
     assert get.headers["authorization"] == f"Bearer {TOKENS['https://management.azure.com']}"
     assert ARM_SCOPE == "https://management.azure.com/.default"
 
 
-def arm_job(name: str, key: str | None) -> dict[str, Any]:
-    return {"id": f"{JOB_ROUTE}/{name}", "name": name,
-            "properties": {"jobType": "Pipeline", "properties": {SOURCE_KEY_PROPERTY: key} if key else {}}}
+def arm_job(name: str, key: str | None = None, source: dict[str, str] | None = None,
+            tags: dict[str, str] | None = None) -> dict[str, Any]:
+    """A pipeline job as ARM lists it (JobBase); with only what the service kept of the invocation."""
+    inputs = {"source_version": {"jobInputType": "literal", "value": contract.encode_argument(
+        contract.source_version(*source.values()))}} if source else {}
+    return {"id": f"{JOB_ROUTE}/{name}", "name": name, "properties": {
+        "jobType": "Pipeline", "properties": {SOURCE_KEY_PROPERTY: key} if key else {}, "tags": tags or {},
+        "inputs": inputs}}
 
 
-def test_find_runs_by_name_then_by_property_across_pages(service: Service,
-                                                         backend: tuple[AzureMLV2Backend, Waits]) -> None:
+def test_find_runs_by_name_then_by_what_the_service_kept_across_pages(
+        service: Service, backend: tuple[AzureMLV2Backend, Waits]) -> None:
     backend_, _ = backend
     service.loopback.script(f"{JOB_ROUTE}/{NAME}", (200, {}, arm_job(NAME, KEY)))
     assert backend_.find_runs(REQUEST.source_container, REQUEST.source_blob, REQUEST.source_etag) == [NAME]
 
-    # The service named the job itself: the property finds it (and the answer is checked, not trusted).
+    # The service named the job itself: its property, its tags or its source_version input find it (each answer
+    # checked here, not trusted), whichever it kept.
+    source = contract.source_tags(REQUEST.source_container, REQUEST.source_blob, REQUEST.source_etag)
+    other = contract.source_tags(REQUEST.source_container, REQUEST.source_blob, '"0xOTHER"')
     service.loopback.script(f"{JOB_ROUTE}/{NAME}", (404, {}, {"error": {"code": "NotFound", "message": "x"}}))
-    service.loopback.script(JOB_ROUTE, (200, {}, {"value": [arm_job("job-a", KEY), arm_job("job-b", "other")],
+    first_page = [arm_job("job-a", KEY), arm_job("job-b", "other"), arm_job("job-c", tags=source),
+                  arm_job("job-d", tags=other)]
+    service.loopback.script(JOB_ROUTE, (200, {}, {"value": first_page,
                                                   "nextLink": f"{service.loopback.url}{JOB_ROUTE}?page=2"}),
-                            (200, {}, {"value": [arm_job("job-c", KEY)]}))
+                            (200, {}, {"value": [arm_job("job-e", source=source), arm_job("job-f", source=other)]}))
     assert backend_.find_runs(REQUEST.source_container, REQUEST.source_blob, REQUEST.source_etag) == [
-        "job-a", "job-c"]
+        "job-a", "job-c", "job-e"]
     assert service.loopback.to(JOB_ROUTE)[-1].query == {"page": ["2"]}
 
 
@@ -285,7 +295,8 @@ def test_a_taken_name_is_this_versions_job(service: Service, backend: tuple[Azur
 
 
 @pytest.mark.parametrize(("status", "cause"), [
-    (400, "whose inputs are input_datapath (uri_file)"), (401, "token was not accepted"),
+    (400, "whose inputs are input_account, output_datastore, dataset_name, source_version, read_options and "
+          "output_path"), (401, "token was not accepted"),
     (403, "missing role"), (404, "no such batch endpoint"),
 ])
 def test_client_errors_fail_at_once_naming_the_cause(service: Service, backend: tuple[AzureMLV2Backend, Waits],

@@ -154,6 +154,10 @@ def test_what_azd_deploys_indexes_on_requirements_txt_alone(dirtied: Path, funct
         {"name": "abandoned_claims", "bindings": [{
             "direction": "IN", "type": "timerTrigger", "name": "timer", "schedule": "0 */5 * * * *", "useMonitor": True,
         }]},
+        {"name": "batch_flush", "bindings": [{
+            "direction": "IN", "type": "timerTrigger", "name": "timer", "schedule": "*/30 * * * * *",
+            "useMonitor": False,
+        }]},
     ]
     assert report["backend"] == "azureml"
     assert {"sheetdrop.submit.azureml", "sheetdrop.submit.azureml_v2", "sheetdrop_contract.contract"} <= set(

@@ -7,7 +7,8 @@
     if (!every) return;
     setTimeout(async function () {
       try {
-        const answer = await fetch(window.location.href, { cache: "no-store" });
+        // Marked as a refresh: the studio may answer it from storage's notes as last read (unrun.py).
+        const answer = await fetch(window.location.href, { cache: "no-store", headers: { "X-Studio-Refresh": "1" } });
         if (answer.ok) {
           const page = new DOMParser().parseFromString(await answer.text(), "text/html");
           const fresh = page.getElementById("live");
@@ -26,6 +27,10 @@
   document.addEventListener("DOMContentLoaded", function () {
     const live = document.getElementById("live");
     if (live) schedule(live);
+    // A filter's choice applies at once (an inline handler would be refused by the page's CSP).
+    document.querySelectorAll("select[data-submit]").forEach(function (select) {
+      select.addEventListener("change", function () { select.form.submit(); });
+    });
     document.querySelectorAll("button.copy").forEach(function (button) {
       button.addEventListener("click", function () {
         const text = document.getElementById(button.dataset.copy).textContent;

@@ -4,9 +4,10 @@ Each plug-in is a module here with ``open_context(env)``: the context when the s
 deciding from its environment without importing anything heavy first. :data:`CONTEXTS` asks them in order;
 run by hand, the step only prints (:mod:`standalone`). Adding a place is its module plus one line below.
 
-Each context tells the step where its output lives on its datastore from the run or job (never from the
-mount path, which depends on the runtime: docs/azureml.md, "Where the step writes") and registers the
-dataset versions.
+Each context gives the credential the step reads its input with, tells the step where its output lives on its
+datastore when the invocation did not (v1: from the run, never from the mount path, which depends on the
+runtime: docs/azureml.md, "Where the step writes"), registers the dataset versions, and records a run that
+ended superseded.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
 from sheetdrop_contract.contract import Registration
 
@@ -29,13 +30,19 @@ CONTEXTS = (
 class StepContext(Protocol):
     #: The pipeline run's id: what the Function logged, the claim holds and datasets are tagged with.
     run_id: str
+    #: How often reading the input is retried when storage does not answer.
+    storage_retries: int
 
     def start(self, source: dict[str, str]) -> None:
         """Tag the run with the blob version it reads, first thing (run history is searched by it)."""
         ...
 
+    def storage_credential(self) -> Any:
+        """What the input blob is read with (sheetdrop_step.source.fetch)."""
+        ...
+
     def output_path(self, name: str, datastore: str) -> str:
-        """The output's path on its datastore (see :func:`contract.resolve_output`)."""
+        """The output's path on its datastore when the invocation did not say (see :func:`contract.resolve_output`)."""
         ...
 
     def previous_tags(self, name: str) -> dict[str, str] | None:
@@ -53,6 +60,10 @@ class StepContext(Protocol):
         ...
 
     def complete(self) -> None: ...
+
+    def superseded(self, newer_etag: str) -> None:
+        """The run ends having registered nothing: its blob version was replaced by ``newer_etag``."""
+        ...
 
 
 def get_context(env: Mapping[str, str] | None = None) -> StepContext:

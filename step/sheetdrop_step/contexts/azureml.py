@@ -10,7 +10,8 @@ import contextlib
 from collections.abc import Mapping
 from typing import Any
 
-from sheetdrop_contract.contract import Registration, fed_by, resolve_output
+from sheetdrop_contract.contract import SUPERSEDED_TAG, Registration, fed_by, resolve_output
+from sheetdrop_step import source
 
 
 def open_context(env: Mapping[str, str]) -> AzureMLContext | None:
@@ -25,6 +26,9 @@ def open_context(env: Mapping[str, str]) -> AzureMLContext | None:
 
 
 class AzureMLContext:
+    #: A storage blip must not lose the version: nothing resubmits a run that failed reading its input.
+    storage_retries = 6
+
     def __init__(self, run: Any) -> None:
         self.run = run
         # The pipeline run is the step run's parent; it is what the submission made and what people
@@ -66,6 +70,11 @@ class AzureMLContext:
             return []
         return [name for name, dataset in datasets.items() if fed_by(name, dict(dataset.tags or {}), base)]
 
+    def storage_credential(self) -> Any:
+        # The input is read as the cluster's identity reads a datastore without credentials (docs/azureml.md,
+        # "Role assignments": Storage Blob Data Reader on the input account).
+        return source.compute_identity()
+
     def output_path(self, name: str, datastore: str) -> str:
         definition = self.run.get_details().get("runDefinition") or {}
         return resolve_output(definition.get("dataReferences"), name, self.run.id, datastore)
@@ -102,4 +111,11 @@ class AzureMLContext:
         if self.parent is not None and self._registered:
             self.parent.tag("datasets", ", ".join(self._registered))
         # Metrics are batched in the background; the process may exit right after the step returns.
+        self.run.flush()
+
+    def superseded(self, newer_etag: str) -> None:
+        # AzureML has no such status: the job completes, and its tag says why it registered nothing.
+        for run in (self.parent, self.run):
+            if run is not None:
+                run.tag(SUPERSEDED_TAG, newer_etag)
         self.run.flush()

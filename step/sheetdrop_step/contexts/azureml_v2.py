@@ -1,9 +1,9 @@
-"""The step's context inside an AzureML v2 job: MLflow for tags and metrics, azure-ai-ml for the job's
-output and the data assets.
+"""The step's context inside an AzureML v2 job: MLflow for tags and metrics, azure-ai-ml for the data assets.
 
-Chosen only when the component says so (``SHEETDROP_JOB_API=v2`` in its environment) and AzureML started the
-process (``AZUREML_RUN_ID``); azure-ai-ml and MLflow are imported only then. Every fact used here, and
-what only a real workspace confirms, is in docs/azureml-v2.md.
+Chosen only when the component says so (``--setting SHEETDROP_JOB_API=v2`` on its command line) and AzureML
+started the process (``AZUREML_RUN_ID``); azure-ai-ml and MLflow are imported only then. It never asks the
+service where the output goes: the invocation chose that and the step got it as ``--output_path``. Every fact
+used here, and what only a real workspace confirms, is in docs/azureml-v2.md.
 
 One data asset version per sheet, of type ``uri_file`` on the parquet file itself (not ``mltable``):
 the sheet is one file, so the asset is exactly that sheet's version; registering it reads nothing
@@ -20,12 +20,14 @@ from typing import Any
 
 from sheetdrop_contract.contract import (
     JOB_API_ENV,
+    SUPERSEDED_TAG,
+    OutputPathError,
     Registration,
     datastore_uri,
     fed_by,
     named_like_a_sheet_of,
-    resolve_output_v2,
 )
+from sheetdrop_step import source
 
 #: MLflow's limits: tag values are cut rather than failing a run over a long column-type map.
 MAX_TAG_VALUE = 5000
@@ -40,8 +42,12 @@ def metric_key(name: str) -> str:
 
 
 class AzureMLV2Context:
-    def __init__(self, ml_client: Any, mlflow_client: Any, step_run_id: str) -> None:
+    #: A storage blip must not lose the version: nothing resubmits a run that failed reading its input.
+    storage_retries = 6
+
+    def __init__(self, ml_client: Any, mlflow_client: Any, step_run_id: str, credential: Any = None) -> None:
         self.ml_client = ml_client
+        self.credential = credential
         self.mlflow = mlflow_client
         self.step_run_id = step_run_id
         tags = mlflow_client.get_run(step_run_id).data.tags
@@ -60,16 +66,25 @@ class AzureMLV2Context:
             for key, value in source.items():
                 self.mlflow.set_tag(run, key, value)
 
+    def storage_credential(self) -> Any:
+        return self.credential
+
     def output_path(self, name: str, datastore: str) -> str:
-        # From the job the service runs, never from the mount path (AZURE_ML_OUTPUT_<name> is the mount).
-        job = self.ml_client.jobs.get(self.step_run_id)
-        outputs = {key: {"uri": getattr(output, "path", None)} for key, output in (job.outputs or {}).items()}
-        return resolve_output_v2(outputs, name, self.step_run_id, datastore)
+        # A pipeline child job read back through azure-ai-ml has no outputs (docs/azureml-v2.md, "Where the step
+        # writes"), and the mount path says nothing about the datastore: only the invocation knows.
+        raise OutputPathError(f"no --output_path: a v2 job's invocation chooses where output {name!r} goes on "
+                              f"{datastore} and passes it to the step (pipeline/v2/component.yml)")
 
     def previous_tags(self, name: str) -> dict[str, str] | None:
+        from azure.ai.ml.exceptions import MlException
+        from azure.core.exceptions import ResourceNotFoundError
+
         try:
             return dict(self.ml_client.data.get(name, label="latest").tags or {})
-        except Exception:  # the SDK raises ResourceNotFoundError (or a service error) for an unknown name
+        except (ResourceNotFoundError, MlException):
+            # No version yet: azure-ai-ml turns the 404 into a ValidationException, raised as an MlException
+            # (_utils/_asset_utils.py: _get_latest_version_from_container; _exception_helper.py). Any other answer
+            # (a 403: a missing role) is an HttpResponseError and fails the run, naming it.
             return None
 
     def previous_names(self, base: str) -> list[str]:
@@ -107,18 +122,10 @@ class AzureMLV2Context:
         if self._registered:
             self.mlflow.set_tag(self.run_id, "datasets", ", ".join(self._registered)[:MAX_TAG_VALUE])
 
-
-def _credential() -> Any:
-    # A batch endpoint's job runs as the identity that invoked it; inside the job that is the
-    # on-behalf-of credential, else the compute's managed identity (DEFAULT_IDENTITY_CLIENT_ID names a
-    # user-assigned one). docs/azureml-v2.md, "The step's identity".
-    if os.environ.get("AZUREML_OBO_ENABLED"):
-        from azure.ai.ml.identity import AzureMLOnBehalfOfCredential
-
-        return AzureMLOnBehalfOfCredential()
-    from azure.identity import ManagedIdentityCredential
-
-    return ManagedIdentityCredential(client_id=os.environ.get("DEFAULT_IDENTITY_CLIENT_ID") or None)
+    def superseded(self, newer_etag: str) -> None:
+        # AzureML has no such status: the job completes, and its tag says why it registered nothing.
+        for run in {self.run_id, self.step_run_id}:
+            self.mlflow.set_tag(run, SUPERSEDED_TAG, newer_etag)
 
 
 def open_context(env: Mapping[str, str]) -> AzureMLV2Context | None:
@@ -129,9 +136,12 @@ def azureml_v2_context() -> AzureMLV2Context:
     from azure.ai.ml import MLClient
     from mlflow.tracking import MlflowClient
 
-    # The workspace the job runs in, from the variables AzureML sets in every job (azure-ai-ml's own
-    # Spark credential reads the same three).
-    client = MLClient(_credential(), os.environ["AZUREML_ARM_SUBSCRIPTION"], os.environ["AZUREML_ARM_RESOURCEGROUP"],
+    # The compute's managed identity registers the data assets and reads the input (docs/azureml-v2.md, "The
+    # step's identity"); the workspace is the one the job runs in, from the variables AzureML sets in every job
+    # (azure-ai-ml's own Spark credential reads the same three).
+    credential = source.compute_identity()
+    client = MLClient(credential, os.environ["AZUREML_ARM_SUBSCRIPTION"], os.environ["AZUREML_ARM_RESOURCEGROUP"],
                       os.environ["AZUREML_ARM_WORKSPACE_NAME"])
     # MLflow is pointed at the workspace by AzureML (MLFLOW_TRACKING_URI, MLFLOW_RUN_ID).
-    return AzureMLV2Context(client, MlflowClient(), os.environ.get("MLFLOW_RUN_ID") or os.environ["AZUREML_RUN_ID"])
+    return AzureMLV2Context(client, MlflowClient(), os.environ.get("MLFLOW_RUN_ID") or os.environ["AZUREML_RUN_ID"],
+                            credential)

@@ -1,6 +1,8 @@
 """Under the local runner: the run file the runner hands over in ``SHEETDROP_LOCAL_RUN`` says what AzureML's
-run would (the run id, the output's place in v1's run definition or a v2 job's outputs, the previous versions),
-and registrations go back to the runner, which applies them once the output has reached the output datastore."""
+run would (the run id, v1's run definition with its output's place, the previous versions), storage is the
+runner's Azurite (``SHEETDROP_LOCAL_STORAGE``, a connection string with Azurite's published development key,
+passed in the environment and never written down), and registrations go back to the runner, which applies
+them once the output has reached the output datastore."""
 
 from __future__ import annotations
 
@@ -9,15 +11,23 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from sheetdrop_contract.contract import Registration, fed_by, resolve_output, resolve_output_v2
+from sheetdrop_contract.contract import SUPERSEDED_TAG, Registration, fed_by, resolve_output
+from sheetdrop_step import source
 
 LOCAL_RUN_ENV = "SHEETDROP_LOCAL_RUN"
+LOCAL_STORAGE_ENV = "SHEETDROP_LOCAL_STORAGE"
+#: The runner's own storage retries (STORAGE_RETRY_TOTAL), for the step's read of its input.
+LOCAL_STORAGE_RETRIES_ENV = "SHEETDROP_LOCAL_STORAGE_RETRIES"
 
 
 def open_context(env: Mapping[str, str]) -> LocalContext | None:
     run_file = env.get(LOCAL_RUN_ENV)
-    return LocalContext(Path(run_file)) if run_file else None
+    if not run_file:
+        return None
+    return LocalContext(Path(run_file), env.get(LOCAL_STORAGE_ENV) or None,
+                        storage_retries=int(env.get(LOCAL_STORAGE_RETRIES_ENV) or 4))
 
 
 @dataclass
@@ -26,6 +36,9 @@ class LocalContext:
     to the local registry once the output has reached the output datastore."""
 
     run_file: Path
+    #: The runner's storage, as a connection string (the step's stand-in for a managed identity).
+    storage: str | None = field(default=None, repr=False)
+    storage_retries: int = 4
     run_id: str = ""
     _metrics: dict[str, float | int | str] = field(default_factory=dict)
     _registrations: list[dict[str, object]] = field(default_factory=list)
@@ -34,19 +47,22 @@ class LocalContext:
         spec = json.loads(self.run_file.read_text(encoding="utf-8"))
         self.run_id = spec["run_id"]
         self._step_run_id = spec["step_run_id"]
-        # A v1 run definition (runDefinition.dataReferences), or a v2 job's outputs (the local runner's
-        # LOCAL_STEP_API=azureml-v2 mode writes the job in the shape the v2 step reads).
+        # A v1 run definition (runDefinition.dataReferences); a v2 job has none (its place comes on the argv).
         self._data_references = spec.get("runDefinition", {}).get("dataReferences")
-        self._job_outputs = spec["job"]["outputs"] if "job" in spec else None
         self._outbox = Path(spec["outbox"])
         self._previous: dict[str, dict[str, str]] = spec.get("previousVersions", {})
 
     def start(self, source: dict[str, str]) -> None:
         pass  # the local run store is searched by its own columns
 
+    def storage_credential(self) -> Any:
+        if not self.storage:
+            from azure.identity import DefaultAzureCredential
+
+            return DefaultAzureCredential()
+        return source.shared_key(self.storage)
+
     def output_path(self, name: str, datastore: str) -> str:
-        if self._job_outputs is not None:
-            return resolve_output_v2(self._job_outputs, name, self._step_run_id, datastore)
         return resolve_output(self._data_references, name, self._step_run_id, datastore)
 
     def previous_tags(self, name: str) -> dict[str, str] | None:
@@ -63,7 +79,12 @@ class LocalContext:
         return f"{registration.name} (registered by the local runner after upload)"
 
     def complete(self) -> None:
-        payload = {"metrics": self._metrics, "registrations": self._registrations}
+        self._report({"metrics": self._metrics, "registrations": self._registrations})
+
+    def superseded(self, newer_etag: str) -> None:
+        self._report({"metrics": self._metrics, "registrations": [], SUPERSEDED_TAG: newer_etag})
+
+    def _report(self, payload: dict[str, Any]) -> None:
         tmp = self._outbox.with_suffix(".tmp")
         tmp.write_text(json.dumps(payload, indent=2, sort_keys=True), encoding="utf-8")
         os.replace(tmp, self._outbox)

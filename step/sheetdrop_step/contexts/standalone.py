@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from typing import Any
 
 from sheetdrop_contract.contract import Registration, output_relative_path
+from sheetdrop_step import source
 
 
 @dataclass
@@ -12,9 +15,20 @@ class StandaloneContext:
     """Run by hand: nothing to register with; say what would have been registered."""
 
     run_id: str = "standalone"
+    storage_retries: int = 4
 
     def start(self, source: dict[str, str]) -> None:
         pass
+
+    def storage_credential(self) -> Any:
+        # Run by hand: the account's connection string in the Azure CLI's own variable, else whoever runs it
+        # (az login, or the AZURE_* variables).
+        connection = os.environ.get("AZURE_STORAGE_CONNECTION_STRING")
+        if connection:
+            return source.shared_key(connection)
+        from azure.identity import DefaultAzureCredential
+
+        return DefaultAzureCredential()
 
     def output_path(self, name: str, datastore: str) -> str:
         return output_relative_path(self.run_id, name)
@@ -34,4 +48,7 @@ class StandaloneContext:
         return f"{registration.name} (not registered)"
 
     def complete(self) -> None:
+        pass
+
+    def superseded(self, newer_etag: str) -> None:
         pass

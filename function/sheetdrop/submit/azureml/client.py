@@ -67,7 +67,7 @@ def submission_body(request: SubmitRequest, submission_id: str) -> dict[str, Any
     """A ``PipelineSubmissionInfo`` in its wire form (keys from the SDK model's attribute map)."""
     tags = {
         **request.tags,
-        **contract.source_tags(request.source_container, request.source_blob, request.source_etag),
+        **contract.source_tags(request.source_container, request.source_blob, request.source_etag, request.attempt),
         # Lets a person (or a later recovery) tell a duplicate made by a retried POST from a resubmission.
         SUBMISSION_TAG: submission_id,
     }
@@ -76,20 +76,8 @@ def submission_body(request: SubmitRequest, submission_id: str) -> dict[str, Any
         "Description": request.description,
         # What the SDK's own PipelineEndpoint.submit sends (docs/azureml.md, "Submission body").
         "RunSource": "SDK",
-        "ParameterAssignments": {
-            contract.DATASET_NAME_PARAMETER: request.dataset_name,
-            # The step tags its pipeline run with this at its start: run history finds the run by the
-            # blob version even if the service did not keep the tags below.
-            contract.SOURCE_PARAMETER: contract.source_version(
-                request.source_container, request.source_blob, request.source_etag),
-            contract.READ_OPTIONS_PARAMETER: request.read_options,
-        },
-        "DataPathAssignments": {
-            contract.INPUT_PARAMETER: {
-                "DataStoreName": request.datastore_name,
-                "RelativePath": request.relative_path,
-            },
-        },
+        # String parameters only (no DataPath: the step reads the blob version itself), each encoded.
+        "ParameterAssignments": request.step_parameters(),
         "tags": tags,
     }
 
@@ -154,9 +142,9 @@ class AzureMLBackend:
 
     # -- find runs --------------------------------------------------------------------------------
 
-    def find_runs(self, source_container: str, source_blob: str, source_etag: str) -> list[str]:
-        """Pipeline runs of this experiment tagged with this blob version, newest first."""
-        wanted = contract.source_tags(source_container, source_blob, source_etag)
+    def find_runs(self, source_container: str, source_blob: str, source_etag: str, attempt: int = 1) -> list[str]:
+        """Pipeline runs of this experiment tagged with this attempt of a blob version, newest first."""
+        wanted = contract.source_tags(source_container, source_blob, source_etag, attempt)
         url = runs_query_url(self.base_url, self.workspace, self.experiment_name)
         what = f"find runs for {source_container}/{source_blob}"
         found: list[str] = []
@@ -176,7 +164,9 @@ class AzureMLBackend:
                 tags = run.get("tags") or {}
                 # Child (step) runs carry their own tags; the claim is about pipeline runs. The client-side
                 # check also covers values the server-side filter could not express.
-                if not run.get("parentRunId") and all(tags.get(k) == v for k, v in wanted.items()):
+                # A re-run's runs carry the version's tags too: the attempt tells them apart (none: attempt 1).
+                if not run.get("parentRunId") and all(tags.get(k) == v for k, v in wanted.items()) \
+                        and contract.attempt_of(tags) == attempt:
                     found.append(run["runId"])
             token = page.get("continuationToken")
             if not token:
@@ -200,7 +190,7 @@ class AzureMLBackend:
 
     def _existing_run(self, request: SubmitRequest) -> str | None:
         """Before a submission is sent again: a POST whose answer was lost may have started the run."""
-        runs = self.find_runs(request.source_container, request.source_blob, request.source_etag)
+        runs = self.find_runs(request.source_container, request.source_blob, request.source_etag, request.attempt)
         return runs[0] if runs else None
 
     # -- HTTP -------------------------------------------------------------------------------------
@@ -228,13 +218,8 @@ class AzureMLBackend:
         detail = service_error(response)
         cause = self._status_cause(status)
         if status == 400:
-            if "datastore" in detail.lower() or "data store" in detail.lower():
-                cause = (f"HTTP 400: unknown datastore: {request.datastore_name!r} is not registered in workspace "
-                         f"{self.workspace.name} (register it with `python -m pipeline.datastore`, or fix "
-                         "INPUT_DATASTORE)")
-            else:
-                cause = ("HTTP 400: the submission was rejected; check that the PipelineEndpoint's default "
-                         f"pipeline has the parameters {contract.INPUT_PARAMETER!r} (DataPath) and "
-                         f"{contract.DATASET_NAME_PARAMETER!r}, i.e. was published by `python -m pipeline.publish`")
+            cause = ("HTTP 400: the submission was rejected; check that the PipelineEndpoint's default pipeline has "
+                     f"the parameters {', '.join(request.step_parameters())}, i.e. was published by "
+                     "`python -m pipeline.publish` of this version")
         return (f"AzureML refused to run {request.source_container}/{request.source_blob} "
                 f"(PipelineEndpoint {self.endpoint_id}): {cause}. Service said: {detail}")

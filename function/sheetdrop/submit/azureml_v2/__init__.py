@@ -17,9 +17,10 @@ from sheetdrop.submit.azureml_v2.client import (
     SUBMISSION_TAG,
     AzureMLV2Backend,
     invocation_body,
+    is_this_version,
     job_name,
     jobs_url,
-    shell_safe_json,
+    output_path,
     source_key,
 )
 from sheetdrop.submit.azureml_v2.configuration import AzureMLV2Settings, read_settings
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ARM_SCOPE", "DEPLOYMENT_HEADER", "EXPERIMENT_PROPERTY", "INVOKE_SCOPE", "JOBS_API_VERSION",
            "REPEATABILITY_HEADER", "SOURCE_KEY_PROPERTY", "SUBMISSION_TAG", "AzureMLV2Backend", "AzureMLV2Settings",
-           "create", "invocation_body", "job_name", "jobs_url", "read_settings", "shell_safe_json",
+           "create", "invocation_body", "is_this_version", "job_name", "jobs_url", "output_path", "read_settings",
            "source_key"]
 
 
@@ -40,6 +41,7 @@ def create(settings: Settings, credential: TokenCredential | None = None) -> Azu
         endpoint_url=aml.endpoint_url,
         workspace=aml.the_workspace(),
         experiment_name=settings.experiment_name,
+        output_datastore=settings.output_datastore,
         service=ServiceClient.for_function(aml.managed_identity_client_id, aml.submit_deadline_seconds, credential),
         deployment=aml.deployment,
         arm_url=aml.arm_url,

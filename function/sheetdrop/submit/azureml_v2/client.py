@@ -7,10 +7,12 @@ and its REST models. Sources for every line: docs/azureml-v2.md.
 * invoke: ``POST <scoring URI>`` (``https://<endpoint>.<region>.inference.ml.azure.com/jobs``) with a
   ``BatchJobResource`` body; token for ``https://ml.azure.com/.default``; answers the job (``name``).
 * find jobs (lost answers, claim takeover): ARM ``GET …/workspaces/{ws}/jobs/{name}`` for the name this
-  backend gave the job, then ``GET …/workspaces/{ws}/jobs?properties=<key>=<value>``; token for ARM.
+  backend asked for, then the workspace's newest jobs (``GET …/workspaces/{ws}/jobs``), each checked for this
+  blob version: its name, its key property, its source tags, or its ``source_version`` input — the one thing
+  the service must keep, since the job cannot run without it; token for ARM.
 
-The job is named after the blob version (:func:`job_name`), so a resend after a lost answer asks
-for the same name and the look-up knows what to ask for.
+The job is named after the blob version (:func:`job_name`), so a resend after a lost answer asks for the same
+name; the output's place is chosen here too (:func:`output_path`) and handed to the step.
 """
 
 from __future__ import annotations
@@ -42,54 +44,80 @@ REPEATABILITY_HEADER = "repeatability_request-id"
 DEPLOYMENT_HEADER = "azureml-model-deployment"
 #: The ARM jobs API version azure-ai-ml 1.34's MLClient.jobs.get() sends.
 JOBS_API_VERSION = "2024-01-01-preview"
-#: A job property holding the blob version's key: ARM's jobs list filters on properties by value.
+#: A job property holding the blob version's key (if the service copies the invocation's properties to the job).
 SOURCE_KEY_PROPERTY = "sheetdrop_source_key"
 #: The batch job's own property that names the experiment (what invoke(experiment_name=) sends).
 EXPERIMENT_PROPERTY = "experimentName"
+#: How far back a look-up reads the workspace's jobs (the service pages them; a lost answer is looked up within
+#: the submit deadline, a claim takeover CLAIM_STALE_SECONDS later: either way among the newest).
 MAX_LIST_PAGES = 20
 #: As in v1: each invocation's own id, among the job's tags.
 SUBMISSION_TAG = "sheetdrop_submission_id"
 
 
-def source_key(container: str, blob: str, etag: str) -> str:
-    """A short fixed-length key for a blob version: what names its job and is searched for."""
-    return hashlib.sha256(contract.source_version(container, blob, etag).encode("utf-8")).hexdigest()[:32]
+def source_key(container: str, blob: str, etag: str, attempt: int = 1) -> str:
+    """A short fixed-length key for an attempt of a blob version: what names its job and is searched for."""
+    return hashlib.sha256(contract.source_version(container, blob, etag, attempt).encode("utf-8")).hexdigest()[:32]
 
 
-def job_name(container: str, blob: str, etag: str) -> str:
-    """The job's name: one per blob version (lowercase letters, digits and -; a job name must be unique
-    in the workspace). A resend after a lost answer asks for the same name."""
-    return f"sheetdrop-{source_key(container, blob, etag)}"
+def job_name(container: str, blob: str, etag: str, attempt: int = 1) -> str:
+    """The job's name: one per attempt of a blob version (lowercase letters, digits and -; a job name must be
+    unique in the workspace). A resend after a lost answer asks for the same name."""
+    return f"sheetdrop-{source_key(container, blob, etag, attempt)}"
 
 
-def shell_safe_json(text: str) -> str:
-    """The same JSON without a single quote: the component passes these inputs to the step single-quoted on
-    its command line (pipeline/v2/component.yml), and in JSON a ' can only stand inside a string, where
-    the escape \\u0027 means the same character."""
-    return text.replace("'", "\\u0027")
+def output_path(name: str) -> str:
+    """Where this job's output goes on the output datastore: chosen here, at invocation, and handed to the step
+    too, so the step never asks the service (a pipeline child job read back has no outputs)."""
+    return contract.output_relative_path(name)
 
 
-def invocation_body(request: SubmitRequest, name: str, submission_id: str) -> dict[str, Any]:
-    """A ``BatchJobResource`` in its wire form: what invoke(inputs=…, job_name=…, experiment_name=…)
-    sends, plus the job's ``tags`` and one more property (the SDK sends neither; the model has both)."""
-    literal = {contract.DATASET_NAME_PARAMETER: request.dataset_name,
-               contract.SOURCE_PARAMETER: shell_safe_json(contract.source_version(
-                   request.source_container, request.source_blob, request.source_etag)),
-               contract.READ_OPTIONS_PARAMETER: shell_safe_json(request.read_options)}
-    inputs: dict[str, Any] = {contract.INPUT_PARAMETER: {
-        "jobInputType": "UriFile", "uri": contract.datastore_uri(request.datastore_name, request.relative_path)}}
-    inputs |= {key: {"jobInputType": "Literal", "value": value} for key, value in literal.items()}
+def literal_inputs(request: SubmitRequest, name: str, output_datastore: str) -> dict[str, str]:
+    """The pipeline component's inputs for this blob version, each as the step reads it (encoded: AzureML
+    substitutes them as raw text into a command bash runs): the step's parameters, and where its output goes."""
+    return {**request.step_parameters(),
+            contract.OUTPUT_DATASTORE_PARAMETER: contract.encode_argument(output_datastore),
+            contract.OUTPUT_PATH_PARAMETER: contract.encode_argument(output_path(name))}
+
+
+def invocation_body(request: SubmitRequest, name: str, submission_id: str, output_datastore: str) -> dict[str, Any]:
+    """A ``BatchJobResource`` in its wire form: what invoke(inputs=…, outputs=…, job_name=…, experiment_name=…)
+    sends, plus the job's ``tags`` and one more property (the SDK sends neither; the model has both). The output
+    goes where ``output_path`` says, on ``output_datastore``: the same place the step is told."""
+    inputs = {key: {"jobInputType": "Literal", "value": value}
+              for key, value in literal_inputs(request, name, output_datastore).items()}
+    outputs = {contract.OUTPUT_NAME: {"jobOutputType": "UriFolder",
+                                      "uri": contract.datastore_uri(output_datastore, f"{output_path(name)}/")}}
     tags = {**request.tags,
             **contract.source_tags(request.source_container, request.source_blob, request.source_etag),
             SUBMISSION_TAG: submission_id}
     return {"properties": {
         "inputData": inputs,
         "name": name,
+        "outputData": outputs,
         "properties": {EXPERIMENT_PROPERTY: request.experiment_name,
                        SOURCE_KEY_PROPERTY: source_key(request.source_container, request.source_blob,
-                                                       request.source_etag)},
+                                                       request.source_etag, request.attempt)},
         "tags": tags,
     }}
+
+
+def is_this_version(job: dict[str, Any], name: str, container: str, blob: str, etag: str, attempt: int = 1) -> bool:
+    """An ARM job (JobBase) made for this attempt of a blob version: by the name asked for, the key property, the
+    source tags, or the ``source_version`` input the service must keep for the job to run at all."""
+    properties = job.get("properties") or {}
+    wanted = contract.source_tags(container, blob, etag, attempt)
+    tags = properties.get("tags") or {}
+    value = ((properties.get("inputs") or {}).get(contract.SOURCE_PARAMETER) or {}).get("value")
+    try:
+        source = contract.parse_source_version(contract.decode_argument(value)) if value else {}
+    except ValueError:
+        source = {}
+    key = source_key(container, blob, etag, attempt)
+    return (job.get("name") == name
+            or (properties.get("properties") or {}).get(SOURCE_KEY_PROPERTY) == key
+            or (all(tags.get(k) == v for k, v in wanted.items()) and contract.attempt_of(tags) == attempt)
+            or source == wanted)
 
 
 def jobs_url(arm_url: str, workspace: Workspace, name: str | None = None) -> str:
@@ -102,6 +130,8 @@ class AzureMLV2Backend:
     workspace: Workspace
     experiment_name: str
     service: ServiceClient
+    #: Where the output goes (OUTPUT_DATASTORE): the invocation names it, and the step registers on it.
+    output_datastore: str = "workspaceblobstore"
     deployment: str | None = None
     arm_url: str = "https://management.azure.com"
     studio_url: str = STUDIO_URL
@@ -109,8 +139,9 @@ class AzureMLV2Backend:
     # -- submit -----------------------------------------------------------------------------------
 
     def submit(self, request: SubmitRequest) -> SubmitResult:
-        name = job_name(request.source_container, request.source_blob, request.source_etag)
-        data = json.dumps(invocation_body(request, name, self.service.new_id())).encode("utf-8")
+        name = job_name(request.source_container, request.source_blob, request.source_etag, request.attempt)
+        body = invocation_body(request, name, self.service.new_id(), self.output_datastore)
+        data = json.dumps(body).encode("utf-8")
         # One repeatability id for every attempt of this submission, as the SDK's own resend loop keeps it.
         headers = {"Content-Type": "application/json", REPEATABILITY_HEADER: self.service.new_id()}
         if self.deployment:
@@ -137,7 +168,7 @@ class AzureMLV2Backend:
             raise SubmitError(f"{what}: HTTP {response.status_code} but the answer has no job name "
                               f"(BatchJobResource.name): {response.text[:300]!r}") from exc
         if returned != name:
-            # Recovery still has the property to search by (find_runs), but say so: it is a contract change.
+            # Recovery still finds it by its inputs (find_runs); the output is where the invocation said.
             log.warning("%s: asked for job name %s, the service named it %s", what, name, returned)
         result = self._result(returned)
         log.info("AzureML v2 job %s submitted for %s/%s (etag %s): %s", returned, request.source_container,
@@ -146,7 +177,7 @@ class AzureMLV2Backend:
 
     def _existing_job(self, request: SubmitRequest) -> str | None:
         """Before an invocation is sent again: one whose answer was lost may have created the job."""
-        found = self.find_runs(request.source_container, request.source_blob, request.source_etag)
+        found = self.find_runs(request.source_container, request.source_blob, request.source_etag, request.attempt)
         return found[0] if found else None
 
     def _result(self, job: str) -> SubmitResult:
@@ -154,19 +185,20 @@ class AzureMLV2Backend:
 
     # -- find jobs --------------------------------------------------------------------------------
 
-    def find_runs(self, source_container: str, source_blob: str, source_etag: str) -> list[str]:
-        """Jobs made for this blob version: the one with its name, else those with its key property."""
-        name = job_name(source_container, source_blob, source_etag)
+    def find_runs(self, source_container: str, source_blob: str, source_etag: str, attempt: int = 1) -> list[str]:
+        """Jobs made for this attempt of a blob version: the one with its name, else any of the workspace's newest
+        jobs that :func:`is_this_version` recognises (whatever the service kept of the name, properties and tags)."""
+        name = job_name(source_container, source_blob, source_etag, attempt)
         what = f"find the job of {source_container}/{source_blob}"
         response = self._get(jobs_url(self.arm_url, self.workspace, name), {"api-version": JOBS_API_VERSION}, what)
         if response.status_code == 200:
             return [name]
         if response.status_code != 404:
             raise SubmitError(f"{what}: {self._cause(response.status_code)}: {service_error(response)}")
-        key = source_key(source_container, source_blob, source_etag)
         found: list[str] = []
         url: str | None = jobs_url(self.arm_url, self.workspace)
-        params: dict[str, str] | None = {"api-version": JOBS_API_VERSION, "properties": f"{SOURCE_KEY_PROPERTY}={key}"}
+        # As MLClient.jobs.list() asks (operations/_job_operations.py: list_view_type defaults to ActiveOnly).
+        params: dict[str, str] | None = {"api-version": JOBS_API_VERSION, "listViewType": "ActiveOnly"}
         for _ in range(MAX_LIST_PAGES):
             if url is None:
                 break
@@ -174,10 +206,8 @@ class AzureMLV2Backend:
             if response.status_code >= 400:
                 raise SubmitError(f"{what}: {self._cause(response.status_code)}: {service_error(response)}")
             page = response.json()
-            for job in page.get("value") or []:
-                # Checked here too: the filter is the service's, the claim is ours.
-                if (job.get("properties") or {}).get("properties", {}).get(SOURCE_KEY_PROPERTY) == key:
-                    found.append(job["name"])
+            found += [job["name"] for job in page.get("value") or []
+                      if is_this_version(job, name, source_container, source_blob, source_etag, attempt)]
             url, params = page.get("nextLink"), None  # nextLink carries its own query
         return found
 
@@ -191,8 +221,8 @@ class AzureMLV2Backend:
         causes = {
             400: "HTTP 400: the invocation was rejected; check that the endpoint's default deployment is the "
                  "sheetdrop pipeline component (`sheetdrop publish --v2`), whose inputs are "
-                 f"{contract.INPUT_PARAMETER} (uri_file), {contract.DATASET_NAME_PARAMETER}, "
-                 f"{contract.SOURCE_PARAMETER} and {contract.READ_OPTIONS_PARAMETER}",
+                 f"{', '.join(contract.ARGUMENTS[:1] + contract.ARGUMENTS[2:])} and "
+                 f"{contract.OUTPUT_PATH_PARAMETER} (strings) and output {contract.OUTPUT_NAME}",
             401: f"HTTP 401: the token was not accepted by {where}: wrong tenant or audience, or expired",
             403: f"HTTP 403: missing role: the Function's identity may not invoke the endpoint or read jobs in "
                  f"{where}; grant it 'AzureML Data Scientist' on the workspace (see docs/azureml-v2.md)",
