@@ -33,7 +33,7 @@ from sheetdrop_contract.contract import (
 )
 from sheetdrop_step import batch, schema_changes, source
 from sheetdrop_step.contexts import get_context
-from sheetdrop_step.converter import WorkbookRejected, convert_workbook, options_from_env
+from sheetdrop_step.converter import ReaderKilled, WorkbookRejected, convert_workbook, options_from_env
 from sheetdrop_step.registration import previous_types, register_sheets
 
 
@@ -136,6 +136,11 @@ def _failing(step: Callable[[], int]) -> int:
     except WorkbookRejected as exc:
         print(f"error: {exc.code}: {exc.reason}", file=sys.stderr)
         return 2
+    except ReaderKilled as exc:
+        # Not the workbook's doing: the step ends as if it had been killed itself, which its runner retries.
+        print(f"warning: {exc}", file=sys.stderr)
+        exc.end_like_the_reader()
+        return 4
     except OutputPathError as exc:
         print(f"error: output-path: {exc}", file=sys.stderr)
         return 3

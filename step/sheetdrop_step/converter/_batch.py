@@ -106,8 +106,8 @@ def convert_many(workbooks: Iterable[Workbook], *, include_hidden: bool = False,
                 try:
                     result: Converted | Exception = convert_workbook(
                         book.src, book.outdir, source=book.source, include_hidden=include_hidden, limits=limits,
-                        workers=cores, options=book.options, previous=book.previous, reader=process.run)
-                except Exception as exc:  # WorkbookRejected, or not the workbook's fault: its result either way
+                        workers=cores, options=book.options, previous=book.previous, reader=process.outcome)
+                except Exception as exc:  # WorkbookRejected, ReaderKilled, or another failure: its result either way
                     result = exc
                 results.put((book, result))
         finally:

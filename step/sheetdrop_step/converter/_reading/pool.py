@@ -9,18 +9,20 @@ workbook. So one hostile workbook costs its own version and a process start, not
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sheetdrop_step.converter._job import Job, Limits, Outcome, to_json
 from sheetdrop_step.converter._reading.launch import limit_memory, reader_env, too_slow, verdict
 from sheetdrop_step.converter._reading.serve import SERVE
-from sheetdrop_step.converter._rejection import WorkbookRejected
+from sheetdrop_step.converter._rejection import ReaderKilled, WorkbookRejected
 
 
 @dataclass
@@ -51,16 +53,21 @@ class ReaderProcess:
         answer = self._answer(job.limits.timeout_seconds)
         if answer is None:
             self.close()
-            raise too_slow(job.limits)
-        returncode = 0
+            raise too_slow(job.limits.describe_bound(None))
+        proc = self._proc
         if answer != "done":  # "last", or the process ended (killed, crashed, the scan's rejection)
-            returncode = self._proc.wait()
+            proc.wait()
             self._forget()
         try:
-            return verdict(returncode, Path(job.staging), job.limits)
-        except WorkbookRejected:
+            return verdict(proc, Path(job.staging), job.limits)
+        except (WorkbookRejected, ReaderKilled):
             self.close()
             raise
+
+    @contextlib.contextmanager
+    def outcome(self, job: Job) -> Iterator[Outcome]:
+        """:meth:`run` as ``convert_workbook`` takes a reader (``launch.reader_outcome``)."""
+        yield self.run(job)
 
     def _answer(self, timeout: float) -> str | None:
         """``done``, ``last`` or ``""`` (the process ended); None when the time limit ran out."""

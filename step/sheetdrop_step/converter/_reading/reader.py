@@ -15,25 +15,37 @@ imported during it, it would add its 60 MiB to the parse's peak.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import shutil
+import socket
 import sys
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NoReturn
 
-from sheetdrop_step.converter._job import Job, Outcome, SheetResult, Skip, job_from_json, to_json
+from sheetdrop_step.converter._job import CHANNEL, DONE, Job, Outcome, SheetResult, Skip, job_from_json, to_json
 from sheetdrop_step.converter._reading.counts import check
 from sheetdrop_step.converter._reading.fastexcel import FastexcelBook
 from sheetdrop_step.converter._reading.head import head_types
+from sheetdrop_step.converter._reading.listing import KINDS, classify, list_sheets, recoverable
 from sheetdrop_step.converter._reading.packages import SHEET_ONLY, normalize, one_sheet_parts, patch_errors
 from sheetdrop_step.converter._reading.pieces import Piece, SheetPieces
 from sheetdrop_step.converter._reading.task import NeedsPatch, SheetSkipped, Task
-from sheetdrop_step.converter._reading.xls import XlsBook, xls_globals
-from sheetdrop_step.converter._rejection import OUT_OF_MEMORY, WorkbookRejected
+from sheetdrop_step.converter._reading.xls import XlsBook, garbled
+from sheetdrop_step.converter._rejection import WorkbookRejected
 from sheetdrop_step.converter._safety.guard import Inspection, quick_inspect
-from sheetdrop_step.converter._safety.scan import ScanThread, SheetCounts, SheetMarks, area_checked, scan_sheet
+from sheetdrop_step.converter._safety.scan import (
+    ScanThread,
+    SheetCounts,
+    SheetMarks,
+    area_checked,
+    scan_sheet,
+    whole_numbers,
+)
 from sheetdrop_step.converter._table.header import HeaderChoice, Shape
 
 #: Address space a parse takes per byte of sheet XML (measured 1.9 on 100k rows x 20 columns), and
@@ -41,6 +53,10 @@ from sheetdrop_step.converter._table.header import HeaderChoice, Shape
 PARSE_FACTOR = 2.5
 BASELINE_BYTES = 512 * 1024**2
 _FINISHING = threading.Lock()
+#: The exit status of a reader whose parent died (nobody reads it).
+ORPHANED = 3
+_DONE = threading.Event()  # its outcome written
+_CHANNEL: list[socket.socket] = []  # (set by main: finish says on it that the outcome is written)
 
 
 def main() -> None:
@@ -48,22 +64,57 @@ def main() -> None:
     # Python value (0.4 s): nothing this process needs. Hidden (an import of a module that sys.modules
     # holds as None fails), the process is also the same whether or not the environment has them.
     sys.modules.update({"numpy": None, "pandas": None})
-    job = job_from_json(sys.stdin.read())
+    # The parent's channel is watched before anything else (the job is read after: a parent killed before
+    # it wrote the job leaves an empty stdin, and the watch removes the staging folder all the same).
+    fd, _, staging = os.environ.pop(CHANNEL).partition(":")
+    channel = socket.socket(fileno=int(fd))
+    _CHANNEL[:] = [channel]
+    threading.Thread(target=_outlive_no_parent, args=(channel, Path(staging)), name="sheetdrop-parent",
+                     daemon=True).start()
     try:
-        outcome = Reader(job).run()
+        job = job_from_json(sys.stdin.read())
+    except ValueError:  # no job: its parent died while writing it (the watch ends this process)
+        threading.Event().wait()
+        raise
+    try:
+        outcome = Reader(job, lambda size: channel.sendall(f"content {size}\n".encode())).run()
     except BaseException as exc:  # a reader's failure outside any one sheet is a verdict on the file too
-        outcome = Outcome(rejected=classify(exc).to_wire())
+        outcome = Outcome(rejected=classify(exc, job.limits.max_memory_bytes).to_wire())
     finish(job, outcome)
 
 
+def _outlive_no_parent(channel: socket.socket, staging: Path) -> None:
+    """Wait for the end of the parent's side of the channel (it never writes): the parent has taken the
+    outcome (``finish``), or it has died, whatever killed it. Either way nobody is to read what this
+    process writes: what is left of the staging folder goes, and this process ends (watched from a
+    thread of its own, so a parse running in Rust does not hold it up)."""
+    with contextlib.suppress(OSError):
+        while channel.recv(64):
+            pass
+    # Renamed first: the threads still reading can create nothing more in it (they name files by its
+    # path), and what they write to files they opened goes with it.
+    gone = staging.with_name(staging.name + "-orphaned")
+    with contextlib.suppress(OSError):
+        staging.rename(gone)
+    for _ in range(3):
+        shutil.rmtree(gone, ignore_errors=True)
+        if not gone.exists():
+            break
+    os._exit(0 if _DONE.is_set() else ORPHANED)
+
+
 def finish(job: Job, outcome: Outcome) -> NoReturn:
-    """Write the outcome and end the process (from any thread; the first caller wins). Everything is
-    written and closed by then; skipping the interpreter's teardown (~0.1 s) ends it sooner."""
+    """Write the outcome, say so to the parent, and wait for it to let this process go (from any thread;
+    the first caller wins). Everything is written and closed by then: the process ends without the
+    interpreter's teardown (~0.1 s)."""
     _FINISHING.acquire()
     _write_outcome(job, outcome)
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
+    _DONE.set()
+    with contextlib.suppress(OSError):  # (a parent that has died: the watch ends this process)
+        _CHANNEL[0].sendall(DONE + b"\n")
+    threading.Event().wait()  # until the parent has taken the outcome: the watch ends this process then
 
 
 def write_outcome(job: Job, outcome: Outcome) -> None:
@@ -84,10 +135,13 @@ class Reader:
     once (whole, or in pieces at once), checked against the scan's counts, shaped into its table and
     written; the scan's verdict first."""
 
-    def __init__(self, job: Job) -> None:
+    def __init__(self, job: Job, content: Callable[[int], None] = lambda size: None) -> None:
         self.job, self.staging, self.limits = job, Path(job.staging), job.limits
         self.src = Path(job.src)
         self.inspection = quick_inspect(self.src, job.limits)
+        # The size the workbook's time bound is reckoned from (``Limits.time_bound``), for the parent.
+        entries = self.inspection.entries
+        content(sum(i.file_size for i in entries.values()) if entries else self.src.stat().st_size)
         self.notes: list[str] = []
         # What the scan (or a sheet's cutter) looks for besides the counts: merged cells name the
         # columns of a header of several rows; formulas without a value count inside the range.
@@ -135,8 +189,8 @@ class Reader:
 
     def _prepare(self) -> tuple[Path, Inspection]:
         """The file the reader opens, and its inspection. fastexcel picks its parser from the extension:
-        it gets a link named after the content. A package whose workbook part is not where the reader
-        looks is rewritten (``packages.normalize``)."""
+        it gets a link named after the content. A package whose parts are not where the reader looks
+        (another tool's layout) is rewritten in Excel's (``packages.normalize``)."""
         inspection, fmt = self.inspection, self.inspection.fmt
         if fmt in ("xlsx", "xlsm") and not inspection.canonical:
             normalize(self.src, inspection, self.staging / f"normalized.{fmt}", self.limits)
@@ -166,15 +220,20 @@ class Reader:
         """The sheets to read: as the guard lists them (xlsx, xlsm, xlsb), or as the reader does."""
         tasks, skipped = [], []
         if self.reading.fmt in ("xls", "ods"):
-            for i, name in enumerate(self._sheet_names()):
-                why = self.job.options.excludes(name)
-                (skipped.append(Skip(name, why)) if why else tasks.append(Task(i, name)))
+            for i, (name, kind) in enumerate(self._sheet_names()):
+                if why := self.job.options.excludes(name):
+                    skipped.append(Skip(name, why))
+                elif kind != "worksheet":
+                    skipped.append(Skip(name, KINDS.get(kind, kind)))
+                else:
+                    tasks.append(Task(i, name))
             return tasks, skipped
-        for index, sheet in enumerate(self.reading.sheets or []):
+        # As the workbook lists them (a package rewritten for the reader may leave out sheets it refuses).
+        for index, sheet in enumerate(self.inspection.sheets or []):
             if why := self.job.options.excludes(sheet.name):
                 skipped.append(Skip(sheet.name, why))
             elif sheet.kind != "worksheet":
-                skipped.append(Skip(sheet.name, sheet.kind.replace("sheet", " sheet")))
+                skipped.append(Skip(sheet.name, KINDS.get(sheet.kind, sheet.kind)))
             elif sheet.state != "visible" and not self.job.include_hidden:
                 skipped.append(Skip(sheet.name, f"{sheet.state} sheet"))
             else:
@@ -182,18 +241,12 @@ class Reader:
                 tasks.append(Task(index, sheet.name, sheet.part, info.file_size if info else 0))
         return tasks, skipped
 
-    def _sheet_names(self) -> list[str]:
-        import fastexcel
-
-        try:
-            if self.reading.fmt == "xls":
-                untrusted, self.reading.date1904 = xls_globals(self.path)
-                if untrusted:
-                    raise ValueError("a substream inside a worksheet (an embedded chart), or not BIFF8")
-            return fastexcel.read_excel(str(self.path)).sheet_names
-        except BaseException as exc:
-            self.xls = self._xlrd(exc, "")
-            return self.xls.names
+    def _sheet_names(self) -> list[tuple[str, str]]:
+        """An .xls's or .ods's sheets (name, kind): ``listing``, which may hand the .xls to xlrd."""
+        listing = list_sheets(self.src, self.path, self.reading, self.staging, self.limits)
+        self.path, self.xls, self.reading.date1904 = listing.path, listing.xls, listing.date1904
+        self.notes.extend(listing.notes)
+        return listing.sheets
 
     def _table(self, task: Task) -> Any:
         """The sheet's table (column rules applied), a Skip, or the rejection its reading ended in."""
@@ -203,11 +256,16 @@ class Reader:
                 columns, date1904 = (self.xls.read(task), self.xls.date1904) if self.xls else (
                     self._read_pieces(task, shape) if task.part in self.heads else self._read(task, shape),
                     self.reading.date1904)
+                if self.reading.fmt == "xls" and not self.xls and (text := garbled(columns)) is not None:
+                    raise ValueError(f"calamine decoded text as {text[:40]!r}")
             except BaseException as exc:
                 book = self._xlrd(exc, f"sheet {task.name!r} ")
                 columns, date1904 = book.read(task), book.date1904
             from sheetdrop_step.converter._table.build import build_table
 
+            if self.reading.fmt in ("xlsx", "xlsm") and task.part and beyond_doubles(columns):
+                # A double read a whole number it may not hold: the sheet's XML has its digits.
+                shape.digits = whole_numbers(self.path, self.reading.entries[task.part], self.limits)
             sheet = build_table(columns, date1904, self.job.cores if self.alone else 1, shape)
             if sheet is None:
                 return Skip(task.name, f"no values in range {self.job.options.range}" if self.job.options.range
@@ -220,7 +278,7 @@ class Reader:
             return Skip(task.name, str(exc))
         except BaseException as exc:  # a reader error (or panic) is a verdict on the file
             self.scan.wait()  # the scan's verdict comes first: the file may be a bomb the reader choked on
-            return classify(exc)
+            return classify(exc, self.limits.max_memory_bytes)
 
     def _xlrd(self, exc: BaseException, what: str) -> XlsBook:
         """xlrd, for an .xls that calamine failed on (else ``exc`` again)."""
@@ -317,26 +375,24 @@ def _learn(shape: Shape, header: HeaderChoice | None, counts: SheetCounts | None
                 "LibreOffice, save it and upload it again")
 
 
+def beyond_doubles(columns: list[Any]) -> bool:
+    """Whether a number read may stand for a whole number a double does not hold: from 2**53 on (a
+    double holds 2**53 for 2**53 + 1)."""
+    import pyarrow.compute as pc
+
+    from sheetdrop_step.converter._safety.scan import EXACT_UP_TO
+
+    for col in columns:
+        if col.kind == "number" and col.native is not None and col.native.null_count < len(col.native) and (
+                pc.max(pc.abs(col.native)).as_py() >= EXACT_UP_TO):
+            return True
+        if any(kind == "number" and abs(value) >= EXACT_UP_TO for kind, value in col.foreign.values()):
+            return True
+    return False
+
+
 def parallel(cores: int, sizes: list[int], memory: int) -> int:
     """Sheets parsed at once: as many as the cores, as long as that many of the largest fit in the
     reader's address space (each parse takes ``PARSE_FACTOR`` times its XML)."""
     need = int(max(sizes, default=0) * PARSE_FACTOR) or 1
     return max(1, min(cores, len(sizes), (memory - BASELINE_BYTES) // need))
-
-
-def recoverable(exc: BaseException) -> bool:
-    """A reader's failure that another reader may not share (calamine's panics are BaseExceptions)."""
-    return not isinstance(exc, MemoryError | WorkbookRejected | SheetSkipped | KeyboardInterrupt | SystemExit)
-
-
-def classify(exc: BaseException) -> WorkbookRejected:
-    if isinstance(exc, WorkbookRejected):
-        return exc
-    if isinstance(exc, MemoryError):
-        return WorkbookRejected("too-large", OUT_OF_MEMORY)
-    text = f"{exc.__class__.__name__}: {exc}"
-    if "password" in text.lower() or "encrypt" in text.lower():
-        return WorkbookRejected("encrypted", "the workbook is password-protected; save it without a password and "
-                                             "upload it again")
-    return WorkbookRejected("corrupt", f"the workbook could not be read ({' '.join(text.split())[:300]}); open it "
-                                       "in Excel or LibreOffice, save it again and re-upload")

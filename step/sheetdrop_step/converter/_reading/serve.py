@@ -23,7 +23,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sheetdrop_step.converter._job import Job, Outcome, job_from_json
-from sheetdrop_step.converter._reading.reader import Reader, classify, write_outcome
+from sheetdrop_step.converter._reading import reader
+from sheetdrop_step.converter._reading.listing import classify
+from sheetdrop_step.converter._reading.reader import Reader, write_outcome
 
 SERVE = ("-P", "-c", "import sys; from sheetdrop_step.converter._reading.serve import main; main(int(sys.argv[1]))")
 
@@ -48,15 +50,27 @@ def _output_to(staging: Path) -> Iterator[None]:
             os.close(kept[1])
 
 
+class _Control:
+    """The control pipe where ``reader.finish`` (the scan's rejection, from the scan's thread) says ``done``: the
+    parent then reads the rejection and ends this process."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def sendall(self, data: bytes) -> None:
+        os.write(self.fd, data)
+
+
 def main(control: int) -> None:
     sys.modules.update({"numpy": None, "pandas": None})  # as reader.main: nothing this process needs
+    reader._CHANNEL[:] = [_Control(control)]  # type: ignore[list-item]
     for line in sys.stdin:
         job: Job = job_from_json(line)
         with _output_to(Path(job.staging)):
             try:
                 outcome = Reader(job).run()
             except BaseException as exc:  # as reader.main: a failure outside any one sheet is a verdict too
-                outcome = Outcome(rejected=classify(exc).to_wire())
+                outcome = Outcome(rejected=classify(exc, job.limits.max_memory_bytes).to_wire())
             write_outcome(job, outcome)
         clean = outcome.rejected is None and threading.active_count() == 1
         os.write(control, b"done\n" if clean else b"last\n")
