@@ -16,6 +16,20 @@ from sheetdrop_contract.read_options import ReadOptions
 CHANNEL = "SHEETDROP_READER_CHANNEL"
 #: The reader's line on the channel once its outcome is written.
 DONE = b"done"
+#: A long-lived reader's line instead of ``done`` when it will take no other job (``_reading.serve``): the
+#: parent takes the outcome and lets it go.
+LAST = b"last"
+
+
+def content_line(content_bytes: int) -> bytes:
+    """The reader's line on the channel once it knows the workbook's size (``Limits.time_bound``)."""
+    return f"content {content_bytes}\n".encode()
+
+
+def content_bytes(line: bytes) -> int | None:
+    """The size a ``content <bytes>`` line says (anything else: None)."""
+    word, _, value = line.decode("ascii", errors="replace").partition(" ")
+    return int(value) if word == "content" and value.isdigit() else None
 
 
 def _default(setting: str, unit: float = 1) -> Any:

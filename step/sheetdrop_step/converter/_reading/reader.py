@@ -1,6 +1,7 @@
 """The reader process: ``main`` with a Job (``_job``, JSON) on stdin; the parquet files and
 ``outcome.json`` go into the job's staging folder. ``launch`` starts it under an address-space limit and
-a timeout: the Rust readers abort the whole process when an allocation fails.
+a timeout: the Rust readers abort the whole process when an allocation fails. Its end of the channel
+with the parent is ``channel``; ``serve`` reads job after job with the same :func:`read`.
 
 The quick guard (``_safety.guard``) classifies the file and lists its sheets; the bounded scan
 (``_safety.scan.ScanThread``) runs on a thread of its own while the sheets are read once each
@@ -15,19 +16,18 @@ imported during it, it would add its 60 MiB to the parse's peak.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import shutil
 import socket
 import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-from sheetdrop_step.converter._job import CHANNEL, DONE, Job, Outcome, SheetResult, Skip, job_from_json, to_json
+from sheetdrop_step.converter._job import Job, Outcome, SheetResult, Skip, content_line, job_from_json
+from sheetdrop_step.converter._reading.channel import connect, finish, started, watched
 from sheetdrop_step.converter._reading.counts import check
 from sheetdrop_step.converter._reading.fastexcel import FastexcelBook
 from sheetdrop_step.converter._reading.head import head_types
@@ -52,82 +52,28 @@ from sheetdrop_step.converter._table.header import HeaderChoice, Shape
 #: what the process holds before any (interpreter, pyarrow, thread stacks and malloc arenas).
 PARSE_FACTOR = 2.5
 BASELINE_BYTES = 512 * 1024**2
-_FINISHING = threading.Lock()
-#: The exit status of a reader whose parent died (nobody reads it).
-ORPHANED = 3
-_DONE = threading.Event()  # its outcome written
-_CHANNEL: list[socket.socket] = []  # (set by main: finish says on it that the outcome is written)
 
 
 def main() -> None:
-    # pyarrow imports numpy when installed (0.15 s, 16 MiB) and pandas the first time it converts a
-    # Python value (0.4 s): nothing this process needs. Hidden (an import of a module that sys.modules
-    # holds as None fails), the process is also the same whether or not the environment has them.
-    sys.modules.update({"numpy": None, "pandas": None})
-    # The parent's channel is watched before anything else (the job is read after: a parent killed before
-    # it wrote the job leaves an empty stdin, and the watch removes the staging folder all the same).
-    fd, _, staging = os.environ.pop(CHANNEL).partition(":")
-    channel = socket.socket(fileno=int(fd))
-    _CHANNEL[:] = [channel]
-    threading.Thread(target=_outlive_no_parent, args=(channel, Path(staging)), name="sheetdrop-parent",
-                     daemon=True).start()
+    channel = connect()
+    with watched():
+        # The job is read after the watch started: a parent killed before it wrote the job leaves an empty
+        # stdin, and the watch removes the staging folder all the same.
+        try:
+            job = job_from_json(sys.stdin.read())
+        except ValueError:  # no job: its parent died while writing it (the watch ends this process)
+            threading.Event().wait()
+            raise
+        finish(job, read(job, channel))
+
+
+def read(job: Job, channel: socket.socket) -> Outcome:
+    """One job's outcome; the workbook's size said on the channel as soon as it is known (its time bound)."""
+    started()
     try:
-        job = job_from_json(sys.stdin.read())
-    except ValueError:  # no job: its parent died while writing it (the watch ends this process)
-        threading.Event().wait()
-        raise
-    try:
-        outcome = Reader(job, lambda size: channel.sendall(f"content {size}\n".encode())).run()
+        return Reader(job, lambda size: channel.sendall(content_line(size))).run()
     except BaseException as exc:  # a reader's failure outside any one sheet is a verdict on the file too
-        outcome = Outcome(rejected=classify(exc, job.limits.max_memory_bytes).to_wire())
-    finish(job, outcome)
-
-
-def _outlive_no_parent(channel: socket.socket, staging: Path) -> None:
-    """Wait for the end of the parent's side of the channel (it never writes): the parent has taken the
-    outcome (``finish``), or it has died, whatever killed it. Either way nobody is to read what this
-    process writes: what is left of the staging folder goes, and this process ends (watched from a
-    thread of its own, so a parse running in Rust does not hold it up)."""
-    with contextlib.suppress(OSError):
-        while channel.recv(64):
-            pass
-    # Renamed first: the threads still reading can create nothing more in it (they name files by its
-    # path), and what they write to files they opened goes with it.
-    gone = staging.with_name(staging.name + "-orphaned")
-    with contextlib.suppress(OSError):
-        staging.rename(gone)
-    for _ in range(3):
-        shutil.rmtree(gone, ignore_errors=True)
-        if not gone.exists():
-            break
-    os._exit(0 if _DONE.is_set() else ORPHANED)
-
-
-def finish(job: Job, outcome: Outcome) -> NoReturn:
-    """Write the outcome, say so to the parent, and wait for it to let this process go (from any thread;
-    the first caller wins). Everything is written and closed by then: the process ends without the
-    interpreter's teardown (~0.1 s)."""
-    _FINISHING.acquire()
-    _write_outcome(job, outcome)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    _DONE.set()
-    with contextlib.suppress(OSError):  # (a parent that has died: the watch ends this process)
-        _CHANNEL[0].sendall(DONE + b"\n")
-    threading.Event().wait()  # until the parent has taken the outcome: the watch ends this process then
-
-
-def write_outcome(job: Job, outcome: Outcome) -> None:
-    """Write the outcome and go on (a reader that converts workbook after workbook: ``_reading.serve``); a
-    ``finish`` from another thread cannot write in between."""
-    with _FINISHING:
-        _write_outcome(job, outcome)
-
-
-def _write_outcome(job: Job, outcome: Outcome) -> None:
-    path = Path(job.staging) / "outcome.json"
-    path.with_suffix(".tmp").write_text(to_json(outcome), encoding="utf-8")
-    os.replace(path.with_suffix(".tmp"), path)
+        return Outcome(rejected=classify(exc, job.limits.max_memory_bytes).to_wire())
 
 
 class Reader:
