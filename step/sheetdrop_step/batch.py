@@ -34,12 +34,22 @@ from sheetdrop_contract.batch import OUTCOMES_FILE, PinnedVersion, VersionOutcom
 from sheetdrop_contract.contract import OUTPUT_NAME, read_step_settings
 from sheetdrop_step import schema_changes, source
 from sheetdrop_step.contexts import StepContext, get_context
-from sheetdrop_step.converter import Converted, Limits, Workbook, WorkbookRejected, convert_many, options_from_env
+from sheetdrop_step.converter import (
+    Converted,
+    Limits,
+    ReaderKilled,
+    Workbook,
+    WorkbookRejected,
+    convert_many,
+    options_from_env,
+)
 from sheetdrop_step.registration import previous_types, register_sheets
 
 #: Workbooks fetched ahead of the readers, per reader (the fetch is I/O; the readers should never wait for it).
 PREFETCH_PER_READER = 2
 FETCHERS = 4
+#: The code of a version whose reader was killed from outside the converter (``failed``: run it again).
+READER_KILLED = "reader-killed"
 
 
 @dataclass
@@ -176,6 +186,11 @@ class _Batch:
     def _register(self, position: int, version: PinnedVersion, result: Converted | Exception) -> None:
         if isinstance(result, WorkbookRejected):
             self._end(position, version, "rejected", code=result.code, reason=result.reason)
+            return
+        if isinstance(result, ReaderKilled):
+            # Not a verdict on the workbook (an OOM killer, an operator): the version failed, to be run again, as a
+            # single run whose reader was killed is run again.
+            self._end(position, version, "failed", code=READER_KILLED, reason=str(result))
             return
         if isinstance(result, Exception):
             self._end(position, version, "failed", code="error", reason=f"{result.__class__.__name__}: {result}")
