@@ -9,14 +9,12 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import xlsxwriter
 
 from conftest import REPO
 from sheetdrop_contract import contract
@@ -27,19 +25,6 @@ from sheetdrop_step.converter._staging import LOCK, PREFIX, staging_folder, swee
 from tests.test_step import account, put_blob, step_argv
 
 READER = b"_reading.reader"
-
-
-@pytest.fixture(scope="module")
-def workbook(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A workbook whose reading takes a second or two: time to find the reader and kill something."""
-    path = tmp_path_factory.mktemp("lifetime") / "rows.xlsx"
-    wb = xlsxwriter.Workbook(path, {"constant_memory": True})
-    ws = wb.add_worksheet("Rows")
-    ws.write_row(0, 0, [f"c{i}" for i in range(12)])
-    for r in range(1, 40_000):
-        ws.write_row(r, 0, [r, r * 0.5, f"text {r % 97}", r % 3 == 0, r * 7, "x", r, 1.25, r, "y", r, 2])
-    wb.close()
-    return path
 
 
 def children() -> dict[int, list[int]]:
@@ -89,50 +74,76 @@ def wait_for(check: Callable[[], object], seconds: float, what: str) -> object:
     raise AssertionError(f"no {what} within {seconds} s")
 
 
+def started_in(temp: Path) -> set[int]:
+    """The processes started with ``temp`` as their temp folder: a reader forked just as its parent was
+    killed is not in the tree taken before, and is no longer in any tree after."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and f"TMPDIR={temp}".encode() in (entry / "environ").read_bytes().split(b"\0"):
+                found.add(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
 def parent_of(pid: int) -> int:
     stat = Path(f"/proc/{pid}/stat").read_text()
     return int(stat[stat.rindex(")") + 2:].split()[1])
 
 
-def reader_of(root: int) -> int | None:
-    return next((pid for pid in tree(root) if READER in cmdline(pid)), None)
+def reader_of(root: int, marker: bytes = READER) -> int | None:
+    """A reader process under ``root``: one whose command line holds ``marker`` (a long-lived one's, ``SERVE``)."""
+    return next((pid for pid in tree(root) if marker in cmdline(pid)), None)
 
 
-@pytest.fixture
-def temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """The temp folder of the processes under test (where their staging folders go), the test's own."""
-    folder = tmp_path / "temp"
-    folder.mkdir()
-    monkeypatch.setenv("TMPDIR", str(folder))
-    monkeypatch.setattr(tempfile, "tempdir", str(folder))  # (this process has read TMPDIR already)
-    yield folder
+def staged(temp: Path, pattern: str) -> list[Path]:
+    """What matches ``pattern`` in the staging folders under ``temp`` (a long-lived reader's hold its jobs')."""
+    try:
+        return list(temp.glob(f"{PREFIX}*/{pattern}")) + list(temp.glob(f"{PREFIX}*/*/{pattern}"))
+    except OSError:  # (a folder removed while it was listed)
+        return []
 
 
-def killed_with_its_reader(proc: subprocess.Popen[bytes], temp: Path, moment: str, own: str = "") -> None:
-    """SIGKILL ``proc`` while its reader reads (or once the reader is done: its outcome written, the
+def reading(temp: Path) -> list[Path]:
+    """The reader's first file of its own in a job's staging folder: the job is being read."""
+    return [f for f in staged(temp, "*") if f.name not in ("reader.out", "reader.err", LOCK) and not f.is_dir()]
+
+
+def killed_with_its_reader(proc: subprocess.Popen[bytes], temp: Path, moment: str, own: str = "",
+                           marker: bytes = READER, readers: int = 1) -> None:
+    """SIGKILL ``proc`` once its readers have started (``reading``), once one reads its job (``job``: its
+    first file of its own in the job's staging folder), or once it is done (its outcome written, the
     parquet files not yet moved): within 5 s no process of its tree is left, nor a staging folder (nor
-    anything else in its temp folder but what ``proc`` made there itself, named ``own``...)."""
-    reader = wait_for(lambda: reader_of(proc.pid), 60, "reader process")
+    anything else in its temp folder but what ``proc`` made there itself, named ``own``...). (Killed
+    while it starts a reader, between making the reader's folder and the reader's start, it leaves that
+    folder to the next conversion's sweep: ``_staging``.)"""
+    wait_for(lambda: len([p for p in tree(proc.pid) if marker in cmdline(p)]) >= readers, 60,
+             f"{readers} reader processes")
+    reader = reader_of(proc.pid, marker)
     assert isinstance(reader, int)
     assert list(temp.glob(PREFIX + "*")), "the staging folder exists while the reader reads"
+    if moment in ("job", "done"):
+        # Once the reader has its job (a parent stopped before writing it would leave the reader waiting for it).
+        wait_for(lambda: reading(temp), 60, "the reader's first file")
     if moment == "done":  # the reader's parent held (it takes the outcome in milliseconds) until then
-        # ... once the reader has its job (a parent stopped before writing it would leave the reader waiting
-        # for it): the reader's first file of its own in the staging folder says it is reading.
-        wait_for(lambda: [f for f in temp.glob(f"{PREFIX}*/*") if f.name not in ("reader.out", "reader.err")],
-                 60, "the reader's first file")
         os.kill(parent_of(reader), signal.SIGSTOP)
-        wait_for(lambda: list(temp.glob(f"{PREFIX}*/outcome.json")), 60, "outcome")
-    everyone = tree(proc.pid)
+        wait_for(lambda: staged(temp, "outcome.json"), 60, "outcome")
+    everyone = tree(proc.pid) | started_in(temp)
     proc.kill()
     proc.wait()
     killed = time.monotonic()
-    while time.monotonic() - killed < 5 and any(alive(pid) for pid in everyone):
+
+    def left_behind() -> list[Path]:
+        return [p for p in temp.iterdir() if not (own and p.name.startswith(own))]
+
+    while time.monotonic() - killed < 5 and (any(alive(pid) for pid in everyone | started_in(temp)) or left_behind()):
         time.sleep(0.05)
+    everyone |= started_in(temp)
     left = [(pid, cmdline(pid)) for pid in everyone if alive(pid)]
     print(f"tree of {len(everyone)} processes, gone {time.monotonic() - killed:.2f} s after the SIGKILL")
     assert not left, left
-    left_behind = [p for p in temp.iterdir() if not (own and p.name.startswith(own))]
-    assert not left_behind, f"a staging folder left: {[(p, list(p.iterdir())) for p in left_behind]}"
+    assert not left_behind(), f"a staging folder left: {[(p, list(p.iterdir())) for p in left_behind()]}"
 
 
 @pytest.mark.parametrize("moment", ["reading", "done"])
