@@ -20,9 +20,11 @@ import xlsxwriter
 
 from conftest import REPO
 from sheetdrop_contract import contract
+from sheetdrop_local.azurite import Azurite
 from sheetdrop_local.settings import LocalSettings
 from sheetdrop_step.converter import ReaderKilled, WorkbookRejected, convert_workbook
 from sheetdrop_step.converter._staging import LOCK, PREFIX, staging_folder, sweep
+from test_step import account, put_blob, step_argv
 
 READER = b"_reading.reader"
 
@@ -106,17 +108,18 @@ def temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     yield folder
 
 
-def killed_with_its_reader(proc: subprocess.Popen[bytes], temp: Path, moment: str) -> None:
+def killed_with_its_reader(proc: subprocess.Popen[bytes], temp: Path, moment: str, input_copy: str = "") -> None:
     """SIGKILL ``proc`` while its reader reads (or once the reader is done: its outcome written, the
-    parquet files not yet moved): within 5 s no process of its tree is left, nor a staging folder."""
+    parquet files not yet moved): within 5 s no process of its tree is left, nor a staging folder; but for
+    the step's copy of its workbook (``input_copy``, its file name), which the next conversion removes."""
     reader = wait_for(lambda: reader_of(proc.pid), 60, "reader process")
     assert isinstance(reader, int)
     assert list(temp.glob(PREFIX + "*")), "the staging folder exists while the reader reads"
     if moment == "done":  # the reader's parent held (it takes the outcome in milliseconds) until then
         # ... once the reader has its job (a parent stopped before writing it would leave the reader waiting
         # for it): the reader's first file of its own in the staging folder says it is reading.
-        wait_for(lambda: [f for f in temp.glob(f"{PREFIX}*/*") if f.name not in ("reader.out", "reader.err")],
-                 60, "the reader's first file")
+        wait_for(lambda: [f for err in temp.glob(f"{PREFIX}*/reader.err") for f in err.parent.iterdir()
+                          if f.name not in ("reader.out", "reader.err", LOCK)], 60, "the reader's first file")
         os.kill(parent_of(reader), signal.SIGSTOP)
         wait_for(lambda: list(temp.glob(f"{PREFIX}*/outcome.json")), 60, "outcome")
     everyone = tree(proc.pid)
@@ -128,6 +131,10 @@ def killed_with_its_reader(proc: subprocess.Popen[bytes], temp: Path, moment: st
     left = [(pid, cmdline(pid)) for pid in everyone if alive(pid)]
     print(f"tree of {len(everyone)} processes, gone {time.monotonic() - killed:.2f} s after the SIGKILL")
     assert not left, left
+    if input_copy:  # its owner is dead: the next conversion on the machine sweeps it, and only it is left
+        held = {folder: sorted(f.name for f in folder.iterdir()) for folder in temp.iterdir()}
+        assert list(held.values()) == [sorted([LOCK, input_copy])], held
+        assert sweep(temp) == list(held)
     assert not list(temp.iterdir()), f"a staging folder left: {[(p, list(p.iterdir())) for p in temp.iterdir()]}"
 
 
@@ -142,15 +149,17 @@ def test_sigkill_of_sheetdrop_convert_leaves_no_process_and_no_staging_folder(wo
 
 @pytest.mark.parametrize("moment", ["reading", "done"])
 def test_sigkill_of_the_step_leaves_no_process_and_no_staging_folder(step_snapshot: Path, workbook: Path,
-                                                                     tmp_path: Path, temp: Path, moment: str) -> None:
-    # The step run by hand (no run context: it only converts), as AzureML starts it.
-    argv = [str(a) for a in contract.step_arguments(
-        str(workbook), str(tmp_path / "out"), "workspaceblobstore", "rows",
-        contract.source_version("input", "rows.xlsx", '"0x1"'), "{}")]
+                                                                     tmp_path: Path, temp: Path, azurite: Azurite,
+                                                                     moment: str) -> None:
+    # The step run by hand (no run context: it only converts), as AzureML starts it: it reads its blob version
+    # from storage (Azurite) by etag.
+    argv = step_argv(account(azurite), tmp_path / "out", "workspaceblobstore", "rows",
+                     put_blob(azurite, workbook.read_bytes(), "rows.xlsx"))
     proc = subprocess.Popen([sys.executable, str(step_snapshot / contract.SCRIPT_NAME), *argv], cwd=tmp_path,
-                            env={"PATH": "/usr/bin:/bin", "TMPDIR": str(temp)},
+                            env={"PATH": "/usr/bin:/bin", "TMPDIR": str(temp),
+                                 "AZURE_STORAGE_CONNECTION_STRING": azurite.connection_string},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    killed_with_its_reader(proc, temp, moment)
+    killed_with_its_reader(proc, temp, moment, input_copy="rows.xlsx")
 
 
 def kill_the_reader(root: int, done: threading.Event, seen: Callable[[], None] = lambda: None) -> threading.Thread:

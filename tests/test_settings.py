@@ -133,6 +133,8 @@ def test_the_readme_lists_every_setting() -> None:
 ENVIRONMENT_READERS = {"function/sheetdrop/settings.py", "sheetdrop_local/settings.py",
                        "step/sheetdrop_step/contexts/__init__.py", "step/sheetdrop_step/converter/_entry.py",
                        "step/sheetdrop_step/converter/_reading/launch.py",
+                       # the reader's end of its channel with the converter that started it (launch.py sets it)
+                       "step/sheetdrop_step/converter/_reading/reader.py",
                        "step/sheetdrop_step/extract.py",
                        # the v2 job's own variables (workspace, MLflow run, identity), set by AzureML
                        "step/sheetdrop_step/contexts/azureml_v2.py",

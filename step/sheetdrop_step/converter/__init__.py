@@ -6,7 +6,9 @@
   into every file (:data:`CONVERTER_VERSION`), :func:`options_from_env` (its keyword options from the
   step settings) and :func:`main` (``python -m sheetdrop_step IN OUT``);
 * :class:`WorkbookRejected`, the one way a workbook is refused, with its :data:`CODES`; and
-  :class:`ReaderKilled`, a reader ended from outside (not the workbook's doing: run it again).
+  :class:`ReaderKilled`, a reader ended from outside (not the workbook's doing: run it again);
+* :func:`staging_folder`, a temporary folder that the next conversion on the machine removes if its
+  owner is killed (the step downloads its workbook into one).
 
 Inside, the modules are cut by what a caller asks them: ``_safety`` whether the file may be opened
 (the quick guard, the bounded scan, the zip and XML checks); ``_reading`` what the sheets hold (the
@@ -29,6 +31,7 @@ _PUBLIC = {
                "usable_cores"),
     "_job": ("Limits",),
     "_cli": ("main",),
+    "_staging": ("staging_folder",),
     "_rejection": ("CODES", "ReaderKilled", "RejectionCode", "WorkbookRejected"),
 }
 _HOME = {name: module for module, names in _PUBLIC.items() for name in names}
