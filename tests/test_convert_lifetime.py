@@ -106,16 +106,32 @@ def staged(temp: Path, pattern: str) -> list[Path]:
 
 
 def reading(temp: Path) -> list[Path]:
-    """The reader's first file of its own in a job's staging folder: the job is being read."""
-    return [f for f in staged(temp, "*") if f.name not in ("reader.out", "reader.err", LOCK) and not f.is_dir()]
+    """The reader's first file of its own in a job's staging folder (one with the reader's output files, not a
+    step's copies of its blobs): the job is being read."""
+    return [f for err in staged(temp, "reader.err") for f in _listing(err.parent)
+            if f.name not in ("reader.out", "reader.err", LOCK) and not f.is_dir()]
 
 
-def killed_with_its_reader(proc: subprocess.Popen[bytes], temp: Path, moment: str, own: str = "",
+def _listing(folder: Path) -> list[Path]:
+    try:
+        return list(folder.rglob("*"))
+    except OSError:  # (removed while it was listed)
+        return []
+
+
+def only_copies(folder: Path) -> bool:
+    """A staging folder holding a step's copies of its blobs and nothing of a reader's."""
+    return folder.name.startswith(PREFIX) and not any(f.name in ("reader.err", "outcome.json")
+                                                      for f in _listing(folder))
+
+
+def killed_with_its_reader(proc: subprocess.Popen[bytes], temp: Path, moment: str, copies: bool = False,
                            marker: bytes = READER, readers: int = 1) -> None:
     """SIGKILL ``proc`` once its readers have started (``reading``), once one reads its job (``job``: its
     first file of its own in the job's staging folder), or once it is done (its outcome written, the
     parquet files not yet moved): within 5 s no process of its tree is left, nor a staging folder (nor
-    anything else in its temp folder but what ``proc`` made there itself, named ``own``...). (Killed
+    anything else in its temp folder but, with ``copies``, the one staging folder where a step copied its blobs,
+    which its death unlocked: the next conversion on the machine removes it, and nothing else). (Killed
     while it starts a reader, between making the reader's folder and the reader's start, it leaves that
     folder to the next conversion's sweep: ``_staging``.)"""
     wait_for(lambda: len([p for p in tree(proc.pid) if marker in cmdline(p)]) >= readers, 60,
@@ -135,7 +151,7 @@ def killed_with_its_reader(proc: subprocess.Popen[bytes], temp: Path, moment: st
     killed = time.monotonic()
 
     def left_behind() -> list[Path]:
-        return [p for p in temp.iterdir() if not (own and p.name.startswith(own))]
+        return [p for p in temp.iterdir() if not (copies and only_copies(p))]
 
     while time.monotonic() - killed < 5 and (any(alive(pid) for pid in everyone | started_in(temp)) or left_behind()):
         time.sleep(0.05)
@@ -144,6 +160,9 @@ def killed_with_its_reader(proc: subprocess.Popen[bytes], temp: Path, moment: st
     print(f"tree of {len(everyone)} processes, gone {time.monotonic() - killed:.2f} s after the SIGKILL")
     assert not left, left
     assert not left_behind(), f"a staging folder left: {[(p, list(p.iterdir())) for p in left_behind()]}"
+    if copies:  # the next conversion on the machine removes the step's copies, and they are all that is left
+        held = list(temp.iterdir())
+        assert len(held) == 1 and sweep(temp) == held, held
 
 
 @pytest.mark.parametrize("moment", ["reading", "done"])
@@ -167,9 +186,8 @@ def test_sigkill_of_the_step_leaves_no_process_and_no_staging_folder(step_snapsh
                             env={"PATH": "/usr/bin:/bin", "TMPDIR": str(temp),
                                  "AZURE_STORAGE_CONNECTION_STRING": azurite.connection_string},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    # The copy of the blob it read, in a temporary folder of its own: nothing a SIGKILL lets a process remove
-    # (AzureML discards the job's disk).
-    killed_with_its_reader(proc, temp, moment, own="sheetdrop-input-")
+    # The copy of the blob it read is in a staging folder of its own, which nothing can remove at a SIGKILL.
+    killed_with_its_reader(proc, temp, moment, copies=True)
 
 
 def kill_the_reader(root: int, done: threading.Event, seen: Callable[[], None] = lambda: None) -> threading.Thread:

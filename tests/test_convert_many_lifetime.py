@@ -93,8 +93,8 @@ def test_sigkill_of_the_batch_step_leaves_no_process_and_no_staging_folder(
                             env={"PATH": "/usr/bin:/bin", "TMPDIR": str(temp),
                                  "AZURE_STORAGE_CONNECTION_STRING": azurite.connection_string},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    # The copies of the blobs it read, in a temporary folder of its own (AzureML discards the job's disk).
-    killed_with_its_reader(proc, temp, moment, own="sheetdrop-batch-", marker=SERVE,
+    # The copies of the blobs it read are in a staging folder of its own, which nothing can remove at a SIGKILL.
+    killed_with_its_reader(proc, temp, moment, copies=True, marker=SERVE,
                            readers=min(3, reader_count(Limits())))
 
 

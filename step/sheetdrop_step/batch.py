@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -42,6 +40,7 @@ from sheetdrop_step.converter import (
     WorkbookRejected,
     convert_many,
     options_from_env,
+    staging_folder,
 )
 from sheetdrop_step.registration import previous_types, register_sheets
 
@@ -105,11 +104,13 @@ class _Batch:
         #: Set once a version has its outcome: a later version of the same dataset with "schema_changes": "rescue"
         #: waits for it (its previous types are that version's).
         self.ended = {position: threading.Event() for position, _ in items}
-        self.folder = Path(tempfile.mkdtemp(prefix="sheetdrop-batch-"))
+        #: The copies of the batch's blobs: a staging folder, which the next conversion on the machine removes if
+        #: the step is killed (set by run).
+        self.folder = Path()
         self.next = 0  # the index in items of the next version to register
 
     def run(self) -> list[VersionOutcome]:
-        try:
+        with staging_folder() as self.folder:
             for position, version in self.items:
                 try:
                     self.options[position] = read_options.from_parameter(version.read_options)
@@ -124,8 +125,6 @@ class _Batch:
                     Path(book.src).unlink(missing_ok=True)
                     self._register_ready()
             self._register_ready()
-        finally:
-            shutil.rmtree(self.folder, ignore_errors=True)
         return [self.outcomes[position] for position, _ in self.items]
 
     # -- reading, in manifest order, a few ahead of the readers -------------------------------------
