@@ -35,7 +35,7 @@ from sheetdrop_local.smoke.facts import Dataset, Item, Observed, SmokeFailure, p
 from sheetdrop_local.smoke.runhistory import RunHistory
 
 if TYPE_CHECKING:
-    from sheetdrop_local.smoke.command import Context
+    from sheetdrop_local.smoke.facts import Context
 
 NOUN = "pipeline run"
 #: One workbook, one run.

@@ -43,7 +43,7 @@ from sheetdrop_local.smoke.facts import Dataset, Item, Observed, SmokeFailure, p
 from sheetdrop_local.smoke.runhistory import RunHistory
 
 if TYPE_CHECKING:
-    from sheetdrop_local.smoke.command import Context
+    from sheetdrop_local.smoke.facts import Context
 
 NOUN = "batch job"
 #: Two workbooks at once into one folder (data-version-race), then the first again (never-reused).

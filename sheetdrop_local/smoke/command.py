@@ -13,40 +13,19 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
 from sheetdrop_local.smoke import checks as backend_checks
 from sheetdrop_local.smoke import items, loganalytics
-from sheetdrop_local.smoke.facts import Item, Observed, SmokeFailure, duration
+from sheetdrop_local.smoke.facts import Context, Item, Observed, SmokeFailure, duration
 from sheetdrop_local.smoke.report import explain_missing_run, plan, print_items, print_latency
 from sheetdrop_local.smoke.workbook import smoke_workbook
-
-if TYPE_CHECKING:
-    from sheetdrop.settings import Settings
-    from sheetdrop.submit.service import ServiceClient
 
 #: The folder every smoke workbook goes into: its dataset is named after it (README, "Rules").
 FOLDER = "sheetdrop_smoke"
 #: A run's last states, in v1's run history and v2's jobs alike (azureml-core RunStatus; azure-ai-ml JobStatus).
 ENDED = ("Completed", "Failed", "Canceled", "NotResponding")
-ARM_URL = "https://management.azure.com"
-
-
-@dataclass
-class Context:
-    settings: Settings
-    #: azd's environment (`azd env get-values`).
-    values: dict[str, str]
-    service: ServiceClient
-    out: TextIO
-    poll: float
-    sleep: Callable[[float], None] = time.sleep
-
-    @property
-    def arm_url(self) -> str:
-        return (self.values.get("AZUREML_ARM_URL") or ARM_URL).rstrip("/")
 
 
 def blob_name(stamp: str, label: str) -> str:

@@ -5,9 +5,15 @@ the values that decided it."""
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from sheetdrop.settings import Settings
+    from sheetdrop.submit.service import ServiceClient
 
 #: The step's log lines the smoke reads (step/sheetdrop_step/extract.py prints them).
 ARGUMENTS_LINE = "arguments: "
@@ -103,3 +109,24 @@ def duration(seconds: float | None) -> str:
         return f"{seconds:.1f} s"
     whole = round(seconds)
     return f"{whole // 60} min {whole % 60} s"
+
+
+#: Where ARM is, unless azd's environment names another (AZUREML_ARM_URL).
+ARM_URL = "https://management.azure.com"
+
+
+@dataclass
+class Context:
+    """What every part of a smoke run shares: the settings, azd's environment, the REST client, where it prints."""
+
+    settings: Settings
+    #: azd's environment (`azd env get-values`).
+    values: dict[str, str]
+    service: ServiceClient
+    out: TextIO
+    poll: float
+    sleep: Callable[[float], None] = time.sleep
+
+    @property
+    def arm_url(self) -> str:
+        return (self.values.get("AZUREML_ARM_URL") or ARM_URL).rstrip("/")

@@ -12,7 +12,7 @@ from sheetdrop_local.smoke.facts import Item, Observed, duration
 
 if TYPE_CHECKING:
     from sheetdrop.claims import Claim
-    from sheetdrop_local.smoke.command import Context
+    from sheetdrop_local.smoke.facts import Context
 
 #: azure-ai-ml 1.34's ``compute.get`` (its 2023-08-01-preview client): an AmlCompute's ``properties.properties``
 #: hold ``vmSize`` and ``scaleSettings`` (``minNodeCount``, ``maxNodeCount``, ``nodeIdleTimeBeforeScaleDown``).

@@ -12,7 +12,7 @@ from loopback import Recorded
 from sheetdrop.settings import load_settings
 from sheetdrop.submit.service import ServiceClient
 from sheetdrop_local.smoke import azureml_v2 as smoke_v2
-from sheetdrop_local.smoke.command import Context
+from sheetdrop_local.smoke.facts import Context
 from sheetdrop_local.smoke.facts import Observed
 from sheetdrop_local.smoke.report import cluster
 from tests.aml2.conftest import RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE
