@@ -21,8 +21,7 @@ from sheetdrop.settings import load_settings
 from sheetdrop.submit.service import ServiceClient
 from sheetdrop_contract.contract import Registration
 from sheetdrop_local.smoke import azureml as smoke_v1
-from sheetdrop_local.smoke.facts import Context
-from sheetdrop_local.smoke.facts import Observed
+from sheetdrop_local.smoke.facts import Context, Observed
 from sheetdrop_step import contexts
 from tests.aml.run_history import RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE, RunHistory
 

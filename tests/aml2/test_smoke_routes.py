@@ -12,8 +12,7 @@ from loopback import Recorded
 from sheetdrop.settings import load_settings
 from sheetdrop.submit.service import ServiceClient
 from sheetdrop_local.smoke import azureml_v2 as smoke_v2
-from sheetdrop_local.smoke.facts import Context
-from sheetdrop_local.smoke.facts import Observed
+from sheetdrop_local.smoke.facts import Context, Observed
 from sheetdrop_local.smoke.report import cluster
 from tests.aml2.conftest import RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE
 from tests.aml2.test_v2_job import publish_to, submit, the_function
