@@ -12,6 +12,7 @@ latest per-file output, copied with the source columns added (parquet files are 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -66,9 +67,13 @@ class ManifestStore:
         self.container = container
 
     def latest(self, dataset: str) -> Manifest | None:
-        numbers = [n for n in (table.version_of(name, dataset) for name in
-                               self.container.list_blob_names(name_starts_with=table.versions_prefix(dataset)))
-                   if n is not None]
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            names = list(self.container.list_blob_names(name_starts_with=table.versions_prefix(dataset)))
+        except ResourceNotFoundError:  # no container yet (locally, before the first output is uploaded)
+            return None
+        numbers = [n for n in (table.version_of(name, dataset) for name in names) if n is not None]
         return self.read(dataset, max(numbers)) if numbers else None
 
     def read(self, dataset: str, version: int) -> Manifest:
@@ -77,11 +82,16 @@ class ManifestStore:
 
     def create(self, manifest: Manifest) -> bool:
         """Write the manifest unless its version exists (If-None-Match: *); False when another run took it."""
-        from azure.core.exceptions import ResourceExistsError
+        from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
+        path = table.manifest_path(manifest.dataset, manifest.version)
         try:
-            self.container.upload_blob(table.manifest_path(manifest.dataset, manifest.version), manifest.to_text(),
-                                       overwrite=False)
+            try:
+                self.container.upload_blob(path, manifest.to_text(), overwrite=False)
+            except ResourceNotFoundError:  # a datastore's container exists; Azurite's may not before the first upload
+                with contextlib.suppress(ResourceExistsError):
+                    self.container.create_container()
+                self.container.upload_blob(path, manifest.to_text(), overwrite=False)
         except ResourceExistsError:
             return False
         # v2 registers the version as an mltable asset over this folder (contexts/azureml_v2.py).
