@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 from sheetdrop_contract import table
 from sheetdrop_contract.table import Manifest
+
+__all__ = ["Manifest", "TableRead", "is_table", "manifest", "read"]
 from sheetdrop_local.registry import DatasetVersion
 
 if TYPE_CHECKING:
