@@ -207,3 +207,22 @@ def test_switching_a_per_file_folder_keeps_its_history_and_starts_the_table_from
     # The earlier outputs were copied with the source columns added; the per-file parquet is untouched.
     assert "_source_blob" not in pq.read_table(io.BytesIO(
         output(settings).get_blob_client(per_file[-1].relative_path).download_blob().readall())).column_names
+
+
+def test_the_studio_shows_a_table_version_as_one_table(settings: LocalSettings) -> None:
+    from starlette.testclient import TestClient
+
+    from sheetdrop_local.studio.app import create_app
+
+    drop(settings, "sales/sheetdrop.json", TABLE.encode())
+    drop(settings, "sales/a.xlsx", orders(("north", 1.5), ("south", 2.5)))
+    drop(settings, "sales/b.xlsx", orders(("east", 3.5)))
+    run(settings)
+    studio = TestClient(create_app(settings), base_url="http://localhost")
+    page = studio.get("/datasets/sales_orders/2")
+    assert page.status_code == 200, page.text
+    assert "table version 2: 3 rows, 4 columns, 2 workbooks in 2 files" in page.text
+    files = page.text.split('id="table-files"')[1].split("</table>")[0]
+    assert "sales/a.xlsx" in files and "sales/b.xlsx" in files
+    preview = page.text.split('id="preview"')[1].split("</table>")[0]
+    assert all(value in preview for value in ("north", "south", "east", "_source_blob"))
