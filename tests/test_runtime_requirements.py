@@ -25,7 +25,7 @@ from sheetdrop_local.azurite import free_port
 from test_quickstart import Output
 
 #: What the test tooling brings; none of it may be needed, or present, to run.
-TEST_TOOLS = ("pytest", "ruff", "selenium", "pycep", "openpyxl", "xlsxwriter", "msoffcrypto", "pyxlsb", "polars",
+TEST_TOOLS = ("pytest", "ruff", "selenium", "pycep", "openpyxl", "msoffcrypto", "pyxlsb", "polars",
               "adlfs", "pathspec", "httpx")
 #: The packages that run on a laptop and in Azure (pipeline/ publishes from the AzureML environments).
 RUNTIME_PACKAGES = ("function", "step", "sheetdrop_local")
