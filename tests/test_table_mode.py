@@ -226,3 +226,25 @@ def test_the_studio_shows_a_table_version_as_one_table(settings: LocalSettings) 
     assert "sales/a.xlsx" in files and "sales/b.xlsx" in files
     preview = page.text.split('id="preview"')[1].split("</table>")[0]
     assert all(value in preview for value in ("north", "south", "east", "_source_blob"))
+
+
+def test_the_studio_snippets_load_a_table_version_as_one_table(settings: LocalSettings) -> None:
+    from sheetdrop_local.readmodel import locations
+    from sheetdrop_local.studio import snippets
+
+    drop(settings, "sales/sheetdrop.json", TABLE.encode())
+    drop(settings, "sales/a.xlsx", orders(("north", 1.5), ("south", 2.5)))
+    drop(settings, "sales/b.xlsx", workbook({"Orders": [["Region", "Amount", "Note"], ["east", 3, "late"]]}))
+    run(settings)
+    (latest,) = [v for v in versions(settings, "sales_orders") if v.version == 2]
+    service = locations.quick_service(settings)
+    where = locations.location(settings, latest, service)
+    files = [item.path for item in tables.manifest(output(settings), latest).files]
+    expected = sorted((r["Region"], float(r["Amount"])) for r in rows_of(settings, latest))
+    for snippet in (snippets.pandas_snippet(settings, where, files), snippets.polars_snippet(settings, where, files)):
+        scope: dict[str, object] = {}
+        exec(compile(snippet, "snippet", "exec"), scope)
+        frame = scope["df"]
+        loaded = frame if hasattr(frame, "iloc") else frame.to_pandas()  # type: ignore[attr-defined]
+        assert {"Region", "Amount", "Note", "_source_blob"} <= set(loaded.columns)
+        assert sorted(zip(loaded["Region"], map(float, loaded["Amount"]), strict=True)) == expected
