@@ -2,7 +2,8 @@
 
 Shapes (workbooks generated once into benchmarks/.cache, see gen_workbooks.py): uniform 100k x 20;
 numeric 100k x 20 with one text cell near the end of 6 columns; numeric-only 100k x 20; 3 sheets x
-50k (uniform); uniform 500k x 20.
+50k (uniform); uniform 100k x 20 with an ID column alternating numbers and zero-padded codes beside a
+numeric column with one late n/a (id-mixed); uniform 500k x 20.
 
 Contenders, each a whole process timed from outside, taking turns within every repetition so that
 the VM's noise falls on all of them alike: sheetdrop (``python -m sheetdrop_step IN OUT``), polars
@@ -41,6 +42,7 @@ SHAPES = {
     "numeric-text-100k": (100_000, 1, "numeric-text"),
     "numeric-100k": (100_000, 1, "numeric"),
     "3-sheets-50k": (50_000, 3, "uniform"),
+    "id-mixed-100k": (100_000, 1, "id-mixed"),
     "uniform-500k": (500_000, 1, "uniform"),
 }
 # pyarrow refuses an object column mixing numbers and text (numeric-text): as a pandas user would,

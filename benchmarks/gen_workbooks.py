@@ -5,6 +5,9 @@
 * ``numeric``: 20 numeric columns (ids, counts, amounts, full-precision ratios, measures);
 * ``numeric-text``: the same with one text cell near the end of 6 of the columns (``n/a``, ``TBD``,
   a footnote...), the most common shape of a real export;
+* ``id-mixed``: the uniform columns, but the ID column alternates numbers and zero-padded code strings
+  (``4567``, ``000123``, half of each, as real exports mix them) and the amount beside it holds one
+  late ``n/a``: two columns that become text, one of them from its first rows.
 * :func:`make_small`: what ``make bench-many`` drops by the thousand: 2 sheets x 2,000 rows of mixed types
   (ids, zero-padded codes, text, amounts, counts, dates, booleans), one late ``n/a`` among the amounts.
 """
@@ -27,14 +30,26 @@ NUMERIC = [f"m{i:02d}" for i in range(20)]
 INTRUDERS = ["n/a", "TBD", "see note 3", "N/A", "pending", "—"]  # in columns 2, 5, 8, 11, 14, 17
 
 
-def write_uniform(ws, date_fmt, rows: int, seed: int) -> None:
+def write_uniform(ws, date_fmt, rows: int, seed: int, id_mixed: bool = False) -> None:
     rnd = random.Random(seed)
-    ws.write_row(0, 0, HEADER)
+    mixed = random.Random(seed + 1)  # the id-mixed shape's own draws: the uniform columns stay the same
+    ws.write_row(0, 0, HEADER if not id_mixed else ["id", "amount", *HEADER[2:]])
     base = dt.datetime(2020, 1, 1)
     for r in range(1, rows + 1):
         created = base + dt.timedelta(minutes=rnd.randrange(2_000_000))
-        ws.write_number(r, 0, r)
-        ws.write_string(r, 1, f"{rnd.randrange(100000):05d}")
+        code = rnd.randrange(100000)
+        if not id_mixed:
+            ws.write_number(r, 0, r)
+            ws.write_string(r, 1, f"{code:05d}")
+        else:  # the ID alternating numbers and zero-padded codes; the amount beside it with one late n/a
+            if r % 2:
+                ws.write_number(r, 0, mixed.randrange(1, 100_000))
+            else:
+                ws.write_string(r, 0, f"{mixed.randrange(1, 1_000_000):06d}")
+            if r == rows - 7:
+                ws.write_string(r, 1, "n/a")
+            else:
+                ws.write_number(r, 1, round(mixed.uniform(0, 10_000), 2))
         ws.write_string(r, 2, f"customer {rnd.randrange(50000)}")
         ws.write_string(r, 3, rnd.choice(CITIES))
         ws.write_number(r, 4, round(rnd.uniform(0, 10000), 2))
@@ -82,6 +97,8 @@ def make_workbook(path: Path, rows: int, sheets: int = 1, shape: str = "uniform"
         ws = wb.add_worksheet(f"Sheet {s + 1}")
         if shape == "uniform":
             write_uniform(ws, date_fmt, rows, seed=s)
+        elif shape == "id-mixed":
+            write_uniform(ws, date_fmt, rows, seed=s, id_mixed=True)
         else:
             write_numeric(ws, rows, seed=s, text=shape == "numeric-text")
     wb.close()

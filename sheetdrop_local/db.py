@@ -4,6 +4,7 @@ that "register the datasets" and "mark the run completed" commit together."""
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 SCHEMA = """
@@ -83,11 +84,34 @@ def connect(state_dir: Path) -> sqlite3.Connection:
     # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE) where they matter.
     conn = sqlite3.connect(state_dir / "sheetdrop.db", timeout=30, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA busy_timeout=30000")
+    _use_wal(conn, deadline=time.monotonic() + 30)
     conn.executescript(SCHEMA)
     _add_missing_columns(conn)
     return conn
+
+
+def _use_wal(conn: sqlite3.Connection, deadline: float) -> None:
+    """Put the database in WAL mode, waiting for other processes doing the same.
+
+    Several processes open a fresh state folder at once (a dev host and a backfill, say). Switching
+    the journal mode needs the file to itself, and SQLite answers "database is locked" at once then
+    instead of waiting on busy_timeout (tests/test_state_db.py opens one from six processes). The
+    mode is the file's, so once any of them has switched it the others only need to see it.
+    """
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                return
+            # The pragma answers with the mode the file is in after it, which is the old one if it could not switch.
+            if conn.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal":
+                return
+            if time.monotonic() > deadline:
+                raise sqlite3.OperationalError("the state database could not be put in WAL mode")
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.02)
 
 
 def _add_missing_columns(conn: sqlite3.Connection) -> None:

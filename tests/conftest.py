@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,3 +69,30 @@ def settings(env: dict[str, str]) -> LocalSettings:
     local = load_local_settings(env)
     backend.install(local)
     return local
+
+
+# The converter's lifetime tests (tests/test_convert_lifetime.py, tests/test_convert_many_lifetime.py).
+
+@pytest.fixture(scope="module")
+def workbook(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workbook whose reading takes a second or two: time to find the reader and kill something."""
+    import xlsxwriter  # (not in the AzureML test environments, which load this file too)
+
+    path = tmp_path_factory.mktemp("lifetime") / "rows.xlsx"
+    wb = xlsxwriter.Workbook(path, {"constant_memory": True})
+    ws = wb.add_worksheet("Rows")
+    ws.write_row(0, 0, [f"c{i}" for i in range(12)])
+    for r in range(1, 40_000):
+        ws.write_row(r, 0, [r, r * 0.5, f"text {r % 97}", r % 3 == 0, r * 7, "x", r, 1.25, r, "y", r, 2])
+    wb.close()
+    return path
+
+
+@pytest.fixture
+def temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The temp folder of the processes under test (where their staging folders go), the test's own."""
+    folder = tmp_path / "temp"
+    folder.mkdir()
+    monkeypatch.setenv("TMPDIR", str(folder))
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))  # (this process has read TMPDIR already)
+    yield folder

@@ -76,7 +76,7 @@ def test_a_batch_converts_each_version_and_a_hostile_workbook_fails_only_its_own
     assert [(v.source_blob, v.status) for v in versions] == [
         ("sales/q3.xlsx", "completed"), ("sales/far.xlsx", "failed"), ("sales/notes.xlsx", "failed"),
         ("finance/q3.xlsx", "completed"), ("sales/q4.xlsx", "completed")]
-    assert versions[1].error.startswith("too-large: the reader ran out of its")
+    assert versions[1].error.startswith("too-large: reading the workbook needs more memory than the reader's 2048 MiB")
     assert versions[2].error.startswith("not-a-workbook: ")
 
     # Registered in manifest order, each version under its own folder, tagged with its own blob version and with

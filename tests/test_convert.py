@@ -190,8 +190,12 @@ def test_column_rules_unit() -> None:
     from sheetdrop_step.converter._columns.rules import finish_column
 
     assert finish_column(ColumnRead(0, pa.array([1.0, None, 3.0]), "number"), False).type == "int64"
-    beyond_exact_integers = pa.array([1.0, 2**60 * 1.0])
-    assert finish_column(ColumnRead(0, beyond_exact_integers, "number"), False).type == "float64"
+    # Whole doubles past 2**53 are the whole numbers they hold: int64 while it holds them, text past it.
+    done = finish_column(ColumnRead(0, pa.array([1.0, 2**60 * 1.0]), "number"), False)
+    assert (done.type, done.array.to_pylist()) == ("int64", [1, 2**60])
+    done = finish_column(ColumnRead(0, pa.array([1.0, 2**64 * 1.0]), "number"), False)
+    assert (done.type, done.array.to_pylist()) == ("string", ["1", "1.84467440737096E+19"])
+    assert finish_column(ColumnRead(0, pa.array([0.5, 2**64 * 1.0]), "number"), False).type == "float64"
     assert finish_column(ColumnRead(0, pa.array([None, None], pa.null()), None), False).type == "string"
     done = finish_column(ColumnRead(0, pa.array(["", "x", None]), "text"), False)
     assert (done.type, done.array.to_pylist()) == ("string", [None, "x", None])

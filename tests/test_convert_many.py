@@ -5,14 +5,11 @@ own result — the reader that died on it replaced, the others converted."""
 from __future__ import annotations
 
 import hashlib
-import tempfile
 from pathlib import Path
 
 import pytest
 
-from sheetdrop_contract.read_options import ReadOptions
 from sheetdrop_step.converter import Limits, Workbook, WorkbookRejected, convert_many, convert_workbook, reader_count
-from sheetdrop_step.converter._job import Job
 from sheetdrop_step.converter._reading.pool import ReaderProcess
 from tests.test_convert_reject import _far_cell_xlsx, small_xlsx
 
@@ -21,11 +18,6 @@ SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
 def digests(folder: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*.parquet"))}
-
-
-def job(src: Path, limits: Limits | None = None) -> Job:
-    return Job(src=str(src), staging=tempfile.mkdtemp(), source=src.name, version="test", include_hidden=False,
-               limits=limits or Limits(), cores=1, options=ReadOptions())
 
 
 def test_each_workbook_is_converted_as_convert_workbook_converts_it_alone(tmp_path: Path) -> None:
@@ -44,15 +36,18 @@ def test_each_workbook_is_converted_as_convert_workbook_converts_it_alone(tmp_pa
         assert digests(tmp_path / "many" / stem) == alone[stem]
 
 
-def test_one_process_reads_many_workbooks(tmp_path: Path) -> None:
+def test_one_process_reads_many_workbooks(tmp_path: Path, temp: Path) -> None:
     reader = ReaderProcess()
     try:
         for i in range(4):
-            outcome = reader.run(job(small_xlsx(tmp_path / f"w{i}.xlsx")))
-            assert [s.rows for s in outcome.sheets] == [1]
+            converted = convert_workbook(small_xlsx(tmp_path / f"w{i}.xlsx"), tmp_path / "out" / str(i), reader=reader)
+            assert [s.rows for s in converted] == [1]
         assert reader.started == 1
+        # Its jobs' staging folders in its own, each removed once its files are moved.
+        assert [p.name for p in temp.glob("sheetdrop-staging-*/job-*")] == []
     finally:
         reader.close()
+    assert not list(temp.iterdir())
 
 
 def test_a_dead_reader_costs_its_workbook_only_and_is_replaced(tmp_path: Path) -> None:
@@ -61,12 +56,12 @@ def test_a_dead_reader_costs_its_workbook_only_and_is_replaced(tmp_path: Path) -
     limits = Limits(max_cells=10**12, max_memory_bytes=2 * 1024**3)
     reader = ReaderProcess()
     try:
-        reader.run(job(small_xlsx(tmp_path / "before.xlsx"), limits))
+        convert_workbook(small_xlsx(tmp_path / "before.xlsx"), tmp_path / "before", limits=limits, reader=reader)
         with pytest.raises(WorkbookRejected) as info:
-            reader.run(job(_far_cell_xlsx(tmp_path / "far.xlsx"), limits))
-        assert info.value.code == "too-large"
-        after = reader.run(job(small_xlsx(tmp_path / "after.xlsx"), limits))
-        assert [s.rows for s in after.sheets] == [1]
+            convert_workbook(_far_cell_xlsx(tmp_path / "far.xlsx"), tmp_path / "far", limits=limits, reader=reader)
+        assert info.value.code == "too-large" and "2048 MiB limit (SHEETDROP_READER_MEMORY_MB)" in info.value.reason
+        after = convert_workbook(small_xlsx(tmp_path / "after.xlsx"), tmp_path / "after", limits=limits, reader=reader)
+        assert [s.rows for s in after] == [1]
         assert reader.started == 2
     finally:
         reader.close()
@@ -76,9 +71,11 @@ def test_a_reader_over_its_time_limit_is_killed_and_replaced(tmp_path: Path) -> 
     reader = ReaderProcess()
     try:
         with pytest.raises(WorkbookRejected) as info:
-            reader.run(job(SAMPLES / "sales-2026-q3.xlsx", Limits(timeout_seconds=0.001)))
-        assert info.value.code == "too-large" and "longer than" in info.value.reason
-        assert reader.run(job(small_xlsx(tmp_path / "next.xlsx"))).sheets
+            convert_workbook(SAMPLES / "sales-2026-q3.xlsx", tmp_path / "q3", limits=Limits(timeout_seconds=0.001),
+                             reader=reader)
+        assert info.value.code == "too-large"
+        assert "longer than the 0.001 s limit (SHEETDROP_READER_TIMEOUT_S)" in info.value.reason
+        assert convert_workbook(small_xlsx(tmp_path / "next.xlsx"), tmp_path / "next", reader=reader)
         assert reader.started == 2
     finally:
         reader.close()

@@ -213,3 +213,25 @@ def test_a_row_out_of_order_at_the_start_of_a_piece_is_not_lost(tmp_path: Path, 
     # The cut falls before row at + 1, which now comes first: row at is then right after the cut.
     assert f"ids.xlsx: sheet 'Data' read whole: row {at} is in the piece that starts at row {at + 1}: rows out of " \
            "order" in [r.getMessage() for r in caplog.records]
+
+
+def test_a_column_of_numbers_and_codes_in_pieces_is_the_column_read_whole(tmp_path: Path) -> None:
+    # A column that mixes numbers and codes from its first rows is read with every cell reported, its
+    # numbers then taken as its values; a piece where it holds nothing, or only codes, must agree.
+    src = tmp_path / "ids.xlsx"
+    wb = xlsxwriter.Workbook(src, {"constant_memory": True})
+    ws = wb.add_worksheet("Ids")
+    ws.write_row(0, 0, ["id", "amount", "note"])
+    for r in range(1, ROWS + 1):
+        if r < 1500 or r > 2500:  # rows 1500-2500: no id at all (a piece or more)
+            ws.write_number(r, 0, r) if r % 2 and r < 3000 else ws.write_string(r, 0, f"{r:06d}")
+        ws.write_string(r, 1, "n/a") if r == ROWS - 7 else ws.write_number(r, 1, r / 4)
+        ws.write_string(r, 2, "x" * 40)
+    wb.close()
+    for how, size in (("whole", 1024**3), ("pieces", 1)):
+        out = convert_workbook(src, tmp_path / how, limits=Limits(piece_bytes=size), workers=2)[0]
+    assert (tmp_path / "pieces" / "ids.parquet").read_bytes() == (tmp_path / "whole" / "ids.parquet").read_bytes()
+    table = pq.read_table(out.path)
+    assert out.column_types["id"] == "string" and out.column_types["amount"] == "string"
+    assert table.column("id").to_pylist()[:4] == ["1", "000002", "3", "000004"]
+    assert table.column("id").to_pylist()[1600] is None and table.column("id").to_pylist()[3100] == "003101"

@@ -15,7 +15,7 @@ import pytest
 import xlrd
 
 from sheetdrop_step.converter import convert_workbook
-from tests.workbooks.make_xls import BrokenFormula, CellError, Chart, write_xls
+from tests.workbooks.make_xls import BrokenFormula, CellError, Chart, write_biff, write_xls
 
 ROWS = [["id", "amount", "code"], *[[i, i * 1.5, f"{i:04d}"] for i in range(1, 41)]]
 TABLE = {"id": [r[0] for r in ROWS[1:]], "amount": [r[1] for r in ROWS[1:]], "code": [r[2] for r in ROWS[1:]]}
@@ -96,3 +96,49 @@ def test_every_kind_of_cell_as_xlrd_reads_it(tmp_path: Path, date1904: bool) -> 
     sheet = book.sheet_by_index(0)
     assert [xlrd.xldate_as_datetime(v, book.datemode) for v in sheet.col_values(2)[1:]] == table(out[0].path)["when"]
     assert sheet.col_values(0)[1:] == [1.0, 2.0, 3.0]
+
+
+@pytest.mark.parametrize("position", [0, 1])
+def test_a_chart_sheet_is_skipped_with_a_log_line(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                  position: int) -> None:
+    # calamine's any_sheets.xls: a chart sheet (BOUNDSHEET type 2) was converted as a worksheet of its
+    # cached values (chart.parquet, 2 x 2). Before the worksheet or after it, it is skipped as xlsx's are.
+    sheets = {"Data": ROWS, "Chart1": []} if position else {"Chart1": [], "Data": ROWS}
+    src = write_xls(tmp_path / "chart-sheet.xls", sheets, chart_sheets=["Chart1"])
+    with caplog.at_level(logging.INFO, logger="sheetdrop.convert"):
+        out = convert_workbook(src, tmp_path / "out")
+    assert [o.sheet for o in out] == ["Data"] and table(out[0].path) == TABLE
+    assert out.skipped == [("Chart1", "chart sheet")]  # the run's metric skipped_sheets
+    assert "skipped sheet 'Chart1' of chart-sheet.xls: chart sheet" in caplog.text
+
+
+def test_text_calamine_decodes_as_utf16_bytes_is_read_by_xlrd(tmp_path: Path, caplog: pytest.LogCaptureFixture
+                                                              ) -> None:
+    # A code page other than Excel's UTF-16 (1252, as readxl's mtcars.xls has) and 8-bit strings:
+    # calamine 0.36 read "Titel" as "T\x00i\x00t\x00e\x00l\x00", the column as T_i_t_e_l.
+    rows = [["Titel", "År", "Regissör"], ["Ett", 1962, "Zoë"], ["Två", 1963, "Åke"]]
+    src = write_xls(tmp_path / "cp1252.xls", {"Filmer": rows}, codepage=1252)
+    with caplog.at_level(logging.INFO, logger="sheetdrop.convert"):
+        (out,) = convert_workbook(src, tmp_path / "out")
+    assert table(out.path) == {"Titel": ["Ett", "Två"], "År": [1962, 1963], "Regissör": ["Zoë", "Åke"]}
+    assert "read by xlrd: calamine decoded text as 'T\\x00i\\x00t\\x00e\\x00l\\x00'" in caplog.text
+
+
+def test_a_sheet_name_calamine_decodes_otherwise_is_taken_from_the_workbook(tmp_path: Path) -> None:
+    # An 8-bit sheet name is Latin-1 in BIFF8; calamine 0.36 decodes it with the workbook's code page
+    # (1251: Données → Donnйes), which would name the dataset. The workbook's own records say Données.
+    src = write_xls(tmp_path / "cp1251.xls", {"Données": [["Titel", "Année"], ["x", 1]]}, codepage=1251)
+    (out,) = convert_workbook(src, tmp_path / "out")
+    assert (out.sheet, out.slug) == ("Données", "donnees")
+    assert table(out.path) == {"Titel": ["x"], "Année": [1]}
+
+
+@pytest.mark.parametrize("version", [2, 3, 4])
+def test_excel_2_to_4_files_are_read(tmp_path: Path, version: int, caplog: pytest.LogCaptureFixture) -> None:
+    # A BIFF2/3/4 stream without a compound file (ExcelDataReader's as3xls_BIFF2-4, POI's testEXCEL_3/4):
+    # refused as "not a spreadsheet" before; xlrd reads them.
+    rows = [["id", "name", "ok"], [1, "Zoë", True], [2.5, "b", False]]
+    with caplog.at_level(logging.INFO, logger="sheetdrop.convert"):
+        (out,) = convert_workbook(write_biff(tmp_path / f"biff{version}.xls", version, rows), tmp_path / "out")
+    assert table(out.path) == {"id": [1.0, 2.5], "name": ["Zoë", "b"], "ok": [True, False]}
+    assert f"an Excel BIFF{version} file without a compound file" in caplog.text

@@ -84,8 +84,10 @@ def cells(*rows: dict[int, object]) -> dict[int, dict[int, tuple[str, object]]]:
     (cells({0: "Report"}, {}, {0: "a", 1: "b"}, {0: 1, 1: 2}), HeaderChoice(2, 1, (0,))),
     # Two title cells side by side and a header of only two names: not wider, so no title block.
     (cells({0: "Report", 1: "Q3"}, {}, {0: "a", 1: "b"}, {0: 1, 1: 2}), HeaderChoice(0, 1)),
-    # The candidate header repeats a name: it is not a header row.
-    (cells({0: "Report"}, {}, {0: "a", 1: "a", 2: "b"}, {0: 1, 1: 2, 2: 3}), HeaderChoice(0, 1)),
+    # The candidate header repeats a name, as exports repeat a group's names: still a header row...
+    (cells({0: "Report"}, {}, {0: "a", 1: "a", 2: "b"}, {0: 1, 1: 2, 2: 3}), HeaderChoice(2, 1, (0,))),
+    # ... unless no more than half of its names are distinct.
+    (cells({0: "Report"}, {}, {0: "a", 1: "a", 2: "a", 3: "b"}, {0: 1, 1: 2, 2: 3, 3: 4}), HeaderChoice(0, 1)),
     # A number in the first row: not a title.
     (cells({0: 2026}, {}, {0: "a", 1: "b"}, {0: 1, 1: 2}), HeaderChoice(0, 1)),
     # Two values in a title row right above the header (no empty row): kept as the header.

@@ -134,6 +134,8 @@ def test_the_readme_lists_every_setting() -> None:
 ENVIRONMENT_READERS = {"function/sheetdrop/settings.py", "sheetdrop_local/settings.py",
                        "step/sheetdrop_step/contexts/__init__.py", "step/sheetdrop_step/converter/_entry.py",
                        "step/sheetdrop_step/converter/_reading/launch.py",
+                       # the reader's channel with its parent (a file descriptor and a folder, set by launch)
+                       "step/sheetdrop_step/converter/_reading/channel.py",
                        "step/sheetdrop_step/extract.py",
                        # the batch step picks its context as the single step does (extract.py)
                        "step/sheetdrop_step/batch.py",

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from azure.core.exceptions import ResourceNotFoundError
 
 from azureml_standin import ENDPOINT_ID, RESOURCE_GROUP, SUBSCRIPTION, TOKEN, WORKSPACE
 from conftest import REPO
@@ -86,7 +87,10 @@ def _function(deployment: Deployment, settings: object, storage: str, output: ob
             continue
         for listed in deployment.input.list_blobs(name_starts_with="sheetdrop_smoke/"):  # type: ignore[attr-defined]
             # The Function reads the blob's properties through its BlobClient binding (function_app.py).
-            blob = deployment.input.get_blob_client(listed.name).get_blob_properties()  # type: ignore[attr-defined]
+            try:
+                blob = deployment.input.get_blob_client(listed.name).get_blob_properties()  # type: ignore[attr-defined]
+            except ResourceNotFoundError:
+                continue  # smoke deletes what it dropped: a listing can name a blob gone by the time it is read
             if (blob.name, blob.etag) in done:
                 continue
             done.add((blob.name, blob.etag))

@@ -10,8 +10,9 @@ or job, where each version's output lands and how each version's outcome is reco
   version per sheet, tagged as a single run tags them (the source tags name the version, ``run_id`` the batch).
 * **Outcomes**: one line per version in ``<output>/outcomes.jsonl`` (:class:`VersionOutcome`): ``converted``,
   ``rejected`` (with the code and reason a single run would end with), ``superseded`` (naming the newer etag;
-  nothing registered) or ``failed`` (not the workbook's fault: the reason says what); and the counts among the
-  run's metrics (``versions_<outcome>``). A bad workbook fails its version, never the batch.
+  nothing registered) or ``failed`` (not the workbook's fault, so worth running again: ``input-gone``,
+  ``storage-unreachable``, ``reader-killed``, …, the reason says what); and the counts among the run's metrics
+  (``versions_<outcome>``). A bad workbook fails its version, never the batch.
 
 Plain data, standard library only, as ``contract``: the Function, the step, the publishers and the local runner
 read it.

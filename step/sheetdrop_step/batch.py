@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -34,13 +32,24 @@ from sheetdrop_contract.batch import OUTCOMES_FILE, PinnedVersion, VersionOutcom
 from sheetdrop_contract.contract import OUTPUT_NAME, read_step_settings
 from sheetdrop_step import schema_changes, source
 from sheetdrop_step.contexts import StepContext, get_context
-from sheetdrop_step.converter import Converted, Limits, Workbook, WorkbookRejected, convert_many, options_from_env
+from sheetdrop_step.converter import (
+    Converted,
+    Limits,
+    ReaderKilled,
+    Workbook,
+    WorkbookRejected,
+    convert_many,
+    options_from_env,
+    staging_folder,
+)
 from sheetdrop_step.registration import previous_types, register_sheets
 from sheetdrop_step.tables import TableRun
 
 #: Workbooks fetched ahead of the readers, per reader (the fetch is I/O; the readers should never wait for it).
 PREFETCH_PER_READER = 2
 FETCHERS = 4
+#: The code of a version whose reader was killed from outside the converter (``failed``: run it again).
+READER_KILLED = "reader-killed"
 
 
 @dataclass
@@ -96,14 +105,16 @@ class _Batch:
         #: Set once a version has its outcome: a later version of the same dataset with "schema_changes": "rescue"
         #: waits for it (its previous types are that version's).
         self.ended = {position: threading.Event() for position, _ in items}
-        self.folder = Path(tempfile.mkdtemp(prefix="sheetdrop-batch-"))
+        #: The copies of the batch's blobs: a staging folder, which the next conversion on the machine removes if
+        #: the step is killed (set by run).
+        self.folder = Path()
         self.next = 0  # the index in items of the next version to register
         #: The versions of table-mode folders add to their tables, committed once at the batch's end: one table
         #: version per batch (per mini-batch in a v2 parallel step, which holds one dataset's versions), not per file.
         self.table = TableRun(context, where.datastore, where.input_account, where.outdir, where.relative_dir)
 
     def run(self) -> list[VersionOutcome]:
-        try:
+        with staging_folder() as self.folder:
             for position, version in self.items:
                 try:
                     self.options[position] = read_options.from_parameter(version.read_options)
@@ -120,8 +131,6 @@ class _Batch:
             self._register_ready()
             for reference in self.table.commit():
                 print(f"dataset: {reference}", flush=True)
-        finally:
-            shutil.rmtree(self.folder, ignore_errors=True)
         return [self.outcomes[position] for position, _ in self.items]
 
     # -- reading, in manifest order, a few ahead of the readers -------------------------------------
@@ -182,6 +191,11 @@ class _Batch:
     def _register(self, position: int, version: PinnedVersion, result: Converted | Exception) -> None:
         if isinstance(result, WorkbookRejected):
             self._end(position, version, "rejected", code=result.code, reason=result.reason)
+            return
+        if isinstance(result, ReaderKilled):
+            # Not a verdict on the workbook (an OOM killer, an operator): the version failed, to be run again, as a
+            # single run whose reader was killed is run again.
+            self._end(position, version, "failed", code=READER_KILLED, reason=str(result))
             return
         if isinstance(result, Exception):
             self._end(position, version, "failed", code="error", reason=f"{result.__class__.__name__}: {result}")

@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,7 +33,13 @@ from sheetdrop_contract.contract import (
 )
 from sheetdrop_step import batch, schema_changes, source
 from sheetdrop_step.contexts import get_context
-from sheetdrop_step.converter import WorkbookRejected, convert_workbook, options_from_env
+from sheetdrop_step.converter import (
+    ReaderKilled,
+    WorkbookRejected,
+    convert_workbook,
+    options_from_env,
+    staging_folder,
+)
 from sheetdrop_step.registration import previous_types, register_sheets
 from sheetdrop_step.tables import TableRun
 
@@ -62,9 +67,11 @@ def run(args: argparse.Namespace, blob: dict[str, str], options: read_options.Re
     if options.file:
         print(f"read options: {options.file}", flush=True)
     previous = previous_types(context, args.dataset_name) if options.schema_changes == "rescue" else {}
-    with tempfile.TemporaryDirectory(prefix="sheetdrop-input-") as folder:
+    # The copy of the blob goes into a staging folder too: if the step is killed, the next conversion on the
+    # machine removes it (a workbook of up to SHEETDROP_MAX_FILE_MB left per kill otherwise).
+    with staging_folder() as folder:
         try:
-            workbook = source.fetch(args.input_account, context.storage_credential(), blob, Path(folder),
+            workbook = source.fetch(args.input_account, context.storage_credential(), blob, folder,
                                     context.storage_retries)
             print(f"input: read {blob['source_container']}/{source_name} at etag {blob['source_etag']} "
                   f"({workbook.stat().st_size} bytes)", flush=True)
@@ -143,6 +150,11 @@ def _failing(step: Callable[[], int]) -> int:
     except WorkbookRejected as exc:
         print(f"error: {exc.code}: {exc.reason}", file=sys.stderr)
         return 2
+    except ReaderKilled as exc:
+        # Not the workbook's doing: the step ends as if it had been killed itself, which its runner retries.
+        print(f"warning: {exc}", file=sys.stderr)
+        exc.end_like_the_reader()
+        return 4
     except OutputPathError as exc:
         print(f"error: output-path: {exc}", file=sys.stderr)
         return 3

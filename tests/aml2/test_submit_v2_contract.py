@@ -308,3 +308,31 @@ def test_client_errors_fail_at_once_naming_the_cause(service: Service, backend: 
     assert f"HTTP {status}" in str(raised.value) and cause in str(raised.value)
     assert "service words" in str(raised.value)
     assert len(service.loopback.to(SCORING)) == 1 and waits.delays == []
+
+
+def test_the_v2_backend_says_which_jobs_ended(service: Service, backend: tuple[AzureMLV2Backend, Waits]) -> None:
+    """What a cloud backfill's pace asks of v2: MLClient.jobs.get's route, and its terminal states."""
+    from azure.ai.ml.operations._run_history_constants import RunHistoryConstants
+
+    assert set(azureml_v2.client.ENDED_STATUSES) == {str(s) for s in RunHistoryConstants.TERMINAL_STATUSES}
+    client = MLClient(ManagedIdentityCredential(), SUBSCRIPTION, RESOURCE_GROUP, WORKSPACE)
+
+    def job(name: str, status: str) -> Reply:
+        return 200, {}, {"id": f"{JOB_ROUTE}/{name}", "name": name, "type": "Microsoft.MachineLearningServices/jobs",
+                         "properties": {"jobType": "Pipeline", "status": status}}
+
+    service.loopback.script(f"{JOB_ROUTE}/running", job("running", "Running"), job("running", "Running"))
+    service.loopback.script(f"{JOB_ROUTE}/done", job("done", "Completed"))
+    service.loopback.script(f"{JOB_ROUTE}/stuck", job("stuck", "NotResponding"))
+    assert client.jobs.get("running").status == "Running"  # the answer the SDK itself reads
+    (sdk_get,) = [r for r in service.loopback.requests if r.path.startswith("/subscriptions")]
+    service.loopback.requests.clear()
+    backend_, _ = backend
+
+    assert backend_.ended(["running", "done", "stuck", "gone"]) == {"done", "stuck", "gone"}
+
+    gets = [r for r in service.loopback.requests if r.path.startswith("/subscriptions")]
+    assert [(r.method, r.path) for r in gets] == [("GET", f"{JOB_ROUTE}/{n}") for n in ("running", "done", "stuck",
+                                                                                          "gone")]
+    assert gets[0].query == sdk_get.query
+    assert {r.headers["authorization"] for r in gets} == {f"Bearer {TOKENS['https://management.azure.com']}"}

@@ -40,7 +40,7 @@ FIXED = sorted([*REPO.glob("samples/**/*.xlsx"), *REPO.glob("tests/workbooks/sam
 #: The benchmark's shapes (benchmarks/bench_convert.py SHAPES) at a small row count: name → (rows, sheets,
 #: kind). Read in pieces too: the path the benchmark's 100k rows take, with pieces of 64 KiB.
 BENCH = {"uniform": (2000, 1, "uniform"), "numeric-text": (2000, 1, "numeric-text"),
-         "numeric": (2000, 1, "numeric"), "3-sheets": (700, 3, "uniform")}
+         "numeric": (2000, 1, "numeric"), "3-sheets": (700, 3, "uniform"), "id-mixed": (2000, 1, "id-mixed")}
 PIECES = {"limits": {"piece_bytes": 64 * 1024}, "workers": 2}
 
 

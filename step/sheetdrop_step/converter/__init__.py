@@ -8,7 +8,10 @@
 * :func:`convert_many` (and :class:`Workbook`, one of its inputs; :func:`reader_count`, its default for
   ``readers``): many workbooks, each converted as ``convert_workbook`` converts it, by long-lived reader
   processes instead of a process start per workbook;
-* :class:`WorkbookRejected`, the one way a workbook is refused, with its :data:`CODES`.
+* :class:`WorkbookRejected`, the one way a workbook is refused, with its :data:`CODES`; and
+  :class:`ReaderKilled`, a reader ended from outside (not the workbook's doing: run it again);
+* :func:`staging_folder`, a temporary folder that the next conversion on the machine removes if its
+  owner is killed (the step downloads its workbook into one).
 
 Inside, the modules are cut by what a caller asks them: ``_safety`` whether the file may be opened
 (the quick guard, the bounded scan, the zip and XML checks); ``_reading`` what the sheets hold (the
@@ -32,7 +35,8 @@ _PUBLIC = {
     "_job": ("Limits",),
     "_batch": ("Workbook", "convert_many", "reader_count"),
     "_cli": ("main",),
-    "_rejection": ("CODES", "RejectionCode", "WorkbookRejected"),
+    "_staging": ("staging_folder",),
+    "_rejection": ("CODES", "ReaderKilled", "RejectionCode", "WorkbookRejected"),
 }
 _HOME = {name: module for module, names in _PUBLIC.items() for name in names}
 __all__ = sorted(_HOME)

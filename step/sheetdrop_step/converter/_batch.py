@@ -3,8 +3,9 @@
 Each workbook is converted exactly as :func:`convert_workbook` converts it (same reader, same limits, same
 files, same rejections), by one of a few long-lived reader processes (``_reading.pool``) instead of a new one.
 The safety model is the single workbook's: each reader runs one workbook at a time under the address-space
-limit and the time limit, and one that dies, runs out of time or rejects its workbook is replaced, so a
-hostile workbook costs only its own result.
+limit and the workbook's own time bound; one that dies, runs out of time or rejects its workbook is replaced,
+so a hostile workbook costs only its own result; one killed from outside costs its workbook a ``ReaderKilled``;
+and the readers end with the process that runs them, whatever ends it, leaving no staging folder.
 """
 
 from __future__ import annotations
@@ -69,8 +70,9 @@ def convert_many(workbooks: Iterable[Workbook], *, include_hidden: bool = False,
                  readers: int | None = None) -> Iterator[tuple[Workbook, Converted | Exception]]:
     """Convert each workbook as :func:`convert_workbook` does, ``readers`` at once (default:
     :func:`reader_count`), and yield it with its result as each one ends (not in the given order): its
-    ``Converted``, the ``WorkbookRejected`` that refused it, or any other exception its conversion raised (a
-    full disk, say: not the workbook's fault, and not the others' either).
+    ``Converted``, the ``WorkbookRejected`` that refused it, the ``ReaderKilled`` of a reader ended from
+    outside, or any other exception its conversion raised (a full disk, say: not the workbook's fault, and not
+    the others' either).
 
     ``workbooks`` is read lazily, one at a time as a reader is free, so a caller may produce them as it
     fetches them. Closing the iterator early stops the readers.
@@ -106,8 +108,8 @@ def convert_many(workbooks: Iterable[Workbook], *, include_hidden: bool = False,
                 try:
                     result: Converted | Exception = convert_workbook(
                         book.src, book.outdir, source=book.source, include_hidden=include_hidden, limits=limits,
-                        workers=cores, options=book.options, previous=book.previous, reader=process.run)
-                except Exception as exc:  # WorkbookRejected, or not the workbook's fault: its result either way
+                        workers=cores, options=book.options, previous=book.previous, reader=process)
+                except Exception as exc:  # WorkbookRejected, ReaderKilled, or another failure: its result either way
                     result = exc
                 results.put((book, result))
         finally:

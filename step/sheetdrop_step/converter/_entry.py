@@ -12,17 +12,20 @@ import logging
 import math
 import os
 import shutil
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sheetdrop_contract.contract import read_step_settings, slug
 from sheetdrop_contract.read_options import ReadOptions
-from sheetdrop_step.converter._job import Job, Limits, Outcome
-from sheetdrop_step.converter._reading.launch import run_reader
+from sheetdrop_step.converter._job import Job, Limits
+from sheetdrop_step.converter._reading.launch import reader_outcome
+from sheetdrop_step.converter._staging import staging_folder
 
-CONVERTER_VERSION = "2.1.0"
+if TYPE_CHECKING:
+    from sheetdrop_step.converter._reading.pool import ReaderProcess
+
+CONVERTER_VERSION = "3.0.0"
 log = logging.getLogger("sheetdrop.convert")
 
 
@@ -68,39 +71,37 @@ def usable_cores(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
 def convert_workbook(
     src: Path, outdir: Path, *, source: str | None = None, include_hidden: bool = False,
     limits: Limits | None = None, workers: int | None = None, options: ReadOptions | None = None,
-    previous: dict[str, dict[str, str]] | None = None, reader: Callable[[Job], Outcome] = run_reader,
+    previous: dict[str, dict[str, str]] | None = None, reader: ReaderProcess | None = None,
 ) -> Converted:
     """Write one ``<sheet-slug>.parquet`` per visible non-empty worksheet of ``src`` into ``outdir``.
 
     Raises :class:`WorkbookRejected` (leaving ``outdir`` untouched) when the workbook cannot be
     converted. ``workers`` caps the sheets parsed at once (default: :func:`usable_cores`); ``options``
     are the folder's read options; ``previous``, by sheet name, the column types of each sheet's
-    previous dataset version (kept with ``"schema_changes": "rescue"``); ``reader``, the reader process that
-    reads it (a new one; ``convert_many``'s long-lived ones).
+    previous dataset version (kept with ``"schema_changes": "rescue"``); ``reader``, a long-lived reader
+    process to read it in (``convert_many``'s) instead of a new one.
     """
     src, outdir = Path(src), Path(outdir)
     limits = limits or Limits()
     # Staged on local disk, not next to outdir: in AzureML outdir is a blob mount, where renames are
-    # not to be relied on and a killed step would leave staging blobs behind.
-    staging = Path(tempfile.mkdtemp(prefix="sheetdrop-staging-"))
-    try:
+    # not to be relied on and a killed step would leave staging blobs behind. A long-lived reader's are
+    # inside its own folder, which it removes when its parent dies.
+    with reader.staging(limits) if reader else staging_folder() as staging:
         job = Job(src=str(src.resolve()), staging=str(staging), source=source or src.name, version=CONVERTER_VERSION,
                   include_hidden=include_hidden, limits=limits, cores=workers or usable_cores(),
                   options=options or ReadOptions(), previous=previous or {})
-        outcome = reader(job)
-        outdir.mkdir(parents=True, exist_ok=True)
-        outputs = Converted()
-        outputs.skipped = [(item.sheet, item.why) for item in outcome.skipped]
-        names = _unique_slugs([r.sheet for r in outcome.sheets])
-        for result, name in zip(outcome.sheets, names, strict=True):
-            path = outdir / f"{name}.parquet"
-            shutil.move(staging / Path(result.file).name, path)
-            outputs.append(SheetOutput(result.sheet, name, path, result.rows, result.columns, result.column_types,
-                                       sum(result.null_counts.values()), sum(result.error_counts.values()),
-                                       result.bytes, result.null_counts, result.error_counts, result.header,
-                                       result.warnings, result.rescued))
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        with reader.outcome(job) if reader else reader_outcome(job) as outcome:
+            outdir.mkdir(parents=True, exist_ok=True)
+            outputs = Converted()
+            outputs.skipped = [(item.sheet, item.why) for item in outcome.skipped]
+            names = _unique_slugs([r.sheet for r in outcome.sheets])
+            for result, name in zip(outcome.sheets, names, strict=True):
+                path = outdir / f"{name}.parquet"
+                shutil.move(staging / Path(result.file).name, path)
+                outputs.append(SheetOutput(result.sheet, name, path, result.rows, result.columns,
+                                           result.column_types, sum(result.null_counts.values()),
+                                           sum(result.error_counts.values()), result.bytes, result.null_counts,
+                                           result.error_counts, result.header, result.warnings, result.rescued))
     for item in outcome.skipped:
         log.info("skipped sheet %r of %s: %s", item.sheet, src.name, item.why)
     for note in outcome.notes:

@@ -55,6 +55,9 @@ EXPERIMENT_PROPERTY = "experimentName"
 MAX_LIST_PAGES = 20
 #: As in v1: each invocation's own id, among the job's tags.
 SUBMISSION_TAG = "sheetdrop_submission_id"
+#: A job's last states: azure-ai-ml's RunHistoryConstants.TERMINAL_STATUSES (operations/_run_history_constants.py),
+#: the states after which MLClient.jobs.stream stops waiting. A paused job holds no node either.
+ENDED_STATUSES = ("Completed", "Failed", "Canceled", "NotResponding", "Paused")
 
 
 def source_key(container: str, blob: str, etag: str, attempt: int = 1) -> str:
@@ -253,6 +256,20 @@ class AzureMLV2Backend:
             page = response.json()
             found += [job["name"] for job in page.get("value") or [] if matches(job)]
             url, params = page.get("nextLink"), None  # nextLink carries its own query
+        return found
+
+    def ended(self, run_ids: list[str]) -> set[str]:
+        """Which of these jobs have ended (a backfill's pace): one GET each, MLClient.jobs.get's route."""
+        found = set()
+        for name in run_ids:
+            what = f"read job {name}"
+            response = self._get(jobs_url(self.arm_url, self.workspace, name), {"api-version": JOBS_API_VERSION}, what)
+            if response.status_code == 404:  # a job the workspace does not have is not running either
+                found.add(name)
+            elif response.status_code >= 400:
+                raise SubmitError(f"{what}: {self._cause(response.status_code)}: {service_error(response)}")
+            elif ((response.json().get("properties") or {}).get("status")) in ENDED_STATUSES:
+                found.add(name)
         return found
 
     # -- HTTP -------------------------------------------------------------------------------------

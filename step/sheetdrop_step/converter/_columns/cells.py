@@ -18,6 +18,8 @@ Cell = tuple[str, Any]
 #: Day 0 of each date system, as the reader maps serial numbers (1900: serial 0 is 1899-12-31).
 EPOCH = {False: dt.datetime(1899, 12, 31), True: dt.datetime(1904, 1, 1)}
 MS_PER_DAY = 86_400_000
+#: The last moment a serial number can be a date (Excel's and Python's last day), as the readers' timestamps.
+LAST_DATE_MS = int(dt.datetime(9999, 12, 31, 23, 59, 59, 999000).replace(tzinfo=dt.UTC).timestamp() * 1000)
 
 
 @dataclass
@@ -34,6 +36,15 @@ def serial_datetime(days: float, date1904: bool) -> dt.datetime:
     if not date1904 and ms >= 60 * MS_PER_DAY:
         ms -= MS_PER_DAY
     return EPOCH[date1904] + dt.timedelta(milliseconds=ms)
+
+
+def date_cell(days: float, date1904: bool) -> Cell:
+    """A date-formatted number: its date, or the number itself when no date is that far (after
+    9999-12-31, where Excel shows ##### and Python has no datetime; a stray 1E+12 in a date column)."""
+    try:
+        return "datetime", serial_datetime(days, date1904)
+    except (OverflowError, ValueError):
+        return "number", float(days)
 
 
 def column_letter(index: int) -> str:

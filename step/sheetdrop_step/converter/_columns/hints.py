@@ -48,6 +48,10 @@ def _finite(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
+def fits_int64(value: int) -> bool:
+    return -INT64_BOUND <= value < INT64_BOUND
+
+
 def _whole(value: float) -> int | None:
     if not math.isfinite(value):
         return None

@@ -2,9 +2,10 @@
 
 A column as read (``cells.ColumnRead``) holds the values of its native kind in one Arrow array and the
 cells of other kinds by row (``foreign``). One kind over the column → typed (int64 when all numbers
-are whole up to 2**53); several → text, each cell as Excel shows it (``text.texts``), with the cells
-that made it text named; error cells and empty text → null. A type the folder's options ask for, or a
-majority kind kept (``rescue``), keeps the cells that fit it (``hints``) and hands back the others.
+are whole and int64 holds them, text when one is whole beyond it); several → text, each cell as Excel
+shows it (``text.texts``), with the cells that made it text named; error cells and empty text → null.
+A type the folder's options ask for, or a majority kind kept (``rescue``), keeps the cells that fit it
+(``hints``) and hands back the others.
 README.md, "The converter", says the rules in prose; the table around the columns is ``_table.build``.
 """
 
@@ -19,11 +20,9 @@ import pyarrow.compute as pc
 from sheetdrop_contract.column_types import AUTO, BY_OPTION, TEXT, ColumnType
 from sheetdrop_step.converter._columns.arrays import arrow_type, row_mask
 from sheetdrop_step.converter._columns.cells import EPOCH, Cell, ColumnRead
-from sheetdrop_step.converter._columns.hints import FITS, convert, misfits
+from sheetdrop_step.converter._columns.hints import FITS, INT64_BOUND, convert, fits_int64, misfits
 from sheetdrop_step.converter._columns.text import cell_texts, texts
 from sheetdrop_step.converter._table.header import is_value
-
-MAX_EXACT_INT = 2**53
 
 
 def _foreign_kind(cell: Cell, date1904: bool) -> str:
@@ -43,6 +42,8 @@ class Finished:
     rescued: dict[int, str] = field(default_factory=dict)
     #: A column made text by cells of several kinds: its majority kind and the cells of other kinds.
     mixed: Mixed | None = None
+    #: A column of whole numbers made text because one is beyond int64: the largest, as shown.
+    beyond: str | None = None
 
 
 @dataclass
@@ -59,13 +60,16 @@ EXAMPLES = 3
 
 
 def finish_column(col: ColumnRead, date1904: bool, start: int = 0, end: int | None = None,
-                  want: ColumnType | None = None, read_text: bool = False, rescue: bool = False) -> Finished:
+                  want: ColumnType | None = None, read_text: bool = False, rescue: bool = False,
+                  exact: dict[int, int] | None = None) -> Finished:
     """The column rules on one column over the data rows [start, end). ``want``: the type the folder's
     options ask for or the previous version has, ``read_text`` when text that reads as it fits it too;
     ``rescue``: a column of several kinds keeps its majority kind. Cells that do not fit a wanted or
     kept type are null there and listed in ``rescued``; with neither, several kinds make text, each
     cell as Excel shows it. A type from the column's own cells (one kind, or the majority kept) is its
-    kind's type, numbers narrowed to int64 when every one is whole up to 2**53; a wanted one is as it is."""
+    kind's type, numbers narrowed to int64 when every one is whole and int64 holds it (``exact``: row →
+    the digits of a whole number a double changed, past 2**53), text when one is whole beyond int64; a
+    wanted one is as it is."""
     if end is None:
         end = len(col.native) if col.native is not None else max(col.foreign, default=-1) + 1
     native = col.native.slice(start, end - start) if col.native is not None else None
@@ -83,10 +87,21 @@ def finish_column(col: ColumnRead, date1904: bool, start: int = 0, end: int | No
         target = AUTO[max(counts, key=lambda k: (counts[k], -_KIND_ORDER.index(k)))]
     if target is None and not counts:
         return Finished(pa.nulls(size, arrow_type(TEXT)), TEXT.name, n_errors)
+    digits = {r - start: v for r, v in (exact or {}).items() if start <= r < end}
     if target is not None and target.kind != TEXT.kind:
         array, left = _conform(native, col.kind, foreign, size, target, date1904, zero,
                                read_text and want is not None)
-        array, name = _narrowed(array, target) if want is None else (array.cast(arrow_type(target)), target.name)
+        if want is None:
+            narrowed, name = _narrowed(array, target, digits)
+            if narrowed is None:  # whole numbers beyond int64: as Excel shows them
+                biggest = pc.max(pc.abs(array)).as_py()
+                return Finished(_typed(texts(array, "number", date1904), TEXT.kind, TEXT.kind, size), name,
+                                n_errors, beyond=texts(pa.array([biggest]), "number", date1904)[0].as_py())
+            array = narrowed
+        else:
+            array, name = array.cast(arrow_type(target)), target.name
+            if name == BY_OPTION["int"].name and digits:
+                array = _exactly(array, {r: v for r, v in digits.items() if fits_int64(v)})
         rows = sorted(left)
         shown = cell_texts([left[r] for r in rows], date1904)
         return Finished(array, name, n_errors, dict(zip(rows, shown, strict=True)))
@@ -210,12 +225,31 @@ def _typed(native: pa.Array | None, native_kind: str | None, kind: str, size: in
     return native.cast(arrow)
 
 
-def _narrowed(values: pa.Array, target: ColumnType) -> tuple[pa.Array, str]:
-    """A type from the column's own cells: numbers as int64 when every one is whole up to 2**53."""
+def _narrowed(values: pa.Array, target: ColumnType, exact: dict[int, int]) -> tuple[pa.Array | None, str]:
+    """A type from the column's own cells: numbers as int64 when every one is whole and int64 holds it,
+    each as the sheet wrote it (``exact``: the digits of those a double changed, past 2**53); whole
+    numbers beyond int64: None and text (shown as Excel shows them: no type holds them all exactly)."""
     whole = BY_OPTION["int"]
     if target.kind == whole.kind:
         valid = values.drop_null()
-        if len(valid) and pc.all(pc.equal(pc.floor(valid), valid)).as_py() and (
-                pc.max(pc.abs(valid)).as_py() <= MAX_EXACT_INT):
-            return values.cast(arrow_type(whole)), whole.name
+        if len(valid) and pc.all(pc.equal(pc.floor(valid), valid)).as_py():
+            # Outside int64 as doubles: each must be a whole number written with its digits, which int64 holds.
+            outside = pc.fill_null(pc.or_(pc.greater_equal(values, INT64_BOUND), pc.less(values, -INT64_BOUND)),
+                                   False)
+            rows = pc.indices_nonzero(outside).to_pylist()
+            if any(r not in exact for r in rows) or not all(fits_int64(v) for v in exact.values()):
+                return None, TEXT.name
+            if rows:
+                values = pc.if_else(outside, pa.scalar(None, values.type), values)
+            ints = values.cast(arrow_type(whole))
+            return (_exactly(ints, exact, rows) if exact else ints), whole.name
     return values.cast(arrow_type(target)), target.name
+
+
+def _exactly(ints: pa.Array, exact: dict[int, int], also: tuple[int, ...] | list[int] = ()) -> pa.Array:
+    """Whole numbers with those of ``exact`` (row → value) as written, where the array holds a value
+    (or at the rows ``also`` names)."""
+    rows = [r for r in sorted(exact) if r < len(ints) and (ints[r].is_valid or r in also)]
+    if not rows:
+        return ints
+    return pc.replace_with_mask(ints, row_mask(len(ints), rows), pa.array([exact[r] for r in rows], ints.type))

@@ -1,7 +1,8 @@
 """Cells as Excel shows them, as text: in a text column, in ``_rescued_data``, in header names; each
 kind as the ``text`` of its type in the vocabulary (``sheetdrop_contract.column_types``) says: numbers
 at Excel's 15 significant digits (General), booleans ``TRUE``/``FALSE``, durations ``[h]:mm:ss``, dates
-by the date, datetime and time types' patterns (a date on day 0 is a time of day; at midnight, a date)."""
+by the date, datetime and time types' patterns (a date on day 0 is a time of day; at midnight, a date), and
+a fraction of a second, when a date, time or duration has one, after its seconds: never lost in text."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sheetdrop_contract.column_types import AUTO, BY_OPTION
-from sheetdrop_step.converter._columns.arrays import READ_TIMESTAMPS, cells_type
+from sheetdrop_step.converter._columns.arrays import cells_type
 from sheetdrop_step.converter._columns.cells import EPOCH, Cell
 
 _POWERS = pa.array([float(10**i) for i in range(23)])  # exact as doubles
@@ -25,12 +26,19 @@ def texts(values: pa.Array, kind: str, date1904: bool) -> pa.Array:
     return _RENDER[AUTO[kind].text](values)
 
 
-def _numbers(values: pa.Array) -> pa.Array:
+def _numbers(values: pa.Array, exact: bool = False) -> pa.Array:
     # The shortest text that reads back as the same number; past 15 significant digits (Excel's
-    # precision) the number nearest at 15. Never -0; exponents as Excel writes them (1E+20).
-    out = at_15_digits(values.cast(pa.float64())).cast(pa.string())
+    # precision) the number nearest at 15, unless ``exact``. Never -0; exponents as Excel writes them (1E+20).
+    values = values.cast(pa.float64())
+    out = (values if exact else at_15_digits(values)).cast(pa.string())
     out = pc.replace_substring(out, "e", "E")
     return pc.if_else(pc.equal(out, "-0"), "0", out)
+
+
+def exact_numbers(values: list[float]) -> list[str]:
+    """Numbers as the shortest text that reads back as each (all their digits, where 15 would make two
+    distinct numbers one: header names)."""
+    return _numbers(pa.array(values, pa.float64()), exact=True).to_pylist()
 
 
 def _bools(values: pa.Array) -> pa.Array:
@@ -39,12 +47,15 @@ def _bools(values: pa.Array) -> pa.Array:
 
 
 def _dates(values: pa.Array, date1904: bool) -> pa.Array:
-    stamps = pc.round_temporal(values.cast(READ_TIMESTAMPS), unit="second").cast(pa.timestamp("s"))
+    # In microseconds, Arrow's %S writes the seconds with six decimals: the fraction is kept, its
+    # trailing zeros (and a point left alone) dropped (10:10:10.123456, 09:53:12.391, 10:10:10).
+    stamps = values.cast(pa.timestamp("us"))
     day = pc.floor_temporal(stamps, unit="day")
-    epoch = pa.scalar(EPOCH[date1904], pa.timestamp("s"))
+    epoch = pa.scalar(EPOCH[date1904], pa.timestamp("us"))
     time, date, stamp = (BY_OPTION[option].text for option in ("time", "date", "datetime"))
-    return pc.if_else(pc.equal(day, epoch), pc.strftime(stamps, time), pc.if_else(
+    shown = pc.if_else(pc.equal(day, epoch), pc.strftime(stamps, time), pc.if_else(
         pc.equal(stamps, day), pc.strftime(stamps, date), pc.strftime(stamps, stamp)))
+    return pc.replace_substring_regex(shown, r"\.0+$|(\.\d*[1-9])0+$", r"\1")
 
 
 def _durations(values: pa.Array) -> pa.Array:
@@ -85,9 +96,12 @@ def at_15_digits(values: pa.Array) -> pa.Array:
 
 
 def _duration_text(value: dt.timedelta) -> str:
-    seconds = round(value.total_seconds())
-    sign, seconds = ("-" if seconds < 0 else ""), abs(seconds)
-    return f"{sign}{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+    """``[h]:mm:ss``, and a fraction of a second when the duration has one (trailing zeros dropped)."""
+    micros = abs(value) // dt.timedelta(microseconds=1)
+    seconds, fraction = divmod(micros, 1_000_000)
+    sign = "-" if value < dt.timedelta(0) else ""
+    text = f"{sign}{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+    return text + f".{fraction:06d}".rstrip("0") if fraction else text
 
 
 def cell_texts(cells: list[Cell], date1904: bool) -> list[str | None]:

@@ -39,11 +39,10 @@ def check(columns: list[ColumnRead], head: Head, expected: SheetCounts | None,
                     not col.native[r].is_valid):
                 continue
             # Read as its column's type (a TRUE over numbers is 1.0): from here on the cell as it is.
-            kind = head.types.get(col.index, DEFAULT)[1]
-            bools -= kind == "bool"
-            texts -= kind == "text"
+            bools -= col.kind == "bool"
+            texts -= col.kind == "text"
             col.foreign[r] = cell
-    seen = observed(columns, head.types)
+    seen = observed(columns)
     if expected is None or (expected.bools, expected.texts) == (seen[0] + bools, seen[1] + texts):
         return columns, []
 
@@ -55,6 +54,8 @@ def check(columns: list[ColumnRead], head: Head, expected: SheetCounts | None,
 
     again = {c.index: c for c in columns}
     suspects = [c.index for c in columns if suspect(c)]
+    if not suspects:  # no column could hide a coerced cell: nothing to read again
+        return columns, []
     size = max(1, STRICT_CELLS // max(1, len(columns[0].native) if columns and columns[0].native is not None else 1))
     for group in (suspects[i:i + size] for i in range(0, len(suspects), size)):
         strict = {i: (ALL_BUT_DATES, "duration" if head.types.get(i, DEFAULT)[1] == "duration" else "datetime")
@@ -74,15 +75,14 @@ def check(columns: list[ColumnRead], head: Head, expected: SheetCounts | None,
                                   f"{HEAD_ROWS} rows did not show every kind of cell they hold"]
 
 
-def observed(columns: list[ColumnRead], types: dict[int, tuple[str, str]]) -> tuple[int, int]:
+def observed(columns: list[ColumnRead]) -> tuple[int, int]:
     """Booleans and text cells as read: the native values of boolean and text columns, and the cells
     reported as booleans or text anywhere."""
     bools = texts = 0
     for col in columns:
         held = len(col.native) - col.native.null_count if col.native is not None else 0
-        kind = types.get(col.index, DEFAULT)[1]
-        bools += held if kind == "bool" else 0
-        texts += held if kind == "text" else 0
+        bools += held if col.kind == "bool" else 0
+        texts += held if col.kind == "text" else 0
         for kind, _ in col.foreign.values():
             bools += kind == "bool"
             texts += kind == "text"

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from sheetdrop_step.converter._job import Limits
-from sheetdrop_step.converter._safety.guard import Inspection
-from sheetdrop_step.converter._safety.parts import inflate_entry, parse_xml, rels_of, resolve
+from sheetdrop_step.converter._safety.guard import READER_KINDS, SHEET_TYPES, Inspection
+from sheetdrop_step.converter._safety.parts import inflate_entry, open_entry, parse_xml, rels_of, resolve
 
 SHEET_DATA = re.compile(rb"<((?:\w+:)?)sheetData\b")
 _ROW_NUMBER = re.compile(rb'<(?:\w+:)?row\b[^>]*?\sr="(\d+)"')
@@ -35,25 +35,22 @@ def _repackage(src: Path, inspection: Inspection, out: zipfile.ZipFile, limits: 
     """Every part ``keep`` accepts, inflated with bounds, or as ``new`` gives it (bytes, or a function
     writing it chunk by chunk); then the parts of ``new`` the source lacks."""
     with src.open("rb") as fh:
-        for name, info in inspection.entries.items():
-            if name in new or keep(name):
-                with out.open(name, "w", force_zip64=True) as part:
-                    made = new.get(name)
-                    if isinstance(made, bytes):
-                        part.write(made)
-                    elif made is not None:
-                        made(part.write)
-                    else:
-                        inflate_entry(fh, info, limits, 0, part.write)
-        for name, made in new.items():
-            if name not in inspection.entries:
-                out.writestr(name, made if isinstance(made, bytes) else b"")
+        for name in [*(n for n in inspection.entries if n in new or keep(n)), *(n for n in new if n not in
+                                                                                 inspection.entries)]:
+            with out.open(name, "w", force_zip64=True) as part:
+                made = new.get(name)
+                if isinstance(made, bytes):
+                    part.write(made)
+                elif made is not None:
+                    made(part.write)
+                else:
+                    inflate_entry(fh, inspection.entries[name], limits, 0, part.write)
 
 
 def read_head(src: Path, info: zipfile.ZipInfo, limit: int) -> bytes:
     """Up to ``limit`` bytes from the start of a part, inflated: bounded whatever the part claims
     (zipfile inflates no more than it is asked for)."""
-    with zipfile.ZipFile(src) as package, package.open(info) as part:
+    with open_entry(src, info) as part:
         return part.read(limit)
 
 
@@ -63,7 +60,7 @@ def rows_from(src: Path, info: zipfile.ZipInfo, first_row: int, limit: int) -> b
     up to there, no further). None: no numbered row there."""
     prolog: bytes | None = None
     kept, pending = bytearray(), b""
-    with zipfile.ZipFile(src) as package, package.open(info) as part:
+    with open_entry(src, info) as part:
         while len(kept) < limit and (chunk := part.read(1 << 20)):
             if kept:
                 kept += chunk
@@ -122,26 +119,76 @@ def head_package(src: Path, inspection: Inspection, part: str, head: bytes, limi
 
 
 def normalize(src: Path, inspection: Inspection, dst: Path, limits: Limits) -> None:
-    """A copy of the package whose workbook part is ``xl/workbook.xml`` with its relationships at
-    ``xl/_rels/workbook.xml.rels``, targets made absolute, and the package pointing there."""
+    """A copy of the package in Excel's layout, where the reader looks for each part: the workbook part
+    as ``xl/workbook.xml``, its relationships at ``xl/_rels/workbook.xml.rels`` with every target made
+    absolute, its styles and shared strings as ``xl/styles.xml`` and ``xl/sharedStrings.xml`` (the reader
+    takes them from there, whatever the relationships say), the package pointing there; sheets of a
+    kind the reader refuses (macro sheets) left out of the workbook (they are skipped anyway)."""
     part, small = inspection.workbook_part, inspection.small
-    new: dict[str, bytes | Callable[[Callable[[bytes], None]], None]] = {"xl/workbook.xml": small[part]}
-    if rels_of(part) in small:
-        rels = small[rels_of(part)]
-        for rel in parse_xml(rels_of(part), rels):
-            target = rel.get("Target", "")
-            if rel.get("TargetMode") != "External" and not target.startswith("/"):
-                rels = rels.replace(f'Target="{target}"'.encode(), f'Target="/{resolve(part, target)}"'.encode())
+    moved = {name: to for name, to in ((inspection.styles_part, "xl/styles.xml"),
+                                       (inspection.strings_part, "xl/sharedStrings.xml")) if name}
+    workbook = small[part]
+    rels = inspection.part(rels_of(part)) or b""
+    refused: list[str] = []
+    for rel in parse_xml(rels_of(part), rels) if rels else ():
+        target, kind = rel.get("Target", ""), rel.get("Type", "").rsplit("/", 1)[-1]
+        if rel.get("TargetMode") == "External":
+            continue
+        name = resolve(part, target)
+        name = moved.get(inspection.find(name) or name, name)
+        if kind in SHEET_TYPES and SHEET_TYPES[kind] not in READER_KINDS:
+            refused.append(rel.get("Id", ""))
+        rels = rels.replace(f'Target="{target}"'.encode(), f'Target="/{name}"'.encode())
+    for rel_id in refused:
+        workbook = re.sub(rb"<(\w+:)?sheet\b[^>]*?\bid=\"" + re.escape(rel_id.encode()) + rb"\"[^>]*/>", b"", workbook)
+    new: dict[str, bytes | Callable[[Callable[[bytes], None]], None]] = {"xl/workbook.xml": workbook}
+    if rels:
         new["xl/_rels/workbook.xml.rels"] = rels
-    package_rels = small["_rels/.rels"]
+    package_rels = inspection.part("_rels/.rels") or b""
     for quoted in re.findall(rb'Target="([^"]*)"', package_rels):
-        if resolve("", quoted.decode()) == part:
+        target = resolve("", quoted.decode())
+        if (inspection.find(target) or target) == part:
             package_rels = package_rels.replace(b'"' + quoted + b'"', b'"xl/workbook.xml"')
     new["_rels/.rels"] = package_rels
-    if "[Content_Types].xml" in small:
-        new["[Content_Types].xml"] = small["[Content_Types].xml"].replace(f'"/{part}"'.encode(), b'"/xl/workbook.xml"')
+    types = inspection.part("[Content_Types].xml")
+    if types is not None:
+        new["[Content_Types].xml"] = types.replace(f'"/{part}"'.encode(), b'"/xl/workbook.xml"')
+    for old, to in moved.items():
+        new[to] = lambda write, old=old: _inflated(src, inspection, old, limits, write)
+    gone = {part, rels_of(part), *moved, *(inspection.find(n) for n in ("_rels/.rels", "[Content_Types].xml",
+                                                                         rels_of(part)))}
     with zipfile.ZipFile(dst, "w") as out:
-        _repackage(src, inspection, out, limits, new, lambda name: name not in (part, rels_of(part)))
+        _repackage(src, inspection, out, limits, new, lambda name: name not in gone)
+
+
+def _inflated(src: Path, inspection: Inspection, name: str, limits: Limits, write: Callable[[bytes], None]) -> None:
+    with src.open("rb") as fh:
+        inflate_entry(fh, inspection.entries[name], limits, 0, write)
+
+
+# Whitespace between elements around a table element (before one, or after one's tag): no cell holds it.
+_SPACING = re.compile(rb"(>)\s+(?=</?table:)|(<table:[^>]*>|</table:[\w-]+>)\s+(?=<)")
+
+
+def ods_without_spacing(src: Path, inspection: Inspection, dst: Path, limits: Limits) -> None:
+    """A copy of an .ods whose content.xml has no whitespace between its table elements (indented XML:
+    the text of a cell is in its paragraphs, which keep theirs)."""
+    def content(write: Callable[[bytes], None]) -> None:
+        pending = b""
+
+        def sink(chunk: bytes) -> None:
+            nonlocal pending
+            data = pending + chunk
+            cut = data.rfind(b">") + 1  # up to the last tag's end: no run of whitespace is split
+            write(_SPACING.sub(rb"\1\2", data[:cut]))
+            pending = data[cut:]
+
+        with src.open("rb") as fh:
+            inflate_entry(fh, inspection.entries["content.xml"], limits, 0, sink)
+        write(pending)
+
+    with zipfile.ZipFile(dst, "w") as out:
+        _repackage(src, inspection, out, limits, {"content.xml": content}, lambda name: True)
 
 
 def patch_errors(src: Path, inspection: Inspection, part: str, dst: Path, limits: Limits) -> int:

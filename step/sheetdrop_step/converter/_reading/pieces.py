@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sheetdrop_step.converter._reading.packages import ROOT, SHEET_DATA, add_sheet
-from sheetdrop_step.converter._safety.scan import SheetMarks, cell_kinds
+from sheetdrop_step.converter._safety.scan import SheetMarks, chunk_kinds
 
 
 @dataclass
@@ -40,6 +40,7 @@ class SheetPieces:
         self.prolog: bytes | None = None
         self.rows: re.Pattern[bytes] | None = None
         self.first = self.written = self.bools = self.texts = 0
+        self.tail = b""  # the end of the chunk before, where a type attribute may have begun
         self.after, self.whole = size, False
         self.marks = marks or SheetMarks()  # merged cells, formulas without a value
 
@@ -47,6 +48,8 @@ class SheetPieces:
         self.marks.feed(chunk)
         if self.whole:
             return
+        bools, texts = chunk_kinds(self.tail, chunk)
+        self.bools, self.texts, self.tail = self.bools + bools, self.texts + texts, chunk[-16:]
         self.buffer += chunk
         if self.prolog is None:
             data = SHEET_DATA.search(self.buffer, max(0, len(self.buffer) - len(chunk) - 64))
@@ -82,18 +85,16 @@ class SheetPieces:
             self.whole, self.rows, self.buffer = True, None, bytearray()
             return False
         with memoryview(self.buffer) as view:
-            self._write([view[:at], self.closing], at)
+            self._write([view[:at], self.closing])
         del self.buffer[:at]
         self.first, self.after = row - 1, self.size
         return True
 
     def finish(self) -> None:
         if not self.whole:
-            self._write([self.buffer], len(self.buffer))
+            self._write([self.buffer])
 
-    def _write(self, rows: list[bytes | memoryview], end: int) -> None:
-        bools, texts = cell_kinds(self.buffer, end)
-        self.bools, self.texts = self.bools + bools, self.texts + texts
+    def _write(self, rows: list[bytes | memoryview]) -> None:
         path = self.stem.with_name(f"{self.stem.stem}-{self.written}{self.stem.suffix}")
         self.parts = self.parts if isinstance(self.parts, bytes) else self.parts()
         with path.open("w+b") as fh:

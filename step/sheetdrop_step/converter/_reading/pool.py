@@ -1,100 +1,104 @@
-"""Long-lived reader processes, from the parent's side (``convert_many``): the same limits and verdicts as a
-reader of one workbook (``_reading.launch``), without a process start per workbook.
+"""Long-lived reader processes, from the parent's side (``convert_many``): a workbook gets exactly what a
+reader of one gives it (``_reading.launch``: the same limits, time bound, verdicts and end), without a
+process start per workbook.
 
-Each :class:`ReaderProcess` runs one workbook at a time under the address-space limit it was started with and
-the job's time limit, counted by the parent. A reader that runs out of time is killed; one that died, rejected
-its workbook or says it will not take another (``_reading.serve``) is replaced by a new one for the next
-workbook. So one hostile workbook costs its own version and a process start, nothing of the others.
+Each :class:`ReaderProcess` runs one workbook at a time under the address-space limit it was started with.
+Its process has a folder of its own (locked by this process, as a staging folder is: ``_staging``), which
+holds the staging folder of each job, and which the reader removes when the channel closes, so nothing of
+it outlives this process whatever kills it. Each job's time bound is counted from the job (from the
+process's start for its first): the workbook's size on the ``content`` line moves it, as for a reader of
+one. A process is kept for the next workbook only when it said ``done`` and the workbook was not rejected;
+one that ran out of time, died (a crash, or killed from outside: :class:`ReaderKilled`), rejected its
+workbook or said ``last`` (``_reading.serve``) is let go, and a new one reads the next workbook. So one
+hostile workbook costs its own result and a process start, nothing of the others.
+
+The channel, not ``PR_SET_PDEATHSIG`` (which ``python -m sheetdrop_step`` asks for itself), ends a reader whose
+parent died: the kernel's SIGKILL would leave its folder behind, and it fires when the *thread* that started the
+reader ends, and ``convert_many`` starts its readers from threads of its own.
 """
 
 from __future__ import annotations
 
-import os
-import select
-import subprocess
-import sys
+import contextlib
+import shutil
+import socket
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sheetdrop_step.converter._job import Job, Limits, Outcome, to_json
-from sheetdrop_step.converter._reading.launch import limit_memory, reader_env, too_slow, verdict
-from sheetdrop_step.converter._reading.serve import SERVE
-from sheetdrop_step.converter._rejection import WorkbookRejected
+from sheetdrop_step.converter._job import DONE, Job, Limits, Outcome
+from sheetdrop_step.converter._reading.launch import Reader, let_go, send, start, verdict, watch
+from sheetdrop_step.converter._staging import staging_folder
+
+SERVE = ("-P", "-c", "from sheetdrop_step.converter._reading.serve import main; main()")
 
 
 @dataclass
 class ReaderProcess:
     #: Workbooks a process reads before it is replaced (memory a long run leaves fragmented).
     max_jobs: int = 200
-    _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
-    _control: int = -1
-    _limits: Limits | None = None
-    _jobs: int = 0
     #: Processes started (a test can see a dead reader replaced).
     started: int = 0
+    _proc: Reader | None = field(default=None, repr=False)
+    _channel: socket.socket | None = field(default=None, repr=False)
+    _folder: Path | None = None
+    _owned: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, repr=False)
+    _memory: int | None = None
+    _jobs: int = 0
+    _since: float = 0.0
 
-    def run(self, job: Job) -> Outcome:
-        """Read one workbook; its Outcome, or WorkbookRejected as ``launch.run_reader`` raises it."""
-        if self._proc is None or self._proc.poll() is not None or self._limits != job.limits \
+    @contextlib.contextmanager
+    def staging(self, limits: Limits) -> Iterator[Path]:
+        """A job's staging folder, inside the folder of the process that will read it: this one's, or a new
+        one's when this one has ended, read its share of jobs or runs under another memory limit (the one
+        limit that is the process's: the others are each job's)."""
+        proc = self._proc
+        if proc is None or proc.poll() is not None or self._memory != limits.max_memory_bytes \
                 or self._jobs >= self.max_jobs:
             self.close()
-            self._start(job.limits)
-        assert self._proc is not None and self._proc.stdin is not None
-        self._jobs += 1
-        (Path(job.staging) / "reader.err").touch()  # what the verdict reads if the process dies before the job
+            self._start(limits)
+        assert self._folder is not None
+        folder = self._folder / f"job-{self._jobs}"
+        folder.mkdir()
         try:
-            self._proc.stdin.write(to_json(job).encode() + b"\n")
-            self._proc.stdin.flush()
-        except BrokenPipeError:
-            pass  # it died meanwhile: the verdict below says how
-        answer = self._answer(job.limits.timeout_seconds)
-        if answer is None:
-            self.close()
-            raise too_slow(job.limits)
-        returncode = 0
-        if answer != "done":  # "last", or the process ended (killed, crashed, the scan's rejection)
-            returncode = self._proc.wait()
-            self._forget()
-        try:
-            return verdict(returncode, Path(job.staging), job.limits)
-        except WorkbookRejected:
-            self.close()
-            raise
+            yield folder
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
 
-    def _answer(self, timeout: float) -> str | None:
-        """``done``, ``last`` or ``""`` (the process ended); None when the time limit ran out."""
-        deadline = time.monotonic() + timeout
-        line = b""
-        while not line.endswith(b"\n"):
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self._control], [], [], left)[0]:
-                return None
-            chunk = os.read(self._control, 64)
-            if not chunk:
-                return ""
-            line += chunk
-        return line.decode().strip()
+    @contextlib.contextmanager
+    def outcome(self, job: Job) -> Iterator[Outcome]:
+        """Its outcome (in a staging folder of :meth:`staging`), or the WorkbookRejected or ReaderKilled a reader
+        of one would end with; the process kept for the next job, or let go."""
+        proc, channel = self._proc, self._channel
+        assert proc is not None and channel is not None and Path(job.staging).parent == self._folder
+        started = self._since if self._jobs == 0 else time.monotonic()
+        self._jobs += 1
+        kept = False
+        try:
+            send(proc, job, more=True)
+            line = watch(proc, channel, started, job.limits)
+            staging = Path(job.staging)
+            # Errors before the process took the job (its start) went to its own folder's file.
+            err = staging / "reader.err" if (staging / "reader.err").exists() else self._folder / "reader.err"
+            outcome = verdict(proc, staging, job.limits, err)
+            kept = line == DONE
+            yield outcome
+        finally:
+            if not kept:
+                self.close()
 
     def _start(self, limits: Limits) -> None:
-        read, write = os.pipe()
+        self._owned = contextlib.ExitStack()
+        self._folder = self._owned.enter_context(staging_folder())
+        self._since = time.monotonic()
         try:
-            self._proc = subprocess.Popen(
-                [sys.executable, *SERVE, str(write)], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL, env=reader_env(), pass_fds=(write,),
-                preexec_fn=lambda: limit_memory(limits.max_memory_bytes))
+            self._proc, self._channel = start(SERVE, self._folder, limits, self._folder)
         except BaseException:
-            os.close(read)
+            self._owned.close()
             raise
-        finally:
-            os.close(write)
-        self._control, self._limits, self._jobs = read, limits, 0
+        self._memory, self._jobs = limits.max_memory_bytes, 0
         self.started += 1
-
-    def _forget(self) -> None:
-        if self._control >= 0:
-            os.close(self._control)
-        self._proc, self._control = None, -1
 
     def kill(self) -> None:
         """Stop what it is doing, from another thread (the thread that runs it then sees it ended)."""
@@ -103,11 +107,9 @@ class ReaderProcess:
             proc.kill()
 
     def close(self) -> None:
-        """End the process (killed: whatever it was doing is abandoned)."""
-        if self._proc is not None:
-            if self._proc.poll() is None:
-                self._proc.kill()
-            self._proc.wait()
-            if self._proc.stdin is not None:
-                self._proc.stdin.close()
-        self._forget()
+        """Let the process go (killed if it does not go: whatever it was doing is abandoned) and remove its
+        folder."""
+        if self._proc is not None and self._channel is not None:
+            let_go(self._proc, self._channel)
+        self._owned.close()
+        self._proc, self._channel, self._folder, self._memory = None, None, None, None

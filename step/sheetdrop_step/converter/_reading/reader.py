@@ -1,6 +1,7 @@
 """The reader process: ``main`` with a Job (``_job``, JSON) on stdin; the parquet files and
 ``outcome.json`` go into the job's staging folder. ``launch`` starts it under an address-space limit and
-a timeout: the Rust readers abort the whole process when an allocation fails.
+a timeout: the Rust readers abort the whole process when an allocation fails. Its end of the channel
+with the parent is ``channel``; ``serve`` reads job after job with the same :func:`read`.
 
 The quick guard (``_safety.guard``) classifies the file and lists its sheets; the bounded scan
 (``_safety.scan.ScanThread``) runs on a thread of its own while the sheets are read once each
@@ -17,66 +18,62 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import sys
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-from sheetdrop_step.converter._job import Job, Outcome, SheetResult, Skip, job_from_json, to_json
+from sheetdrop_step.converter._job import Job, Outcome, SheetResult, Skip, content_line, job_from_json
+from sheetdrop_step.converter._reading.channel import connect, finish, started, watched
 from sheetdrop_step.converter._reading.counts import check
 from sheetdrop_step.converter._reading.fastexcel import FastexcelBook
 from sheetdrop_step.converter._reading.head import head_types
+from sheetdrop_step.converter._reading.listing import KINDS, classify, list_sheets, recoverable
 from sheetdrop_step.converter._reading.packages import SHEET_ONLY, normalize, one_sheet_parts, patch_errors
 from sheetdrop_step.converter._reading.pieces import Piece, SheetPieces
 from sheetdrop_step.converter._reading.task import NeedsPatch, SheetSkipped, Task
-from sheetdrop_step.converter._reading.xls import XlsBook, xls_globals
-from sheetdrop_step.converter._rejection import OUT_OF_MEMORY, WorkbookRejected
+from sheetdrop_step.converter._reading.xls import XlsBook, garbled
+from sheetdrop_step.converter._rejection import WorkbookRejected
 from sheetdrop_step.converter._safety.guard import Inspection, quick_inspect
-from sheetdrop_step.converter._safety.scan import ScanThread, SheetCounts, SheetMarks, area_checked, scan_sheet
+from sheetdrop_step.converter._safety.scan import (
+    ScanThread,
+    SheetCounts,
+    SheetMarks,
+    area_checked,
+    scan_sheet,
+    whole_numbers,
+)
 from sheetdrop_step.converter._table.header import HeaderChoice, Shape
 
 #: Address space a parse takes per byte of sheet XML (measured 1.9 on 100k rows x 20 columns), and
 #: what the process holds before any (interpreter, pyarrow, thread stacks and malloc arenas).
 PARSE_FACTOR = 2.5
 BASELINE_BYTES = 512 * 1024**2
-_FINISHING = threading.Lock()
 
 
 def main() -> None:
-    # pyarrow imports numpy when installed (0.15 s, 16 MiB) and pandas the first time it converts a
-    # Python value (0.4 s): nothing this process needs. Hidden (an import of a module that sys.modules
-    # holds as None fails), the process is also the same whether or not the environment has them.
-    sys.modules.update({"numpy": None, "pandas": None})
-    job = job_from_json(sys.stdin.read())
+    channel = connect()
+    with watched():
+        # The job is read after the watch started: a parent killed before it wrote the job leaves an empty
+        # stdin, and the watch removes the staging folder all the same.
+        try:
+            job = job_from_json(sys.stdin.read())
+        except ValueError:  # no job: its parent died while writing it (the watch ends this process)
+            threading.Event().wait()
+            raise
+        finish(job, read(job, channel))
+
+
+def read(job: Job, channel: socket.socket) -> Outcome:
+    """One job's outcome; the workbook's size said on the channel as soon as it is known (its time bound)."""
+    started()
     try:
-        outcome = Reader(job).run()
+        return Reader(job, lambda size: channel.sendall(content_line(size))).run()
     except BaseException as exc:  # a reader's failure outside any one sheet is a verdict on the file too
-        outcome = Outcome(rejected=classify(exc).to_wire())
-    finish(job, outcome)
-
-
-def finish(job: Job, outcome: Outcome) -> NoReturn:
-    """Write the outcome and end the process (from any thread; the first caller wins). Everything is
-    written and closed by then; skipping the interpreter's teardown (~0.1 s) ends it sooner."""
-    _FINISHING.acquire()
-    _write_outcome(job, outcome)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
-
-
-def write_outcome(job: Job, outcome: Outcome) -> None:
-    """Write the outcome and go on (a reader that converts workbook after workbook: ``_reading.serve``); a
-    ``finish`` from another thread cannot write in between."""
-    with _FINISHING:
-        _write_outcome(job, outcome)
-
-
-def _write_outcome(job: Job, outcome: Outcome) -> None:
-    path = Path(job.staging) / "outcome.json"
-    path.with_suffix(".tmp").write_text(to_json(outcome), encoding="utf-8")
-    os.replace(path.with_suffix(".tmp"), path)
+        return Outcome(rejected=classify(exc, job.limits.max_memory_bytes).to_wire())
 
 
 class Reader:
@@ -84,10 +81,13 @@ class Reader:
     once (whole, or in pieces at once), checked against the scan's counts, shaped into its table and
     written; the scan's verdict first."""
 
-    def __init__(self, job: Job) -> None:
+    def __init__(self, job: Job, content: Callable[[int], None] = lambda size: None) -> None:
         self.job, self.staging, self.limits = job, Path(job.staging), job.limits
         self.src = Path(job.src)
         self.inspection = quick_inspect(self.src, job.limits)
+        # The size the workbook's time bound is reckoned from (``Limits.time_bound``), for the parent.
+        entries = self.inspection.entries
+        content(sum(i.file_size for i in entries.values()) if entries else self.src.stat().st_size)
         self.notes: list[str] = []
         # What the scan (or a sheet's cutter) looks for besides the counts: merged cells name the
         # columns of a header of several rows; formulas without a value count inside the range.
@@ -135,8 +135,8 @@ class Reader:
 
     def _prepare(self) -> tuple[Path, Inspection]:
         """The file the reader opens, and its inspection. fastexcel picks its parser from the extension:
-        it gets a link named after the content. A package whose workbook part is not where the reader
-        looks is rewritten (``packages.normalize``)."""
+        it gets a link named after the content. A package whose parts are not where the reader looks
+        (another tool's layout) is rewritten in Excel's (``packages.normalize``)."""
         inspection, fmt = self.inspection, self.inspection.fmt
         if fmt in ("xlsx", "xlsm") and not inspection.canonical:
             normalize(self.src, inspection, self.staging / f"normalized.{fmt}", self.limits)
@@ -166,15 +166,20 @@ class Reader:
         """The sheets to read: as the guard lists them (xlsx, xlsm, xlsb), or as the reader does."""
         tasks, skipped = [], []
         if self.reading.fmt in ("xls", "ods"):
-            for i, name in enumerate(self._sheet_names()):
-                why = self.job.options.excludes(name)
-                (skipped.append(Skip(name, why)) if why else tasks.append(Task(i, name)))
+            for i, (name, kind) in enumerate(self._sheet_names()):
+                if why := self.job.options.excludes(name):
+                    skipped.append(Skip(name, why))
+                elif kind != "worksheet":
+                    skipped.append(Skip(name, KINDS.get(kind, kind)))
+                else:
+                    tasks.append(Task(i, name))
             return tasks, skipped
-        for index, sheet in enumerate(self.reading.sheets or []):
+        # As the workbook lists them (a package rewritten for the reader may leave out sheets it refuses).
+        for index, sheet in enumerate(self.inspection.sheets or []):
             if why := self.job.options.excludes(sheet.name):
                 skipped.append(Skip(sheet.name, why))
             elif sheet.kind != "worksheet":
-                skipped.append(Skip(sheet.name, sheet.kind.replace("sheet", " sheet")))
+                skipped.append(Skip(sheet.name, KINDS.get(sheet.kind, sheet.kind)))
             elif sheet.state != "visible" and not self.job.include_hidden:
                 skipped.append(Skip(sheet.name, f"{sheet.state} sheet"))
             else:
@@ -182,18 +187,12 @@ class Reader:
                 tasks.append(Task(index, sheet.name, sheet.part, info.file_size if info else 0))
         return tasks, skipped
 
-    def _sheet_names(self) -> list[str]:
-        import fastexcel
-
-        try:
-            if self.reading.fmt == "xls":
-                untrusted, self.reading.date1904 = xls_globals(self.path)
-                if untrusted:
-                    raise ValueError("a substream inside a worksheet (an embedded chart), or not BIFF8")
-            return fastexcel.read_excel(str(self.path)).sheet_names
-        except BaseException as exc:
-            self.xls = self._xlrd(exc, "")
-            return self.xls.names
+    def _sheet_names(self) -> list[tuple[str, str]]:
+        """An .xls's or .ods's sheets (name, kind): ``listing``, which may hand the .xls to xlrd."""
+        listing = list_sheets(self.src, self.path, self.reading, self.staging, self.limits)
+        self.path, self.xls, self.reading.date1904 = listing.path, listing.xls, listing.date1904
+        self.notes.extend(listing.notes)
+        return listing.sheets
 
     def _table(self, task: Task) -> Any:
         """The sheet's table (column rules applied), a Skip, or the rejection its reading ended in."""
@@ -203,11 +202,16 @@ class Reader:
                 columns, date1904 = (self.xls.read(task), self.xls.date1904) if self.xls else (
                     self._read_pieces(task, shape) if task.part in self.heads else self._read(task, shape),
                     self.reading.date1904)
+                if self.reading.fmt == "xls" and not self.xls and (text := garbled(columns)) is not None:
+                    raise ValueError(f"calamine decoded text as {text[:40]!r}")
             except BaseException as exc:
                 book = self._xlrd(exc, f"sheet {task.name!r} ")
                 columns, date1904 = book.read(task), book.date1904
             from sheetdrop_step.converter._table.build import build_table
 
+            if self.reading.fmt in ("xlsx", "xlsm") and task.part and beyond_doubles(columns):
+                # A double read a whole number it may not hold: the sheet's XML has its digits.
+                shape.digits = whole_numbers(self.path, self.reading.entries[task.part], self.limits)
             sheet = build_table(columns, date1904, self.job.cores if self.alone else 1, shape)
             if sheet is None:
                 return Skip(task.name, f"no values in range {self.job.options.range}" if self.job.options.range
@@ -220,7 +224,7 @@ class Reader:
             return Skip(task.name, str(exc))
         except BaseException as exc:  # a reader error (or panic) is a verdict on the file
             self.scan.wait()  # the scan's verdict comes first: the file may be a bomb the reader choked on
-            return classify(exc)
+            return classify(exc, self.limits.max_memory_bytes)
 
     def _xlrd(self, exc: BaseException, what: str) -> XlsBook:
         """xlrd, for an .xls that calamine failed on (else ``exc`` again)."""
@@ -317,26 +321,24 @@ def _learn(shape: Shape, header: HeaderChoice | None, counts: SheetCounts | None
                 "LibreOffice, save it and upload it again")
 
 
+def beyond_doubles(columns: list[Any]) -> bool:
+    """Whether a number read may stand for a whole number a double does not hold: from 2**53 on (a
+    double holds 2**53 for 2**53 + 1)."""
+    import pyarrow.compute as pc
+
+    from sheetdrop_step.converter._safety.scan import EXACT_UP_TO
+
+    for col in columns:
+        if col.kind == "number" and col.native is not None and col.native.null_count < len(col.native) and (
+                pc.max(pc.abs(col.native)).as_py() >= EXACT_UP_TO):
+            return True
+        if any(kind == "number" and abs(value) >= EXACT_UP_TO for kind, value in col.foreign.values()):
+            return True
+    return False
+
+
 def parallel(cores: int, sizes: list[int], memory: int) -> int:
     """Sheets parsed at once: as many as the cores, as long as that many of the largest fit in the
     reader's address space (each parse takes ``PARSE_FACTOR`` times its XML)."""
     need = int(max(sizes, default=0) * PARSE_FACTOR) or 1
     return max(1, min(cores, len(sizes), (memory - BASELINE_BYTES) // need))
-
-
-def recoverable(exc: BaseException) -> bool:
-    """A reader's failure that another reader may not share (calamine's panics are BaseExceptions)."""
-    return not isinstance(exc, MemoryError | WorkbookRejected | SheetSkipped | KeyboardInterrupt | SystemExit)
-
-
-def classify(exc: BaseException) -> WorkbookRejected:
-    if isinstance(exc, WorkbookRejected):
-        return exc
-    if isinstance(exc, MemoryError):
-        return WorkbookRejected("too-large", OUT_OF_MEMORY)
-    text = f"{exc.__class__.__name__}: {exc}"
-    if "password" in text.lower() or "encrypt" in text.lower():
-        return WorkbookRejected("encrypted", "the workbook is password-protected; save it without a password and "
-                                             "upload it again")
-    return WorkbookRejected("corrupt", f"the workbook could not be read ({' '.join(text.split())[:300]}); open it "
-                                       "in Excel or LibreOffice, save it again and re-upload")

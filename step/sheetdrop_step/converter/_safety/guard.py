@@ -15,6 +15,7 @@ from pathlib import Path
 
 from sheetdrop_step.converter._job import Limits
 from sheetdrop_step.converter._reading import xlsb
+from sheetdrop_step.converter._reading.xls import legacy_biff
 from sheetdrop_step.converter._rejection import WorkbookRejected
 from sheetdrop_step.converter._safety.parts import (
     QUICK_ENTRY_BYTES,
@@ -62,11 +63,34 @@ class Inspection:
     entries: dict[str, zipfile.ZipInfo] = field(default_factory=dict)  # by normalized name
     small: dict[str, bytes] = field(default_factory=dict)  # the package's own small parts, as inflated
     workbook_part: str = "xl/workbook.xml"
+    #: The workbook's styles and shared strings parts (entry names), as its relationships name them.
+    styles_part: str | None = None
+    strings_part: str | None = None
+    #: An .xls that is a BIFF stream without a compound file (Excel 2.x-4.0): its BIFF version.
+    biff: int | None = None
+    #: Whether every relationship of the workbook names its part as the reader resolves it (absolute,
+    #: or relative to the workbook's folder without ``..``) and no sheet is of a kind the reader refuses.
+    plain_relationships: bool = True
+
+    def find(self, name: str) -> str | None:
+        """The entry a part name means: the same name, or the same in another letter case (part names
+        compare case-insensitively, and some tools write ``[content_types].xml``)."""
+        if name in self.entries:
+            return name
+        return next((entry for entry in self.entries if entry.lower() == name.lower()), None)
+
+    def part(self, name: str) -> bytes | None:
+        """A small part the guard inflated, by its name in any letter case."""
+        found = self.find(name)
+        return self.small.get(found) if found is not None else None
 
     @property
     def canonical(self) -> bool:
-        """Whether the reader finds the workbook part where it looks for it."""
-        return self.workbook_part == "xl/workbook.xml" and rels_of(self.workbook_part) in self.entries
+        """Whether the reader finds every part where it looks (Excel's layout): the workbook part, its
+        relationships, styles and shared strings under ``xl/`` as Excel names them, and the sheets."""
+        return (self.workbook_part == "xl/workbook.xml" and rels_of(self.workbook_part) in self.entries
+                and self.styles_part in (None, "xl/styles.xml") and self.strings_part in (None, "xl/sharedStrings.xml")
+                and self.plain_relationships)
 
 
 def quick_inspect(path: Path, limits: Limits | None = None) -> Inspection:
@@ -88,6 +112,8 @@ def quick_inspect(path: Path, limits: Limits | None = None) -> Inspection:
         return _inspect_ole(path)
     if head[:4] in ZIP_MAGICS:
         return _inspect_zip(path, limits)
+    if (version := legacy_biff(head)) is not None:
+        return Inspection(fmt="xls", biff=version)  # Excel 2.x-4.0: xlrd reads it
     raise WorkbookRejected("not-a-workbook", _describe_non_workbook(path))
 
 
@@ -152,19 +178,21 @@ def _inspect_zip(path: Path, limits: Limits) -> Inspection:
             inspection.small[name] = b"".join(chunks)
 
         # The package's own description first: which parts are its workbook and its sheets.
-        for name in ("mimetype", "[Content_Types].xml", "_rels/.rels"):
-            if name in entries and entries[name].file_size <= QUICK_ENTRY_BYTES:
+        for asked in ("mimetype", "[Content_Types].xml", "_rels/.rels"):
+            name = inspection.find(asked)
+            if name is not None and entries[name].file_size <= QUICK_ENTRY_BYTES:
                 inflate(name)
         inspection.fmt = _zip_format(inspection)
-        for name in (inspection.workbook_part, rels_of(inspection.workbook_part)):
-            if name in entries and name not in inspection.small and entries[name].file_size <= QUICK_ENTRY_BYTES:
+        for asked in (inspection.workbook_part, rels_of(inspection.workbook_part)):
+            name = inspection.find(asked)
+            if name is not None and name not in inspection.small and entries[name].file_size <= QUICK_ENTRY_BYTES:
                 inflate(name)
         if inspection.fmt in ("xlsx", "xlsm"):
             _xlsx_sheets(inspection)
         elif inspection.fmt == "xlsb":
-            inspection.sheets = [SheetInfo(name, state, _kind(target), target) for name, state, target in (
-                (n, st, _targets(inspection).get(rel)) for n, st, rel in xlsb.sheets(
-                    inspection.small.get(inspection.workbook_part, b"")))]
+            targets, listed = _targets(inspection), xlsb.sheets(inspection.small.get(inspection.workbook_part, b""))
+            inspection.sheets = [SheetInfo(name, state, *targets.get(rel, ("worksheet", None)))
+                                 for name, state, rel in listed]
         sheet_parts = {s.part for s in inspection.sheets or []} | {"content.xml"}
         for name, info in entries.items():
             if name in inspection.small:
@@ -179,18 +207,20 @@ def _inspect_zip(path: Path, limits: Limits) -> Inspection:
 
 
 def _zip_format(inspection: Inspection) -> str:
-    small, names = inspection.small, inspection.entries
+    names = inspection.entries
     if "mimetype" in names:
-        mimetype = small.get("mimetype", b"").strip()
+        mimetype = inspection.small.get("mimetype", b"").strip()
         if mimetype in ODS_MIMETYPES and "content.xml" in names:
             return "ods"
         raise WorkbookRejected("not-a-workbook", f"the file is an OpenDocument file of another kind "
                                                  f"({mimetype.decode(errors='replace')[:100]}), not a spreadsheet")
-    if "[Content_Types].xml" in names:
-        if "[Content_Types].xml" not in small:
+    if inspection.find("[Content_Types].xml") is not None:
+        described = inspection.part("[Content_Types].xml")
+        if described is None:
             raise WorkbookRejected("unsafe", "part '[Content_Types].xml' is implausibly large for what it describes")
-        content_types = small["[Content_Types].xml"].decode("utf-8", errors="replace")
-        inspection.workbook_part = _office_document(small) or inspection.workbook_part
+        content_types = described.decode("utf-8", errors="replace")
+        main = _office_document(inspection)
+        inspection.workbook_part = (inspection.find(main) or main) if main else inspection.workbook_part
         for ctype, fmt in XLSX_MAIN_TYPES.items():
             if ctype in content_types:
                 return fmt
@@ -209,11 +239,12 @@ def _zip_format(inspection: Inspection) -> str:
                                              "upload the .xlsx/.ods file itself")
 
 
-def _office_document(small: dict[str, bytes]) -> str | None:
+def _office_document(inspection: Inspection) -> str | None:
     """The main part, as the package-level relationships name it."""
-    if "_rels/.rels" not in small:
+    rels = inspection.part("_rels/.rels")
+    if rels is None:
         return None
-    for rel in parse_xml("_rels/.rels", small["_rels/.rels"]):
+    for rel in parse_xml("_rels/.rels", rels):
         if rel.get("Type", "").endswith(OFFICE_DOCUMENT):
             return resolve("", rel.get("Target", ""))
     return None
@@ -223,18 +254,35 @@ def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
 
 
-def _targets(inspection: Inspection) -> dict[str, str]:
-    """The workbook part's relationships: id → zip entry name."""
-    part, small = inspection.workbook_part, inspection.small
-    if rels_of(part) not in small:
+#: The relationship types of the sheets (the last part of the type's URI), and the kind each is.
+SHEET_TYPES = {"worksheet": "worksheet", "chartsheet": "chartsheet", "dialogsheet": "dialogsheet",
+               "xlMacrosheet": "macrosheet", "xlIntlMacrosheet": "macrosheet"}
+#: The sheet kinds the reader (calamine) opens a workbook with; any other makes it refuse the workbook.
+READER_KINDS = ("worksheet", "chartsheet", "dialogsheet")
+
+
+def _targets(inspection: Inspection) -> dict[str, tuple[str, str]]:
+    """The workbook part's sheet relationships: id → (sheet kind, zip entry name); the styles and shared
+    strings parts, and whether the reader resolves every target as the standard does, noted."""
+    part = inspection.workbook_part
+    rels = inspection.part(rels_of(part))
+    if rels is None:
         return {}
-    return {rel.get("Id", ""): resolve(part, rel.get("Target", ""))
-            for rel in parse_xml(rels_of(part), small[rels_of(part)])}
-
-
-def _kind(target: str | None) -> str:
-    return next((k for k in ("chartsheet", "dialogsheet", "macrosheet") if target and f"/{k}s/" in target),
-                "worksheet")
+    found = {}
+    for rel in parse_xml(rels_of(part), rels):
+        kind, target = rel.get("Type", "").rsplit("/", 1)[-1], rel.get("Target", "")
+        name = resolve(part, target)
+        name = inspection.find(name) or name
+        if rel.get("TargetMode") != "External" and not target.startswith("/") and ".." in target.split("/"):
+            inspection.plain_relationships = False  # the reader joins a relative target to the folder as it is
+        if kind == "styles":
+            inspection.styles_part = name
+        elif kind == "sharedStrings":
+            inspection.strings_part = name
+        elif kind in SHEET_TYPES:
+            found[rel.get("Id", "")] = (SHEET_TYPES[kind], name)
+            inspection.plain_relationships &= SHEET_TYPES[kind] in READER_KINDS
+    return found
 
 
 def _xlsx_sheets(inspection: Inspection) -> None:
@@ -245,13 +293,18 @@ def _xlsx_sheets(inspection: Inspection) -> None:
         raise WorkbookRejected("corrupt", f"the workbook package has no {part}; save it again in Excel and re-upload")
     targets = _targets(inspection)
     sheets: list[SheetInfo] = []
-    for el in parse_xml(part, small[part]).iter():
+    # The workbook's own elements only: an extension's (x15:workbookPr, in extLst) says other things
+    # (calamine 0.36 reads the date system from it, and says 1900: the converter never asks it).
+    for el in parse_xml(part, small[part]):
         tag = _local(el.tag)
         if tag == "workbookPr":
             inspection.date1904 = el.get("date1904", "0").lower() in ("1", "true")
-        elif tag == "sheet":
-            target = targets.get(next((v for k, v in el.attrib.items() if _local(k) == "id"), ""))
-            sheets.append(SheetInfo(el.get("name", ""), el.get("state", "visible"), _kind(target), target))
+        elif tag == "sheets":
+            for sheet in el:
+                if _local(sheet.tag) == "sheet":
+                    kind, target = targets.get(next((v for k, v in sheet.attrib.items() if _local(k) == "id"), ""),
+                                               ("worksheet", None))
+                    sheets.append(SheetInfo(sheet.get("name", ""), sheet.get("state", "visible"), kind, target))
     inspection.sheets = sheets
 
 

@@ -26,13 +26,17 @@ from sheetdrop_step.converter._safety.parts import inflate_entry
 EXCEL_MAX_ROWS = 1_048_576
 EXCEL_MAX_COLS = 16_384
 # A cell that holds something (a value or inline text), with its reference: cells that are only
-# styled take no room in the reader, so they do not widen the area.
-_HOLDS_VALUE = rb'"[^>]*>(?:<(?:\w+:)?f\b[^>]*(?:/>|>[^<]*</(?:\w+:)?f>))?<(?:\w+:)?(?:v|is)\b'
+# styled take no room in the reader, so they do not widen the area. Whitespace between the elements
+# (Gnumeric writes its XML indented) is allowed.
+_HOLDS_VALUE = rb'"[^>]*>\s*(?:<(?:\w+:)?f\b[^>]*(?:/>|>[^<]*</(?:\w+:)?f>)\s*)?<(?:\w+:)?(?:v|is)\b'
 _CELL_AT = rb'<(?:\w+:)?c\b[^>]*?\br="'
 _VALUED_CELL = re.compile(_CELL_AT + rb"([A-Z]{1,3})(\d+)" + _HOLDS_VALUE)
 # Literal prefix first, so that re skips quickly to the candidates: only references of two or
 # three letters can widen the area past column Z.
 _WIDE_REF = re.compile(rb'r="([A-Z]{2,3})\d')
+_VALUED_WIDE = re.compile(_CELL_AT + rb"([A-Z]{2,3})\d+" + _HOLDS_VALUE)
+#: Wide columns looked up one by one in a chunk before one pass finds them all.
+WIDE_LOOKUPS = 4
 TEXT_TYPES = (b't="s"', b't="str"', b't="inlineStr"')
 _REF = re.compile(rb"([A-Z]{1,3})(\d+)")
 _MERGE = re.compile(rb'<(?:\w+:)?mergeCell\s+ref="([A-Z]{1,3})(\d+):([A-Z]{1,3})(\d+)"')
@@ -123,24 +127,35 @@ class SheetScan:
         self.tail = b""
 
     def feed(self, chunk: bytes) -> None:
-        # Each count looks at the chunk, plus the few bytes around its start where a pattern may have
-        # been cut (fewer than the pattern's length on each side, so nothing is counted twice).
         counts = self.counts
-        for pattern, attr in ((b't="b"', "bools"), *((p, "texts") for p in TEXT_TYPES)):
-            seam = self.tail[-len(pattern) + 1:] + chunk[:len(pattern) - 1]
-            setattr(counts, attr, getattr(counts, attr) + chunk.count(pattern) + seam.count(pattern))
+        bools, texts = chunk_kinds(self.tail, chunk)
+        counts.bools, counts.texts = counts.bools + bools, counts.texts + texts
+        region = self.tail + chunk if len(chunk) < 65536 else chunk
         wide = set(_WIDE_REF.findall(chunk)) | set(_WIDE_REF.findall(self.tail[-256:] + chunk[:256]))
-        for letters in sorted(wide, key=col_number, reverse=True):
-            if col_number(letters) <= counts.columns:
-                break
-            # A wider column than seen so far counts only if one of its cells holds a value.
-            valued = re.compile(_CELL_AT + letters + rb"\d+" + _HOLDS_VALUE)
-            if valued.search(self.tail + chunk if len(chunk) < 65536 else chunk):
+        wider = sorted((letters for letters in wide if col_number(letters) > counts.columns), key=col_number,
+                       reverse=True)
+        # A wider column than seen so far counts only if one of its cells holds a value: the widest few
+        # are looked up one by one (a table's widest column holds values: found at its first row); past
+        # them, one pass over the chunk finds every wide cell holding a value. Each lookup is a pass:
+        # one per distinct column, on a row of 16,384 styled empty cells, took minutes.
+        for letters in wider[:WIDE_LOOKUPS]:
+            if re.search(_CELL_AT + letters + rb"\d+" + _HOLDS_VALUE, region):
                 counts.columns = col_number(letters)
                 break
+        else:
+            if len(wider) > WIDE_LOOKUPS:
+                valued = set(_VALUED_WIDE.findall(region))
+                counts.columns = max((col_number(letters) for letters in valued), default=0) or counts.columns
         counts.marks.feed(chunk)
-        end = self.tail[-4096:] + chunk[-16384:] if len(chunk) < 16384 else chunk[-16384:]
-        last = next(iter(deque(_VALUED_CELL.finditer(end), maxlen=1)), None)
+        # The last row holding a value: the last such cell in the chunk's end, in ends four times longer
+        # each until one has one (at most about 1.3 passes over the chunk).
+        size, last = 16384, None
+        while last is None:
+            end = self.tail[-4096:] + chunk[-size:] if len(chunk) < size else chunk[-size:]
+            last = next(iter(deque(_VALUED_CELL.finditer(end), maxlen=1)), None)
+            if size >= len(chunk):
+                break
+            size *= 4
         if last is not None:
             counts.rows = max(counts.rows, int(last.group(2)))
             counts.columns = max(counts.columns, col_number(last.group(1)))
@@ -162,9 +177,45 @@ def area_checked(sheet: str, counts: SheetCounts, limits: Limits) -> SheetCounts
     return counts
 
 
-def cell_kinds(xml: bytes | bytearray, end: int | None = None) -> tuple[int, int]:
-    """The boolean and the text cells in ``xml[:end]`` (whole elements), as :class:`SheetScan` counts them."""
-    return xml.count(b't="b"', 0, end), sum(xml.count(pattern, 0, end) for pattern in TEXT_TYPES)
+# A number cell written with all its digits, 16 and more (past 2**53 a double may not hold it): its
+# attributes (a type other than n makes it no number), reference and digits.
+_WHOLE_NUMBER = re.compile(rb'<(?:\w+:)?c\b([^>]*?\br="([A-Z]{1,3})(\d+)"[^>]*)>\s*(?:<(?:\w+:)?f\b[^>]*(?:/>|>[^<]*'
+                           rb"</(?:\w+:)?f>)\s*)?<(?:\w+:)?v>(-?\d{16,})</")
+_NOT_NUMBER = re.compile(rb'\bt="(?!n")')
+EXACT_UP_TO = 2**53
+
+
+def whole_numbers(path: Path, info: zipfile.ZipInfo, limits: Limits) -> dict[tuple[int, int], int]:
+    """The sheet part's whole numbers that a double would change (beyond 2**53, written with all their
+    digits, as exports write IDs), by (row, column) from 0: one more bounded pass over the sheet, made
+    only for a sheet a double read such a number from."""
+    found: dict[tuple[int, int], int] = {}
+    tail = b""
+
+    def feed(chunk: bytes) -> None:
+        nonlocal tail
+        data = tail + chunk
+        for m in _WHOLE_NUMBER.finditer(data):
+            if m.end() > len(tail) and abs(number := int(m[4])) > EXACT_UP_TO and not _NOT_NUMBER.search(m[1]):
+                found[int(m[3]) - 1, col_number(m[2]) - 1] = number
+        tail = data[-4096:]
+
+    with path.open("rb") as fh:
+        inflate_entry(fh, info, limits, 0, feed)
+    return found
+
+
+def chunk_kinds(tail: bytes, chunk: bytes) -> tuple[int, int]:
+    """The boolean and the text cells whose type attribute ends in ``chunk`` (what came before it ends in
+    ``tail``): each count looks at the chunk, plus the few bytes around its start where a pattern may
+    have been cut (fewer than the pattern's length on each side, so nothing is counted twice). Counted
+    chunk by chunk, as it is inflated: a chunk is still in the processor's cache (counting a piece of
+    8 MiB afterwards, four times, took half a second of a 100k-row sheet)."""
+    found = []
+    for pattern in (b't="b"', *TEXT_TYPES):
+        seam = tail[-len(pattern) + 1:] + chunk[:len(pattern) - 1]
+        found.append(chunk.count(pattern) + seam.count(pattern))
+    return found[0], sum(found[1:])
 
 
 def scan_sheet(path: Path, info: zipfile.ZipInfo, name: str, limits: Limits, marks: SheetMarks) -> SheetCounts:

@@ -65,9 +65,13 @@ def build_table(columns: list[ColumnRead], date1904: bool, threads: int = 1, sha
     wants, warnings = _wants(names, final, shape)
     rescue = options.mixed_columns == "rescue"
     # Columns side by side: pyarrow's kernels run without the GIL.
+    digits: dict[int, dict[int, int]] = {}
+    for (r, c), value in shape.digits.items():
+        digits.setdefault(c, {})[r] = value
     with ThreadPoolExecutor(max(1, threads), "sheetdrop-column") as pool:
         done: list[Finished] = list(pool.map(
-            lambda col, want: finish_column(col, date1904, choice.data, end, *want, rescue=rescue), columns, wants))
+            lambda col, want: finish_column(col, date1904, choice.data, end, *want, rescue=rescue,
+                                            exact=digits.get(col.index)), columns, wants))
     arrays, final_names = [d.array for d in done], list(final)
     types = {n: d.type for n, d in zip(final, done, strict=True)}
     for col, name, item in zip(columns, final, done, strict=True):
@@ -131,6 +135,9 @@ def _column_warnings(col: ColumnRead, name: str, item: Finished, data: int, kind
         out.append(f"column {name} ({column_letter(col.index)}) became text: {mixed.others} of {_cells(mixed.values)} "
                    f"{f'is not {one}' if mixed.others == 1 else f'are not {many}'} ({seen}); "
                    f'"mixed_columns": "rescue" keeps its type and moves them to {RESCUED}')
+    if item.beyond is not None:
+        out.append(f"column {name} ({column_letter(col.index)}) became text: its whole numbers reach {item.beyond}, "
+                   "beyond what a 64-bit integer holds (each as Excel shows it)")
     if item.rescued:
         seen = ", ".join(f"{_ref(col, data + r)} {text!r}" for r, text in list(item.rescued.items())[:3])
         out.append(f"column {name} ({column_letter(col.index)}): {_cells(len(item.rescued))} did not fit {kind} "

@@ -7,9 +7,9 @@ becomes a data row that turns every column into text. So, unless the folder's op
 
 * the title block is at most :data:`MAX_TITLE_ROWS` rows at the top, each holding one or two values,
   every one text or a date;
-* the header is the first row after it holding at least two values, all distinct texts, and more
-  values than any title row; a row of more texts right below it is the header instead (the first
-  one named groups of columns, and names may repeat from group to group);
+* the header is the first row after it holding at least two values, all texts (more than half of them
+  distinct), and more values than any title row; a row of more texts right below it is the
+  header instead (the first one named groups of columns, and names may repeat from group to group);
 * the next row holding values has values under at least two of the header's columns;
 * an empty row separates the title block from the header, or every title row holds a single value
   and one of those values under the header is not text (a number, a date...);
@@ -66,8 +66,14 @@ def is_value(cell: Cell | None) -> bool:
     return cell is not None and cell[0] != "error" and cell != ("text", "")
 
 
+def _shown(cell: Cell | None) -> bool:
+    """A value a person sees: a cell of only spaces is as empty for the header rule as it looks (the
+    readers trim text written without ``xml:space="preserve"`` to nothing, and keep it with it)."""
+    return is_value(cell) and not (cell is not None and cell[0] == "text" and not cell[1].strip())
+
+
 def _values(row: Mapping[int, Cell]) -> list[Cell]:
-    return [cell for cell in row.values() if is_value(cell)]
+    return [cell for cell in row.values() if _shown(cell)]
 
 
 def _is_title(row: Mapping[int, Cell]) -> bool:
@@ -81,8 +87,10 @@ def _is_names(row: Mapping[int, Cell]) -> bool:
 
 
 def _is_header(row: Mapping[int, Cell]) -> bool:
+    """Names: texts, more than half of them distinct (exports repeat a group's names: CHARGE, BAIL,
+    CHARGE, BAIL...)."""
     names = {" ".join(str(value).split()).casefold() for _, value in _values(row)}
-    return _is_names(row) and len(names) == len(_values(row))
+    return _is_names(row) and 2 * len(names) > len(_values(row))
 
 
 def find_header(grid: Grid, header_rows: int | None) -> HeaderChoice | None:
@@ -108,7 +116,7 @@ def find_header(grid: Grid, header_rows: int | None) -> HeaderChoice | None:
                 len(_values(grid[last + 1])) > len(_values(grid[last]))):
             last += 1
         below = next((r for r in filled if r > last), None)
-        under = [grid[below][c] for c in grid[last] if below is not None and is_value(grid[below].get(c))]
+        under = [grid[below][c] for c in grid[last] if below is not None and _shown(grid[below].get(c))]
         # Right under a title, a row of names needs a typed column under it: text under text may as
         # well be a table whose header names one column.
         apart = header > titles[-1] + 1 or (widest == 1 and any(kind != "text" for kind, _ in under))
@@ -134,3 +142,5 @@ class Shape:
     previous: dict[str, str] = field(default_factory=dict)
     #: What the reader learned about the sheet that a person should hear (formulas without values).
     warnings: list[str] = field(default_factory=list)
+    #: (row, column) → the whole number a cell holds where the double read from it differs (past 2**53).
+    digits: dict[tuple[int, int], int] = field(default_factory=dict)

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from sheetdrop_step.converter._columns.cells import ColumnRead, column_letter
-from sheetdrop_step.converter._columns.text import cell_texts
+from sheetdrop_step.converter._columns.text import cell_texts, exact_numbers
 from sheetdrop_step.converter._table.area import cell_at
 from sheetdrop_step.converter._table.header import HeaderChoice
 
@@ -14,8 +14,9 @@ _SPARK_UNSAFE = " ,;{}()\n\t\r=."
 def header_names(columns: list[ColumnRead], choice: HeaderChoice, merges: tuple[tuple[int, int, int, int], ...],
                  date1904: bool, whole: list[ColumnRead] | None = None) -> list[str | None]:
     """Each column's name: its header cells as Excel shows them, joined with spaces (a name repeated
-    down the rows once); with several header rows an upper cell names every column it is merged across
-    (its own column may be outside the range: ``whole`` has every column)."""
+    down the rows once; numbers with all their digits where 15 would show two distinct ones alike); with
+    several header rows an upper cell names every column it is merged across (its own column may be
+    outside the range: ``whole`` has every column)."""
     rows = range(choice.first, choice.data)
     cells = {(r, c.index): cell for c in columns for r in rows if (cell := cell_at(c, r)) is not None}
     by_index = {c.index: c for c in whole or columns}
@@ -28,6 +29,13 @@ def header_names(columns: list[ColumnRead], choice: HeaderChoice, merges: tuple[
                         cells.setdefault((r, c), top)
     keys = sorted(cells)
     shown = dict(zip(keys, cell_texts([cells[k] for k in keys], date1904), strict=True))
+    # Distinct numbers that Excel's 15 digits show alike (1234567890123456 and …457) keep their digits.
+    numbers: dict[str | None, set[float]] = {}
+    for key in keys:
+        if cells[key][0] == "number":
+            numbers.setdefault(shown[key], set()).add(cells[key][1])
+    alike = [key for key in keys if cells[key][0] == "number" and len(numbers[shown[key]]) > 1]
+    shown.update(zip(alike, exact_numbers([cells[key][1] for key in alike]), strict=True))
     names: list[str | None] = []
     for col in columns:
         parts: list[str] = []
@@ -48,14 +56,21 @@ def safe_name(raw: str | None, absolute_index: int) -> str:
 
 
 def unique_names(names: list[str]) -> list[str]:
-    # Spark resolves columns case-insensitively, so "Amount" and "amount" collide.
+    """Each name, or ``<name>_<n>`` with the first n that no earlier name has taken (Spark resolves
+    columns case-insensitively, so "Amount" and "amount" collide). A name's search goes on where its
+    last one stopped (the names taken only grow): linear, where 16,384 equal names took 50 s."""
     seen: set[str] = set()
+    tried: dict[str, int] = {}  # a name (lowercase) → the last n its search reached
     out: list[str] = []
     for name in names:
-        candidate, n = name, 0
+        key = name.lower()
+        candidate, n = name, tried.get(key, 0)
+        if n:
+            candidate = f"{name}_{n}"
         while candidate.lower() in seen:
             n += 1
             candidate = f"{name}_{n}"
+        tried[key] = n
         seen.add(candidate.lower())
         out.append(candidate)
     return out
