@@ -137,6 +137,9 @@ def run(plan: Plan, settings: Settings, claims: ClaimStore, backend: Backend, *,
         if what.run_id:
             progress.run_ids.append(what.run_id)
             open_runs.append(what.run_id)
+        if clock() - shown >= every:
+            print(progress.line(), file=out, flush=True)
+            shown = clock()
     if batching.can_batch(backend, settings):
         # The last batch is not full: it goes now rather than after BATCH_WAIT_SECONDS.
         made = batching.flush(settings, claims, backend, functools.partial(held_request, settings=settings),
@@ -145,9 +148,6 @@ def run(plan: Plan, settings: Settings, claims: ClaimStore, backend: Backend, *,
         # Held for a batch, every one of them is in a batch run by now (a batch refused goes back to the sweep).
         if progress.counts.get("pending"):
             progress.counts["batched"] = progress.counts.pop("pending")
-        if clock() - shown >= every:
-            print(progress.line(), file=out, flush=True)
-            shown = clock()
     print(progress.line(), file=out, flush=True)
     return progress
 

@@ -197,3 +197,18 @@ def test_the_pace_waits_for_unfinished_runs(settings: LocalSettings, monkeypatch
     assert runs_per_version(settings, versions) == dict.fromkeys(versions, 1)
     # Before the second and the third submission it looked until the one open run had ended, and only at it.
     assert [len(ids) for ids in asked] == [1, 1, 1, 1, 1, 1]
+
+
+def test_progress_is_printed_while_it_delivers(settings: LocalSettings) -> None:
+    already_there(settings, 3)
+    container = blob_service(settings.storage).get_container_client(settings.input_container)
+    claims = claim_store(settings)
+    from sheetdrop.submit.backends import get_backend
+
+    out = io.StringIO()
+    backfill.run(backfill.plan(container, claims), settings, claims, get_backend(settings), max_in_flight=0, out=out,
+                 every=0)
+    lines = out.getvalue().splitlines()
+    # A line after each delivery (every=0), then the last one once the batch has gone.
+    assert [line.split(" delivered")[0] for line in lines[:3]] == [f"backfill: {n} of 3" for n in (1, 2, 3)]
+    assert "batched" in lines[-1] and len(lines) == 4, lines
