@@ -16,12 +16,15 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from sheetdrop.storage import one_line
 from sheetdrop_local import db, registry, runstore, textfit
-from sheetdrop_local.readmodel import datasets, locations, runs
+from sheetdrop_local.readmodel import datasets, locations, runs, tables
 from sheetdrop_local.readmodel.labels import ref, short, when
 from sheetdrop_local.settings import LocalSettings
 
 if TYPE_CHECKING:
+    from azure.storage.blob import ContainerClient
+
     from sheetdrop_local.readmodel.rundetail import RunDetail
     from sheetdrop_local.registry import DatasetVersion
 
@@ -253,6 +256,8 @@ def cmd_show(args: argparse.Namespace, settings: LocalSettings) -> int:
         return 2
     service = locations.quick_service(settings)
     where = locations.location(settings, version, service)
+    if tables.is_table(version):
+        return _show_table(args, version, service.get_container_client(where.container), where)
     try:
         parquet, _ = parquetview.open_parquet(service.get_blob_client(where.container, where.path))
         # Whole numbers stay whole where a column has nulls (pandas would make the column float).
@@ -270,5 +275,31 @@ def cmd_show(args: argparse.Namespace, settings: LocalSettings) -> int:
         print(f"{ref(version)} (run {short(version.run_id)}): {parquet.metadata.num_rows} rows{shown}, "
               f"{parquet.metadata.num_columns} columns")
         print(f"stored at {where.blob_path} (datastore {where.datastore})")
+        print(data.to_string(index=False, na_rep="null"))
+    return 0
+
+
+def _show_table(args: argparse.Namespace, version: DatasetVersion, container: ContainerClient,
+                where: locations.Location) -> int:
+    """A table version as one table: its files' rows under the table's schema, read up to the rows shown."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    try:
+        read = tables.read(container, version, args.head)
+    except ResourceNotFoundError as exc:
+        print(f"error: not-found: {ref(version)} is registered, but a file of it is not in storage ({one_line(exc)})",
+              file=sys.stderr)
+        return 1
+    data = read.data.to_pandas(integer_object_nulls=True)
+    if args.format == "csv":
+        sys.stdout.write(data.to_csv(index=False))
+    elif args.format == "json":
+        print(data.to_json(orient="records", date_format="iso", force_ascii=False))
+    else:
+        found = read.manifest
+        shown = "" if len(data) == found.rows else f" (first {len(data)})"
+        print(f"{ref(version)} (run {short(version.run_id)}): table version {found.version} of {len(found.sources())} "
+              f"workbooks in {len(found.files)} files: {found.rows} rows{shown}, {len(found.schema)} columns")
+        print(f"manifest at {where.blob_path} (datastore {where.datastore})")
         print(data.to_string(index=False, na_rep="null"))
     return 0

@@ -84,6 +84,21 @@ def latest_by_prefix(conn: sqlite3.Connection, base: str) -> dict[str, dict[str,
     return {row["name"]: json.loads(row["tags"]) for row in rows if contract.named_like_a_sheet_of(row["name"], base)}
 
 
+def per_file_versions(conn: sqlite3.Connection, base: str) -> list[dict[str, Any]]:
+    """Every version of one file (not a table version) of the datasets a workbook named ``base`` feeds, oldest
+    first: name, path and tags, as AzureML's registry lists a dataset's versions."""
+    from sheetdrop_contract.table import TABLE_VERSION_TAG
+
+    rows = conn.execute("SELECT name, relative_path, tags FROM datasets WHERE substr(name, 1, ?) = ? "
+                        "ORDER BY created_at, version", (len(base), base)).fetchall()
+    found = []
+    for row in rows:
+        tags = json.loads(row["tags"])
+        if TABLE_VERSION_TAG not in tags and contract.fed_by(row["name"], tags, base):
+            found.append({"name": row["name"], "relative_path": row["relative_path"], "tags": tags})
+    return found
+
+
 def for_run(conn: sqlite3.Connection, run_id: str) -> list[DatasetVersion]:
     rows = conn.execute("SELECT * FROM datasets WHERE run_id = ? ORDER BY name", (run_id,)).fetchall()
     return [DatasetVersion.from_row(r) for r in rows]

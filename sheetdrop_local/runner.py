@@ -201,6 +201,11 @@ class LocalRunner:
             "outbox": str(outbox),
             # What AzureML's registry would answer the step about the versions it follows.
             "previousVersions": previous,
+            # Where a folder switched to table mode starts from (sheetdrop_step.tables).
+            "perFileVersions": {name: registry.per_file_versions(self.conn, name)
+                                for name in sorted({v.dataset_name for v in versions})},
+            # The containers that play the datastores, where table manifests are committed.
+            "containers": {self.settings.output_datastore: self.settings.local_output_container},
         }, indent=2), encoding="utf-8")
         encode = contract.encode_argument
         if run.kind == "batch":

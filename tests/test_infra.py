@@ -389,6 +389,7 @@ EXPECTED_ROLES = {
     ("functionPrincipalId", METRICS_PUBLISHER, "applicationInsights"),
     ("computePrincipalId", BLOB_READER, "storage"),
     ("computePrincipalId", DATA_SCIENTIST, "workspace"),
+    ("computePrincipalId", BLOB_CONTRIBUTOR, "workspaceStorage"),
     ("deployerPrincipalId", DATA_SCIENTIST, "workspace"),
     ("deployerPrincipalId", BLOB_CONTRIBUTOR, "inputContainer"),
     ("deployerPrincipalId", BLOB_CONTRIBUTOR, "claimsContainer"),

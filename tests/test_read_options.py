@@ -35,9 +35,9 @@ def test_a_full_file_parses() -> None:
     ("{", "sales/sheetdrop.json: not valid JSON (Expecting property name enclosed in double quotes: line 1 column 2 "
           "(char 1))"),
     ("[]", "sales/sheetdrop.json: must be a JSON object with any of the keys sheets, range, header_rows, footer, "
-           "types, mixed_columns, schema_changes, dataset"),
+           "types, mixed_columns, schema_changes, dataset, versions"),
     ('{"colour": 1}', "sales/sheetdrop.json: colour: unknown key (the keys are sheets, range, header_rows, footer, "
-                      "types, mixed_columns, schema_changes, dataset)"),
+                      "types, mixed_columns, schema_changes, dataset, versions)"),
     ('{"range": "3B:H"}', "sales/sheetdrop.json: range: '3B:H' is not a cell range like B3, B3:H200, B3:H or A:H"),
     ('{"range": "H3:B9"}', "sales/sheetdrop.json: range: 'H3:B9' is its end comes before its start"),
     ('{"header_rows": "two"}', "sales/sheetdrop.json: header_rows: a whole number from 0 (no header) to 10 "
@@ -47,6 +47,7 @@ def test_a_full_file_parses() -> None:
     ('{"mixed_columns": "textual"}', "sales/sheetdrop.json: mixed_columns: 'textual' is not one of text, rescue"),
     ('{"schema_changes": "strict"}', "sales/sheetdrop.json: schema_changes: 'strict' is not one of evolve, fail, "
                                      "rescue"),
+    ('{"versions": "tables"}', "sales/sheetdrop.json: versions: 'tables' is not one of file, table"),
     ('{"footer": {"drop_rows": -1}}', "sales/sheetdrop.json: footer.drop_rows: a whole number of rows to drop at "
                                       "the end, 0 or more"),
     ('{"sheets": {"include": "Sales"}}', "sales/sheetdrop.json: sheets.include: a list of sheet names or patterns "

@@ -228,6 +228,9 @@ class Registration:
     relative_path: str
     description: str
     tags: dict[str, str]
+    #: A table version (sheetdrop_contract.table): its parquet files on ``datastore``, and ``relative_path`` is its
+    #: manifest; empty for a version of one file (``relative_path`` is that file).
+    files: tuple[str, ...] = ()
 
 
 # -- step settings -------------------------------------------------------------------------------------

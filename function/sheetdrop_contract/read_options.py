@@ -29,7 +29,12 @@ SchemaRule = Literal["evolve", "fail", "rescue"]
 
 MIXED_RULES: tuple[MixedRule, ...] = get_args(MixedRule)
 SCHEMA_RULES: tuple[SchemaRule, ...] = get_args(SchemaRule)
-KEYS = ("sheets", "range", "header_rows", "footer", "types", "mixed_columns", "schema_changes", "dataset")
+#: What a dataset version is: one workbook's sheet (``file``, the default), or the whole folder so far
+#: (``table``: sheetdrop_contract.table).
+VersionsRule = Literal["file", "table"]
+VERSIONS_RULES: tuple[VersionsRule, ...] = get_args(VersionsRule)
+KEYS = ("sheets", "range", "header_rows", "footer", "types", "mixed_columns", "schema_changes", "dataset",
+        "versions")
 #: ``B3``, ``B3:H200``, ``B3:H`` (to the last row), ``A:H`` (whole columns).
 RANGE = re.compile(r"^(?P<c1>[A-Z]{1,3})(?P<r1>[1-9][0-9]*)?(?::(?P<c2>[A-Z]{1,3})(?P<r2>[1-9][0-9]*)?)?$")
 
@@ -69,6 +74,12 @@ class ReadOptions:
     mixed_columns: MixedRule = "text"
     schema_changes: SchemaRule = "evolve"
     dataset: str | None = None
+    versions: VersionsRule = "file"
+
+    @property
+    def table(self) -> bool:
+        """Whether each new version of the folder's datasets is the whole folder so far."""
+        return self.versions == "table"
 
     def excludes(self, sheet: str) -> str | None:
         """Why these options leave a sheet out (None: they keep it). Patterns as in file names, any
@@ -191,7 +202,8 @@ def check(text: str, file: str) -> tuple[ReadOptions | None, list[str]]:
         if kind not in OPTIONS:
             bad(f"types.{column}", f"{kind!r} is not one of {', '.join(OPTIONS)}")
     values["types"] = dict(types)
-    for key, allowed in (("mixed_columns", MIXED_RULES), ("schema_changes", SCHEMA_RULES)):
+    for key, allowed in (("mixed_columns", MIXED_RULES), ("schema_changes", SCHEMA_RULES),
+                         ("versions", VERSIONS_RULES)):
         if key in data:
             if data[key] not in allowed:
                 bad(key, f"{data[key]!r} is not one of {', '.join(allowed)}")

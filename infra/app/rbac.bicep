@@ -152,6 +152,19 @@ resource computeDataScientist 'Microsoft.Authorization/roleAssignments@2022-04-0
   }
 }
 
+// Cluster identity: Storage Blob Data Contributor on the workspace storage, where a table-mode folder's step writes
+// each table version's manifest create-only as the cluster (docs/azureml.md, "A folder as one table"); a step's
+// parquet goes through its output mount, which needs no role of the cluster's.
+resource computeOutputContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(workspaceStorage.id, computePrincipalId, 'ba92f5b4-2d11-453d-a403-e96b0029c9fe')
+  scope: workspaceStorage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', 'ba92f5b4-2d11-453d-a403-e96b0029c9fe')
+    principalId: computePrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
 // The person (or CI principal) running azd: Storage Blob Data Contributor on the input container, so
 // that `az storage blob upload --auth-mode login` into it works with shared keys off: management roles
 // such as Owner grant no data access ("Even though you are the account owner, you need explicit

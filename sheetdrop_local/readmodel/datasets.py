@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from sheetdrop.storage import storage_unreachable
 from sheetdrop_local import registry
-from sheetdrop_local.readmodel import parquetview
+from sheetdrop_local.readmodel import parquetview, tables
 from sheetdrop_local.readmodel.locations import Location, location
 from sheetdrop_local.registry import DatasetVersion
 from sheetdrop_local.settings import LocalSettings
@@ -84,6 +84,8 @@ class Content:
     #: The schema change from the previous version; None without one, or when its parquet is gone.
     changes: list[parquetview.Change] | None = None
     note: str | None = None
+    #: A table version: its manifest (files, the workbooks each holds).
+    manifest: tables.Manifest | None = None
 
 
 def content(settings: LocalSettings, service: BlobServiceClient, version: DatasetVersion,
@@ -94,6 +96,8 @@ def content(settings: LocalSettings, service: BlobServiceClient, version: Datase
 
     where = location(settings, version, service)
     info = preview = changes = None
+    if tables.is_table(version):
+        return _table_content(service, version, where, rows)
     try:
         parquet, size = parquetview.open_parquet(service.get_blob_client(where.container, where.path))
         info = parquetview.table_info(parquet, size)
@@ -114,3 +118,24 @@ def content(settings: LocalSettings, service: BlobServiceClient, version: Datase
         return Content(where, info, preview, changes,
                        note="storage is unreachable: the schema and preview need Azurite (is the dev host running?)")
     return Content(where, info, preview, changes)
+
+
+def _table_content(service: BlobServiceClient, version: DatasetVersion, where: Location, rows: int) -> Content:
+    """A table version as one table: the schema its manifest holds (the union of its files'), its row count, and
+    the first rows read from its first files; the change from the previous version is its tag."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    try:
+        read = tables.read(service.get_container_client(where.container), version, rows)
+    except ResourceNotFoundError:
+        return Content(where, note=f"a file of the table version {where.blob_path} is not in storage")
+    except Exception as exc:
+        if not storage_unreachable(exc):
+            raise
+        return Content(where, note="storage is unreachable: the schema and preview need Azurite (is the dev host "
+                                   "running?)")
+    found = read.manifest
+    columns = [parquetview.Column(name, kind, kind, None, None) for name, kind in found.schema.items()]
+    info = parquetview.TableInfo(rows=found.rows, columns=columns, size=0, metadata={})
+    preview = Preview(read.data.column_names, [list(r.values()) for r in read.data.to_pylist()])
+    return Content(where, info, preview, None, manifest=found)

@@ -37,33 +37,38 @@ def blob_endpoint(where: Location) -> str:
     return f"{url.scheme}://{url.netloc}"
 
 
-def pandas_snippet(settings: LocalSettings, where: Location) -> str:
+def _paths(scheme: str, where: Location, files: list[str] | None) -> str:
+    """The path literal to read: the version's one file, or a table version's files (one per line)."""
+    if files is None:
+        return _q(f"{scheme}://{where.container}/{where.path}")
+    return "[\n" + "".join(f"    {_q(f'{scheme}://{where.container}/{path}')},\n" for path in files) + "]"
+
+
+def pandas_snippet(settings: LocalSettings, where: Location, files: list[str] | None = None) -> str:
+    """``files``: a table version's parquet files (its manifest's), read as one table; else the version's file."""
     account, key = _account_and_key(settings)
     connection = (f"DefaultEndpointsProtocol={urlsplit(where.url).scheme};AccountName={account};AccountKey={key};"
                   f"BlobEndpoint={blob_endpoint(where)};")
-    return (
-        "import pandas as pd  # with adlfs installed (pip install pandas pyarrow adlfs)\n"
-        "\n"
-        "df = pd.read_parquet(\n"
-        f"    {_q(f'abfs://{where.container}/{where.path}')},\n"
-        f"    storage_options={{\"connection_string\": {_q(connection)}}},\n"
-        ")\n"
-    )
+    options = f"storage_options={{\"connection_string\": {_q(connection)}}}"
+    head = "import pandas as pd  # with adlfs installed (pip install pandas pyarrow adlfs)\n\n"
+    if files is not None:
+        # The files' columns may differ (the table's schema is their union): concat fills the gaps with nulls.
+        return (head + f"files = {_paths('abfs', where, files)}\n"
+                f"df = pd.concat([pd.read_parquet(f, {options}) for f in files], ignore_index=True)\n")
+    return head + f"df = pd.read_parquet(\n    {_paths('abfs', where, None)},\n    {options},\n)\n"
 
 
-def polars_snippet(settings: LocalSettings, where: Location) -> str:
+def polars_snippet(settings: LocalSettings, where: Location, files: list[str] | None = None) -> str:
+    """As :func:`pandas_snippet`, for polars."""
     account, key = _account_and_key(settings)
     options = {"account_name": account, "account_key": key, "endpoint": blob_endpoint(where)}
     if urlsplit(where.url).scheme == "http":
         options["allow_http"] = "true"
-    lines = "".join(f"        {_q(name)}: {_q(value)},\n" for name, value in options.items())
-    return (
-        "import polars as pl  # pip install polars\n"
-        "\n"
-        "df = pl.read_parquet(\n"
-        f"    {_q(f'az://{where.container}/{where.path}')},\n"
-        "    storage_options={\n"
-        f"{lines}"
-        "    },\n"
-        ")\n"
-    )
+    lines = "".join(f"    {_q(name)}: {_q(value)},\n" for name, value in options.items())
+    head = "import polars as pl  # pip install polars\n\n" + "storage_options = {\n" + lines + "}\n"
+    if files is not None:
+        # diagonal_relaxed: columns by name, a file without one null there, disagreeing types to their supertype.
+        return (head + f"files = {_paths('az', where, files)}\n"
+                "df = pl.concat([pl.read_parquet(f, storage_options=storage_options) for f in files],\n"
+                "               how=\"diagonal_relaxed\")\n")
+    return head + f"df = pl.read_parquet({_paths('az', where, None)}, storage_options=storage_options)\n"

@@ -43,6 +43,7 @@ from sheetdrop_step.converter import (
     staging_folder,
 )
 from sheetdrop_step.registration import previous_types, register_sheets
+from sheetdrop_step.tables import TableRun
 
 #: Workbooks fetched ahead of the readers, per reader (the fetch is I/O; the readers should never wait for it).
 PREFETCH_PER_READER = 2
@@ -108,6 +109,9 @@ class _Batch:
         #: the step is killed (set by run).
         self.folder = Path()
         self.next = 0  # the index in items of the next version to register
+        #: The versions of table-mode folders add to their tables, committed once at the batch's end: one table
+        #: version per batch (per mini-batch in a v2 parallel step, which holds one dataset's versions), not per file.
+        self.table = TableRun(context, where.datastore, where.input_account, where.outdir, where.relative_dir)
 
     def run(self) -> list[VersionOutcome]:
         with staging_folder() as self.folder:
@@ -125,6 +129,8 @@ class _Batch:
                     Path(book.src).unlink(missing_ok=True)
                     self._register_ready()
             self._register_ready()
+            for reference in self.table.commit():
+                print(f"dataset: {reference}", flush=True)
         return [self.outcomes[position] for position, _ in self.items]
 
     # -- reading, in manifest order, a few ahead of the readers -------------------------------------
@@ -201,7 +207,7 @@ class _Batch:
                 self.context, result, source=version.source(), dataset_name=version.dataset_name,
                 options=self.options[position], outdir=self.where.outdir / str(position),
                 relative_dir=version_folder(self.where.relative_dir, position), datastore=self.where.datastore,
-                metric=metrics.__setitem__)
+                metric=metrics.__setitem__, table=self.table if self.options[position].table else None)
         except schema_changes.SchemaChanged as exc:
             self._end(position, version, "rejected", code="schema", reason=str(exc))
         except Exception as exc:  # the registry refused: this version's failure, not the batch's

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from sheetdrop_contract import batch as batch_contract
 from sheetdrop_contract import read_options
+from sheetdrop_contract import table as table_contract
 from sheetdrop_contract.contract import (
     ARGUMENTS,
     EXIT_STORAGE_UNREACHABLE,
@@ -40,6 +41,7 @@ from sheetdrop_step.converter import (
     staging_folder,
 )
 from sheetdrop_step.registration import previous_types, register_sheets
+from sheetdrop_step.tables import TableRun
 
 
 def run(args: argparse.Namespace, blob: dict[str, str], options: read_options.ReadOptions) -> int:
@@ -81,9 +83,14 @@ def run(args: argparse.Namespace, blob: dict[str, str], options: read_options.Re
             return 0
         sheets = convert_workbook(workbook, outdir, source=source_name, options=options, previous=previous,
                                   **limits)
+    # Table mode: the sheets become files of the folder's tables, registered once everything is converted.
+    table = TableRun(context, args.output_datastore, args.input_account, outdir, relative_dir) \
+        if options.table else None
     registered = register_sheets(context, sheets, source=blob, dataset_name=args.dataset_name, options=options,
                                  outdir=outdir, relative_dir=relative_dir, datastore=args.output_datastore,
-                                 metric=context.log_metric)
+                                 metric=context.log_metric, table=table)
+    if table:
+        registered = table.commit()
     seconds = round(time.monotonic() - started, 3)
     context.log_metric("seconds", seconds)
     context.complete()
@@ -156,5 +163,8 @@ def _failing(step: Callable[[], int]) -> int:
         return 3
     except schema_changes.SchemaChanged as exc:
         print(f"error: schema: {exc}", file=sys.stderr)
+        return 2
+    except table_contract.TableTooLarge as exc:
+        print(f"error: table-too-large: {exc}", file=sys.stderr)
         return 2
 

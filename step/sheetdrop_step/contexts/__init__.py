@@ -7,7 +7,8 @@ run by hand, the step only prints (:mod:`standalone`). Adding a place is its mod
 Each context gives the credential the step reads its input with, tells the step where its output lives on its
 datastore when the invocation did not (v1: from the run, never from the mount path, which depends on the
 runtime: docs/azureml.md, "Where the step writes"), registers the dataset versions, records a run that
-ended superseded, and, in a batch run, each version's outcome.
+ended superseded, and, in a batch run, each version's outcome; for table-mode folders it opens the output
+datastore's container, where table manifests are committed.
 """
 
 from __future__ import annotations
@@ -56,6 +57,17 @@ class StepContext(Protocol):
 
     def previous_names(self, base: str) -> list[str]:
         """Datasets whose latest version came from a workbook named ``base``."""
+        ...
+
+    def per_file_versions(self, base: str) -> list[dict[str, Any]]:
+        """Every per-file version of the datasets a workbook named ``base`` feeds, oldest first, each its
+        ``name``, ``relative_path`` (on the output datastore) and ``tags``: where a folder switched to table mode
+        starts its tables from (sheetdrop_step.tables)."""
+        ...
+
+    def output_container(self, datastore: str) -> Any:
+        """The storage container (azure-storage-blob ``ContainerClient``) behind ``datastore``: where table
+        manifests are committed and switched folders' per-file outputs are read."""
         ...
 
     def log_metric(self, name: str, value: float | int | str) -> None: ...

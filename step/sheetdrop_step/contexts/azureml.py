@@ -112,13 +112,30 @@ class AzureMLContext:
             self._datastores[name] = Datastore.get(self.workspace, name)
         return self._datastores[name]
 
+    def per_file_versions(self, base: str) -> list[dict[str, Any]]:
+        # azureml-core names no earlier version's path without reading its definition back: a v1 folder switched
+        # to table mode starts its tables from the workbooks converted from then on (docs/azureml.md).
+        return []
+
+    def output_container(self, datastore: str) -> Any:
+        from azure.storage.blob import ContainerClient
+
+        # The datastore's account and container, read as the cluster's identity (docs/azureml.md, "A folder as one
+        # table": Storage Blob Data Contributor on the workspace storage).
+        found = self._datastore(datastore)
+        return ContainerClient(f"{found.protocol}://{found.account_name}.blob.{found.endpoint}", found.container_name,
+                               credential=source.compute_identity())
+
     def register(self, registration: Registration) -> str:
         from azureml.core import Dataset
 
         datastore = self._datastore(registration.datastore)
+        # A table version: its files, each as a (datastore, path) (one `paths` entry each in the definition).
+        paths = [(datastore, path) for path in registration.files] if registration.files else \
+            (datastore, registration.relative_path)
         # validate=False: validating reads the datastore path, which a mounted output reaches only as
         # its files close, an uploaded one only when the step ends (docs/azureml.md, "Registering").
-        dataset = Dataset.Tabular.from_parquet_files(path=(datastore, registration.relative_path), validate=False)
+        dataset = Dataset.Tabular.from_parquet_files(path=paths, validate=False)
         registered = dataset.register(
             workspace=self.workspace,
             name=registration.name,

@@ -15,6 +15,8 @@ v1 step registers, so both backends' versions load the same way.
 from __future__ import annotations
 
 import os
+import posixpath
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,6 +30,7 @@ from sheetdrop_contract.contract import (
     fed_by,
     named_like_a_sheet_of,
 )
+from sheetdrop_contract.table import TABLE_VERSION_TAG
 from sheetdrop_step import source
 
 #: MLflow's limits: tag values are cut rather than failing a run over a long column-type map.
@@ -115,14 +118,37 @@ class AzureMLV2Context:
         else:
             self.mlflow.set_tag(self.step_run_id, metric_key(name), str(value)[:MAX_TAG_VALUE])
 
+    def per_file_versions(self, base: str) -> list[dict[str, Any]]:
+        found = []
+        for name in self.previous_names(base):
+            for data in self.ml_client.data.list(name=name):
+                tags = dict(data.tags or {})
+                match = re.fullmatch(r"azureml://datastores/[^/]+/paths/(.+)", str(data.path))
+                if TABLE_VERSION_TAG not in tags and match:
+                    found.append({"name": name, "relative_path": match[1], "tags": tags,
+                                  "version": int(data.version)})
+        return sorted(found, key=lambda item: (item["name"], item["version"]))
+
+    def output_container(self, datastore: str) -> Any:
+        from azure.storage.blob import ContainerClient
+
+        # The datastore's account and container, written as the compute's identity (docs/azureml-v2.md, "A folder
+        # as one table": Storage Blob Data Contributor on the workspace storage).
+        found = self.ml_client.datastores.get(datastore)
+        return ContainerClient(f"{found.protocol}://{found.account_name}.blob.{found.endpoint}", found.container_name,
+                               credential=self.credential)
+
     def register(self, registration: Registration) -> str:
         from azure.ai.ml.constants import AssetTypes
         from azure.ai.ml.entities import Data
 
         # No version: azure-ai-ml takes the next one (Data._auto_increment_version), as v1's
-        # create_new_version did.
-        data = Data(name=registration.name, type=AssetTypes.URI_FILE, description=registration.description,
-                    path=datastore_uri(registration.datastore, registration.relative_path),
+        # create_new_version did. A table version is an mltable asset over its version's folder, whose MLTable file
+        # lists the files (written beside the manifest: sheetdrop_step.tables.ManifestStore.create).
+        table = bool(registration.files)
+        path = posixpath.dirname(registration.relative_path) + "/" if table else registration.relative_path
+        data = Data(name=registration.name, type=AssetTypes.MLTABLE if table else AssetTypes.URI_FILE,
+                    description=registration.description, path=datastore_uri(registration.datastore, path),
                     tags=registration.tags)
         registered = self.ml_client.data.create_or_update(data)
         reference = f"{registered.name}:{registered.version}"

@@ -53,6 +53,9 @@ class LocalContext:
         self._data_references = spec.get("runDefinition", {}).get("dataReferences")
         self._outbox = Path(spec["outbox"])
         self._previous: dict[str, dict[str, str]] = spec.get("previousVersions", {})
+        self._per_file: dict[str, list[dict[str, Any]]] = spec.get("perFileVersions", {})
+        #: datastore → the Azurite container that plays it (the runner's settings).
+        self._containers: dict[str, str] = spec.get("containers", {})
 
     def start(self, source: dict[str, str]) -> None:
         pass  # the local run store is searched by its own columns
@@ -75,6 +78,17 @@ class LocalContext:
 
     def previous_names(self, base: str) -> list[str]:
         return [name for name, tags in self._previous.items() if fed_by(name, tags, base)]
+
+    def per_file_versions(self, base: str) -> list[dict[str, Any]]:
+        return self._per_file.get(base, [])
+
+    def output_container(self, datastore: str) -> Any:
+        from azure.storage.blob import ContainerClient
+
+        if not self.storage:
+            raise RuntimeError("the local runner gave no storage connection (SHEETDROP_LOCAL_STORAGE)")
+        return ContainerClient.from_connection_string(self.storage, self._containers[datastore],
+                                                      retry_total=self.storage_retries)
 
     def log_metric(self, name: str, value: float | int | str) -> None:
         self._metrics[name] = value

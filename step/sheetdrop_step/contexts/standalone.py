@@ -46,6 +46,14 @@ class StandaloneContext:
     def previous_names(self, base: str) -> list[str]:
         return []
 
+    def per_file_versions(self, base: str) -> list[dict[str, Any]]:
+        return []
+
+    def output_container(self, datastore: str) -> Any:
+        # A table version is a manifest on the output datastore, merged with the ones before it.
+        raise RuntimeError("a table-mode folder (\"versions\": \"table\") needs the output datastore its tables "
+                           "live on: run the step under the local runner or AzureML")
+
     def log_metric(self, name: str, value: float | int | str) -> None:
         print(f"metric {name}={value}")
 

@@ -1,0 +1,228 @@
+"""Table mode in the step: what a run (or a batch) brings to its folders' tables, committed as one new version per
+table at the run's end (``sheetdrop_contract.table`` says what a version is).
+
+Per converted blob version: each sheet's parquet gets the source columns and becomes a file of the table
+``<base>_<sheet>``; the blob is *replaced* in every table of its folder, so a sheet it no longer has leaves that
+table too. At the end, per table: the latest manifest on the output datastore, less the blobs that are gone from the
+input container (listed here: deletions are observed at commit), less the replaced ones, plus the new files; written
+create-only as version N + 1 (on a conflict, another run took N + 1: read it and merge again); then registered.
+A table that has no manifest yet but per-file versions (a folder switched to table mode) starts from each blob's
+latest per-file output, copied with the source columns added (parquet files are never modified in place).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+from sheetdrop_contract import table
+from sheetdrop_contract.contract import BASE_TAG, Registration, slug
+from sheetdrop_contract.table import Manifest, TableFile
+from sheetdrop_step.schema_changes import CHANGE_TAG, SCHEMA_TAG, compare
+
+if TYPE_CHECKING:
+    from azure.storage.blob import ContainerClient
+
+    from sheetdrop_step.contexts import StepContext
+
+#: Conflicting commits tried again before the run fails (each one means another run committed meanwhile).
+MAX_COMMIT_TRIES = 20
+#: Where a switched folder's earlier per-file outputs are copied to, with the source columns, in the run's output.
+SEED_FOLDER = "_table_seed"
+
+
+def with_source_columns(types: dict[str, str]) -> dict[str, str]:
+    return {**types, **{column: "string" for column in table.SOURCE_COLUMNS}}
+
+
+def without_source_columns(types: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in types.items() if k not in table.SOURCE_COLUMNS}
+
+
+def add_source_columns(src: Path, blob: str, etag: str, target: Path | None = None) -> int:
+    """Rewrite a parquet file with :data:`table.SOURCE_COLUMNS` appended (the converter's metadata kept); its rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data = pq.read_table(src)
+    for column, value in zip(table.SOURCE_COLUMNS, (blob, etag), strict=True):
+        if column in data.column_names:  # a switched folder's copy made before: keep one of each
+            data = data.drop_columns([column])
+        data = data.append_column(pa.field(column, pa.string()), pa.array([value] * data.num_rows, pa.string()))
+    target = target or src
+    tmp = target.with_suffix(".tmp")
+    pq.write_table(data, tmp)
+    os.replace(tmp, target)
+    return data.num_rows
+
+
+class ManifestStore:
+    """Table manifests on the output datastore's container."""
+
+    def __init__(self, container: ContainerClient) -> None:
+        self.container = container
+
+    def latest(self, dataset: str) -> Manifest | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            names = list(self.container.list_blob_names(name_starts_with=table.versions_prefix(dataset)))
+        except ResourceNotFoundError:  # no container yet (locally, before the first output is uploaded)
+            return None
+        numbers = [n for n in (table.version_of(name, dataset) for name in names) if n is not None]
+        return self.read(dataset, max(numbers)) if numbers else None
+
+    def read(self, dataset: str, version: int) -> Manifest:
+        blob = self.container.get_blob_client(table.manifest_path(dataset, version))
+        return Manifest.from_text(blob.download_blob().readall().decode("utf-8"))
+
+    def create(self, manifest: Manifest) -> bool:
+        """Write the manifest unless its version exists (If-None-Match: *); False when another run took it."""
+        from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+
+        path = table.manifest_path(manifest.dataset, manifest.version)
+        try:
+            try:
+                self.container.upload_blob(path, manifest.to_text(), overwrite=False)
+            except ResourceNotFoundError:  # a datastore's container exists; Azurite's may not before the first upload
+                with contextlib.suppress(ResourceExistsError):
+                    self.container.create_container()
+                self.container.upload_blob(path, manifest.to_text(), overwrite=False)
+        except ResourceExistsError:
+            return False
+        # v2 registers the version as an mltable asset over this folder (contexts/azureml_v2.py).
+        self.container.upload_blob(f"{table.version_folder(manifest.dataset, manifest.version)}/{table.MLTABLE_FILE}",
+                                   table.mltable_text(manifest.datastore, manifest.paths()), overwrite=True)
+        return True
+
+
+@dataclass
+class _Pending:
+    base: str
+    sheet: str
+    tags: dict[str, str]
+    files: list[TableFile] = field(default_factory=list)
+
+
+@dataclass
+class TableRun:
+    """What one run brings to its folders' tables; :meth:`commit` at its end."""
+
+    context: StepContext
+    datastore: str
+    input_account: str
+    outdir: Path
+    relative_dir: str
+    pending: dict[str, _Pending] = field(default_factory=dict)
+    #: base → (input container, blobs converted by this run)
+    replaced: dict[str, tuple[str, set[str]]] = field(default_factory=dict)
+
+    def converted(self, base: str, source: dict[str, str]) -> None:
+        """A blob version converted: its rows replace its earlier ones in every table of ``base``."""
+        self.replaced.setdefault(base, (source["source_container"], set()))[1].add(source["source_blob"])
+
+    def add(self, name: str, base: str, sheet: str, path: Path, source: dict[str, str], types: dict[str, str],
+            tags: dict[str, str]) -> None:
+        rows = add_source_columns(path, source["source_blob"], source["source_etag"])
+        relative = f"{self.relative_dir}/{path.relative_to(self.outdir).as_posix()}"
+        pending = self.pending.setdefault(name, _Pending(base, sheet, tags))
+        pending.tags = tags  # the latest source's, as a per-file version's
+        pending.files.append(TableFile(relative, ((source["source_blob"], source["source_etag"]),), rows,
+                                       with_source_columns(types)))
+
+    def commit(self) -> list[str]:
+        """One new version per table that changed; the references registered."""
+        if not self.replaced:
+            return []
+        store = ManifestStore(self.context.output_container(self.datastore))
+        registered = []
+        for base, (container, blobs) in self.replaced.items():
+            names = sorted({n for n, p in self.pending.items() if p.base == base} |
+                           {n for n in self.context.previous_names(base) if self._is_table(n)})
+            latest = {name: store.latest(name) for name in names}
+            held = {blob for m in latest.values() if m for blob in m.sources()}
+            gone = self._gone(container, held - blobs)
+            for name in names:
+                reference = self._commit_one(store, name, base, latest[name], blobs, gone)
+                if reference:
+                    registered.append(reference)
+        return registered
+
+    def _is_table(self, name: str) -> bool:
+        return table.TABLE_VERSION_TAG in (self.context.previous_tags(name) or {})
+
+    def _gone(self, container: str, blobs: set[str]) -> set[str]:
+        """Which of ``blobs`` no longer exist: one listing per folder they are in (5,000 names a page)."""
+        if not blobs:
+            return set()
+        from azure.storage.blob import ContainerClient
+
+        client = ContainerClient(self.input_account, container, credential=self.context.storage_credential())
+        folders = {str(PurePosixPath(b).parent) + "/" if "/" in b else "" for b in blobs}
+        present: set[str] = set()
+        for folder in sorted(folders):
+            present |= set(client.list_blob_names(name_starts_with=folder or None))
+        return blobs - present
+
+    def _commit_one(self, store: ManifestStore, name: str, base: str, latest: Manifest | None, blobs: set[str],
+                    gone: set[str]) -> str | None:
+        pending = self.pending.get(name)
+        added = pending.files if pending else []
+        if latest is None:
+            added = [*self._seed(name, base, blobs | gone), *added]
+        for _ in range(MAX_COMMIT_TRIES):
+            manifest = table.merge(latest, dataset=name, datastore=self.datastore, added=added, replaced=blobs,
+                                   gone=gone, run_id=self.context.run_id)
+            if manifest is None:
+                return None
+            if store.create(manifest):
+                return self._register(name, base, manifest, latest, pending)
+            latest = store.latest(name)  # another run committed first: merge onto it
+        raise RuntimeError(f"{name}: {MAX_COMMIT_TRIES} table commits in a row lost to other runs")
+
+    def _seed(self, name: str, base: str, skip: set[str]) -> list[TableFile]:
+        """A switched folder's table starts from each blob's latest per-file output of this sheet."""
+        store = self.context.output_container(self.datastore)
+        newest: dict[str, dict[str, Any]] = {}
+        for version in self.context.per_file_versions(base):
+            tags = version["tags"]
+            if table.table_name(base, slug(tags.get("sheet", ""), "sheet")) == name and \
+                    tags.get("source_blob") not in skip:
+                newest[tags["source_blob"]] = version  # oldest first: the last one is the latest
+        files = []
+        for index, (blob, version) in enumerate(sorted(newest.items())):
+            target = self.outdir / SEED_FOLDER / name / f"{index}.parquet"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(store.get_blob_client(version["relative_path"]).download_blob().readall())
+            rows = add_source_columns(target, blob, version["tags"]["source_etag"])
+            types = json.loads(version["tags"].get(SCHEMA_TAG, "{}"))
+            files.append(TableFile(f"{self.relative_dir}/{target.relative_to(self.outdir).as_posix()}",
+                                   ((blob, version["tags"]["source_etag"]),), rows, with_source_columns(types)))
+        if files:
+            print(f"table: {name} starts from {len(files)} workbooks' per-file versions (the folder switched to "
+                  "table mode)", flush=True)
+        return files
+
+    def _register(self, name: str, base: str, manifest: Manifest, latest: Manifest | None,
+                  pending: _Pending | None) -> str:
+        previous = without_source_columns(latest.schema) if latest else None
+        change = "first version" if previous is None else \
+            compare(previous, without_source_columns(manifest.schema)).describe()
+        sources = manifest.sources()
+        tags = {**(pending.tags if pending else self.context.previous_tags(name) or {}),
+                "run_id": self.context.run_id, BASE_TAG: base, "rows": str(manifest.rows),
+                "columns": str(len(manifest.schema)), SCHEMA_TAG: json.dumps(manifest.schema), CHANGE_TAG: change,
+                table.TABLE_VERSION_TAG: str(manifest.version), table.TABLE_FILES_TAG: str(len(manifest.files)),
+                table.TABLE_SOURCES_TAG: str(len(sources)),
+                "table_change": json.dumps(manifest.change, ensure_ascii=False)[:4000]}
+        described = "; ".join(f"{what} {', '.join(blobs)}" for what, blobs in manifest.change.items())
+        print(f"table: {name} version {manifest.version}: {len(manifest.files)} files, {len(sources)} workbooks, "
+              f"{manifest.rows} rows ({described})", flush=True)
+        return self.context.register(Registration(
+            name=name, datastore=self.datastore, relative_path=table.manifest_path(name, manifest.version),
+            description=f"Table of the folder's workbooks, sheet '{tags.get('sheet', '')}' "
+                        f"({len(sources)} workbooks)", tags=tags, files=tuple(manifest.paths())))
