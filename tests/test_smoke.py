@@ -35,6 +35,7 @@ from loganalytics_standin import TOKEN as LOGS_TOKEN
 from loganalytics_standin import WORKSPACE_ID, LogAnalytics
 from loopback import serve
 from sheetdrop_local.azurite import AZURITE_KEY
+from smoke_output import items
 from smoke_v1_workspace import ARM_TOKEN, OUTPUT_CONTAINER, V1Workspace
 from test_backfill_azure import TENANT, _jwt, https_azurite  # noqa: F401  (a fixture)
 
@@ -171,12 +172,6 @@ def deployment(https_azurite: tuple[str, Path], tmp_path: Path, step_snapshot: P
         finally:
             stop.set()
             function.join(30)
-
-
-def items(out: str) -> dict[str, str]:
-    """Each item line: key -> 'confirmed' or 'NOT confirmed' and its evidence."""
-    lines = out[out.index("what only a real workspace confirms:"):].splitlines()[1:]
-    return {line.split()[0]: line.split(None, 1)[1] for line in lines if line.startswith("  ")}
 
 
 V1_ITEMS = ["mount-layout", "output-path", "tags-kept", "job-identity", "per-run-overhead", "workbook-finds-run"]
