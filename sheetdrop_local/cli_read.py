@@ -298,8 +298,9 @@ def _show_table(args: argparse.Namespace, version: DatasetVersion, container: Co
     else:
         found = read.manifest
         shown = "" if len(data) == found.rows else f" (first {len(data)})"
-        print(f"{ref(version)} (run {short(version.run_id)}): table version {found.version} of {len(found.sources())} "
-              f"workbooks in {len(found.files)} files: {found.rows} rows{shown}, {len(found.schema)} columns")
+        print(f"{ref(version)} (run {short(version.run_id)}): table version {found.version} of {found.source_count} "
+              f"workbooks in {found.file_count} files ({len(found.segments)} segments): {found.rows} rows{shown}, "
+              f"{len(found.schema)} columns")
         print(f"manifest at {where.blob_path} (datastore {where.datastore})")
         print(data.to_string(index=False, na_rep="null"))
     return 0

@@ -25,7 +25,7 @@ def check_dropped(out: str, settings: LocalSettings) -> None:
 def check_show(out: str, settings: LocalSettings) -> None:
     lines = out.splitlines()
     assert lines[0].startswith("orders_orders:2 (run ") and lines[0].endswith(
-        "table version 2 of 2 workbooks in 2 files: 500 rows (first 3), 11 columns"), out
+        "table version 2 of 2 workbooks in 2 files (2 segments): 500 rows (first 3), 11 columns"), out
     assert lines[1].startswith("manifest at output-") and lines[1].endswith(
         "/tables/orders_orders/2/manifest.json (datastore workspaceblobstore)"), out
     assert "_source_blob" in lines[2] and "_source_etag" in lines[2] and "Discount" in lines[2], out

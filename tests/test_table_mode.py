@@ -74,7 +74,7 @@ def rows_of(settings: LocalSettings, version: DatasetVersion) -> list[dict[str, 
     """The version's rows as pyarrow reads its manifest's files, straight from the output container."""
     found = Manifest.from_text(output(settings).get_blob_client(version.relative_path).download_blob().readall())
     parts = [pq.read_table(io.BytesIO(output(settings).get_blob_client(f.path).download_blob().readall()))
-             for f in found.files]
+             for f in tables.files(output(settings), found)]
     return sorted(pa.concat_tables(parts, promote_options="permissive").to_pylist(),
                   key=lambda r: (r["_source_blob"], str(r.get("Region"))))
 
@@ -152,9 +152,10 @@ def test_fail_fails_a_workbook_whose_columns_differ_from_the_tables_and_leaves_t
     assert failed.error == ("schema: sales_orders: added Discount (float64) (the folder's options say "
                             "\"schema_changes\": \"fail\"; change them to \"evolve\" to accept the new columns)")
     [only] = versions(settings, "sales_orders")
-    assert only.tags["table_version"] == "1" and list(output(settings).list_blob_names(
-        name_starts_with="tables/sales_orders/")) == ["tables/sales_orders/1/MLTable",
-                                                     "tables/sales_orders/1/manifest.json"]
+    assert only.tags["table_version"] == "1"
+    assert [name for name in output(settings).list_blob_names(name_starts_with="tables/sales_orders/")
+            if not name.startswith("tables/sales_orders/segments/")] == [
+        "tables/sales_orders/1/MLTable", "tables/sales_orders/1/manifest.json"]
     # Same columns: accepted.
     assert drop_and_run(settings, "sales/c.xlsx", orders(("west", 3.5))).status == "completed"
     assert versions(settings, "sales_orders")[-1].tags["table_sources"] == "2"
@@ -183,7 +184,18 @@ def test_a_sheet_some_workbooks_have_is_its_own_table_and_leaves_with_its_workbo
     # a overwritten without Targets: its rows leave that table (a new version with no rows), Orders keeps them.
     drop_and_run(settings, "sales/a.xlsx", orders(("n", 9.5)))
     targets = versions(settings, "sales_targets")[-1]
-    assert (targets.tags["table_version"], targets.tags["rows"], targets.tags["table_files"]) == ("2", "0", "0")
+    assert (targets.tags["table_version"], targets.tags["rows"], targets.tags["table_sources"]) == ("2", "0", "0")
+    # An empty table is one parquet file of no rows with the table's columns: what a registration lists exists.
+    (empty,) = tables.files(output(settings), tables.manifest(output(settings), targets))
+    read = pq.read_table(io.BytesIO(output(settings).get_blob_client(empty.path).download_blob().readall()))
+    assert (read.num_rows, read.schema.names, str(read.schema.field("Target").type)) == (
+        0, ["Region", "Target", "_source_blob", "_source_etag"], "int64")
+    assert tables.read(output(settings), targets).data.num_rows == 0
+    # Rows come back with a workbook that has the sheet; the empty file goes.
+    drop_and_run(settings, "sales/c.xlsx", workbook({"Targets": [["Region", "Target"], ["s", 7]]}))
+    targets = versions(settings, "sales_targets")[-1]
+    assert [r["Target"] for r in rows_of(settings, targets)] == [7]
+    assert len(tables.files(output(settings), tables.manifest(output(settings), targets))) == 1
     assert [r["Amount"] for r in rows_of(settings, versions(settings, "sales_orders")[-1])] == [9.5, 2.5]
 
 
@@ -239,9 +251,10 @@ def test_the_studio_snippets_load_a_table_version_as_one_table(settings: LocalSe
     (latest,) = [v for v in versions(settings, "sales_orders") if v.version == 2]
     service = locations.quick_service(settings)
     where = locations.location(settings, latest, service)
-    files = [item.path for item in tables.manifest(output(settings), latest).files]
+    patterns = tables.manifest(output(settings), latest).patterns()
     expected = sorted((r["Region"], float(r["Amount"])) for r in rows_of(settings, latest))
-    for snippet in (snippets.pandas_snippet(settings, where, files), snippets.polars_snippet(settings, where, files)):
+    for snippet in (snippets.pandas_snippet(settings, where, patterns),
+                    snippets.polars_snippet(settings, where, patterns)):
         scope: dict[str, object] = {}
         exec(compile(snippet, "snippet", "exec"), scope)
         frame = scope["df"]

@@ -84,8 +84,13 @@ class Content:
     #: The schema change from the previous version; None without one, or when its parquet is gone.
     changes: list[parquetview.Change] | None = None
     note: str | None = None
-    #: A table version: its manifest (files, the workbooks each holds).
+    #: A table version: its manifest (segments), and the first of its files with the workbooks each holds.
     manifest: tables.Manifest | None = None
+    table_files: list[tables.TableFile] | None = None
+
+
+#: A table version's files a page lists (a table of 100,000 workbooks has as many).
+FILES_SHOWN = 200
 
 
 def content(settings: LocalSettings, service: BlobServiceClient, version: DatasetVersion,
@@ -138,4 +143,4 @@ def _table_content(service: BlobServiceClient, version: DatasetVersion, where: L
     columns = [parquetview.Column(name, kind, kind, None, None) for name, kind in found.schema.items()]
     info = parquetview.TableInfo(rows=found.rows, columns=columns, size=0, metadata={})
     preview = Preview(read.data.column_names, [list(r.values()) for r in read.data.to_pylist()])
-    return Content(where, info, preview, None, manifest=found)
+    return Content(where, info, preview, None, manifest=found, table_files=read.files[:FILES_SHOWN])

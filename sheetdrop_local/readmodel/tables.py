@@ -5,13 +5,14 @@ read as text), and the first rows without reading every file."""
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sheetdrop_contract import table
-from sheetdrop_contract.table import Manifest
+from sheetdrop_contract.table import Manifest, TableFile
 
-__all__ = ["Manifest", "TableRead", "is_table", "manifest", "read"]
+__all__ = ["Manifest", "TableFile", "TableRead", "files", "is_table", "manifest", "read"]
 from sheetdrop_local.registry import DatasetVersion
 
 if TYPE_CHECKING:
@@ -27,9 +28,19 @@ def manifest(container: ContainerClient, version: DatasetVersion) -> Manifest:
     return Manifest.from_text(container.get_blob_client(version.relative_path).download_blob().readall().decode())
 
 
+def files(container: ContainerClient, found: Manifest) -> list[TableFile]:
+    """The version's parquet files, segment by segment (each segment's description read)."""
+    return [item for segment in table.segments_of(found, _reader(container)) for item in segment.files]
+
+
+def _reader(container: ContainerClient) -> Callable[[str], bytes]:
+    return lambda path: container.get_blob_client(path).download_blob().readall()
+
+
 @dataclass(frozen=True)
 class TableRead:
     manifest: Manifest
+    files: list[TableFile]
     #: The rows read (all of them, or the first ``rows`` asked for), under the table's schema.
     data: pa.Table
 
@@ -55,9 +66,10 @@ def read(container: ContainerClient, version: DatasetVersion, rows: int = 0) -> 
     import pyarrow.parquet as pq
 
     found = manifest(container, version)
+    listed = files(container, found)
     tables = []
     have = 0
-    for item in found.files:
+    for item in listed:
         if rows > 0 and have >= rows:
             break
         data = pq.read_table(io.BytesIO(container.get_blob_client(item.path).download_blob().readall()))
@@ -70,7 +82,7 @@ def read(container: ContainerClient, version: DatasetVersion, rows: int = 0) -> 
             schema = schema.append(pa.field(name, pa.string()))
     unified = [_conform(t, schema) for t in tables]
     data = pa.concat_tables(unified) if unified else schema.empty_table()
-    return TableRead(found, data.slice(0, rows) if rows > 0 else data)
+    return TableRead(found, listed, data.slice(0, rows) if rows > 0 else data)
 
 
 def _conform(data: pa.Table, schema: pa.Schema) -> pa.Table:

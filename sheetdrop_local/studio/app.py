@@ -116,11 +116,11 @@ def create_app(settings: LocalSettings) -> Guard:
             except DatasetNotFound as exc:
                 raise HTTPException(404, str(exc)) from exc
         content = datasets.content(settings, service, found.version, found.previous, PREVIEW_ROWS)
-        files = [item.path for item in content.manifest.files] if content.manifest else None
+        patterns = content.manifest.patterns() if content.manifest else None
         return page(request, "dataset.html", name=found.name, history=found.versions, version=found.version,
                     previous=found.previous, **vars(content), tagged=datasets.tagged_schema(found.version),
-                    pandas=snippets.pandas_snippet(settings, content.where, files),
-                    polars=snippets.polars_snippet(settings, content.where, files))
+                    pandas=snippets.pandas_snippet(settings, content.where, patterns),
+                    polars=snippets.polars_snippet(settings, content.where, patterns))
 
     async def not_found(request: Request, exc: Exception) -> Response:
         code = exc.status_code if isinstance(exc, HTTPException) else 500

@@ -37,38 +37,52 @@ def blob_endpoint(where: Location) -> str:
     return f"{url.scheme}://{url.netloc}"
 
 
-def _paths(scheme: str, where: Location, files: list[str] | None) -> str:
-    """The path literal to read: the version's one file, or a table version's files (one per line)."""
-    if files is None:
-        return _q(f"{scheme}://{where.container}/{where.path}")
-    return "[\n" + "".join(f"    {_q(f'{scheme}://{where.container}/{path}')},\n" for path in files) + "]"
+def _path(scheme: str, where: Location) -> str:
+    return _q(f"{scheme}://{where.container}/{where.path}")
 
 
-def pandas_snippet(settings: LocalSettings, where: Location, files: list[str] | None = None) -> str:
-    """``files``: a table version's parquet files (its manifest's), read as one table; else the version's file."""
+def _listing(where: Location, patterns: list[str], connection: str) -> str:
+    """Code that lists a table version's files: each of its segments' glob, expanded by adlfs (the version is
+    immutable, so the globs match the same files for as long as it is read)."""
+    globs = "".join(f"    {_q(f'{where.container}/{pattern}')},\n" for pattern in patterns)
+    return (f"import fsspec  # adlfs: pip install adlfs\n\n"
+            f"fs = fsspec.filesystem(\"abfs\", connection_string={_q(connection)})\n"
+            f"segments = [\n{globs}]\n"
+            "files = [f\"abfs://{path}\" for pattern in segments for path in sorted(fs.glob(pattern))]\n")
+
+
+def _connection(settings: LocalSettings, where: Location) -> str:
     account, key = _account_and_key(settings)
-    connection = (f"DefaultEndpointsProtocol={urlsplit(where.url).scheme};AccountName={account};AccountKey={key};"
-                  f"BlobEndpoint={blob_endpoint(where)};")
+    return (f"DefaultEndpointsProtocol={urlsplit(where.url).scheme};AccountName={account};AccountKey={key};"
+            f"BlobEndpoint={blob_endpoint(where)};")
+
+
+def pandas_snippet(settings: LocalSettings, where: Location, patterns: list[str] | None = None) -> str:
+    """``patterns``: a table version's segment globs (its manifest's), read as one table; else the version's
+    file."""
+    connection = _connection(settings, where)
     options = f"storage_options={{\"connection_string\": {_q(connection)}}}"
-    head = "import pandas as pd  # with adlfs installed (pip install pandas pyarrow adlfs)\n\n"
-    if files is not None:
+    head = "import pandas as pd  # with adlfs installed (pip install pandas pyarrow adlfs)\n"
+    if patterns is not None:
         # The files' columns may differ (the table's schema is their union): concat fills the gaps with nulls.
-        return (head + f"files = {_paths('abfs', where, files)}\n"
+        return (head + _listing(where, patterns, connection) +
                 f"df = pd.concat([pd.read_parquet(f, {options}) for f in files], ignore_index=True)\n")
-    return head + f"df = pd.read_parquet(\n    {_paths('abfs', where, None)},\n    {options},\n)\n"
+    return head + f"\ndf = pd.read_parquet(\n    {_path('abfs', where)},\n    {options},\n)\n"
 
 
-def polars_snippet(settings: LocalSettings, where: Location, files: list[str] | None = None) -> str:
+def polars_snippet(settings: LocalSettings, where: Location, patterns: list[str] | None = None) -> str:
     """As :func:`pandas_snippet`, for polars."""
     account, key = _account_and_key(settings)
     options = {"account_name": account, "account_key": key, "endpoint": blob_endpoint(where)}
     if urlsplit(where.url).scheme == "http":
         options["allow_http"] = "true"
     lines = "".join(f"    {_q(name)}: {_q(value)},\n" for name, value in options.items())
-    head = "import polars as pl  # pip install polars\n\n" + "storage_options = {\n" + lines + "}\n"
-    if files is not None:
+    head = "import polars as pl  # pip install polars\n"
+    settings_code = "storage_options = {\n" + lines + "}\n"
+    if patterns is not None:
         # diagonal_relaxed: columns by name, a file without one null there, disagreeing types to their supertype.
-        return (head + f"files = {_paths('az', where, files)}\n"
-                "df = pl.concat([pl.read_parquet(f, storage_options=storage_options) for f in files],\n"
-                "               how=\"diagonal_relaxed\")\n")
-    return head + f"df = pl.read_parquet({_paths('az', where, None)}, storage_options=storage_options)\n"
+        return (head + _listing(where, patterns, _connection(settings, where)) + settings_code +
+                "df = pl.concat([pl.read_parquet(f.replace(\"abfs://\", \"az://\"), storage_options=storage_options)\n"
+                "                for f in files], how=\"diagonal_relaxed\")\n")
+    return head + "\n" + settings_code + \
+        f"df = pl.read_parquet({_path('az', where)}, storage_options=storage_options)\n"

@@ -1,11 +1,13 @@
 """Table mode in the step: what a run (or a batch) brings to its folders' tables, committed as one new version per
-table at the run's end (``sheetdrop_contract.table`` says what a version is).
+table at the run's end (``sheetdrop_contract.table`` says what a version is, ``table_layout`` what the next one
+holds).
 
 Per converted blob version: each sheet's parquet gets the source columns and becomes a file of the table
 ``<base>_<sheet>``; the blob is *replaced* in every table of its folder, so a sheet it no longer has leaves that
-table too. At the end, per table: the latest manifest on the output datastore, less the blobs that are gone from the
-input container (listed here: deletions are observed at commit), less the replaced ones, plus the new files; written
-create-only as version N + 1 (on a conflict, another run took N + 1: read it and merge again); then registered.
+table too. At the end, per table: the latest manifest on the output datastore and its segments; the blobs it holds
+that are gone from the input container (listed here: deletions are observed at commit); the plan; its new segments
+written, then the manifest, create-only, as version N + 1 (on a conflict, another run took N + 1: read it and plan
+again); then registered.
 A table that has no manifest yet but per-file versions (a folder switched to table mode) starts from each blob's
 latest per-file output, copied with the source columns added (parquet files are never modified in place).
 """
@@ -15,14 +17,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from sheetdrop_contract import table
 from sheetdrop_contract.contract import BASE_TAG, Registration, slug
-from sheetdrop_contract.table import Manifest, TableFile
+from sheetdrop_contract.table import Manifest, Segment, TableFile
 from sheetdrop_step.schema_changes import CHANGE_TAG, SCHEMA_TAG, compare
+from sheetdrop_step.table_layout import Layout, Move, Plan, plan
 
 if TYPE_CHECKING:
     from azure.storage.blob import ContainerClient
@@ -31,6 +35,8 @@ if TYPE_CHECKING:
 
 #: Conflicting commits tried again before the run fails (each one means another run committed meanwhile).
 MAX_COMMIT_TRIES = 20
+#: Segment files read or written at once (each a blob request).
+PARALLEL = 8
 #: Where a switched folder's earlier per-file outputs are copied to, with the source columns, in the run's output.
 SEED_FOLDER = "_table_seed"
 
@@ -61,10 +67,11 @@ def add_source_columns(src: Path, blob: str, etag: str, target: Path | None = No
 
 
 class ManifestStore:
-    """Table manifests on the output datastore's container."""
+    """Table manifests and segments on the output datastore's container."""
 
     def __init__(self, container: ContainerClient) -> None:
         self.container = container
+        self._described: dict[tuple[str, str], Segment] = {}  # segments are immutable: read each once
 
     def latest(self, dataset: str) -> Manifest | None:
         from azure.core.exceptions import ResourceNotFoundError
@@ -77,27 +84,75 @@ class ManifestStore:
         return self.read(dataset, max(numbers)) if numbers else None
 
     def read(self, dataset: str, version: int) -> Manifest:
-        blob = self.container.get_blob_client(table.manifest_path(dataset, version))
-        return Manifest.from_text(blob.download_blob().readall().decode("utf-8"))
+        return Manifest.from_text(self._bytes(table.manifest_path(dataset, version)))
 
-    def create(self, manifest: Manifest) -> bool:
-        """Write the manifest unless its version exists (If-None-Match: *); False when another run took it."""
-        from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+    def described(self, manifest: Manifest) -> dict[str, Segment]:
+        """The manifest's segments by id (read at most once each; several at a time: hundreds at 100,000 files)."""
+        wanted = [ref.id for ref in manifest.segments if (manifest.dataset, ref.id) not in self._described]
+        with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
+            for segment in pool.map(lambda i: Segment.from_text(self._bytes(table.segment_description(
+                    manifest.dataset, i))), wanted):
+                self._described[(manifest.dataset, segment.id)] = segment
+        return {ref.id: self._described[(manifest.dataset, ref.id)] for ref in manifest.segments}
 
-        path = table.manifest_path(manifest.dataset, manifest.version)
+    def write(self, plan: Plan) -> bool:
+        """Write the plan's new segments, then its manifest unless that version exists (If-None-Match: *); False
+        when another run took it (its new segments stay unreferenced: nothing lists them)."""
+        from azure.core.exceptions import ResourceExistsError
+
+        self._ensure_container()
+        with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
+            list(pool.map(self._place, plan.moves))
+        for segment in plan.segments:
+            self.container.upload_blob(table.segment_description(segment.dataset, segment.id), segment.to_text(),
+                                       overwrite=False)
+        manifest = plan.manifest
         try:
-            try:
-                self.container.upload_blob(path, manifest.to_text(), overwrite=False)
-            except ResourceNotFoundError:  # a datastore's container exists; Azurite's may not before the first upload
-                with contextlib.suppress(ResourceExistsError):
-                    self.container.create_container()
-                self.container.upload_blob(path, manifest.to_text(), overwrite=False)
+            self.container.upload_blob(table.manifest_path(manifest.dataset, manifest.version), manifest.to_text(),
+                                       overwrite=False)
         except ResourceExistsError:
             return False
         # v2 registers the version as an mltable asset over this folder (contexts/azureml_v2.py).
         self.container.upload_blob(f"{table.version_folder(manifest.dataset, manifest.version)}/{table.MLTABLE_FILE}",
-                                   table.mltable_text(manifest.datastore, manifest.paths()), overwrite=True)
+                                   table.mltable_text(manifest.datastore, manifest.patterns()), overwrite=True)
         return True
+
+    def _place(self, move: Move) -> None:
+        target = self.container.get_blob_client(move.target.path)
+        if move.local:
+            with open(move.origin or "", "rb") as data:
+                target.upload_blob(data, overwrite=False)
+        elif move.origin:  # an earlier segment's file, its bytes unchanged (through the step: docs/azureml.md)
+            found = self.container.download_blob(move.origin)
+            target.upload_blob(found.chunks(), length=found.size, overwrite=False)
+        else:
+            target.upload_blob(empty_parquet(move.target.schema), overwrite=False)
+
+    def _ensure_container(self) -> None:
+        from azure.core.exceptions import ResourceExistsError
+
+        # A datastore's container exists; Azurite's may not before the first upload.
+        with contextlib.suppress(ResourceExistsError):
+            self.container.create_container()
+
+    def _bytes(self, path: str) -> bytes:
+        return self.container.get_blob_client(path).download_blob().readall()
+
+
+def empty_parquet(schema: dict[str, str]) -> bytes:
+    """A parquet file of no rows with these columns (type names as the schema tags spell them)."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from sheetdrop_contract.column_types import BY_NAME
+
+    fields = [pa.field(name, pa.type_for_alias(BY_NAME[kind].arrow) if kind in BY_NAME else pa.string())
+              for name, kind in schema.items()]
+    data = io.BytesIO()
+    pq.write_table(pa.schema(fields).empty_table(), data)
+    return data.getvalue()
 
 
 @dataclass
@@ -117,6 +172,7 @@ class TableRun:
     input_account: str
     outdir: Path
     relative_dir: str
+    layout: Layout = field(default_factory=Layout)
     pending: dict[str, _Pending] = field(default_factory=dict)
     #: base → (input container, blobs converted by this run)
     replaced: dict[str, tuple[str, set[str]]] = field(default_factory=dict)
@@ -128,11 +184,12 @@ class TableRun:
     def add(self, name: str, base: str, sheet: str, path: Path, source: dict[str, str], types: dict[str, str],
             tags: dict[str, str]) -> None:
         rows = add_source_columns(path, source["source_blob"], source["source_etag"])
-        relative = f"{self.relative_dir}/{path.relative_to(self.outdir).as_posix()}"
         pending = self.pending.setdefault(name, _Pending(base, sheet, tags))
         pending.tags = tags  # the latest source's, as a per-file version's
-        pending.files.append(TableFile(relative, ((source["source_blob"], source["source_etag"]),), rows,
-                                       with_source_columns(types)))
+        # By its local path: the commit uploads it into a segment (a mounted output's copy is uploaded by AzureML
+        # only as the file closes or the step ends, so it is not read back from the datastore).
+        pending.files.append(TableFile(str(path), ((source["source_blob"], source["source_etag"]),), rows,
+                                       with_source_columns(types), path.stat().st_size))
 
     def commit(self) -> list[str]:
         """One new version per table that changed; the references registered."""
@@ -144,7 +201,8 @@ class TableRun:
             names = sorted({n for n, p in self.pending.items() if p.base == base} |
                            {n for n in self.context.previous_names(base) if self._is_table(n)})
             latest = {name: store.latest(name) for name in names}
-            held = {blob for m in latest.values() if m for blob in m.sources()}
+            held = {blob for m in latest.values() if m for segment in store.described(m).values()
+                    for blob in segment.blobs}
             gone = self._gone(container, held - blobs)
             for name in names:
                 reference = self._commit_one(store, name, base, latest[name], blobs, gone)
@@ -175,13 +233,14 @@ class TableRun:
         if latest is None:
             added = [*self._seed(name, base, blobs | gone), *added]
         for _ in range(MAX_COMMIT_TRIES):
-            manifest = table.merge(latest, dataset=name, datastore=self.datastore, added=added, replaced=blobs,
-                                   gone=gone, run_id=self.context.run_id)
-            if manifest is None:
+            described = store.described(latest) if latest else {}
+            planned = plan(latest, described, dataset=name, datastore=self.datastore, added=added, replaced=blobs,
+                           gone=gone, run_id=self.context.run_id, layout=self.layout)
+            if planned is None:
                 return None
-            if store.create(manifest):
-                return self._register(name, base, manifest, latest, pending)
-            latest = store.latest(name)  # another run committed first: merge onto it
+            if store.write(planned):
+                return self._register(name, base, planned.manifest, latest, pending)
+            latest = store.latest(name)  # another run committed first: plan again onto it
         raise RuntimeError(f"{name}: {MAX_COMMIT_TRIES} table commits in a row lost to other runs")
 
     def _seed(self, name: str, base: str, skip: set[str]) -> list[TableFile]:
@@ -200,8 +259,8 @@ class TableRun:
             target.write_bytes(store.get_blob_client(version["relative_path"]).download_blob().readall())
             rows = add_source_columns(target, blob, version["tags"]["source_etag"])
             types = json.loads(version["tags"].get(SCHEMA_TAG, "{}"))
-            files.append(TableFile(f"{self.relative_dir}/{target.relative_to(self.outdir).as_posix()}",
-                                   ((blob, version["tags"]["source_etag"]),), rows, with_source_columns(types)))
+            files.append(TableFile(str(target), ((blob, version["tags"]["source_etag"]),), rows,
+                                   with_source_columns(types), target.stat().st_size))
         if files:
             print(f"table: {name} starts from {len(files)} workbooks' per-file versions (the folder switched to "
                   "table mode)", flush=True)
@@ -212,17 +271,24 @@ class TableRun:
         previous = without_source_columns(latest.schema) if latest else None
         change = "first version" if previous is None else \
             compare(previous, without_source_columns(manifest.schema)).describe()
-        sources = manifest.sources()
         tags = {**(pending.tags if pending else self.context.previous_tags(name) or {}),
                 "run_id": self.context.run_id, BASE_TAG: base, "rows": str(manifest.rows),
                 "columns": str(len(manifest.schema)), SCHEMA_TAG: json.dumps(manifest.schema), CHANGE_TAG: change,
-                table.TABLE_VERSION_TAG: str(manifest.version), table.TABLE_FILES_TAG: str(len(manifest.files)),
-                table.TABLE_SOURCES_TAG: str(len(sources)),
+                table.TABLE_VERSION_TAG: str(manifest.version), table.TABLE_FILES_TAG: str(manifest.file_count),
+                table.TABLE_SEGMENTS_TAG: str(len(manifest.segments)),
+                table.TABLE_SOURCES_TAG: str(manifest.source_count),
                 "table_change": json.dumps(manifest.change, ensure_ascii=False)[:4000]}
-        described = "; ".join(f"{what} {', '.join(blobs)}" for what, blobs in manifest.change.items())
-        print(f"table: {name} version {manifest.version}: {len(manifest.files)} files, {len(sources)} workbooks, "
-              f"{manifest.rows} rows ({described})", flush=True)
+        print(f"table: {name} version {manifest.version}: {manifest.file_count} files in {len(manifest.segments)} "
+              f"segments, {manifest.source_count} workbooks, {manifest.rows} rows ({describe(manifest.change)})",
+              flush=True)
         return self.context.register(Registration(
             name=name, datastore=self.datastore, relative_path=table.manifest_path(name, manifest.version),
             description=f"Table of the folder's workbooks, sheet '{tags.get('sheet', '')}' "
-                        f"({len(sources)} workbooks)", tags=tags, files=tuple(manifest.paths())))
+                        f"({manifest.source_count} workbooks)", tags=tags, files=tuple(manifest.patterns())))
+
+
+def describe(change: dict[str, list[str]], shown: int = 5) -> str:
+    """``added a.xlsx, b.xlsx; deleted c.xlsx``, naming at most ``shown`` blobs of each (a backfill's batch adds
+    hundreds)."""
+    return "; ".join(f"{what} {', '.join(blobs[:shown])}" + (f" and {len(blobs) - shown} more" if len(blobs) > shown
+                                                              else "") for what, blobs in change.items())
