@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import uuid
 
+from sheetdrop.deletions import deliver_deletions
 from sheetdrop.reconcile import reconcile
 from sheetdrop.settings import Settings, get_settings
 from sheetdrop.trigger import BlobVersion, Outcome, claim_store, handle_blob
@@ -51,7 +52,7 @@ def sweep(settings: Settings | None = None, invocation_id: str = "sweep") -> lis
         except Exception as exc:  # one failing version must not keep the others waiting
             log.error("re-delivering %s/%s failed (its claim is released; the next sweep or event retries): %s",
                       claim.container, claim.blob, exc)
-    return outcomes + reconcile(settings, claims, invocation_id)
+    return outcomes + reconcile(settings, claims, invocation_id) + deliver_deletions(settings, claims, invocation_id)
 
 
 def flush_batches(settings: Settings | None = None, invocation_id: str = "batch-flush") -> list[str]:

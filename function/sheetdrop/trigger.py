@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sheetdrop import batching
+from sheetdrop import batching, table_notes
 from sheetdrop import options as folder_options
 from sheetdrop.claims import Acquired, Claim, ClaimState, ClaimStore
 from sheetdrop.naming import DatasetNames, dataset_source, skip_reason
@@ -177,6 +177,8 @@ def handle_blob(
         # A dataset name the folder's options ask for is taken as is: two folders may mean to share it.
         dataset = contract.slug(options.dataset, "workbook") if options.dataset else \
             dataset_names(settings).name_for(dataset_source(blob.name))
+        if options.table:  # so that the timer can tell when it is deleted (sheetdrop.deletions)
+            table_notes.note(claims.container, blob.container, blob.name, blob.etag, dataset, parameter)
         attempt = got.claim.run_attempt
         request = build_request(blob, settings, invocation_id, dataset, parameter, attempt)
         if got.check_existing:

@@ -151,6 +151,8 @@ class _Batch:
                 self._end(position, version, "superseded", superseded_by_etag=replaced.newer_etag)
                 continue
             except source.InputGone as exc:
+                if self.options[position].table:  # its rows leave the folder's tables at the batch's commit
+                    self.table.deleted(version.dataset_name, version.container)
                 self._end(position, version, "failed", code="input-gone",
                           reason=f"{exc}; upload it again to convert it")
                 continue

@@ -32,9 +32,10 @@ from sheetdrop_contract.contract import (
     read_step_settings,
 )
 from sheetdrop_step import batch, schema_changes, source
-from sheetdrop_step.contexts import get_context
+from sheetdrop_step.contexts import StepContext, get_context
 from sheetdrop_step.converter import (
     ReaderKilled,
+    SheetOutput,
     WorkbookRejected,
     convert_workbook,
     options_from_env,
@@ -81,6 +82,16 @@ def run(args: argparse.Namespace, blob: dict[str, str], options: read_options.Re
                   f"but {replaced.newer_etag}; the run of that version converts it", flush=True)
             context.superseded(replaced.newer_etag)
             return 0
+        except source.InputGone as gone:
+            if not options.table:
+                raise
+            # A table-mode folder's workbook deleted (the timer's sweep runs its last version again for this:
+            # function/sheetdrop/deletions.py): the folder's tables, committed without it, are the run's work.
+            print(f"input: {blob['source_container']}/{source_name} is gone ({gone}): the folder's tables are "
+                  "committed without it", flush=True)
+            table = TableRun(context, args.output_datastore, args.input_account, outdir, relative_dir)
+            table.deleted(args.dataset_name, blob["source_container"])
+            return _ended(context, started, [], table.commit())
         sheets = convert_workbook(workbook, outdir, source=source_name, options=options, previous=previous,
                                   **limits)
     # Table mode: the sheets become files of the folder's tables, registered once everything is converted.
@@ -91,6 +102,10 @@ def run(args: argparse.Namespace, blob: dict[str, str], options: read_options.Re
                                  metric=context.log_metric, table=table)
     if table:
         registered = table.commit()
+    return _ended(context, started, sheets, registered)
+
+
+def _ended(context: StepContext, started: float, sheets: list[SheetOutput], registered: list[str]) -> int:
     seconds = round(time.monotonic() - started, 3)
     context.log_metric("seconds", seconds)
     context.complete()

@@ -181,6 +181,10 @@ class TableRun:
         """A blob version converted: its rows replace its earlier ones in every table of ``base``."""
         self.replaced.setdefault(base, (source["source_container"], set()))[1].add(source["source_blob"])
 
+    def deleted(self, base: str, container: str) -> None:
+        """A blob of ``base``'s folder is gone: commit its tables (the commit finds which blobs are gone)."""
+        self.replaced.setdefault(base, (container, set()))
+
     def add(self, name: str, base: str, sheet: str, path: Path, source: dict[str, str], types: dict[str, str],
             tags: dict[str, str]) -> None:
         rows = add_source_columns(path, source["source_blob"], source["source_etag"])
