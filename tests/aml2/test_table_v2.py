@@ -4,24 +4,47 @@ datastore's container found through ``datastores.get``, and a switched folder's 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from sheetdrop_contract import table
 from sheetdrop_contract.contract import Registration
 from sheetdrop_step.contexts import azureml_v2 as azureml_v2_context
+from tests.aml2.blob_proxy import SUFFIX, BlobAccount, blob_proxy
 from tests.aml2.test_azureml_v2_context import context, tracking  # noqa: F401 - the fixtures
 from tests.aml2.workspace import Workspace
+from tests.tls import Certificate, self_signed
 
 PATTERNS = (table.segment_pattern("sales_orders", "v1-0a1b"), table.segment_pattern("sales_orders", "v4-77aa"))
 
 
+@pytest.fixture
+def workspace_storage(workspace: Workspace, certificate: Certificate, tmp_path: Path,
+                      monkeypatch: pytest.MonkeyPatch) -> Iterator[BlobAccount]:
+    """The workspace's storage account, whose blob endpoint azure-ai-ml reads a remote MLTable file from, answered
+    from the stand-in's datastore folder through an HTTPS proxy (tests/aml2/blob_proxy.py)."""
+    named = self_signed(tmp_path / "storage-tls", (f"*{SUFFIX}",))
+    bundle = tmp_path / "trusted.pem"
+    bundle.write_bytes(certificate.cert.read_bytes() + named.cert.read_bytes())
+    account = BlobAccount({workspace.blobstore_container: workspace.datastore_folder("workspaceblobstore")})
+    with blob_proxy(account, named.cert, named.key) as proxy:
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+        monkeypatch.setenv("HTTPS_PROXY", proxy)
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")  # the workspace stand-in itself: direct
+        yield account
+
+
 def test_a_table_version_is_an_mltable_asset_over_its_version_folder(
-        context: azureml_v2_context.AzureMLV2Context, workspace: Workspace) -> None:  # noqa: F811
-    # azure-ai-ml reads a remote MLTable file before registering it, from the datastore's account, and skips its
-    # validation when it cannot (operations/_data_operations.py, _validate): no such account answers here, so this
-    # takes the storage SDK's retries (about 85 s); in AzureML the file is there (written before registering).
+        context: azureml_v2_context.AzureMLV2Context, workspace: Workspace,  # noqa: F811
+        workspace_storage: BlobAccount) -> None:
+    # The step writes the MLTable file beside the manifest before registering (sheetdrop_step.tables.ManifestStore).
+    folder = workspace.datastore_folder("workspaceblobstore") / table.version_folder("sales_orders", 4)
+    folder.mkdir(parents=True)
+    (folder / table.MLTABLE_FILE).write_text(table.mltable_text("workspaceblobstore", PATTERNS))
     tags = {"sheet": "Orders", table.TABLE_VERSION_TAG: "4", table.TABLE_SEGMENTS_TAG: "2"}
     reference = context.register(Registration("sales_orders", "workspaceblobstore",
                                               table.manifest_path("sales_orders", 4), "d", tags, files=PATTERNS))
@@ -29,6 +52,12 @@ def test_a_table_version_is_an_mltable_asset_over_its_version_folder(
     properties = workspace.versions("data")["sales_orders/1"]["properties"]
     assert (properties["dataType"], properties["dataUri"], properties["tags"]) == (
         "mltable", "azureml://datastores/workspaceblobstore/paths/tables/sales_orders/4/", tags)
+    # azure-ai-ml read the MLTable file from the datastore as the compute's identity, and sent the globs it lists.
+    assert properties["referencedUris"] == [f"azureml://datastores/workspaceblobstore/paths/{p}" for p in PATTERNS]
+    reads = [(method, path) for method, path, bearer in workspace_storage.seen if bearer]
+    assert reads == [(method, path) for method, path, _ in workspace_storage.seen]
+    assert any("comp=list" in path and "prefix=tables%2Fsales_orders%2F4" in path for _, path in reads)
+    assert ("GET", f"/{workspace.blobstore_container}/tables/sales_orders/4/MLTable") in reads
 
 
 def test_the_mltable_file_lists_each_segment_as_the_mltable_schema_reads_it() -> None:
