@@ -97,7 +97,7 @@ class ManifestStore:
 
     def write(self, plan: Plan) -> bool:
         """Write the plan's new segments, then its manifest unless that version exists (If-None-Match: *); False
-        when another run took it (its new segments stay unreferenced: nothing lists them)."""
+        when another run took it (then :meth:`discard` the segments, which no version lists)."""
         from azure.core.exceptions import ResourceExistsError
 
         self._ensure_container()
@@ -116,6 +116,20 @@ class ManifestStore:
         self.container.upload_blob(f"{table.version_folder(manifest.dataset, manifest.version)}/{table.MLTABLE_FILE}",
                                    table.mltable_text(manifest.datastore, manifest.patterns()), overwrite=True)
         return True
+
+    def discard(self, plan: Plan) -> None:
+        """Delete the segments of a plan whose manifest lost its version: their ids are this plan's own, so no
+        version lists them (best effort: a file left here is unreferenced, never read)."""
+        names = [m.target.path for m in plan.moves] + \
+            [table.segment_description(s.dataset, s.id) for s in plan.segments]
+        with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
+            list(pool.map(self._delete, names))
+
+    def _delete(self, name: str) -> None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        with contextlib.suppress(ResourceNotFoundError):
+            self.container.delete_blob(name)
 
     def _place(self, move: Move) -> None:
         target = self.container.get_blob_client(move.target.path)
@@ -244,6 +258,7 @@ class TableRun:
                 return None
             if store.write(planned):
                 return self._register(name, base, planned.manifest, latest, pending)
+            store.discard(planned)
             latest = store.latest(name)  # another run committed first: plan again onto it
         raise RuntimeError(f"{name}: {MAX_COMMIT_TRIES} table commits in a row lost to other runs")
 
