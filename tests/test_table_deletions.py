@@ -49,8 +49,9 @@ def test_a_deletion_alone_makes_a_version_without_the_workbooks_rows(settings: L
     assert [r.status for r in run(settings)] == ["completed"]
     for name in ("sales/a.xlsx", "sales/b.xlsx", "sales/sheetdrop.json"):
         delete(settings, name)
-    # Two runs (one a deleted workbook); the first commits both deletions, the second finds nothing left to do.
-    assert sweep_and_run(settings) == ["completed", "completed"]
+    # One run for the folder (not one per workbook deleted); it commits both deletions.
+    assert sweep_and_run(settings) == ["completed"]
+    assert sweep_and_run(settings) == []
     five = versions(settings, "sales_orders")
     assert [v.tags["table_version"] for v in five] == ["1", "2", "3", "4", "5"]
     assert (five[-1].tags["rows"], five[-1].tags["table_sources"]) == ("0", "0")

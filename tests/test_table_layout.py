@@ -109,6 +109,22 @@ def test_too_many_segments_fail_the_commit_with_the_limit_named() -> None:
         table.commit([("x", "1")])
 
 
+def test_a_table_at_its_segment_limit_packs_what_is_not_full_rather_than_fail() -> None:
+    table = Table(Layout(segment_files=4, loose_segments=50, max_segments=3))
+    for i in range(3):
+        table.commit([(f"w{i}", "1")])
+    made = table.commit([("w3", "1")])  # a fourth segment would be one too many: the four files fit in one
+    assert made is not None and [ref.files for ref in made.manifest.segments] == [4]
+    assert sorted(table.holds()) == ["w0", "w1", "w2", "w3"]
+
+
+def test_a_workbook_converted_again_without_the_sheet_is_removed_from_its_table() -> None:
+    table = Table()
+    table.commit([("a", "1"), ("b", "1")])
+    made = table.commit(replaced={"a"})
+    assert made is not None and made.manifest.change == {"removed": ["a"]} and table.holds() == {"b": "1"}
+
+
 def test_small_segments_are_packed_once_there_are_too_many() -> None:
     table = Table(Layout(segment_files=100, loose_segments=10))
     for i in range(10):

@@ -2,10 +2,10 @@
 (:mod:`sheetdrop.deletions`).
 
 One small blob per workbook in the claims container, ``_index/tables/<container>/<sha256 of the name>``, rewritten
-by each delivery of a version: its metadata names the blob (percent-encoded: metadata is ASCII) and the version's
-etag, so one listing with metadata (5,000 a page) gives every noted blob without reading a body; the body keeps what
-the version's run was asked for (dataset, read options), which a deletion's run asks for again: the folder's
-``sheetdrop.json`` may be gone with its workbooks.
+by each delivery of a version: its metadata names the blob (percent-encoded: metadata is ASCII), the version's
+etag and the dataset its folder feeds, so one listing with metadata (5,000 a page) gives every noted blob without
+reading a body; the body keeps what the version's run was asked for (dataset, read options), which a deletion's
+run asks for again: the folder's ``sheetdrop.json`` may be gone with its workbooks.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ class Noted:
     container: str
     blob: str
     etag: str
+    dataset: str
     #: The note itself, as listed: removed only if unchanged since (a later delivery rewrites it).
     note: str
     note_etag: str
@@ -43,7 +44,8 @@ def note(claims: ContainerClient, container: str, blob: str, etag: str, dataset:
     """A version of a table-mode folder's workbook was delivered (its run converts it, or finds it gone)."""
     body = json.dumps({"blob": blob, "etag": etag, "dataset": dataset, "read_options": read_options})
     claims.upload_blob(note_name(container, blob), body.encode("utf-8"), overwrite=True,
-                       metadata={"blob": quote(blob, safe=""), "etag": quote(etag, safe="")})
+                       metadata={"blob": quote(blob, safe=""), "etag": quote(etag, safe=""),
+                                 "dataset": quote(dataset, safe="")})
 
 
 def noted(claims: ContainerClient, container: str) -> Iterator[Noted]:
@@ -51,7 +53,8 @@ def noted(claims: ContainerClient, container: str) -> Iterator[Noted]:
     for item in claims.list_blobs(name_starts_with=prefix, include=["metadata"]):
         metadata = item.metadata or {}
         if "blob" in metadata and "etag" in metadata:
-            yield Noted(container, unquote(metadata["blob"]), unquote(metadata["etag"]), item.name, item.etag)
+            yield Noted(container, unquote(metadata["blob"]), unquote(metadata["etag"]),
+                        unquote(metadata.get("dataset", "")), item.name, item.etag)
 
 
 def request_of(claims: ContainerClient, found: Noted) -> dict[str, str]:

@@ -65,13 +65,6 @@ def versions_prefix(dataset: str) -> str:
     return f"{TABLES_ROOT}/{dataset}/"
 
 
-def version_of(path: str, dataset: str) -> int | None:
-    """The version number of a manifest's path (``tables/<dataset>/<N>/manifest.json``), None for any other."""
-    rest = path.removeprefix(versions_prefix(dataset))
-    number, _, file = rest.partition("/")
-    return int(number) if rest != path and file == MANIFEST_FILE and number.isdigit() else None
-
-
 def segment_folder(dataset: str, segment: str) -> str:
     return f"{TABLES_ROOT}/{dataset}/{SEGMENTS}/{segment}"
 

@@ -42,6 +42,11 @@ class Layout:
     def small(self, ref: SegmentRef) -> bool:
         return ref.files * 2 < self.segment_files and ref.bytes * 2 < self.segment_bytes
 
+    def full(self, ref: SegmentRef) -> bool:
+        """No file of its average size fits in it any more: packing it would not save a segment."""
+        return ref.files >= self.segment_files or \
+            (ref.files > 0 and ref.bytes + ref.bytes // ref.files > self.segment_bytes)
+
 
 @dataclass(frozen=True)
 class Move:
@@ -105,16 +110,25 @@ def plan(previous: Manifest | None, described: Mapping[str, Segment], *, dataset
         groups = _pack(moving, layout)
     if not kept and not groups and previous:  # every workbook gone: one file of no rows keeps the columns
         groups = [[Move(TableFile("", (), 0, dict(previous.schema)), None)]]
+    if len(kept) + len(groups) > layout.max_segments:
+        # Over the limit: pack every segment that is not full, so a table never stays stuck over it (its files
+        # would fit in fewer segments); fail only if even that is too many.
+        partial = [ref for ref in kept if not layout.full(ref)]
+        kept = [ref for ref in kept if layout.full(ref)]
+        moving = [Move(f, f.path) for ref in partial for f in described[ref.id].files] + moving
+        groups = _pack(moving, layout)
+    if len(kept) + len(groups) > layout.max_segments:
+        raise TableTooLarge(f"{dataset} would list {len(kept) + len(groups)} segments, more than "
+                            f"{layout.max_segments} (a table version's limit here: docs/azureml.md, 'A folder as one "
+                            "table')")
     segments, moves = _segments(groups, dataset, version, new_id)
     refs = (*kept, *(s.ref() for s in segments))
-    if len(refs) > layout.max_segments:
-        raise TableTooLarge(f"{dataset} would list {len(refs)} segments, more than {layout.max_segments} (a table "
-                            "version's limit here: docs/azureml.md, 'A folder as one table')")
     converted = set(newest)
     held = {blob for blob in converted | set(replaced) | set(gone)
              if any(blob in segment.blobs for segment in previous_segments)}
-    change = {"added": sorted(converted - held), "replaced": sorted((converted | set(replaced)) & held - set(gone)),
-              "deleted": sorted(set(gone) & held)}
+    # removed: converted again without this sheet (its rows leave this table, not the folder's others).
+    change = {"added": sorted(converted - held), "replaced": sorted(converted & held),
+              "removed": sorted((set(replaced) - converted - set(gone)) & held), "deleted": sorted(set(gone) & held)}
     manifest = Manifest(dataset, version, datastore, refs, table.union_schema(r.schema for r in refs), run_id,
                         {k: v for k, v in change.items() if v})
     return Plan(manifest, tuple(segments), tuple(moves))

@@ -76,11 +76,12 @@ class ManifestStore:
     def latest(self, dataset: str) -> Manifest | None:
         from azure.core.exceptions import ResourceNotFoundError
 
-        try:
-            names = list(self.container.list_blob_names(name_starts_with=table.versions_prefix(dataset)))
+        prefix = table.versions_prefix(dataset)
+        try:  # the version folders only (tables/<dataset>/<N>/), not every segment's file
+            folders = [item.name for item in self.container.walk_blobs(name_starts_with=prefix, delimiter="/")]
         except ResourceNotFoundError:  # no container yet (locally, before the first output is uploaded)
             return None
-        numbers = [n for n in (table.version_of(name, dataset) for name in names) if n is not None]
+        numbers = [int(n) for n in (f.removeprefix(prefix).rstrip("/") for f in folders) if n.isdigit()]
         return self.read(dataset, max(numbers)) if numbers else None
 
     def read(self, dataset: str, version: int) -> Manifest:
@@ -104,14 +105,18 @@ class ManifestStore:
         with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
             list(pool.map(self._place, plan.moves))
         for segment in plan.segments:
+            # overwrite: the ids are this plan's own, and a retried PUT whose first try landed must not fail.
             self.container.upload_blob(table.segment_description(segment.dataset, segment.id), segment.to_text(),
-                                       overwrite=False)
+                                       overwrite=True)
         manifest = plan.manifest
+        path = table.manifest_path(manifest.dataset, manifest.version)
         try:
-            self.container.upload_blob(table.manifest_path(manifest.dataset, manifest.version), manifest.to_text(),
-                                       overwrite=False)
+            self.container.upload_blob(path, manifest.to_text(), overwrite=False)
         except ResourceExistsError:
-            return False
+            # Another run's version N, or ours: the storage SDK retries a PUT after a timeout, and the first try
+            # may have landed (then its 409 is our own write).
+            if self._bytes(path).decode("utf-8") != manifest.to_text():
+                return False
         # v2 registers the version as an mltable asset over this folder (contexts/azureml_v2.py).
         self.container.upload_blob(f"{table.version_folder(manifest.dataset, manifest.version)}/{table.MLTABLE_FILE}",
                                    table.mltable_text(manifest.datastore, manifest.patterns()), overwrite=True)
@@ -133,14 +138,15 @@ class ManifestStore:
 
     def _place(self, move: Move) -> None:
         target = self.container.get_blob_client(move.target.path)
+        # overwrite: a new segment's name is this plan's own (see write).
         if move.local:
             with open(move.origin or "", "rb") as data:
-                target.upload_blob(data, overwrite=False)
+                target.upload_blob(data, overwrite=True)
         elif move.origin:  # an earlier segment's file, its bytes unchanged (through the step: docs/azureml.md)
             found = self.container.download_blob(move.origin)
-            target.upload_blob(found.chunks(), length=found.size, overwrite=False)
+            target.upload_blob(found.chunks(), length=found.size, overwrite=True)
         else:
-            target.upload_blob(empty_parquet(move.target.schema), overwrite=False)
+            target.upload_blob(empty_parquet(move.target.schema), overwrite=True)
 
     def _ensure_container(self) -> None:
         from azure.core.exceptions import ResourceExistsError
@@ -188,16 +194,17 @@ class TableRun:
     relative_dir: str
     layout: Layout = field(default_factory=Layout)
     pending: dict[str, _Pending] = field(default_factory=dict)
-    #: base → (input container, blobs converted by this run)
-    replaced: dict[str, tuple[str, set[str]]] = field(default_factory=dict)
+    #: base → (input container, {blob: etag} converted by this run; a later version of a blob in a batch wins)
+    replaced: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
 
     def converted(self, base: str, source: dict[str, str]) -> None:
         """A blob version converted: its rows replace its earlier ones in every table of ``base``."""
-        self.replaced.setdefault(base, (source["source_container"], set()))[1].add(source["source_blob"])
+        self.replaced.setdefault(base, (source["source_container"], {}))[1][source["source_blob"]] = \
+            source["source_etag"]
 
     def deleted(self, base: str, container: str) -> None:
         """A blob of ``base``'s folder is gone: commit its tables (the commit finds which blobs are gone)."""
-        self.replaced.setdefault(base, (container, set()))
+        self.replaced.setdefault(base, (container, {}))
 
     def add(self, name: str, base: str, sheet: str, path: Path, source: dict[str, str], types: dict[str, str],
             tags: dict[str, str]) -> None:
@@ -215,15 +222,25 @@ class TableRun:
             return []
         store = ManifestStore(self.context.output_container(self.datastore))
         registered = []
-        for base, (container, blobs) in self.replaced.items():
+        for base, (container, converted) in self.replaced.items():
             names = sorted({n for n, p in self.pending.items() if p.base == base} |
                            {n for n in self.context.previous_names(base) if self._is_table(n)})
             latest = {name: store.latest(name) for name in names}
             held = {blob for m in latest.values() if m for segment in store.described(m).values()
                     for blob in segment.blobs}
-            gone = self._gone(container, held - blobs)
+            # Lineage: a table holds each blob's current version. A blob deleted since it was read leaves the
+            # table; one overwritten since is left to its newer version's run (which may have committed already).
+            current = self._current(container, held | set(converted))
+            gone = (held | set(converted)) - current.keys()
+            stale = {blob for blob, etag in converted.items() if blob in current and
+                     current[blob].strip('"') != etag.strip('"')}
+            for blob in sorted(stale | (gone & converted.keys())):
+                print(f"table: {blob} is {'now etag ' + current[blob] if blob in current else 'deleted'}, not the "
+                      f"version this run read; its rows are left to {'that version' if blob in current else 'go'}",
+                      flush=True)
+            blobs = set(converted) - gone - stale
             for name in names:
-                reference = self._commit_one(store, name, base, latest[name], blobs, gone)
+                reference = self._commit_one(store, name, base, latest[name], blobs, gone, stale)
                 if reference:
                     registered.append(reference)
         return registered
@@ -231,23 +248,24 @@ class TableRun:
     def _is_table(self, name: str) -> bool:
         return table.TABLE_VERSION_TAG in (self.context.previous_tags(name) or {})
 
-    def _gone(self, container: str, blobs: set[str]) -> set[str]:
-        """Which of ``blobs`` no longer exist: one listing per folder they are in (5,000 names a page)."""
+    def _current(self, container: str, blobs: set[str]) -> dict[str, str]:
+        """Each of ``blobs`` that exists, with its etag: one listing per folder they are in (5,000 a page)."""
         if not blobs:
-            return set()
+            return {}
         from azure.storage.blob import ContainerClient
 
         client = ContainerClient(self.input_account, container, credential=self.context.storage_credential())
         folders = {str(PurePosixPath(b).parent) + "/" if "/" in b else "" for b in blobs}
-        present: set[str] = set()
+        present: dict[str, str] = {}
         for folder in sorted(folders):
-            present |= set(client.list_blob_names(name_starts_with=folder or None))
-        return blobs - present
+            present |= {item.name: item.etag for item in client.list_blobs(name_starts_with=folder or None)
+                        if item.name in blobs}
+        return present
 
     def _commit_one(self, store: ManifestStore, name: str, base: str, latest: Manifest | None, blobs: set[str],
-                    gone: set[str]) -> str | None:
+                    gone: set[str], stale: set[str]) -> str | None:
         pending = self.pending.get(name)
-        added = pending.files if pending else []
+        added = [f for f in pending.files if not f.blobs() & (gone | stale)] if pending else []
         if latest is None:
             added = [*self._seed(name, base, blobs | gone), *added]
         for _ in range(MAX_COMMIT_TRIES):
