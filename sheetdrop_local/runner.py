@@ -262,11 +262,13 @@ class LocalRunner:
                   for v in versions}
         for item in outbox.get("registrations", []):
             tags = item.get("tags", {})
-            version = by_key[batch_contract.version_key(*(tags[k] for k in contract.SOURCE_TAGS),
-                                                        contract.attempt_of(tags))]
+            # Under the version it converted; a table version that only drops rows (a workbook of the batch found
+            # deleted) names no source, and is the batch's own.
+            version = by_key.get(batch_contract.version_key(*(tags.get(k, "") for k in contract.SOURCE_TAGS),
+                                                            contract.attempt_of(tags)))
             registry.register(self.conn, name=item["name"], datastore=item["datastore"],
                               relative_path=item["relative_path"], description=item.get("description", ""),
-                              tags=tags, run_id=version.run_id)
+                              tags=tags, run_id=version.run_id if version else run.run_id)
         reported = {item["position"]: batch_contract.VersionOutcome.from_json(item)
                     for item in outbox.get("versions", [])}
         for version in versions:

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import json
 
+from starlette.testclient import TestClient
+
 from sheetdrop.storage import blob_service
 from sheetdrop_local.devhost import DevHost
 from sheetdrop_local.runner import LocalRunner
 from sheetdrop_local.settings import LocalSettings
+from sheetdrop_local.studio.app import create_app
 from test_table_mode import TABLE, drop, orders, rows_of, run, versions, workbook
 
 
@@ -42,6 +45,12 @@ def test_a_deletion_alone_makes_a_version_without_the_workbooks_rows(settings: L
         ("sales/a.xlsx", a1, "north")]
     # Once: the next sweeps run nothing more.
     assert sweep_and_run(settings) == [] and len(versions(settings, "sales_orders")) == 3
+    # The version only dropped rows: it names no source workbook, and reads as the table it is.
+    assert "source_blob" not in latest.tags and latest.tags["sheet"] == "Orders"
+    studio = TestClient(create_app(settings), base_url="http://localhost")
+    page = studio.get("/datasets/sales_orders/3")
+    assert page.status_code == 200 and "1 workbooks in 1 files" in page.text, page.text
+    assert studio.get("/datasets").status_code == 200 and studio.get("/runs").status_code == 200
 
     # Uploaded again, then the whole folder deleted with its sheetdrop.json: still a table's workbooks (the note
     # keeps the options their runs were asked for), and the table is left empty.

@@ -23,7 +23,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from sheetdrop_contract import table
-from sheetdrop_contract.contract import BASE_TAG, Registration, slug
+from sheetdrop_contract.contract import ATTEMPT_TAG, BASE_TAG, SOURCE_TAGS, Registration, slug
 from sheetdrop_contract.table import Manifest, Segment, TableFile
 from sheetdrop_step.schema_changes import CHANGE_TAG, SCHEMA_TAG, compare
 from sheetdrop_step.table_layout import Layout, Move, Plan, plan
@@ -308,7 +308,11 @@ class TableRun:
         previous = without_source_columns(latest.schema) if latest else None
         change = "first version" if previous is None else \
             compare(previous, without_source_columns(manifest.schema)).describe()
-        tags = {**(pending.tags if pending else self.context.previous_tags(name) or {}),
+        # A version with files of this run carries its latest workbook's tags, as a per-file version does; one that
+        # only drops rows (deleted workbooks) converted nothing, so it names no source workbook.
+        inherited = pending.tags if pending else {k: v for k, v in (self.context.previous_tags(name) or {}).items()
+                                                  if k not in (*SOURCE_TAGS, ATTEMPT_TAG)}
+        tags = {**inherited,
                 "run_id": self.context.run_id, BASE_TAG: base, "rows": str(manifest.rows),
                 "columns": str(len(manifest.schema)), SCHEMA_TAG: json.dumps(manifest.schema), CHANGE_TAG: change,
                 table.TABLE_VERSION_TAG: str(manifest.version), table.TABLE_FILES_TAG: str(manifest.file_count),
