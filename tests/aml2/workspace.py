@@ -319,6 +319,9 @@ class Workspace:
             # This workspace on loopback: azure-ai-ml's own endpoint override, and its certificate.
             "AZUREML_DEV_URL_MFE": self.service.url, "REQUESTS_CA_BUNDLE": os.environ["REQUESTS_CA_BUNDLE"],
             "AZUREML_SDKV2_TELEMETRY_OPTOUT": "1",
+            # The workspace storage's blob endpoint, when a test answers it through a proxy (tests/aml2/
+            # blob_proxy.py): the step writes a table's segments and manifests there as the compute's identity.
+            **{name: os.environ[name] for name in ("HTTPS_PROXY", "NO_PROXY") if os.environ.get(name)},
         }
 
     def run_batch_job(self, job: Job) -> Job:
