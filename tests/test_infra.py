@@ -477,7 +477,8 @@ REAL_WORKSPACE_ITEMS = {
     "azureml.md": ["mount-layout", "output-path", "tags-kept", "job-identity", "per-run-overhead",
                    "workbook-finds-run", "table-version"],
     "azureml-v2.md": ["mount-layout", "output-path", "tags-kept", "job-name-kept", "jobs-list-inputs", "job-identity",
-                      "never-reused", "data-version-race", "per-run-overhead", "workbook-finds-run"],
+                      "never-reused", "data-version-race", "per-run-overhead", "workbook-finds-run",
+                      "table-version"],
 }
 
 
