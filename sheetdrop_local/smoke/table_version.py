@@ -58,7 +58,7 @@ def decide(ctx: Context, checks: Any, seen: list[Observed]) -> Item:
                     f"{', '.join(dataset.paths) or 'no path'}, not globs under {segments_root}; next: compare its "
                     "definition in AzureML studio with the step's registration (step/sheetdrop_step/contexts)")
     try:
-        held = read_version(ctx, checks, dataset, int(version))
+        held = read_version(ctx, checks, dataset, int(version), {one.blob for one in seen})
     except SmokeFailure as exc:
         return Item(KEY, False, str(exc))
     manifest, files, rows, markers, blobs = held
@@ -73,8 +73,9 @@ def decide(ctx: Context, checks: Any, seen: list[Observed]) -> Item:
         problems.append(f"its {table.SOURCE_BLOB_COLUMN} column lacks {sorted({o.blob for o in seen} - blobs)}")
     evidence = (f"{dataset.ref} is table_version {version} over {len(dataset.paths)} segment globs "
                 f"({', '.join(dataset.paths)}); read back {table.manifest_path(DATASET, int(version))}: "
-                f"{len(manifest.segments)} segments, {files} files, {rows} rows from workbooks "
-                f"{', '.join(sorted(blobs))}, markers {', '.join(sorted(markers))}")
+                f"{len(manifest.segments)} segments, {manifest.file_count} files, {manifest.rows} rows; the "
+                f"{files} files holding this run's workbooks: {rows} rows from {', '.join(sorted(blobs))}, markers "
+                f"{', '.join(sorted(markers))}")
     if problems:
         return Item(KEY, False, "; ".join(problems) + f"; {evidence}; next: compare the manifest with the step's "
                     "'table:' lines in both runs' logs")
@@ -86,10 +87,11 @@ def _refusal(seen: Observed) -> str:
     return f"; its step log says {refused[:300]!r}" if refused else ""
 
 
-def read_version(ctx: Context, checks: Any, dataset: Dataset,
-                 version: int) -> tuple[table.Manifest, int, int, set[str], set[str]]:
-    """The manifest, each segment's description and every parquet file it lists, from the workspace storage as the
-    signed-in identity: (manifest, files, rows, markers, source blobs)."""
+def read_version(ctx: Context, checks: Any, dataset: Dataset, version: int,
+                 ours: set[str]) -> tuple[table.Manifest, int, int, set[str], set[str]]:
+    """The manifest, each segment's description and the parquet files they say hold ``ours`` (this run's workbooks:
+    the table also holds earlier smoke runs' that were not cleaned, which need no reading), from the workspace storage
+    as the signed-in identity: (manifest, files read, their rows, markers, source blobs)."""
     import pyarrow.parquet as pq
     from azure.core.exceptions import HttpResponseError
 
@@ -116,7 +118,14 @@ def read_version(ctx: Context, checks: Any, dataset: Dataset,
     blobs: set[str] = set()
     for segment in segments:
         for described in segment.files:
-            data = pq.read_table(io.BytesIO(read(described.path)))
+            if not described.blobs() & ours:
+                continue
+            try:
+                data = pq.read_table(io.BytesIO(read(described.path)))
+            except ValueError as exc:  # pyarrow's ArrowInvalid: not a parquet file
+                raise SmokeFailure(f"{dataset.ref}: {described.path}, listed by segment {segment.id}, is not "
+                                   f"readable as parquet: {exc}; next: compare it with the step's 'table:' lines "
+                                   "in its log") from exc
             files, rows = files + 1, rows + data.num_rows
             markers |= {str(v) for v in data.column("marker").to_pylist()} if "marker" in data.column_names else set()
             if table.SOURCE_BLOB_COLUMN in data.column_names:

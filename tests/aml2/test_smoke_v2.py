@@ -106,11 +106,11 @@ def _function(deployment: Deployment, settings: Any, backend: Any, inputs: Any, 
 
 
 @pytest.fixture
-def workspace_storage(input_account: str, certificate: Any, tmp_path: Path,
+def workspace_storage(workspace: Workspace, input_account: str, certificate: Any, tmp_path: Path,
                       monkeypatch: pytest.MonkeyPatch) -> Iterator[BlobAccount]:
     """The workspace storage's blob endpoint (``https://devstoreaccount1.blob.core.windows.net``, where the step's v2
     context writes a table's segments and manifests and azure-ai-ml reads its MLTable file) forwarded to the Azurite
-    account whose container plays workspaceblobstore, for this process and the jobs it runs (Workspace.job_env)."""
+    account whose container plays workspaceblobstore, for this process and its jobs (Workspace.storage_proxy)."""
     named = self_signed(tmp_path / "storage-tls", (f"*{SUFFIX}",))
     bundle = tmp_path / "trusted.pem"
     bundle.write_bytes(certificate.cert.read_bytes() + named.cert.read_bytes())
@@ -118,6 +118,7 @@ def workspace_storage(input_account: str, certificate: Any, tmp_path: Path,
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
         monkeypatch.setenv("HTTPS_PROXY", proxy)
         monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")  # the stand-ins on loopback: direct
+        workspace.storage_proxy = {"HTTPS_PROXY": proxy, "NO_PROXY": "127.0.0.1,localhost"}
         yield account
 
 
