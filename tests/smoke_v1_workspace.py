@@ -53,6 +53,8 @@ def iso(when: float) -> str:
 class V1Workspace(AzureMLStandIn):
     #: Register what the step hands back (False: the run completes with no dataset).
     keeps_registrations: bool = True
+    #: Register a table version (one over segment globs) the step hands back (False: only per-file versions).
+    keeps_table_registrations: bool = True
     datasets: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     logs: dict[str, str] = field(default_factory=dict)
     details: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -124,8 +126,12 @@ class V1Workspace(AzureMLStandIn):
         run_file = root / "run.json"
         definition = {contract.OUTPUT_NAME: {"dataStoreName": "workspaceblobstore", "mode": "Mount",
                                              "pathOnDataStore": relative, "pathOnCompute": None, "overwrite": False}}
+        # A table-mode folder's step commits its manifests and segments straight to workspaceblobstore, as the
+        # cluster's identity in AzureML: here the local context's container for that datastore, the one the smoke
+        # reads back.
         run_file.write_text(json.dumps({"run_id": run_id, "step_run_id": step_run_id, "outbox": str(outbox),
-                                        "runDefinition": {"dataReferences": definition}, "previousVersions": {}}))
+                                        "runDefinition": {"dataReferences": definition}, "previousVersions": {},
+                                        "containers": {"workspaceblobstore": output.container_name}}))
         parameters = run["parameters"]
         argv = [str(a) for a in contract.step_arguments(
             parameters[contract.INPUT_ACCOUNT_PARAMETER], str(mounts.output_dir),
@@ -141,7 +147,8 @@ class V1Workspace(AzureMLStandIn):
         result = json.loads(outbox.read_text()) if outbox.exists() else {}
         for path in sorted(mounts.output_dir.iterdir()) if mounts.output_dir.is_dir() else []:
             output.upload_blob(f"{relative}/{path.name}", path.read_bytes(), overwrite=True)
-        refs = [self._register(item) for item in result.get("registrations", []) if self.keeps_registrations]
+        refs = [self._register(item) for item in result.get("registrations", []) if self.keeps_registrations and
+                (self.keeps_table_registrations or not item.get("files"))]
         with self._lock:
             self.logs[step_run_id] = done.stdout + done.stderr
             self.details[step_run_id] = {"runDefinition": {"dataReferences": definition}}
@@ -156,9 +163,12 @@ class V1Workspace(AzureMLStandIn):
 
     def _register(self, registration: dict[str, Any]) -> str:
         versions = self.datasets.setdefault(registration["name"], [])
-        path = f"datastores/{registration['datastore']}/paths/{registration['relative_path']}"
-        dataflow = json.dumps({"blocks": [], "meta": {"RsDataflow": f"paths:\n- pattern: azureml://subscriptions/"
-                                                                    f"s/resourcegroups/r/workspaces/w/{path}\n"
+        # One `- pattern:` entry per path, as azureml-core's from_parquet_files writes them (tests/aml/
+        # test_table_v1.py): a table version's segment globs, else the one file.
+        paths = registration.get("files") or [registration["relative_path"]]
+        entries = "".join(f"- pattern: azureml://subscriptions/s/resourcegroups/r/workspaces/w/datastores/"
+                          f"{registration['datastore']}/paths/{path}\n" for path in paths)
+        dataflow = json.dumps({"blocks": [], "meta": {"RsDataflow": f"paths:\n{entries}"
                                                                     "transformations:\n- read_parquet\n"}})
         version = str(len(versions) + 1)
         versions.append({"name": registration["name"], "tags": registration["tags"], "datasetType": "tabular",

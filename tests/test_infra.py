@@ -475,9 +475,10 @@ def test_role_ids_match_the_table_in_docs() -> None:
 #: What `sheetdrop smoke` is to confirm in a real workspace, per backend (issue 22), by the names it prints.
 REAL_WORKSPACE_ITEMS = {
     "azureml.md": ["mount-layout", "output-path", "tags-kept", "job-identity", "per-run-overhead",
-                   "workbook-finds-run"],
+                   "workbook-finds-run", "table-version"],
     "azureml-v2.md": ["mount-layout", "output-path", "tags-kept", "job-name-kept", "jobs-list-inputs", "job-identity",
-                      "never-reused", "data-version-race", "per-run-overhead", "workbook-finds-run"],
+                      "never-reused", "data-version-race", "per-run-overhead", "workbook-finds-run",
+                      "table-version"],
 }
 
 

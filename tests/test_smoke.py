@@ -86,7 +86,8 @@ def _function(deployment: Deployment, settings: object, storage: str, output: ob
     while not stop.wait(0.1):
         if not deployment.function_on.is_set():
             continue
-        for listed in deployment.input.list_blobs(name_starts_with="sheetdrop_smoke/"):  # type: ignore[attr-defined]
+        # Both smoke folders: sheetdrop_smoke/ and the table-mode sheetdrop_smoke_table/ (its sheetdrop.json too).
+        for listed in deployment.input.list_blobs(name_starts_with="sheetdrop_smoke"):  # type: ignore[attr-defined]
             # The Function reads the blob's properties through its BlobClient binding (function_app.py).
             try:
                 blob = deployment.input.get_blob_client(listed.name).get_blob_properties()  # type: ignore[attr-defined]
@@ -174,7 +175,8 @@ def deployment(https_azurite: tuple[str, Path], tmp_path: Path, step_snapshot: P
             function.join(30)
 
 
-V1_ITEMS = ["mount-layout", "output-path", "tags-kept", "job-identity", "per-run-overhead", "workbook-finds-run"]
+V1_ITEMS = ["mount-layout", "output-path", "tags-kept", "job-identity", "per-run-overhead", "workbook-finds-run",
+            "table-version"]
 
 
 def test_the_happy_path_confirms_every_v1_item(deployment: Deployment) -> None:
@@ -183,6 +185,14 @@ def test_the_happy_path_confirms_every_v1_item(deployment: Deployment) -> None:
     assert done.returncode == 0, out
     assert list(items(out)) == V1_ITEMS
     assert all(value.startswith("confirmed") for value in items(out).values()), out
+    # The table folder's second version holds both workbooks, read back from the container playing
+    # workspaceblobstore, where the step's commit wrote it.
+    table = items(out)["table-version"]
+    assert re.match(r"confirmed +sheetdrop_smoke_table_smoke:2 is table_version 2 over 2 segment globs \(tables/"
+                    r"sheetdrop_smoke_table_smoke/segments/[^/]+/\*\.parquet, ", table), table
+    assert "read back tables/sheetdrop_smoke_table_smoke/2/manifest.json: 2 segments, 2 files, 6 rows" in table
+    assert re.search(r"markers \S+-t1, \S+-t2$", table), table
+    assert "uploaded input/sheetdrop_smoke_table/sheetdrop.json ({\"versions\": \"table\"})" in out
 
 
 
@@ -190,12 +200,18 @@ def smoke_blobs(deployment: Deployment) -> list[str]:
     return list(deployment.input.list_blob_names(name_starts_with="sheetdrop_smoke/"))  # type: ignore[attr-defined]
 
 
+def table_blobs(deployment: Deployment) -> list[str]:
+    return list(deployment.input.list_blob_names(name_starts_with="sheetdrop_smoke_table/"))  # type: ignore[attr-defined]
+
+
 def test_it_says_what_it_will_do_and_cost_and_starts_nothing_unless_told(deployment: Deployment) -> None:
     done = deployment.smoke(stdin="")
     assert done.returncode == 1, done.stdout
     plan = done.stdout[:done.stdout.index("go ahead?")]
     assert "uploads 1 generated workbook into input/sheetdrop_smoke/: \"sheetdrop_smoke/" in plan
-    assert "1 pipeline run on cluster sheetdrop-cpu: 0 to 2 nodes of STANDARD_DS3_V2, each back to 0 120 s" in plan
+    assert "then {\"versions\": \"table\"} as input/sheetdrop_smoke_table/sheetdrop.json and 2 workbooks, each " \
+        "after the previous one's run ended, into input/sheetdrop_smoke_table/ (table mode: " in plan
+    assert "3 pipeline runs on cluster sheetdrop-cpu: 0 to 2 nodes of STANDARD_DS3_V2, each back to 0 120 s" in plan
     assert "cost: a cluster start from 0 nodes" in plan
     assert done.stdout.strip().endswith("not started (pass --yes to skip this question)")
     assert smoke_blobs(deployment) == []
@@ -211,7 +227,7 @@ def test_no_run_appears_when_no_event_reaches_the_function(deployment: Deploymen
         "sheetdrop-workbook-dropped`)" in done.stdout
     assert all(v == "NOT confirmed  not checked: the smoke test stopped (error: above)" for v in items(
         done.stdout).values()), done.stdout
-    assert done.stdout.strip().endswith("smoke: FAILED (a failure, 6 not confirmed: " + ", ".join(V1_ITEMS) + ")")
+    assert done.stdout.strip().endswith("smoke: FAILED (a failure, 7 not confirmed: " + ", ".join(V1_ITEMS) + ")")
     assert "left behind: 1 workbooks in input/sheetdrop_smoke/" in done.stdout
 
 
@@ -222,6 +238,20 @@ def test_a_run_that_registers_no_dataset_fails_with_its_step_log(deployment: Dep
     assert "ended Completed and registered no dataset; the step log ends:" in done.stdout, done.stdout
     assert "converted: 1 sheets, 3 rows in" in done.stdout  # the tail of the step's own log
     assert "next: open the run in AzureML studio, workspace mlw-sheetdrop" in done.stdout
+
+
+def test_a_table_version_the_service_did_not_register_leaves_table_version_unconfirmed(
+        deployment: Deployment) -> None:
+    deployment.workspace.keeps_table_registrations = False  # the per-file versions are registered all the same
+    done = deployment.smoke("--yes")
+    assert done.returncode == 1
+    found = items(done.stdout)
+    assert re.match(r"NOT confirmed +the t2 run \S+ completed but registered no table version of "
+                    r"sheetdrop_smoke_table_smoke \(registered: nothing\); next: check that sheetdrop_smoke_table/"
+                    r"sheetdrop.json says \{\"versions\": \"table\"\} and read the step's 'table:' lines in its log$",
+                    found["table-version"]), found["table-version"]
+    assert [k for k, v in found.items() if v.startswith("confirmed")] == [k for k in V1_ITEMS if k != "table-version"]
+    assert done.stdout.strip().endswith("smoke: FAILED (1 not confirmed: table-version)")
 
 
 def test_submission_tags_the_service_dropped_leave_tags_kept_unconfirmed(deployment: Deployment) -> None:
@@ -303,14 +333,18 @@ def test_the_readme_smoke_commands_run_as_written(deployment: Deployment) -> Non
         done = subprocess.run([*shlex.split(command), *deployment.args], env=deployment.env, cwd=REPO, input=stdin,
                               capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stdout + done.stderr
-        assert done.stdout.strip().endswith("smoke: every item confirmed (6)")
+        assert done.stdout.strip().endswith("smoke: every item confirmed (7)")
         runs.append(done.stdout)
-    assert "go ahead? [y/N]" in runs[0] and "left behind: 1 workbooks in input/sheetdrop_smoke/" in runs[0]
+    assert "go ahead? [y/N]" in runs[0]
+    assert "left behind: 3 workbooks in input/sheetdrop_smoke/ and sheetdrop_smoke_table/ (" in runs[0]
     assert "go ahead?" not in runs[1]
-    assert "cleaned: 1 smoke workbooks deleted from input/sheetdrop_smoke/" in runs[1]
+    assert "cleaned: 3 smoke workbooks and sheetdrop_smoke_table/sheetdrop.json deleted from input/sheetdrop_smoke/ " \
+        "and sheetdrop_smoke_table/" in runs[1]
     assert "cleaned: dataset sheetdrop_smoke: every version unregistered" in runs[1]
-    # The first run's workbook stays (it was not asked to clean), the second's is gone, and so is the dataset.
+    assert "cleaned: dataset sheetdrop_smoke_table_smoke: every version unregistered" in runs[1]
+    # The first run's workbooks stay (it was not asked to clean), the second's are gone, and so are the datasets.
     assert len(smoke_blobs(deployment)) == 1 and deployment.workspace.datasets == {}
+    assert len(table_blobs(deployment)) == 2
     latency = runs[0][runs[0].index("latency of "):runs[0].index("what only a real workspace confirms:")]
     assert [line.split("  ")[1].strip() for line in latency.splitlines()[1:]] == [
         "upload → claimed by the Function", "claimed → run created", "run created → step started",

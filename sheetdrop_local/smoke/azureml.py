@@ -40,7 +40,8 @@ if TYPE_CHECKING:
 NOUN = "pipeline run"
 #: One workbook, one run.
 ROUNDS: tuple[tuple[str, ...], ...] = (("a",),)
-ITEMS = ("mount-layout", "output-path", "tags-kept", "job-identity", "per-run-overhead", "workbook-finds-run")
+ITEMS = ("mount-layout", "output-path", "tags-kept", "job-identity", "per-run-overhead", "workbook-finds-run",
+         "table-version")
 #: A datastore path in a registered dataflow: …/datastores/<name>/paths/<path> (the form azureml-core writes).
 DATAFLOW_PATH = re.compile(r"datastores/(?P<datastore>[^/\s'\"\\]+)/paths/(?P<path>[^\s'\"\\]+)")
 
@@ -101,11 +102,12 @@ class V1Checks:
                                f"{service_error(response)}")
         dto = response.json()
         latest = dto.get("latest") or {}
-        found = DATAFLOW_PATH.search(_definition(latest.get("dataflow") or ""))
+        # One `paths` entry per path registered: a table version lists one glob per segment (table-version).
+        found = list(DATAFLOW_PATH.finditer(_definition(latest.get("dataflow") or "")))
         if not found:
             raise SmokeFailure(f"dataset {ref}: its definition names no datastore path")
-        return Dataset(ref, found["datastore"], found["path"], parse_time(latest.get("createdTime")),
-                       dict(dto.get("tags") or {}))
+        return Dataset(ref, found[0]["datastore"], found[0]["path"], parse_time(latest.get("createdTime")),
+                       dict(dto.get("tags") or {}), [match["path"] for match in found])
 
     def container(self, datastore: str) -> tuple[str, str]:
         """The datastore's storage account and container."""

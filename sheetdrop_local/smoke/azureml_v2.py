@@ -12,7 +12,8 @@ stand-in and compares):
 * ``GET {arm}/{ws}`` (``workspaces.get``): its ``discoveryUrl``, whose ``api`` key is the run-history host
   (``_utils/utils.py``, ``_get_workspace_base_url``; ``jobs._runs_operations`` is built on it);
 * run history (:mod:`sheetdrop_local.smoke.runhistory`) for times, the step job and its log;
-* ``GET {arm}/{ws}/data/{name}/versions/{version}`` (``data.get``): ``dataUri`` and ``systemData.createdAt``;
+* ``GET {arm}/{ws}/data/{name}/versions/{version}`` (``data.get``): ``dataUri``, ``systemData.createdAt`` and, for
+  an mltable asset (a table version), ``referencedUris``;
 * ``GET {arm}/{ws}/datastores/{name}`` (``datastores.get``): ``accountName``, ``containerName``;
 * with ``--clean``, ``GET`` then ``PUT {arm}/{ws}/data/{name}`` with ``isArchived: true`` (``data.archive(name)``,
   ``_archive_or_restore`` on the container).
@@ -49,7 +50,7 @@ NOUN = "batch job"
 #: Two workbooks at once into one folder (data-version-race), then the first again (never-reused).
 ROUNDS: tuple[tuple[str, ...], ...] = (("a", "b"), ("a",))
 ITEMS = ("mount-layout", "output-path", "tags-kept", "job-name-kept", "jobs-list-inputs", "job-identity",
-         "never-reused", "data-version-race", "per-run-overhead", "workbook-finds-run")
+         "never-reused", "data-version-race", "per-run-overhead", "workbook-finds-run", "table-version")
 #: azure-ai-ml 1.34's api-versions: data assets (its 2023-04-01-preview client), datastores and workspaces.
 DATA_API_VERSION = "2023-04-01-preview"
 DATASTORES_API_VERSION = "2024-10-01-preview"
@@ -133,12 +134,18 @@ class V2Checks:
         if response.status_code == 404:
             raise SmokeFailure(f"the job names data asset {ref}, but the workspace has no such version")
         asset = response.json()
-        found = DATA_URI.fullmatch((asset.get("properties") or {}).get("dataUri") or "")
+        properties = asset.get("properties") or {}
+        found = DATA_URI.fullmatch(properties.get("dataUri") or "")
         if not found:
             raise SmokeFailure(f"data asset {ref}: its dataUri names no datastore path")
+        # An mltable asset (a table version) also names what its MLTable file lists: ``referencedUris``, one glob per
+        # segment (MLTableData, azure-ai-ml _restclient/v2023_04_01_preview/models/_models_py3.py), which
+        # azure-ai-ml fills from the MLTable file it reads on registering (table-version).
+        listed = [DATA_URI.fullmatch(str(uri)) for uri in properties.get("referencedUris") or []]
+        paths = [match["path"] if match else "" for match in listed] or [found["path"]]
         return Dataset(ref, found["datastore"], found["path"],
                        parse_time((asset.get("systemData") or {}).get("createdAt")),
-                       dict((asset.get("properties") or {}).get("tags") or {}))
+                       dict(properties.get("tags") or {}), paths)
 
     def container(self, datastore: str) -> tuple[str, str]:
         response = self._arm(f"/datastores/{quote(datastore, safe='')}", f"read datastore {datastore}",

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from sheetdrop_local.smoke import checks as backend_checks
-from sheetdrop_local.smoke import items, loganalytics
+from sheetdrop_local.smoke import items, loganalytics, table_version
 from sheetdrop_local.smoke.facts import Context, Item, Observed, SmokeFailure, duration
 from sheetdrop_local.smoke.report import explain_missing_run, plan, print_items, print_latency
 from sheetdrop_local.smoke.workbook import smoke_workbook
@@ -69,7 +69,7 @@ def command(*, env_file: Path | None, yes: bool, clean: bool, timeout: float, lo
     plugin = backend_checks(settings.backend)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
     print(plan(ctx, plugin, [blob_name(stamp, label) for label in sorted({x for r in plugin.ROUNDS for x in r})],
-               timeout, logs_timeout), file=out)
+               stamp, timeout, logs_timeout), file=out)
     if not yes:
         try:
             answer = ask("go ahead? [y/N] ")
@@ -79,10 +79,11 @@ def command(*, env_file: Path | None, yes: bool, clean: bool, timeout: float, lo
             print("not started (pass --yes to skip this question)", file=out)
             return 1
     observed: list[Observed] = []
+    tables: list[Observed] = []  # the table folder's uploads (table-version), apart from the rounds the items read
     found: list[Item] = []
     failure = None
     try:
-        found = run_smoke(ctx, plugin, stamp, observed, timeout, logs_timeout, log_analytics_url)
+        found = run_smoke(ctx, plugin, stamp, observed, timeout, logs_timeout, log_analytics_url, tables)
     except (SmokeFailure, SubmitError) as exc:  # SubmitError: a service that kept failing, or no token
         failure = str(exc)
         print(f"error: {failure}", file=out)
@@ -103,7 +104,7 @@ def command(*, env_file: Path | None, yes: bool, clean: bool, timeout: float, lo
                                                                     if failure else "nothing decided it"))
              for key in plugin.ITEMS]
     print_items(out, every, plugin)
-    left_behind(ctx, plugin, observed, clean)
+    left_behind(ctx, plugin, observed, clean, tables)
     unconfirmed = [item.key for item in every if not item.confirmed]
     if failure or unconfirmed:
         print(f"smoke: FAILED ({'a failure' if failure else ''}{', ' if failure and unconfirmed else ''}"
@@ -115,7 +116,7 @@ def command(*, env_file: Path | None, yes: bool, clean: bool, timeout: float, lo
 
 
 def run_smoke(ctx: Context, plugin: Any, stamp: str, observed: list[Observed], timeout: float, logs_timeout: float,
-              log_analytics_url: str) -> list[Item]:
+              log_analytics_url: str, tables: list[Observed]) -> list[Item]:
     from sheetdrop.claims import ClaimStore
     from sheetdrop.storage import blob_service
     from sheetdrop.submit.backends import get_backend
@@ -130,13 +131,7 @@ def run_smoke(ctx: Context, plugin: Any, stamp: str, observed: list[Observed], t
     for labels in plugin.ROUNDS:
         this_round = []
         for label in labels:
-            name = blob_name(stamp, label)
-            client = container.get_blob_client(name)
-            client.upload_blob(smoke_workbook(f"{stamp}-{label}"), overwrite=True)
-            properties = client.get_blob_properties()
-            seen = Observed(label, name, properties.etag, properties.last_modified.timestamp())
-            seen.seen["marker"] = f"{stamp}-{label}"
-            print(f"uploaded {settings.input_container}/{name} (etag {seen.etag})", file=ctx.out, flush=True)
+            seen = upload(ctx, container, label, blob_name(stamp, label), f"{stamp}-{label}")
             this_round.append(seen)
             observed.append(seen)
         for seen in this_round:
@@ -151,10 +146,44 @@ def run_smoke(ctx: Context, plugin: Any, stamp: str, observed: list[Observed], t
                                f"{settings.backend_settings.workspace}, and read its step's log")
     first = observed[0]
     first.seen["read_back"] = read_back(ctx, checks, first)
+    # Before the workbook's query: Log Analytics has the table runs' minutes to ingest the first run's events.
+    table = [table_item(ctx, checks, stamp, container, claims, function, timeout, tables)] \
+        if table_version.KEY in plugin.ITEMS else []  # a backend whose docs do not list it is not run through it
     print_latency(ctx.out, first)
-    found = [*checks.items(observed), items.per_run_overhead(first)]
+    found = [*checks.items(observed), items.per_run_overhead(first), *table]
     found.append(workbook_item(ctx, first, logs_timeout, log_analytics_url))
     return found
+
+
+def upload(ctx: Context, container: Any, label: str, name: str, marker: str) -> Observed:
+    """A smoke workbook holding ``marker``, uploaded as ``name``; the version the Function will be sent."""
+    client = container.get_blob_client(name)
+    client.upload_blob(smoke_workbook(marker), overwrite=True)
+    properties = client.get_blob_properties()
+    seen = Observed(label, name, properties.etag, properties.last_modified.timestamp())
+    seen.seen["marker"] = marker
+    print(f"uploaded {ctx.settings.input_container}/{name} (etag {seen.etag})", file=ctx.out, flush=True)
+    return seen
+
+
+def table_item(ctx: Context, checks: Any, stamp: str, container: Any, claims: Any, function: Any, timeout: float,
+               tables: list[Observed]) -> Item:
+    """table-version: the table folder's options, then its workbooks one at a time, each run awaited before the next
+    upload (the second version must follow the first, not race it); whatever stops it leaves the item unconfirmed
+    with the reason, not the items already decided."""
+    try:
+        container.get_blob_client(table_version.OPTIONS_BLOB).upload_blob(table_version.OPTIONS, overwrite=True)
+        print(f"uploaded {ctx.settings.input_container}/{table_version.OPTIONS_BLOB} "
+              f"({table_version.OPTIONS.decode()})", file=ctx.out, flush=True)
+        for label in table_version.LABELS:
+            seen = upload(ctx, container, label, table_version.blob_name(stamp, label), f"{stamp}-{label}")
+            tables.append(seen)
+            wait_for_run(ctx, seen, claims, function, checks, timeout)
+        for seen in tables:
+            checks.observe(seen)
+    except SmokeFailure as exc:
+        return Item(table_version.KEY, False, f"the table folder's runs: {exc}")
+    return table_version.decide(ctx, checks, tables)
 
 
 def wait_for_run(ctx: Context, seen: Observed, claims: Any, function: Any, checks: Any, timeout: float) -> None:
@@ -244,25 +273,34 @@ def workbook_item(ctx: Context, seen: Observed, logs_timeout: float, endpoint: s
         ctx.sleep(ctx.poll)
 
 
-def left_behind(ctx: Context, plugin: Any, observed: list[Observed], clean: bool) -> None:
+def left_behind(ctx: Context, plugin: Any, observed: list[Observed], clean: bool, tables: list[Observed]) -> None:
     from sheetdrop.storage import blob_service
 
     settings, out = ctx.settings, ctx.out
-    blobs = sorted({seen.blob for seen in observed})
+    every = [*observed, *tables]
+    blobs = sorted({seen.blob for seen in every})
+    # The table folder's options file, once the table rounds began (it is uploaded before their first workbook).
+    options = [table_version.OPTIONS_BLOB] if tables else []
+    folders = f"{settings.input_container}/{FOLDER}/" + (f" and {table_version.FOLDER}/" if tables else "")
     if not blobs:
         print("left behind: nothing (nothing was uploaded)", file=out)
         return
+    datasets = [d.ref for s in every for d in s.datasets]
     if clean:
         container = blob_service(settings.storage).get_container_client(settings.input_container)
-        for name in blobs:
+        for name in [*blobs, *options]:
             container.delete_blob(name, delete_snapshots="include")
-        print(f"cleaned: {len(blobs)} smoke workbooks deleted from {settings.input_container}/{FOLDER}/", file=out)
-        for line in plugin.open_checks(ctx).clean(observed) if any(s.datasets for s in observed) else []:
+        print(f"cleaned: {len(blobs)} smoke workbooks{' and ' + options[0] if options else ''} deleted from "
+              f"{folders}", file=out)
+        for line in plugin.open_checks(ctx).clean(every) if datasets else []:
             print(f"cleaned: {line}", file=out)
     else:
-        print(f"left behind: {len(blobs)} workbooks in {settings.input_container}/{FOLDER}/ "
-              f"({', '.join(blobs)}); datasets {', '.join(d.ref for s in observed for d in s.datasets) or 'none'} "
-              "(`sheetdrop smoke --clean` deletes the workbooks and unregisters or archives the datasets)", file=out)
-    print(f"left behind in any case: the {plugin.NOUN}s {', '.join(s.run_id for s in observed if s.run_id) or '-'} "
-          f"(AzureML keeps them), their parquet on {settings.output_datastore}, the claims in "
+        print(f"left behind: {len(blobs)} workbooks in {folders} ({', '.join(blobs)})"
+              f"{' and ' + options[0] if options else ''}; datasets "
+              f"{', '.join(datasets) or 'none'} (`sheetdrop smoke --clean` deletes the workbooks and unregisters or "
+              "archives the datasets)", file=out)
+    tables_written = f" and the table versions' manifests and segments under tables/{table_version.DATASET}/" \
+        if tables else ""
+    print(f"left behind in any case: the {plugin.NOUN}s {', '.join(s.run_id for s in every if s.run_id) or '-'} "
+          f"(AzureML keeps them), their parquet on {settings.output_datastore}{tables_written}, the claims in "
           f"{settings.claims_container}; the cluster goes back to 0 nodes after its idle time", file=out)

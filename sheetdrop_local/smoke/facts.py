@@ -44,6 +44,8 @@ class Dataset:
     path: str
     created: float | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    #: Every datastore path the registration lists (a table version: one glob per segment; ``path`` is the first).
+    paths: list[str] = field(default_factory=list)
 
 
 @dataclass

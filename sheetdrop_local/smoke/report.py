@@ -7,7 +7,7 @@ import re
 from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import quote
 
-from sheetdrop_local.smoke import items
+from sheetdrop_local.smoke import items, table_version
 from sheetdrop_local.smoke.facts import Item, Observed, duration
 
 if TYPE_CHECKING:
@@ -39,23 +39,29 @@ def cluster(ctx: Context) -> str:
             f"{inner.get('vmSize', '?')}, each back to 0 {idle[1] + ' s' if idle else 'some time'} after its last run")
 
 
-def plan(ctx: Context, plugin: Any, blobs: list[str], timeout: float, logs_timeout: float) -> str:
+def plan(ctx: Context, plugin: Any, blobs: list[str], stamp: str, timeout: float, logs_timeout: float) -> str:
     settings = ctx.settings
     runs = sum(len(labels) for labels in plugin.ROUNDS)
     rounds = "" if runs == 1 else " (" + ", then ".join(
         f"{len(labels)} at once" if len(labels) > 1 else "the first again" for labels in plugin.ROUNDS) + ")"
+    tables = len(table_version.LABELS) if table_version.KEY in plugin.ITEMS else 0
+    table_read = " and the table's last version" if tables else ""
     return "\n".join([
         f"sheetdrop smoke: the {settings.backend} deployment in workspace {settings.backend_settings.workspace}, "
         "as the signed-in Azure CLI identity",
         f"  uploads {runs} generated workbook{'s' if runs > 1 else ''}{rounds} into {settings.input_container}/"
         "sheetdrop_smoke/: " + "; ".join(repr(b) for b in blobs),
-        f"  each one is a {plugin.NOUN} the deployed Function starts: {runs} {plugin.NOUN}{'s' if runs > 1 else ''} "
-        f"on {cluster(ctx)}",
+        *([f"  then {table_version.OPTIONS.decode()} as {settings.input_container}/{table_version.OPTIONS_BLOB} "
+           f"and {tables} workbooks, each after the previous one's run ended, into {settings.input_container}/"
+           f"{table_version.FOLDER}/ (table mode: " + "; ".join(
+               repr(table_version.blob_name(stamp, label)) for label in table_version.LABELS) + ")"] if tables else []),
+        f"  each workbook is a {plugin.NOUN} the deployed Function starts: {runs + tables} {plugin.NOUN}"
+        f"{'s' if runs + tables > 1 else ''} on {cluster(ctx)}",
         "  cost: a cluster start from 0 nodes (minutes of a node, billed per node-minute, the first run also builds "
         "the step's image) and a few storage and log queries",
         f"  waits up to {duration(timeout)} for each run, then up to {duration(logs_timeout)} for Log Analytics; "
-        f"reads back one dataset; checks each item of {DOCS.get(settings.backend, 'the docs')}, "
-        "'What only a real workspace confirms'",
+        f"reads back one dataset{table_read}; checks each item of "
+        f"{DOCS.get(settings.backend, 'the docs')}, 'What only a real workspace confirms'",
         "  leaves behind the workbooks, their runs and datasets (--clean deletes the workbooks and unregisters the "
         "datasets; AzureML keeps runs)",
     ])

@@ -102,3 +102,33 @@ def test_the_smoke_tests_v1_reads_match_azureml_core(history: RunHistory) -> Non
     assert history.datasets == {}
     _, by_us = sent(history, lambda: checks.clean([Observed("a", "x", "e", 0.0, datasets=[ours])]))
     assert by_us == [r for r in by_core if r[0] == "DELETE"]
+
+
+def test_the_smoke_reads_a_table_versions_globs_as_azureml_core_registered_them(history: RunHistory) -> None:
+    """table-version: the step's v1 context registers a table version through azureml-core's real
+    ``from_parquet_files`` over segment globs; the smoke reads it back with the request ``Dataset.get_by_name``
+    sends and finds every glob, in order, and the version's tags."""
+    from azure.identity import ManagedIdentityCredential
+    from azureml.core import Dataset, Run
+
+    from sheetdrop_contract import table
+
+    name = "sheetdrop_smoke_table_smoke"
+    globs = tuple(table.segment_pattern(name, segment) for segment in ("v1-0a1b", "v2-9f8e"))
+    context = contexts.get_context({"AZUREML_RUN_ID": history.step_run_id})
+    tags = {"sheet": "Smoke", table.TABLE_VERSION_TAG: "2", table.TABLE_SEGMENTS_TAG: "2"}
+    context.register(Registration(name, "workspaceblobstore", table.manifest_path(name, 2), "Table", tags,
+                                  files=globs))
+    workspace = Run.get_context().experiment.workspace
+    settings = load_settings({
+        "SHEETDROP_BACKEND": "azureml", "INPUT_STORAGE__blobServiceUri": "https://x.blob.core.windows.net",
+        "AZUREML_PIPELINE_ENDPOINT_URL": f"{history.service.url}/pipelines/v1.0/subscriptions/{SUBSCRIPTION}/"
+        f"resourceGroups/{RESOURCE_GROUP}/providers/Microsoft.MachineLearningServices/workspaces/{WORKSPACE}/"
+        "PipelineRuns/PipelineEndpointSubmit/Id/endpoint-1"})
+    checks = smoke_v1.open_checks(Context(settings, {}, ServiceClient(ManagedIdentityCredential()), io.StringIO(), 0))
+
+    ours, by_us = sent(history, lambda: checks._dataset(f"{name}:1"))
+    dataset, by_core = sent(history, lambda: Dataset.get_by_name(workspace, name, version=1))
+    assert by_us == by_core[:1] and dataset.version == 1
+    assert (ours.datastore, ours.paths, ours.path) == ("workspaceblobstore", list(globs), globs[0])
+    assert ours.tags == dataset.tags == tags

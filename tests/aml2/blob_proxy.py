@@ -8,12 +8,19 @@ client goes through requests, which honours ``HTTPS_PROXY``. So this is the prox
 REQUESTS_CA_BUNDLE) and answers two Blob service operations from a folder, as the service does (learn:
 rest/api/storageservices, "List Blobs" and "Get Blob"): listing a container by prefix and reading a blob (whole
 or a range). Anything else is a 501, so a test sees it if the SDK starts asking for more.
+
+Or, for a whole job that writes there too (the step's table commit as the compute's identity, `sheetdrop smoke`'s
+table-version: tests/aml2/test_smoke_v2.py), :func:`forwarding_proxy`: the same ``CONNECT`` and TLS, and every request
+sent on, unchanged but for its address, to an Azurite account over https that takes bearer tokens (tests/aml2/
+conftest.py ``input_account``): ``/<container>/<blob>`` becomes ``/devstoreaccount1/<container>/<blob>`` (Azurite's
+path-style address of an account), so every Blob operation the SDKs send is answered by Azurite, not simulated here.
 """
 
 from __future__ import annotations
 
 import email.utils
 import hashlib
+import http.client
 import http.server
 import socketserver
 import ssl
@@ -104,13 +111,55 @@ def _modified(path: Path) -> str:
     return email.utils.formatdate(path.stat().st_mtime, usegmt=True)
 
 
+class _Forward(http.server.BaseHTTPRequestHandler):
+    """Each request sent on to ``upstream`` (``https://host:port/<account>``), its answer returned as it came."""
+
+    protocol_version = "HTTP/1.1"
+    upstream = ""
+    trust: ssl.SSLContext
+    seen: list[tuple[str, str, bool]]
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def _forward(self) -> None:
+        target = urlsplit(self.upstream)
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.seen.append((self.command, self.path, self.headers.get("Authorization", "").startswith("Bearer ")))
+        # Hop-by-hop headers stay here; Host names Azurite, which reads the account from the path.
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection", "proxy-connection",
+                                                                              "keep-alive", "content-length")}
+        connection = http.client.HTTPSConnection(target.hostname or "", target.port, context=self.trust, timeout=60)
+        try:
+            connection.request(self.command, target.path.rstrip("/") + self.path, body=body,
+                               headers={**headers, "Content-Length": str(len(body))})
+            answer = connection.getresponse()
+            data = answer.read()
+        finally:
+            connection.close()
+        self.send_response(answer.status, answer.reason)
+        for name, value in answer.getheaders():
+            if name.lower() not in ("connection", "keep-alive", "transfer-encoding", "content-length"):
+                self.send_header(name, value)
+        # A HEAD answer says the blob's length without sending it.
+        self.send_header("Content-Length", answer.getheader("Content-Length", "0") if self.command == "HEAD"
+                         else str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    do_GET = do_PUT = do_HEAD = do_DELETE = do_POST = _forward
+
+
 class _Proxy(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, account: BlobAccount, tls: ssl.SSLContext) -> None:
+    def __init__(self, account: BlobAccount, tls: ssl.SSLContext, handler: type | None = None) -> None:
         super().__init__(("127.0.0.1", 0), _Tunnel)
         self.account, self.tls = account, tls
+        #: The handler each tunnel's requests go to: answered from folders, or forwarded (:func:`forwarding_proxy`).
+        self.handler = handler
 
 
 class _Tunnel(socketserver.BaseRequestHandler):
@@ -127,17 +176,28 @@ class _Tunnel(socketserver.BaseRequestHandler):
             return
         self.request.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
         with self.server.tls.wrap_socket(self.request, server_side=True) as tls:
-            handler = type("Blobs", (_Blobs,), {"account": self.server.account,
-                                                 "host": request_line[1].rsplit(":", 1)[0]})
+            handler = self.server.handler or type("Blobs", (_Blobs,), {"account": self.server.account,
+                                                                       "host": request_line[1].rsplit(":", 1)[0]})
             handler(tls, self.client_address, self.server)
 
 
 @contextmanager
-def blob_proxy(account: BlobAccount, cert: Path, key: Path) -> Iterator[str]:
-    """Serve ``account``; yields the proxy's URL (for HTTPS_PROXY)."""
+def forwarding_proxy(upstream: str, cert: Path, key: Path, trust: Path) -> Iterator[tuple[str, BlobAccount]]:
+    """Every ``*.blob.core.windows.net`` request sent on to ``upstream`` (an Azurite account's blob endpoint, whose
+    certificate ``trust`` holds); yields the proxy's URL (for HTTPS_PROXY) and what it saw (``seen``)."""
+    account = BlobAccount({})
+    handler = type("Forward", (_Forward,), {"upstream": upstream, "seen": account.seen,
+                                            "trust": ssl.create_default_context(cafile=str(trust))})
+    with blob_proxy(account, cert, key, handler) as url:
+        yield url, account
+
+
+@contextmanager
+def blob_proxy(account: BlobAccount, cert: Path, key: Path, handler: type | None = None) -> Iterator[str]:
+    """Serve ``account`` (or hand each tunnel's requests to ``handler``); yields the proxy's URL (for HTTPS_PROXY)."""
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(cert, key)
-    server = _Proxy(account, tls)
+    server = _Proxy(account, tls, handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

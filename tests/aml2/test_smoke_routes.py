@@ -11,10 +11,13 @@ from typing import Any
 from loopback import Recorded
 from sheetdrop.settings import load_settings
 from sheetdrop.submit.service import ServiceClient
+from sheetdrop_contract import table
 from sheetdrop_local.smoke import azureml_v2 as smoke_v2
 from sheetdrop_local.smoke.facts import Context, Observed
 from sheetdrop_local.smoke.report import cluster
+from tests.aml2.blob_proxy import BlobAccount
 from tests.aml2.conftest import RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE
+from tests.aml2.test_table_v2 import workspace_storage  # noqa: F401 - the fixture
 from tests.aml2.test_v2_job import publish_to, submit, the_function
 from tests.aml2.workspace import Workspace
 
@@ -101,3 +104,35 @@ def test_the_smoke_tests_v2_reads_are_the_ones_azure_ai_ml_sends(workspace: Work
     _, by_sdk = sent(workspace, lambda: ml_client.data.archive("sheetdrop_smoke"))
     assert by_us == by_sdk and archived is True
     assert workspace.resources[by_sdk[-1][1]]["properties"]["isArchived"] is True
+
+
+def test_the_smoke_reads_a_table_versions_globs_as_azure_ai_ml_does(
+        workspace: Workspace, ml_client: Any, workspace_storage: BlobAccount) -> None:  # noqa: F811
+    """table-version: an mltable asset over a table version's folder, registered by azure-ai-ml as the step's v2
+    context registers it (the MLTable file read from the datastore); the smoke reads it with ``data.get``'s request
+    and finds the globs azure-ai-ml reads as its ``referenced_uris``, in order."""
+    from azure.ai.ml.constants import AssetTypes
+    from azure.ai.ml.entities import Data
+    from azure.identity import ManagedIdentityCredential
+
+    name = "sheetdrop_smoke_table_smoke"
+    globs = [table.segment_pattern(name, segment) for segment in ("v1-0a1b", "v2-9f8e")]
+    folder = workspace.datastore_folder("workspaceblobstore") / table.version_folder(name, 2)
+    folder.mkdir(parents=True)
+    (folder / table.MLTABLE_FILE).write_text(table.mltable_text("workspaceblobstore", globs))
+    ml_client.data.create_or_update(Data(name=name, type=AssetTypes.MLTABLE, tags={table.TABLE_VERSION_TAG: "2"},
+                                         path=f"azureml://datastores/workspaceblobstore/paths/"
+                                              f"{table.version_folder(name, 2)}/"))
+    settings = load_settings({
+        "SHEETDROP_BACKEND": "azureml-v2", "INPUT_STORAGE__blobServiceUri": "https://x.blob.core.windows.net",
+        "AZUREML_BATCH_ENDPOINT_URL": f"{workspace.service.url}/endpoint/jobs", "AZUREML_ARM_URL":
+        workspace.service.url, "AZUREML_SUBSCRIPTION_ID": SUBSCRIPTION, "AZUREML_RESOURCE_GROUP": RESOURCE_GROUP,
+        "AZUREML_WORKSPACE": WORKSPACE})
+    checks = smoke_v2.open_checks(Context(settings, {"AZUREML_ARM_URL": workspace.service.url},
+                                          ServiceClient(ManagedIdentityCredential()), io.StringIO(), 0.0))
+
+    ours, by_us = sent(workspace, lambda: checks._dataset(f"{name}:1"))
+    theirs, by_sdk = sent(workspace, lambda: ml_client.data.get(name, version="1"))
+    assert by_us == by_sdk
+    assert theirs._referenced_uris == [f"azureml://datastores/{ours.datastore}/paths/{path}" for path in ours.paths]
+    assert ours.paths == globs and ours.tags == theirs.tags == {table.TABLE_VERSION_TAG: "2"}

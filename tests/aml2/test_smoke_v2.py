@@ -11,6 +11,7 @@ output is copied as the mount would upload it.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import threading
 import time
@@ -29,9 +30,11 @@ from loganalytics_standin import WORKSPACE_ID, LogAnalytics
 from loopback import serve
 from sheetdrop_local.azurite import AZURITE_ACCOUNT, AZURITE_KEY
 from smoke_output import items
+from tests.aml2.blob_proxy import SUFFIX, BlobAccount, forwarding_proxy
 from tests.aml2.conftest import RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE
 from tests.aml2.test_v2_job import publish_to, the_function
 from tests.aml2.workspace import Workspace, jwt
+from tests.tls import self_signed
 
 PYTHON = REPO / ".venv" / "bin" / "python"  # the CLI's environment, where `sheetdrop smoke` runs
 AZ = """#!{python}
@@ -47,7 +50,7 @@ import sys
 print(open({values!r}).read(), end="")
 """
 V2_ITEMS = ["mount-layout", "output-path", "tags-kept", "job-name-kept", "jobs-list-inputs", "job-identity",
-            "never-reused", "data-version-race", "per-run-overhead", "workbook-finds-run"]
+            "never-reused", "data-version-race", "per-run-overhead", "workbook-finds-run", "table-version"]
 
 
 @dataclass
@@ -82,7 +85,8 @@ def _function(deployment: Deployment, settings: Any, backend: Any, inputs: Any, 
     done: set[tuple[str, str]] = set()
     next_start = 0.0
     while not stop.wait(0.1):
-        for listed in inputs.list_blobs(name_starts_with="sheetdrop_smoke/"):
+        # Both smoke folders: sheetdrop_smoke/ and the table-mode sheetdrop_smoke_table/ (its sheetdrop.json too).
+        for listed in inputs.list_blobs(name_starts_with="sheetdrop_smoke"):
             try:
                 blob = inputs.get_blob_client(listed.name).get_blob_properties()
             except ResourceNotFoundError:
@@ -93,6 +97,8 @@ def _function(deployment: Deployment, settings: Any, backend: Any, inputs: Any, 
             outcome = handle_blob(BlobVersion(inputs.container_name, blob.name, blob.etag, blob.size),
                                   invocation_id=str(uuid.uuid4()), settings=settings, backend=backend,
                                   claims=claim_store(settings))
+            if not outcome.run_id:
+                continue  # the table folder's sheetdrop.json: checked and recorded, no job
             job = next(j for j in deployment.workspace.jobs if j.name == outcome.run_id)
             delay = max(0.0, next_start - time.monotonic())
             next_start = time.monotonic() + delay + 1.0
@@ -100,8 +106,25 @@ def _function(deployment: Deployment, settings: Any, backend: Any, inputs: Any, 
 
 
 @pytest.fixture
+def workspace_storage(workspace: Workspace, input_account: str, certificate: Any, tmp_path: Path,
+                      monkeypatch: pytest.MonkeyPatch) -> Iterator[BlobAccount]:
+    """The workspace storage's blob endpoint (``https://devstoreaccount1.blob.core.windows.net``, where the step's v2
+    context writes a table's segments and manifests and azure-ai-ml reads its MLTable file) forwarded to the Azurite
+    account whose container plays workspaceblobstore, for this process and its jobs (Workspace.storage_proxy)."""
+    named = self_signed(tmp_path / "storage-tls", (f"*{SUFFIX}",))
+    bundle = tmp_path / "trusted.pem"
+    bundle.write_bytes(certificate.cert.read_bytes() + named.cert.read_bytes())
+    with forwarding_proxy(input_account, named.cert, named.key, certificate.cert) as (proxy, account):
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+        monkeypatch.setenv("HTTPS_PROXY", proxy)
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")  # the stand-ins on loopback: direct
+        workspace.storage_proxy = {"HTTPS_PROXY": proxy, "NO_PROXY": "127.0.0.1,localhost"}
+        yield account
+
+
+@pytest.fixture
 def deployment(workspace: Workspace, ml_client: Any, input_account: str, input_container: Any, certificate: Any,
-               tmp_path: Path) -> Iterator[Deployment]:
+               tmp_path: Path, workspace_storage: BlobAccount) -> Iterator[Deployment]:
     from azure.storage.blob import BlobServiceClient
     from mlflow.tracking import MlflowClient
 
@@ -163,7 +186,7 @@ def deployment(workspace: Workspace, ml_client: Any, input_account: str, input_c
             function.join(60)
 
 
-def test_the_happy_path_confirms_every_v2_item(deployment: Deployment) -> None:
+def test_the_happy_path_confirms_every_v2_item(deployment: Deployment, workspace_storage: BlobAccount) -> None:
     started = time.monotonic()
     done = deployment.smoke("--clean")
     out = done.stdout + done.stderr
@@ -171,8 +194,18 @@ def test_the_happy_path_confirms_every_v2_item(deployment: Deployment) -> None:
     found = items(out)
     assert list(found) == V2_ITEMS
     assert all(value.startswith("confirmed") for value in found.values()), out
+    # The table folder's second version: an mltable asset whose referencedUris are its segments' globs, read back
+    # from the container playing workspaceblobstore, where the steps committed it through the storage endpoint as
+    # the compute's identity (a bearer token on every write).
+    assert re.match(r"confirmed +sheetdrop_smoke_table_smoke:2 is table_version 2 over 2 segment globs \(tables/"
+                    r"sheetdrop_smoke_table_smoke/segments/[^/]+/\*\.parquet, ", found["table-version"])
+    assert "read back tables/sheetdrop_smoke_table_smoke/2/manifest.json: 2 segments, 2 files, 6 rows" in \
+        found["table-version"]
+    writes = [path for method, path, bearer in workspace_storage.seen if method == "PUT" and bearer]
+    assert any(path.endswith("/tables/sheetdrop_smoke_table_smoke/2/manifest.json") for path in writes), writes
+    assert "cleaned: data asset sheetdrop_smoke_table_smoke: archived" in out
     assert "uploads 3 generated workbooks (2 at once, then the first again) into " in out
-    assert "3 batch jobs on cluster sheetdrop-cpu: 0 to 2 nodes of STANDARD_DS3_V2" in out
+    assert "5 batch jobs on cluster sheetdrop-cpu: 0 to 2 nodes of STANDARD_DS3_V2" in out
     assert "the two steps ran at the same time" in found["data-version-race"]
     print(f"v2 smoke in {time.monotonic() - started:.1f} s")
 

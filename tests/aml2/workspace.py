@@ -113,6 +113,9 @@ class Workspace:
     keeps_name: bool = True
     keeps_properties: bool = True
     lose_answers: int = 0
+    #: HTTPS_PROXY and NO_PROXY for every job, set by a test that answers the workspace storage through a proxy
+    #: (only then: a proxy of the machine's own must not reach the jobs).
+    storage_proxy: dict[str, str] = field(default_factory=dict)
     resources: dict[str, dict[str, Any]] = field(default_factory=dict)
     jobs: list[Job] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -319,6 +322,9 @@ class Workspace:
             # This workspace on loopback: azure-ai-ml's own endpoint override, and its certificate.
             "AZUREML_DEV_URL_MFE": self.service.url, "REQUESTS_CA_BUNDLE": os.environ["REQUESTS_CA_BUNDLE"],
             "AZUREML_SDKV2_TELEMETRY_OPTOUT": "1",
+            # The workspace storage's blob endpoint, when a test answers it through a proxy (tests/aml2/
+            # blob_proxy.py): the step writes a table's segments and manifests there as the compute's identity.
+            **self.storage_proxy,
         }
 
     def run_batch_job(self, job: Job) -> Job:
