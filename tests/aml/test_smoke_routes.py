@@ -55,8 +55,19 @@ def sent(history: RunHistory, call: Callable[[], Any]) -> tuple[Any, list[tuple[
                     if not r.path.startswith(("/msi/", "/discovery"))]
 
 
-def test_the_smoke_tests_v1_reads_match_azureml_core(history: RunHistory) -> None:
+def smoke_checks(history: RunHistory) -> Any:
+    """The smoke's v1 checks, as `sheetdrop smoke` opens them for a deployment whose endpoint is the stand-in."""
     from azure.identity import ManagedIdentityCredential
+
+    settings = load_settings({
+        "SHEETDROP_BACKEND": "azureml", "INPUT_STORAGE__blobServiceUri": "https://x.blob.core.windows.net",
+        "AZUREML_PIPELINE_ENDPOINT_URL": f"{history.service.url}/pipelines/v1.0/subscriptions/{SUBSCRIPTION}/"
+        f"resourceGroups/{RESOURCE_GROUP}/providers/Microsoft.MachineLearningServices/workspaces/{WORKSPACE}/"
+        "PipelineRuns/PipelineEndpointSubmit/Id/endpoint-1"})
+    return smoke_v1.open_checks(Context(settings, {}, ServiceClient(ManagedIdentityCredential()), io.StringIO(), 0))
+
+
+def test_the_smoke_tests_v1_reads_match_azureml_core(history: RunHistory) -> None:
     from azureml.core import Dataset, Datastore, Run
 
     # A registered version, as the step's v1 context registers it (azureml-core's own Dataset.register).
@@ -66,12 +77,7 @@ def test_the_smoke_tests_v1_reads_match_azureml_core(history: RunHistory) -> Non
     step = Run.get_context()
     workspace = step.experiment.workspace
 
-    settings = load_settings({
-        "SHEETDROP_BACKEND": "azureml", "INPUT_STORAGE__blobServiceUri": "https://x.blob.core.windows.net",
-        "AZUREML_PIPELINE_ENDPOINT_URL": f"{history.service.url}/pipelines/v1.0/subscriptions/{SUBSCRIPTION}/"
-        f"resourceGroups/{RESOURCE_GROUP}/providers/Microsoft.MachineLearningServices/workspaces/{WORKSPACE}/"
-        "PipelineRuns/PipelineEndpointSubmit/Id/endpoint-1"})
-    checks = smoke_v1.open_checks(Context(settings, {}, ServiceClient(ManagedIdentityCredential()), io.StringIO(), 0))
+    checks = smoke_checks(history)
 
     ours, _ = sent(history, lambda: checks.history.children(history.pipeline_run_id))
     # Run.get_children on the pipeline run as a plain Run (a PipelineRun would ask the pipelines service instead).
@@ -108,7 +114,6 @@ def test_the_smoke_reads_a_table_versions_globs_as_azureml_core_registered_them(
     """table-version: the step's v1 context registers a table version through azureml-core's real
     ``from_parquet_files`` over segment globs; the smoke reads it back with the request ``Dataset.get_by_name``
     sends and finds every glob, in order, and the version's tags."""
-    from azure.identity import ManagedIdentityCredential
     from azureml.core import Dataset, Run
 
     from sheetdrop_contract import table
@@ -120,12 +125,7 @@ def test_the_smoke_reads_a_table_versions_globs_as_azureml_core_registered_them(
     context.register(Registration(name, "workspaceblobstore", table.manifest_path(name, 2), "Table", tags,
                                   files=globs))
     workspace = Run.get_context().experiment.workspace
-    settings = load_settings({
-        "SHEETDROP_BACKEND": "azureml", "INPUT_STORAGE__blobServiceUri": "https://x.blob.core.windows.net",
-        "AZUREML_PIPELINE_ENDPOINT_URL": f"{history.service.url}/pipelines/v1.0/subscriptions/{SUBSCRIPTION}/"
-        f"resourceGroups/{RESOURCE_GROUP}/providers/Microsoft.MachineLearningServices/workspaces/{WORKSPACE}/"
-        "PipelineRuns/PipelineEndpointSubmit/Id/endpoint-1"})
-    checks = smoke_v1.open_checks(Context(settings, {}, ServiceClient(ManagedIdentityCredential()), io.StringIO(), 0))
+    checks = smoke_checks(history)
 
     ours, by_us = sent(history, lambda: checks._dataset(f"{name}:1"))
     dataset, by_core = sent(history, lambda: Dataset.get_by_name(workspace, name, version=1))
